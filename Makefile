@@ -1,0 +1,97 @@
+# podman-hpc: container support for Slurm. `make help` lists the targets.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(LIBDIR)/systemd/system
+DATADIR    ?= $(PREFIX)/share/podman-hpc
+DESTDIR    ?=
+NODES      ?= 2
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+GO         ?= go
+# Build tags that keep containers/image and containers/storage free of C deps.
+GO_TAGS    := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+GO_FLAGS   := -tags "$(GO_TAGS)" -trimpath
+GO_LDFLAGS := -X main.version=$(VERSION)
+
+CC         ?= gcc
+CFLAGS     ?= -O2 -g
+SPANK_CFLAGS  := -std=gnu11 -fPIC -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 \
+		-fstack-protector-strong -DPHPC_VERSION='"$(VERSION)"'
+SPANK_LDFLAGS := -shared -Wl,-z,relro,-z,now -Wl,--version-script=spank/exports.map
+SPANK_SRCS := $(wildcard spank/*.c)
+SPANK_HDRS := $(wildcard spank/*.h)
+GO_SRCS    := $(shell find cmd pkg -name '*.go' -not -name '*_test.go') go.mod go.sum
+
+export GOFLAGS
+
+.DEFAULT_GOAL := build
+.PHONY: help deps build test e2e check demo bench cluster cluster-down install clean lint
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install every Debian package and tool the build, tests, demo and benchmarks need
+	test/deps.sh
+
+build: bin/podman-hpcd bin/spank_podman_hpc.so ## build the daemon and the SPANK plugin into bin/
+
+bin/podman-hpcd: $(GO_SRCS) Makefile
+	@mkdir -p bin
+	$(GO) build $(GO_FLAGS) -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/podman-hpcd
+
+# Linked to a temporary name and renamed: srun and slurmstepd load the plugin
+# at every step, and rewriting it in place crashes the ones running.
+bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $(SPANK_CFLAGS) $(SPANK_LDFLAGS) -o $@.tmp $(SPANK_SRCS)
+	mv -f $@.tmp $@
+
+test: build ## unit tests (Go and the plugin's C through cgo); root-only tests skip
+	$(GO) vet $(GO_FLAGS) ./...
+	$(GO) test $(GO_FLAGS) -count=1 ./...
+
+e2e: build ## bring up the test cluster (or reuse it), run the end-to-end suite through srun/sbatch, tear down
+	test/cluster/up.sh
+	rc=0; $(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
+	[ -n "$(KEEP_CLUSTER)" ] || test/cluster/down.sh; exit $$rc
+
+check: deps build test e2e ## everything CI runs: deps, build, unit tests, end-to-end tests
+
+demo: deps build ## bring up the cluster and run a job with srun --container-image
+	NODES=$(NODES) test/cluster/up.sh
+	test/demo.sh
+
+bench: deps build ## benchmarks; figures go to build/bench.json
+	NODES=$(NODES) test/cluster/up.sh
+	test/bench.sh
+
+cluster: build ## bring up the test cluster (NODES=2 by default); then: source build/cluster.env
+	NODES=$(NODES) test/cluster/up.sh
+
+cluster-down: ## stop the test cluster and remove all it made
+	test/cluster/down.sh
+
+lint: ## gofmt, go vet and shellcheck
+	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
+	$(GO) vet $(GO_FLAGS) ./...
+	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+
+install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
+	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd
+	install -D -m 0755 bin/spank_podman_hpc.so $(DESTDIR)$(LIBDIR)/slurm/spank_podman_hpc.so
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d $(DESTDIR)$(DATADIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/podman-hpcd.service >$(DESTDIR)$(UNITDIR)/podman-hpcd.service
+	install -m 0644 contrib/slurm/podman-hpcd.socket $(DESTDIR)$(UNITDIR)/podman-hpcd.socket
+	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
+		>$(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d/podman-hpc.conf
+	install -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(DATADIR)/podman-hpcd.conf.example
+	cp -r contrib/slurm/examples $(DESTDIR)$(DATADIR)/
+	@# An admin's edited config is never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf ] || \
+		install -D -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf
+
+clean: ## remove build outputs (keeps the cached test images in build/images)
+	rm -rf bin build/cluster-logs build/bench.json

@@ -1,0 +1,64 @@
+// Command podman-hpcd is the per-node podman-hpc daemon and its client.
+//
+//	podman-hpcd serve [--config FILE] [--socket PATH]   run the daemon
+//	podman-hpcd status [--socket PATH]                  ask the running daemon
+//	podman-hpcd version                                 print the version
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `usage: podman-hpcd COMMAND [OPTIONS]
+
+Container support for Slurm: the per-node daemon and its client.
+
+Commands:
+  serve     run the daemon (under systemd with socket activation, or --socket PATH)
+  status    show the running daemon's version, node and uptime
+  version   print the version
+  help      show this text
+
+Run 'podman-hpcd COMMAND --help' for a command's options.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the exit code; split from main for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = serveCmd(rest, stderr)
+	case "status":
+		err = statusCmd(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "podman-hpcd %s\n", version)
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "podman-hpcd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "podman-hpcd: %v\n", err)
+		return 1
+	}
+	return 0
+}

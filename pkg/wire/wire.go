@@ -1,0 +1,181 @@
+// Package wire is the Go side of the protocol between the SPANK plugin and
+// podman-hpcd (the C side is spank/proto.c; spank/cgotest tests one against
+// the other).
+//
+// A frame is a 4-byte big-endian length of what follows, a 4-byte header
+// (version, message type, two zero bytes), then a body of "key\x00value\x00"
+// pairs. Keys may repeat. File descriptors travel as SCM_RIGHTS beside a frame.
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// MaxBody is the largest body either side accepts.
+const MaxBody = 1 << 20
+
+// HeaderSize is the size of a frame's fixed part.
+const HeaderSize = 8
+
+// Type is a message type.
+type Type uint8
+
+// Message types; the numbers are shared with spank/proto.h.
+const (
+	Hello     Type = 1  // client -> daemon: who I am, protocol check
+	Container Type = 2  // slurmstepd -> daemon: the step's container
+	OK        Type = 64 // daemon -> client: done
+	Error     Type = 65 // daemon -> client: "message" says why
+	Progress  Type = 66 // daemon -> client: "message" for the user
+)
+
+var (
+	// ErrVersion means the peer speaks another protocol version.
+	ErrVersion = errors.New("unsupported protocol version")
+	// ErrTooLarge means a frame's body is over MaxBody.
+	ErrTooLarge = errors.New("message too large")
+	// ErrMalformed means a body is not a sequence of key/value C strings.
+	ErrMalformed = errors.New("malformed message body")
+)
+
+// Field is one key/value pair.
+type Field struct {
+	Key, Value string
+}
+
+// Message is one decoded frame.
+type Message struct {
+	Type   Type
+	Fields []Field
+}
+
+// New returns a message of type t with the given key, value, key, value... pairs.
+func New(t Type, kv ...string) *Message {
+	m := &Message{Type: t}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m.Add(kv[i], kv[i+1])
+	}
+	return m
+}
+
+// Add appends a pair.
+func (m *Message) Add(key, value string) {
+	m.Fields = append(m.Fields, Field{key, value})
+}
+
+// Get returns the first value of key, and whether it was there.
+func (m *Message) Get(key string) (string, bool) {
+	for _, f := range m.Fields {
+		if f.Key == key {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// All returns every value of key, in order.
+func (m *Message) All(key string) []string {
+	var out []string
+	for _, f := range m.Fields {
+		if f.Key == key {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
+// Marshal encodes m as one frame. It fails on an empty key, a NUL inside a
+// key or value, or a body over MaxBody.
+func (m *Message) Marshal() ([]byte, error) {
+	var body bytes.Buffer
+	for _, f := range m.Fields {
+		if f.Key == "" || bytes.IndexByte([]byte(f.Key), 0) >= 0 || bytes.IndexByte([]byte(f.Value), 0) >= 0 {
+			return nil, fmt.Errorf("encode field %q: %w", f.Key, ErrMalformed)
+		}
+		body.WriteString(f.Key)
+		body.WriteByte(0)
+		body.WriteString(f.Value)
+		body.WriteByte(0)
+	}
+	if body.Len() > MaxBody {
+		return nil, ErrTooLarge
+	}
+	out := make([]byte, HeaderSize, HeaderSize+body.Len())
+	binary.BigEndian.PutUint32(out, uint32(body.Len()+4))
+	out[4] = Version
+	out[5] = byte(m.Type)
+	return append(out, body.Bytes()...), nil
+}
+
+// ParseHeader reads a frame header and returns the type and body length.
+func ParseHeader(hdr []byte) (Type, int, error) {
+	if len(hdr) < HeaderSize {
+		return 0, 0, io.ErrUnexpectedEOF
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	if hdr[4] != Version {
+		return 0, 0, fmt.Errorf("%w %d (want %d)", ErrVersion, hdr[4], Version)
+	}
+	if n < 4 || n-4 > MaxBody {
+		return 0, 0, ErrTooLarge
+	}
+	return Type(hdr[5]), int(n - 4), nil
+}
+
+// ParseBody decodes a body into pairs.
+func ParseBody(body []byte) ([]Field, error) {
+	var fields []Field
+	parts := bytes.Split(body, []byte{0})
+	if len(body) == 0 {
+		return nil, nil
+	}
+	// A valid body ends with NUL, so Split leaves one empty trailing part.
+	if len(parts)%2 != 1 || len(parts[len(parts)-1]) != 0 {
+		return nil, ErrMalformed
+	}
+	for i := 0; i+1 < len(parts); i += 2 {
+		if len(parts[i]) == 0 {
+			return nil, ErrMalformed
+		}
+		fields = append(fields, Field{string(parts[i]), string(parts[i+1])})
+	}
+	return fields, nil
+}
+
+// Read reads one frame from r.
+func Read(r io.Reader) (*Message, error) {
+	hdr := make([]byte, HeaderSize)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, err
+	}
+	t, n, err := ParseHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	fields, err := ParseBody(body)
+	if err != nil {
+		return nil, err
+	}
+	return &Message{Type: t, Fields: fields}, nil
+}
+
+// Write writes m to w as one frame.
+func Write(w io.Writer, m *Message) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}

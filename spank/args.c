@@ -1,0 +1,236 @@
+/*
+ * args.c - parsing of the --container-* option values (see args.h).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+
+/* Mount flags we pass on; anything else is refused before a job starts. */
+static const char *const known_mount_flags[] = {
+	"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec",
+	"private", "rprivate", "slave", "rslave", "shared", "rshared", NULL,
+};
+
+void phpc_args_init(struct phpc_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->writable = PHPC_UNSET;
+	a->mount_home = PHPC_UNSET;
+}
+
+void phpc_args_free(struct phpc_args *a)
+{
+	size_t i;
+
+	free(a->image);
+	free(a->workdir);
+	for (i = 0; i < a->n_mounts; i++) {
+		free(a->mounts[i].src);
+		free(a->mounts[i].dst);
+		free(a->mounts[i].flags);
+	}
+	free(a->mounts);
+	for (i = 0; i < a->n_env_names; i++)
+		free(a->env_names[i]);
+	free(a->env_names);
+	phpc_args_init(a);
+}
+
+static int has_space_or_ctrl(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (isspace((unsigned char)*s) || iscntrl((unsigned char)*s))
+			return 1;
+	return 0;
+}
+
+int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-image: empty image name; give IMAGE[:TAG], REGISTRY#IMAGE[:TAG] or a squashfs path");
+		return -1;
+	}
+	if (has_space_or_ctrl(v)) {
+		snprintf(err, errlen, "--container-image: \"%s\" contains white space", v);
+		return -1;
+	}
+	/* pyxis: the same option given twice must agree (srun line vs #SBATCH). */
+	if (a->image != NULL) {
+		if (strcmp(a->image, v) == 0)
+			return 0;
+		snprintf(err, errlen, "--container-image: given twice with different values (\"%s\" and \"%s\"); keep one", a->image, v);
+		return -1;
+	}
+	a->image = strdup(v);
+	if (a->image == NULL) {
+		snprintf(err, errlen, "--container-image: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	if (v == NULL || v[0] != '/') {
+		snprintf(err, errlen, "--container-workdir: \"%s\" is not an absolute path", v ? v : "");
+		return -1;
+	}
+	if (a->workdir != NULL && strcmp(a->workdir, v) != 0) {
+		snprintf(err, errlen, "--container-workdir: given twice with different values (\"%s\" and \"%s\")", a->workdir, v);
+		return -1;
+	}
+	free(a->workdir);
+	a->workdir = strdup(v);
+	return a->workdir ? 0 : -1;
+}
+
+static int check_mount_flags(const char *flags, char *err, size_t errlen)
+{
+	char *copy, *tok, *save = NULL;
+	int rv = -1;
+	size_t i;
+
+	copy = strdup(flags);
+	if (copy == NULL)
+		return -1;
+	for (tok = strtok_r(copy, "+", &save); tok; tok = strtok_r(NULL, "+", &save)) {
+		for (i = 0; known_mount_flags[i]; i++)
+			if (strcmp(tok, known_mount_flags[i]) == 0)
+				break;
+		if (known_mount_flags[i] == NULL) {
+			snprintf(err, errlen, "--container-mounts: unknown mount flag \"%s\" (known: ro, rw, rbind, nosuid, nodev, noexec, [r]private, [r]slave, [r]shared; join several with '+')", tok);
+			goto out;
+		}
+	}
+	rv = 0;
+out:
+	free(copy);
+	return rv;
+}
+
+/* One "SRC[:DST[:FLAGS]]" entry. DST defaults to SRC, as in pyxis. */
+static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t errlen)
+{
+	char *src = entry, *dst, *flags = NULL;
+	struct phpc_mount *m;
+
+	dst = strchr(src, ':');
+	if (dst != NULL) {
+		*dst++ = '\0';
+		flags = strchr(dst, ':');
+		if (flags != NULL) {
+			*flags++ = '\0';
+			if (strchr(flags, ':') != NULL) {
+				snprintf(err, errlen, "--container-mounts: \"%s\" has too many ':' (want SRC:DST[:FLAGS])", entry);
+				return -1;
+			}
+		}
+	} else {
+		dst = src;
+	}
+	if (*src == '\0' || *dst == '\0') {
+		snprintf(err, errlen, "--container-mounts: empty source or destination in \"%s\" (want SRC:DST[:FLAGS])", entry);
+		return -1;
+	}
+	if (dst[0] != '/') {
+		snprintf(err, errlen, "--container-mounts: destination \"%s\" is not an absolute path", dst);
+		return -1;
+	}
+	if (flags != NULL && *flags != '\0' && check_mount_flags(flags, err, errlen) < 0)
+		return -1;
+
+	m = realloc(a->mounts, (a->n_mounts + 1) * sizeof(*m));
+	if (m == NULL)
+		return -1;
+	a->mounts = m;
+	m = &a->mounts[a->n_mounts];
+	m->src = strdup(src);
+	m->dst = strdup(dst);
+	m->flags = (flags && *flags) ? strdup(flags) : NULL;
+	if (m->src == NULL || m->dst == NULL || (flags && *flags && m->flags == NULL)) {
+		free(m->src);
+		free(m->dst);
+		free(m->flags);
+		return -1;
+	}
+	a->n_mounts++;
+	return 0;
+}
+
+int phpc_args_add_mounts(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	char *copy, *entry, *save = NULL;
+	int rv = -1;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-mounts: empty value (want SRC:DST[:FLAGS][,...])");
+		return -1;
+	}
+	copy = strdup(v);
+	if (copy == NULL)
+		return -1;
+	for (entry = strtok_r(copy, ",", &save); entry; entry = strtok_r(NULL, ",", &save))
+		if (add_one_mount(a, entry, err, errlen) < 0)
+			goto out;
+	rv = 0;
+out:
+	free(copy);
+	return rv;
+}
+
+static int is_env_name(const char *s)
+{
+	if (!(isalpha((unsigned char)*s) || *s == '_'))
+		return 0;
+	for (s++; *s; s++)
+		if (!(isalnum((unsigned char)*s) || *s == '_'))
+			return 0;
+	return 1;
+}
+
+int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	char *copy, *name, *save = NULL, **names;
+	int rv = -1;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-env: empty value (want NAME[,NAME...])");
+		return -1;
+	}
+	copy = strdup(v);
+	if (copy == NULL)
+		return -1;
+	for (name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+		if (!is_env_name(name)) {
+			snprintf(err, errlen, "--container-env: \"%s\" is not a valid variable name", name);
+			goto out;
+		}
+		names = realloc(a->env_names, (a->n_env_names + 1) * sizeof(*names));
+		if (names == NULL)
+			goto out;
+		a->env_names = names;
+		a->env_names[a->n_env_names] = strdup(name);
+		if (a->env_names[a->n_env_names] == NULL)
+			goto out;
+		a->n_env_names++;
+	}
+	rv = 0;
+out:
+	free(copy);
+	return rv;
+}
+
+int phpc_args_set_flag(int *flag, int value, const char *name, char *err, size_t errlen)
+{
+	if (*flag != PHPC_UNSET && *flag != value) {
+		snprintf(err, errlen, "%s: conflicts with an earlier option that says the opposite; keep one", name);
+		return -1;
+	}
+	*flag = value;
+	return 0;
+}

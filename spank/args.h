@@ -1,0 +1,45 @@
+/*
+ * args.h - the user's --container-* options, parsed and validated.
+ *
+ * Pure logic: no Slurm calls, so the same code is unit-tested through cgo
+ * (spank/cgotest). Every setter writes a one-line reason into err on failure.
+ */
+#ifndef PHPC_ARGS_H
+#define PHPC_ARGS_H
+
+#include <stddef.h>
+
+/* Tri-state for flags that have an admin default: unset means "use it". */
+enum phpc_tristate { PHPC_UNSET = -1, PHPC_NO = 0, PHPC_YES = 1 };
+
+struct phpc_mount {
+	char *src;
+	char *dst;
+	char *flags; /* '+'-joined, as the user wrote them; NULL when none */
+};
+
+struct phpc_args {
+	char *image;
+	char *workdir;
+	struct phpc_mount *mounts;
+	size_t n_mounts;
+	char **env_names; /* --container-env: host values win for these */
+	size_t n_env_names;
+	int writable;     /* enum phpc_tristate */
+	int mount_home;   /* enum phpc_tristate */
+};
+
+void phpc_args_init(struct phpc_args *a);
+void phpc_args_free(struct phpc_args *a);
+
+/* Each returns 0, or -1 with a reason in err. */
+int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_add_mounts(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_t errlen);
+
+/* Sets a tri-state flag; giving both spellings (e.g. --container-writable and
+ * --container-readonly) with different meanings is an error, as in pyxis. */
+int phpc_args_set_flag(int *flag, int value, const char *name, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,112 @@
+package cgotest
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestArgs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		opts    []Option
+		want    Args
+		wantErr string
+	}{
+		{
+			name: "registry reference",
+			opts: []Option{{"image", "nvcr.io#nvidia/pytorch:24.01"}},
+			want: Args{Image: "nvcr.io#nvidia/pytorch:24.01", Writable: -1, MountHome: -1},
+		},
+		{
+			name: "same image twice is fine (srun line and #SBATCH)",
+			opts: []Option{{"image", "ubuntu:22.04"}, {"image", "ubuntu:22.04"}},
+			want: Args{Image: "ubuntu:22.04", Writable: -1, MountHome: -1},
+		},
+		{
+			name:    "two different images",
+			opts:    []Option{{"image", "a"}, {"image", "b"}},
+			wantErr: "given twice with different values",
+		},
+		{name: "empty image", opts: []Option{{"image", ""}}, wantErr: "empty image name"},
+		{name: "image with space", opts: []Option{{"image", "a b"}}, wantErr: "white space"},
+		{
+			name: "mounts with flags and defaults",
+			opts: []Option{{"mounts", "/data:/data:ro,/scratch,/a:/b:ro+rbind"}, {"mounts", "/c:/d"}},
+			want: Args{Mounts: []Mount{
+				{"/data", "/data", "ro"}, {"/scratch", "/scratch", ""}, {"/a", "/b", "ro+rbind"}, {"/c", "/d", ""},
+			}, Writable: -1, MountHome: -1},
+		},
+		{name: "relative destination", opts: []Option{{"mounts", "/a:b"}}, wantErr: "not an absolute path"},
+		{name: "unknown mount flag", opts: []Option{{"mounts", "/a:/b:rw+bogus"}}, wantErr: `unknown mount flag "bogus"`},
+		{name: "too many colons", opts: []Option{{"mounts", "/a:/b:ro:x"}}, wantErr: "too many ':'"},
+		{name: "empty source", opts: []Option{{"mounts", ":/b"}}, wantErr: "empty source"},
+		{name: "empty mounts", opts: []Option{{"mounts", ""}}, wantErr: "empty value"},
+		{name: "workdir", opts: []Option{{"workdir", "/work"}}, want: Args{Workdir: "/work", Writable: -1, MountHome: -1}},
+		{name: "relative workdir", opts: []Option{{"workdir", "work"}}, wantErr: "not an absolute path"},
+		{
+			name: "env names",
+			opts: []Option{{"env", "PATH,LD_LIBRARY_PATH"}, {"env", "_X1"}},
+			want: Args{EnvNames: []string{"PATH", "LD_LIBRARY_PATH", "_X1"}, Writable: -1, MountHome: -1},
+		},
+		{name: "bad env name", opts: []Option{{"env", "PATH,1X"}}, wantErr: `"1X" is not a valid variable name`},
+		{name: "writable", opts: []Option{{"writable", ""}, {"writable", ""}}, want: Args{Writable: 1, MountHome: -1}},
+		{name: "writable and readonly", opts: []Option{{"writable", ""}, {"readonly", ""}}, wantErr: "conflicts"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseOptions(tc.opts...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
+				}
+				if !strings.HasPrefix(err.Error(), "--container-") {
+					t.Errorf("error %q does not name the option", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	def, err := ParseConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Socket: "/run/podman-hpc/podman-hpcd.sock", ContainerMountHome: true, SbatchSupport: true, Timeout: 600}
+	if def != want {
+		t.Errorf("defaults = %+v, want %+v", def, want)
+	}
+	got, err := ParseConfig("socket=/x/y.sock", "container_mount_home=0", "container_writable=yes", "sbatch_support=false", "timeout=30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Config{Socket: "/x/y.sock", ContainerWritable: true, Timeout: 30}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for arg, msg := range map[string]string{
+		"bogus=1":                  `unknown key "bogus"`,
+		"socket":                   "is not key=value",
+		"=1":                       "is not key=value",
+		"socket=relative":          "must be an absolute path",
+		"container_writable=maybe": "is not a boolean",
+		"timeout=0":                "between 1 and 86400",
+		"timeout=12x":              "between 1 and 86400",
+	} {
+		_, err := ParseConfig(arg)
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseConfig(%q) err = %v, want %q", arg, err, msg)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+/*
+ * config.c - plugstack.conf arguments (see config.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+
+#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, timeout"
+
+void phpc_config_defaults(struct phpc_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->socket, sizeof(c->socket), "%s", PHPC_DEFAULT_SOCKET);
+	c->container_mount_home = 1;
+	c->container_writable = 0;
+	c->sbatch_support = 1;
+	c->timeout = 600;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on", NULL };
+	static const char *const no[] = { "0", "no", "false", "off", NULL };
+	int i;
+
+	for (i = 0; yes[i]; i++)
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out = 1, 0;
+	for (i = 0; no[i]; i++)
+		if (strcasecmp(v, no[i]) == 0)
+			return *out = 0, 0;
+	return -1;
+}
+
+int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	int i, *flag;
+	const char *eq, *v;
+	size_t klen;
+	char *end;
+	long n;
+
+	for (i = 0; i < argc; i++) {
+		eq = strchr(argv[i], '=');
+		if (eq == NULL || eq == argv[i]) {
+			snprintf(err, errlen, "plugstack.conf: argument \"%s\" is not key=value (known keys: %s)", argv[i], KNOWN_KEYS);
+			return -1;
+		}
+		klen = (size_t)(eq - argv[i]);
+		v = eq + 1;
+		flag = NULL;
+		if (klen == 6 && strncmp(argv[i], "socket", klen) == 0) {
+			if (v[0] != '/' || strlen(v) >= sizeof(c->socket)) {
+				snprintf(err, errlen, "plugstack.conf: socket=\"%s\" must be an absolute path", v);
+				return -1;
+			}
+			snprintf(c->socket, sizeof(c->socket), "%s", v);
+			continue;
+		} else if (klen == 7 && strncmp(argv[i], "timeout", klen) == 0) {
+			n = strtol(v, &end, 10);
+			if (*v == '\0' || *end != '\0' || n <= 0 || n > 86400) {
+				snprintf(err, errlen, "plugstack.conf: timeout=\"%s\" must be a number of seconds between 1 and 86400", v);
+				return -1;
+			}
+			c->timeout = (int)n;
+			continue;
+		} else if (klen == 20 && strncmp(argv[i], "container_mount_home", klen) == 0) {
+			flag = &c->container_mount_home;
+		} else if (klen == 18 && strncmp(argv[i], "container_writable", klen) == 0) {
+			flag = &c->container_writable;
+		} else if (klen == 14 && strncmp(argv[i], "sbatch_support", klen) == 0) {
+			flag = &c->sbatch_support;
+		}
+		if (flag == NULL) {
+			snprintf(err, errlen, "plugstack.conf: unknown key \"%.*s\" (known keys: %s)", (int)klen, argv[i], KNOWN_KEYS);
+			return -1;
+		}
+		if (parse_bool(v, flag) < 0) {
+			snprintf(err, errlen, "plugstack.conf: %.*s=\"%s\" is not a boolean (use 1 or 0)", (int)klen, argv[i], v);
+			return -1;
+		}
+	}
+	return 0;
+}

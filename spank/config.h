@@ -1,0 +1,29 @@
+/*
+ * config.h - admin settings: the key=value arguments on the plugstack.conf line.
+ *
+ * Parsed in every SPANK callback, because prolog, epilog and slurmd_exit run
+ * in other processes than init.
+ */
+#ifndef PHPC_CONFIG_H
+#define PHPC_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#define PHPC_DEFAULT_SOCKET "/run/podman-hpc/podman-hpcd.sock"
+
+struct phpc_config {
+	char socket[PATH_MAX];  /* the node daemon's Unix socket */
+	int container_mount_home; /* default for --[no-]container-mount-home */
+	int container_writable;   /* default for --container-writable/-readonly */
+	int sbatch_support;       /* accept --container-* on sbatch/salloc */
+	int timeout;              /* seconds to wait for the daemon per request */
+};
+
+void phpc_config_defaults(struct phpc_config *c);
+
+/* Parses argv ("key=value" each) over the defaults; returns 0, or -1 with the
+ * offending argument and the list of known keys in err. */
+int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,268 @@
+/*
+ * podman_hpc.c - SPANK entry points: registers pyxis's --container-* options
+ * and dispatches on the Slurm context. The container work is in stepd.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <slurm/spank.h>
+
+#include "podman_hpc.h"
+
+SPANK_PLUGIN(podman-hpc, 1)
+
+struct phpc_state phpc = { .daemon_fd = -1 };
+
+enum opt_id {
+	OPT_IMAGE = 1,
+	OPT_MOUNTS,
+	OPT_WORKDIR,
+	OPT_ENV,
+	OPT_WRITABLE,
+	OPT_READONLY,
+	OPT_MOUNT_HOME,
+	OPT_NO_MOUNT_HOME,
+	OPT_NO_ENTRYPOINT,
+	OPT_NO_REMAP_ROOT,
+	/* pyxis options not implemented yet: each fails loudly, never silently. */
+	OPT_NAME,
+	OPT_SAVE,
+	OPT_ENTRYPOINT,
+	OPT_ENTRYPOINT_LOG,
+	OPT_REMAP_ROOT,
+	OPT_UNSHARE,
+};
+
+static int on_option(int val, const char *optarg, int remote);
+
+static struct spank_option options[] = {
+	{ "container-image", "[USER@][REGISTRY#]IMAGE[:TAG]|PATH",
+	  "[podman-hpc] the image to run the tasks in (registry reference, docker://, oci-archive:, or a squashfs path)",
+	  1, OPT_IMAGE, on_option },
+	{ "container-mounts", "SRC:DST[:FLAGS][,SRC:DST...]",
+	  "[podman-hpc] bind mounts into the container; FLAGS joined with '+' (ro, rbind, ...)", 1, OPT_MOUNTS, on_option },
+	{ "container-workdir", "PATH", "[podman-hpc] working directory inside the container (default: the image's)",
+	  1, OPT_WORKDIR, on_option },
+	{ "container-env", "NAME[,NAME...]",
+	  "[podman-hpc] host values of these variables win over the image's", 1, OPT_ENV, on_option },
+	{ "container-writable", NULL, "[podman-hpc] writable container root (a temporary overlay)", 0, OPT_WRITABLE, on_option },
+	{ "container-readonly", NULL, "[podman-hpc] read-only container root", 0, OPT_READONLY, on_option },
+	{ "container-mount-home", NULL, "[podman-hpc] bind the user's home directory", 0, OPT_MOUNT_HOME, on_option },
+	{ "no-container-mount-home", NULL, "[podman-hpc] don't bind the user's home directory", 0, OPT_NO_MOUNT_HOME, on_option },
+	{ "no-container-entrypoint", NULL, "[podman-hpc] don't run the image's entrypoint (the default)", 0, OPT_NO_ENTRYPOINT, on_option },
+	{ "no-container-remap-root", NULL, "[podman-hpc] keep the user's own uid inside (the default)", 0, OPT_NO_REMAP_ROOT, on_option },
+	{ "container-name", "NAME[:FLAGS]", "[podman-hpc] named container kept for the job's later steps (not supported yet)", 1, OPT_NAME, on_option },
+	{ "container-save", "PATH", "[podman-hpc] save the container as a squashfs after the step (not supported yet)", 1, OPT_SAVE, on_option },
+	{ "container-entrypoint", NULL, "[podman-hpc] run the image's entrypoint (not supported yet)", 0, OPT_ENTRYPOINT, on_option },
+	{ "container-entrypoint-log", NULL, "[podman-hpc] show the entrypoint's output (not supported yet)", 0, OPT_ENTRYPOINT_LOG, on_option },
+	{ "container-remap-root", NULL, "[podman-hpc] appear as root inside the container (not supported yet)", 0, OPT_REMAP_ROOT, on_option },
+	{ "container-unshare", "NS[,NS...]", "[podman-hpc] private net, ipc or uts namespaces (not supported yet)", 1, OPT_UNSHARE, on_option },
+	SPANK_OPTIONS_TABLE_END
+};
+
+static const char *option_name(int val)
+{
+	size_t i;
+
+	for (i = 0; options[i].name; i++)
+		if (options[i].val == val)
+			return options[i].name;
+	return "?";
+}
+
+static int on_option(int val, const char *optarg, int remote)
+{
+	char err[512] = "";
+	int rc = 0;
+
+	(void)remote;
+	switch (val) {
+	case OPT_IMAGE:
+		rc = phpc_args_set_image(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_MOUNTS:
+		rc = phpc_args_add_mounts(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_WORKDIR:
+		rc = phpc_args_set_workdir(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_ENV:
+		rc = phpc_args_add_env_names(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_WRITABLE:
+	case OPT_READONLY:
+		rc = phpc_args_set_flag(&phpc.args.writable, val == OPT_WRITABLE, "--container-writable/--container-readonly", err, sizeof(err));
+		break;
+	case OPT_MOUNT_HOME:
+	case OPT_NO_MOUNT_HOME:
+		rc = phpc_args_set_flag(&phpc.args.mount_home, val == OPT_MOUNT_HOME, "--[no-]container-mount-home", err, sizeof(err));
+		break;
+	case OPT_NO_ENTRYPOINT:
+	case OPT_NO_REMAP_ROOT:
+		break; /* what we always do */
+	default:
+		snprintf(err, sizeof(err), "--%s is not supported yet by this version; remove it from the command line or job script", option_name(val));
+		rc = -1;
+	}
+	if (rc < 0)
+		slurm_error(PHPC_NAME ": %s", err[0] ? err : strerror(errno));
+	return rc;
+}
+
+/* The environment forms: ours first, then pyxis's, so job scripts move over unchanged. */
+struct env_option {
+	const char *suffix; /* after PODMAN_HPC_ / PYXIS_ */
+	int val;            /* option for a value; for a flag, the "yes" option */
+	int no_val;         /* for a flag: the "no" option; 0 for valued options */
+};
+
+static const struct env_option env_options[] = {
+	{ "CONTAINER_IMAGE", OPT_IMAGE, 0 },
+	{ "CONTAINER_MOUNTS", OPT_MOUNTS, 0 },
+	{ "CONTAINER_WORKDIR", OPT_WORKDIR, 0 },
+	{ "CONTAINER_ENV", OPT_ENV, 0 },
+	{ "CONTAINER_WRITABLE", OPT_WRITABLE, OPT_READONLY },
+	{ "CONTAINER_READONLY", OPT_READONLY, OPT_WRITABLE },
+	{ "CONTAINER_MOUNT_HOME", OPT_MOUNT_HOME, OPT_NO_MOUNT_HOME },
+	{ "CONTAINER_NAME", OPT_NAME, 0 },
+	{ "CONTAINER_SAVE", OPT_SAVE, 0 },
+	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT },
+	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT },
+	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0 },
+	{ NULL, 0, 0 },
+};
+
+static int already_given(int val)
+{
+	switch (val) {
+	case OPT_IMAGE: return phpc.args.image != NULL;
+	case OPT_MOUNTS: return phpc.args.n_mounts > 0;
+	case OPT_WORKDIR: return phpc.args.workdir != NULL;
+	case OPT_ENV: return phpc.args.n_env_names > 0;
+	case OPT_WRITABLE: case OPT_READONLY: return phpc.args.writable != PHPC_UNSET;
+	case OPT_MOUNT_HOME: return phpc.args.mount_home != PHPC_UNSET;
+	default: return 0;
+	}
+}
+
+static int lookup_env(spank_t sp, int remote, const char *name, char *buf, size_t len)
+{
+	const char *v;
+
+	if (remote)
+		return spank_getenv(sp, name, buf, (int)len) == ESPANK_SUCCESS ? 0 : -1;
+	v = getenv(name);
+	if (v == NULL || strlen(v) >= len)
+		return -1;
+	memcpy(buf, v, strlen(v) + 1);
+	return 0;
+}
+
+int phpc_apply_env_options(spank_t sp, int remote)
+{
+	static const char *const prefixes[] = { "PODMAN_HPC_", "PYXIS_", NULL };
+	char name[64], value[8192];
+	const struct env_option *e;
+	int i, yes;
+
+	for (e = env_options; e->suffix; e++) {
+		if (already_given(e->val))
+			continue;
+		for (i = 0; prefixes[i]; i++) {
+			snprintf(name, sizeof(name), "%s%s", prefixes[i], e->suffix);
+			if (lookup_env(sp, remote, name, value, sizeof(value)) < 0 || value[0] == '\0')
+				continue;
+			if (e->no_val == 0) {
+				if (on_option(e->val, value, remote) < 0)
+					return -1;
+			} else {
+				yes = !(strcmp(value, "0") == 0 || strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0);
+				if (on_option(yes ? e->val : e->no_val, NULL, remote) < 0)
+					return -1;
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+static int load_config(int ac, char **av)
+{
+	char err[512];
+
+	phpc_config_defaults(&phpc.cfg);
+	if (phpc_config_parse(&phpc.cfg, ac, av, err, sizeof(err)) < 0) {
+		slurm_error(PHPC_NAME ": %s; fix the podman-hpc line in plugstack.conf", err);
+		return -1;
+	}
+	return 0;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	spank_context_t ctx = spank_context();
+	size_t i;
+
+	if (load_config(ac, av) < 0)
+		return -1;
+	phpc_args_init(&phpc.args);
+	/* Options must be registered here (not through a static spank_options
+	 * table) for sbatch/salloc to accept them. */
+	if (ctx != S_CTX_LOCAL && ctx != S_CTX_REMOTE && ctx != S_CTX_ALLOCATOR)
+		return 0;
+	if (ctx == S_CTX_ALLOCATOR && !phpc.cfg.sbatch_support)
+		return 0;
+	for (i = 0; options[i].name; i++) {
+		if (spank_option_register(sp, &options[i]) != ESPANK_SUCCESS) {
+			slurm_error(PHPC_NAME ": couldn't register option --%s", options[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	switch (spank_context()) {
+	case S_CTX_LOCAL:
+	case S_CTX_ALLOCATOR:
+		return phpc_apply_env_options(sp, 0);
+	case S_CTX_REMOTE:
+		if (phpc_apply_env_options(sp, 1) < 0)
+			return -1;
+		return phpc_stepd_post_opt(sp);
+	default:
+		return 0;
+	}
+}
+
+int slurm_spank_user_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return spank_context() == S_CTX_REMOTE ? phpc_stepd_user_init(sp) : 0;
+}
+
+int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_init_privileged(sp) : 0;
+}
+
+int slurm_spank_exit(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (spank_context() == S_CTX_REMOTE)
+		phpc_stepd_exit(sp);
+	phpc_args_free(&phpc.args);
+	return 0;
+}

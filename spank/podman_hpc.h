@@ -1,0 +1,35 @@
+/*
+ * podman_hpc.h - state shared by the plugin's per-context files.
+ */
+#ifndef PHPC_PODMAN_HPC_H
+#define PHPC_PODMAN_HPC_H
+
+#include <slurm/spank.h>
+
+#include "args.h"
+#include "config.h"
+
+#define PHPC_NAME "podman-hpc"
+
+/* One per process: slurmstepd runs one step, srun/sbatch one command. */
+struct phpc_state {
+	struct phpc_config cfg;
+	struct phpc_args args;
+	int daemon_fd;    /* connection to podman-hpcd, -1 when none */
+	char error[1024]; /* kept from user_init, reported from the task (Slurm drops user_init errors) */
+};
+
+extern struct phpc_state phpc;
+
+/* Reads the environment forms (PODMAN_HPC_CONTAINER_*, PYXIS_CONTAINER_*) of
+ * options the user did not give as flags: in slurmstepd from the job's
+ * environment (remote != 0), elsewhere from the process's own. */
+int phpc_apply_env_options(spank_t sp, int remote);
+
+/* slurmstepd side (stepd.c). */
+int phpc_stepd_post_opt(spank_t sp);
+int phpc_stepd_user_init(spank_t sp);
+int phpc_stepd_task_init_privileged(spank_t sp);
+void phpc_stepd_exit(spank_t sp);
+
+#endif

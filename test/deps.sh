@@ -1,0 +1,51 @@
+#!/bin/bash
+# deps.sh - install what the build, the tests, the demo and the benchmarks
+# need: Debian packages, and the unprivileged user the tests run jobs as.
+# Idempotent, and quick (no apt-get at all) when everything is there.
+set -euo pipefail
+
+packages=(
+	# build
+	gcc make libslurm-dev pkg-config
+	# the test cluster
+	slurm-wlm slurmctld slurmd munge iproute2 util-linux procps bc
+	# containers: runtimes, squashfs, fuse
+	runc crun squashfs-tools squashfuse fuse3 uidmap
+	# registry and images
+	docker-registry skopeo umoci debootstrap busybox-static ca-certificates
+	# MPI on the host: ring programs are compiled here, bare-metal baselines run here
+	openmpi-bin libopenmpi-dev mpich libmpich-dev
+	# the seeds' container-per-rank baseline in make bench
+	podman
+	# lint
+	shellcheck
+)
+TEST_USER=${TEST_USER:-phpc-user}
+
+[ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (apt-get, useradd)" >&2; exit 1; }
+command -v go >/dev/null || { echo "deps.sh: Go not found in PATH; install Go >= 1.24 (https://go.dev/dl) first" >&2; exit 1; }
+
+missing=()
+for p in "${packages[@]}"; do
+	[[ $p == \#* ]] && continue
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# Packages must not start services here (slurmd, munge, the registry):
+	# the test cluster starts its own, privately. An admin's policy-rc.d stays.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# An ordinary user with a home: jobs run as them in the tests.
+if ! id "$TEST_USER" >/dev/null 2>&1; then
+	useradd --create-home --shell /bin/bash --comment "podman-hpc test user" "$TEST_USER"
+fi
+echo "deps.sh: all dependencies present"

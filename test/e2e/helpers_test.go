@@ -1,0 +1,142 @@
+//go:build e2e
+
+// Package e2e drives the real thing: srun and sbatch on the test cluster that
+// test/cluster/up.sh brings up (make e2e does). One file per feature.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cluster is build/cluster.env, as written by test/cluster/up.sh.
+var cluster map[string]string
+
+func TestMain(m *testing.M) {
+	env, err := loadEnv("../../build/cluster.env")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: no test cluster (%v): run 'make e2e', or 'make cluster' first\n", err)
+		os.Exit(1)
+	}
+	cluster = env
+	os.Exit(m.Run())
+}
+
+func loadEnv(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
+		if ok && !strings.HasPrefix(k, "#") {
+			env[k] = strings.Trim(v, `"`)
+		}
+	}
+	return env, sc.Err()
+}
+
+func nodes() []string { return strings.Fields(cluster["NODES"]) }
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+}
+
+// result is what a command printed and how it ended.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs a command with the cluster's environment, for at most two minutes.
+func run(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+cluster["SLURM_CONF"])
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %q timed out\n%s", name, args, r)
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return r
+}
+
+// srun runs srun as root.
+func srun(t *testing.T, args ...string) result {
+	t.Helper()
+	return run(t, "srun", args...)
+}
+
+// asUser runs a command as the unprivileged test user.
+func asUser(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	requireRoot(t)
+	full := append([]string{"-u", cluster["TEST_USER"], "--", "env", "SLURM_CONF=" + cluster["SLURM_CONF"], name}, args...)
+	return run(t, "runuser", full...)
+}
+
+// mustSucceed fails the test unless r exited 0.
+func mustSucceed(t *testing.T, r result) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("command failed: %s", r)
+	}
+}
+
+// sbatch submits a script and waits for the job to end; it returns the job id
+// and the job's output file.
+func sbatch(t *testing.T, script string, args ...string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	path := filepath.Join(dir, "job.sh")
+	out := filepath.Join(dir, "job.out")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"--parsable", "--wait", "-o", out, "-D", dir}, args...)
+	r := run(t, "sbatch", append(full, path)...)
+	id := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
+	if id == "" {
+		t.Fatalf("sbatch did not submit: %s", r)
+	}
+	b, _ := os.ReadFile(out)
+	return id, string(b)
+}
+
+// daemonLog returns a node's podman-hpcd log.
+func daemonLog(t *testing.T, node string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(cluster["LAB"], "run", node, "podman-hpcd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
