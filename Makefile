@@ -54,11 +54,13 @@ test: build ## unit tests (Go and the plugin's C through cgo); root-only tests s
 	$(GO) test $(GO_FLAGS) -count=1 ./...
 
 e2e: build ## bring up the test cluster (or reuse it), run the end-to-end suite through srun/sbatch, tear down
-	test/cluster/up.sh
-	rc=0; $(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
-	[ -n "$(KEEP_CLUSTER)" ] || test/cluster/down.sh; exit $$rc
+	NODES=$(NODES) test/cluster/up.sh
+	rc=0; NODES=$(NODES) test/cluster/selftest.sh up && \
+	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
+	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
+	exit $$rc
 
-check: deps build test e2e ## everything CI runs: deps, build, unit tests, end-to-end tests
+check: deps build lint test e2e ## everything CI runs: deps, build, lint, unit tests, end-to-end tests
 
 demo: deps build ## bring up the cluster and run a job with srun --container-image
 	NODES=$(NODES) test/cluster/up.sh
@@ -77,7 +79,7 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd

@@ -10,12 +10,18 @@ NET=10.77.0
 REGISTRY_ADDR=$NET.1:5000
 TEST_USER=${TEST_USER:-phpc-user}
 
+# running PID COMM: PID is COMM and has not exited. A zombie counts as gone:
+# where PID 1 does not reap orphans, killed daemons linger as zombies.
+running() {
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || return 1
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
 # alive PIDFILE COMM: the pid in PIDFILE is running and is COMM.
 alive() {
-	local pid
-	[ -s "$1" ] || return 1
-	pid=$(cat "$1")
-	[ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+	[ -s "$1" ] && running "$(cat "$1")" "$2"
 }
 
 # stop_pidfiles COMM PIDFILE...: SIGTERM each listed pid whose comm matches,
@@ -29,8 +35,8 @@ stop_pidfiles() {
 		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
 	done
 	for pid in "${pids[@]}"; do
-		for _ in $(seq 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-		if [ -d "/proc/$pid" ]; then
+		for _ in $(seq 100); do running "$pid" "$comm" || break; sleep 0.1; done
+		if running "$pid" "$comm"; then
 			echo "$comm $pid still alive after 10 s, SIGKILL" >&2
 			kill -KILL "$pid" 2>/dev/null || true
 		fi

@@ -15,6 +15,8 @@ repo=$(readlink -f "$here/../..")
 # shellcheck source=test/cluster/lib.sh
 . "$here/lib.sh"
 NODES=${NODES:-2}
+# build/cluster.env exports NODES as the node names: accept that form too.
+[[ $NODES =~ ^node ]] && NODES=$(wc -w <<<"$NODES")
 CPUS=${CPUS:-4} # advertised per node (SlurmdParameters=config_overrides)
 T0=$(date +%s%N)
 

@@ -1,0 +1,46 @@
+#!/bin/bash
+# selftest.sh up|down: the test bed's own checks, run by make e2e around the
+# Go suite.
+#   up:   a second up.sh reuses the running cluster; after a crash (daemons
+#         killed with SIGKILL) up.sh recovers; jobs run afterwards.
+#   down: after down.sh, no process, namespace, bridge, mount or $LAB is left.
+set -euo pipefail
+here=$(dirname "$(readlink -f "$0")")
+# shellcheck source=test/cluster/lib.sh
+. "$here/lib.sh"
+fail() { echo "selftest: FAIL: $*" >&2; exit 1; }
+
+case ${1:-} in
+up)
+	out=$("$here/up.sh" 2>&1) || fail "second up.sh failed: $(tail -5 <<<"$out")"
+	grep -q "already up" <<<"$out" || fail "second up.sh did not reuse the cluster: $out"
+	# A crash: slurmctld, one slurmd and the registry die without cleaning up.
+	for f in "$RUN/ctld/slurmctld.pid" "$RUN/node1/slurmd.pid" "$RUN/registry/registry.pid"; do
+		kill -KILL "$(cat "$f")"
+	done
+	sleep 0.2
+	out=$("$here/up.sh" 2>&1) || fail "up.sh after a crash failed: $(tail -5 <<<"$out")"
+	# shellcheck disable=SC1091
+	. "$LAB/cluster.env"
+	n=$(wc -w <<<"$NODES")
+	srun -N"$n" true || fail "srun -N$n true failed after recovery"
+	echo "selftest: reuse and crash recovery ok"
+	;;
+down)
+	leftovers=$(ip netns list | grep -c '^phpc-' || true)
+	[ "$leftovers" = 0 ] || fail "$leftovers network namespaces left: $(ip netns list)"
+	! ip link show "$BR" >/dev/null 2>&1 || fail "bridge $BR left"
+	! grep -q " $LAB" /proc/self/mounts || fail "mounts left: $(grep " $LAB" /proc/self/mounts)"
+	[ ! -e "$LAB" ] || fail "$LAB left"
+	for p in /proc/[0-9]*; do
+		if grep -qs "$LAB" "$p/cmdline"; then
+			fail "process $(basename "$p") left: $(tr '\0' ' ' <"$p/cmdline")"
+		fi
+	done
+	echo "selftest: nothing left behind"
+	;;
+*)
+	echo "usage: $0 up|down" >&2
+	exit 2
+	;;
+esac
