@@ -16,7 +16,7 @@
 
 SPANK_PLUGIN(podman-hpc, 1)
 
-struct phpc_state phpc = { .daemon_fd = -1 };
+struct phpc_state phpc = { .daemon_fd = -1, .mnt_fd = -1 };
 
 enum opt_id {
 	OPT_IMAGE = 1,
@@ -255,6 +255,13 @@ int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
 	(void)ac;
 	(void)av;
 	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_init_privileged(sp) : 0;
+}
+
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_init(sp) : 0;
 }
 
 int slurm_spank_exit(spank_t sp, int ac, char **av)

@@ -16,6 +16,10 @@ struct phpc_state {
 	struct phpc_config cfg;
 	struct phpc_args args;
 	int daemon_fd;    /* connection to podman-hpcd, -1 when none */
+	int mnt_fd;       /* the container's mount namespace, -1 when none */
+	char *workdir;    /* where tasks start inside the container */
+	char **env;       /* the image's environment, NAME=VALUE, NULL-terminated */
+	size_t n_env;
 	char error[1024]; /* kept from user_init, reported from the task (Slurm drops user_init errors) */
 };
 
@@ -30,6 +34,7 @@ int phpc_apply_env_options(spank_t sp, int remote);
 int phpc_stepd_post_opt(spank_t sp);
 int phpc_stepd_user_init(spank_t sp);
 int phpc_stepd_task_init_privileged(spank_t sp);
+int phpc_stepd_task_init(spank_t sp);
 void phpc_stepd_exit(spank_t sp);
 
 #endif

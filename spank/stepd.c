@@ -1,12 +1,17 @@
 /*
  * stepd.c - the slurmstepd side: asks the node's podman-hpcd for the step's
- * container. Runs as root in init_post_opt (so the daemon sees slurmstepd's
- * credentials on the socket), then as the job user in user_init.
+ * container, then joins every task into it just before exec.
+ *
+ * The connection is made as root in init_post_opt, so that the daemon sees
+ * slurmstepd's credentials on the socket; it stays open for the step: the
+ * daemon removes the container when slurmstepd closes it (or dies).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,6 +21,9 @@
 #include "podman_hpc.h"
 #include "proto.h"
 
+/* Slurm's step id of the batch script (SLURM_BATCH_SCRIPT in slurm.h). */
+#define BATCH_STEP 0xfffffffbu
+
 static void keep_error(const char *fmt, const char *detail)
 {
 	if (phpc.error[0] == '\0')
@@ -23,19 +31,31 @@ static void keep_error(const char *fmt, const char *detail)
 }
 
 /* Sends m and waits for the daemon's final answer; PROGRESS lines go to the
- * step's log. Returns 0 on OK, -1 after keeping the reason. */
-static int request(struct phpc_msg *m, struct phpc_msg *reply)
+ * step's log. A file descriptor sent with the answer lands in *fd (when fd is
+ * not NULL). Returns 0 on OK, -1 after keeping the reason. */
+static int request(struct phpc_msg *m, struct phpc_msg *reply, int *fd)
 {
+	int fds[4];
+	size_t n_fds, i;
+
+	if (phpc_send(phpc.daemon_fd, m) < 0) {
+		keep_error("couldn't send a request to podman-hpcd: %s", strerror(errno));
+		return -1;
+	}
 	for (;;) {
 		phpc_msg_free(reply);
-		if (m != NULL && phpc_send(phpc.daemon_fd, m) < 0) {
-			keep_error("couldn't send a request to podman-hpcd: %s", strerror(errno));
+		n_fds = 0;
+		if (phpc_recv(phpc.daemon_fd, reply, phpc.cfg.timeout * 1000, fds, 4, &n_fds) < 0) {
+			keep_error("no answer from podman-hpcd: %s; see the daemon's log on this node", strerror(errno));
+			for (i = 0; i < n_fds; i++)
+				close(fds[i]);
 			return -1;
 		}
-		m = NULL;
-		if (phpc_recv(phpc.daemon_fd, reply, phpc.cfg.timeout * 1000, NULL, 0, NULL) < 0) {
-			keep_error("no answer from podman-hpcd: %s; see the daemon's log on this node", strerror(errno));
-			return -1;
+		for (i = 0; i < n_fds; i++) {
+			if (fd != NULL && i == 0 && reply->type == PHPC_MSG_OK)
+				*fd = fds[i];
+			else
+				close(fds[i]);
 		}
 		switch (reply->type) {
 		case PHPC_MSG_PROGRESS:
@@ -57,7 +77,6 @@ int phpc_stepd_post_opt(spank_t sp)
 {
 	struct phpc_msg hello, reply;
 	char err[512];
-	int rv = 0;
 
 	(void)sp;
 	if (phpc.args.image == NULL)
@@ -70,15 +89,13 @@ int phpc_stepd_post_opt(spank_t sp)
 	phpc_msg_init(&hello, PHPC_MSG_HELLO);
 	phpc_msg_init(&reply, 0);
 	if (phpc_msg_add(&hello, "client", "spank") < 0 ||
-	    phpc_msg_add(&hello, "plugin_version", PHPC_VERSION) < 0) {
+	    phpc_msg_add(&hello, "plugin_version", PHPC_VERSION) < 0)
 		keep_error("couldn't build a request: %s", strerror(errno));
-		rv = 0;
-	} else {
-		request(&hello, &reply);
-	}
+	else
+		request(&hello, &reply, NULL);
 	phpc_msg_free(&hello);
 	phpc_msg_free(&reply);
-	return rv;
+	return 0;
 }
 
 static int add_u32(struct phpc_msg *m, const char *key, uint32_t v)
@@ -102,7 +119,8 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	gid_t gid;
 	char mount[8192];
 	size_t i;
-	int rc = 0;
+	int rc = 0, argc = 0;
+	char **argv = NULL;
 
 	if (spank_get_item(sp, S_JOB_ID, &job) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_STEPID, &step) != ESPANK_SUCCESS ||
@@ -123,46 +141,142 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 		snprintf(mount, sizeof(mount), "%s:%s%s%s", mt->src, mt->dst, mt->flags ? ":" : "", mt->flags ? mt->flags : "");
 		rc |= phpc_msg_add(m, "mount", mount);
 	}
-	for (i = 0; i < phpc.args.n_env_names; i++)
-		rc |= phpc_msg_add(m, "env_name", phpc.args.env_names[i]);
 	rc |= add_flag(m, "writable", phpc.args.writable, phpc.cfg.container_writable);
 	rc |= add_flag(m, "mount_home", phpc.args.mount_home, phpc.cfg.container_mount_home);
+	/* The batch script runs inside: the container must see it (read-only). */
+	if (step == BATCH_STEP && spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0 && argv[0][0] == '/')
+		rc |= phpc_msg_add(m, "script", argv[0]);
 	return rc ? -1 : 0;
+}
+
+/* Keeps the daemon's answer: working directory and the image's environment. */
+static int keep_container(const struct phpc_msg *reply)
+{
+	const char *k, *v;
+	size_t off = 0;
+	char **env;
+
+	free(phpc.workdir);
+	phpc.workdir = strdup(phpc_msg_get(reply, "workdir") ?: "/");
+	if (phpc.workdir == NULL)
+		return -1;
+	while (phpc_msg_next(reply, &off, &k, &v)) {
+		if (strcmp(k, "env") != 0 || strchr(v, '=') == NULL)
+			continue;
+		env = realloc(phpc.env, (phpc.n_env + 2) * sizeof(*env));
+		if (env == NULL)
+			return -1;
+		phpc.env = env;
+		if ((phpc.env[phpc.n_env] = strdup(v)) == NULL)
+			return -1;
+		phpc.env[++phpc.n_env] = NULL;
+	}
+	return 0;
 }
 
 int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
+	int fd = -1;
 
 	if (phpc.args.image == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
-	if (build_container_request(sp, &req) < 0)
+	if (build_container_request(sp, &req) < 0) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
-	else
-		request(&req, &reply);
+	} else if (request(&req, &reply, &fd) == 0) {
+		if (fd < 0)
+			keep_error("podman-hpcd sent no namespace for the container%s; is the daemon the same version as the plugin?", "");
+		else if (keep_container(&reply) < 0)
+			keep_error("couldn't keep the container's settings: %s", strerror(errno));
+		phpc.mnt_fd = fd;
+	}
 	phpc_msg_free(&req);
 	phpc_msg_free(&reply);
 	return 0; /* errors here are dropped by Slurm: reported per task instead */
 }
 
+/* In the forked task, as root, before Slurm drops privileges: join the
+ * container's mount namespace. The other namespaces are the host's, shared
+ * with the container, so Slurm's signals, accounting and PMI work unchanged. */
 int phpc_stepd_task_init_privileged(spank_t sp)
 {
 	(void)sp;
 	if (phpc.args.image == NULL)
 		return 0;
+	if (phpc.error[0] == '\0' && phpc.mnt_fd < 0)
+		keep_error("no container for this step%s; see the node's podman-hpcd log", "");
+	if (phpc.error[0] == '\0' && setns(phpc.mnt_fd, CLONE_NEWNS) < 0)
+		keep_error("couldn't join the container's mount namespace: %s", strerror(errno));
 	if (phpc.error[0] != '\0') {
 		slurm_error(PHPC_NAME ": %s", phpc.error);
 		return -1;
+	}
+	close(phpc.mnt_fd);
+	phpc.mnt_fd = -1;
+	return 0;
+}
+
+static int is_host_wins(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < phpc.args.n_env_names; i++)
+		if (strlen(phpc.args.env_names[i]) == len && strncmp(phpc.args.env_names[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* In the task, as the job user, just before exec: the working directory and
+ * the image's environment (pyxis's precedence: the image's value wins unless
+ * --container-env names the variable and the host has it). */
+int phpc_stepd_task_init(spank_t sp)
+{
+	char name[256], host[8];
+	const char *eq;
+	size_t i, len;
+
+	if (phpc.args.image == NULL)
+		return 0;
+	if (chdir(phpc.workdir) < 0) {
+		slurm_error(PHPC_NAME ": couldn't enter the working directory %s in the container: %s; set one with --container-workdir", phpc.workdir, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < phpc.n_env; i++) {
+		eq = strchr(phpc.env[i], '=');
+		len = (size_t)(eq - phpc.env[i]);
+		if (len == 0 || len >= sizeof(name))
+			continue;
+		memcpy(name, phpc.env[i], len);
+		name[len] = '\0';
+		if (is_host_wins(name, len) && spank_getenv(sp, name, host, sizeof(host)) != ESPANK_ENV_NOEXIST)
+			continue;
+		if (spank_setenv(sp, name, eq + 1, 1) != ESPANK_SUCCESS) {
+			slurm_error(PHPC_NAME ": couldn't set %s for the task", name);
+			return -1;
+		}
 	}
 	return 0;
 }
 
 void phpc_stepd_exit(spank_t sp)
 {
+	size_t i;
+
 	(void)sp;
+	if (phpc.mnt_fd >= 0)
+		close(phpc.mnt_fd);
+	phpc.mnt_fd = -1;
+	/* Closing the connection tells the daemon the step is over. */
 	if (phpc.daemon_fd >= 0)
 		close(phpc.daemon_fd);
 	phpc.daemon_fd = -1;
+	for (i = 0; i < phpc.n_env; i++)
+		free(phpc.env[i]);
+	free(phpc.env);
+	free(phpc.workdir);
+	phpc.env = NULL;
+	phpc.workdir = NULL;
+	phpc.n_env = 0;
 }

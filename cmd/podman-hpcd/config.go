@@ -21,12 +21,22 @@ const DefaultSocket = "/run/podman-hpc/podman-hpcd.sock"
 // Config is the daemon's configuration; contrib/slurm/podman-hpcd.conf
 // documents every key.
 type Config struct {
-	Socket   string     // used when systemd passes no socket
-	LogLevel slog.Level // debug, info, warn, error
+	Socket   string      // used when systemd passes no socket
+	LogLevel slog.Level  // debug, info, warn, error
+	StateDir string      // node-local: bundles, mounts, the runtime's state
+	CacheDir string      // node-local: the squashfs image cache
+	Runtime  string      // "auto", or the OCI runtime's name or path
+	Mounts   []userMount // the site's mounts for every container
 }
 
 func defaultConfig() Config {
-	return Config{Socket: DefaultSocket, LogLevel: slog.LevelInfo}
+	return Config{
+		Socket:   DefaultSocket,
+		LogLevel: slog.LevelInfo,
+		StateDir: "/run/podman-hpc/state",
+		CacheDir: "/var/lib/podman-hpc/images",
+		Runtime:  "auto",
+	}
 }
 
 // loadConfig reads "key = value" lines ('#' starts a comment) over the
@@ -69,12 +79,41 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("socket %q: not an absolute path", value)
 		}
 		c.Socket = value
+	case "state_dir", "cache_dir":
+		if !filepath.IsAbs(value) {
+			return fmt.Errorf("%s %q: not an absolute path", key, value)
+		}
+		if key == "state_dir" {
+			c.StateDir = value
+		} else {
+			c.CacheDir = value
+		}
+	case "runtime":
+		if value == "" {
+			return fmt.Errorf("runtime: empty (auto, crun, runc or a path)")
+		}
+		c.Runtime = value
+	case "mounts":
+		c.Mounts = nil
+		for _, s := range strings.Split(value, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			m, err := parseUserMount(s)
+			if err != nil {
+				return fmt.Errorf("mounts: %w", err)
+			}
+			if !filepath.IsAbs(m.Src) {
+				return fmt.Errorf("mounts: source %q is not an absolute path", m.Src)
+			}
+			c.Mounts = append(c.Mounts, m)
+		}
 	case "log_level":
 		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: socket, log_level)", key)
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts)", key)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -23,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	if c.Socket != "/x/d.sock" || c.LogLevel != slog.LevelDebug {
 		t.Errorf("got %+v", c)
 	}
-	if c, err := loadConfig(filepath.Join(dir, "absent"), false); err != nil || c != defaultConfig() {
+	if c, err := loadConfig(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, defaultConfig()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
 	if _, err := loadConfig(filepath.Join(dir, "absent"), true); err == nil {

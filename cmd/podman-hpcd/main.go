@@ -45,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(rest, stderr)
 	case "status":
 		err = statusCmd(rest, stdout, stderr)
+	case "init": // inside containers only; not listed in usage
+		err = initCmd()
 	case "version", "--version":
 		fmt.Fprintf(stdout, "podman-hpcd %s\n", version)
 	case "help", "--help", "-h":

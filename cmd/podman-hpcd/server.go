@@ -20,11 +20,13 @@ type server struct {
 	log     *slog.Logger
 	started time.Time
 	node    string
+	mgr     *manager // nil when this node cannot run containers
+	noMgr   error    // why mgr is nil
 }
 
-func newServer(log *slog.Logger) *server {
+func newServer(log *slog.Logger, mgr *manager, noMgr error) *server {
 	node, _ := os.Hostname()
-	return &server{log: log, started: time.Now(), node: node}
+	return &server{log: log, started: time.Now(), node: node, mgr: mgr, noMgr: noMgr}
 }
 
 // serve accepts connections until ctx is done; it returns nil on a clean stop.
@@ -59,6 +61,17 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	log := s.log.With("peer_pid", p.PID, "peer_uid", p.UID)
+	// A step's container lives as long as the connection of the
+	// slurmstepd that asked for it: when the step ends, or slurmstepd dies,
+	// the kernel closes the socket and the container goes.
+	var owned []*container
+	defer func() {
+		for _, ct := range owned {
+			start := time.Now()
+			s.mgr.remove(context.WithoutCancel(ctx), ct)
+			log.Info("container removed", "container", ct.id, "job", ct.req.Job, "step", ct.req.Step, "duration", time.Since(start))
+		}
+	}()
 	for ctx.Err() == nil {
 		m, err := wire.Read(c)
 		if err != nil {
@@ -66,6 +79,17 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 				log.Warn("bad request", "err", err)
 			}
 			return
+		}
+		if m.Type == wire.Container && p.isRoot() {
+			ct, err := s.container(ctx, c, m, log)
+			if ct != nil {
+				owned = append(owned, ct)
+			}
+			if err != nil {
+				log.Warn("write reply", "err", err)
+				return
+			}
+			continue
 		}
 		reply := s.handle(p, m, log)
 		if err := wire.Write(c, reply); err != nil {
@@ -75,9 +99,37 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 	}
 }
 
+// container creates the step's container and sends the plugin what its tasks
+// need to join it: the mount namespace (as a file descriptor: no pid to go
+// stale), the working directory and the image's environment. Errors go to
+// the plugin; the returned error is only a failure to write to it.
+func (s *server) container(ctx context.Context, c *net.UnixConn, m *wire.Message, log *slog.Logger) (*container, error) {
+	start := time.Now()
+	req, err := parseContainerRequest(m)
+	if err != nil {
+		return nil, wire.Write(c, errorf("%v", err))
+	}
+	log = log.With("job", req.Job, "step", req.Step, "uid", req.UID, "image", req.Image)
+	if s.mgr == nil {
+		log.Warn("container refused", "reason", s.noMgr)
+		return nil, wire.Write(c, errorf("podman-hpcd on %s cannot run containers: %v", s.node, s.noMgr))
+	}
+	progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
+	ct, err := s.mgr.create(ctx, req, progress)
+	if err != nil {
+		log.Warn("container failed", "err", err, "duration", time.Since(start))
+		return nil, wire.Write(c, errorf("--container-image=%s: %v", req.Image, err))
+	}
+	log.Info("container ready", "container", ct.id, "digest", ct.img.Digest, "duration", time.Since(start))
+	reply := wire.New(wire.OK, "container", ct.id, "workdir", ct.workdir, "ns", "mnt")
+	for _, e := range ct.env {
+		reply.Add("env", e)
+	}
+	return ct, wire.WriteUnix(c, reply, ct.mntNS)
+}
+
 // handle answers one request. Every refusal names the cause and the fix.
 func (s *server) handle(p peer, m *wire.Message, log *slog.Logger) *wire.Message {
-	start := time.Now()
 	switch m.Type {
 	case wire.Hello:
 		client, _ := m.Get("client")
@@ -89,16 +141,9 @@ func (s *server) handle(p peer, m *wire.Message, log *slog.Logger) *wire.Message
 			"pid", strconv.Itoa(os.Getpid()),
 			"uptime", time.Since(s.started).Round(time.Second).String())
 	case wire.Container:
-		job, _ := m.Get("job")
-		step, _ := m.Get("step")
-		image, _ := m.Get("image")
-		log = log.With("job", job, "step", step, "image", image)
-		if !p.isRoot() {
-			log.Warn("refused container request", "reason", "caller is not root")
-			return errorf("only slurmstepd may request a container; use srun --container-image")
-		}
-		log.Info("container request", "result", "not implemented", "duration", time.Since(start))
-		return errorf("--container-image=%s: podman-hpcd %s cannot create containers yet (this build only answers status requests); run the step without --container-image", image, version)
+		// Root's requests are served by container(); this is everyone else.
+		log.Warn("refused container request", "reason", "caller is not root")
+		return errorf("only slurmstepd may request a container; use srun --container-image")
 	default:
 		log.Warn("unknown request", "type", m.Type)
 		return errorf("unknown request type %d; are the plugin and podman-hpcd the same version?", m.Type)

@@ -13,6 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"syscall"
 )
 
 // Version is the protocol version this package speaks.
@@ -177,5 +180,30 @@ func Write(w io.Writer, m *Message) error {
 		return err
 	}
 	_, err = w.Write(b)
+	return err
+}
+
+// WriteUnix writes m to c with files' descriptors attached (SCM_RIGHTS) to
+// the frame's first bytes. The receiver gets its own copies of the fds.
+func WriteUnix(c *net.UnixConn, m *Message, files ...*os.File) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		_, err = c.Write(b)
+		return err
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	n, _, err := c.WriteMsgUnix(b, syscall.UnixRights(fds...), nil)
+	if err != nil {
+		return err
+	}
+	// A stream socket may take a large frame in parts; the fds went with
+	// the first.
+	_, err = c.Write(b[n:])
 	return err
 }

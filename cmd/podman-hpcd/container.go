@@ -1,0 +1,405 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
+)
+
+// initPath is where the daemon's own binary appears inside every container,
+// as the container's init: a process that only waits, holding the
+// namespaces that the tasks join. The image need not have anything.
+const initPath = "/.podman-hpc/init"
+
+// image is what a container needs of a cached image.
+type image struct {
+	Digest     string
+	Path       string // the squashfs file
+	Env        []string
+	WorkingDir string
+}
+
+// imageStore turns a reference into a cached squashfs (pkg/squash).
+type imageStore interface {
+	// get returns the image, pulling it if needed, as the user.
+	get(ctx context.Context, ref string, cred credential, progress func(string)) (*image, error)
+	// pin keeps the image from eviction until release is called.
+	pin(digest string) (release func(), err error)
+}
+
+// container is one running container: one per node per step.
+type container struct {
+	id      string
+	req     *containerRequest
+	img     *image
+	bundle  string
+	rootfs  string
+	initPid int
+	mntNS   *os.File // the container's mount namespace, sent to the plugin
+	env     []string // the image's environment, for the tasks
+	workdir string
+	unpin   func()
+	mounted bool // the image's squashfs mount counts this container
+}
+
+// manager creates and removes containers and shares squashfs mounts
+// between the containers of one image.
+type manager struct {
+	log      *slog.Logger
+	rt       *oci.Runtime
+	images   imageStore
+	stateDir string
+	site     []userMount // admin's mounts for every container (config "mounts")
+
+	mu         sync.Mutex
+	containers map[string]*container
+	squashRefs map[string]int // digest -> containers using its mount
+}
+
+func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, stateDir string, site []userMount) *manager {
+	return &manager{
+		log: log, rt: rt, images: images, stateDir: stateDir, site: site,
+		containers: map[string]*container{}, squashRefs: map[string]int{},
+	}
+}
+
+// squashDir is where an image's squashfs is mounted; no ':' in it, which
+// overlayfs would take for a separator of lower directories.
+func (m *manager) squashDir(digest string) string {
+	return filepath.Join(m.stateDir, "images", strings.ReplaceAll(digest, ":", "-"))
+}
+
+// create makes the step's container and returns it running. On any failure
+// everything done so far is undone.
+func (m *manager) create(ctx context.Context, req *containerRequest, progress func(string)) (c *container, err error) {
+	id := fmt.Sprintf("phpc-%s-%s", req.Job, req.Step)
+	m.mu.Lock()
+	if _, busy := m.containers[id]; busy {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("job %s step %s already has a container on this node", req.Job, req.Step)
+	}
+	c = &container{id: id, req: req, bundle: filepath.Join(m.stateDir, "containers", id)}
+	m.containers[id] = c
+	m.mu.Unlock()
+	defer func() {
+		if err != nil {
+			m.remove(context.WithoutCancel(ctx), c)
+		}
+	}()
+
+	acct, cred, err := lookupAccount(req.UID, req.GID)
+	if err != nil {
+		return c, err
+	}
+	c.img, err = m.images.get(ctx, req.Image, cred, progress)
+	if err != nil {
+		return c, err
+	}
+	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {
+		return c, err
+	}
+	if err := m.mountImage(ctx, c.img); err != nil {
+		return c, err
+	}
+	c.mounted = true
+	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
+		return c, fmt.Errorf("create bundle: %w", err)
+	}
+	// Always an overlay: mount points for binds must be created in the
+	// root, which a squashfs cannot take; --container-readonly has the
+	// runtime remount the root read-only once they exist.
+	c.rootfs = filepath.Join(c.bundle, "rootfs")
+	if err := oci.MountOverlay(m.squashDir(c.img.Digest), filepath.Join(c.bundle, "upper"), filepath.Join(c.bundle, "work"), c.rootfs); err != nil {
+		return c, err
+	}
+	mounts, held, err := m.mounts(c, acct, cred)
+	defer closeAll(held)
+	if err != nil {
+		return c, err
+	}
+	spec, err := oci.NewSpec(
+		oci.WithRootfs(c.rootfs, !req.Writable),
+		oci.WithProcess([]string{initPath, "init"}, []string{"PATH=/usr/bin:/bin"}, "/"),
+		oci.WithUser(req.UID, req.GID, cred.Groups),
+		oci.WithMounts(mounts...),
+		oci.WithAnnotations(map[string]string{"org.podman-hpc.job": req.Job, "org.podman-hpc.step": req.Step}),
+	)
+	if err != nil {
+		return c, err
+	}
+	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {
+		return c, err
+	}
+	pidFile := filepath.Join(c.bundle, "init.pid")
+	if err := m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile}); err != nil {
+		return c, fmt.Errorf("start container: %w", err)
+	}
+	if c.initPid, err = readPid(pidFile); err != nil {
+		return c, err
+	}
+	if c.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", c.initPid)); err != nil {
+		return c, fmt.Errorf("open the container's mount namespace: %w", err)
+	}
+	c.env = c.img.Env
+	c.workdir = firstNonEmpty(req.Workdir, c.img.WorkingDir, "/")
+	return c, nil
+}
+
+// mountImage mounts the image's squashfs once per node, shared by its containers.
+func (m *manager) mountImage(ctx context.Context, img *image) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.squashRefs[img.Digest] == 0 {
+		if err := oci.MountSquashfs(ctx, img.Path, m.squashDir(img.Digest)); err != nil {
+			return err
+		}
+	}
+	m.squashRefs[img.Digest]++
+	return nil
+}
+
+func (m *manager) unmountImage(digest string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.squashRefs[digest]--; m.squashRefs[digest] > 0 {
+		return
+	}
+	delete(m.squashRefs, digest)
+	dir := m.squashDir(digest)
+	if err := oci.Unmount(dir, false); err != nil {
+		m.log.Warn("unmount image", "digest", digest, "err", err)
+		oci.Unmount(dir, true)
+	}
+	os.Remove(dir)
+}
+
+// remove tears a container down: runtime delete, unmount, bundle removed,
+// image unpinned. It is safe on a partly created container and runs once.
+func (m *manager) remove(ctx context.Context, c *container) {
+	m.mu.Lock()
+	if m.containers[c.id] != c {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.containers, c.id)
+	m.mu.Unlock()
+
+	if c.mntNS != nil {
+		c.mntNS.Close()
+	}
+	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
+		m.log.Warn("runtime delete", "container", c.id, "err", err)
+	}
+	if c.rootfs != "" {
+		if err := oci.Unmount(c.rootfs, false); err != nil {
+			m.log.Warn("unmount rootfs", "container", c.id, "err", err)
+			oci.Unmount(c.rootfs, true)
+		}
+	}
+	if c.mounted {
+		m.unmountImage(c.img.Digest)
+	}
+	if c.unpin != nil {
+		c.unpin()
+	}
+	if err := os.RemoveAll(c.bundle); err != nil {
+		m.log.Warn("remove bundle", "container", c.id, "err", err)
+	}
+}
+
+// cleanStale removes what a previous daemon left: containers (their tasks, if
+// any, keep running in the namespace they joined), mounts and bundles.
+func (m *manager) cleanStale(ctx context.Context) {
+	entries, _ := os.ReadDir(filepath.Join(m.stateDir, "containers"))
+	for _, e := range entries {
+		if err := m.rt.Delete(ctx, e.Name(), oci.DeleteOpts{Force: true}); err != nil {
+			m.log.Warn("stale container: runtime delete", "container", e.Name(), "err", err)
+		}
+	}
+	mounts, err := oci.MountsUnder(m.stateDir)
+	if err != nil {
+		m.log.Warn("list stale mounts", "err", err)
+	}
+	for _, mp := range mounts {
+		if err := oci.Unmount(mp, false); err != nil {
+			oci.Unmount(mp, true)
+		}
+	}
+	for _, sub := range []string{"containers", "images"} {
+		os.RemoveAll(filepath.Join(m.stateDir, sub))
+	}
+	if len(entries)+len(mounts) > 0 {
+		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", len(mounts))
+	}
+}
+
+// mounts returns the container's mounts beyond the defaults, and the files
+// held open for them (the caller closes them once the runtime has mounted).
+func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.Mount, []*os.File, error) {
+	var out []specs.Mount
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, oci.BindMount(self, initPath, "ro", "nosuid", "nodev"))
+	for _, s := range m.site {
+		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
+	}
+	etc, err := m.writeAccountFiles(c, acct)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, etc...)
+
+	// The user's own mounts (and home), opened as the user: the source is
+	// the opened file, so what was checked is what gets mounted.
+	var srcs, dsts []string
+	var opts [][]string
+	if c.req.MountHome && acct.Home != "" {
+		srcs, dsts, opts = append(srcs, acct.Home), append(dsts, acct.Home), append(opts, nil)
+	}
+	for _, um := range c.req.Mounts {
+		srcs, dsts, opts = append(srcs, um.Src), append(dsts, um.Dst), append(opts, um.Options)
+	}
+	if c.req.Script != "" {
+		srcs, dsts, opts = append(srcs, c.req.Script), append(dsts, c.req.Script), append(opts, []string{"ro"})
+	}
+	held, err := openAsUser(cred, srcs)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, fmt.Errorf("--container-mounts: %s: %v (as user %s)", pe.Path, pe.Err, acct.Name)
+		}
+		return nil, nil, err
+	}
+	for i, f := range held {
+		src := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+		out = append(out, oci.BindMount(src, dsts[i], append([]string{"nosuid", "nodev"}, opts[i]...)...))
+	}
+	return out, held, nil
+}
+
+// writeAccountFiles writes passwd and group with the job user in them, from
+// the image's own files read inside the image's root (never following a
+// symlink out of it), and returns their bind mounts.
+func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, error) {
+	root := m.squashDir(c.img.Digest)
+	passwd, _ := readInRoot(root, "etc/passwd")
+	group, _ := readInRoot(root, "etc/group")
+	var mounts []specs.Mount
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"group", mergeGroup(bytes.NewReader(group), acct)},
+		{"passwd", mergePasswd(bytes.NewReader(passwd), acct)},
+	} {
+		p := filepath.Join(c.bundle, f.name)
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			return nil, fmt.Errorf("write %s: %w", f.name, err)
+		}
+		mounts = append(mounts, oci.BindMount(p, "/etc/"+f.name, "ro", "nosuid", "nodev", "noexec"))
+	}
+	return mounts, nil
+}
+
+// readInRoot reads root/rel with every path component resolved inside root.
+func readInRoot(root, rel string) ([]byte, error) {
+	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, rel, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	var b bytes.Buffer
+	_, err = b.ReadFrom(&limitedReader{f, 16 << 20})
+	return b.Bytes(), err
+}
+
+type limitedReader struct {
+	f *os.File
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, fmt.Errorf("%s: larger than 16 MiB", l.f.Name())
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.f.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// lookupAccount finds the job user in the node's user database.
+func lookupAccount(uid, gid uint32) (account, credential, error) {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return account{}, credential{}, fmt.Errorf("look up uid %d: %w", uid, err)
+	}
+	a := account{Name: u.Username, Home: u.HomeDir, Shell: "/bin/sh", UID: uid, GID: gid, Groups: map[uint32]string{}}
+	a.GroupName = a.Name
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		a.GroupName = g.Name
+	}
+	cred := credential{UID: uid, GID: gid}
+	gids, _ := u.GroupIds()
+	for _, s := range gids {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || uint32(n) == gid {
+			continue
+		}
+		cred.Groups = append(cred.Groups, uint32(n))
+		if g, err := user.LookupGroupId(s); err == nil {
+			a.Groups[uint32(n)] = g.Name
+		}
+	}
+	return a, cred, nil
+}
+
+func readPid(path string) (int, error) {
+	for i := 0; i < 50; i++ {
+		b, err := os.ReadFile(path)
+		if err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return strconv.Atoi(string(bytes.TrimSpace(b)))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("runtime wrote no pid to %s", path)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// containerRequest is a CONTAINER message from the plugin in slurmstepd.
+type containerRequest struct {
+	Job, Step string
+	UID, GID  uint32
+	Image     string
+	Workdir   string // --container-workdir; "" for the image's
+	Mounts    []userMount
+	Writable  bool
+	MountHome bool
+	Script    string // the batch script, bound read-only for a batch step
+}
+
+// userMount is one --container-mounts entry.
+type userMount struct {
+	Src, Dst string
+	Options  []string // runtime-spec mount options from the user's FLAGS
+}
+
+// mountFlags maps the user's FLAGS to mount options; the plugin already
+// refused unknown ones, the daemon checks again (it trusts no client).
+var mountFlags = map[string]string{
+	"ro": "ro", "rw": "rw", "bind": "", "rbind": "",
+	"nosuid": "nosuid", "nodev": "nodev", "noexec": "noexec",
+	"private": "private", "rprivate": "rprivate", "slave": "slave", "rslave": "rslave",
+	"shared": "shared", "rshared": "rshared",
+}
+
+func parseUserMount(s string) (userMount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 || parts[0] == "" {
+		return userMount{}, fmt.Errorf("--container-mounts: bad entry %q (want SRC:DST[:FLAGS])", s)
+	}
+	m := userMount{Src: parts[0], Dst: parts[0]}
+	if len(parts) > 1 {
+		m.Dst = parts[1]
+	}
+	if !path.IsAbs(m.Dst) {
+		return userMount{}, fmt.Errorf("--container-mounts: destination %q is not an absolute path", m.Dst)
+	}
+	if len(parts) == 3 && parts[2] != "" {
+		for _, f := range strings.Split(parts[2], "+") {
+			opt, ok := mountFlags[f]
+			if !ok {
+				return userMount{}, fmt.Errorf("--container-mounts: unknown mount flag %q", f)
+			}
+			if opt != "" {
+				m.Options = append(m.Options, opt)
+			}
+		}
+	}
+	return m, nil
+}
+
+func parseContainerRequest(m *wire.Message) (*containerRequest, error) {
+	get := func(k string) string { v, _ := m.Get(k); return v }
+	r := &containerRequest{
+		Job: get("job"), Step: get("step"), Image: get("image"), Workdir: get("workdir"),
+		Writable: get("writable") == "1", MountHome: get("mount_home") == "1", Script: get("script"),
+	}
+	for k, dst := range map[string]*uint32{"uid": &r.UID, "gid": &r.GID} {
+		n, err := strconv.ParseUint(get(k), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("request: bad %s %q", k, get(k))
+		}
+		*dst = uint32(n)
+	}
+	if _, err := strconv.ParseUint(r.Job, 10, 32); err != nil {
+		return nil, fmt.Errorf("request: bad job id %q", r.Job)
+	}
+	if _, err := strconv.ParseUint(r.Step, 10, 32); err != nil {
+		return nil, fmt.Errorf("request: bad step id %q", r.Step)
+	}
+	if r.Image == "" {
+		return nil, fmt.Errorf("request: no image")
+	}
+	if r.Workdir != "" && !path.IsAbs(r.Workdir) {
+		return nil, fmt.Errorf("--container-workdir: %q is not an absolute path", r.Workdir)
+	}
+	if r.Script != "" && !path.IsAbs(r.Script) {
+		return nil, fmt.Errorf("request: batch script path %q is not absolute", r.Script)
+	}
+	for _, s := range m.All("mount") {
+		um, err := parseUserMount(s)
+		if err != nil {
+			return nil, err
+		}
+		r.Mounts = append(r.Mounts, um)
+	}
+	return r, nil
+}

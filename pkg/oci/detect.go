@@ -1,0 +1,37 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// DefaultRuntimes are tried in this order when the admin does not choose.
+var DefaultRuntimes = []string{"crun", "runc"}
+
+// Probe starts and removes one real container with rt; it says whether rt
+// works on this node.
+type Probe func(ctx context.Context, rt *Runtime) error
+
+// Detect returns the first runtime of candidates that is installed and passes
+// probe: runtimes fail on some nodes for reasons only a real start shows
+// (crun 1.8 refuses hybrid cgroup layouts, which runc handles). The error
+// lists why each candidate was rejected.
+func Detect(ctx context.Context, candidates []string, root string, probe Probe) (*Runtime, error) {
+	var why []string
+	for _, c := range candidates {
+		path, err := exec.LookPath(c)
+		if err != nil {
+			why = append(why, fmt.Sprintf("%s: not installed", c))
+			continue
+		}
+		rt := &Runtime{Command: path, Root: root}
+		if err := probe(ctx, rt); err != nil {
+			why = append(why, fmt.Sprintf("%s: %v", c, err))
+			continue
+		}
+		return rt, nil
+	}
+	return nil, fmt.Errorf("no working OCI runtime (%s); install runc or crun, or set runtime in podman-hpcd.conf", strings.Join(why, "; "))
+}

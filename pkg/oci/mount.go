@@ -1,0 +1,105 @@
+package oci
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// MountSquashfs loop-mounts a squashfs read-only on dir. The kernel mount
+// reads 4-13x faster than squashfuse here (shared/notes/measurements.md);
+// nosuid keeps a setuid binary in the image from gaining anything, nodev any
+// device node. mount(8) allocates the loop device and frees it on unmount.
+func MountSquashfs(ctx context.Context, image, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mount %s: %w", image, err)
+	}
+	cmd := exec.CommandContext(ctx, "mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", image, dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mount %s on %s: %s: %w", image, dir, strings.TrimSpace(string(out)), err)
+	}
+	return nil
+}
+
+// MountOverlay mounts an overlay of lower (read-only) and upper/work on dir.
+func MountOverlay(lower, upper, work, dir string) error {
+	for _, d := range []string{upper, work, dir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("overlay: %w", err)
+		}
+	}
+	// The upper layer is thrown away with the container, so the safety
+	// features that cost time on every copy-up are not needed.
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	if err := unix.Mount("overlay", dir, "overlay", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		return fmt.Errorf("mount overlay on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Unmount unmounts dir if it is a mount point; not being mounted is not an
+// error, so teardown can run twice. With lazy, a busy mount is detached.
+func Unmount(dir string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = unix.MNT_DETACH
+	}
+	err := unix.Unmount(dir, flags)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("unmount %s: %w", dir, err)
+}
+
+// MountsUnder lists the mount points at or below dir, deepest first, from
+// /proc/self/mountinfo.
+func MountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, strings.TrimSuffix(dir, "/")+"/") {
+			out = append(out, mp)
+		}
+	}
+	// Deepest first: reverse mount order unmounts children before parents.
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

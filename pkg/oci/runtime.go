@@ -1,0 +1,178 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Runtime drives an OCI runtime binary (runc or crun; they share a CLI).
+// Tests swap Command for a script.
+type Runtime struct {
+	Command string // binary name or path
+	Root    string // --root: the runtime's state directory; "" for its default
+}
+
+// ErrNotExist is returned by State for a container the runtime does not know.
+var ErrNotExist = errors.New("container does not exist")
+
+// RunOpts are the options of Runtime.Run.
+type RunOpts struct {
+	Bundle  string // directory holding config.json
+	PidFile string // where the runtime writes the init's pid
+}
+
+func (o RunOpts) args(id string) []string {
+	a := []string{"run", "--detach", "--bundle", o.Bundle}
+	if o.PidFile != "" {
+		a = append(a, "--pid-file", o.PidFile)
+	}
+	return append(a, id)
+}
+
+// DeleteOpts are the options of Runtime.Delete.
+type DeleteOpts struct {
+	Force bool // kill the container first if it is running
+}
+
+func (o DeleteOpts) args(id string) []string {
+	if o.Force {
+		return []string{"delete", "--force", id}
+	}
+	return []string{"delete", id}
+}
+
+// State is the part of the runtime's state we use.
+type State struct {
+	ID     string `json:"id"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"`
+	Bundle string `json:"bundle"`
+}
+
+// Run creates and starts container id detached: when it returns nil, the
+// init process runs. The runtime's output, and the init's, go to
+// Bundle/runtime.log: a pipe would be inherited by the init and never reach
+// EOF, so the runtime's output is a file.
+func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
+	logPath := filepath.Join(o.Bundle, "runtime.log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s run %s: %w", r.Command, id, err)
+	}
+	defer f.Close()
+	cmd := r.command(ctx, o.args(id)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		out, _ := os.ReadFile(logPath)
+		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}
+	}
+	return nil
+}
+
+// Kill sends sig (e.g. "KILL") to the container's init.
+func (r *Runtime) Kill(ctx context.Context, id, sig string) error {
+	_, err := r.exec(ctx, "kill", id, sig)
+	return err
+}
+
+// Delete removes the container's runtime state (and with Force, kills it).
+// A container the runtime does not know is not an error: deleting twice is fine.
+func (r *Runtime) Delete(ctx context.Context, id string, o DeleteOpts) error {
+	_, err := r.exec(ctx, o.args(id)...)
+	if err != nil && isNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+// State returns the container's state, or ErrNotExist.
+func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+	out, err := r.exec(ctx, "state", id)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, fmt.Errorf("%s: %w", id, ErrNotExist)
+		}
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("%s state %s: %w", r.Command, id, err)
+	}
+	return &st, nil
+}
+
+// List returns the ids of the containers the runtime knows under Root.
+func (r *Runtime) List(ctx context.Context) ([]string, error) {
+	out, err := r.exec(ctx, "list", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var states []State
+	if err := json.Unmarshal(bytes.TrimSpace(out), &states); err != nil && len(bytes.TrimSpace(out)) > 0 && string(bytes.TrimSpace(out)) != "null" {
+		return nil, fmt.Errorf("%s list: %w", r.Command, err)
+	}
+	ids := make([]string, 0, len(states))
+	for _, s := range states {
+		ids = append(ids, s.ID)
+	}
+	return ids, nil
+}
+
+// runtimeError keeps the runtime's own words: they name the cause.
+type runtimeError struct {
+	cmd    string
+	stderr string
+	err    error
+}
+
+func (e *runtimeError) Error() string {
+	msg := strings.TrimSpace(e.stderr)
+	if msg == "" {
+		msg = e.err.Error()
+	}
+	// runc logs JSON-ish lines; keep the last, which says what failed.
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+		msg = msg[i+1:]
+	}
+	return fmt.Sprintf("%s: %s", e.cmd, msg)
+}
+
+func (e *runtimeError) Unwrap() error { return e.err }
+
+func isNotExist(err error) bool {
+	var re *runtimeError
+	if !errors.As(err, &re) {
+		return false
+	}
+	s := strings.ToLower(re.stderr)
+	return strings.Contains(s, "does not exist") || strings.Contains(s, "not exist") || strings.Contains(s, "no such file")
+}
+
+// command returns the runtime invocation. Stdin is /dev/null; the runtime
+// (and so the container's init) inherits no other fd and no environment but PATH.
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	full := args
+	if r.Root != "" {
+		full = append([]string{"--root", r.Root}, args...)
+	}
+	cmd := exec.CommandContext(ctx, r.Command, full...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+func (r *Runtime) exec(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := r.command(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, &runtimeError{cmd: r.Command + " " + args[0], stderr: stderr.String(), err: err}
+	}
+	return stdout.Bytes(), nil
+}

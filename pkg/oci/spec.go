@@ -1,0 +1,168 @@
+// Package oci builds the OCI runtime-spec of a step's container from small
+// composable options, and drives the OCI runtime (runc or crun) as a binary.
+package oci
+
+import (
+	"fmt"
+	"path"
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// SpecVersion is the runtime-spec version written into config.json.
+const SpecVersion = "1.0.2"
+
+// SpecOpt changes one aspect of a spec; options are applied in order.
+type SpecOpt func(*specs.Spec) error
+
+// NewSpec returns the base spec with opts applied: the process runs as
+// nobody until WithUser says otherwise, with no capabilities and
+// no_new_privileges, in its own mount namespace and the host's other
+// namespaces (pyxis's defaults), with /proc, /sys read-only, and a minimal /dev.
+func NewSpec(opts ...SpecOpt) (*specs.Spec, error) {
+	s := &specs.Spec{
+		// The oldest version with everything we use: crun 1.8 refuses
+		// specs newer than it knows ("unknown version specified").
+		Version: SpecVersion,
+		Root:    &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{
+			Args:            []string{"/bin/sh"},
+			Cwd:             "/",
+			User:            specs.User{UID: 65534, GID: 65534},
+			NoNewPrivileges: true,
+			// No capabilities at all: the tasks that join are the job
+			// user's and must not gain any through the container.
+			Capabilities: &specs.LinuxCapabilities{},
+		},
+		Hostname: "",
+		Mounts:   defaultMounts(),
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}},
+			// Mask what the host's /proc would leak or let a root in a
+			// user namespace poke at (as runc's and podman's defaults do).
+			MaskedPaths: []string{
+				"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+				"/proc/scsi", "/sys/firmware",
+			},
+			ReadonlyPaths: []string{
+				"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
+				"/proc/sys", "/proc/sysrq-trigger",
+			},
+		},
+	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func defaultMounts() []specs.Mount {
+	return []specs.Mount{
+		// The host's PID namespace is shared, so the host's /proc is the
+		// right one: tasks see each other and Slurm's processes as on the host.
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		// The host's /dev/shm: ranks of one node share memory with each
+		// other whether or not they joined the same container.
+		{Destination: "/dev/shm", Type: "bind", Source: "/dev/shm", Options: []string{"rbind", "nosuid", "nodev"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+	}
+}
+
+// WithRootfs sets the root filesystem; readonly makes the runtime remount it
+// read-only once every mount point has been created.
+func WithRootfs(dir string, readonly bool) SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Root = &specs.Root{Path: dir, Readonly: readonly}
+		return nil
+	}
+}
+
+// WithProcess sets the container's first process.
+func WithProcess(args, env []string, cwd string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(args) == 0 {
+			return fmt.Errorf("process: no arguments")
+		}
+		if !path.IsAbs(cwd) {
+			return fmt.Errorf("process: working directory %q is not absolute", cwd)
+		}
+		s.Process.Args = args
+		s.Process.Env = env
+		s.Process.Cwd = cwd
+		return nil
+	}
+}
+
+// WithUser runs the process as uid/gid with the given supplementary groups.
+func WithUser(uid, gid uint32, groups []uint32) SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Process.User = specs.User{UID: uid, GID: gid, AdditionalGids: groups}
+		return nil
+	}
+}
+
+// WithMounts appends mounts after the defaults; a later mount over the same
+// destination wins, as in the kernel.
+func WithMounts(mounts ...specs.Mount) SpecOpt {
+	return func(s *specs.Spec) error {
+		for _, m := range mounts {
+			if !path.IsAbs(m.Destination) {
+				return fmt.Errorf("mount %s: destination %q is not absolute", m.Source, m.Destination)
+			}
+		}
+		s.Mounts = append(s.Mounts, mounts...)
+		return nil
+	}
+}
+
+// BindMount returns a bind mount of src on dst; extra options (ro, nosuid,
+// rprivate...) are appended to rbind.
+func BindMount(src, dst string, options ...string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: append([]string{"rbind"}, options...)}
+}
+
+// WithNamespaces makes the container unshare these namespaces (besides
+// mount) from the host, e.g. "ipc" for --container-unshare=ipc.
+func WithNamespaces(types ...specs.LinuxNamespaceType) SpecOpt {
+	return func(s *specs.Spec) error {
+		for _, t := range types {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t})
+		}
+		return nil
+	}
+}
+
+// WithCgroupsPath places the container's own processes (its init, not the
+// tasks, which stay in Slurm's cgroups) in cgroup path p.
+func WithCgroupsPath(p string) SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Linux.CgroupsPath = p
+		return nil
+	}
+}
+
+// WithAnnotations adds annotations (hooks match on them); keys are sorted so
+// that the spec is deterministic.
+func WithAnnotations(a map[string]string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		keys := make([]string, 0, len(a))
+		for k := range a {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s.Annotations[k] = a[k]
+		}
+		return nil
+	}
+}
