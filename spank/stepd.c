@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <slurm/spank.h>
 
 #include "client.h"
@@ -197,9 +200,11 @@ int phpc_stepd_user_init(spank_t sp)
 	return 0; /* errors here are dropped by Slurm: reported per task instead */
 }
 
-/* In the forked task, as root, before Slurm drops privileges: join the
- * container's mount namespace. The other namespaces are the host's, shared
- * with the container, so Slurm's signals, accounting and PMI work unchanged. */
+/* In the forked task, as root, before Slurm drops privileges. Joining now
+ * would make Slurm's chdir to the job's directory (which comes after this
+ * callback) look for it inside the container and fail noisily; so the task
+ * keeps, across Slurm's setuid, just the permitted capabilities it needs to
+ * join in task_init, which runs after that chdir. */
 int phpc_stepd_task_init_privileged(spank_t sp)
 {
 	(void)sp;
@@ -207,15 +212,56 @@ int phpc_stepd_task_init_privileged(spank_t sp)
 		return 0;
 	if (phpc.error[0] == '\0' && phpc.mnt_fd < 0)
 		keep_error("no container for this step%s; see the node's podman-hpcd log", "");
-	if (phpc.error[0] == '\0' && setns(phpc.mnt_fd, CLONE_NEWNS) < 0)
-		keep_error("couldn't join the container's mount namespace: %s", strerror(errno));
+	if (phpc.error[0] == '\0' && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		keep_error("couldn't keep the capabilities to join the container: %s", strerror(errno));
 	if (phpc.error[0] != '\0') {
 		slurm_error(PHPC_NAME ": %s", phpc.error);
 		return -1;
 	}
+	return 0;
+}
+
+/* Sets the effective and permitted capability sets (inheritable: none). */
+static int set_caps(uint64_t effective, uint64_t permitted)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {
+		{ .effective = (uint32_t)effective, .permitted = (uint32_t)permitted },
+		{ .effective = (uint32_t)(effective >> 32), .permitted = (uint32_t)(permitted >> 32) },
+	};
+
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+/* As the job user: join the container's mount namespace with the two
+ * capabilities setns(2) needs, then drop every capability for good. The
+ * other namespaces are the host's, shared with the container, so Slurm's
+ * signals, accounting and PMI work unchanged. */
+static int join_container(void)
+{
+	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT);
+	int rv = -1, saved;
+
+	if (set_caps(need, need) < 0) {
+		slurm_error(PHPC_NAME ": couldn't raise the capabilities to join the container: %s", strerror(errno));
+		goto out;
+	}
+	if (setns(phpc.mnt_fd, CLONE_NEWNS) < 0) {
+		slurm_error(PHPC_NAME ": couldn't join the container's mount namespace: %s", strerror(errno));
+		goto out;
+	}
+	rv = 0;
+out:
+	saved = errno;
+	/* Whatever happened, the task keeps no capability. */
+	if (set_caps(0, 0) < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
+		slurm_error(PHPC_NAME ": couldn't drop capabilities: %s", strerror(errno));
+		rv = -1;
+	}
 	close(phpc.mnt_fd);
 	phpc.mnt_fd = -1;
-	return 0;
+	errno = saved;
+	return rv;
 }
 
 static int is_host_wins(const char *name, size_t len)
@@ -239,6 +285,8 @@ int phpc_stepd_task_init(spank_t sp)
 
 	if (phpc.args.image == NULL)
 		return 0;
+	if (join_container() < 0)
+		return -1;
 	if (chdir(phpc.workdir) < 0) {
 		slurm_error(PHPC_NAME ": couldn't enter the working directory %s in the container: %s; set one with --container-workdir", phpc.workdir, strerror(errno));
 		return -1;

@@ -27,6 +27,9 @@ type Config struct {
 	CacheDir string      // node-local: the squashfs image cache
 	Runtime  string      // "auto", or the OCI runtime's name or path
 	Mounts   []userMount // the site's mounts for every container
+	// RegistriesConf is containers-registries.conf(5) for pulls; "" for
+	// the system's.
+	RegistriesConf string
 }
 
 func defaultConfig() Config {
@@ -108,12 +111,14 @@ func (c *Config) set(key, value string) error {
 			}
 			c.Mounts = append(c.Mounts, m)
 		}
+	case "registries_conf":
+		c.RegistriesConf = value
 	case "log_level":
 		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts)", key)
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts, registries_conf)", key)
 	}
 	return nil
 }

@@ -119,9 +119,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
 		return c, fmt.Errorf("create bundle: %w", err)
 	}
-	// Always an overlay: mount points for binds must be created in the
-	// root, which a squashfs cannot take; --container-readonly has the
-	// runtime remount the root read-only once they exist.
+	// Always an overlay, so that mount points missing from the image can be
+	// made; --container-readonly then makes it read-only. nosuid and nodev
+	// are ours to keep: the runtime's own read-only remount would drop them.
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
 	if err := oci.MountOverlay(m.squashDir(c.img.Digest), filepath.Join(c.bundle, "upper"), filepath.Join(c.bundle, "work"), c.rootfs); err != nil {
 		return c, err
@@ -132,7 +132,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 		return c, err
 	}
 	spec, err := oci.NewSpec(
-		oci.WithRootfs(c.rootfs, !req.Writable),
+		oci.WithRootfs(c.rootfs, false),
 		oci.WithProcess([]string{initPath, "init"}, []string{"PATH=/usr/bin:/bin"}, "/"),
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
@@ -140,6 +140,14 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	)
 	if err != nil {
 		return c, err
+	}
+	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
+		return c, err
+	}
+	if !req.Writable {
+		if err := unix.Mount("", c.rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+			return c, fmt.Errorf("make the container read-only: %w", err)
+		}
 	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {
 		return c, err
@@ -204,10 +212,14 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
-	if c.rootfs != "" {
-		if err := oci.Unmount(c.rootfs, false); err != nil {
-			m.log.Warn("unmount rootfs", "container", c.id, "err", err)
-			oci.Unmount(c.rootfs, true)
+	mounts, err := oci.MountsUnder(c.bundle)
+	if err != nil {
+		m.log.Warn("list mounts", "container", c.id, "err", err)
+	}
+	for _, mp := range mounts {
+		if err := oci.Unmount(mp, false); err != nil {
+			m.log.Warn("unmount", "container", c.id, "err", err)
+			oci.Unmount(mp, true)
 		}
 	}
 	if c.mounted {
@@ -287,10 +299,65 @@ func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.M
 		return nil, nil, err
 	}
 	for i, f := range held {
-		src := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
-		out = append(out, oci.BindMount(src, dsts[i], append([]string{"nosuid", "nodev"}, opts[i]...)...))
+		stage, err := stageMount(f, filepath.Join(c.bundle, "mounts", strconv.Itoa(i)))
+		if err != nil {
+			return nil, held, fmt.Errorf("--container-mounts: %s: %w", srcs[i], err)
+		}
+		out = append(out, oci.BindMount(stage, dsts[i], append([]string{"nosuid", "nodev"}, opts[i]...)...))
 	}
 	return out, held, nil
+}
+
+// makeMountpoints creates, inside root, every mount's destination that the
+// image lacks; those under /dev and /proc are the runtime's (on its tmpfs and
+// procfs).
+func makeMountpoints(root string, mounts []specs.Mount) error {
+	for _, mt := range mounts {
+		d := mt.Destination
+		if strings.HasPrefix(d, "/dev/") || strings.HasPrefix(d, "/proc/") || strings.HasPrefix(d, "/sys/") {
+			continue
+		}
+		file := false
+		if mt.Type == "bind" {
+			fi, err := os.Stat(mt.Source)
+			if err != nil {
+				return fmt.Errorf("mount %s: %w", mt.Source, err)
+			}
+			file = !fi.IsDir()
+		}
+		if err := oci.MakeMountpoint(root, d, file); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageMount bind-mounts what f (opened as the user) refers to on stage, in
+// the daemon's mount namespace: the kernel will not bind from an fd of
+// another namespace into the container's, and a path the user controls could
+// be swapped for a symlink between the check and the mount. The runtime then
+// binds stage, a path only root controls. Stages are unmounted at teardown
+// (everything under the bundle is).
+func stageMount(f *os.File, stage string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(stage), 0o700); err != nil {
+		return "", err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := os.Mkdir(stage, 0o700); err != nil {
+			return "", err
+		}
+	} else if err := os.WriteFile(stage, nil, 0o600); err != nil {
+		return "", err
+	}
+	src := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if err := unix.Mount(src, stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", fmt.Errorf("bind: %w", err)
+	}
+	return stage, nil
 }
 
 // writeAccountFiles writes passwd and group with the job user in them, from

@@ -160,7 +160,22 @@ nodelist="node[1-$NODES]"
 	echo "PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP"
 } >"$ETC/slurm.conf"
 echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
-echo "# the test cluster's podman-hpcd (see contrib/slurm/podman-hpcd.conf)" >"$ETC/podman-hpcd.conf"
+cat >"$ETC/podman-hpcd.conf" <<-CONF
+# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
+# Node-local, on each node's private tmpfs:
+state_dir = $LAB/nodelocal/state
+cache_dir = $LAB/nodelocal/images
+# Slurm's spool and TmpFS (per node, under $RUN) at the same paths inside:
+# PMIx's server directories and the batch script live there.
+mounts = $RUN:$RUN
+registries_conf = $ETC/registries.conf
+CONF
+cat >"$ETC/registries.conf" <<-CONF
+# the test registry speaks plain HTTP
+[[registry]]
+location = "$REGISTRY_ADDR"
+insecure = true
+CONF
 cat >"$ETC/registry.yml" <<-CONF
 version: 0.1
 log:
