@@ -27,6 +27,10 @@ type Config struct {
 	CacheDir string      // node-local: the squashfs image cache
 	Runtime  string      // "auto", or the OCI runtime's name or path
 	Mounts   []userMount // the site's mounts for every container
+	// BatchMounts are bound into the batch script's container only: the
+	// host's Slurm client, so that the script's srun, which runs inside,
+	// starts steps that inherit the image. Missing sources are skipped.
+	BatchMounts []userMount
 	// RegistriesConf is containers-registries.conf(5) for pulls; "" for
 	// the system's.
 	RegistriesConf string
@@ -96,20 +100,25 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("runtime: empty (auto, crun, runc or a path)")
 		}
 		c.Runtime = value
-	case "mounts":
-		c.Mounts = nil
+	case "mounts", "batch_mounts":
+		var list []userMount
 		for _, s := range strings.Split(value, ",") {
 			if s = strings.TrimSpace(s); s == "" {
 				continue
 			}
 			m, err := parseUserMount(s)
 			if err != nil {
-				return fmt.Errorf("mounts: %w", err)
+				return fmt.Errorf("%s: %w", key, err)
 			}
 			if !filepath.IsAbs(m.Src) {
-				return fmt.Errorf("mounts: source %q is not an absolute path", m.Src)
+				return fmt.Errorf("%s: source %q is not an absolute path", key, m.Src)
 			}
-			c.Mounts = append(c.Mounts, m)
+			list = append(list, m)
+		}
+		if key == "mounts" {
+			c.Mounts = list
+		} else {
+			c.BatchMounts = list
 		}
 	case "registries_conf":
 		c.RegistriesConf = value
@@ -118,7 +127,7 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts, registries_conf)", key)
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts, batch_mounts, registries_conf)", key)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ import (
 // namespaces that the tasks join. The image need not have anything.
 const initPath = "/.podman-hpc/init"
 
+// batchStep is Slurm's step id of a batch script (SLURM_BATCH_SCRIPT).
+const batchStep = "4294967291"
+
 // image is what a container needs of a cached image.
 type image struct {
 	Digest     string
@@ -64,15 +67,16 @@ type manager struct {
 	images   imageStore
 	stateDir string
 	site     []userMount // admin's mounts for every container (config "mounts")
+	batch    []userMount // and for batch scripts' containers ("batch_mounts")
 
 	mu         sync.Mutex
 	containers map[string]*container
 	squashRefs map[string]int // digest -> containers using its mount
 }
 
-func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, stateDir string, site []userMount) *manager {
+func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config) *manager {
 	return &manager{
-		log: log, rt: rt, images: images, stateDir: stateDir, site: site,
+		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
 		containers: map[string]*container{}, squashRefs: map[string]int{},
 	}
 }
@@ -271,6 +275,15 @@ func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.M
 	for _, s := range m.site {
 		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
 	}
+	if c.req.Step == batchStep {
+		for _, s := range m.batch {
+			if _, err := os.Stat(s.Src); err != nil {
+				m.log.Warn("batch_mounts: skipped", "src", s.Src, "err", err)
+				continue
+			}
+			out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"ro", "nosuid", "nodev"}, s.Options...)...))
+		}
+	}
 	etc, err := m.writeAccountFiles(c, acct)
 	if err != nil {
 		return nil, nil, err
@@ -367,13 +380,15 @@ func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, 
 	root := m.squashDir(c.img.Digest)
 	passwd, _ := readInRoot(root, "etc/passwd")
 	group, _ := readInRoot(root, "etc/group")
+	hostPasswd, _ := os.ReadFile("/etc/passwd")
+	hostGroup, _ := os.ReadFile("/etc/group")
 	var mounts []specs.Mount
 	for _, f := range []struct {
 		name string
 		data []byte
 	}{
-		{"group", mergeGroup(bytes.NewReader(group), acct)},
-		{"passwd", mergePasswd(bytes.NewReader(passwd), acct)},
+		{"group", mergeGroup(bytes.NewReader(group), bytes.NewReader(hostGroup), acct)},
+		{"passwd", mergePasswd(bytes.NewReader(passwd), bytes.NewReader(hostPasswd), acct)},
 	} {
 		p := filepath.Join(c.bundle, f.name)
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {

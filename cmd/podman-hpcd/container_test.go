@@ -82,7 +82,7 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 		t.Skipf("no OCI runtime works here: %v", err)
 	}
 	images := &fakeImages{img: &image{Digest: "sha256:feed", Path: testSquashfs(t), Env: []string{"FOO=image"}, WorkingDir: "/work"}}
-	return newManager(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, images, state, nil), images, state
+	return newManager(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, images, Config{StateDir: state}), images, state
 }
 
 func TestContainerLifecycle(t *testing.T) {

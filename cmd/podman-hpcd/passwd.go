@@ -20,73 +20,83 @@ type account struct {
 	Groups            map[uint32]string // supplementary groups: gid -> name
 }
 
-// mergePasswd returns the image's passwd with the user's entry added, in
-// place of any entry with the same name or uid (the host's identity wins:
-// files on mounts belong to the host's uid).
-func mergePasswd(image io.Reader, a account) []byte {
-	var out bytes.Buffer
-	uid := strconv.FormatUint(uint64(a.UID), 10)
-	eachLine(image, func(line string) {
+// entry is one line of a passwd or group file: name and numeric id.
+type entry struct{ name, id, line string }
+
+func parseEntries(r io.Reader) []entry {
+	var out []entry
+	if r == nil {
+		return nil
+	}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
 		f := strings.SplitN(line, ":", 4)
-		if len(f) >= 3 && (f[0] == a.Name || f[2] == uid) {
-			return
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") || len(f) < 3 {
+			continue
 		}
-		out.WriteString(line + "\n")
-	})
-	fmt.Fprintf(&out, "%s:x:%d:%d::%s:%s\n", a.Name, a.UID, a.GID, a.Home, a.Shell)
+		out = append(out, entry{name: f[0], id: f[2], line: line})
+	}
+	return out
+}
+
+// mergeEntries keeps the image's entries, then adds the host's entries whose
+// name and id the image lacks (so that Slurm's client finds SlurmUser, and
+// `ls -l` names the owners of mounted files), dropping both sides' entries
+// that clash with ours; ours come last.
+func mergeEntries(image, host io.Reader, ours []entry) []byte {
+	clash := func(e entry) bool {
+		for _, o := range ours {
+			if e.name == o.name || e.id == o.id {
+				return true
+			}
+		}
+		return false
+	}
+	var out bytes.Buffer
+	names, ids := map[string]bool{}, map[string]bool{}
+	for _, e := range parseEntries(image) {
+		if clash(e) {
+			continue
+		}
+		names[e.name], ids[e.id] = true, true
+		out.WriteString(e.line + "\n")
+	}
+	for _, e := range parseEntries(host) {
+		if clash(e) || names[e.name] || ids[e.id] {
+			continue
+		}
+		out.WriteString(e.line + "\n")
+	}
+	for _, o := range ours {
+		out.WriteString(o.line + "\n")
+	}
 	return out.Bytes()
 }
 
-// mergeGroup returns the image's group file with the user's primary and
-// supplementary groups present (by gid), and the user listed as a member of
-// the supplementary ones.
-func mergeGroup(image io.Reader, a account) []byte {
+// mergePasswd returns the container's passwd: the image's, the host's
+// missing entries, and the job user (the host's identity wins: files on
+// mounts belong to the host's uid).
+func mergePasswd(image, host io.Reader, a account) []byte {
+	uid := strconv.FormatUint(uint64(a.UID), 10)
+	line := fmt.Sprintf("%s:x:%d:%d::%s:%s", a.Name, a.UID, a.GID, a.Home, a.Shell)
+	return mergeEntries(image, host, []entry{{a.Name, uid, line}})
+}
+
+// mergeGroup returns the container's group file: the user's primary and
+// supplementary groups (by the host's gid and name, the user a member of the
+// supplementary ones), and the rest as for passwd.
+func mergeGroup(image, host io.Reader, a account) []byte {
 	want := map[uint32]string{a.GID: a.GroupName}
-	for gid, name := range a.Groups {
-		want[gid] = name
-	}
-	var out bytes.Buffer
-	eachLine(image, func(line string) {
-		f := strings.SplitN(line, ":", 4)
-		if len(f) == 4 {
-			if gid, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-				if _, ok := want[uint32(gid)]; ok {
-					return // replaced below by the host's entry
-				}
-			}
-			if isGroupName(want, f[0]) {
-				return
-			}
-		}
-		out.WriteString(line + "\n")
-	})
+	maps.Copy(want, a.Groups)
+	var ours []entry
 	for _, gid := range slices.Sorted(maps.Keys(want)) {
 		members := ""
 		if gid != a.GID {
 			members = a.Name
 		}
-		fmt.Fprintf(&out, "%s:x:%d:%s\n", want[gid], gid, members)
+		id := strconv.FormatUint(uint64(gid), 10)
+		ours = append(ours, entry{want[gid], id, fmt.Sprintf("%s:x:%d:%s", want[gid], gid, members)})
 	}
-	return out.Bytes()
-}
-
-func isGroupName(groups map[uint32]string, name string) bool {
-	for _, n := range groups {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
-func eachLine(r io.Reader, fn func(string)) {
-	if r == nil {
-		return
-	}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if line := sc.Text(); strings.TrimSpace(line) != "" {
-			fn(line)
-		}
-	}
+	return mergeEntries(image, host, ours)
 }

@@ -73,7 +73,7 @@ func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manage
 		log.Error("image cache", "err", err)
 		return nil, err
 	}
-	mgr := newManager(log, rt, images, cfg.StateDir, cfg.Mounts)
+	mgr := newManager(log, rt, images, cfg)
 	mgr.cleanStale(ctx)
 	log.Info("containers ready", "runtime", rt.Command, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
 	return mgr, nil

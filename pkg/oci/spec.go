@@ -72,6 +72,9 @@ func defaultMounts() []specs.Mount {
 		// other whether or not they joined the same container.
 		{Destination: "/dev/shm", Type: "bind", Source: "/dev/shm", Options: []string{"rbind", "nosuid", "nodev"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		// A writable /tmp of the container's own, shared by the node's
+		// tasks, also when the root is read-only (Slurm checks TMPDIR).
+		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
 	}
 }
 

@@ -45,6 +45,32 @@ install_binaries() {
 	ln -sfn "$here/node-daemon.sh" "$LAB/bin/node-daemon"
 }
 
+# write_plugin_configs: what the plugin and the daemons read (at every step
+# and start), rewritten on reuse too.
+write_plugin_configs() {
+	echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
+	cat >"$ETC/podman-hpcd.conf" <<-CONF
+	# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
+	# Node-local, on each node's private tmpfs:
+	state_dir = $LAB/nodelocal/state
+	cache_dir = $LAB/nodelocal/images
+	# Slurm's spool and TmpFS (per node, under $RUN) at the same paths inside:
+	# PMIx's server directories and the batch script live there.
+	mounts = $RUN:$RUN
+	# The host's Slurm client for batch scripts, which run inside: their srun
+	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
+	batch_mounts = /usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,$ETC,$LAB/lib,/usr/lib/x86_64-linux-gnu/pmix2
+	registries_conf = $ETC/registries.conf
+	CONF
+	cat >"$ETC/registries.conf" <<-CONF
+	# the test registry speaks plain HTTP
+	[[registry]]
+	location = "$REGISTRY_ADDR"
+	insecure = true
+	CONF
+	chmod 0644 "$ETC/plugstack.conf" "$ETC/podman-hpcd.conf" "$ETC/registries.conf"
+}
+
 healthy() {
 	local k
 	[ "$(cat "$LAB/nodes" 2>/dev/null)" = "$NODES" ] || return 1
@@ -86,6 +112,7 @@ write_env() {
 
 if healthy; then
 	install_binaries
+	write_plugin_configs
 	for k in $(seq "$NODES"); do "$here/node-daemon.sh" stop "node$k"; done
 	start_daemons_and_images
 	write_env
@@ -159,23 +186,6 @@ nodelist="node[1-$NODES]"
 	done
 	echo "PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP"
 } >"$ETC/slurm.conf"
-echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
-cat >"$ETC/podman-hpcd.conf" <<-CONF
-# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
-# Node-local, on each node's private tmpfs:
-state_dir = $LAB/nodelocal/state
-cache_dir = $LAB/nodelocal/images
-# Slurm's spool and TmpFS (per node, under $RUN) at the same paths inside:
-# PMIx's server directories and the batch script live there.
-mounts = $RUN:$RUN
-registries_conf = $ETC/registries.conf
-CONF
-cat >"$ETC/registries.conf" <<-CONF
-# the test registry speaks plain HTTP
-[[registry]]
-location = "$REGISTRY_ADDR"
-insecure = true
-CONF
 cat >"$ETC/registry.yml" <<-CONF
 version: 0.1
 log:
@@ -188,6 +198,7 @@ storage:
 http:
   addr: $REGISTRY_ADDR
 CONF
+write_plugin_configs
 chmod 0644 "$ETC"/*.conf "$ETC/registry.yml"
 
 # ----------------------------------------------------------------- network
