@@ -1,12 +1,13 @@
 #!/bin/bash
-# bench.sh - benchmarks on the running test cluster. Prints a table and writes
-# build/bench.json. Each entry is measured side by side with its baseline in
-# the same run; figures are medians.
+# bench.sh - benchmarks on the running test cluster (make bench). Each figure
+# is measured side by side with its baseline in the same run, as medians.
+# Prints a table and writes build/bench.json.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
 # shellcheck disable=SC1091
 . "$repo/build/cluster.env"
 RUNS=${RUNS:-11}
+node=${NODES%% *}
 
 # median_ms CMD...: the median wall time of RUNS runs of CMD, in ms.
 median_ms() {
@@ -19,16 +20,68 @@ median_ms() {
 	printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'
 }
 
-echo "benchmarks on $NODES ($RUNS runs each, medians)"
-bare_step=$(median_ms srun -N2 -n8 true)
-printf '  %-40s %10s ms\n' "srun -N2 -n8 true (bare)" "$bare_step"
-single=$(median_ms srun -N1 -n1 true)
-printf '  %-40s %10s ms\n' "srun -N1 -n1 true (bare)" "$single"
+# ready_ms AFTER: the median "container ready" duration, in ms, that the
+# daemons logged for jobs after job AFTER.
+ready_ms() {
+	cat "$LAB"/run/node*/podman-hpcd.log | grep 'msg="container ready"' |
+		sed -E 's/.* job=([0-9]+) .* duration=([0-9.]+)(µs|ms|s)$/\1 \2 \3/' |
+		awk -v after="$1" '$1 > after {v=$2; if ($3=="µs") v/=1000; if ($3=="s") v*=1000; print v}' | sort -n |
+		awk '{a[NR]=$1} END {if (NR) printf "%.1f", a[int((NR+1)/2)]; else print "null"}'
+}
 
+# last_job: the newest job id in the daemons' logs (0 when none).
+last_job() {
+	{ grep -ho ' job=[0-9]*' "$LAB"/run/node*/podman-hpcd.log || true; } | cut -d= -f2 | sort -n | tail -1 | awk '{print $1+0} END {if (!NR) print 0}'
+}
+
+row() { printf '  %-52s %10s %s\n' "$1" "$2" "$3"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
+
+echo "benchmarks on $NODES ($RUNS runs each, medians)"
+img=$SMALL_IMAGE
+srun -N2 --container-image="$img" true >/dev/null # warm the cache on both nodes
+
+before=$(last_job)
+bare=$(median_ms srun -N2 -n8 true)
+ours=$(median_ms srun -N2 -n8 --container-image="$img" true)
+
+row "srun -N2 -n8 true, bare" "$bare" ms
+row "srun -N2 -n8 --container-image true (cached)" "$ours" ms
+row "  ratio (target <= 1.10)" "$(ratio "$ours" "$bare")" ""
+
+# The daemons' own measure, request to container ready, for the steps above.
+ready=$(ready_ms "$before")
+row "request to container ready, per node (target < 50)" "$ready" ms
+
+# Joining: a step parks a container; join.c measures setns+exec against
+# fork+exec on that node, alone and 64 at once.
 mkdir -p "$repo/build"
+gcc -O2 -Wall -Wextra -Werror -o "$repo/build/join-bench" "$repo/test/bench/join.c"
+srun -N1 -w "$node" --container-image="$img" sleep 60 >/dev/null 2>&1 &
+step=$!
+pid=""
+for _ in $(seq 100); do
+	pid=$("$NODE_EXEC" "$node" pgrep -f '^/[.]podman-hpc/init' | head -1 || true)
+	[ -n "$pid" ] && break
+	sleep 0.1
+done
+[ -n "$pid" ] || { echo "bench.sh: no container came up for the join benchmark" >&2; exit 1; }
+join=$("$NODE_EXEC" "$node" "$repo/build/join-bench" "/proc/$pid/ns/mnt" 64 15)
+scancel --quiet "$(squeue -h -o %i -n sleep | head -1)" 2>/dev/null || true
+kill "$step" 2>/dev/null || true
+wait "$step" 2>/dev/null || true
+get() { awk -v k="$1" '$1 == k {print $2}' <<<"$join"; }
+row "one task: setns + exec (target < 1)" "$(get join_one_ms)" ms
+row "one task: plain fork + exec" "$(get plain_one_ms)" ms
+row "64 tasks at once: setns + exec" "$(get join_burst_ms)" ms
+row "64 tasks at once: plain fork + exec" "$(get plain_burst_ms)" ms
+row "  ratio (target <= 1.5)" "$(ratio "$(get join_burst_ms)" "$(get plain_burst_ms)")" ""
+
 cat >"$repo/build/bench.json" <<JSON
 {
-  "bare_step": {"n2_n8_ms": $bare_step, "n1_n1_ms": $single}
+  "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
+  "container_ready": {"ms": $ready},
+  "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)}
 }
 JSON
 echo "wrote build/bench.json"

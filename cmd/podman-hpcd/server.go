@@ -29,13 +29,23 @@ func newServer(log *slog.Logger, mgr *manager, noMgr error) *server {
 	return &server{log: log, started: time.Now(), node: node, mgr: mgr, noMgr: noMgr}
 }
 
-// serve accepts connections until ctx is done; it returns nil on a clean stop.
+// serve accepts connections until ctx is done; it returns nil on a clean
+// stop. At the stop, open connections are closed, which removes the
+// containers they own: the tasks that joined keep running in their
+// namespaces, and nothing is left mounted behind them.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
 	defer wg.Wait()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 	}()
 	for {
 		c, err := ln.Accept()
@@ -45,10 +55,21 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			continue
+		}
+		conns[c] = true
+		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.handleConn(ctx, c.(*net.UnixConn))
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
 		}()
 	}
 }
@@ -75,7 +96,7 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 	for ctx.Err() == nil {
 		m, err := wire.Read(c)
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				log.Warn("bad request", "err", err)
 			}
 			return

@@ -233,3 +233,27 @@ func TestNothingLeftAfterSteps(t *testing.T) {
 		}
 	}
 }
+
+// Restarting a node's daemon during a step: the running tasks go on in the
+// container's namespace, and no container or mount is left behind.
+func TestDaemonRestartDuringStep(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	done := make(chan result, 1)
+	go func() {
+		done <- srun(t, "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c", "sleep 2; grep ^ID= /etc/os-release")
+	}()
+	time.Sleep(time.Second)
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	r := <-done
+	mustSucceed(t, r)
+	if strings.TrimSpace(r.stdout) != "ID=podman-hpc-small" {
+		t.Errorf("task after the restart: %q", r.stdout)
+	}
+	state := cluster["LAB"] + "/nodelocal/state"
+	out := run(t, cluster["NODE_EXEC"], node, "sh", "-c", "grep -c ' "+state+"/' /proc/self/mounts; ls "+state+"/containers 2>/dev/null | wc -l").stdout
+	if strings.Join(strings.Fields(out), " ") != "0 0" {
+		t.Errorf("%s: mounts and bundles left after the restart: %q", node, out)
+	}
+}
