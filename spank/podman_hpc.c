@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,12 +78,16 @@ static const char *option_name(int val)
 
 static int on_option(int val, const char *optarg, int remote)
 {
-	char err[512] = "";
+	char err[512] = "", cwd[PATH_MAX], path[PATH_MAX + 2];
 	int rc = 0;
 
-	(void)remote;
 	switch (val) {
 	case OPT_IMAGE:
+		/* A squashfs path relative to where srun/sbatch runs: slurmstepd
+		 * runs elsewhere, so it travels as an absolute path. */
+		if (!remote && optarg != NULL && optarg[0] == '.' && getcwd(cwd, sizeof(cwd)) != NULL &&
+		    snprintf(path, sizeof(path), "%s/%s", cwd, optarg) < (int)sizeof(path))
+			optarg = path;
 		rc = phpc_args_set_image(&phpc.args, optarg, err, sizeof(err));
 		break;
 	case OPT_MOUNTS:

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,7 +65,8 @@ static int request(struct phpc_msg *m, struct phpc_msg *reply, int *fd)
 		}
 		switch (reply->type) {
 		case PHPC_MSG_PROGRESS:
-			slurm_verbose(PHPC_NAME ": %s", phpc_msg_get(reply, "message") ?: "");
+			/* To srun's output: a long pull should not look like a hang. */
+			slurm_spank_log(PHPC_NAME ": %s", phpc_msg_get(reply, "message") ?: "");
 			continue;
 		case PHPC_MSG_OK:
 			return 0;
@@ -152,6 +156,60 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	return rc ? -1 : 0;
 }
 
+/* The user's registry credentials, read with the user's own permissions
+ * (user_init runs with the user's euid; the daemon never reads a user's
+ * files): REGISTRY_AUTH_FILE, else containers' auth.json under
+ * XDG_RUNTIME_DIR or ~/.config, else Docker's config.json. Returns a
+ * malloc'd copy of the file, or NULL when there is none. */
+static char *read_file_small(const char *path)
+{
+	struct stat st;
+	char *data = NULL;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size < 256 * 1024 &&
+	    (data = calloc(1, (size_t)st.st_size + 1)) != NULL) {
+		n = read(fd, data, (size_t)st.st_size);
+		if (n != st.st_size || memchr(data, '\0', (size_t)n) != NULL) {
+			free(data);
+			data = NULL;
+		}
+	}
+	close(fd);
+	return data;
+}
+
+/* Reads DIR/SUFFIX where DIR is the value of the job's variable var. */
+static char *read_under(spank_t sp, const char *var, const char *suffix)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	int n;
+
+	if (spank_getenv(sp, var, dir, sizeof(dir)) != ESPANK_SUCCESS || dir[0] != '/')
+		return NULL;
+	n = snprintf(path, sizeof(path), "%s%s", dir, suffix);
+	if (n < 0 || n >= (int)sizeof(path))
+		return NULL;
+	return read_file_small(path);
+}
+
+static char *read_auth_file(spank_t sp)
+{
+	char *data;
+
+	if ((data = read_under(sp, "REGISTRY_AUTH_FILE", "")) != NULL)
+		return data;
+	if ((data = read_under(sp, "XDG_RUNTIME_DIR", "/containers/auth.json")) != NULL)
+		return data;
+	if ((data = read_under(sp, "HOME", "/.config/containers/auth.json")) != NULL)
+		return data;
+	return read_under(sp, "HOME", "/.docker/config.json");
+}
+
 /* Keeps the daemon's answer: working directory and the image's environment. */
 static int keep_container(const struct phpc_msg *reply)
 {
@@ -180,13 +238,15 @@ static int keep_container(const struct phpc_msg *reply)
 int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
+	char *auth = NULL;
 	int fd = -1;
 
 	if (phpc.args.image == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
-	if (build_container_request(sp, &req) < 0) {
+	auth = read_auth_file(sp);
+	if (build_container_request(sp, &req) < 0 || (auth != NULL && phpc_msg_add(&req, "auth", auth) < 0)) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
 	} else if (request(&req, &reply, &fd) == 0) {
 		if (fd < 0)
@@ -194,6 +254,10 @@ int phpc_stepd_user_init(spank_t sp)
 		else if (keep_container(&reply) < 0)
 			keep_error("couldn't keep the container's settings: %s", strerror(errno));
 		phpc.mnt_fd = fd;
+	}
+	if (auth != NULL) {
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
 	}
 	phpc_msg_free(&req);
 	phpc_msg_free(&reply);
