@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultConfigPath is where serve looks for its config file.
@@ -32,8 +34,14 @@ type Config struct {
 	// starts steps that inherit the image. Missing sources are skipped.
 	BatchMounts []userMount
 	// RegistriesConf is containers-registries.conf(5) for pulls; "" for
-	// the system's.
+	// the system's. Policy is containers-policy.json(5).
 	RegistriesConf string
+	Policy         string
+	// The image cache: evicted beyond CacheMaxBytes or CacheMaxAge unused
+	// (0: no limit); squashfs Compression ("" for the cache's default).
+	CacheMaxBytes int64
+	CacheMaxAge   time.Duration
+	Compression   string
 }
 
 func defaultConfig() Config {
@@ -120,14 +128,76 @@ func (c *Config) set(key, value string) error {
 		} else {
 			c.BatchMounts = list
 		}
-	case "registries_conf":
-		c.RegistriesConf = value
+	case "registries_conf", "policy":
+		if !filepath.IsAbs(value) {
+			return fmt.Errorf("%s %q: not an absolute path", key, value)
+		}
+		if key == "policy" {
+			c.Policy = value
+		} else {
+			c.RegistriesConf = value
+		}
+	case "cache_max_size":
+		n, err := parseSize(value)
+		if err != nil {
+			return fmt.Errorf("cache_max_size %q: %w", value, err)
+		}
+		c.CacheMaxBytes = n
+	case "cache_max_age":
+		d, err := parseAge(value)
+		if err != nil {
+			return fmt.Errorf("cache_max_age %q: %w", value, err)
+		}
+		c.CacheMaxAge = d
+	case "compression":
+		c.Compression = value
 	case "log_level":
 		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, runtime, mounts, batch_mounts, registries_conf)", key)
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, runtime, mounts, batch_mounts, registries_conf, policy)", key)
 	}
 	return nil
+}
+
+// parseSize reads a byte count with an optional K, M, G or T suffix (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("want a size such as 500G")
+	}
+	return v * mult, nil
+}
+
+// parseAge reads a duration, with d for days besides Go's units.
+func parseAge(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		days, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("want a duration such as 30d or 12h")
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("want a duration such as 30d or 12h")
+	}
+	return d, nil
 }

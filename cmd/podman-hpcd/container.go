@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +40,9 @@ type image struct {
 
 // imageStore turns a reference into a cached squashfs (pkg/squash).
 type imageStore interface {
-	// get returns the image, pulling it if needed, as the user.
-	get(ctx context.Context, ref string, cred credential, progress func(string)) (*image, error)
+	// get returns the image, pulling it if needed, as the user, with the
+	// user's registry credentials (auth.json, may be nil).
+	get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error)
 	// pin keeps the image from eviction until release is called.
 	pin(digest string) (release func(), err error)
 }
@@ -57,6 +60,7 @@ type container struct {
 	workdir string
 	unpin   func()
 	mounted bool // the image's squashfs mount counts this container
+	created time.Time
 }
 
 // manager creates and removes containers and shares squashfs mounts
@@ -96,7 +100,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 		m.mu.Unlock()
 		return nil, fmt.Errorf("job %s step %s already has a container on this node", req.Job, req.Step)
 	}
-	c = &container{id: id, req: req, bundle: filepath.Join(m.stateDir, "containers", id)}
+	c = &container{id: id, req: req, bundle: filepath.Join(m.stateDir, "containers", id), created: time.Now()}
 	m.containers[id] = c
 	m.mu.Unlock()
 	defer func() {
@@ -109,7 +113,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err != nil {
 		return c, err
 	}
-	c.img, err = m.images.get(ctx, req.Image, cred, progress)
+	c.img, err = m.images.get(ctx, req.Image, cred, req.Auth, progress)
 	if err != nil {
 		return c, err
 	}
@@ -169,6 +173,17 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	c.env = c.img.Env
 	c.workdir = firstNonEmpty(req.Workdir, c.img.WorkingDir, "/")
 	return c, nil
+}
+
+// list returns the running containers, by id.
+func (m *manager) list() []*container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*container, 0, len(m.containers))
+	for _, id := range slices.Sorted(maps.Keys(m.containers)) {
+		out = append(out, m.containers[id])
+	}
+	return out
 }
 
 // mountImage mounts the image's squashfs once per node, shared by its containers.

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"go.podman.io/storage/pkg/reexec"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -23,6 +25,11 @@ Container support for Slurm: the per-node daemon and its client.
 Commands:
   serve     run the daemon (under systemd with socket activation, or --socket PATH)
   status    show the running daemon's version, node and uptime
+  pull      pull an image into this node's cache (podman-hpcd pull REF)
+  images    list this node's cached images (yours; root sees all)
+  rmi       remove an image from this node's cache (podman-hpcd rmi REF)
+  prune     evict images by the cache's size and age limits (--all: every unused one)
+  ps        list this node's running containers (yours; root sees all)
   version   print the version
   help      show this text
 
@@ -30,6 +37,11 @@ Run 'podman-hpcd COMMAND --help' for a command's options.
 `
 
 func main() {
+	// The image cache re-executes this binary for work done as a user
+	// (reading a user's squashfs file); those runs stop here.
+	if reexec.Init() {
+		return
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -45,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(rest, stderr)
 	case "status":
 		err = statusCmd(rest, stdout, stderr)
+	case "pull", "images", "rmi", "prune", "ps":
+		err = imageCmd(cmd, rest, stdout, stderr)
 	case "init": // inside containers only; not listed in usage
 		err = initCmd()
 	case "version", "--version":

@@ -19,6 +19,7 @@ type containerRequest struct {
 	Writable  bool
 	MountHome bool
 	Script    string // the batch script, bound read-only for a batch step
+	Auth      []byte // the user's auth.json, read by the plugin as the user
 }
 
 // userMount is one --container-mounts entry.
@@ -80,6 +81,9 @@ func parseContainerRequest(m *wire.Message) (*containerRequest, error) {
 	}
 	if _, err := strconv.ParseUint(r.Step, 10, 32); err != nil {
 		return nil, fmt.Errorf("request: bad step id %q", r.Step)
+	}
+	if a, ok := m.Get("auth"); ok && a != "" {
+		r.Auth = []byte(a)
 	}
 	if r.Image == "" {
 		return nil, fmt.Errorf("request: no image")

@@ -44,8 +44,11 @@ func serveCmd(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	mgr, noMgr := setupContainers(ctx, cfg, log)
-	srv := newServer(log, mgr, noMgr)
+	mgr, store, noMgr := setupContainers(ctx, cfg, log)
+	if store != nil {
+		defer store.cache.Close()
+	}
+	srv := newServer(log, mgr, store, noMgr)
 	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid())
 	// Ready only once the listener accepts; a notify failure (no systemd) is not fatal.
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
@@ -59,24 +62,24 @@ func serveCmd(args []string, stderr io.Writer) error {
 // setupContainers prepares what containers need. A node that cannot run them
 // (no working runtime, say) still serves: status works, and container
 // requests get the reason.
-func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manager, error) {
+func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manager, *squashStore, error) {
+	store, err := openImageStore(ctx, cfg, log)
+	if err != nil {
+		log.Error("image cache", "err", err)
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+		return nil, store, fmt.Errorf("state directory: %w", err)
 	}
 	rt, err := pickRuntime(ctx, cfg)
 	if err != nil {
 		log.Error("no OCI runtime", "err", err)
-		return nil, err
+		return nil, store, err
 	}
-	images, err := openImageStore(ctx, cfg, log)
-	if err != nil {
-		log.Error("image cache", "err", err)
-		return nil, err
-	}
-	mgr := newManager(log, rt, images, cfg)
+	mgr := newManager(log, rt, store, cfg)
 	mgr.cleanStale(ctx)
 	log.Info("containers ready", "runtime", rt.Command, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
-	return mgr, nil
+	return mgr, store, nil
 }
 
 // listen takes the socket systemd passed (socket activation), or creates

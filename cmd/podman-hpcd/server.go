@@ -20,13 +20,14 @@ type server struct {
 	log     *slog.Logger
 	started time.Time
 	node    string
-	mgr     *manager // nil when this node cannot run containers
-	noMgr   error    // why mgr is nil
+	mgr     *manager     // nil when this node cannot run containers
+	store   *squashStore // nil when it has no image cache
+	noMgr   error        // why mgr is nil
 }
 
-func newServer(log *slog.Logger, mgr *manager, noMgr error) *server {
+func newServer(log *slog.Logger, mgr *manager, store *squashStore, noMgr error) *server {
 	node, _ := os.Hostname()
-	return &server{log: log, started: time.Now(), node: node, mgr: mgr, noMgr: noMgr}
+	return &server{log: log, started: time.Now(), node: node, mgr: mgr, store: store, noMgr: noMgr}
 }
 
 // serve accepts connections until ctx is done; it returns nil on a clean
@@ -112,8 +113,13 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 			}
 			continue
 		}
-		reply := s.handle(p, m, log)
-		if err := wire.Write(c, reply); err != nil {
+		switch m.Type {
+		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps:
+			err = s.userRequest(ctx, c, p, m, log)
+		default:
+			err = wire.Write(c, s.handle(p, m, log))
+		}
+		if err != nil {
 			log.Warn("write reply", "err", err)
 			return
 		}

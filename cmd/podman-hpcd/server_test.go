@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
+	"go.podman.io/storage/pkg/reexec"
 )
 
 // startServer runs a server on a socket in a temp dir until the test ends.
@@ -25,7 +26,9 @@ func startServer(t *testing.T) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, errors.New("test")).serve(ctx, ln) }()
+	go func() {
+		done <- newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, errors.New("test")).serve(ctx, ln)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -38,6 +41,9 @@ func startServer(t *testing.T) string {
 
 // The container's init is this test binary: run it as the daemon would.
 func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
 	if len(os.Args) == 2 && os.Args[0] == initPath && os.Args[1] == "init" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
@@ -110,7 +116,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 
 func TestContainerRequestNeedsRoot(t *testing.T) {
 	t.Parallel()
-	s := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, errors.New("test"))
+	s := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil, errors.New("test"))
 	req := wire.New(wire.Container, "job", "1", "step", "0", "image", "x")
 	reply := s.handle(peer{UID: 1000}, req, s.log)
 	msg, _ := reply.Get("message")

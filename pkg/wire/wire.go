@@ -34,6 +34,11 @@ type Type uint8
 const (
 	Hello     Type = 1  // client -> daemon: who I am, protocol check
 	Container Type = 2  // slurmstepd -> daemon: the step's container
+	Pull      Type = 3  // user -> daemon: pull "ref" into the cache
+	Images    Type = 4  // user -> daemon: list cached images
+	Rmi       Type = 5  // user -> daemon: remove "ref" from the cache
+	Prune     Type = 6  // user -> daemon: evict ("all" = 1: every unused image)
+	Ps        Type = 7  // user -> daemon: list running containers
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+)
+
+// squashStore is the node's image cache (pkg/squash) as containers use it.
+type squashStore struct {
+	cache *squash.Cache
+}
+
+func openImageStore(ctx context.Context, cfg Config, log *slog.Logger) (*squashStore, error) {
+	c, err := squash.Open(ctx, squash.Options{
+		Dir:            cfg.CacheDir,
+		MaxBytes:       cfg.CacheMaxBytes,
+		MaxAge:         cfg.CacheMaxAge,
+		Compression:    cfg.Compression,
+		RegistriesConf: cfg.RegistriesConf,
+		PolicyPath:     cfg.Policy,
+		Log:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &squashStore{cache: c}, nil
+}
+
+func (s *squashStore) get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error) {
+	img, err := s.cache.Get(ctx, ref, pullOptions(ref, cred, auth, progress))
+	if err != nil {
+		return nil, err
+	}
+	return &image{Digest: img.Digest, Path: img.Path, Env: img.Config.Env, WorkingDir: img.Config.WorkingDir}, nil
+}
+
+func (s *squashStore) pin(digest string) (func(), error) { return s.cache.Pin(digest) }
+
+// pullOptions are a user's pull: their identity, their registry
+// credentials, and progress as one line every few seconds at most.
+func pullOptions(ref string, cred credential, auth []byte, progress func(string)) squash.PullOptions {
+	o := squash.PullOptions{UID: cred.UID, GID: cred.GID, Groups: cred.Groups, AuthJSON: auth}
+	if progress != nil {
+		node, _ := os.Hostname()
+		p := &progressLine{out: func(msg string) { progress(node + ": " + msg) }, ref: ref}
+		o.Progress = p.report
+	}
+	return o
+}
+
+// describe turns one of the cache's reports into a line for the user.
+func describe(ref string, p squash.Progress) string {
+	switch p.Phase {
+	case "resolving":
+		return "pulling " + ref
+	case "downloading":
+		if p.Message != "" {
+			return fmt.Sprintf("%s: %s", ref, p.Message)
+		}
+		return fmt.Sprintf("%s: downloaded %.1f of %.1f MB", ref, float64(p.Done)/(1<<20), float64(p.Total)/(1<<20))
+	case "squashing":
+		return fmt.Sprintf("%s: making the squashfs (%s)", ref, p.Message)
+	case "done":
+		return ref + ": image ready"
+	}
+	return fmt.Sprintf("%s: %s", ref, p.Phase)
+}

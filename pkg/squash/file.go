@@ -1,0 +1,136 @@
+package squash
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// A squashfs file a user names is never mounted where it lies: the kernel
+// would parse an image the user can rewrite while it is mounted, and
+// squashfs is not hardened against that. We copy it into the root-owned
+// cache, keyed by the sha256 of its content, and check the copy. A second
+// use of the same unchanged file (same device, inode, size, mtime and
+// ctime, which a user cannot set back) is not read again.
+
+// fileID identifies a file's content without reading it.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+// GetFile returns the cached copy of the squashfs file f, copying and
+// checking it first if this content is not cached yet. f must have been
+// opened by the caller with the requesting user's permissions (the daemon
+// must not open user paths as root); it is read from offset 0 with pread
+// and not closed. The image's name is f.Name() when that is an absolute
+// path. Errors name the file and wrap ErrNotSquashfs for a file that is
+// not a complete, kernel-mountable squashfs (bad magic, truncated,
+// unreadable tables, lzma).
+func (c *Cache) GetFile(ctx context.Context, f *os.File, o PullOptions) (*Image, error) {
+	name := ""
+	if filepath.IsAbs(f.Name()) {
+		name = filepath.Clean(f.Name())
+	}
+	return c.getFile(ctx, f.Name(), name, f, o)
+}
+
+func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o PullOptions) (*Image, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, classify("use", input, "", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", ErrNotSquashfs))
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	id := fileID{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtime: st.Mtim, ctime: st.Ctim}
+	key := fmt.Sprintf("file\x00%d\x00%v", o.UID, id)
+	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
+		return c.copyFile(ctx, id, name, f, o.UID, report)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, classify("use", input, "", err)
+	}
+	c.log.Info("squashfs file ready", "file", input, "uid", o.UID, "digest", img.Digest)
+	out := *img
+	return &out, nil
+}
+
+func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File, uid uint32, report func(Progress)) (*Image, error) {
+	c.mu.Lock()
+	if d, ok := c.files[id]; ok {
+		if img := c.confirmLocked(d, name, uid, false); img != nil {
+			c.mu.Unlock()
+			return img, nil
+		}
+	}
+	c.mu.Unlock()
+
+	report(Progress{Phase: "resolving", Message: "copying " + name})
+	tmp, err := os.CreateTemp(c.tmp, "file-*.squashfs")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once published
+	defer tmp.Close()
+	h := sha256.New()
+	// Exactly the size we saw: the user may be appending meanwhile.
+	n, err := io.Copy(io.MultiWriter(tmp, h), &ctxReader{ctx, io.NewSectionReader(f, 0, id.size)})
+	if err != nil {
+		return nil, fmt.Errorf("copying: %w", err)
+	}
+	if n != id.size {
+		return nil, fmt.Errorf("%w: the file shrank while it was copied", ErrNotSquashfs)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
+
+	c.mu.Lock()
+	if c.ix.Images[d] != nil {
+		c.files[id] = d
+		img := c.confirmLocked(d, name, uid, false)
+		c.mu.Unlock()
+		return img, nil
+	}
+	c.mu.Unlock()
+	if err := checkSquashfs(ctx, c.unsquashfs, tmp.Name()); err != nil {
+		return nil, err
+	}
+	if err := c.publish(d, tmp.Name(), ImageConfig{}); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.files[id] = d
+	img := c.confirmLocked(d, name, uid, false)
+	if img == nil {
+		return nil, fmt.Errorf("%w: evicted as soon as it was copied: the cache is too small for it", ErrNoSpace)
+	}
+	report(Progress{Phase: "done"})
+	return img, nil
+}
+
+// ctxReader stops a long copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, context.Cause(r.ctx)
+	}
+	return r.r.Read(p)
+}

@@ -1,0 +1,110 @@
+package squash
+
+import (
+	"context"
+	"sync"
+)
+
+// flightGroup runs one function per key at a time and hands its result to
+// every caller that asked for that key meanwhile (like x/sync/singleflight),
+// with two differences that matter for pulls started by srun: every caller
+// gets the progress reports, and the work is cancelled only when the last
+// caller has given up, not when the first one does.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done    chan struct{}
+	img     *Image
+	err     error
+	cancel  context.CancelCauseFunc
+	waiters int // under flightGroup.mu
+
+	subMu  sync.Mutex
+	nextID int
+	subs   map[int]func(Progress)
+}
+
+func (f *flight) report(p Progress) {
+	f.subMu.Lock()
+	subs := make([]func(Progress), 0, len(f.subs))
+	for _, s := range f.subs {
+		subs = append(subs, s)
+	}
+	f.subMu.Unlock()
+	for _, s := range subs {
+		s(p)
+	}
+}
+
+func (f *flight) subscribe(fn func(Progress)) (unsubscribe func()) {
+	if fn == nil {
+		return func() {}
+	}
+	f.subMu.Lock()
+	defer f.subMu.Unlock()
+	id := f.nextID
+	f.nextID++
+	f.subs[id] = fn
+	return func() {
+		f.subMu.Lock()
+		delete(f.subs, id)
+		f.subMu.Unlock()
+	}
+}
+
+// do calls fn once for key and returns its result to every concurrent
+// caller with that key. fn gets a context detached from the callers'
+// (values kept): it is cancelled, with the last caller's cause, once every
+// caller's ctx is done; a caller whose ctx ends returns context.Cause(ctx)
+// at once. progress (may be nil) receives fn's reports while the caller
+// waits. The returned Image is shared: callers must not modify it.
+func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress),
+	fn func(ctx context.Context, report func(Progress)) (*Image, error),
+) (*Image, error) {
+	g.mu.Lock()
+	if g.m == nil {
+		g.m = map[string]*flight{}
+	}
+	f, ok := g.m[key]
+	if !ok {
+		fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		f = &flight{done: make(chan struct{}), cancel: cancel, subs: map[int]func(Progress){}}
+		g.m[key] = f
+		go func() {
+			img, err := fn(fctx, f.report)
+			g.mu.Lock()
+			if g.m[key] == f {
+				delete(g.m, key)
+			}
+			g.mu.Unlock()
+			f.img, f.err = img, err
+			close(f.done)
+			cancel(nil)
+		}()
+	}
+	f.waiters++
+	g.mu.Unlock()
+	unsubscribe := f.subscribe(progress)
+	defer unsubscribe()
+
+	select {
+	case <-f.done:
+		return f.img, f.err
+	case <-ctx.Done():
+		g.mu.Lock()
+		f.waiters--
+		if f.waiters == 0 {
+			// Nobody wants it any more. Later callers start afresh rather
+			// than join a flight that is being cancelled.
+			f.cancel(context.Cause(ctx))
+			if g.m[key] == f {
+				delete(g.m, key)
+			}
+		}
+		g.mu.Unlock()
+		return nil, context.Cause(ctx)
+	}
+}

@@ -1,0 +1,143 @@
+package squash
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+const (
+	indexName    = "index.json"
+	indexVersion = 1
+)
+
+// index is Dir/index.json: what is cached, for whom, and under which
+// names. It is only touched under Cache.mu and only replaced whole
+// (temp file, fsync, rename), so a killed daemon leaves the old or the new
+// one, never half of one.
+type index struct {
+	Version int               `json:"version"`
+	Images  map[string]*entry `json:"images"` // by digest
+}
+
+// entry is one cached image: Dir/images/<hex>.squashfs and <hex>.json.
+type entry struct {
+	Digest   string             `json:"digest"`
+	Size     int64              `json:"size"`
+	Created  time.Time          `json:"created"`
+	LastUsed time.Time          `json:"lastUsed"`
+	Users    []uint32           `json:"users"` // uids the registry (or the file) confirmed
+	Refs     map[string]*refUse `json:"refs,omitempty"`
+
+	config ImageConfig // from <hex>.json, loaded by Open
+}
+
+// refUse records a name an entry was reached by.
+type refUse struct {
+	Users []uint32 `json:"users"` // who used this name
+	// Resolved is when a registry last said that this name is this
+	// digest (zero for local files).
+	Resolved time.Time `json:"resolved"`
+}
+
+func loadIndex(path string) (*index, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &index{Version: indexVersion, Images: map[string]*entry{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ix index
+	if err := json.Unmarshal(b, &ix); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if ix.Version != indexVersion {
+		return nil, fmt.Errorf("%s: version %d, want %d", path, ix.Version, indexVersion)
+	}
+	if ix.Images == nil {
+		ix.Images = map[string]*entry{}
+	}
+	for d, e := range ix.Images {
+		if e == nil || e.Digest != d {
+			return nil, fmt.Errorf("%s: entry %q is inconsistent", path, d)
+		}
+		if e.Refs == nil {
+			e.Refs = map[string]*refUse{}
+		}
+	}
+	return &ix, nil
+}
+
+// save replaces dir/index.json atomically and durably.
+func (ix *index) save(dir string) error {
+	b, err := json.MarshalIndent(ix, "", "\t") // map keys come out sorted
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(dir, indexName, b)
+}
+
+// writeFileAtomic writes dir/name through a temp file in dir (cleaned by
+// Open if we die first), fsynced before the rename and with the directory
+// fsynced after it.
+func writeFileAtomic(dir, name string, b []byte) (err error) {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(b); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// addUID returns the sorted set s with uid added.
+func addUID(s []uint32, uid uint32) []uint32 {
+	i, found := slices.BinarySearch(s, uid)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, uid)
+}
+
+func hasUID(s []uint32, uid uint32) bool {
+	_, found := slices.BinarySearch(s, uid)
+	return found
+}
+
+func removeUID(s []uint32, uid uint32) []uint32 {
+	if i, found := slices.BinarySearch(s, uid); found {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
+}

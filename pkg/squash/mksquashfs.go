@@ -1,0 +1,232 @@
+package squash
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// DefaultCompression is zstd level 3: on the project's test image it
+// gives gzip -9's size (313 vs 300 MB) in a fifteenth of the time (about
+// 4 s vs 60 s), and the kernel mounts it (measurements.md).
+const DefaultCompression = "zstd:3"
+
+// compressor is a parsed Options.Compression.
+type compressor struct {
+	name  string
+	level int // 0: the compressor's default
+}
+
+// kernelCompressors are the compressors Linux's squashfs can mount, with
+// the -Xcompression-level range mksquashfs accepts (0,0: no levels).
+// mksquashfs's lzma is absent on purpose: the kernel cannot read it.
+var kernelCompressors = map[string][2]int{
+	"gzip": {1, 9},
+	"zstd": {1, 22},
+	"lzo":  {1, 9},
+	"xz":   {0, 0},
+	"lz4":  {0, 0},
+}
+
+// parseCompression parses "NAME" or "NAME:LEVEL", e.g. "zstd:3", "lz4".
+func parseCompression(s string) (compressor, error) {
+	if s == "" {
+		s = DefaultCompression
+	}
+	name, lvl, hasLevel := strings.Cut(s, ":")
+	r, ok := kernelCompressors[name]
+	if !ok {
+		return compressor{}, fmt.Errorf("compression %q: not one the kernel can mount (gzip, zstd, lzo, xz, lz4)", s)
+	}
+	c := compressor{name: name}
+	if hasLevel {
+		n, err := strconv.Atoi(lvl)
+		if err != nil || r[1] == 0 || n < r[0] || n > r[1] {
+			if r[1] == 0 {
+				return compressor{}, fmt.Errorf("compression %q: %s takes no level", s, name)
+			}
+			return compressor{}, fmt.Errorf("compression %q: level must be %d to %d", s, r[0], r[1])
+		}
+		c.level = n
+	}
+	return c, nil
+}
+
+// mksquashfs runs mksquashfs as a binary (so tests can swap in a script).
+type mksquashfs struct {
+	Command    string // path or name of mksquashfs
+	Comp       compressor
+	Processors int
+}
+
+// args renders the command line that squashes dir into out.
+func (m mksquashfs) args(dir, out string) []string {
+	a := []string{dir, out,
+		"-noappend",
+		// mksquashfs skips unreadable files with a warning by default;
+		// a half image is worse than a failed pull.
+		"-exit-on-error",
+		"-no-progress", "-quiet",
+		"-comp", m.Comp.name,
+	}
+	if m.Comp.level > 0 {
+		a = append(a, "-Xcompression-level", strconv.Itoa(m.Comp.level))
+	}
+	if m.Processors > 0 {
+		a = append(a, "-processors", strconv.Itoa(m.Processors))
+	}
+	return a
+}
+
+// run squashes dir into out. On failure out may exist; the caller removes
+// its work directory. A full file system is reported as ErrNoSpace.
+func (m mksquashfs) run(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, m.Command, m.args(dir, out)...)
+	var outBuf tailBuffer
+	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	msg := strings.TrimSpace(outBuf.String())
+	if strings.Contains(msg, "No space left on device") {
+		return fmt.Errorf("mksquashfs: %w", ErrNoSpace)
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("%q not found: install squashfs-tools: %w", m.Command, err)
+	}
+	return fmt.Errorf("mksquashfs: %w: %s", err, lastLines(msg, 3))
+}
+
+// tailBuffer keeps the last 8 KiB written to it: enough to show why a
+// child failed without holding all its chatter.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	const max = 8 << 10
+	t.b = append(t.b, p...)
+	if len(t.b) > max {
+		t.b = append(t.b[:0], t.b[len(t.b)-max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "; ")
+}
+
+// superblock is the part of the squashfs 4.0 superblock we check.
+type superblock struct {
+	Magic       uint32
+	Inodes      uint32
+	MkfsTime    uint32
+	BlockSize   uint32
+	Fragments   uint32
+	Compression uint16
+	BlockLog    uint16
+	Flags       uint16
+	NoIDs       uint16
+	Major       uint16
+	Minor       uint16
+	RootInode   uint64
+	BytesUsed   uint64
+	IDTable     uint64
+	XattrTable  uint64
+	InodeTable  uint64
+	DirTable    uint64
+	FragTable   uint64
+	LookupTable uint64
+}
+
+const squashfsMagic = 0x73717368 // "hsqs" little-endian
+
+// squashfsCompressors maps the superblock's compression id to the names
+// in kernelCompressors; 2 (lzma) is missing: the kernel cannot mount it.
+var squashfsCompressors = map[uint16]string{1: "gzip", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+
+// checkSquashfs checks that the file at path is a squashfs image the
+// kernel may parse: the superblock is sane and consistent with the file's
+// size (a truncated copy fails here), and unsquashfs can read the
+// superblock and walk every directory and inode. It is run on our own
+// root-owned copy, never on a file a user can still change. The error
+// says what is wrong in words, and wraps ErrNotSquashfs.
+func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var sb superblock
+	if err := binary.Read(io.NewSectionReader(f, 0, 96), binary.LittleEndian, &sb); err != nil {
+		return fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, fi.Size())
+	}
+	switch {
+	case sb.Magic != squashfsMagic:
+		return fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
+	case sb.Major != 4 || sb.Minor != 0:
+		return fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
+	case squashfsCompressors[sb.Compression] == "":
+		return fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
+	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
+		return fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
+	case sb.BytesUsed > uint64(fi.Size()):
+		return fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, fi.Size())
+	}
+	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
+		if t >= sb.BytesUsed {
+			return fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
+		}
+	}
+	for _, args := range [][]string{{"-s", path}, {"-n", "-l", path}} {
+		cmd := exec.CommandContext(ctx, unsquashfs, args...)
+		var out tailBuffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &out
+		if args[0] == "-s" {
+			cmd.Stdout = &out
+		}
+		if err := cmd.Run(); err != nil {
+			if errors.Is(err, exec.ErrNotFound) {
+				return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
+			}
+			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[0], firstLine(out.String(), err))
+		}
+		// unsquashfs 4.5 exits 0 after some read errors; it still says so.
+		if s := out.String(); bytes.Contains([]byte(s), []byte("FATAL ERROR")) || strings.Contains(s, "failed to read") {
+			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[0], firstLine(s, nil))
+		}
+	}
+	return nil
+}
+
+func firstLine(s string, err error) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "failed"
+}

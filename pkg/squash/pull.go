@@ -1,0 +1,433 @@
+package squash
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// Get returns the image ref names, pulling and squashing it if needed.
+// Concurrent calls share the work: one resolution per user and reference,
+// one download and one squash per digest. A cached image is handed to a
+// user only once the registry has confirmed that user's access (their own
+// credentials fetched the same digest), or once they read the same file;
+// when the registry cannot be reached, a user already confirmed for what
+// the reference last resolved to gets that, with a warning in the log.
+// Paths in ref (squashfs files, oci:, oci-archive:, docker-archive:) are
+// read with o's credentials. The error is one line naming ref and the
+// cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized, ...);
+// ctx ending returns context.Cause(ctx), and the shared work goes on
+// while other callers still wait for it.
+func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, error) {
+	start := time.Now()
+	r, err := parseReference(ref)
+	if err != nil {
+		return nil, classify("pull", ref, "", err)
+	}
+	if r.kind != kindRegistry && !filepath.IsAbs(r.path) {
+		if !filepath.IsAbs(o.Cwd) {
+			return nil, classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", ErrBadReference))
+		}
+		r.path = filepath.Join(o.Cwd, r.path)
+	}
+	if r.kind == kindFile {
+		f, err := openAsUser(ctx, r.path, o.credential())
+		if err != nil {
+			return nil, classify("use", ref, "", err)
+		}
+		defer f.Close()
+		return c.getFile(ctx, ref, r.String(), f, o)
+	}
+	key := fmt.Sprintf("ref\x00%d\x00%s", o.UID, r)
+	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
+		return c.getImage(ctx, r, o, report)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Warn("pull failed", "ref", ref, "uid", o.UID, "err", err)
+		return nil, classify("pull", ref, r.registry(), err)
+	}
+	c.log.Info("image ready", "ref", ref, "uid", o.UID, "digest", img.Digest, "duration", time.Since(start))
+	out := *img
+	out.Config, out.Refs, out.Users = cloneConfig(img.Config), slices.Clone(img.Refs), slices.Clone(img.Users)
+	return &out, nil
+}
+
+// getImage resolves r for one user and returns the cached image, pulling
+// it first if needed.
+func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (*Image, error) {
+	report(Progress{Phase: "resolving", Message: r.input})
+	authFile, removeAuth, err := c.writeAuth(o.AuthJSON)
+	if err != nil {
+		return nil, err
+	}
+	// containers/image reads the credentials when it opens the source.
+	defer removeAuth()
+	sys := c.sysContext(authFile)
+
+	var src *source
+	var name string
+	if r.kind == kindRegistry {
+		named := r.named
+		if r.short {
+			if named, err = shortCandidates(sys, r.shortName); err != nil {
+				return nil, err
+			}
+		}
+		name = "docker://" + named.String()
+		if img := c.fresh(name, o.UID); img != nil {
+			report(Progress{Phase: "done"})
+			return img, nil
+		}
+		if src, err = c.resolveRegistry(ctx, sys, named); err != nil {
+			if img := c.fallback(name, o.UID, err); img != nil {
+				report(Progress{Phase: "done"})
+				return img, nil
+			}
+			return nil, err
+		}
+	} else {
+		name = r.String()
+		if src, err = c.resolveLocal(ctx, sys, r, o.credential()); err != nil {
+			return nil, err
+		}
+	}
+	defer src.release()
+	if err := c.checkPolicy(ctx, src); err != nil {
+		return nil, err
+	}
+	d := src.digest.String()
+	c.mu.Lock()
+	img := c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
+	c.mu.Unlock()
+	if img == nil {
+		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
+			src.acquire()
+			defer src.release()
+			return c.pull(ctx, src, report)
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		img = c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
+		c.mu.Unlock()
+		if img == nil {
+			return nil, fmt.Errorf("%w: evicted as soon as it was pulled: the cache is too small for it", ErrNoSpace)
+		}
+	}
+	report(Progress{Phase: "done"})
+	return img, nil
+}
+
+// fresh returns uid's image for name without asking the registry: always
+// for a digest reference uid was confirmed for, within TagTTL for a tag.
+func (c *Cache) fresh(name string, uid uint32) *Image {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byDigest := strings.Contains(name, "@")
+	for d, e := range c.ix.Images {
+		r := e.Refs[name]
+		if r == nil || !hasUID(e.Users, uid) {
+			continue
+		}
+		if byDigest || (c.o.TagTTL > 0 && c.now().Sub(r.Resolved) < c.o.TagTTL) {
+			return c.confirmLocked(d, name, uid, false)
+		}
+	}
+	return nil
+}
+
+// fallback returns what name last resolved to, when the registry is out
+// of reach and uid was confirmed for it; nil otherwise.
+func (c *Cache) fallback(name string, uid uint32, err error) *Image {
+	if !transient(err) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d, e := range c.ix.Images {
+		if e.Refs[name] != nil && hasUID(e.Users, uid) {
+			c.log.Warn("registry unreachable: using the cached image", "ref", name, "digest", d, "err", err)
+			return c.confirmLocked(d, name, uid, false)
+		}
+	}
+	return nil
+}
+
+// pull downloads src's layers (several at once, each verified against its
+// digest), applies them in order while later ones still download,
+// squashes the result and publishes it. It returns nil, nil on success:
+// callers take the entry from the index.
+func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*Image, error) {
+	start := time.Now()
+	img, err := image.FromUnparsedImage(ctx, src.sys, src.unparsed)
+	if err != nil {
+		return nil, err
+	}
+	var cfg ImageConfig
+	if oc, err := img.OCIConfig(ctx); err != nil {
+		return nil, err
+	} else {
+		cfg = ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
+			WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
+	}
+	layers := img.LayerInfos()
+	for _, l := range layers {
+		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
+			return nil, fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
+		}
+	}
+	work, err := os.MkdirTemp(c.tmp, "pull-")
+	if err != nil {
+		return nil, err
+	}
+	defer c.removeLater(work)
+	rootfs := filepath.Join(work, "rootfs")
+	// The image's "./" entry, if any, sets the root's mode; 0755 otherwise
+	// (MkdirTemp's 0700 would lock users out of their own container).
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return nil, err
+	}
+	if err := c.fetchAndApply(ctx, src, layers, work, rootfs, report); err != nil {
+		return nil, err
+	}
+	applied := time.Now()
+	report(Progress{Phase: "squashing", Message: c.mks.Comp.name})
+	out := filepath.Join(work, "image.squashfs")
+	if err := c.mks.run(ctx, rootfs, out); err != nil {
+		return nil, err
+	}
+	if err := c.publish(src.digest.String(), out, cfg); err != nil {
+		return nil, err
+	}
+	c.log.Info("image pulled", "digest", src.digest, "layers", len(layers),
+		"apply", applied.Sub(start), "squash", time.Since(applied))
+	return nil, nil
+}
+
+// fetchAndApply downloads every distinct layer (up to parallelDownloads at
+// once, bottom layers first) into work, and applies the layers onto rootfs
+// in order as soon as each has arrived.
+func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallelDownloads)
+	ready := map[digest.Digest]chan struct{}{}
+	lastUse := map[digest.Digest]int{}
+	var unique []types.BlobInfo
+	for i, l := range layers {
+		if _, ok := ready[l.Digest]; !ok {
+			ready[l.Digest] = make(chan struct{})
+			unique = append(unique, l)
+		}
+		lastUse[l.Digest] = i
+	}
+	blobPath := func(d digest.Digest) string { return filepath.Join(work, "blob-"+d.Encoded()) }
+	go func() {
+		for _, l := range unique {
+			g.Go(func() error {
+				if err := c.download(gctx, src, l, blobPath(l.Digest), report); err != nil {
+					return fmt.Errorf("layer %s: %w", l.Digest, err)
+				}
+				close(ready[l.Digest])
+				return nil
+			})
+		}
+	}()
+	var applyErr error
+	for i, l := range layers {
+		select {
+		case <-ready[l.Digest]:
+		case <-gctx.Done():
+		}
+		if gctx.Err() != nil {
+			break
+		}
+		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
+		if err := applyLayer(gctx, rootfs, blobPath(l.Digest)); err != nil {
+			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
+			cancel(applyErr)
+			break
+		}
+		if lastUse[l.Digest] == i {
+			_ = os.Remove(blobPath(l.Digest))
+		}
+	}
+	werr := g.Wait()
+	switch {
+	case applyErr != nil:
+		return applyErr
+	case werr != nil:
+		return werr
+	}
+	return context.Cause(ctx)
+}
+
+// download fetches one blob into dst and verifies its digest. A
+// connection that delivers nothing for registryTimeout is given up; a
+// failure that may pass is retried from scratch.
+func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, dst string, report func(Progress)) error {
+	return c.retryBlob(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		rc, size, err := src.src.GetBlob(ctx, info, none.NoCache)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if size < 0 {
+			size = info.Size
+		}
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := info.Digest.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		}
+		dg := info.Digest.Algorithm().Digester()
+		pr := &progressReader{r: rc, report: report, layer: info.Digest.String(), total: size}
+		stall := time.AfterFunc(c.registryTimeout, func() {
+			cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
+		})
+		defer stall.Stop()
+		pr.onRead = func() { stall.Reset(c.registryTimeout) }
+		n, err := io.Copy(io.MultiWriter(f, dg.Hash()), pr)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if got := dg.Digest(); got != info.Digest {
+			return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)
+		}
+		pr.final()
+		return f.Close()
+	})
+}
+
+// retryBlob is retry without the per-attempt deadline: a big layer
+// takes as long as it takes; stalls are caught by download.
+func (c *Cache) retryBlob(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = fn(ctx)
+		if err == nil || errors.Is(err, ErrDigestMismatch) || !transient(err) || attempt >= c.registryAttempts || ctx.Err() != nil {
+			return err
+		}
+		c.log.Warn("layer download failed, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(c.retryDelay * time.Duration(attempt)):
+		}
+	}
+}
+
+// progressReader reports download progress at most every 100 ms.
+type progressReader struct {
+	r      io.Reader
+	report func(Progress)
+	layer  string
+	total  int64
+	done   int64
+	last   time.Time
+	onRead func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if n > 0 && p.onRead != nil {
+		p.onRead()
+	}
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
+		p.last = now
+		p.report(Progress{Phase: "downloading", Layer: p.layer, Done: p.done, Total: p.total})
+	}
+	return n, err
+}
+
+func (p *progressReader) final() {
+	p.report(Progress{Phase: "downloading", Layer: p.layer, Done: p.done, Total: p.total})
+}
+
+// publish moves a finished squashfs (and its config) into images/ and
+// records it, then applies the cache's limits. Files go first and the
+// index last, so a crash in between leaves files Open removes, never an
+// entry without its file. The squashfs is fsynced first: after a power
+// loss the index must not point at a file of zeroes.
+func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
+	f, err := os.Open(squashfs)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return err
+	}
+	// mksquashfs creates its output with the daemon's umask; nobody
+	// but root needs to read it.
+	if err := os.Chmod(squashfs, 0o600); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(cfg, "", "\t")
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ix.Images[d] != nil {
+		return nil // published meanwhile (two users' copies of one file)
+	}
+	if err := writeFileAtomic(c.images, filepath.Base(c.configPath(d)), b); err != nil {
+		return err
+	}
+	if err := os.Rename(squashfs, c.imagePath(d)); err != nil {
+		os.Remove(c.configPath(d))
+		return err
+	}
+	now := c.now()
+	c.ix.Images[d] = &entry{Digest: d, Size: fi.Size(), Created: now, LastUsed: now,
+		Refs: map[string]*refUse{}, config: cfg}
+	if err := c.ix.save(c.dir); err != nil {
+		delete(c.ix.Images, d)
+		os.Remove(c.imagePath(d))
+		os.Remove(c.configPath(d))
+		return err
+	}
+	c.evictLocked(false)
+	return nil
+}
+
+func readConfig(p string) (ImageConfig, error) {
+	var cfg ImageConfig
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, json.Unmarshal(b, &cfg)
+}

@@ -1,0 +1,227 @@
+package squash
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"go.podman.io/image/v5/docker/reference"
+)
+
+// refKind says where an image comes from.
+type refKind int
+
+const (
+	kindRegistry      refKind = iota // a registry, possibly through a short name
+	kindFile                         // a squashfs file
+	kindOCILayout                    // oci:DIR[:NAME]
+	kindOCIArchive                   // oci-archive:FILE[:NAME]
+	kindDockerArchive                // docker-archive:FILE[:REF|:@INDEX]
+)
+
+// localPrefixes are the containers-transports(5) names accepted for local
+// images. Every other transport is refused: the daemon runs as root, and
+// dir:, containers-storage: or docker-daemon: would let a user read what
+// root can.
+var localPrefixes = map[string]refKind{
+	"oci":            kindOCILayout,
+	"oci-archive":    kindOCIArchive,
+	"docker-archive": kindDockerArchive,
+}
+
+// otherTransports are transport names that are valid elsewhere in the
+// containers tools; naming them gets a specific error rather than a
+// confusing registry lookup of "dir/..." .
+var otherTransports = map[string]bool{
+	"dir": true, "containers-storage": true, "docker-daemon": true,
+	"tarball": true, "sif": true, "ostree": true, "atomic": true,
+}
+
+// imageRef is a parsed image reference. Parsing never touches the file
+// system or the network.
+type imageRef struct {
+	input string // as the user wrote it
+	kind  refKind
+
+	// kindRegistry: named is set, fully qualified with a tag or a digest,
+	// unless short is set, in which case shortName must go through
+	// registries.conf (pkg/shortnames) first.
+	named     reference.Named
+	short     bool
+	shortName string
+	user      string // enroot's USER@ credential hint; not used for lookup
+
+	// local kinds: the path (absolute unless the user wrote a relative
+	// one, which Get resolves against PullOptions.Cwd) and, for
+	// layouts and archives, the image within it.
+	path  string
+	image string
+}
+
+// String is the canonical form: the key for deduplication and the name
+// recorded in the index. Parsing it again gives the same imageRef.
+func (r imageRef) String() string {
+	switch r.kind {
+	case kindRegistry:
+		if r.short {
+			return r.shortName
+		}
+		return "docker://" + r.named.String()
+	case kindFile:
+		return r.path
+	default:
+		s := r.transport() + ":" + r.path
+		if r.image != "" {
+			s += ":" + r.image
+		}
+		return s
+	}
+}
+
+func (r imageRef) transport() string {
+	for name, k := range localPrefixes {
+		if k == r.kind {
+			return name
+		}
+	}
+	return "docker"
+}
+
+// registry is the registry host of a fully qualified reference, "" else.
+func (r imageRef) registry() string {
+	if r.named == nil {
+		return ""
+	}
+	return reference.Domain(r.named)
+}
+
+// parseReference parses what a pyxis or enroot user writes:
+//
+//	IMAGE[:TAG], REGISTRY/IMAGE[:TAG], IMAGE@sha256:HEX
+//	[USER@][REGISTRY#]IMAGE[:TAG]   (enroot; nvcr.io#nvidia/pytorch:24.01)
+//	docker://ANY-OF-THE-ABOVE
+//	oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:REF]
+//	/path/to/image.sqsh, ./image.sqsh   (a squashfs file)
+//
+// Names without a registry stay short names (short set) for registries.conf
+// to resolve; with docker:// they mean Docker Hub, as in skopeo and enroot.
+// A name without tag or digest gets ":latest"; one with both keeps the
+// digest only, which is what names the content.
+func parseReference(s string) (imageRef, error) {
+	r := imageRef{input: s}
+	bad := func(format string, a ...any) (imageRef, error) {
+		return imageRef{}, &opError{verb: "parse", ref: s, kind: ErrBadReference, detail: fmt.Sprintf(format, a...)}
+	}
+	if s == "" {
+		return bad("empty")
+	}
+	if strings.ContainsAny(s, "\x00\n\r") {
+		return bad("contains a control character")
+	}
+	if s[0] == '/' || s[0] == '.' {
+		r.kind = kindFile
+		r.path = cleanPath(s)
+		return r, nil
+	}
+	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
+		return parseRegistry(r, rest, true, bad)
+	}
+	if name, rest, ok := strings.Cut(s, ":"); ok {
+		if k, ok := localPrefixes[name]; ok {
+			r.kind = k
+			p, img, _ := strings.Cut(rest, ":")
+			if p == "" {
+				return bad("%s: needs a path", name)
+			}
+			r.path, r.image = cleanPath(p), img
+			return r, nil
+		}
+		if otherTransports[name] || name == "docker" {
+			return bad("transport %q is not supported: use docker://, oci:, oci-archive: or docker-archive:", name)
+		}
+	}
+	return parseRegistry(r, s, false, bad)
+}
+
+// parseRegistry handles the registry forms; hub says docker:// was given.
+func parseRegistry(r imageRef, s string, hub bool, bad func(string, ...any) (imageRef, error)) (imageRef, error) {
+	r.kind = kindRegistry
+	registry := ""
+	if left, right, ok := strings.Cut(s, "#"); ok {
+		// enroot: [USER@]REGISTRY#IMAGE
+		if strings.Contains(right, "#") {
+			return bad("more than one '#'")
+		}
+		if i := strings.LastIndex(left, "@"); i >= 0 {
+			r.user, left = left[:i], left[i+1:]
+		}
+		if left == "" || right == "" {
+			return bad("REGISTRY#IMAGE needs both parts")
+		}
+		registry, s = left, left+"/"+right
+	} else if user, rest, ok := strings.Cut(s, "@"); ok && !strings.ContainsAny(user, "/:") && !looksLikeDigest(rest) {
+		// enroot: USER@IMAGE (no registry); IMAGE@sha256:... is a digest.
+		r.user, s = user, rest
+	}
+	if r.user != "" && strings.ContainsAny(r.user, "/:@#") {
+		return bad("user %q in USER@ is not a user name", r.user)
+	}
+
+	parsed, err := reference.Parse(s)
+	if err != nil {
+		return bad("%v", err)
+	}
+	named, ok := parsed.(reference.Named)
+	if !ok {
+		return bad("no image name")
+	}
+	domain := reference.Domain(named)
+	qualified := strings.ContainsAny(domain, ".:") || domain == "localhost"
+	if registry != "" && !qualified {
+		return bad("registry %q before '#' must be a host name with a dot or a port, or localhost", registry)
+	}
+	if !qualified && !hub {
+		// Syntax check only; registries.conf decides what it means.
+		if _, err := reference.ParseNormalizedNamed(s); err != nil {
+			return bad("%v", err)
+		}
+		r.short, r.shortName = true, s
+		return r, nil
+	}
+	full, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return bad("%v", err)
+	}
+	r.named = pinned(full)
+	return r, nil
+}
+
+// pinned returns named with ":latest" added when it has neither tag nor
+// digest, and without its tag when it has both (containers/image refuses
+// both; the digest is what identifies the content).
+func pinned(named reference.Named) reference.Named {
+	if c, ok := named.(reference.Canonical); ok {
+		if _, tagged := named.(reference.NamedTagged); tagged {
+			if d, err := reference.WithDigest(reference.TrimNamed(named), c.Digest()); err == nil {
+				return d
+			}
+		}
+		return named
+	}
+	return reference.TagNameOnly(named)
+}
+
+func looksLikeDigest(s string) bool {
+	alg, hex, ok := strings.Cut(s, ":")
+	return ok && hex != "" && (alg == "sha256" || alg == "sha384" || alg == "sha512")
+}
+
+// cleanPath cleans p but keeps a relative path recognisable as a path
+// ("./x", not "x", which would parse as an image name).
+func cleanPath(p string) string {
+	c := filepath.Clean(p)
+	if !filepath.IsAbs(c) && !strings.HasPrefix(c, ".") {
+		c = "./" + c
+	}
+	return c
+}

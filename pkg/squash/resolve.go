@@ -1,0 +1,372 @@
+package squash
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/distribution/registry/api/errcode"
+	v2 "github.com/docker/distribution/registry/api/v2"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
+	dockerarchive "go.podman.io/image/v5/docker/archive"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/manifest"
+	ociarchive "go.podman.io/image/v5/oci/archive"
+	"go.podman.io/image/v5/pkg/shortnames"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+)
+
+// source is an image resolved to one single-platform manifest, ready to
+// pull. It is shared by the Get that resolved it and, if that Get leads
+// the download, by the pull; the last release closes it.
+type source struct {
+	src      types.ImageSource
+	unparsed *image.UnparsedImage // the platform's image (an instance of a list, or the top level)
+	digest   digest.Digest        // of unparsed's manifest
+	sys      *types.SystemContext
+	registry string // for messages; "" for local images
+
+	mu      sync.Mutex
+	holders int
+	cleanup []func()
+}
+
+func (s *source) acquire() {
+	s.mu.Lock()
+	s.holders++
+	s.mu.Unlock()
+}
+
+func (s *source) release() {
+	s.mu.Lock()
+	s.holders--
+	last := s.holders == 0
+	s.mu.Unlock()
+	if last {
+		s.src.Close()
+		for _, f := range s.cleanup {
+			f()
+		}
+	}
+}
+
+// sysContext is the containers/image configuration for one request.
+// authFile is always set: with no file of its own, containers/image would
+// read root's credentials (~/.docker/config.json, ...) on behalf of users.
+func (c *Cache) sysContext(authFile string) *types.SystemContext {
+	// Disabled mode returns every candidate without prompting (a daemon
+	// has no TTY); shortCandidates then refuses ambiguity itself.
+	mode := types.ShortNameModeDisabled
+	return &types.SystemContext{
+		SystemRegistriesConfPath:    c.o.RegistriesConf,
+		SystemRegistriesConfDirPath: c.o.RegistriesConfDir,
+		SignaturePolicyPath:         c.policy,
+		AuthFilePath:                authFile,
+		ShortNameMode:               &mode,
+		// Root's own alias cache has no say in users' short names.
+		UserShortNameAliasConfPath: filepath.Join(c.tmp, "no-short-name-aliases.conf"),
+		BigFilesTemporaryDir:       c.tmp,
+		DockerRegistryUserAgent:    "podman-hpc",
+	}
+}
+
+// writeAuth stores a user's auth.json in a 0600 file in the root-only tmp
+// directory, for SystemContext.AuthFilePath; remove deletes it.
+func (c *Cache) writeAuth(authJSON []byte) (path string, remove func(), err error) {
+	if len(authJSON) == 0 {
+		authJSON = []byte(`{"auths":{}}`)
+	} else if !json.Valid(authJSON) {
+		return "", nil, fmt.Errorf("%w: auth.json is not valid JSON", ErrUnauthorized)
+	}
+	f, err := os.CreateTemp(c.tmp, "auth-*.json") // 0600
+	if err != nil {
+		return "", nil, err
+	}
+	_, werr := f.Write(authJSON)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return "", nil, werr
+	}
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
+}
+
+// shortCandidates resolves a short name through registries.conf: an alias,
+// or the single unqualified-search registry. Several search registries
+// make the name ambiguous: pulling the first that answers would let
+// whoever controls that registry pick the image.
+func shortCandidates(sys *types.SystemContext, short string) (reference.Named, error) {
+	res, err := shortnames.Resolve(sys, short)
+	if err != nil {
+		return nil, &opError{verb: "pull", ref: short, kind: ErrShortName, detail: err.Error(),
+			hint: "use a fully qualified name (registry/name:tag), or ask your admin for an alias in registries.conf"}
+	}
+	if len(res.PullCandidates) != 1 {
+		var names []string
+		for _, pc := range res.PullCandidates {
+			names = append(names, pc.Value.String())
+		}
+		return nil, &opError{verb: "pull", ref: short, kind: ErrShortName,
+			detail: "ambiguous: it could be " + strings.Join(names, " or "),
+			hint:   "use a fully qualified name"}
+	}
+	return pinned(res.PullCandidates[0].Value), nil
+}
+
+// retry runs fn up to registryAttempts times, each bounded by
+// registryTimeout, while it fails in a way that may pass (network errors,
+// timeouts, 5xx, 429).
+func (c *Cache) retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, c.registryTimeout)
+		err = fn(actx)
+		cancel()
+		if err == nil || !transient(err) || attempt >= c.registryAttempts || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(c.retryDelay * time.Duration(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func transient(err error) bool {
+	var ne net.Error
+	var ue docker.UnexpectedHTTPStatusError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, docker.ErrTooManyRequests):
+		return true
+	case errors.As(err, &ne):
+		return true
+	case errors.As(err, &ue):
+		return ue.StatusCode >= 500
+	}
+	return false
+}
+
+// resolveRegistry fetches named's manifest with the user's credentials and
+// picks the image for this platform from a manifest list.
+func (c *Cache) resolveRegistry(ctx context.Context, sys *types.SystemContext, named reference.Named) (*source, error) {
+	ref, err := docker.NewReference(named)
+	if err != nil {
+		return nil, err
+	}
+	var src types.ImageSource
+	err = c.retry(ctx, func(ctx context.Context) error {
+		// For docker:// this already fetches the manifest (from the
+		// first mirror that has it).
+		s, err := ref.NewImageSource(ctx, sys)
+		src = s
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &source{src: src, sys: sys, registry: reference.Domain(named), holders: 1}
+	if err := c.pickInstance(ctx, s); err != nil {
+		src.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pickInstance sets s.unparsed and s.digest: the top-level image, or the
+// instance of a manifest list that matches this machine.
+func (c *Cache) pickInstance(ctx context.Context, s *source) error {
+	top := image.UnparsedInstance(s.src, nil)
+	var raw []byte
+	var mt string
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		raw, mt, err = top.Manifest(ctx) // checks a digest reference's digest
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.unparsed = top
+	if manifest.MIMETypeIsMultiImage(mt) {
+		list, err := manifest.ListFromBlob(raw, mt)
+		if err != nil {
+			return err
+		}
+		d, err := list.ChooseInstance(s.sys)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		}
+		s.unparsed = image.UnparsedInstance(s.src, &d)
+		err = c.retry(ctx, func(ctx context.Context) (err error) {
+			raw, _, err = s.unparsed.Manifest(ctx)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.digest, err = manifest.Digest(raw)
+	return err
+}
+
+// resolveLocal makes a root-owned copy of a local layout or archive, read
+// with the user's permissions, and opens it with containers/image.
+func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, cred credential) (_ *source, err error) {
+	work, err := os.MkdirTemp(c.tmp, "local-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.removeLater(work)
+		}
+	}()
+	copyPath := filepath.Join(work, "image.tar")
+	if r.kind == kindOCILayout {
+		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath); err != nil {
+			return nil, err
+		}
+	} else if err := copyAsUser(ctx, r.path, cred, copyPath); err != nil {
+		return nil, err
+	}
+	var ref types.ImageReference
+	within := copyPath
+	if r.image != "" {
+		within += ":" + r.image
+	}
+	if r.kind == kindDockerArchive {
+		ref, err = dockerarchive.ParseReference(within)
+	} else {
+		ref, err = ociarchive.ParseReference(within)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadReference, err)
+	}
+	src, err := ref.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, err
+	}
+	s := &source{src: src, sys: sys, holders: 1, cleanup: []func(){func() { c.removeLater(work) }}}
+	if err := c.pickInstance(ctx, s); err != nil {
+		src.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// copyAsUser copies the regular file p, read as cred, to out (0600).
+func copyAsUser(ctx context.Context, p string, cred credential, out string) error {
+	in, err := openAsUser(ctx, p, cred)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, in); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// checkPolicy applies policy.json to the image about to be run, on every
+// Get: a tightened policy applies to cached images too.
+func (c *Cache) checkPolicy(ctx context.Context, s *source) error {
+	p, err := signature.NewPolicyFromFile(c.policy)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
+	}
+	pc, err := signature.NewPolicyContext(p)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
+	}
+	defer pc.Destroy() //nolint:errcheck // nothing to do about it
+	if ok, err := pc.IsRunningImageAllowed(ctx, s.unparsed); !ok || err != nil {
+		return fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
+	return nil
+}
+
+// classify turns an error from resolving or pulling ref into the one line
+// the user sees, naming the cause and what to do.
+func classify(verb, ref, registry string, err error) error {
+	var oe *opError
+	if errors.As(err, &oe) {
+		oe.verb, oe.ref = verb, ref
+		return oe
+	}
+	e := &opError{verb: verb, ref: ref, cause: err}
+	regName := registry
+	if regName == "" {
+		regName = "the registry"
+	} else {
+		regName = "registry " + regName
+	}
+	var unauth docker.ErrUnauthorizedForCredentials
+	var ec errcode.ErrorCoder
+	var ue docker.UnexpectedHTTPStatusError
+	var ee *entryError
+	switch {
+	case errors.Is(err, ErrUnsafeLayer) && errors.As(err, &ee):
+		e.kind, e.detail, e.hint = ErrUnsafeLayer, err.Error(), "the image is refused"
+	case errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
+		e.kind, e.hint = ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
+	case errors.As(err, &unauth), errors.Is(err, ErrUnauthorized),
+		errors.As(err, &ec) && (ec.ErrorCode() == errcode.ErrorCodeUnauthorized || ec.ErrorCode() == errcode.ErrorCodeDenied):
+		e.kind, e.detail, e.hint = ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"
+	case errors.As(err, &ec) && (ec.ErrorCode() == v2.ErrorCodeManifestUnknown || ec.ErrorCode() == v2.ErrorCodeNameUnknown),
+		errors.As(err, &ue) && ue.StatusCode == 404,
+		strings.Contains(err.Error(), "manifest unknown"):
+		e.kind, e.hint = ErrManifestUnknown, "check the image name and tag"
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
+	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
+		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+err.Error(), "check the name and that the registry is up, then retry"
+	case errors.Is(err, ErrDigestMismatch):
+		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
+	default:
+		for _, k := range []error{ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
+			if errors.Is(err, k) {
+				e.kind, e.detail = k, without(err, k)
+				return e
+			}
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			e.kind, e.detail = ErrNotFound, err.Error()
+			return e
+		}
+		e.kind = errors.New("failed")
+		e.detail = err.Error()
+	}
+	return e
+}
+
+// without is err's text minus the sentinel's, which opError prints first.
+func without(err, kind error) string {
+	s := strings.Replace(err.Error(), kind.Error()+": ", "", 1)
+	if s == kind.Error() {
+		return ""
+	}
+	return s
+}

@@ -1,0 +1,258 @@
+package squash
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// The layer scanner reads tar headers only (it extracts nothing) and
+// refuses entries that a naive extractor would turn into an attack on the
+// host: device nodes, paths that climb out of the root, and writes or hard
+// links through a symlink that points out of it. The layer is applied by
+// containers/storage inside a chroot, which already contains all of these;
+// the scanner's job is to refuse the image with an error that names the
+// entry, instead of quietly building a squashfs from a hostile layer.
+
+// entryError is an unsafe entry; it wraps ErrUnsafeLayer.
+type entryError struct {
+	entry, reason string
+}
+
+func (e *entryError) Error() string { return fmt.Sprintf("entry %q: %s", e.entry, e.reason) }
+func (e *entryError) Unwrap() error { return ErrUnsafeLayer }
+
+// maxLinkHops bounds symlink resolution, like the kernel's 40.
+const maxLinkHops = 40
+
+// node is what the scanner knows about one path.
+type node struct {
+	gone   bool   // deleted by this layer (whiteout, or replaced by a non-directory)
+	dir    bool   // a directory
+	target string // symlink target; "" for anything else
+	link   bool
+}
+
+// scanner tracks one layer over the rootfs of the layers below it.
+type scanner struct {
+	root   string          // rootfs with the lower layers applied
+	layer  map[string]node // paths this layer has written or deleted
+	opaque map[string]bool // directories this layer made opaque
+	disk   map[string]node // cache of the rootfs, by path
+}
+
+func newScanner(root string) *scanner {
+	return &scanner{root: root, layer: map[string]node{}, opaque: map[string]bool{}, disk: map[string]node{}}
+}
+
+func escapes(p string) bool { return p == ".." || strings.HasPrefix(p, "../") }
+
+// check refuses an unsafe header and records the entry's effect.
+func (s *scanner) check(h *tar.Header) error {
+	name := path.Clean(strings.TrimLeft(h.Name, "/"))
+	switch h.Typeflag {
+	case tar.TypeChar, tar.TypeBlock:
+		kind := map[byte]string{tar.TypeChar: "character", tar.TypeBlock: "block"}[h.Typeflag]
+		return &entryError{h.Name, fmt.Sprintf("is a %s device (%d,%d): images may not contain device nodes", kind, h.Devmajor, h.Devminor)}
+	case tar.TypeXGlobalHeader:
+		return nil
+	}
+	if escapes(name) {
+		return &entryError{h.Name, "path leaves the image root"}
+	}
+	for k := range h.PAXRecords {
+		// overlayfs obeys these on a lower layer: redirects, opaque dirs
+		// and metacopy would let an image reach other paths when the
+		// container is writable.
+		if strings.HasPrefix(k, "SCHILY.xattr.trusted.overlay.") {
+			return &entryError{h.Name, fmt.Sprintf("carries overlayfs xattr %q", strings.TrimPrefix(k, "SCHILY.xattr."))}
+		}
+	}
+	if name == "." {
+		return nil
+	}
+	dir, err := s.resolveDir(h.Name, path.Dir(name))
+	if err != nil {
+		return err
+	}
+	base := path.Base(name)
+	if h.Typeflag == tar.TypeLink {
+		ln := path.Clean(strings.TrimLeft(h.Linkname, "/"))
+		if escapes(ln) {
+			return &entryError{h.Name, fmt.Sprintf("hard link to %q, outside the image root", h.Linkname)}
+		}
+		if _, err := s.resolveDir(h.Name, path.Dir(ln)); err != nil {
+			return err
+		}
+	}
+	p := path.Join(dir, base)
+	switch {
+	case base == ".wh..wh..opq":
+		s.opaque[dir] = true
+	case strings.HasPrefix(base, ".wh."):
+		s.layer[path.Join(dir, strings.TrimPrefix(base, ".wh."))] = node{gone: true}
+	case h.Typeflag == tar.TypeSymlink:
+		s.layer[p] = node{link: true, target: h.Linkname}
+	case h.Typeflag == tar.TypeDir:
+		s.layer[p] = node{dir: true}
+	default:
+		s.layer[p] = node{}
+	}
+	return nil
+}
+
+// resolveDir resolves directory d (clean, relative to the root) the way
+// the chrooted extractor will, and refuses it if that goes through an
+// absolute symlink or a relative one that climbs out of the root. It
+// returns the resolved, symlink-free path.
+func (s *scanner) resolveDir(entry, d string) (string, error) {
+	if d == "." {
+		return ".", nil
+	}
+	todo := strings.Split(d, "/")
+	cur := "."
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		if c == "." || c == "" {
+			continue
+		}
+		p := path.Join(cur, c)
+		n := s.lookup(p)
+		if !n.link {
+			cur = p
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return "", &entryError{entry, "too many levels of symbolic links"}
+		}
+		if path.IsAbs(n.target) {
+			return "", &entryError{entry, fmt.Sprintf("goes through absolute symlink %q -> %q, which a naive extractor follows out of the image root", p, n.target)}
+		}
+		t := path.Clean(path.Join(cur, n.target))
+		if escapes(t) {
+			return "", &entryError{entry, fmt.Sprintf("goes through symlink %q -> %q, which leaves the image root", p, n.target)}
+		}
+		todo = append(strings.Split(t, "/"), todo...)
+		cur = "."
+	}
+	return cur, nil
+}
+
+// lookup says what p (symlink-free parents) is once this layer's entries
+// so far are applied.
+func (s *scanner) lookup(p string) node {
+	if n, ok := s.layer[p]; ok {
+		return n
+	}
+	// Deleted or replaced ancestors hide everything the lower layers had
+	// below them.
+	for a := path.Dir(p); ; a = path.Dir(a) {
+		if s.opaque[a] {
+			return node{gone: true}
+		}
+		if n, ok := s.layer[a]; ok && (n.gone || !n.dir) {
+			return node{gone: true}
+		}
+		if a == "." {
+			break
+		}
+	}
+	return s.onDisk(p)
+}
+
+// onDisk looks p up in the rootfs one component at a time, never
+// following a symlink, so a hostile lower layer cannot make the scanner
+// itself look outside the root.
+func (s *scanner) onDisk(p string) node {
+	if n, ok := s.disk[p]; ok {
+		return n
+	}
+	n := node{gone: true}
+	if parent := path.Dir(p); parent == "." || s.onDisk(parent).dir {
+		full := filepath.Join(s.root, filepath.FromSlash(p))
+		if fi, err := os.Lstat(full); err == nil {
+			n = node{dir: fi.IsDir()}
+			if fi.Mode()&fs.ModeSymlink != 0 {
+				if t, err := os.Readlink(full); err == nil {
+					n.link, n.target = true, t
+				}
+			}
+		}
+	}
+	s.disk[p] = n
+	return n
+}
+
+// scanLayer copies the uncompressed layer src to w, passing on each
+// entry's bytes only after its header passed the scanner: a refused entry
+// never reaches the extractor. It returns the scanner's refusal, or the
+// first read or write error.
+func scanLayer(s *scanner, src io.Reader, w io.Writer) error {
+	rec := &recorder{r: src}
+	tr := tar.NewReader(rec)
+	buf := make([]byte, 256<<10)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			if err := rec.flush(w); err != nil {
+				return err
+			}
+			// Padding after the end-of-archive blocks. (The struct hides
+			// pgzip's WriteTo, which panics when called after a partial
+			// read.)
+			_, err := io.Copy(w, struct{ io.Reader }{src})
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("reading tar: %w", err)
+		}
+		if err := s.check(h); err != nil {
+			return err
+		}
+		for {
+			_, rerr := tr.Read(buf)
+			if err := rec.flush(w); err != nil {
+				return err
+			}
+			if errors.Is(rerr, io.EOF) {
+				break
+			}
+			if rerr != nil {
+				return fmt.Errorf("reading tar: %w", rerr)
+			}
+		}
+		if err := rec.flush(w); err != nil {
+			return err
+		}
+	}
+}
+
+// recorder remembers the raw bytes the tar reader consumed, so that they
+// can be forwarded unchanged (PAX records, sparse maps and all) once
+// vetted.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	return n, err
+}
+
+func (r *recorder) flush(w io.Writer) error {
+	if len(r.buf) == 0 {
+		return nil
+	}
+	_, err := w.Write(r.buf)
+	r.buf = r.buf[:0]
+	return err
+}
