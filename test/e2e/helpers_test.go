@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -121,14 +122,36 @@ func sbatch(t *testing.T, script string, args ...string) (string, string) {
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"--parsable", "--wait", "-o", out, "-D", dir}, args...)
+	full := append([]string{"--parsable", "-o", out, "-D", dir}, args...)
 	r := run(t, "sbatch", append(full, path)...)
 	id := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
-	if id == "" {
+	if r.code != 0 || id == "" {
 		t.Fatalf("sbatch did not submit: %s", r)
+	}
+	// sbatch --wait polls every ten seconds; this polls every tenth.
+	deadline := time.Now().Add(2 * time.Minute)
+	for !jobEnded(t, id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not end in 2 minutes", id)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(out)
 	return id, string(b)
+}
+
+// jobEnded reports whether Slurm says the job is over.
+func jobEnded(t *testing.T, id string) bool {
+	r := run(t, "scontrol", "show", "job", "-o", id)
+	m := regexp.MustCompile(`JobState=(\S+)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		return r.code != 0 // gone from slurmctld: ended long ago
+	}
+	switch m[1] {
+	case "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED":
+		return false
+	}
+	return true
 }
 
 // daemonLog returns a node's podman-hpcd log.
