@@ -82,7 +82,7 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run
+	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd
@@ -92,6 +92,7 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	install -m 0644 contrib/slurm/podman-hpcd.socket $(DESTDIR)$(UNITDIR)/podman-hpcd.socket
 	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
 		>$(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d/podman-hpc.conf
+	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
 	install -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(DATADIR)/podman-hpcd.conf.example
 	cp -r contrib/slurm/examples $(DESTDIR)$(DATADIR)/
 	@# An admin's edited config is never overwritten.

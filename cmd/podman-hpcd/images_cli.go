@@ -23,6 +23,7 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	fl.SetOutput(stderr)
 	socket := fl.String("socket", DefaultSocket, "the daemon's socket")
 	all := fl.Bool("all", false, "prune: remove every image no container uses")
+	job := fl.String("job", "", "rm: the job whose containers go (root; the job epilog's safety net)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +55,11 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 		req = wire.New(wire.Prune, "all", map[bool]string{true: "1", false: "0"}[*all])
 	case "ps":
 		req = wire.New(wire.Ps)
+	case "rm":
+		if *job == "" {
+			return fmt.Errorf("usage: podman-hpcd rm [--socket PATH] --job JOBID")
+		}
+		req = wire.New(wire.Rm, "job", *job)
 	}
 	reply, err := callWithProgress(*socket, req, stderr)
 	if err != nil {

@@ -30,6 +30,7 @@ Commands:
   rmi       remove an image from this node's cache (podman-hpcd rmi REF)
   prune     evict images by the cache's size and age limits (--all: every unused one)
   ps        list this node's running containers (yours; root sees all)
+  rm        remove a job's containers on this node (root: the job epilog's safety net)
   version   print the version
   help      show this text
 
@@ -57,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(rest, stderr)
 	case "status":
 		err = statusCmd(rest, stdout, stderr)
-	case "pull", "images", "rmi", "prune", "ps":
+	case "pull", "images", "rmi", "prune", "ps", "rm":
 		err = imageCmd(cmd, rest, stdout, stderr)
 	case "init": // inside containers only; not listed in usage
 		err = initCmd()

@@ -114,7 +114,7 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 			continue
 		}
 		switch m.Type {
-		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps:
+		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm:
 			err = s.userRequest(ctx, c, p, m, log)
 		default:
 			err = wire.Write(c, s.handle(p, m, log))

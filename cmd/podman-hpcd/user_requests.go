@@ -19,7 +19,7 @@ import (
 // own containers; root on all. The error returned is only a failure to
 // write to the client.
 func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger) error {
-	if s.store == nil {
+	if s.store == nil && m.Type != wire.Rm && m.Type != wire.Ps {
 		return wire.Write(c, errorf("podman-hpcd on %s has no image cache: %v", s.node, s.noMgr))
 	}
 	start := time.Now()
@@ -62,6 +62,22 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		reply = imagesTable(gone, p.isRoot())
 	case wire.Ps:
 		reply = s.containersTable(p)
+	case wire.Rm:
+		job, _ := m.Get("job")
+		if !p.isRoot() {
+			return wire.Write(c, errorf("only root may remove containers; they go when their step ends"))
+		}
+		n := 0
+		if s.mgr != nil {
+			for _, ct := range s.mgr.list() {
+				if ct.req.Job == job {
+					s.mgr.remove(ctx, ct)
+					n++
+				}
+			}
+		}
+		log.Info("containers removed by request", "job", job, "containers", n)
+		reply = wire.New(wire.OK, "removed", strconv.Itoa(n))
 	}
 	return wire.Write(c, reply)
 }

@@ -257,3 +257,39 @@ func TestDaemonRestartDuringStep(t *testing.T) {
 		t.Errorf("%s: mounts and bundles left after the restart: %q", node, out)
 	}
 }
+
+// The job epilog's safety net: podman-hpcd rm --job removes what a job has
+// on a node; the step's tasks, already inside, finish.
+func TestRemoveJobContainers(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	done := make(chan result, 1)
+	go func() {
+		done <- srun(t, "-N1", "-w", node, "-J", "rm-test", "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c", "sleep 2; echo finished")
+	}()
+	var job string
+	for i := 0; i < 50 && job == ""; i++ {
+		time.Sleep(100 * time.Millisecond)
+		job = strings.TrimSpace(run(t, "squeue", "-h", "-n", "rm-test", "-o", "%i").stdout)
+	}
+	if job == "" {
+		t.Fatal("the step did not start")
+	}
+	var ps string
+	for i := 0; i < 50 && !strings.Contains(ps, "phpc-"+job+"-"); i++ {
+		time.Sleep(100 * time.Millisecond)
+		ps = podmanHpcd(t, node, "ps").stdout
+	}
+	if !strings.Contains(ps, "phpc-"+job+"-0") {
+		t.Fatalf("ps does not list the job's container:\n%s", ps)
+	}
+	mustSucceed(t, podmanHpcd(t, node, "rm", "--job", job))
+	if ps := podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, "phpc-"+job+"-") {
+		t.Errorf("container still listed after rm --job:\n%s", ps)
+	}
+	r := <-done
+	mustSucceed(t, r)
+	if strings.TrimSpace(r.stdout) != "finished" {
+		t.Errorf("task output %q", r.stdout)
+	}
+}

@@ -1,0 +1,115 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// tail returns what was appended to a file since offset, and the new offset.
+func tail(t *testing.T, path string, offset int64) (string, int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) < offset {
+		offset = 0
+	}
+	return string(b[offset:]), int64(len(b))
+}
+
+func logPath(node string) string {
+	return filepath.Join(cluster["LAB"], "run", node, "podman-hpcd.log")
+}
+
+func registryLog() string { return filepath.Join(cluster["LAB"], "run", "registry", "registry.log") }
+
+func podmanHpcd(t *testing.T, node string, args ...string) result {
+	t.Helper()
+	full := append([]string{node, cluster["PODMAN_HPCD"]}, args...)
+	full = append(full[:2], append([]string{full[2], "--socket", cluster["PODMAN_HPCD_SOCKET"]}, full[3:]...)...)
+	return run(t, cluster["NODE_EXEC"], full...)
+}
+
+// Concurrent steps on the same nodes pull the image once per node; a later
+// job reuses it without fetching a single blob from the registry.
+func TestConcurrentStepsPullOnce(t *testing.T) {
+	img := cluster["MPI_IMAGE"]
+	for _, n := range nodes()[:2] {
+		podmanHpcd(t, n, "rmi", img) // may not be cached yet
+	}
+	offsets := map[string]int64{}
+	for _, n := range nodes()[:2] {
+		_, offsets[n] = tail(t, logPath(n), 0)
+	}
+	var wg sync.WaitGroup
+	results := make([]result, 3)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = srun(t, "-N2", "-w", strings.Join(nodes()[:2], ","), "--container-image="+img, "grep", "^ID=", "/etc/os-release")
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		mustSucceed(t, r)
+		if strings.Count(r.stdout, "ID=debian") != 2 {
+			t.Errorf("step %d: %q", i, r.stdout)
+		}
+	}
+	for _, n := range nodes()[:2] {
+		log, _ := tail(t, logPath(n), offsets[n])
+		if got := strings.Count(log, `msg="image pulled"`); got != 1 {
+			t.Errorf("%s pulled %s %d times for 3 concurrent steps, want 1:\n%s", n, img, got, log)
+		}
+	}
+
+	_, regOffset := tail(t, registryLog(), 0)
+	mustSucceed(t, srun(t, "-N2", "-w", strings.Join(nodes()[:2], ","), "--container-image="+img, "true"))
+	reg, _ := tail(t, registryLog(), regOffset)
+	if strings.Contains(reg, "/blobs/") {
+		t.Errorf("a job with the image cached fetched blobs:\n%s", reg)
+	}
+}
+
+// Users manage their own images with the client commands; root sees all.
+func TestImageCommands(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	asUserOnNode := func(args ...string) result {
+		full := append([]string{node, "runuser", "-u", cluster["TEST_USER"], "--", cluster["PODMAN_HPCD"], args[0], "--socket", cluster["PODMAN_HPCD_SOCKET"]}, args[1:]...)
+		return run(t, cluster["NODE_EXEC"], full...)
+	}
+	r := asUserOnNode("pull", cluster["SMALL_IMAGE"])
+	mustSucceed(t, r)
+	if !strings.HasPrefix(r.stdout, "sha256:") {
+		t.Errorf("pull printed %q, want the digest", r.stdout)
+	}
+	mine := asUserOnNode("images")
+	mustSucceed(t, mine)
+	if !strings.Contains(mine.stdout, "podman-hpc/small") {
+		t.Errorf("user's images lack the image they pulled:\n%s", mine.stdout)
+	}
+	if strings.Contains(mine.stdout, "USERS") {
+		t.Errorf("a user sees who else uses images:\n%s", mine.stdout)
+	}
+	all := podmanHpcd(t, node, "images")
+	mustSucceed(t, all)
+	if !strings.Contains(all.stdout, "USERS") || !strings.Contains(all.stdout, cluster["TEST_USER"]) {
+		t.Errorf("root's images lack the users column or the test user:\n%s", all.stdout)
+	}
+	r = asUserOnNode("rmi", cluster["REGISTRY"]+"/podman-hpc/never-pulled:1")
+	if r.code == 0 {
+		t.Errorf("rmi of an image the user never pulled succeeded")
+	}
+	r = asUserOnNode("pull", cluster["REGISTRY"]+"/podman-hpc/does-not-exist:1")
+	if r.code == 0 || !strings.Contains(r.stderr, "does-not-exist") {
+		t.Errorf("pull of a missing image: %s", r)
+	}
+}
