@@ -42,3 +42,34 @@ func TestLoadConfig(t *testing.T) {
 		}
 	}
 }
+
+// The shipped example names every key the daemon knows, and loads.
+func TestConfigExampleIsComplete(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../contrib/slurm/podman-hpcd.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	err = c.set("no-such-key", "")
+	_, known, _ := strings.Cut(err.Error(), "(known: ")
+	for _, key := range strings.Split(strings.TrimSuffix(known, ")"), ", ") {
+		if !strings.Contains(string(b), "\n#"+key+" =") {
+			t.Errorf("example lacks a commented %q line", key)
+		}
+	}
+	// Uncommented, the defaults it shows must load.
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "#") && strings.Contains(l, " = ") && !strings.HasPrefix(l, "#  ") {
+			if k, v, _ := strings.Cut(strings.TrimPrefix(l, "#"), " = "); v != "" && !strings.Contains(k, " ") {
+				lines = append(lines, k+" = "+v)
+			}
+		}
+	}
+	p := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
+	if _, err := loadConfig(p, true); err != nil {
+		t.Errorf("the example's defaults do not load: %v", err)
+	}
+}
