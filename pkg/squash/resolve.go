@@ -343,6 +343,8 @@ func classify(verb, ref, registry string, err error) error {
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
 	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
+	case errors.Is(err, ErrPermission):
+		e.kind, e.detail, e.hint = ErrPermission, without(err, ErrPermission), "it is read with your permissions: make it readable by you"
 	case errors.Is(err, ErrDigestMismatch):
 		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:
@@ -353,7 +355,11 @@ func classify(verb, ref, registry string, err error) error {
 			}
 		}
 		if errors.Is(err, os.ErrNotExist) {
-			e.kind, e.detail = ErrNotFound, err.Error()
+			e.kind, e.detail, e.hint = os.ErrNotExist, err.Error(), "check the path"
+			return e
+		}
+		if errors.Is(err, errNotRegular) {
+			e.kind, e.detail = ErrBadReference, err.Error()
 			return e
 		}
 		e.kind = errors.New("failed")
