@@ -29,6 +29,7 @@ import (
 type testImage struct {
 	config   []byte
 	layers   [][]byte // gzip blobs, bottom first
+	plain    [][]byte // the same, uncompressed
 	manifest []byte
 	digest   digest.Digest
 }
@@ -43,6 +44,7 @@ func newTestImage(t testing.TB, cfg ImageConfig, layers ...[]tarEntry) *testImag
 		gz := gzipBytes(t, plain)
 		diffIDs = append(diffIDs, digest.FromBytes(plain))
 		im.layers = append(im.layers, gz)
+		im.plain = append(im.plain, plain)
 		descs = append(descs, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayerGzip, Digest: digest.FromBytes(gz), Size: int64(len(gz))})
 	}
 	var err error
