@@ -193,25 +193,35 @@ func helperCommand(ctx context.Context, cred credential, args ...string) (cmd *e
 
 var errNoReexec = errors.New("reexec.Init() was not called at the start of main(): the helper processes cannot run")
 
-// helperError turns the helper's exit into an error wrapping the cause.
+// helperError turns the helper's exit into an error that reads as the
+// helper's message and wraps the cause.
 func helperError(err error, stderr string, p string) error {
 	msg := strings.TrimSpace(stderr)
 	if msg == "" {
-		msg = err.Error()
+		msg = fmt.Sprintf("reading %s as the user: %v", p, err)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		switch ee.ExitCode() {
 		case helperPermission:
-			return fmt.Errorf("%w: %s", ErrPermission, msg)
+			return &causeError{msg, ErrPermission}
 		case helperNotFound:
-			return fmt.Errorf("%w: %s", fs.ErrNotExist, msg)
+			return &causeError{msg, fs.ErrNotExist}
 		case helperNotRegular:
-			return fmt.Errorf("%w: %s", errNotRegular, msg)
+			return &causeError{msg, errNotRegular}
 		}
 	}
-	return fmt.Errorf("reading %s as the user: %s", p, msg)
+	return errors.New(msg)
 }
+
+// causeError reads as msg and matches cause with errors.Is.
+type causeError struct {
+	msg   string
+	cause error
+}
+
+func (e *causeError) Error() string { return e.msg }
+func (e *causeError) Unwrap() error { return e.cause }
 
 // openAsUser opens the regular file p with cred's permissions and returns
 // it; the caller closes it. Root's requests are opened directly.

@@ -103,3 +103,8 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 	}
 	return out.Bytes()
 }
+
+func runCmd(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -103,7 +104,7 @@ func (m mksquashfs) run(ctx context.Context, dir, out string) error {
 	if strings.Contains(msg, "No space left on device") {
 		return fmt.Errorf("mksquashfs: %w", ErrNoSpace)
 	}
-	if errors.Is(err, exec.ErrNotFound) {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%q not found: install squashfs-tools: %w", m.Command, err)
 	}
 	return fmt.Errorf("mksquashfs: %w: %s", err, lastLines(msg, 3))
@@ -206,24 +207,24 @@ func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
 			cmd.Stdout = &out
 		}
 		if err := cmd.Run(); err != nil {
-			if errors.Is(err, exec.ErrNotFound) {
+			if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
 			}
-			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[0], firstLine(out.String(), err))
+			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[len(args)-2], lastLine(out.String(), err))
 		}
 		// unsquashfs 4.5 exits 0 after some read errors; it still says so.
 		if s := out.String(); bytes.Contains([]byte(s), []byte("FATAL ERROR")) || strings.Contains(s, "failed to read") {
-			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[0], firstLine(s, nil))
+			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[len(args)-2], lastLine(s, nil))
 		}
 	}
 	return nil
 }
 
-func firstLine(s string, err error) string {
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
+// lastLine is the last non-empty line of a tool's output: unsquashfs
+// ends with its FATAL ERROR.
+func lastLine(s string, err error) string {
+	if l := lastLines(s, 1); l != "" {
+		return l
 	}
 	if err != nil {
 		return err.Error()

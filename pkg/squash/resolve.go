@@ -342,7 +342,9 @@ func classify(verb, ref, registry string, err error) error {
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
 	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
-		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+err.Error(), "check the name and that the registry is up, then retry"
+		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
+	case errors.Is(err, ErrPermission):
+		e.kind, e.detail, e.hint = ErrPermission, without(err, ErrPermission), "it is read with your permissions: make it readable by you"
 	case errors.Is(err, ErrDigestMismatch):
 		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:
@@ -353,7 +355,11 @@ func classify(verb, ref, registry string, err error) error {
 			}
 		}
 		if errors.Is(err, os.ErrNotExist) {
-			e.kind, e.detail = ErrNotFound, err.Error()
+			e.kind, e.detail, e.hint = os.ErrNotExist, err.Error(), "check the path"
+			return e
+		}
+		if errors.Is(err, errNotRegular) {
+			e.kind, e.detail = ErrBadReference, err.Error()
 			return e
 		}
 		e.kind = errors.New("failed")
@@ -369,4 +375,19 @@ func without(err, kind error) string {
 		return ""
 	}
 	return s
+}
+
+// netCause is the part of a network error a user can act on, without the
+// layers of "fetching manifest ... pinging ... Get ..." around it.
+func netCause(err error) string {
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, ErrRegistryUnreachable):
+		return without(err, ErrRegistryUnreachable)
+	case errors.As(err, &oe):
+		return oe.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	}
+	return err.Error()
 }

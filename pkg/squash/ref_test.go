@@ -1,0 +1,110 @@
+package squash
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseReference(t *testing.T) {
+	const dgst = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		in    string
+		kind  refKind
+		canon string // String(); "" when an error is wanted
+		user  string
+		err   string
+	}{
+		// pyxis / podman spellings
+		{in: "ubuntu", canon: "ubuntu"},
+		{in: "ubuntu:24.04", canon: "ubuntu:24.04"},
+		{in: "library/ubuntu:24.04", canon: "library/ubuntu:24.04"},
+		{in: "ubuntu@" + dgst, canon: "ubuntu@" + dgst},
+		{in: "docker.io/ubuntu", canon: "docker://docker.io/library/ubuntu:latest"},
+		{in: "nvcr.io/nvidia/pytorch:24.01-py3", canon: "docker://nvcr.io/nvidia/pytorch:24.01-py3"},
+		{in: "localhost/app", canon: "docker://localhost/app:latest"},
+		{in: "127.0.0.1:5000/x:1", canon: "docker://127.0.0.1:5000/x:1"},
+		{in: "reg.example.org:5000/a/b/c@" + dgst, canon: "docker://reg.example.org:5000/a/b/c@" + dgst},
+		{in: "reg.example.org/x:1@" + dgst, canon: "docker://reg.example.org/x@" + dgst},
+		// enroot spellings
+		{in: "nvcr.io#nvidia/pytorch:24.01", canon: "docker://nvcr.io/nvidia/pytorch:24.01"},
+		{in: "alice@nvcr.io#nvidia/pytorch", canon: "docker://nvcr.io/nvidia/pytorch:latest", user: "alice"},
+		{in: "docker://alice@nvcr.io#nvidia/pytorch:24.01", canon: "docker://nvcr.io/nvidia/pytorch:24.01", user: "alice"},
+		{in: "127.0.0.1:5000#x:1", canon: "docker://127.0.0.1:5000/x:1"},
+		{in: "docker.io#ubuntu", canon: "docker://docker.io/library/ubuntu:latest"},
+		{in: "alice@ubuntu:22.04", canon: "ubuntu:22.04", user: "alice"},
+		{in: "docker://ubuntu", canon: "docker://docker.io/library/ubuntu:latest"},
+		{in: "docker://registry:5000/x", canon: "docker://registry:5000/x:latest"},
+		// local images
+		{in: "/images/app.sqsh", kind: kindFile, canon: "/images/app.sqsh"},
+		{in: "/images//x/../app.sqsh", kind: kindFile, canon: "/images/app.sqsh"},
+		{in: "./app.sqsh", kind: kindFile, canon: "./app.sqsh"},
+		{in: "../app.sqsh", kind: kindFile, canon: "../app.sqsh"},
+		{in: "oci:/work/layout:latest", kind: kindOCILayout, canon: "oci:/work/layout:latest"},
+		{in: "oci:/work/layout", kind: kindOCILayout, canon: "oci:/work/layout"},
+		{in: "oci:layout:v1", kind: kindOCILayout, canon: "oci:./layout:v1"},
+		{in: "oci-archive:/a/img.tar", kind: kindOCIArchive, canon: "oci-archive:/a/img.tar"},
+		{in: "docker-archive:/a/img.tar:app:1", kind: kindDockerArchive, canon: "docker-archive:/a/img.tar:app:1"},
+		// errors
+		{in: "", err: "empty"},
+		{in: "Ubuntu", err: "must be lowercase"},
+		{in: "a#b#c", err: "more than one '#'"},
+		{in: "#ubuntu", err: "needs both parts"},
+		{in: "myreg#ubuntu", err: `registry "myreg" before '#' must be a host name`},
+		{in: "dir:/etc", err: `transport "dir" is not supported`},
+		{in: "containers-storage:x", err: `transport "containers-storage" is not supported`},
+		{in: "docker:ubuntu", err: `transport "docker" is not supported`},
+		{in: "oci:", err: "needs a path"},
+		{in: "ubuntu:", err: "invalid reference format"},
+		{in: "a b", err: "invalid reference format"},
+		{in: "x\nY", err: "control character"},
+		{in: "ali/ce@ubuntu", err: "invalid reference format"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			r, err := parseReference(tc.in)
+			if tc.err != "" {
+				if err == nil || !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("parseReference(%q) = %v, %v; want ErrBadReference with %q", tc.in, r, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseReference(%q): %v", tc.in, err)
+			}
+			if r.kind != tc.kind || r.String() != tc.canon || r.user != tc.user {
+				t.Errorf("parseReference(%q) = kind %d %q user %q; want kind %d %q user %q", tc.in, r.kind, r.String(), r.user, tc.kind, tc.canon, tc.user)
+			}
+			if short := !strings.Contains(tc.canon, "://") && tc.kind == kindRegistry; r.short != short {
+				t.Errorf("short = %v, want %v", r.short, short)
+			}
+		})
+	}
+}
+
+// FuzzParseReference: the parser takes what users type; it must never
+// panic, and its canonical form must parse back to itself (it keys the
+// cache).
+func FuzzParseReference(f *testing.F) {
+	for _, s := range []string{"ubuntu", "nvcr.io#nvidia/pytorch:24.01", "alice@reg:5000#a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"docker://x", "oci:/a:b", "docker-archive:./x:@1", "/a/b.sqsh", ".x", "a@b", "#", "@", ":", "oci-archive::"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseReference(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadReference) {
+				t.Fatalf("parseReference(%q): error %v does not wrap ErrBadReference", s, err)
+			}
+			return
+		}
+		canon := r.String()
+		r2, err := parseReference(canon)
+		if err != nil {
+			t.Fatalf("parseReference(%q) = %q, which does not parse: %v", s, canon, err)
+		}
+		if r2.String() != canon || r2.kind != r.kind {
+			t.Fatalf("parseReference(%q) = %q (kind %d), reparsed as %q (kind %d)", s, canon, r.kind, r2.String(), r2.kind)
+		}
+	})
+}
