@@ -4,8 +4,8 @@
 # Prints a table and writes build/bench.json.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
-# shellcheck disable=SC1091
-. "$repo/build/cluster.env"
+# shellcheck disable=SC1090,SC1091
+. "$repo/build/cluster${PHPC_LAB_ID:-}.env"
 RUNS=${RUNS:-11}
 node=${NODES%% *}
 

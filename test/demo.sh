@@ -3,8 +3,8 @@
 # across two nodes in a container image pulled from the test registry.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
-# shellcheck disable=SC1091
-. "$repo/build/cluster.env"
+# shellcheck disable=SC1090,SC1091
+. "$repo/build/cluster${PHPC_LAB_ID:-}.env"
 nodes=$(wc -w <<<"${NODES:?}")
 [ "$nodes" -ge 2 ] || { echo "demo.sh: needs 2 nodes, the cluster has $nodes" >&2; exit 1; }
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # down.sh - stop everything up.sh started (by PID from its pid files, and what
 # still lives in the cluster's network namespaces), remove the namespaces and
-# the bridge, keep the logs in build/cluster-logs, and remove $LAB.
+# the bridge, keep the logs in build/cluster$LAB_ID-logs, and remove $LAB.
 set -uo pipefail
 here=$(dirname "$(readlink -f "$0")")
 repo=$(readlink -f "$here/../..")
@@ -11,7 +11,7 @@ repo=$(readlink -f "$here/../..")
 
 # Jobs first (slurmstepd and their tasks live in the node namespaces), so that
 # slurmd need not wait for them.
-for ns in /run/netns/phpc-n*; do
+for ns in "/run/netns/$NS"-n*; do
 	[ -e "$ns" ] || continue
 	for pid in $(node_pids "$(basename "$ns")"); do
 		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = slurmstepd ] && kill -KILL "$pid" 2>/dev/null
@@ -24,7 +24,7 @@ stop_pidfiles docker-registry "$RUN/registry/registry.pid"
 stop_pidfiles munged "$RUN/munge/munged.pid"
 
 # Whatever is left in our namespaces was started by the cluster: by PID.
-for ns in /run/netns/phpc-*; do
+for ns in "/run/netns/$NS"-*; do
 	[ -e "$ns" ] || continue
 	for pid in $(node_pids "$(basename "$ns")"); do
 		echo "down.sh: leftover pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) in $(basename "$ns"), killing" >&2
@@ -38,10 +38,10 @@ if [ -d "$LAB" ]; then
 	# A node's mounts die with its mount namespace; anything still mounted
 	# under $LAB on the host would be ours too.
 	grep -o " ${LAB}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
-	rm -rf "$repo/build/cluster-logs"
-	mkdir -p "$repo/build/cluster-logs"
-	(cd "$RUN" 2>/dev/null && find . -name '*.log' -exec cp --parents {} "$repo/build/cluster-logs/" \;) || true
+	rm -rf "$repo/build/cluster$LAB_ID-logs"
+	mkdir -p "$repo/build/cluster$LAB_ID-logs"
+	(cd "$RUN" 2>/dev/null && find . -name '*.log' -exec cp --parents {} "$repo/build/cluster$LAB_ID-logs/" \;) || true
 	rm -rf "$LAB"
 fi
-rm -f "$repo/build/cluster.env"
+rm -f "$repo/build/cluster$LAB_ID.env"
 echo "cluster down"

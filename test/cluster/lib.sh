@@ -2,11 +2,15 @@
 # lib.sh - settings shared by the test cluster's scripts (sourced, not run).
 # The cluster lives under $LAB, outside the work tree, so that an unprivileged
 # test user can read its slurm.conf and plugin wherever the repository is.
-LAB=${LAB:-/run/podman-hpc-lab}
+# PHPC_LAB_ID=N (1-9) runs a second, independent cluster beside the default
+# one: its own directory, network, bridge and namespace names.
+LAB_ID=${PHPC_LAB_ID:-}
+LAB=${LAB:-/run/podman-hpc-lab$LAB_ID}
 RUN=$LAB/run
 ETC=$LAB/etc
-BR=phpcbr0
-NET=10.77.0
+NS=phpc$LAB_ID # namespace name prefix: $NS-ctl, $NS-n1...
+BR=${NS}br0
+NET=10.77.${LAB_ID:-0}
 REGISTRY_ADDR=$NET.1:5000
 TEST_USER=${TEST_USER:-phpc-user}
 

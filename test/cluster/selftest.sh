@@ -27,7 +27,7 @@ up)
 	echo "selftest: reuse and crash recovery ok"
 	;;
 down)
-	leftovers=$(ip netns list | grep -c '^phpc-' || true)
+	leftovers=$(ip netns list | grep -c "^$NS-" || true)
 	[ "$leftovers" = 0 ] || fail "$leftovers network namespaces left: $(ip netns list)"
 	! ip link show "$BR" >/dev/null 2>&1 || fail "bridge $BR left"
 	! grep -q " $LAB" /proc/self/mounts || fail "mounts left: $(grep " $LAB" /proc/self/mounts)"

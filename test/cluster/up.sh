@@ -112,7 +112,7 @@ write_env() {
 	export TEST_USER=$TEST_USER
 	ENV
 	chmod 0644 "$LAB/cluster.env"
-	cp "$LAB/cluster.env" "$repo/build/cluster.env"
+	cp "$LAB/cluster.env" "$repo/build/cluster$LAB_ID.env"
 }
 
 if healthy; then
@@ -221,8 +221,8 @@ mkns() { # name addr
 	ip -n "$1" link set eth0 up
 	ip -n "$1" link set lo up
 }
-mkns phpc-ctl "$NET.2"
-for k in $(seq "$NODES"); do mkns "phpc-n$k" "$NET.1$k"; done
+mkns "$NS-ctl" "$NET.2"
+for k in $(seq "$NODES"); do mkns "$NS-n$k" "$NET.1$k"; done
 
 # ----------------------------------------------------------------- daemons
 runuser -u munge -- /usr/sbin/munged \
@@ -241,11 +241,11 @@ export SLURM_CONF=$ETC/slurm.conf
 # UTS namespace (hostname) and a mount namespace whose propagation is slave:
 # host mounts are seen, node mounts stay on the node. $LAB/nodelocal is a
 # private tmpfs on every node: the same path is each node's local disk.
-nsenter --net=/run/netns/phpc-ctl unshare --uts \
+nsenter --net="/run/netns/$NS-ctl" unshare --uts \
 	sh -c "hostname ctl && exec /usr/sbin/slurmctld -f $ETC/slurm.conf" \
 	</dev/null >"$RUN/ctld/stdout" 2>&1
 for k in $(seq "$NODES"); do
-	nsenter --net="/run/netns/phpc-n$k" unshare --uts --mount --propagation slave \
+	nsenter --net="/run/netns/$NS-n$k" unshare --uts --mount --propagation slave \
 		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && exec /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
 		</dev/null >"$RUN/node$k/stdout" 2>&1
 done
@@ -264,4 +264,4 @@ if [ "$idle" -lt "$NODES" ]; then
 fi
 start_daemons_and_images
 write_env
-printf 'cluster up: %d nodes in %d ms; source build/cluster.env to use it\n' "$NODES" $((($(date +%s%N) - T0) / 1000000))
+printf 'cluster up: %d nodes in %d ms; source build/cluster%s.env to use it\n' "$NODES" $((($(date +%s%N) - T0) / 1000000)) "$LAB_ID"

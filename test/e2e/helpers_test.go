@@ -22,7 +22,8 @@ import (
 var cluster map[string]string
 
 func TestMain(m *testing.M) {
-	env, err := loadEnv("../../build/cluster.env")
+	// PHPC_LAB_ID selects a second test cluster (test/cluster/lib.sh).
+	env, err := loadEnv("../../build/cluster" + os.Getenv("PHPC_LAB_ID") + ".env")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: no test cluster (%v): run 'make e2e', or 'make cluster' first\n", err)
 		os.Exit(1)
