@@ -21,6 +21,8 @@ void phpc_args_init(struct phpc_args *a)
 	memset(a, 0, sizeof(*a));
 	a->writable = PHPC_UNSET;
 	a->mount_home = PHPC_UNSET;
+	a->entrypoint = PHPC_UNSET;
+	a->remap_root = PHPC_UNSET;
 }
 
 void phpc_args_free(struct phpc_args *a)
@@ -38,6 +40,10 @@ void phpc_args_free(struct phpc_args *a)
 	for (i = 0; i < a->n_env_names; i++)
 		free(a->env_names[i]);
 	free(a->env_names);
+	free(a->name);
+	free(a->name_mode);
+	free(a->save);
+	free(a->unshare);
 	phpc_args_init(a);
 }
 
@@ -233,4 +239,90 @@ int phpc_args_set_flag(int *flag, int value, const char *name, char *err, size_t
 	}
 	*flag = value;
 	return 0;
+}
+
+/* Replaces *dst with a copy of v unless it is already set to something else. */
+static int set_once(char **dst, const char *v, const char *opt, char *err, size_t errlen)
+{
+	if (*dst != NULL) {
+		if (strcmp(*dst, v) == 0)
+			return 0;
+		snprintf(err, errlen, "%s: given twice with different values (\"%s\" and \"%s\"); keep one", opt, *dst, v);
+		return -1;
+	}
+	*dst = strdup(v);
+	return *dst ? 0 : -1;
+}
+
+int phpc_args_set_name(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	static const char *const modes[] = { "auto", "create", "exec", "no_exec", NULL };
+	char name[128];
+	const char *colon, *mode = "auto", *p;
+	size_t len;
+	int i;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-name: empty value (want NAME[:auto|create|exec|no_exec])");
+		return -1;
+	}
+	colon = strchr(v, ':');
+	len = colon ? (size_t)(colon - v) : strlen(v);
+	if (colon != NULL)
+		mode = colon + 1;
+	if (len == 0 || len >= 64) {
+		snprintf(err, errlen, "--container-name: a name is 1 to 63 characters");
+		return -1;
+	}
+	for (p = v; p < v + len; p++) {
+		if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.')) {
+			snprintf(err, errlen, "--container-name: \"%.*s\" may hold only letters, digits, '_', '-' and '.'", (int)len, v);
+			return -1;
+		}
+	}
+	for (i = 0; modes[i]; i++)
+		if (strcmp(mode, modes[i]) == 0)
+			break;
+	if (modes[i] == NULL) {
+		snprintf(err, errlen, "--container-name: unknown mode \"%s\" (want auto, create, exec or no_exec)", mode);
+		return -1;
+	}
+	memcpy(name, v, len);
+	name[len] = '\0';
+	if (set_once(&a->name, name, "--container-name", err, errlen) < 0)
+		return -1;
+	return set_once(&a->name_mode, mode, "--container-name", err, errlen);
+}
+
+int phpc_args_set_save(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-save: empty path");
+		return -1;
+	}
+	return set_once(&a->save, v, "--container-save", err, errlen);
+}
+
+int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	char *copy, *tok, *save = NULL;
+	int rv = -1;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-unshare: empty value (want net, ipc, uts, comma-separated)");
+		return -1;
+	}
+	copy = strdup(v);
+	if (copy == NULL)
+		return -1;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strcmp(tok, "net") != 0 && strcmp(tok, "ipc") != 0 && strcmp(tok, "uts") != 0) {
+			snprintf(err, errlen, "--container-unshare: unknown namespace \"%s\" (want net, ipc, uts)", tok);
+			goto out;
+		}
+	}
+	rv = set_once(&a->unshare, v, "--container-unshare", err, errlen);
+out:
+	free(copy);
+	return rv;
 }

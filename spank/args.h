@@ -27,6 +27,13 @@ struct phpc_args {
 	size_t n_env_names;
 	int writable;     /* enum phpc_tristate */
 	int mount_home;   /* enum phpc_tristate */
+	char *name;       /* --container-name's NAME */
+	char *name_mode;  /* its mode: auto (default), create, exec, no_exec */
+	char *save;       /* --container-save's PATH */
+	int entrypoint;   /* enum phpc_tristate */
+	int entrypoint_log;
+	int remap_root;   /* enum phpc_tristate */
+	char *unshare;    /* --container-unshare: comma-separated, validated */
 };
 
 void phpc_args_init(struct phpc_args *a);
@@ -37,6 +44,10 @@ int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t er
 int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_mounts(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_t errlen);
+
+int phpc_args_set_name(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_set_save(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t errlen);
 
 /* Sets a tri-state flag; giving both spellings (e.g. --container-writable and
  * --container-readonly) with different meanings is an error, as in pyxis. */

@@ -8,7 +8,7 @@
 
 #include "config.h"
 
-#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, timeout"
+#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout"
 
 void phpc_config_defaults(struct phpc_config *c)
 {
@@ -73,6 +73,15 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 			flag = &c->container_writable;
 		} else if (klen == 14 && strncmp(argv[i], "sbatch_support", klen) == 0) {
 			flag = &c->sbatch_support;
+		} else if (klen == 18 && strncmp(argv[i], "execute_entrypoint", klen) == 0) {
+			flag = &c->execute_entrypoint;
+		} else if (klen == 15 && strncmp(argv[i], "container_scope", klen) == 0) {
+			if (strcmp(v, "job") != 0 && strcmp(v, "global") != 0) {
+				snprintf(err, errlen, "plugstack.conf: container_scope=\"%s\" must be job or global", v);
+				return -1;
+			}
+			c->scope_global = strcmp(v, "global") == 0;
+			continue;
 		}
 		if (flag == NULL) {
 			snprintf(err, errlen, "plugstack.conf: unknown key \"%.*s\" (known keys: %s)", (int)klen, argv[i], KNOWN_KEYS);

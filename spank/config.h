@@ -17,6 +17,8 @@ struct phpc_config {
 	int container_mount_home; /* default for --[no-]container-mount-home */
 	int container_writable;   /* default for --container-writable/-readonly */
 	int sbatch_support;       /* accept --container-* on sbatch/salloc */
+	int execute_entrypoint;   /* default for --[no-]container-entrypoint */
+	int scope_global;         /* container_scope=global: named containers outlive the job */
 	int timeout;              /* seconds to wait for the daemon per request */
 };
 

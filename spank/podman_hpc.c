@@ -17,7 +17,7 @@
 
 SPANK_PLUGIN(podman-hpc, 1)
 
-struct phpc_state phpc = { .daemon_fd = -1, .mnt_fd = -1 };
+struct phpc_state phpc = { .daemon_fd = -1 };
 
 enum opt_id {
 	OPT_IMAGE = 1,
@@ -30,7 +30,6 @@ enum opt_id {
 	OPT_NO_MOUNT_HOME,
 	OPT_NO_ENTRYPOINT,
 	OPT_NO_REMAP_ROOT,
-	/* pyxis options not implemented yet: each fails loudly, never silently. */
 	OPT_NAME,
 	OPT_SAVE,
 	OPT_ENTRYPOINT,
@@ -55,14 +54,15 @@ static struct spank_option options[] = {
 	{ "container-readonly", NULL, "[podman-hpc] read-only container root", 0, OPT_READONLY, on_option },
 	{ "container-mount-home", NULL, "[podman-hpc] bind the user's home directory", 0, OPT_MOUNT_HOME, on_option },
 	{ "no-container-mount-home", NULL, "[podman-hpc] don't bind the user's home directory", 0, OPT_NO_MOUNT_HOME, on_option },
-	{ "no-container-entrypoint", NULL, "[podman-hpc] don't run the image's entrypoint (the default)", 0, OPT_NO_ENTRYPOINT, on_option },
-	{ "no-container-remap-root", NULL, "[podman-hpc] keep the user's own uid inside (the default)", 0, OPT_NO_REMAP_ROOT, on_option },
-	{ "container-name", "NAME[:FLAGS]", "[podman-hpc] named container kept for the job's later steps (not supported yet)", 1, OPT_NAME, on_option },
-	{ "container-save", "PATH", "[podman-hpc] save the container as a squashfs after the step (not supported yet)", 1, OPT_SAVE, on_option },
-	{ "container-entrypoint", NULL, "[podman-hpc] run the image's entrypoint (not supported yet)", 0, OPT_ENTRYPOINT, on_option },
-	{ "container-entrypoint-log", NULL, "[podman-hpc] show the entrypoint's output (not supported yet)", 0, OPT_ENTRYPOINT_LOG, on_option },
-	{ "container-remap-root", NULL, "[podman-hpc] appear as root inside the container (not supported yet)", 0, OPT_REMAP_ROOT, on_option },
-	{ "container-unshare", "NS[,NS...]", "[podman-hpc] private net, ipc or uts namespaces (not supported yet)", 1, OPT_UNSHARE, on_option },
+	{ "container-entrypoint", NULL, "[podman-hpc] run the image's entrypoint before the command", 0, OPT_ENTRYPOINT, on_option },
+	{ "no-container-entrypoint", NULL, "[podman-hpc] don't run the image's entrypoint", 0, OPT_NO_ENTRYPOINT, on_option },
+	{ "container-entrypoint-log", NULL, "[podman-hpc] show the entrypoint's output", 0, OPT_ENTRYPOINT_LOG, on_option },
+	{ "container-remap-root", NULL, "[podman-hpc] appear as root (uid 0) inside, through a user namespace; no real privilege", 0, OPT_REMAP_ROOT, on_option },
+	{ "no-container-remap-root", NULL, "[podman-hpc] keep your own uid inside (the default)", 0, OPT_NO_REMAP_ROOT, on_option },
+	{ "container-name", "NAME[:auto|create|exec|no_exec]",
+	  "[podman-hpc] a named container, kept (with its writes) for the job's later steps", 1, OPT_NAME, on_option },
+	{ "container-save", "PATH", "[podman-hpc] save the container's filesystem as a squashfs at PATH after the step", 1, OPT_SAVE, on_option },
+	{ "container-unshare", "NS[,NS...]", "[podman-hpc] private net, ipc or uts namespaces (default: the host's)", 1, OPT_UNSHARE, on_option },
 	SPANK_OPTIONS_TABLE_END
 };
 
@@ -107,11 +107,32 @@ static int on_option(int val, const char *optarg, int remote)
 	case OPT_NO_MOUNT_HOME:
 		rc = phpc_args_set_flag(&phpc.args.mount_home, val == OPT_MOUNT_HOME, "--[no-]container-mount-home", err, sizeof(err));
 		break;
+	case OPT_ENTRYPOINT:
 	case OPT_NO_ENTRYPOINT:
+		rc = phpc_args_set_flag(&phpc.args.entrypoint, val == OPT_ENTRYPOINT, "--[no-]container-entrypoint", err, sizeof(err));
+		break;
+	case OPT_ENTRYPOINT_LOG:
+		phpc.args.entrypoint_log = 1;
+		break;
+	case OPT_REMAP_ROOT:
 	case OPT_NO_REMAP_ROOT:
-		break; /* what we always do */
+		rc = phpc_args_set_flag(&phpc.args.remap_root, val == OPT_REMAP_ROOT, "--[no-]container-remap-root", err, sizeof(err));
+		break;
+	case OPT_NAME:
+		rc = phpc_args_set_name(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_SAVE:
+		/* Relative to where srun/sbatch runs, as image paths. */
+		if (!remote && optarg != NULL && optarg[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL &&
+		    snprintf(path, sizeof(path), "%s/%s", cwd, optarg) < (int)sizeof(path))
+			optarg = path;
+		rc = phpc_args_set_save(&phpc.args, optarg, err, sizeof(err));
+		break;
+	case OPT_UNSHARE:
+		rc = phpc_args_set_unshare(&phpc.args, optarg, err, sizeof(err));
+		break;
 	default:
-		snprintf(err, sizeof(err), "--%s is not supported yet by this version; remove it from the command line or job script", option_name(val));
+		snprintf(err, sizeof(err), "--%s: unknown option", option_name(val));
 		rc = -1;
 	}
 	if (rc < 0)
@@ -139,6 +160,7 @@ static const struct env_option env_options[] = {
 	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT },
 	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT },
 	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0 },
+	{ "CONTAINER_ENTRYPOINT_LOG", OPT_ENTRYPOINT_LOG, OPT_ENTRYPOINT_LOG },
 	{ NULL, 0, 0 },
 };
 
@@ -151,6 +173,12 @@ static int already_given(int val)
 	case OPT_ENV: return phpc.args.n_env_names > 0;
 	case OPT_WRITABLE: case OPT_READONLY: return phpc.args.writable != PHPC_UNSET;
 	case OPT_MOUNT_HOME: return phpc.args.mount_home != PHPC_UNSET;
+	case OPT_NAME: return phpc.args.name != NULL;
+	case OPT_SAVE: return phpc.args.save != NULL;
+	case OPT_UNSHARE: return phpc.args.unshare != NULL;
+	case OPT_ENTRYPOINT: return phpc.args.entrypoint != PHPC_UNSET;
+	case OPT_REMAP_ROOT: return phpc.args.remap_root != PHPC_UNSET;
+	case OPT_ENTRYPOINT_LOG: return phpc.args.entrypoint_log;
 	default: return 0;
 	}
 }
@@ -187,6 +215,8 @@ int phpc_apply_env_options(spank_t sp, int remote)
 					return -1;
 			} else {
 				yes = !(strcmp(value, "0") == 0 || strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0);
+				if (!yes && e->no_val == e->val)
+					break; /* an on-only option, off: nothing to do */
 				if (on_option(yes ? e->val : e->no_val, NULL, remote) < 0)
 					return -1;
 			}

@@ -10,13 +10,15 @@
 #include "config.h"
 
 #define PHPC_NAME "podman-hpc"
+#define PHPC_MAX_NS 6 /* user, ipc, uts, net, cgroup, mnt */
 
 /* One per process: slurmstepd runs one step, srun/sbatch one command. */
 struct phpc_state {
 	struct phpc_config cfg;
 	struct phpc_args args;
 	int daemon_fd;    /* connection to podman-hpcd, -1 when none */
-	int mnt_fd;       /* the container's mount namespace, -1 when none */
+	int ns_fds[PHPC_MAX_NS]; /* the container's namespaces to join, in order (mount last) */
+	size_t n_ns;
 	char *workdir;    /* where tasks start inside the container */
 	char **env;       /* the image's environment, NAME=VALUE, NULL-terminated */
 	size_t n_env;

@@ -30,18 +30,25 @@
 /* Slurm's step id of the batch script (SLURM_BATCH_SCRIPT in slurm.h). */
 #define BATCH_STEP 0xfffffffbu
 
+/* The step wants a container: an image, or a named container to attach to. */
+static int wants_container(void)
+{
+	return phpc.args.image != NULL || phpc.args.name != NULL;
+}
+
 static void keep_error(const char *fmt, const char *detail)
 {
 	if (phpc.error[0] == '\0')
 		snprintf(phpc.error, sizeof(phpc.error), fmt, detail);
 }
 
-/* Sends m and waits for the daemon's final answer; PROGRESS lines go to the
- * step's log. A file descriptor sent with the answer lands in *fd (when fd is
- * not NULL). Returns 0 on OK, -1 after keeping the reason. */
-static int request(struct phpc_msg *m, struct phpc_msg *reply, int *fd)
+/* Sends m and waits for the daemon's final answer; PROGRESS lines go to
+ * srun's output. The file descriptors sent with an OK answer (the
+ * container's namespaces) are kept in phpc.ns_fds. Returns 0 on OK, -1 after
+ * keeping the reason. */
+static int request(struct phpc_msg *m, struct phpc_msg *reply)
 {
-	int fds[4];
+	int fds[PHPC_MAX_NS];
 	size_t n_fds, i;
 
 	if (phpc_send(phpc.daemon_fd, m) < 0) {
@@ -51,15 +58,15 @@ static int request(struct phpc_msg *m, struct phpc_msg *reply, int *fd)
 	for (;;) {
 		phpc_msg_free(reply);
 		n_fds = 0;
-		if (phpc_recv(phpc.daemon_fd, reply, phpc.cfg.timeout * 1000, fds, 4, &n_fds) < 0) {
+		if (phpc_recv(phpc.daemon_fd, reply, phpc.cfg.timeout * 1000, fds, PHPC_MAX_NS, &n_fds) < 0) {
 			keep_error("no answer from podman-hpcd: %s; see the daemon's log on this node", strerror(errno));
 			for (i = 0; i < n_fds; i++)
 				close(fds[i]);
 			return -1;
 		}
 		for (i = 0; i < n_fds; i++) {
-			if (fd != NULL && i == 0 && reply->type == PHPC_MSG_OK)
-				*fd = fds[i];
+			if (reply->type == PHPC_MSG_OK && phpc.n_ns < PHPC_MAX_NS)
+				phpc.ns_fds[phpc.n_ns++] = fds[i];
 			else
 				close(fds[i]);
 		}
@@ -86,7 +93,7 @@ int phpc_stepd_post_opt(spank_t sp)
 	char err[512];
 
 	(void)sp;
-	if (phpc.args.image == NULL)
+	if (!wants_container())
 		return 0;
 	phpc.daemon_fd = phpc_connect(phpc.cfg.socket, err, sizeof(err));
 	if (phpc.daemon_fd < 0) {
@@ -99,7 +106,7 @@ int phpc_stepd_post_opt(spank_t sp)
 	    phpc_msg_add(&hello, "plugin_version", PHPC_VERSION) < 0)
 		keep_error("couldn't build a request: %s", strerror(errno));
 	else
-		request(&hello, &reply, NULL);
+		request(&hello, &reply);
 	phpc_msg_free(&hello);
 	phpc_msg_free(&reply);
 	return 0;
@@ -121,7 +128,7 @@ static int add_flag(struct phpc_msg *m, const char *key, int v, int dflt)
 /* The CONTAINER request: everything the daemon needs to build the step's container. */
 static int build_container_request(spank_t sp, struct phpc_msg *m)
 {
-	uint32_t job = 0, step = 0;
+	uint32_t job = 0, step = 0, nodeid = 1;
 	uid_t uid;
 	gid_t gid;
 	char mount[8192];
@@ -140,7 +147,8 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	rc |= add_u32(m, "step", step);
 	rc |= add_u32(m, "uid", (uint32_t)uid);
 	rc |= add_u32(m, "gid", (uint32_t)gid);
-	rc |= phpc_msg_add(m, "image", phpc.args.image);
+	if (phpc.args.image != NULL)
+		rc |= phpc_msg_add(m, "image", phpc.args.image);
 	if (phpc.args.workdir)
 		rc |= phpc_msg_add(m, "workdir", phpc.args.workdir);
 	for (i = 0; i < phpc.args.n_mounts; i++) {
@@ -150,6 +158,20 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	}
 	rc |= add_flag(m, "writable", phpc.args.writable, phpc.cfg.container_writable);
 	rc |= add_flag(m, "mount_home", phpc.args.mount_home, phpc.cfg.container_mount_home);
+	rc |= add_flag(m, "entrypoint", phpc.args.entrypoint, phpc.cfg.execute_entrypoint);
+	rc |= add_flag(m, "remap_root", phpc.args.remap_root, 0);
+	if (phpc.args.entrypoint_log)
+		rc |= phpc_msg_add(m, "entrypoint_log", "1");
+	if (phpc.args.name != NULL) {
+		rc |= phpc_msg_add(m, "name", phpc.args.name);
+		rc |= phpc_msg_add(m, "name_mode", phpc.args.name_mode);
+		rc |= phpc_msg_add(m, "scope", phpc.cfg.scope_global ? "global" : "job");
+	}
+	if (phpc.args.unshare != NULL)
+		rc |= phpc_msg_add(m, "unshare", phpc.args.unshare);
+	/* One node saves (the path is usually on a shared file system). */
+	if (phpc.args.save != NULL && spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0)
+		rc |= phpc_msg_add(m, "save", phpc.args.save);
 	/* The batch script runs inside: the container must see it (read-only). */
 	if (step == BATCH_STEP && spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0 && argv[0][0] == '/')
 		rc |= phpc_msg_add(m, "script", argv[0]);
@@ -217,6 +239,15 @@ static int keep_container(const struct phpc_msg *reply)
 	size_t off = 0;
 	char **env;
 
+	const char *log = phpc_msg_get(reply, "entrypoint_log");
+
+	/* --container-entrypoint-log: the entrypoint's output, line by line. */
+	while (log != NULL && *log != '\0') {
+		const char *nl = strchr(log, '\n');
+		int len = nl ? (int)(nl - log) : (int)strlen(log);
+		slurm_spank_log(PHPC_NAME ": entrypoint: %.*s", len, log);
+		log = nl ? nl + 1 : NULL;
+	}
 	free(phpc.workdir);
 	phpc.workdir = strdup(phpc_msg_get(reply, "workdir") ?: "/");
 	if (phpc.workdir == NULL)
@@ -239,21 +270,19 @@ int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
 	char *auth = NULL;
-	int fd = -1;
 
-	if (phpc.args.image == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
+	if (!wants_container() || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);
 	if (build_container_request(sp, &req) < 0 || (auth != NULL && phpc_msg_add(&req, "auth", auth) < 0)) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
-	} else if (request(&req, &reply, &fd) == 0) {
-		if (fd < 0)
+	} else if (request(&req, &reply) == 0) {
+		if (phpc.n_ns == 0)
 			keep_error("podman-hpcd sent no namespace for the container%s; is the daemon the same version as the plugin?", "");
 		else if (keep_container(&reply) < 0)
 			keep_error("couldn't keep the container's settings: %s", strerror(errno));
-		phpc.mnt_fd = fd;
 	}
 	if (auth != NULL) {
 		explicit_bzero(auth, strlen(auth));
@@ -272,9 +301,9 @@ int phpc_stepd_user_init(spank_t sp)
 int phpc_stepd_task_init_privileged(spank_t sp)
 {
 	(void)sp;
-	if (phpc.args.image == NULL)
+	if (!wants_container())
 		return 0;
-	if (phpc.error[0] == '\0' && phpc.mnt_fd < 0)
+	if (phpc.error[0] == '\0' && phpc.n_ns == 0)
 		keep_error("no container for this step%s; see the node's podman-hpcd log", "");
 	if (phpc.error[0] == '\0' && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		keep_error("couldn't keep the capabilities to join the container: %s", strerror(errno));
@@ -297,33 +326,46 @@ static int set_caps(uint64_t effective, uint64_t permitted)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
-/* As the job user: join the container's mount namespace with the two
+static void close_ns(void)
+{
+	size_t i;
+
+	for (i = 0; i < phpc.n_ns; i++)
+		close(phpc.ns_fds[i]);
+	phpc.n_ns = 0;
+}
+
+/* As the job user: join the container's namespaces, in the daemon's order
+ * (a user namespace first, the mount namespace last), with the two
  * capabilities setns(2) needs, then drop every capability for good. The
- * other namespaces are the host's, shared with the container, so Slurm's
+ * namespaces not sent are the host's, shared with the container, so Slurm's
  * signals, accounting and PMI work unchanged. */
 static int join_container(void)
 {
 	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT);
 	int rv = -1, saved;
+	size_t i;
 
 	if (set_caps(need, need) < 0) {
 		slurm_error(PHPC_NAME ": couldn't raise the capabilities to join the container: %s", strerror(errno));
 		goto out;
 	}
-	if (setns(phpc.mnt_fd, CLONE_NEWNS) < 0) {
-		slurm_error(PHPC_NAME ": couldn't join the container's mount namespace: %s", strerror(errno));
-		goto out;
+	for (i = 0; i < phpc.n_ns; i++) {
+		if (setns(phpc.ns_fds[i], 0) < 0) {
+			slurm_error(PHPC_NAME ": couldn't join the container's namespaces: %s", strerror(errno));
+			goto out;
+		}
 	}
 	rv = 0;
 out:
 	saved = errno;
-	/* Whatever happened, the task keeps no capability. */
+	/* Whatever happened, the task keeps no capability. In a user namespace
+	 * setns gave it every capability there: those go too. */
 	if (set_caps(0, 0) < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
 		slurm_error(PHPC_NAME ": couldn't drop capabilities: %s", strerror(errno));
 		rv = -1;
 	}
-	close(phpc.mnt_fd);
-	phpc.mnt_fd = -1;
+	close_ns();
 	errno = saved;
 	return rv;
 }
@@ -347,7 +389,7 @@ int phpc_stepd_task_init(spank_t sp)
 	const char *eq;
 	size_t i, len;
 
-	if (phpc.args.image == NULL)
+	if (!wants_container())
 		return 0;
 	if (join_container() < 0)
 		return -1;
@@ -374,12 +416,20 @@ int phpc_stepd_task_init(spank_t sp)
 
 void phpc_stepd_exit(spank_t sp)
 {
+	struct phpc_msg end, reply;
 	size_t i;
 
 	(void)sp;
-	if (phpc.mnt_fd >= 0)
-		close(phpc.mnt_fd);
-	phpc.mnt_fd = -1;
+	/* --container-save: the daemon saves now, and the step ends after. */
+	if (phpc.args.save != NULL && phpc.daemon_fd >= 0 && phpc.error[0] == '\0') {
+		phpc_msg_init(&end, PHPC_MSG_END);
+		phpc_msg_init(&reply, 0);
+		if (request(&end, &reply) < 0)
+			slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
+		phpc_msg_free(&end);
+		phpc_msg_free(&reply);
+	}
+	close_ns();
 	/* Closing the connection tells the daemon the step is over. */
 	if (phpc.daemon_fd >= 0)
 		close(phpc.daemon_fd);

@@ -27,6 +27,12 @@ type credential struct {
 // is thrown away afterwards: the goroutine ends locked, so the runtime
 // destroys the thread rather than reuse it with a user's identity.
 func openAsUser(cred credential, paths []string) ([]*os.File, error) {
+	return openFilesAsUser(cred, paths, unix.O_PATH, 0)
+}
+
+// openFilesAsUser is openAsUser with open(2)'s flags and mode (O_CLOEXEC is
+// added): to create or write a file as the user, say.
+func openFilesAsUser(cred credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
 	type result struct {
 		files []*os.File
 		err   error
@@ -34,14 +40,14 @@ func openAsUser(cred credential, paths []string) ([]*os.File, error) {
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: see above
-		files, err := openOnThisThread(cred, paths)
+		files, err := openOnThisThread(cred, paths, flags, mode)
 		done <- result{files, err}
 	}()
 	r := <-done
 	return r.files, r.err
 }
 
-func openOnThisThread(cred credential, paths []string) ([]*os.File, error) {
+func openOnThisThread(cred credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
 	groups := make([]uint32, len(cred.Groups))
 	copy(groups, cred.Groups)
 	var gp uintptr
@@ -61,7 +67,7 @@ func openOnThisThread(cred credential, paths []string) ([]*os.File, error) {
 	}
 	var files []*os.File
 	for _, p := range paths {
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(p, flags|unix.O_CLOEXEC, mode)
 		if err != nil {
 			for _, f := range files {
 				f.Close()

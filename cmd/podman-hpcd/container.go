@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -35,6 +37,7 @@ type image struct {
 	Digest     string
 	Path       string // the squashfs file
 	Env        []string
+	Entrypoint []string
 	WorkingDir string
 }
 
@@ -55,12 +58,16 @@ type container struct {
 	bundle  string
 	rootfs  string
 	initPid int
-	mntNS   *os.File // the container's mount namespace, sent to the plugin
-	env     []string // the image's environment, for the tasks
+	nsFiles []*os.File // the namespaces the tasks join, sent to the plugin
+	nsNames []string   // their names, in the same order
+	env     []string   // the image's environment, for the tasks
 	workdir string
 	unpin   func()
 	mounted bool // the image's squashfs mount counts this container
 	created time.Time
+
+	entrypointLog string // the image entrypoint's output, when it ran
+	named         bool   // outlives its step: removed with its job (or by rm)
 }
 
 // manager creates and removes containers and shares squashfs mounts
@@ -75,7 +82,8 @@ type manager struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
-	squashRefs map[string]int // digest -> containers using its mount
+	squashRefs map[string]int         // digest -> containers using its mount
+	nameLocks  map[string]*sync.Mutex // named container id -> its creation lock
 }
 
 func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config) *manager {
@@ -91,14 +99,15 @@ func (m *manager) squashDir(digest string) string {
 	return filepath.Join(m.stateDir, "images", strings.ReplaceAll(digest, ":", "-"))
 }
 
-// create makes the step's container and returns it running. On any failure
-// everything done so far is undone.
-func (m *manager) create(ctx context.Context, req *containerRequest, progress func(string)) (c *container, err error) {
-	id := fmt.Sprintf("phpc-%s-%s", req.Job, req.Step)
+// create makes a container and returns it running: the step's (id
+// phpc-JOB-STEP), or a named one (see named). With over set, the container
+// runs over over's filesystem (--container-name=NAME:no_exec) instead of
+// mounting its own. On any failure everything done so far is undone.
+func (m *manager) create(ctx context.Context, req *containerRequest, id string, over *container, progress func(string)) (c *container, err error) {
 	m.mu.Lock()
 	if _, busy := m.containers[id]; busy {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("job %s step %s already has a container on this node", req.Job, req.Step)
+		return nil, fmt.Errorf("container %s already exists on this node", id)
 	}
 	c = &container{id: id, req: req, bundle: filepath.Join(m.stateDir, "containers", id), created: time.Now()}
 	m.containers[id] = c
@@ -113,25 +122,16 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err != nil {
 		return c, err
 	}
-	c.img, err = m.images.get(ctx, req.Image, cred, req.Auth, progress)
-	if err != nil {
-		return c, err
-	}
-	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {
-		return c, err
-	}
-	if err := m.mountImage(ctx, c.img); err != nil {
-		return c, err
-	}
-	c.mounted = true
-	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
+	// Traversable, not listable: with --container-remap-root the runtime
+	// sets the root up as the user's mapped root, who must reach the root
+	// file system. What is private (the staged mounts) is 0700 below.
+	if err := os.MkdirAll(c.bundle, 0o711); err != nil {
 		return c, fmt.Errorf("create bundle: %w", err)
 	}
-	// Always an overlay, so that mount points missing from the image can be
-	// made; --container-readonly then makes it read-only. nosuid and nodev
-	// are ours to keep: the runtime's own read-only remount would drop them.
-	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	if err := oci.MountOverlay(m.squashDir(c.img.Digest), filepath.Join(c.bundle, "upper"), filepath.Join(c.bundle, "work"), c.rootfs); err != nil {
+	os.Chmod(filepath.Dir(c.bundle), 0o711)
+	if over != nil {
+		c.img, c.rootfs = over.img, over.rootfs
+	} else if err := m.prepareRootfs(ctx, c, cred, progress); err != nil {
 		return c, err
 	}
 	mounts, held, err := m.mounts(c, acct, cred)
@@ -139,20 +139,29 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err != nil {
 		return c, err
 	}
-	spec, err := oci.NewSpec(
+	args := []string{initPath, "init"}
+	if req.Entrypoint {
+		args = append(slices.Clone(c.img.Entrypoint), args...)
+	}
+	opts := []oci.SpecOpt{
 		oci.WithRootfs(c.rootfs, false),
-		oci.WithProcess([]string{initPath, "init"}, []string{"PATH=/usr/bin:/bin"}, "/"),
+		oci.WithProcess(args, withPath(c.img.Env), "/"),
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
+		oci.WithNamespaces(req.Unshare...),
 		oci.WithAnnotations(map[string]string{"org.podman-hpc.job": req.Job, "org.podman-hpc.step": req.Step}),
-	)
+	}
+	if req.RemapRoot {
+		opts = append(opts, oci.WithRemappedRoot(req.UID, req.GID))
+	}
+	spec, err := oci.NewSpec(opts...)
 	if err != nil {
 		return c, err
 	}
 	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
 		return c, err
 	}
-	if !req.Writable {
+	if !req.Writable && over == nil {
 		if err := unix.Mount("", c.rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return c, fmt.Errorf("make the container read-only: %w", err)
 		}
@@ -167,12 +176,95 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if c.initPid, err = readPid(pidFile); err != nil {
 		return c, err
 	}
-	if c.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", c.initPid)); err != nil {
-		return c, fmt.Errorf("open the container's mount namespace: %w", err)
-	}
 	c.env = c.img.Env
+	if req.Entrypoint {
+		if c.env, err = m.waitEntrypoint(ctx, c); err != nil {
+			return c, err
+		}
+	}
+	if err := c.openNamespaces(spec); err != nil {
+		return c, err
+	}
+	if slices.Contains(req.Unshare, specs.NetworkNamespace) {
+		// A private network has its loopback down until someone raises it.
+		lo := exec.CommandContext(ctx, "nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", c.initPid), "ip", "link", "set", "lo", "up")
+		if out, err := lo.CombinedOutput(); err != nil {
+			return c, fmt.Errorf("bring up the private network's loopback: %s: %w", strings.TrimSpace(string(out)), err)
+		}
+	}
 	c.workdir = firstNonEmpty(req.Workdir, c.img.WorkingDir, "/")
 	return c, nil
+}
+
+// prepareRootfs gets the image and mounts the container's root: an overlay
+// on the image's squashfs, so that mount points missing from the image can
+// be made; --container-readonly then makes it read-only. nosuid and nodev
+// are ours to keep: the runtime's own read-only remount would drop them.
+func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credential, progress func(string)) (err error) {
+	if c.req.Image == "" {
+		return fmt.Errorf("--container-name=%s: no container of that name in this job, and no --container-image to create it", c.req.Name)
+	}
+	if c.img, err = m.images.get(ctx, c.req.Image, cred, c.req.Auth, progress); err != nil {
+		return err
+	}
+	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {
+		return err
+	}
+	if err := m.mountImage(ctx, c.img); err != nil {
+		return err
+	}
+	c.mounted = true
+	c.rootfs = filepath.Join(c.bundle, "rootfs")
+	lower, upper := m.squashDir(c.img.Digest), filepath.Join(c.bundle, "upper")
+	if c.req.RemapRoot {
+		// The user, root inside, owns what root owns in the image: the
+		// lower layer shifted by an idmapped mount, and the upper
+		// layer's root directory theirs.
+		userns, err := newUserNS(c.req.UID, c.req.GID)
+		if err != nil {
+			return err
+		}
+		defer userns.Close()
+		lower = filepath.Join(c.bundle, "lower")
+		if err := oci.MountIDMapped(m.squashDir(c.img.Digest), lower, userns); err != nil {
+			return err
+		}
+		if err := os.Mkdir(upper, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chown(upper, int(c.req.UID), int(c.req.GID)); err != nil {
+			return err
+		}
+	}
+	return oci.MountOverlay(lower, upper, filepath.Join(c.bundle, "work"), c.rootfs)
+}
+
+// openNamespaces opens the namespaces the tasks join, in the order they must
+// join them: the user namespace first (its capabilities are needed for the
+// others), the mount namespace last.
+func (c *container) openNamespaces(spec *specs.Spec) error {
+	order := []specs.LinuxNamespaceType{specs.UserNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace, specs.MountNamespace}
+	proc := map[specs.LinuxNamespaceType]string{specs.UserNamespace: "user", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.NetworkNamespace: "net", specs.MountNamespace: "mnt"}
+	for _, t := range order {
+		if !slices.ContainsFunc(spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
+			continue
+		}
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", c.initPid, proc[t]))
+		if err != nil {
+			return fmt.Errorf("open the container's %s namespace: %w", proc[t], err)
+		}
+		c.nsFiles = append(c.nsFiles, f)
+		c.nsNames = append(c.nsNames, proc[t])
+	}
+	return nil
+}
+
+// withPath returns env with a PATH, the image's or a usual one.
+func withPath(env []string) []string {
+	if slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		return env
+	}
+	return append(slices.Clone(env), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
 // list returns the running containers, by id.
@@ -225,9 +317,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	delete(m.containers, c.id)
 	m.mu.Unlock()
 
-	if c.mntNS != nil {
-		c.mntNS.Close()
-	}
+	closeAll(c.nsFiles)
 	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
@@ -326,8 +416,19 @@ func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.M
 		}
 		return nil, nil, err
 	}
+	// The stages are only the user's business: with a remapped root they
+	// are set up as the user, so theirs; otherwise root's.
+	stages := filepath.Join(c.bundle, "mounts")
+	if err := os.Mkdir(stages, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, held, err
+	}
+	if c.req.RemapRoot {
+		if err := os.Chown(stages, int(c.req.UID), int(c.req.GID)); err != nil {
+			return nil, held, err
+		}
+	}
 	for i, f := range held {
-		stage, err := stageMount(f, filepath.Join(c.bundle, "mounts", strconv.Itoa(i)))
+		stage, err := stageMount(f, filepath.Join(stages, strconv.Itoa(i)))
 		if err != nil {
 			return nil, held, fmt.Errorf("--container-mounts: %s: %w", srcs[i], err)
 		}
@@ -408,6 +509,13 @@ func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, 
 		p := filepath.Join(c.bundle, f.name)
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.name, err)
+		}
+		// A remapped root sees the host's root as nobody: these are the
+		// user's, root's inside.
+		if c.req.RemapRoot {
+			if err := os.Chown(p, int(c.req.UID), int(c.req.GID)); err != nil {
+				return nil, err
+			}
 		}
 		mounts = append(mounts, oci.BindMount(p, "/etc/"+f.name, "ro", "nosuid", "nodev", "noexec"))
 	}

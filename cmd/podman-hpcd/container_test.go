@@ -89,7 +89,7 @@ func TestContainerLifecycle(t *testing.T) {
 	m, images, state := testManager(t)
 	ctx := context.Background()
 	req := &containerRequest{Job: "7", Step: "0", UID: 65534, GID: 65534, Image: "test"}
-	c, err := m.create(ctx, req, func(string) {})
+	c, _, err := m.forStep(ctx, req, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 		"missing mount": {Job: "8", Step: "1", UID: 65534, GID: 65534, Image: "test", Mounts: []userMount{{Src: "/does/not/exist", Dst: "/x"}}},
 		"root-only dir": {Job: "8", Step: "2", UID: 65534, GID: 65534, Image: "test", Mounts: []userMount{{Src: "/root/.", Dst: "/x"}}},
 	} {
-		if _, err := m.create(ctx, req, func(string) {}); err == nil {
+		if _, _, err := m.forStep(ctx, req, func(string) {}); err == nil {
 			t.Errorf("%s: create succeeded", name)
 		} else if name != "unknown image" && !strings.Contains(err.Error(), "--container-mounts: ") {
 			t.Errorf("%s: error %q does not name the option", name, err)

@@ -3,8 +3,12 @@ package main
 import (
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -20,12 +24,26 @@ type containerRequest struct {
 	MountHome bool
 	Script    string // the batch script, bound read-only for a batch step
 	Auth      []byte // the user's auth.json, read by the plugin as the user
+
+	Name, NameMode string // --container-name=NAME:MODE; Scope "job" or "global"
+	Scope          string
+	Save           string // --container-save's path, on the step's first node
+	Entrypoint     bool
+	EntrypointLog  bool
+	RemapRoot      bool
+	Unshare        []specs.LinuxNamespaceType
 }
 
 // userMount is one --container-mounts entry.
 type userMount struct {
 	Src, Dst string
 	Options  []string // runtime-spec mount options from the user's FLAGS
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+
+var unshareable = map[string]specs.LinuxNamespaceType{
+	"net": specs.NetworkNamespace, "ipc": specs.IPCNamespace, "uts": specs.UTSNamespace,
 }
 
 // mountFlags maps the user's FLAGS to mount options; the plugin already
@@ -85,8 +103,33 @@ func parseContainerRequest(m *wire.Message) (*containerRequest, error) {
 	if a, ok := m.Get("auth"); ok && a != "" {
 		r.Auth = []byte(a)
 	}
-	if r.Image == "" {
+	r.Name, r.NameMode, r.Scope, r.Save = get("name"), get("name_mode"), get("scope"), get("save")
+	r.Entrypoint, r.EntrypointLog, r.RemapRoot = get("entrypoint") == "1", get("entrypoint_log") == "1", get("remap_root") == "1"
+	if r.Image == "" && r.Name == "" {
 		return nil, fmt.Errorf("request: no image")
+	}
+	if r.Name != "" {
+		if !validName.MatchString(r.Name) {
+			return nil, fmt.Errorf("--container-name: bad name %q", r.Name)
+		}
+		if !slices.Contains([]string{"auto", "create", "exec", "no_exec"}, r.NameMode) {
+			return nil, fmt.Errorf("--container-name: unknown mode %q", r.NameMode)
+		}
+		if r.Scope != "global" {
+			r.Scope = "job"
+		}
+	}
+	if r.Save != "" && !path.IsAbs(r.Save) {
+		return nil, fmt.Errorf("--container-save: %q is not an absolute path", r.Save)
+	}
+	if u := get("unshare"); u != "" {
+		for _, ns := range strings.Split(u, ",") {
+			t, ok := unshareable[ns]
+			if !ok {
+				return nil, fmt.Errorf("--container-unshare: unknown namespace %q (want net, ipc, uts)", ns)
+			}
+			r.Unshare = append(r.Unshare, t)
+		}
 	}
 	if r.Workdir != "" && !path.IsAbs(r.Workdir) {
 		return nil, fmt.Errorf("--container-workdir: %q is not an absolute path", r.Workdir)

@@ -68,7 +68,12 @@ func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manage
 		log.Error("image cache", "err", err)
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	// Traversable (see create: a remapped root reaches the root file
+	// system as the user), never listable.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, store, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
 		return nil, store, fmt.Errorf("state directory: %w", err)
 	}
 	rt, err := pickRuntime(ctx, cfg)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,13 +86,12 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 	log := s.log.With("peer_pid", p.PID, "peer_uid", p.UID)
 	// A step's container lives as long as the connection of the
 	// slurmstepd that asked for it: when the step ends, or slurmstepd dies,
-	// the kernel closes the socket and the container goes.
-	var owned []*container
+	// the kernel closes the socket and the container goes (after
+	// --container-save, if asked). Named containers stay for the job.
+	var uses []stepUse
 	defer func() {
-		for _, ct := range owned {
-			start := time.Now()
-			s.mgr.remove(context.WithoutCancel(ctx), ct)
-			log.Info("container removed", "container", ct.id, "job", ct.req.Job, "step", ct.req.Step, "duration", time.Since(start))
+		for _, u := range uses {
+			s.endStep(context.WithoutCancel(ctx), u, log)
 		}
 	}()
 	for ctx.Err() == nil {
@@ -102,10 +102,25 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 			}
 			return
 		}
+		if m.Type == wire.End && p.isRoot() {
+			// The step is over: end it now, so that a save is done
+			// before slurmstepd (which waits for this answer) exits.
+			reply := wire.New(wire.OK)
+			for _, u := range uses {
+				if err := s.endStep(context.WithoutCancel(ctx), u, log); err != nil {
+					reply = errorf("%v", err)
+				}
+			}
+			uses = nil
+			if err := wire.Write(c, reply); err != nil {
+				return
+			}
+			continue
+		}
 		if m.Type == wire.Container && p.isRoot() {
-			ct, err := s.container(ctx, c, m, log)
-			if ct != nil {
-				owned = append(owned, ct)
+			u, err := s.container(ctx, c, m, log)
+			if u.ct != nil {
+				uses = append(uses, u)
 			}
 			if err != nil {
 				log.Warn("write reply", "err", err)
@@ -126,33 +141,73 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 	}
 }
 
-// container creates the step's container and sends the plugin what its tasks
-// need to join it: the mount namespace (as a file descriptor: no pid to go
-// stale), the working directory and the image's environment. Errors go to
-// the plugin; the returned error is only a failure to write to it.
-func (s *server) container(ctx context.Context, c *net.UnixConn, m *wire.Message, log *slog.Logger) (*container, error) {
+// stepUse is a step's use of a container.
+type stepUse struct {
+	ct    *container
+	req   *containerRequest
+	owned bool // the step's own container: removed when the step ends
+}
+
+// container gets the step its container (its own, or a named one) and sends
+// the plugin what its tasks need to join it: the namespaces (as file
+// descriptors: no pid to go stale), the working directory and the
+// environment. Errors go to the plugin; the returned error is only a
+// failure to write to it.
+func (s *server) container(ctx context.Context, c *net.UnixConn, m *wire.Message, log *slog.Logger) (stepUse, error) {
 	start := time.Now()
 	req, err := parseContainerRequest(m)
 	if err != nil {
-		return nil, wire.Write(c, errorf("%v", err))
+		return stepUse{}, wire.Write(c, errorf("%v", err))
 	}
 	log = log.With("job", req.Job, "step", req.Step, "uid", req.UID, "image", req.Image)
+	if req.Name != "" {
+		log = log.With("name", req.Name+":"+req.NameMode)
+	}
 	if s.mgr == nil {
 		log.Warn("container refused", "reason", s.noMgr)
-		return nil, wire.Write(c, errorf("podman-hpcd on %s cannot run containers: %v", s.node, s.noMgr))
+		return stepUse{}, wire.Write(c, errorf("podman-hpcd on %s cannot run containers: %v", s.node, s.noMgr))
 	}
 	progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
-	ct, err := s.mgr.create(ctx, req, progress)
+	ct, owned, err := s.mgr.forStep(ctx, req, progress)
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
-		return nil, wire.Write(c, errorf("--container-image=%s: %v", req.Image, err))
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "--container-") {
+			msg = "--container-image=" + req.Image + ": " + msg
+		}
+		return stepUse{}, wire.Write(c, errorf("%s", msg))
 	}
-	log.Info("container ready", "container", ct.id, "digest", ct.img.Digest, "duration", time.Since(start))
-	reply := wire.New(wire.OK, "container", ct.id, "workdir", ct.workdir, "ns", "mnt")
+	log.Info("container ready", "container", ct.id, "digest", ct.img.Digest, "attached", !owned, "duration", time.Since(start))
+	reply := wire.New(wire.OK, "container", ct.id, "workdir", firstNonEmpty(req.Workdir, ct.workdir))
+	for _, n := range ct.nsNames {
+		reply.Add("ns", n)
+	}
 	for _, e := range ct.env {
 		reply.Add("env", e)
 	}
-	return ct, wire.WriteUnix(c, reply, ct.mntNS)
+	if req.EntrypointLog && ct.entrypointLog != "" {
+		reply.Add("entrypoint_log", ct.entrypointLog)
+	}
+	return stepUse{ct: ct, req: req, owned: owned}, wire.WriteUnix(c, reply, ct.nsFiles...)
+}
+
+// endStep saves the container if the step asked, and removes the step's
+// own. The error is the save's.
+func (s *server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err error) {
+	if u.req.Save != "" {
+		start := time.Now()
+		if err = s.mgr.save(ctx, u.ct, u.req); err != nil {
+			log.Warn("save failed", "container", u.ct.id, "path", u.req.Save, "err", err)
+		} else {
+			log.Info("container saved", "container", u.ct.id, "path", u.req.Save, "duration", time.Since(start))
+		}
+	}
+	if u.owned {
+		start := time.Now()
+		s.mgr.remove(ctx, u.ct)
+		log.Info("container removed", "container", u.ct.id, "job", u.req.Job, "step", u.req.Step, "duration", time.Since(start))
+	}
+	return err
 }
 
 // handle answers one request. Every refusal names the cause and the fix.

@@ -70,7 +70,8 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		n := 0
 		if s.mgr != nil {
 			for _, ct := range s.mgr.list() {
-				if ct.req.Job == job {
+				// Global named containers outlive their jobs.
+				if ct.req.Job == job && ct.req.Scope != "global" {
 					s.mgr.remove(ctx, ct)
 					n++
 				}
@@ -103,7 +104,7 @@ func imagesTable(imgs []squash.Image, root bool) *wire.Message {
 }
 
 func (s *server) containersTable(p peer) *wire.Message {
-	reply := wire.New(wire.OK, "header", "CONTAINER\tJOB\tSTEP\tUSER\tIMAGE\tUP")
+	reply := wire.New(wire.OK, "header", "CONTAINER\tNAME\tJOB\tSTEP\tUSER\tIMAGE\tUP")
 	if s.mgr == nil {
 		return reply
 	}
@@ -111,7 +112,11 @@ func (s *server) containersTable(p peer) *wire.Message {
 		if !p.isRoot() && ct.req.UID != p.UID {
 			continue
 		}
-		reply.Add("row", fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", ct.id, ct.req.Job, ct.req.Step,
+		name := "-"
+		if ct.named {
+			name = ct.req.Name
+		}
+		reply.Add("row", fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", ct.id, name, ct.req.Job, ct.req.Step,
 			userNames([]uint32{ct.req.UID}), ct.req.Image, time.Since(ct.created).Round(time.Second)))
 	}
 	return reply

@@ -103,3 +103,28 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// MountIDMapped attaches at dst a copy of the mount at src whose file
+// owners are shifted by the user namespace userns (mount_setattr(2)
+// MOUNT_ATTR_IDMAP): with --container-remap-root, the image's root-owned
+// files appear owned by the user, so that the user, root in the container's
+// user namespace, owns them there. The file system of src must support it
+// (squashfs and tmpfs do; overlayfs itself does not, hence its layers).
+func MountIDMapped(src, dst string, userns *os.File) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("idmapped mount of %s: open_tree: %w", src, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("idmapped mount of %s: mount_setattr: %w", src, err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("idmapped mount of %s: %w", src, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("idmapped mount of %s: move_mount: %w", src, err)
+	}
+	return nil
+}

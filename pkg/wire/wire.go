@@ -40,6 +40,7 @@ const (
 	Prune     Type = 6  // user -> daemon: evict ("all" = 1: every unused image)
 	Ps        Type = 7  // user -> daemon: list running containers
 	Rm        Type = 8  // root -> daemon: remove the containers of "job"
+	End       Type = 9  // slurmstepd -> daemon: the step is over (save, then remove)
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user

@@ -52,6 +52,15 @@ func TestArgs(t *testing.T) {
 		},
 		{name: "bad env name", opts: []Option{{"env", "PATH,1X"}}, wantErr: `"1X" is not a valid variable name`},
 		{name: "writable", opts: []Option{{"writable", ""}, {"writable", ""}}, want: Args{Writable: 1, MountHome: -1}},
+		{name: "name defaults to auto", opts: []Option{{"name", "my.ctr-1"}}, want: Args{Name: "my.ctr-1", NameMode: "auto", Writable: -1, MountHome: -1}},
+		{name: "name with mode", opts: []Option{{"name", "x:no_exec"}}, want: Args{Name: "x", NameMode: "no_exec", Writable: -1, MountHome: -1}},
+		{name: "name bad mode", opts: []Option{{"name", "x:attach"}}, wantErr: `unknown mode "attach"`},
+		{name: "name bad chars", opts: []Option{{"name", "a/b"}}, wantErr: "may hold only letters"},
+		{name: "name empty", opts: []Option{{"name", ":auto"}}, wantErr: "1 to 63 characters"},
+		{name: "two names", opts: []Option{{"name", "a"}, {"name", "b"}}, wantErr: "given twice"},
+		{name: "save", opts: []Option{{"save", "/x/y.sqfs"}}, want: Args{Save: "/x/y.sqfs", Writable: -1, MountHome: -1}},
+		{name: "unshare", opts: []Option{{"unshare", "net,uts"}}, want: Args{Unshare: "net,uts", Writable: -1, MountHome: -1}},
+		{name: "unshare pid", opts: []Option{{"unshare", "net,pid"}}, wantErr: `unknown namespace "pid"`},
 		{name: "writable and readonly", opts: []Option{{"writable", ""}, {"readonly", ""}}, wantErr: "conflicts"},
 	}
 	for _, tc := range tests {
@@ -84,6 +93,12 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Socket: "/run/podman-hpc/podman-hpcd.sock", ContainerMountHome: true, SbatchSupport: true, Timeout: 600}
+	if got, err := ParseConfig("execute_entrypoint=1", "container_scope=global"); err != nil || !got.ExecuteEntrypoint || !got.ScopeGlobal {
+		t.Errorf("execute_entrypoint/container_scope: %+v, %v", got, err)
+	}
+	if _, err := ParseConfig("container_scope=node"); err == nil || !strings.Contains(err.Error(), "must be job or global") {
+		t.Errorf("container_scope=node: %v", err)
+	}
 	if def != want {
 		t.Errorf("defaults = %+v, want %+v", def, want)
 	}

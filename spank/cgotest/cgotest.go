@@ -25,11 +25,12 @@ type Mount struct{ Src, Dst, Flags string }
 
 // Args mirrors struct phpc_args.
 type Args struct {
-	Image, Workdir string
-	Mounts         []Mount
-	EnvNames       []string
-	Writable       int
-	MountHome      int
+	Name, NameMode, Save, Unshare string
+	Image, Workdir                string
+	Mounts                        []Mount
+	EnvNames                      []string
+	Writable                      int
+	MountHome                     int
 }
 
 // Option is one option as the plugin's callback receives it.
@@ -59,6 +60,12 @@ func ParseOptions(opts ...Option) (Args, error) {
 			rc = C.phpc_args_add_mounts(&a, v, errbuf, 512)
 		case "env":
 			rc = C.phpc_args_add_env_names(&a, v, errbuf, 512)
+		case "name":
+			rc = C.phpc_args_set_name(&a, v, errbuf, 512)
+		case "save":
+			rc = C.phpc_args_set_save(&a, v, errbuf, 512)
+		case "unshare":
+			rc = C.phpc_args_set_unshare(&a, v, errbuf, 512)
 		case "writable", "readonly":
 			name := C.CString("--container-" + o.Name)
 			rc = C.phpc_args_set_flag(&a.writable, boolC(o.Name == "writable"), name, errbuf, 512)
@@ -77,6 +84,11 @@ func ParseOptions(opts ...Option) (Args, error) {
 	}
 	if a.workdir != nil {
 		out.Workdir = C.GoString(a.workdir)
+	}
+	for dst, src := range map[*string]*C.char{&out.Name: a.name, &out.NameMode: a.name_mode, &out.Save: a.save, &out.Unshare: a.unshare} {
+		if src != nil {
+			*dst = C.GoString(src)
+		}
 	}
 	for _, m := range unsafe.Slice(a.mounts, a.n_mounts) {
 		mt := Mount{Src: C.GoString(m.src), Dst: C.GoString(m.dst)}
@@ -102,6 +114,7 @@ func boolC(b bool) C.int {
 type Config struct {
 	Socket                                               string
 	ContainerMountHome, ContainerWritable, SbatchSupport bool
+	ExecuteEntrypoint, ScopeGlobal                       bool
 	Timeout                                              int
 }
 
@@ -127,6 +140,8 @@ func ParseConfig(args ...string) (Config, error) {
 		ContainerMountHome: c.container_mount_home != 0,
 		ContainerWritable:  c.container_writable != 0,
 		SbatchSupport:      c.sbatch_support != 0,
+		ExecuteEntrypoint:  c.execute_entrypoint != 0,
+		ScopeGlobal:        c.scope_global != 0,
 		Timeout:            int(c.timeout),
 	}, nil
 }

@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -74,6 +76,9 @@ func run(t *testing.T, name string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	// SIGTERM first: a killed salloc or srun would leave its job behind.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), "SLURM_CONF="+cluster["SLURM_CONF"])
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -164,3 +169,13 @@ func daemonLog(t *testing.T, node string) string {
 	}
 	return string(b)
 }
+
+// fileUID is the owner of a file, as a decimal string.
+func fileUID(fi os.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return strconv.FormatUint(uint64(st.Uid), 10)
+	}
+	return "?"
+}
+
+func regexpFind(s, re string) string { return regexp.MustCompile(re).FindString(s) }

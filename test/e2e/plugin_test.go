@@ -41,14 +41,6 @@ func TestBadMountRefusedBySrun(t *testing.T) {
 	}
 }
 
-// An option we do not implement yet fails loudly, never silently.
-func TestUnsupportedOptionFailsLoudly(t *testing.T) {
-	r := srun(t, "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-name=x", "true")
-	if r.code == 0 || !strings.Contains(r.stderr, "podman-hpc: --container-name is not supported yet") {
-		t.Errorf("want a clear refusal:\n%s", r)
-	}
-}
-
 // srun --container-image reaches the node's daemon from slurmstepd (root),
 // with the step's identity, and the daemon logs the container it made.
 func TestImageRequestReachesDaemon(t *testing.T) {
