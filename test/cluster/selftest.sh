@@ -30,10 +30,11 @@ down)
 	leftovers=$(ip netns list | grep -c "^$NS-" || true)
 	[ "$leftovers" = 0 ] || fail "$leftovers network namespaces left: $(ip netns list)"
 	! ip link show "$BR" >/dev/null 2>&1 || fail "bridge $BR left"
-	! grep -q " $LAB" /proc/self/mounts || fail "mounts left: $(grep " $LAB" /proc/self/mounts)"
+	! grep -q " $LAB/" /proc/self/mounts || fail "mounts left: $(grep " $LAB/" /proc/self/mounts)"
 	[ ! -e "$LAB" ] || fail "$LAB left"
 	for p in /proc/[0-9]*; do
-		if grep -qs "$LAB" "$p/cmdline"; then
+		# "$LAB/": another instance's directory shares the prefix.
+		if grep -qs "$LAB/" "$p/cmdline"; then
 			fail "process $(basename "$p") left: $(tr '\0' ' ' <"$p/cmdline")"
 		fi
 	done
