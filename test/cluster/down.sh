@@ -37,7 +37,7 @@ ip link del "$BR" 2>/dev/null
 if [ -d "$LAB" ]; then
 	# A node's mounts die with its mount namespace; anything still mounted
 	# under $LAB on the host would be ours too.
-	grep -o " ${LAB}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
+	awk -v lab="$LAB" '$2 == lab || index($2, lab "/") == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 umount -l
 	rm -rf "$repo/build/cluster$LAB_ID-logs"
 	mkdir -p "$repo/build/cluster$LAB_ID-logs"
 	(cd "$RUN" 2>/dev/null && find . -name '*.log' -exec cp --parents {} "$repo/build/cluster$LAB_ID-logs/" \;) || true
