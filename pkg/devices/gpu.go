@@ -97,7 +97,7 @@ func NvidiaDevices(root string, idx []int) ([]string, error) {
 			out = append(out, p)
 		}
 	}
-	return append(out, glob(root, "/dev/nvidia-caps/nvidia-cap*")...), nil
+	return append(out, Glob(root, "/dev/nvidia-caps/nvidia-cap*")...), nil
 }
 
 // AMDDevices returns /dev/kfd and the render nodes of the allocated GPUs
@@ -156,7 +156,7 @@ func NvidiaDriver(root string, cache []LdEntry) (libs []LdEntry, bins []string) 
 // connection manager, management datagrams) and the verbs provider
 // configuration directory when there is one.
 func InfinibandDevices(root string) (nodes []string, config string) {
-	nodes = glob(root, "/dev/infiniband/uverbs*", "/dev/infiniband/rdma_cm", "/dev/infiniband/umad*", "/dev/infiniband/issm*")
+	nodes = Glob(root, "/dev/infiniband/uverbs*", "/dev/infiniband/rdma_cm", "/dev/infiniband/umad*", "/dev/infiniband/issm*")
 	if exists(root, "/etc/libibverbs.d") {
 		config = "/etc/libibverbs.d"
 	}

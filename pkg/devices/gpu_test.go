@@ -7,26 +7,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/devices/devicestest"
 )
 
-// fakeTree makes files (empty, or with a trailing '/' directories) under a
-// new root. Discovery only needs the names: device nodes are plain files.
-func fakeTree(t *testing.T, paths ...string) string {
-	t.Helper()
-	root := t.TempDir()
-	for _, p := range paths {
-		full := filepath.Join(root, p)
-		if strings.HasSuffix(p, "/") {
-			os.MkdirAll(full, 0o755)
-			continue
-		}
-		os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
-}
+var fakeTree = devicestest.Tree
 
 func TestGPUAllocation(t *testing.T) {
 	t.Parallel()

@@ -1,8 +1,6 @@
 package devices
 
 import (
-	"bytes"
-	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,43 +8,23 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/devices/devicestest"
 )
 
-// encodeLdCache writes entries as glibc's new-format cache, for fake trees.
 func encodeLdCache(entries []LdEntry, flags uint32) []byte {
-	var strs bytes.Buffer
-	base := uint32(newHeaderLen + len(entries)*newEntryLen)
-	var body bytes.Buffer
+	var np []string
 	for _, e := range entries {
-		k := base + uint32(strs.Len())
-		strs.WriteString(e.Name + "\x00")
-		v := base + uint32(strs.Len())
-		strs.WriteString(e.Path + "\x00")
-		binary.Write(&body, binary.LittleEndian, []uint32{flags, k, v, 0, 0, 0})
+		np = append(np, e.Name, e.Path)
 	}
-	var b bytes.Buffer
-	b.WriteString(newMagic)
-	binary.Write(&b, binary.LittleEndian, []uint32{uint32(len(entries)), uint32(strs.Len())})
-	b.Write(make([]byte, newHeaderLen-b.Len()))
-	b.Write(body.Bytes())
-	b.Write(strs.Bytes())
-	return b.Bytes()
-}
-
-// writeLdCache puts a cache of entries at root/etc/ld.so.cache.
-func writeLdCache(t *testing.T, root string, entries ...LdEntry) {
-	t.Helper()
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, "etc/ld.so.cache"), encodeLdCache(entries, flagELFLibc6|hostArch), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return devicestest.EncodeLdCache(flags, np...)
 }
 
 func TestParseLdCacheFake(t *testing.T) {
 	t.Parallel()
 	want := []LdEntry{{"libcuda.so.1", "/usr/lib64/libcuda.so.1"}, {"libc.so.6", "/lib64/libc.so.6"}}
 	root := t.TempDir()
-	writeLdCache(t, root, want...)
+	devicestest.WriteLdCache(t, root, "libcuda.so.1", "/usr/lib64/libcuda.so.1", "libc.so.6", "/lib64/libc.so.6")
 	got, err := ReadLdCache(root)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("ReadLdCache = %v, %v; want %v", got, err, want)

@@ -47,9 +47,10 @@ func CgroupRule(d specs.LinuxDevice) specs.LinuxDeviceCgroup {
 	return specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"}
 }
 
-// glob returns the paths (inside root, absolute) matching each pattern,
-// sorted and without duplicates; a pattern with no match adds nothing.
-func glob(root string, patterns ...string) []string {
+// Glob returns the paths (inside root, absolute) matching each pattern
+// (filepath.Match syntax), sorted and without duplicates; a pattern with no
+// match adds nothing.
+func Glob(root string, patterns ...string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range patterns {

@@ -3,12 +3,11 @@ package devices
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/podman-hpc/podman-hpc/pkg/devices/devicestest"
 )
 
 func TestDevice(t *testing.T) {
@@ -36,13 +35,10 @@ func TestDeviceMknod(t *testing.T) {
 		t.Skip("mknod needs root")
 	}
 	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
-	if err := unix.Mknod(filepath.Join(root, "dev/nvidia3"), unix.S_IFCHR|0o660, int(unix.Mkdev(195, 3))); err != nil {
-		t.Skipf("mknod: %v", err)
-	}
-	os.Chmod(filepath.Join(root, "dev/nvidia3"), 0o660) // past the umask
+	devicestest.Mknod(t, root, "/dev/nvidia3", 195, 3)
+	os.Chmod(filepath.Join(root, "dev/nvidia3"), 0o660)
 	d, err := Device(root, "/dev/nvidia3")
-	if err != nil || d.Major != 195 || d.Minor != 3 || *d.FileMode != 0o660 {
+	if err != nil || d.Major != 195 || d.Minor != 3 || *d.FileMode != 0o660 || d.Type != "c" {
 		t.Errorf("got %+v, %v", d, err)
 	}
 }
@@ -70,28 +66,10 @@ func TestLinkerNameAndVersion(t *testing.T) {
 	}
 }
 
-// buildLib makes a shared library with a soname at root/dir/file, and a
-// symlink soname -> file beside it.
-func buildLib(t *testing.T, root, dir, file, soname string) {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skipf("%q not found in PATH", "gcc")
-	}
-	full := filepath.Join(root, dir)
-	os.MkdirAll(full, 0o755)
-	if out, err := exec.Command(gcc, "-shared", "-nostdlib", "-Wl,-soname,"+soname, "-o", filepath.Join(full, file), "-x", "c", "/dev/null").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	if soname != file {
-		os.Symlink(file, filepath.Join(full, soname))
-	}
-}
-
 func TestReadLibrary(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	buildLib(t, root, "/usr/lib", "libmpich.so.12.2.2", "libmpich.so.12")
+	devicestest.Lib(t, root, "/usr/lib", "libmpich.so.12.2.2", "libmpich.so.12")
 	// An absolute symlink resolves inside the tree, never on the host.
 	os.Symlink("/usr/lib/libmpich.so.12", filepath.Join(root, "usr/lib/libmpi.so.12"))
 	l, err := ReadLibrary(root, "/usr/lib/libmpi.so.12")

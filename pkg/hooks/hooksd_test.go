@@ -207,3 +207,7 @@ func FuzzHookFile(f *testing.F) {
 		}
 	})
 }
+
+func specsHook(path string, args []string, env ...string) specs.Hook {
+	return specs.Hook{Path: path, Args: args, Env: env}
+}
