@@ -38,6 +38,7 @@ void phpc_args_free(struct phpc_args *a)
 	for (i = 0; i < a->n_env_names; i++)
 		free(a->env_names[i]);
 	free(a->env_names);
+	free(a->hooks);
 	phpc_args_init(a);
 }
 
@@ -233,4 +234,29 @@ int phpc_args_set_flag(int *flag, int value, const char *name, char *err, size_t
 	}
 	*flag = value;
 	return 0;
+}
+
+/* NAME[,NAME...]: module or hooks.d names, no-NAME, none. Only the spelling
+ * is checked here; the node's daemon knows which names it offers. */
+int phpc_args_set_hooks(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	const char *p;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-hooks: empty value (want NAME[,NAME...], no-NAME or none)");
+		return -1;
+	}
+	for (p = v; *p; p++) {
+		if (!(isalnum((unsigned char)*p) || strchr("_.+-,", *p) != NULL)) {
+			snprintf(err, errlen, "--container-hooks: \"%s\": a name has letters, digits, '_', '.', '+' and '-' only", v);
+			return -1;
+		}
+	}
+	if (a->hooks != NULL && strcmp(a->hooks, v) != 0) {
+		snprintf(err, errlen, "--container-hooks: given twice with different values (\"%s\" and \"%s\"); keep one", a->hooks, v);
+		return -1;
+	}
+	free(a->hooks);
+	a->hooks = strdup(v);
+	return a->hooks ? 0 : -1;
 }

@@ -27,6 +27,7 @@ struct phpc_args {
 	size_t n_env_names;
 	int writable;     /* enum phpc_tristate */
 	int mount_home;   /* enum phpc_tristate */
+	char *hooks;      /* --container-hooks, as given: the daemon resolves the names */
 };
 
 void phpc_args_init(struct phpc_args *a);
@@ -37,6 +38,7 @@ int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t er
 int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_mounts(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_set_hooks(struct phpc_args *a, const char *v, char *err, size_t errlen);
 
 /* Sets a tri-state flag; giving both spellings (e.g. --container-writable and
  * --container-readonly) with different meanings is an error, as in pyxis. */

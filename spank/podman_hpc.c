@@ -30,6 +30,7 @@ enum opt_id {
 	OPT_NO_MOUNT_HOME,
 	OPT_NO_ENTRYPOINT,
 	OPT_NO_REMAP_ROOT,
+	OPT_HOOKS,
 	/* pyxis options not implemented yet: each fails loudly, never silently. */
 	OPT_NAME,
 	OPT_SAVE,
@@ -57,6 +58,9 @@ static struct spank_option options[] = {
 	{ "no-container-mount-home", NULL, "[podman-hpc] don't bind the user's home directory", 0, OPT_NO_MOUNT_HOME, on_option },
 	{ "no-container-entrypoint", NULL, "[podman-hpc] don't run the image's entrypoint (the default)", 0, OPT_NO_ENTRYPOINT, on_option },
 	{ "no-container-remap-root", NULL, "[podman-hpc] keep the user's own uid inside (the default)", 0, OPT_NO_REMAP_ROOT, on_option },
+	{ "container-hooks", "NAME[,NAME...]",
+	  "[podman-hpc] OCI hooks and modules for the step: gpu, ib, mpi, pmi or a hooks.d name; no-NAME drops a default, none drops all",
+	  1, OPT_HOOKS, on_option },
 	{ "container-name", "NAME[:FLAGS]", "[podman-hpc] named container kept for the job's later steps (not supported yet)", 1, OPT_NAME, on_option },
 	{ "container-save", "PATH", "[podman-hpc] save the container as a squashfs after the step (not supported yet)", 1, OPT_SAVE, on_option },
 	{ "container-entrypoint", NULL, "[podman-hpc] run the image's entrypoint (not supported yet)", 0, OPT_ENTRYPOINT, on_option },
@@ -107,6 +111,9 @@ static int on_option(int val, const char *optarg, int remote)
 	case OPT_NO_MOUNT_HOME:
 		rc = phpc_args_set_flag(&phpc.args.mount_home, val == OPT_MOUNT_HOME, "--[no-]container-mount-home", err, sizeof(err));
 		break;
+	case OPT_HOOKS:
+		rc = phpc_args_set_hooks(&phpc.args, optarg, err, sizeof(err));
+		break;
 	case OPT_NO_ENTRYPOINT:
 	case OPT_NO_REMAP_ROOT:
 		break; /* what we always do */
@@ -124,22 +131,24 @@ struct env_option {
 	const char *suffix; /* after PODMAN_HPC_ / PYXIS_ */
 	int val;            /* option for a value; for a flag, the "yes" option */
 	int no_val;         /* for a flag: the "no" option; 0 for valued options */
+	int ours_only;      /* not a pyxis option: no PYXIS_ form */
 };
 
 static const struct env_option env_options[] = {
-	{ "CONTAINER_IMAGE", OPT_IMAGE, 0 },
-	{ "CONTAINER_MOUNTS", OPT_MOUNTS, 0 },
-	{ "CONTAINER_WORKDIR", OPT_WORKDIR, 0 },
-	{ "CONTAINER_ENV", OPT_ENV, 0 },
-	{ "CONTAINER_WRITABLE", OPT_WRITABLE, OPT_READONLY },
-	{ "CONTAINER_READONLY", OPT_READONLY, OPT_WRITABLE },
-	{ "CONTAINER_MOUNT_HOME", OPT_MOUNT_HOME, OPT_NO_MOUNT_HOME },
-	{ "CONTAINER_NAME", OPT_NAME, 0 },
-	{ "CONTAINER_SAVE", OPT_SAVE, 0 },
-	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT },
-	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT },
-	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0 },
-	{ NULL, 0, 0 },
+	{ "CONTAINER_IMAGE", OPT_IMAGE, 0, 0 },
+	{ "CONTAINER_MOUNTS", OPT_MOUNTS, 0, 0 },
+	{ "CONTAINER_WORKDIR", OPT_WORKDIR, 0, 0 },
+	{ "CONTAINER_ENV", OPT_ENV, 0, 0 },
+	{ "CONTAINER_WRITABLE", OPT_WRITABLE, OPT_READONLY, 0 },
+	{ "CONTAINER_READONLY", OPT_READONLY, OPT_WRITABLE, 0 },
+	{ "CONTAINER_MOUNT_HOME", OPT_MOUNT_HOME, OPT_NO_MOUNT_HOME, 0 },
+	{ "CONTAINER_NAME", OPT_NAME, 0, 0 },
+	{ "CONTAINER_SAVE", OPT_SAVE, 0, 0 },
+	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT, 0 },
+	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT, 0 },
+	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0, 0 },
+	{ "CONTAINER_HOOKS", OPT_HOOKS, 0, 1 },
+	{ NULL, 0, 0, 0 },
 };
 
 static int already_given(int val)
@@ -151,6 +160,7 @@ static int already_given(int val)
 	case OPT_ENV: return phpc.args.n_env_names > 0;
 	case OPT_WRITABLE: case OPT_READONLY: return phpc.args.writable != PHPC_UNSET;
 	case OPT_MOUNT_HOME: return phpc.args.mount_home != PHPC_UNSET;
+	case OPT_HOOKS: return phpc.args.hooks != NULL;
 	default: return 0;
 	}
 }
@@ -178,7 +188,7 @@ int phpc_apply_env_options(spank_t sp, int remote)
 	for (e = env_options; e->suffix; e++) {
 		if (already_given(e->val))
 			continue;
-		for (i = 0; prefixes[i]; i++) {
+		for (i = 0; prefixes[i] && !(i > 0 && e->ours_only); i++) {
 			snprintf(name, sizeof(name), "%s%s", prefixes[i], e->suffix);
 			if (lookup_env(sp, remote, name, value, sizeof(value)) < 0 || value[0] == '\0')
 				continue;

@@ -61,6 +61,8 @@ type container struct {
 	unpin   func()
 	mounted bool // the image's squashfs mount counts this container
 	created time.Time
+	// hooksLogged is how far the hooks' timings (bundle/hooks.log) are logged.
+	hooksLogged int64
 }
 
 // manager creates and removes containers and shares squashfs mounts
@@ -72,6 +74,7 @@ type manager struct {
 	stateDir string
 	site     []userMount // admin's mounts for every container (config "mounts")
 	batch    []userMount // and for batch scripts' containers ("batch_mounts")
+	hooks    *hookRunner // hooks.d and the modules
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -81,6 +84,7 @@ type manager struct {
 func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config) *manager {
 	return &manager{
 		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
+		hooks:      newHookRunner(cfg.Hooks),
 		containers: map[string]*container{}, squashRefs: map[string]int{},
 	}
 }
@@ -139,12 +143,20 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err != nil {
 		return c, err
 	}
+	log := m.log.With("job", req.Job, "step", req.Step)
+	hk, err := m.hooks.prepare(ctx, c, acct, m.squashDir(c.img.Digest), log)
+	if err != nil {
+		return c, err
+	}
+	for _, n := range hk.notes {
+		progress(n)
+	}
 	spec, err := oci.NewSpec(
 		oci.WithRootfs(c.rootfs, false),
 		oci.WithProcess([]string{initPath, "init"}, []string{"PATH=/usr/bin:/bin"}, "/"),
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
-		oci.WithAnnotations(map[string]string{"org.podman-hpc.job": req.Job, "org.podman-hpc.step": req.Step}),
+		hk.opt,
 	)
 	if err != nil {
 		return c, err
@@ -152,7 +164,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
 		return c, err
 	}
-	if !req.Writable {
+	// With createContainer hooks, which may write into the root, the root
+	// is made read-only after them (hk's last hook).
+	if !req.Writable && !hk.lateReadonly {
 		if err := unix.Mount("", c.rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return c, fmt.Errorf("make the container read-only: %w", err)
 		}
@@ -161,7 +175,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 		return c, err
 	}
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	if err := m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile}); err != nil {
+	err = m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+	m.hooks.logTimings(c, log)
+	if err != nil {
 		return c, fmt.Errorf("start container: %w", err)
 	}
 	if c.initPid, err = readPid(pidFile); err != nil {
@@ -170,7 +186,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, progress fu
 	if c.mntNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", c.initPid)); err != nil {
 		return c, fmt.Errorf("open the container's mount namespace: %w", err)
 	}
-	c.env = c.img.Env
+	c.env = hk.env
 	c.workdir = firstNonEmpty(req.Workdir, c.img.WorkingDir, "/")
 	return c, nil
 }
@@ -231,6 +247,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
+	m.hooks.logTimings(c, m.log) // poststop
 	mounts, err := oci.MountsUnder(c.bundle)
 	if err != nil {
 		m.log.Warn("list mounts", "container", c.id, "err", err)

@@ -20,6 +20,11 @@ type containerRequest struct {
 	MountHome bool
 	Script    string // the batch script, bound read-only for a batch step
 	Auth      []byte // the user's auth.json, read by the plugin as the user
+	Hooks     string // --container-hooks: NAME,no-NAME,none (hooks.Resolve)
+	Command   string // the step's command (argv[0]): hooks.d "commands" match it
+	// Env is the step's variables the modules look at (GPU allocation,
+	// PMIx directories), as the plugin sent them.
+	Env map[string]string
 }
 
 // userMount is one --container-mounts entry.
@@ -68,6 +73,12 @@ func parseContainerRequest(m *wire.Message) (*containerRequest, error) {
 	r := &containerRequest{
 		Job: get("job"), Step: get("step"), Image: get("image"), Workdir: get("workdir"),
 		Writable: get("writable") == "1", MountHome: get("mount_home") == "1", Script: get("script"),
+		Hooks: get("hooks"), Command: get("command"), Env: map[string]string{},
+	}
+	for _, e := range m.All("jobenv") {
+		if name, value, ok := strings.Cut(e, "="); ok && name != "" {
+			r.Env[name] = value
+		}
 	}
 	for k, dst := range map[string]*uint32{"uid": &r.UID, "gid": &r.GID} {
 		n, err := strconv.ParseUint(get(k), 10, 32)

@@ -145,6 +145,9 @@ func (s *server) container(ctx context.Context, c *net.UnixConn, m *wire.Message
 	ct, err := s.mgr.create(ctx, req, progress)
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
+		if he := (*hookError)(nil); errors.As(err, &he) {
+			return nil, wire.Write(c, errorf("%v", err))
+		}
 		return nil, wire.Write(c, errorf("--container-image=%s: %v", req.Image, err))
 	}
 	log.Info("container ready", "container", ct.id, "digest", ct.img.Digest, "duration", time.Since(start))

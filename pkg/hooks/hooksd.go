@@ -81,12 +81,21 @@ func ReadDirs(dirs []string) (s *Set, warnings []string, err error) {
 	return s, warnings, nil
 }
 
-// Names returns the hooks' file names without ".json", sorted: what a job
-// may name in --container-hooks.
+// Names returns the hooks' file names without ".json" and without a
+// leading ordering number ("01-marker.json" is "marker"), sorted and
+// unique: what a job may name in --container-hooks.
 func (s *Set) Names() []string {
+	seen := map[string]bool{}
 	out := make([]string, 0, len(s.hooks))
 	for name := range s.hooks {
-		out = append(out, strings.TrimSuffix(name, ".json"))
+		n := strings.TrimSuffix(name, ".json")
+		if i := strings.IndexByte(n, '-'); i > 0 && strings.Trim(n[:i], "0123456789") == "" && i+1 < len(n) {
+			n = n[i+1:]
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -155,4 +164,29 @@ func AddToSpec(s *specs.Spec, hooks []Matched) error {
 		}
 	}
 	return nil
+}
+
+// FromSpec lists the hooks of h (a module's, from a CDI spec) as matched
+// hooks named name; prestart reads as createRuntime.
+func FromSpec(name string, h *specs.Hooks) []Matched {
+	if h == nil {
+		return nil
+	}
+	var out []Matched
+	for _, s := range []struct {
+		stage string
+		hooks []specs.Hook
+	}{
+		{"createRuntime", h.Prestart}, //nolint:staticcheck // CDI still writes prestart
+		{"createRuntime", h.CreateRuntime},
+		{"createContainer", h.CreateContainer},
+		{"startContainer", h.StartContainer},
+		{"poststart", h.Poststart},
+		{"poststop", h.Poststop},
+	} {
+		for _, hk := range s.hooks {
+			out = append(out, Matched{Name: name, Stage: s.stage, Hook: hk})
+		}
+	}
+	return out
 }

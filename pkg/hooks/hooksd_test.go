@@ -138,7 +138,7 @@ func TestHooksDirsMaskingAndOrder(t *testing.T) {
 	if !reflect.DeepEqual(names(got), want) {
 		t.Errorf("got %v, want %v", names(got), want)
 	}
-	if n := set.Names(); !reflect.DeepEqual(n, []string{"01-UPPERCASE", "01-my-hook", "02-another-hook"}) {
+	if n := set.Names(); !reflect.DeepEqual(n, []string{"UPPERCASE", "another-hook", "my-hook"}) {
 		t.Errorf("Names() = %v", n)
 	}
 	var ours specs.Spec

@@ -52,6 +52,10 @@ func TestArgs(t *testing.T) {
 		},
 		{name: "bad env name", opts: []Option{{"env", "PATH,1X"}}, wantErr: `"1X" is not a valid variable name`},
 		{name: "writable", opts: []Option{{"writable", ""}, {"writable", ""}}, want: Args{Writable: 1, MountHome: -1}},
+		{name: "hooks", opts: []Option{{"hooks", "mpi,no-gpu,01-marker"}, {"hooks", "mpi,no-gpu,01-marker"}}, want: Args{Hooks: "mpi,no-gpu,01-marker", Writable: -1, MountHome: -1}},
+		{name: "hooks twice, different", opts: []Option{{"hooks", "mpi"}, {"hooks", "gpu"}}, wantErr: "given twice with different values"},
+		{name: "empty hooks", opts: []Option{{"hooks", ""}}, wantErr: "empty value"},
+		{name: "hooks with a space", opts: []Option{{"hooks", "mpi, gpu"}}, wantErr: "letters, digits"},
 		{name: "writable and readonly", opts: []Option{{"writable", ""}, {"readonly", ""}}, wantErr: "conflicts"},
 	}
 	for _, tc := range tests {
