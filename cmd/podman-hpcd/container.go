@@ -247,7 +247,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
-	m.hooks.logTimings(c, m.log) // poststop
+	m.hooks.logTimings(c, m.log.With("job", c.req.Job, "step", c.req.Step)) // poststop
 	mounts, err := oci.MountsUnder(c.bundle)
 	if err != nil {
 		m.log.Warn("list mounts", "container", c.id, "err", err)

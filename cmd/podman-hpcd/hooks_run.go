@@ -104,7 +104,7 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 	}
 	var final []hooks.Matched
 	for _, m := range stageHooks {
-		log.Info("hook", "hook", m.Name, "stage", m.Stage, "path", m.Hook.Path)
+		log.Info("hook matched", "hook", m.Name, "stage", m.Stage, "path", m.Hook.Path)
 		m.Hook = hooks.Timed(m, self, filepath.Join(c.bundle, "hooks.log"))
 		final = append(final, m)
 		p.lateReadonly = p.lateReadonly || (m.Stage == "createContainer" && !c.req.Writable)
@@ -133,7 +133,8 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 	return p, nil
 }
 
-// logTimings logs the hooks that ran since the last call.
+// logTimings logs the hooks that ran since the last call; log names the
+// job and step.
 func (h *hookRunner) logTimings(c *container, log *slog.Logger) {
 	timings, off := hooks.ReadTimings(filepath.Join(c.bundle, "hooks.log"), c.hooksLogged)
 	c.hooksLogged = off
@@ -142,8 +143,7 @@ func (h *hookRunner) logTimings(c *container, log *slog.Logger) {
 		if t.Exit != 0 {
 			lvl = slog.LevelWarn
 		}
-		log.Log(context.Background(), lvl, "hook ran", "container", c.id, "job", c.req.Job, "step", c.req.Step,
-			"hook", t.Name, "stage", t.Stage, "exit", t.Exit, "duration", t.Duration)
+		log.Log(context.Background(), lvl, "hook ran", "container", c.id, "hook", t.Name, "stage", t.Stage, "exit", t.Exit, "duration", t.Duration)
 	}
 }
 

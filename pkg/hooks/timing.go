@@ -30,7 +30,8 @@ type Timing struct {
 
 // Timed returns the hook that runs m.Hook timed: the runtime runs self (the
 // daemon's binary, a path valid in the runtime's mount namespace) as
-// "oci-hook --log LOG --name NAME --stage STAGE --path PATH -- ARGS...",
+// "podman-hpcd oci-hook --log LOG --name NAME --stage STAGE --path PATH --
+// ARGS...",
 // which runs the hook with the same standard input (the container's state),
 // output, environment, timeout and exit status, and appends a line to log.
 // startContainer hooks run inside the container, where neither self nor
@@ -39,12 +40,12 @@ func Timed(m Matched, self, log string) specs.Hook {
 	if m.Stage == "startContainer" {
 		return m.Hook
 	}
-	args := []string{TimedCommand, "--log", log, "--name", m.Name, "--stage", m.Stage, "--path", m.Hook.Path, "--"}
+	args := []string{"podman-hpcd", TimedCommand, "--log", log, "--name", m.Name, "--stage", m.Stage, "--path", m.Hook.Path, "--"}
 	return specs.Hook{Path: self, Args: append(args, m.Hook.Args...), Env: m.Hook.Env, Timeout: m.Hook.Timeout}
 }
 
-// RunTimed is the oci-hook command: args are what Timed put after its
-// name. It returns the hook's exit status (128+N when signal N killed it),
+// RunTimed is the oci-hook command: args are what Timed put after the
+// command's name. It returns the hook's exit status (128+N when signal N killed it),
 // or 127 when the hook could not be started. A failure to write the log is
 // reported on stderr and changes nothing else.
 func RunTimed(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

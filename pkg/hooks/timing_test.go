@@ -18,18 +18,18 @@ func TestTimedRunsTheHook(t *testing.T) {
 	os.WriteFile(prog, []byte("#!/bin/sh\nread state\necho \"$0 $1 $HOOKVAR $state\"\necho oops >&2\nexit 3\n"), 0o755)
 	log := filepath.Join(dir, "hooks.log")
 	h := Timed(Matched{Name: "01-a.json", Stage: "createRuntime", Hook: specsHook(prog, []string{prog, "arg1"}, "HOOKVAR=v")}, "/daemon", log)
-	if h.Path != "/daemon" || h.Args[0] != TimedCommand || h.Env[0] != "HOOKVAR=v" {
+	if h.Path != "/daemon" || h.Args[1] != TimedCommand || h.Env[0] != "HOOKVAR=v" {
 		t.Fatalf("wrapped hook %+v", h)
 	}
 	t.Setenv("HOOKVAR", "v")
 	var out, errb bytes.Buffer
-	code := RunTimed(h.Args[1:], strings.NewReader("{\"id\":\"c\"}\n"), &out, &errb)
+	code := RunTimed(h.Args[2:], strings.NewReader("{\"id\":\"c\"}\n"), &out, &errb)
 	if code != 3 || out.String() != prog+" arg1 v {\"id\":\"c\"}\n" || errb.String() != "oops\n" {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 	// A signal is an exit status over 128; a missing program is 127.
 	os.WriteFile(prog, []byte("#!/bin/sh\nkill -TERM $$\n"), 0o755)
-	if code := RunTimed(h.Args[1:], strings.NewReader(""), &out, &errb); code != 128+15 {
+	if code := RunTimed(h.Args[2:], strings.NewReader(""), &out, &errb); code != 128+15 {
 		t.Errorf("killed hook: exit %d", code)
 	}
 	if code := RunTimed([]string{"--log", log, "--name", "x.json", "--stage", "poststop", "--path", filepath.Join(dir, "absent"), "--"}, strings.NewReader(""), &out, &errb); code != 127 {
