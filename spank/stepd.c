@@ -122,7 +122,7 @@ static int add_flag(struct phpc_msg *m, const char *key, int v, int dflt)
  * allocated, PMIx's directories); sent as "jobenv" NAME=VALUE when set. */
 static const char *const job_env_names[] = {
 	"SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
-	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR", "PMIX_SYSTEM_TMPDIR", NULL,
+	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR", NULL,
 };
 
 /* The CONTAINER request: everything the daemon needs to build the step's container. */

@@ -10,7 +10,7 @@ import (
 )
 
 // hooksKeys are the config keys of OCI hooks and the built-in modules.
-var hooksKeys = []string{"hooks_dirs", "modules", "gpu_cdi", "mpi_libs", "mpi_dependency_libs", "mpi_devices", "mpi_env", "mpi_abi_check"}
+var hooksKeys = []string{"hooks_dirs", "modules", "gpu_cdi", "mpi_libs", "mpi_dependency_libs", "mpi_devices", "mpi_env", "mpi_abi_check", "pmi_dirs"}
 
 // moduleNames are the built-in modules, in the order they are applied.
 var moduleNames = []string{"gpu", "ib", "mpi", "pmi"}
@@ -25,6 +25,7 @@ type hooksConfig struct {
 	MPILibs, MPIDependencyLibs, MPIDevices []string
 	MPIEnv                                 []string // NAME=VALUE for the tasks
 	MPIABICheck                            hooks.ABICheck
+	PMIDirs                                []string // the step's PMIx directories (%j, %s, %u, %n)
 }
 
 func defaultHooksConfig() hooksConfig {
@@ -33,6 +34,7 @@ func defaultHooksConfig() hooksConfig {
 		Modules:     []string{"gpu", "ib", "pmi"},
 		GPUCDI:      true,
 		MPIABICheck: hooks.ABIMajor,
+		PMIDirs:     slices.Clone(hooks.DefaultPMIDirs),
 	}
 }
 
@@ -51,7 +53,7 @@ func splitList(value string) []string {
 func (h *hooksConfig) set(key, value string) (known bool, err error) {
 	list := splitList(value)
 	switch key {
-	case "hooks_dirs", "mpi_libs", "mpi_dependency_libs", "mpi_devices":
+	case "hooks_dirs", "mpi_libs", "mpi_dependency_libs", "mpi_devices", "pmi_dirs":
 		for _, p := range list {
 			if !filepath.IsAbs(p) {
 				return true, fmt.Errorf("%s: %q is not an absolute path", key, p)
@@ -67,6 +69,8 @@ func (h *hooksConfig) set(key, value string) (known bool, err error) {
 			h.MPILibs = list
 		case "mpi_dependency_libs":
 			h.MPIDependencyLibs = list
+		case "pmi_dirs":
+			h.PMIDirs = append([]string{}, list...) // empty: none, not the defaults
 		default:
 			h.MPIDevices = list
 		}
@@ -125,7 +129,7 @@ func (h hooksConfig) modules() []hooks.Module {
 		case "mpi":
 			out = append(out, hooks.MPI{Libs: h.MPILibs, DependencyLibs: h.MPIDependencyLibs, Devices: h.MPIDevices, Env: h.MPIEnv, Check: h.MPIABICheck})
 		case "pmi":
-			out = append(out, hooks.PMI{})
+			out = append(out, hooks.PMI{Dirs: h.PMIDirs})
 		}
 	}
 	return out

@@ -22,6 +22,7 @@ mpi_dependency_libs = /opt/cray/lib/libfabric.so.1
 mpi_devices = /dev/cxi*,/dev/xpmem
 mpi_env = FI_PROVIDER=cxi, MPICH_GPU_SUPPORT_ENABLED=0
 mpi_abi_check = strict
+pmi_dirs = /var/spool/slurmd/%n/pmix.%j.%s
 `), 0o644)
 	c, err := loadConfig(p, true)
 	if err != nil {
@@ -31,7 +32,7 @@ mpi_abi_check = strict
 		Dirs: []string{"/etc/hooks.d", "/opt/hooks.d"}, Modules: []string{"gpu", "mpi"},
 		MPILibs: []string{"/opt/cray/lib/libmpi.so.12*"}, MPIDependencyLibs: []string{"/opt/cray/lib/libfabric.so.1"},
 		MPIDevices: []string{"/dev/cxi*", "/dev/xpmem"}, MPIEnv: []string{"FI_PROVIDER=cxi", "MPICH_GPU_SUPPORT_ENABLED=0"},
-		MPIABICheck: hooks.ABIStrict,
+		MPIABICheck: hooks.ABIStrict, PMIDirs: []string{"/var/spool/slurmd/%n/pmix.%j.%s"},
 	}
 	if !reflect.DeepEqual(c.Hooks, want) {
 		t.Errorf("got %+v\nwant %+v", c.Hooks, want)
@@ -51,6 +52,10 @@ mpi_abi_check = strict
 	// An empty value empties the list.
 	if err := c.set("modules", ""); err != nil || c.Hooks.Modules != nil || c.Hooks.modules() != nil {
 		t.Errorf("modules = (empty): %v %v", c.Hooks.Modules, err)
+	}
+	c.set("modules", "pmi")
+	if err := c.set("pmi_dirs", ""); err != nil || !reflect.DeepEqual(c.Hooks.modules(), []hooks.Module{hooks.PMI{Dirs: []string{}}}) {
+		t.Errorf("pmi_dirs = (empty): %+v %v", c.Hooks.modules(), err)
 	}
 }
 

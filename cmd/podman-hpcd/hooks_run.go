@@ -73,7 +73,9 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 		ann["org.podman-hpc.hook."+n] = "true"
 	}
 	p := &prepared{}
-	req := hooks.Request{HostRoot: "/", ImageRoot: imageRoot, Env: c.req.Env, Writable: c.req.Writable}
+	node, _ := os.Hostname()
+	req := hooks.Request{Job: c.req.Job, Step: c.req.Step, UID: c.req.UID, Node: strings.Split(node, ".")[0],
+		HostRoot: "/", ImageRoot: imageRoot, Env: c.req.Env, Writable: c.req.Writable}
 	var results []hooks.Result
 	var stageHooks []hooks.Matched
 	envs := [][]string{}

@@ -32,6 +32,9 @@ type OptIn interface {
 
 // Request is what a module may look at.
 type Request struct {
+	Job, Step string            // Slurm's ids
+	UID       uint32            // the job user's
+	Node      string            // the node's name
 	HostRoot  string            // the node's root: "/" (a fake tree in tests)
 	ImageRoot string            // the image's root filesystem, read-only
 	Env       map[string]string // the step's variables the plugin sent (GPU allocation, PMI)

@@ -73,6 +73,7 @@ write_plugin_configs() {
 	mpi_libs = /usr/lib/x86_64-linux-gnu/libmpich.so.12*
 	mpi_dependency_libs = /usr/lib/x86_64-linux-gnu/libhwloc.so.15
 	mpi_env = MPIR_CVAR_ENABLE_GPU=0
+	pmi_dirs = $RUN/%n/spool/pmix.%j.%s,$RUN/%n/tmp/spmix_appdir_%u_%j.%s
 	CONF
 	write_hooks
 	cat >"$ETC/registries.conf" <<-CONF

@@ -117,7 +117,7 @@ func TestModuleMPISwapsImageMPICH(t *testing.T) {
 	if strings.Contains(r.stdout, host) {
 		t.Errorf("without --container-hooks=mpi the host's library is there:\n%s", r)
 	}
-	if !strings.Contains(daemonLog(t, nodes()[0]), `msg=module module=mpi added="libmpich.so.12.2.2 over /usr/lib/x86_64-linux-gnu/libmpich.so.12.2.2; 0 device nodes"`) {
+	if !regexp.MustCompile(`msg=module job=\d+ step=0 module=mpi added="libmpich.so.12.2.2 over /usr/lib/x86_64-linux-gnu/libmpich.so.12.2.2; 0 device nodes" duration=`).MatchString(daemonLog(t, nodes()[0])) {
 		t.Errorf("the daemon's log does not say what mpi swapped")
 	}
 }
@@ -175,7 +175,23 @@ func TestModuleMPIRefusesIncompatibleLibrary(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Errorf("want %q:\n%s", want, r)
 	}
-	// The same job without the module runs the image's MPICH.
-	r = srun(t, "-N1", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], cluster["MPI_RING_MPICH"])
-	checkRing(t, r, 1, "MPICH")
+	// The same job without the module runs the image's MPICH. (Two ranks:
+	// MPICH's ring with one hangs, with or without containers.)
+	r = srun(t, "-N1", "-n2", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], cluster["MPI_RING_MPICH"])
+	checkRing(t, r, 2, "MPICH")
+}
+
+// The pmi module binds the step's own PMIx directories (pmi_dirs), made by
+// Slurm before the container; the PMIx ring runs across two nodes.
+func TestModulePMIBindsStepDirs(t *testing.T) {
+	r := srun(t, "-N2", "--ntasks-per-node=2", "--mpi=pmix", "--container-image="+cluster["MPI_IMAGE"], "sh", "-c",
+		`grep -oE " (/[^ ]*/pmix\.[0-9]+\.0|/[^ ]*/spmix_appdir_0_[0-9]+\.0) " /proc/self/mountinfo | sort -u | sed "s/^/mount/"; exec `+cluster["MPI_RING"])
+	checkRing(t, r, 4, "Open MPI")
+	for _, n := range []string{"node1", "node2"} {
+		for _, dir := range []string{"/spool/pmix.", "/tmp/spmix_appdir_0_"} {
+			if !regexp.MustCompile(`(?m)^mount ` + regexp.QuoteMeta(filepath.Join(cluster["LAB"], "run", n)+dir) + `\d+\.0 $`).MatchString(r.stdout) {
+				t.Errorf("%s: no bind of the step's %s*:\n%s", n, dir, r)
+			}
+		}
+	}
 }
