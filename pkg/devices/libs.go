@@ -19,8 +19,14 @@ type Library struct {
 }
 
 // ReadLibrary reads the library at path inside root, resolving symlinks
-// inside root (an image's absolute symlinks stay in the image).
-func ReadLibrary(root, path string) (Library, error) {
+// inside root (an image's absolute symlinks stay in the image). An image's
+// file is untrusted: a file debug/elf chokes on is an error, never a panic.
+func ReadLibrary(root, path string) (l Library, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l, err = Library{}, fmt.Errorf("library %s: bad ELF file: %v", path, r)
+		}
+	}()
 	full, err := securejoin.SecureJoin(root, path)
 	if err != nil {
 		return Library{}, fmt.Errorf("library %s: %w", path, err)
@@ -29,7 +35,7 @@ func ReadLibrary(root, path string) (Library, error) {
 	if err != nil {
 		return Library{}, fmt.Errorf("library %s: %w", path, err)
 	}
-	l := Library{Path: path, Real: "/" + rel}
+	l = Library{Path: path, Real: "/" + rel}
 	f, err := elf.Open(full)
 	if err != nil {
 		return Library{}, fmt.Errorf("library %s: %w", path, err)
