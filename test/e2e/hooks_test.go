@@ -195,3 +195,14 @@ func TestModulePMIBindsStepDirs(t *testing.T) {
 		}
 	}
 }
+
+// srun, sbatch and salloc list --container-hooks.
+func TestHooksOptionInHelp(t *testing.T) {
+	for _, cmd := range []string{"srun", "sbatch", "salloc"} {
+		r := run(t, cmd, "--help")
+		mustSucceed(t, r)
+		if !regexp.MustCompile(`(?m)^\s+--container-hooks=NAME\[,NAME\.\.\.\]\s`).MatchString(r.stdout) {
+			t.Errorf("%s --help lacks --container-hooks", cmd)
+		}
+	}
+}
