@@ -44,6 +44,7 @@ void phpc_args_free(struct phpc_args *a)
 	free(a->name_mode);
 	free(a->save);
 	free(a->unshare);
+	free(a->hooks);
 	phpc_args_init(a);
 }
 
@@ -325,4 +326,29 @@ int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t 
 out:
 	free(copy);
 	return rv;
+}
+
+/* NAME[,NAME...]: module or hooks.d names, no-NAME, none. Only the spelling
+ * is checked here; the node's daemon knows which names it offers. */
+int phpc_args_set_hooks(struct phpc_args *a, const char *v, char *err, size_t errlen)
+{
+	const char *p;
+
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-hooks: empty value (want NAME[,NAME...], no-NAME or none)");
+		return -1;
+	}
+	for (p = v; *p; p++) {
+		if (!(isalnum((unsigned char)*p) || strchr("_.+-,", *p) != NULL)) {
+			snprintf(err, errlen, "--container-hooks: \"%s\": a name has letters, digits, '_', '.', '+' and '-' only", v);
+			return -1;
+		}
+	}
+	if (a->hooks != NULL && strcmp(a->hooks, v) != 0) {
+		snprintf(err, errlen, "--container-hooks: given twice with different values (\"%s\" and \"%s\"); keep one", a->hooks, v);
+		return -1;
+	}
+	free(a->hooks);
+	a->hooks = strdup(v);
+	return a->hooks ? 0 : -1;
 }

@@ -34,6 +34,7 @@ struct phpc_args {
 	int entrypoint_log;
 	int remap_root;   /* enum phpc_tristate */
 	char *unshare;    /* --container-unshare: comma-separated, validated */
+	char *hooks;      /* --container-hooks, as given: the daemon resolves the names */
 };
 
 void phpc_args_init(struct phpc_args *a);
@@ -44,6 +45,7 @@ int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t er
 int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_mounts(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_t errlen);
+int phpc_args_set_hooks(struct phpc_args *a, const char *v, char *err, size_t errlen);
 
 int phpc_args_set_name(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_set_save(struct phpc_args *a, const char *v, char *err, size_t errlen);

@@ -30,6 +30,7 @@ enum opt_id {
 	OPT_NO_MOUNT_HOME,
 	OPT_NO_ENTRYPOINT,
 	OPT_NO_REMAP_ROOT,
+	OPT_HOOKS,
 	OPT_NAME,
 	OPT_SAVE,
 	OPT_ENTRYPOINT,
@@ -63,6 +64,9 @@ static struct spank_option options[] = {
 	  "[podman-hpc] a named container, kept (with its writes) for the job's later steps", 1, OPT_NAME, on_option },
 	{ "container-save", "PATH", "[podman-hpc] save the container's filesystem as a squashfs at PATH after the step", 1, OPT_SAVE, on_option },
 	{ "container-unshare", "NS[,NS...]", "[podman-hpc] private net, ipc or uts namespaces (default: the host's)", 1, OPT_UNSHARE, on_option },
+	{ "container-hooks", "NAME[,NAME...]",
+	  "[podman-hpc] OCI hooks and modules for the step: gpu, ib, mpi, pmi or a hooks.d name; no-NAME drops a default, none drops all",
+	  1, OPT_HOOKS, on_option },
 	SPANK_OPTIONS_TABLE_END
 };
 
@@ -107,6 +111,9 @@ static int on_option(int val, const char *optarg, int remote)
 	case OPT_NO_MOUNT_HOME:
 		rc = phpc_args_set_flag(&phpc.args.mount_home, val == OPT_MOUNT_HOME, "--[no-]container-mount-home", err, sizeof(err));
 		break;
+	case OPT_HOOKS:
+		rc = phpc_args_set_hooks(&phpc.args, optarg, err, sizeof(err));
+		break;
 	case OPT_ENTRYPOINT:
 	case OPT_NO_ENTRYPOINT:
 		rc = phpc_args_set_flag(&phpc.args.entrypoint, val == OPT_ENTRYPOINT, "--[no-]container-entrypoint", err, sizeof(err));
@@ -145,23 +152,25 @@ struct env_option {
 	const char *suffix; /* after PODMAN_HPC_ / PYXIS_ */
 	int val;            /* option for a value; for a flag, the "yes" option */
 	int no_val;         /* for a flag: the "no" option; 0 for valued options */
+	int ours_only;      /* not a pyxis option: no PYXIS_ form */
 };
 
 static const struct env_option env_options[] = {
-	{ "CONTAINER_IMAGE", OPT_IMAGE, 0 },
-	{ "CONTAINER_MOUNTS", OPT_MOUNTS, 0 },
-	{ "CONTAINER_WORKDIR", OPT_WORKDIR, 0 },
-	{ "CONTAINER_ENV", OPT_ENV, 0 },
-	{ "CONTAINER_WRITABLE", OPT_WRITABLE, OPT_READONLY },
-	{ "CONTAINER_READONLY", OPT_READONLY, OPT_WRITABLE },
-	{ "CONTAINER_MOUNT_HOME", OPT_MOUNT_HOME, OPT_NO_MOUNT_HOME },
-	{ "CONTAINER_NAME", OPT_NAME, 0 },
-	{ "CONTAINER_SAVE", OPT_SAVE, 0 },
-	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT },
-	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT },
-	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0 },
-	{ "CONTAINER_ENTRYPOINT_LOG", OPT_ENTRYPOINT_LOG, OPT_ENTRYPOINT_LOG },
-	{ NULL, 0, 0 },
+	{ "CONTAINER_IMAGE", OPT_IMAGE, 0, 0 },
+	{ "CONTAINER_MOUNTS", OPT_MOUNTS, 0, 0 },
+	{ "CONTAINER_WORKDIR", OPT_WORKDIR, 0, 0 },
+	{ "CONTAINER_ENV", OPT_ENV, 0, 0 },
+	{ "CONTAINER_WRITABLE", OPT_WRITABLE, OPT_READONLY, 0 },
+	{ "CONTAINER_READONLY", OPT_READONLY, OPT_WRITABLE, 0 },
+	{ "CONTAINER_MOUNT_HOME", OPT_MOUNT_HOME, OPT_NO_MOUNT_HOME, 0 },
+	{ "CONTAINER_NAME", OPT_NAME, 0, 0 },
+	{ "CONTAINER_SAVE", OPT_SAVE, 0, 0 },
+	{ "CONTAINER_ENTRYPOINT", OPT_ENTRYPOINT, OPT_NO_ENTRYPOINT, 0 },
+	{ "CONTAINER_REMAP_ROOT", OPT_REMAP_ROOT, OPT_NO_REMAP_ROOT, 0 },
+	{ "CONTAINER_UNSHARE", OPT_UNSHARE, 0, 0 },
+	{ "CONTAINER_HOOKS", OPT_HOOKS, 0, 1 },
+	{ "CONTAINER_ENTRYPOINT_LOG", OPT_ENTRYPOINT_LOG, OPT_ENTRYPOINT_LOG, 0 },
+	{ NULL, 0, 0, 0 },
 };
 
 static int already_given(int val)
@@ -179,6 +188,7 @@ static int already_given(int val)
 	case OPT_ENTRYPOINT: return phpc.args.entrypoint != PHPC_UNSET;
 	case OPT_REMAP_ROOT: return phpc.args.remap_root != PHPC_UNSET;
 	case OPT_ENTRYPOINT_LOG: return phpc.args.entrypoint_log;
+	case OPT_HOOKS: return phpc.args.hooks != NULL;
 	default: return 0;
 	}
 }
@@ -206,7 +216,7 @@ int phpc_apply_env_options(spank_t sp, int remote)
 	for (e = env_options; e->suffix; e++) {
 		if (already_given(e->val))
 			continue;
-		for (i = 0; prefixes[i]; i++) {
+		for (i = 0; prefixes[i] && !(i > 0 && e->ours_only); i++) {
 			snprintf(name, sizeof(name), "%s%s", prefixes[i], e->suffix);
 			if (lookup_env(sp, remote, name, value, sizeof(value)) < 0 || value[0] == '\0')
 				continue;

@@ -125,13 +125,20 @@ static int add_flag(struct phpc_msg *m, const char *key, int v, int dflt)
 	return phpc_msg_add(m, key, (v == PHPC_UNSET ? dflt : v) ? "1" : "0");
 }
 
+/* The step's variables the daemon's modules read (pkg/hooks: the GPUs Slurm
+ * allocated, PMIx's directories); sent as "jobenv" NAME=VALUE when set. */
+static const char *const job_env_names[] = {
+	"SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR", NULL,
+};
+
 /* The CONTAINER request: everything the daemon needs to build the step's container. */
 static int build_container_request(spank_t sp, struct phpc_msg *m)
 {
 	uint32_t job = 0, step = 0, nodeid = 1;
 	uid_t uid;
 	gid_t gid;
-	char mount[8192];
+	char mount[8192], value[4096];
 	size_t i;
 	int rc = 0, argc = 0;
 	char **argv = NULL;
@@ -172,9 +179,21 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	/* One node saves (the path is usually on a shared file system). */
 	if (phpc.args.save != NULL && spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0)
 		rc |= phpc_msg_add(m, "save", phpc.args.save);
-	/* The batch script runs inside: the container must see it (read-only). */
-	if (step == BATCH_STEP && spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0 && argv[0][0] == '/')
-		rc |= phpc_msg_add(m, "script", argv[0]);
+	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0) {
+		/* hooks.d "commands" conditions match the step's command. */
+		rc |= phpc_msg_add(m, "command", argv[0]);
+		/* The batch script runs inside: the container must see it (read-only). */
+		if (step == BATCH_STEP && argv[0][0] == '/')
+			rc |= phpc_msg_add(m, "script", argv[0]);
+	}
+	if (phpc.args.hooks)
+		rc |= phpc_msg_add(m, "hooks", phpc.args.hooks);
+	for (i = 0; job_env_names[i]; i++) {
+		if (spank_getenv(sp, job_env_names[i], value, sizeof(value)) != ESPANK_SUCCESS)
+			continue;
+		snprintf(mount, sizeof(mount), "%s=%s", job_env_names[i], value);
+		rc |= phpc_msg_add(m, "jobenv", mount);
+	}
 	return rc ? -1 : 0;
 }
 

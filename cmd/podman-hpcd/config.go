@@ -42,6 +42,8 @@ type Config struct {
 	CacheMaxBytes int64
 	CacheMaxAge   time.Duration
 	Compression   string
+	// Hooks are the OCI hooks and built-in modules (hooks_config.go).
+	Hooks hooksConfig
 }
 
 func defaultConfig() Config {
@@ -51,6 +53,7 @@ func defaultConfig() Config {
 		StateDir: "/run/podman-hpc/state",
 		CacheDir: "/var/lib/podman-hpc/images",
 		Runtime:  "auto",
+		Hooks:    defaultHooksConfig(),
 	}
 }
 
@@ -156,7 +159,10 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, runtime, mounts, batch_mounts, registries_conf, policy)", key)
+		if known, err := c.Hooks.set(key, value); known {
+			return err
+		}
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ type container struct {
 
 	entrypointLog string // the image entrypoint's output, when it ran
 	named         bool   // outlives its step: removed with its job (or by rm)
+
+	// hooksLogged is how far the hooks' timings (bundle/hooks.log) are logged.
+	hooksLogged int64
 }
 
 // manager creates and removes containers and shares squashfs mounts
@@ -79,6 +82,7 @@ type manager struct {
 	stateDir string
 	site     []userMount // admin's mounts for every container (config "mounts")
 	batch    []userMount // and for batch scripts' containers ("batch_mounts")
+	hooks    *hookRunner // hooks.d and the modules
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -89,6 +93,7 @@ type manager struct {
 func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config) *manager {
 	return &manager{
 		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
+		hooks:      newHookRunner(cfg.Hooks),
 		containers: map[string]*container{}, squashRefs: map[string]int{},
 	}
 }
@@ -139,6 +144,14 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	if err != nil {
 		return c, err
 	}
+	log := m.log.With("job", req.Job, "step", req.Step)
+	hk, err := m.hooks.prepare(ctx, c, acct, m.squashDir(c.img.Digest), log)
+	if err != nil {
+		return c, err
+	}
+	for _, n := range hk.notes {
+		progress(n)
+	}
 	args := []string{initPath, "init"}
 	if req.Entrypoint {
 		args = append(slices.Clone(c.img.Entrypoint), args...)
@@ -149,7 +162,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
 		oci.WithNamespaces(req.Unshare...),
-		oci.WithAnnotations(map[string]string{"org.podman-hpc.job": req.Job, "org.podman-hpc.step": req.Step}),
+		hk.opt,
 	}
 	if req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(req.UID, req.GID))
@@ -161,7 +174,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
 		return c, err
 	}
-	if !req.Writable && over == nil {
+	// With createContainer hooks, which may write into the root, the root
+	// is made read-only after them (hk's last hook).
+	if !req.Writable && over == nil && !hk.lateReadonly {
 		if err := unix.Mount("", c.rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return c, fmt.Errorf("make the container read-only: %w", err)
 		}
@@ -170,13 +185,15 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		return c, err
 	}
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	if err := m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile}); err != nil {
+	err = m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+	m.hooks.logTimings(c, log)
+	if err != nil {
 		return c, fmt.Errorf("start container: %w", err)
 	}
 	if c.initPid, err = readPid(pidFile); err != nil {
 		return c, err
 	}
-	c.env = c.img.Env
+	c.env = hk.env
 	if req.Entrypoint {
 		if c.env, err = m.waitEntrypoint(ctx, c); err != nil {
 			return c, err
@@ -321,6 +338,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
+	m.hooks.logTimings(c, m.log.With("job", c.req.Job, "step", c.req.Step)) // poststop
 	mounts, err := oci.MountsUnder(c.bundle)
 	if err != nil {
 		m.log.Warn("list mounts", "container", c.id, "err", err)

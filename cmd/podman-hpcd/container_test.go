@@ -9,9 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/devices"
+	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 )
 
@@ -159,5 +166,118 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(state, "containers")); len(entries) > 0 {
 		t.Errorf("bundles left: %d", len(entries))
+	}
+}
+
+// hooks.d hooks run through the runtime, timed: a createRuntime hook sees
+// the container's state, a createContainer hook writes into a root that is
+// read-only once it is done, and a poststop hook runs at removal.
+func TestContainerHooks(t *testing.T) {
+	m, _, _ := testManager(t)
+	var logb strings.Builder
+	m.log = slog.New(slog.NewTextHandler(&syncWriter{w: &logb}, nil))
+	dir, out := t.TempDir(), t.TempDir()
+	write := func(name, body string) {
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
+	}
+	write("state.sh", "#!/bin/sh\ncat >"+out+"/state.json\n")
+	write("root.sh", "#!/bin/sh\necho from-hook >etc/hook-was-here\n")
+	write("stop.sh", "#!/bin/sh\ntouch "+out+"/stopped\n")
+	write("01-state.json", `{"version":"1.0.0","hook":{"path":"`+dir+`/state.sh"},"when":{"annotations":{"^org\\.podman-hpc\\.hook\\.state$":"true"}},"stages":["prestart"]}`)
+	write("02-root.json", `{"version":"1.0.0","hook":{"path":"`+dir+`/root.sh"},"when":{"always":true},"stages":["createContainer"]}`)
+	write("03-stop.json", `{"hook":"`+dir+`/stop.sh","stage":["poststop"],"annotations":["^true$"]}`)
+	m.hooks = &hookRunner{dirs: []string{dir}}
+
+	ctx := context.Background()
+	c, _, err := m.forStep(ctx, &containerRequest{Job: "9", Step: "0", UID: 65534, GID: 65534, Image: "test", Hooks: "state"}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.ReadFile(filepath.Join(out, "state.json")); err != nil || !strings.Contains(string(st), `"id":"phpc-9-0"`) {
+		t.Errorf("createRuntime hook's state: %s, %v", st, err)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/hook-was-here", c.initPid)); err != nil || string(b) != "from-hook\n" {
+		t.Errorf("createContainer hook's file: %q, %v", b, err)
+	}
+	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.initPid))
+	if root := strings.SplitN(string(mi), "\n", 2)[0]; !strings.Contains(root, " / / ro,nosuid,nodev") {
+		t.Errorf("root is not read-only, nosuid, nodev after the hook: %s", root)
+	}
+	m.remove(ctx, c)
+	if _, err := os.Stat(filepath.Join(out, "stopped")); err != nil {
+		t.Errorf("poststop hook did not run: %v", err)
+	}
+	for _, want := range []string{"hook=01-state.json stage=createRuntime exit=0", "hook=02-root.json stage=createContainer exit=0", "hook=03-stop.json stage=poststop exit=0"} {
+		if !strings.Contains(logb.String(), `msg="hook ran" job=9 step=0 container=phpc-9-0 `+want+" duration=") {
+			t.Errorf("log lacks %q:\n%s", want, logb.String())
+		}
+	}
+}
+
+// A failing hook fails the container with the runtime's words, and leaves nothing.
+func TestContainerHookFails(t *testing.T) {
+	m, images, state := testManager(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "fail.sh"), []byte("#!/bin/sh\necho hook says no >&2\nexit 4\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "fail.json"), []byte(`{"version":"1.0.0","hook":{"path":"`+dir+`/fail.sh"},"when":{"always":true},"stages":["createRuntime"]}`), 0o644)
+	m.hooks = &hookRunner{dirs: []string{dir}}
+	_, _, err := m.forStep(context.Background(), &containerRequest{Job: "9", Step: "1", UID: 65534, GID: 65534, Image: "test"}, func(string) {})
+	if err == nil || !strings.Contains(err.Error(), "start container") {
+		t.Fatalf("err = %v", err)
+	}
+	if images.pinned != 0 {
+		t.Errorf("image pinned %d times after failures", images.pinned)
+	}
+	if mounts, _ := oci.MountsUnder(state); len(mounts) > 0 {
+		t.Errorf("mounts left: %q", mounts)
+	}
+}
+
+// syncWriter serialises writes from the daemon's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// devModule adds a device node, a mount and a variable, as gpu or ib would.
+type devModule struct{}
+
+func (devModule) Name() string { return "dev" }
+func (devModule) Apply(ctx context.Context, r hooks.Request) (hooks.Result, error) {
+	d, err := devices.Device("/", "/dev/null")
+	if err != nil {
+		return hooks.Result{}, err
+	}
+	d.Path = "/dev/phpc-test0"
+	return hooks.Result{Devices: []specs.LinuxDevice{d}, DeviceRules: []specs.LinuxDeviceCgroup{devices.CgroupRule(d)},
+		Mounts: []specs.Mount{oci.BindMount("/etc/os-release", "/.podman-hpc/dev/os-release", "ro")},
+		Env:    []string{"DEV_MODULE=1"}}, nil
+}
+
+// A module's device node, mount and variables reach the container.
+func TestContainerModule(t *testing.T) {
+	m, _, _ := testManager(t)
+	m.hooks = &hookRunner{modules: []hooks.Module{devModule{}}}
+	ctx := context.Background()
+	c, _, err := m.forStep(ctx, &containerRequest{Job: "9", Step: "2", UID: 65534, GID: 65534, Image: "test"}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.remove(ctx, c)
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/root/dev/phpc-test0", c.initPid), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 1 || unix.Minor(st.Rdev) != 3 {
+		t.Errorf("device node: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/.podman-hpc/dev/os-release", c.initPid)); err != nil {
+		t.Errorf("module mount: %v", err)
+	}
+	if want := []string{"FOO=image", "DEV_MODULE=1"}; !reflect.DeepEqual(c.env, want) {
+		t.Errorf("tasks' env %q, want %q", c.env, want)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"os"
 
 	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -54,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case hooks.TimedCommand: // run by the OCI runtime as a hook; not listed in usage
+		return hooks.RunTimed(rest, os.Stdin, stdout, stderr)
+	case readonlyRootCommand: // likewise
+		err = readonlyRootCmd(rest)
 	case "serve":
 		err = serveCmd(rest, stderr)
 	case "status":

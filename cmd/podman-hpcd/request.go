@@ -32,6 +32,12 @@ type containerRequest struct {
 	EntrypointLog  bool
 	RemapRoot      bool
 	Unshare        []specs.LinuxNamespaceType
+
+	Hooks   string // --container-hooks: NAME,no-NAME,none (hooks.Resolve)
+	Command string // the step's command (argv[0]): hooks.d "commands" match it
+	// Env is the step's variables the modules look at (GPU allocation,
+	// PMIx directories), as the plugin sent them.
+	Env map[string]string
 }
 
 // userMount is one --container-mounts entry.
@@ -86,6 +92,12 @@ func parseContainerRequest(m *wire.Message) (*containerRequest, error) {
 	r := &containerRequest{
 		Job: get("job"), Step: get("step"), Image: get("image"), Workdir: get("workdir"),
 		Writable: get("writable") == "1", MountHome: get("mount_home") == "1", Script: get("script"),
+		Hooks: get("hooks"), Command: get("command"), Env: map[string]string{},
+	}
+	for _, e := range m.All("jobenv") {
+		if name, value, ok := strings.Cut(e, "="); ok && name != "" {
+			r.Env[name] = value
+		}
 	}
 	for k, dst := range map[string]*uint32{"uid": &r.UID, "gid": &r.GID} {
 		n, err := strconv.ParseUint(get(k), 10, 32)

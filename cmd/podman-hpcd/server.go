@@ -172,7 +172,8 @@ func (s *server) container(ctx context.Context, c *net.UnixConn, m *wire.Message
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
 		msg := err.Error()
-		if !strings.HasPrefix(msg, "--container-") {
+		// A hook's or module's error says what it is about itself.
+		if he := (*hookError)(nil); !errors.As(err, &he) && !strings.HasPrefix(msg, "--container-") {
 			msg = "--container-image=" + req.Image + ": " + msg
 		}
 		return stepUse{}, wire.Write(c, errorf("%s", msg))

@@ -1,4 +1,8 @@
-// Package devices discovers GPUs, InfiniBand and Cray network devices on a
-// node, honouring the devices Slurm allocated to the job. It is filled in by
-// the hooks issue.
+// Package devices discovers what a node offers containers: GPU and
+// InfiniBand device nodes, the GPU driver's user-space files found through
+// the linker cache, and shared libraries' sonames and versions. It honours
+// the GPUs Slurm allocated to the step.
+//
+// Every function takes the tree to look in as root ("/" on a node, a fake
+// tree in tests); paths it returns are absolute paths inside that tree.
 package devices

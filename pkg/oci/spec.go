@@ -195,3 +195,23 @@ func WithRemappedRoot(uid, gid uint32) SpecOpt {
 		return nil
 	}
 }
+
+// WithDevices adds device nodes for the runtime to create in the
+// container's /dev, and device cgroup rules (normally one allowing each).
+func WithDevices(devices []specs.LinuxDevice, rules []specs.LinuxDeviceCgroup) SpecOpt {
+	return func(s *specs.Spec) error {
+		for _, d := range devices {
+			if !path.IsAbs(d.Path) || (d.Type != "c" && d.Type != "b" && d.Type != "u" && d.Type != "p") {
+				return fmt.Errorf("device %q (type %q): want an absolute path and type c, b, u or p", d.Path, d.Type)
+			}
+		}
+		s.Linux.Devices = append(s.Linux.Devices, devices...)
+		if len(rules) > 0 {
+			if s.Linux.Resources == nil {
+				s.Linux.Resources = &specs.LinuxResources{}
+			}
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, rules...)
+		}
+		return nil
+	}
+}

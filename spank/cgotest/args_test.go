@@ -61,6 +61,10 @@ func TestArgs(t *testing.T) {
 		{name: "save", opts: []Option{{"save", "/x/y.sqfs"}}, want: Args{Save: "/x/y.sqfs", Writable: -1, MountHome: -1}},
 		{name: "unshare", opts: []Option{{"unshare", "net,uts"}}, want: Args{Unshare: "net,uts", Writable: -1, MountHome: -1}},
 		{name: "unshare pid", opts: []Option{{"unshare", "net,pid"}}, wantErr: `unknown namespace "pid"`},
+		{name: "hooks", opts: []Option{{"hooks", "mpi,no-gpu,01-marker"}, {"hooks", "mpi,no-gpu,01-marker"}}, want: Args{Hooks: "mpi,no-gpu,01-marker", Writable: -1, MountHome: -1}},
+		{name: "hooks twice, different", opts: []Option{{"hooks", "mpi"}, {"hooks", "gpu"}}, wantErr: "given twice with different values"},
+		{name: "empty hooks", opts: []Option{{"hooks", ""}}, wantErr: "empty value"},
+		{name: "hooks with a space", opts: []Option{{"hooks", "mpi, gpu"}}, wantErr: "letters, digits"},
 		{name: "writable and readonly", opts: []Option{{"writable", ""}, {"readonly", ""}}, wantErr: "conflicts"},
 	}
 	for _, tc := range tests {

@@ -31,6 +31,7 @@ type Args struct {
 	EnvNames                      []string
 	Writable                      int
 	MountHome                     int
+	Hooks                         string
 }
 
 // Option is one option as the plugin's callback receives it.
@@ -66,6 +67,8 @@ func ParseOptions(opts ...Option) (Args, error) {
 			rc = C.phpc_args_set_save(&a, v, errbuf, 512)
 		case "unshare":
 			rc = C.phpc_args_set_unshare(&a, v, errbuf, 512)
+		case "hooks":
+			rc = C.phpc_args_set_hooks(&a, v, errbuf, 512)
 		case "writable", "readonly":
 			name := C.CString("--container-" + o.Name)
 			rc = C.phpc_args_set_flag(&a.writable, boolC(o.Name == "writable"), name, errbuf, 512)
@@ -96,6 +99,9 @@ func ParseOptions(opts ...Option) (Args, error) {
 			mt.Flags = C.GoString(m.flags)
 		}
 		out.Mounts = append(out.Mounts, mt)
+	}
+	if a.hooks != nil {
+		out.Hooks = C.GoString(a.hooks)
 	}
 	for _, n := range unsafe.Slice(a.env_names, a.n_env_names) {
 		out.EnvNames = append(out.EnvNames, C.GoString(n))

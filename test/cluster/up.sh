@@ -66,7 +66,16 @@ write_plugin_configs() {
 	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
 	batch_mounts = /usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,$ETC,$LAB/lib,/usr/lib/x86_64-linux-gnu/pmix2
 	registries_conf = $ETC/registries.conf
+	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
+	# and the host's Debian MPICH to swap for the image's.
+	hooks_dirs = $ETC/hooks.d
+	modules = gpu,ib,mpi,pmi
+	mpi_libs = /usr/lib/x86_64-linux-gnu/libmpich.so.12*
+	mpi_dependency_libs = /usr/lib/x86_64-linux-gnu/libhwloc.so.15
+	mpi_env = MPIR_CVAR_ENABLE_GPU=0
+	pmi_dirs = $RUN/%n/spool/pmix.%j.%s,$RUN/%n/tmp/spmix_appdir_%u_%j.%s
 	CONF
+	write_hooks
 	cat >"$ETC/registries.conf" <<-CONF
 	# the test registry speaks plain HTTP
 	[[registry]]
@@ -74,6 +83,30 @@ write_plugin_configs() {
 	insecure = true
 	CONF
 	chmod 0644 "$ETC/plugstack.conf" "$ETC/podman-hpcd.conf" "$ETC/registries.conf"
+}
+
+# write_hooks: the e2e tests' hooks.d. marker (createRuntime, on the host)
+# leaves $RUN/hook-markers/CONTAINER-ID; rootfile (createContainer) writes
+# into the container's root, which is read-only once it is done.
+write_hooks() {
+	mkdir -p "$ETC/hooks.d"
+	cat >"$ETC/hooks.d/marker.sh" <<-'SH'
+	#!/bin/sh
+	# The container's state (one line of JSON) is on stdin.
+	id=$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+	mkdir -p "$1" && echo ran >"$1/$id"
+	SH
+	printf '#!/bin/sh\necho written-by-a-hook >etc/podman-hpc-hook-file\n' >"$ETC/hooks.d/rootfile.sh"
+	chmod 0755 "$ETC/hooks.d/marker.sh" "$ETC/hooks.d/rootfile.sh"
+	cat >"$ETC/hooks.d/01-marker.json" <<-JSON
+	{"version": "1.0.0", "hook": {"path": "$ETC/hooks.d/marker.sh", "args": ["marker.sh", "$RUN/hook-markers"]},
+	 "when": {"annotations": {"^org\\\\.podman-hpc\\\\.hook\\\\.marker\$": "^true\$"}}, "stages": ["prestart"]}
+	JSON
+	cat >"$ETC/hooks.d/02-rootfile.json" <<-JSON
+	{"version": "1.0.0", "hook": {"path": "$ETC/hooks.d/rootfile.sh"},
+	 "when": {"annotations": {"^org\\\\.podman-hpc\\\\.hooks\$": "(^|,)rootfile(,|\$)"}}, "stages": ["createContainer"]}
+	JSON
+	chmod 0644 "$ETC"/hooks.d/*.json
 }
 
 healthy() {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // tail returns what was appended to a file since offset, and the new offset.
@@ -41,7 +42,11 @@ func podmanHpcd(t *testing.T, node string, args ...string) result {
 func TestConcurrentStepsPullOnce(t *testing.T) {
 	img := cluster["MPI_IMAGE"]
 	for _, n := range nodes()[:2] {
-		podmanHpcd(t, n, "rmi", img) // may not be cached yet
+		// May not be cached yet; may still be pinned by the previous test's
+		// container, which goes shortly after its srun returns.
+		for i := 0; i < 50 && strings.Contains(podmanHpcd(t, n, "rmi", img).stderr, "in use"); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	offsets := map[string]int64{}
 	for _, n := range nodes()[:2] {

@@ -1,0 +1,62 @@
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// DefaultPMIDirs are where Slurm's mpi/pmix plugin puts a step's PMIx
+// server files with Slurm's default SlurmdSpoolDir and TmpFS.
+var DefaultPMIDirs = []string{"/var/spool/slurmd/pmix.%j.%s", "/tmp/spmix_appdir_%u_%j.%s"}
+
+// PMI makes Slurm's PMI reachable from inside. PMI-2 needs nothing: the
+// tasks inherit slurmstepd's PMI_FD and PMI_* variables and share its PID
+// and network namespaces. PMIx clients need their server's directories at
+// the same paths: this module binds the step's own (Dirs, made by Slurm
+// before the container), and those PMIX_SERVER_TMPDIR names when Slurm sets
+// it before the container. A site whose mounts already hold Slurm's whole
+// spool and TmpFS does not need it.
+type PMI struct {
+	// Dirs are the step's directories: %j is the job id, %s the step id,
+	// %u the user's uid, %n the node's name. Those that do not exist are
+	// skipped. nil means DefaultPMIDirs.
+	Dirs []string
+}
+
+// Name implements Module.
+func (PMI) Name() string { return "pmi" }
+
+// Apply implements Module.
+func (p PMI) Apply(ctx context.Context, r Request) (Result, error) {
+	patterns := p.Dirs
+	if patterns == nil {
+		patterns = DefaultPMIDirs
+	}
+	repl := strings.NewReplacer("%j", r.Job, "%s", r.Step, "%u", strconv.FormatUint(uint64(r.UID), 10), "%n", r.Node, "%%", "%")
+	var dirs []string
+	for _, pat := range patterns {
+		dirs = append(dirs, repl.Replace(pat))
+	}
+	dirs = append(dirs, r.Env["PMIX_SERVER_TMPDIR"])
+	var res Result
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		dir = filepath.Clean(dir)
+		if !filepath.IsAbs(dir) || dir == "/" || seen[dir] {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(r.HostRoot, dir)); err != nil || !fi.IsDir() {
+			continue
+		}
+		seen[dir] = true
+		res.Mounts = append(res.Mounts, bindRW(r.HostRoot, dir, dir))
+	}
+	sort.Slice(res.Mounts, func(i, j int) bool { return res.Mounts[i].Destination < res.Mounts[j].Destination })
+	res.Summary = fmt.Sprintf("%d PMIx directories", len(res.Mounts))
+	return res, nil
+}
