@@ -4,6 +4,8 @@
 #ifndef PHPC_PODMAN_HPC_H
 #define PHPC_PODMAN_HPC_H
 
+#include <stdint.h>
+
 #include <slurm/spank.h>
 
 #include "args.h"
@@ -22,6 +24,7 @@ struct phpc_state {
 	char *workdir;    /* where tasks start inside the container */
 	char **env;       /* the image's environment, NAME=VALUE, NULL-terminated */
 	size_t n_env;
+	uint32_t tasks_exited; /* of this node's tasks, in slurmstepd */
 	char error[1024]; /* kept from user_init, reported from the task (Slurm drops user_init errors) */
 };
 
@@ -37,6 +40,7 @@ int phpc_stepd_post_opt(spank_t sp);
 int phpc_stepd_user_init(spank_t sp);
 int phpc_stepd_task_init_privileged(spank_t sp);
 int phpc_stepd_task_init(spank_t sp);
+int phpc_stepd_task_exit(spank_t sp);
 void phpc_stepd_exit(spank_t sp);
 
 #endif

@@ -433,21 +433,33 @@ int phpc_stepd_task_init(spank_t sp)
 	return 0;
 }
 
-void phpc_stepd_exit(spank_t sp)
+/* In slurmstepd, as each task exits. When the last of the node's tasks has
+ * exited, and the step saves its container, the daemon saves it now:
+ * slurmstepd tells srun a task's exit after this callback, so srun returns
+ * once the file is there. */
+int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
+	uint32_t tasks = 0;
+
+	if (phpc.args.save == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
+		return 0;
+	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks)
+		return 0;
+	phpc_msg_init(&end, PHPC_MSG_END);
+	phpc_msg_init(&reply, 0);
+	if (request(&end, &reply) < 0)
+		slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
+	phpc_msg_free(&end);
+	phpc_msg_free(&reply);
+	return 0;
+}
+
+void phpc_stepd_exit(spank_t sp)
+{
 	size_t i;
 
 	(void)sp;
-	/* --container-save: the daemon saves now, and the step ends after. */
-	if (phpc.args.save != NULL && phpc.daemon_fd >= 0 && phpc.error[0] == '\0') {
-		phpc_msg_init(&end, PHPC_MSG_END);
-		phpc_msg_init(&reply, 0);
-		if (request(&end, &reply) < 0)
-			slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
-		phpc_msg_free(&end);
-		phpc_msg_free(&reply);
-	}
 	close_ns();
 	/* Closing the connection tells the daemon the step is over. */
 	if (phpc.daemon_fd >= 0)
