@@ -186,6 +186,14 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	}
 	pidFile := filepath.Join(c.bundle, "init.pid")
 	err = m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+	if err != nil && ctx.Err() == nil {
+		// runc 1.1 now and then loses its init under concurrent starts
+		// ("error during container init: %!w(<nil>)"): once more, after
+		// clearing what it left.
+		log.Warn("container start failed, retrying once", "container", id, "err", err)
+		m.rt.Delete(ctx, id, oci.DeleteOpts{Force: true})
+		err = m.rt.Run(ctx, id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+	}
 	m.hooks.logTimings(c, log)
 	if err != nil {
 		return c, fmt.Errorf("start container: %w", err)
