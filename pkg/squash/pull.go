@@ -209,7 +209,13 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	}
 	applied := time.Now()
 	report(Progress{Phase: "squashing", Message: c.mks.Comp.name})
-	out := filepath.Join(work, "image.squashfs")
+	// Written beside its final place (TmpDir may be another file system);
+	// Open removes it if we die before publishing.
+	out, err := newTempFile(c.images)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out) // a no-op once published
 	if err := c.mks.run(ctx, rootfs, out); err != nil {
 		return nil, err
 	}
@@ -421,6 +427,15 @@ func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
 	}
 	c.evictLocked(false)
 	return nil
+}
+
+// newTempFile creates an empty 0600 file in dir for mksquashfs or a copy.
+func newTempFile(dir string) (string, error) {
+	f, err := os.CreateTemp(dir, ".new-*.squashfs")
+	if err != nil {
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 func readConfig(p string) (ImageConfig, error) {
