@@ -14,6 +14,11 @@
 //	go run -tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper" \
 //	    ./pkg/squash/internal/bench -image oci:/var/tmp/podman-hpc-bench/big:latest
 //
+// With -squashfs FILE instead, it compares what a user's squashfs file
+// costs: our copy into the cache (GetFile, cold and again) against
+// mounting the file in place with squashfuse, and reading every file
+// through each.
+//
 // bigimage.sh in this directory builds a 1 GB test image offline.
 package main
 
@@ -71,7 +76,11 @@ func run() error {
 	flag.IntVar(&c.reuse, "reuse", 20, "Get calls on the cached image")
 	flag.IntVar(&c.processors, "processors", runtime.NumCPU(), "mksquashfs -processors")
 	flag.StringVar(&c.jsonOut, "json", "", "also write the figures to this file")
+	sqfs := flag.String("squashfs", "", "compare copying this squashfs file with squashfuse instead")
 	flag.Parse()
+	if *sqfs != "" {
+		return fileBench(c, *sqfs)
+	}
 	if c.image == "" || !strings.HasPrefix(c.image, "oci:") {
 		return fmt.Errorf("-image oci:DIR:TAG is required")
 	}
@@ -124,6 +133,7 @@ func run() error {
 		res["go_rss_mb"] = append(res["go_rss_mb"], float64(r.GoHWMKB)/1024)
 		res["tree_rss_mb"] = append(res["tree_rss_mb"], float64(r.TreeMaxRSSKB)/1024)
 		res["written_per_squashfs_byte"] = append(res["written_per_squashfs_byte"], float64(r.WrittenBytes)/float64(r.Size))
+		res["disk_written_per_squashfs_byte"] = append(res["disk_written_per_squashfs_byte"], float64(r.DiskBytes)/float64(r.Size))
 		res["squashfs_mb"] = append(res["squashfs_mb"], float64(r.Size)/1e6)
 		os.RemoveAll(filepath.Join(c.work, fmt.Sprintf("cache-%d", i)))
 
@@ -165,7 +175,9 @@ func run() error {
 func report(c config, m map[string]float64, r childResult) {
 	fmt.Printf("image %s, %d layers, squashfs %.0f MB (%s), %d CPUs, median of %d cold runs\n",
 		c.image, r.Layers, m["squashfs_mb"], c.compression, runtime.NumCPU(), c.runs)
-	row := func(name string, v float64, unit, note string) { fmt.Printf("  %-44s %8.2f %-3s %s\n", name, v, unit, note) }
+	row := func(name string, v float64, unit, note string) {
+		fmt.Printf("  %-44s %8.2f %-3s %s\n", name, v, unit, note)
+	}
 	row("ours: Get (pull + apply + squash)", m["ours_s"], "s", "")
 	row("  of which download + apply", m["ours_apply_s"], "s", "")
 	row("  of which mksquashfs", m["ours_squash_s"], "s", "")
@@ -180,7 +192,8 @@ func report(c config, m map[string]float64, r childResult) {
 	row("reuse of the cached image (Get)", m["reuse_ms"], "ms", "(target < 50)")
 	row("peak RSS of the pull, Go process", m["go_rss_mb"], "MB", "")
 	row("peak RSS of the pull, largest process", m["tree_rss_mb"], "MB", "(mksquashfs)")
-	row("bytes written per byte of squashfs", m["written_per_squashfs_byte"], "", "")
+	row("bytes written per byte of squashfs: dirtied", m["written_per_squashfs_byte"], "", "(blobs, rootfs, squashfs)")
+	row("  reaching the disk (/proc/diskstats)", m["disk_written_per_squashfs_byte"], "", "(the rest was deleted before writeback)")
 }
 
 func median(v []float64) float64 {
@@ -341,7 +354,8 @@ type childResult struct {
 	ReuseMS                []float64
 	GoHWMKB                int64
 	TreeMaxRSSKB           int64
-	WrittenBytes           int64
+	WrittenBytes           int64 // dirtied by the pull, whether or not it reached the disk
+	DiskBytes              int64 // sectors the disk wrote meanwhile, after a sync
 	Size                   int64
 	Layers                 int
 	Digest                 string
@@ -354,14 +368,15 @@ func runChild(c config, ref, policy, registries, dir string) (childResult, error
 	if err := dropCaches(); err != nil {
 		return r, err
 	}
+	before, err := sectorsWritten(c.work)
+	if err != nil {
+		return r, err
+	}
 	cmd := exec.Command("/proc/self/exe", "get", dir, ref, policy, registries, c.compression,
 		strconv.Itoa(c.processors), strconv.Itoa(c.reuse))
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start).Seconds()
-	if err != nil {
+	if err := cmd.Run(); err != nil {
 		return r, fmt.Errorf("get: %v: %s", err, stderr.String())
 	}
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
@@ -370,8 +385,34 @@ func runChild(c config, ref, policy, registries, dir string) (childResult, error
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.TreeMaxRSSKB = ru.Maxrss
 	r.WrittenBytes = ru.Oublock * 512
-	_ = wall
+	_ = exec.Command("sync").Run()
+	after, err := sectorsWritten(c.work)
+	if err != nil {
+		return r, err
+	}
+	r.DiskBytes = (after - before) * 512
 	return r, nil
+}
+
+// sectorsWritten reads /proc/diskstats for the disk holding dir (the
+// whole device: a partition's counters are in its parent's too).
+func sectorsWritten(dir string) (int64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, err
+	}
+	major, minor := (st.Dev>>8)&0xfff, (st.Dev&0xff)|((st.Dev>>12)&0xfff00)
+	b, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 9 && f[0] == strconv.FormatUint(major, 10) && f[1] == strconv.FormatUint(minor, 10) {
+			return strconv.ParseInt(f[9], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no /proc/diskstats line for %d:%d", major, minor)
 }
 
 // childGet: get DIR REF POLICY REGISTRIES COMPRESSION PROCESSORS REUSE
@@ -447,4 +488,132 @@ func vmHWM() int64 {
 		}
 	}
 	return 0
+}
+
+// fileBench: GetFile's copy against a squashfuse mount of the file.
+func fileBench(c config, path string) error {
+	for _, b := range []string{"squashfuse", "tar"} {
+		if _, err := exec.LookPath(b); err != nil {
+			return fmt.Errorf("%s not found in PATH", b)
+		}
+	}
+	if err := os.RemoveAll(c.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.work, 0o700); err != nil {
+		return err
+	}
+	policy, _, err := writeConfig(c.work, "127.0.0.1:1")
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	mnt := filepath.Join(c.work, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		return err
+	}
+	timed := func(f func() error) (float64, error) {
+		start := time.Now()
+		err := f()
+		return time.Since(start).Seconds(), err
+	}
+	sh := func(script string, args ...string) func() error {
+		return func() error {
+			out, err := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: %v: %s", script, err, out)
+			}
+			return nil
+		}
+	}
+	readAll := sh(`tar -C "$1" -cf - . | cat >/dev/null`, mnt)
+	res := map[string][]float64{}
+	add := func(k string) func(float64, error) error {
+		return func(v float64, err error) error {
+			res[k] = append(res[k], v)
+			return err
+		}
+	}
+	ctx := context.Background()
+	for i := range c.runs {
+		dir := filepath.Join(c.work, fmt.Sprintf("cache-%d", i))
+		cache, err := squash.Open(ctx, squash.Options{Dir: dir, PolicyPath: policy})
+		if err != nil {
+			return err
+		}
+		var img *squash.Image
+		getFile := func(p string) func() error {
+			return func() error {
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				img, err = cache.GetFile(ctx, f, squash.PullOptions{})
+				return err
+			}
+		}
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		if err := add("copy_cold_s")(timed(getFile(path))); err != nil {
+			return err
+		}
+		if err := add("again_same_file_ms")(timed(getFile(path))); err != nil {
+			return err
+		}
+		res["again_same_file_ms"][i] *= 1000
+		other := filepath.Join(c.work, "other.sqsh")
+		if err := sh(`cp "$1" "$2"`, path, other)(); err != nil {
+			return err
+		}
+		if err := add("same_content_other_file_s")(timed(getFile(other))); err != nil {
+			return err
+		}
+		os.Remove(other)
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		if err := add("squashfuse_mount_umount_ms")(timed(sh(`squashfuse "$1" "$2" && umount "$2"`, path, mnt))); err != nil {
+			return err
+		}
+		res["squashfuse_mount_umount_ms"][i] *= 1000
+		if err := add("kernel_mount_umount_ms")(timed(sh(`mount -t squashfs -o loop,ro,nosuid,nodev "$1" "$2" && umount "$2"`, img.Path, mnt))); err != nil {
+			return err
+		}
+		res["kernel_mount_umount_ms"][i] *= 1000
+		for _, m := range []struct{ key, mount string }{
+			{"read_all_kernel_cold_s", `mount -t squashfs -o loop,ro,nosuid,nodev "$1" "$2"`},
+			{"read_all_squashfuse_cold_s", `squashfuse "$1" "$2"`},
+		} {
+			src := img.Path
+			if strings.Contains(m.mount, "squashfuse") {
+				src = path
+			}
+			if err := sh(m.mount, src, mnt)(); err != nil {
+				return err
+			}
+			if err := dropCaches(); err != nil {
+				return err
+			}
+			err := add(m.key)(timed(readAll))
+			if uerr := sh(`umount "$1"`, mnt)(); err == nil {
+				err = uerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		cache.Close()
+		os.RemoveAll(dir)
+	}
+	fmt.Printf("squashfs file %s, %.0f MB, median of %d runs\n", path, float64(fi.Size())/1e6, c.runs)
+	for _, k := range []string{"copy_cold_s", "again_same_file_ms", "same_content_other_file_s",
+		"squashfuse_mount_umount_ms", "kernel_mount_umount_ms", "read_all_kernel_cold_s", "read_all_squashfuse_cold_s"} {
+		fmt.Printf("  %-36s %8.2f\n", k, median(res[k]))
+	}
+	return nil
 }
