@@ -297,6 +297,7 @@ func TestShortNames(t *testing.T) {
 	im := newTestImage(t, baseConfig, baseLayers()...)
 	reg.add("library/app", "1", im)
 	reg.add("tools/aliased", "2", im)
+	down := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cases := []struct {
 		name  string
 		conf  string
@@ -310,20 +311,26 @@ func TestShortNames(t *testing.T) {
 		{name: "alias", conf: fmt.Sprintf("[aliases]\n\"myapp\" = %q", reg.host+"/tools/aliased"),
 			ref: "myapp:2", canon: "docker://" + reg.host + "/tools/aliased:2"},
 		{name: "ambiguous", conf: fmt.Sprintf("unqualified-search-registries = [%q, \"registry.invalid\"]", reg.host),
-			ref: "library/app:1", err: ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1"},
+			ref: "library/app:1", err: ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1: use a fully qualified name"},
 		{name: "unknown", conf: "", ref: "nothing:1", err: ErrShortName, want: "did not resolve to an alias"},
+		{name: "search registry down", conf: fmt.Sprintf("unqualified-search-registries = [%q]", down),
+			ref: "library/app:1", err: ErrRegistryUnreachable, want: "registry " + down + ": dial tcp"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := openTestCache(t, nil, func(o *Options) {
-				_, o.RegistriesConf, _ = testConfig(t, []string{reg.host}, tc.conf)
+				_, o.RegistriesConf, _ = testConfig(t, []string{reg.host, down}, tc.conf)
+				o.RegistryTimeout, o.RegistryAttempts = time.Second, 1
 			})
 			img, err := c.Get(context.Background(), tc.ref, PullOptions{})
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("%v; want %v", err, tc.err)
 				}
-				assertOneLine(t, err, tc.ref, tc.want, "fully qualified")
+				assertOneLine(t, err, tc.ref, tc.want)
+				if errors.Is(err, ErrShortName) && !strings.Contains(err.Error(), "use a fully qualified name") {
+					t.Errorf("no hint in %q", err)
+				}
 				return
 			}
 			if err != nil {

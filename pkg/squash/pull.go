@@ -13,6 +13,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
@@ -60,7 +61,12 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 			return nil, err
 		}
 		c.log.Warn("pull failed", "ref", ref, "uid", o.UID, "err", err)
-		return nil, classify("pull", ref, r.registry(), err)
+		host := r.registry()
+		var he *hostError
+		if errors.As(err, &he) {
+			host, err = he.host, he.err
+		}
+		return nil, classify("pull", ref, host, err)
 	}
 	c.log.Info("image ready", "ref", ref, "uid", o.UID, "digest", img.Digest, "duration", time.Since(start))
 	out := *img
@@ -70,7 +76,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 
 // getImage resolves r for one user and returns the cached image, pulling
 // it first if needed.
-func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (*Image, error) {
+func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (_ *Image, err error) {
 	report(Progress{Phase: "resolving", Message: r.input})
 	authFile, removeAuth, err := c.writeAuth(o.AuthJSON)
 	if err != nil {
@@ -90,6 +96,14 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 			}
 		}
 		name = "docker://" + named.String()
+		if r.short {
+			// Errors from here on name the registry the short name chose.
+			defer func() {
+				if err != nil {
+					err = &hostError{host: reference.Domain(named), err: err}
+				}
+			}()
+		}
 		if img := c.fresh(name, o.UID); img != nil {
 			report(Progress{Phase: "done"})
 			return img, nil
@@ -134,6 +148,15 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 	report(Progress{Phase: "done"})
 	return img, nil
 }
+
+// hostError carries the registry a short name resolved to, for messages.
+type hostError struct {
+	host string
+	err  error
+}
+
+func (e *hostError) Error() string { return e.err.Error() }
+func (e *hostError) Unwrap() error { return e.err }
 
 // fresh returns uid's image for name without asking the registry: always
 // for a digest reference uid was confirmed for, within TagTTL for a tag.
@@ -180,13 +203,12 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	if err != nil {
 		return nil, err
 	}
-	var cfg ImageConfig
-	if oc, err := img.OCIConfig(ctx); err != nil {
+	oc, err := img.OCIConfig(ctx)
+	if err != nil {
 		return nil, err
-	} else {
-		cfg = ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
-			WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	}
+	cfg := ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
+		WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	layers := img.LayerInfos()
 	for _, l := range layers {
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
