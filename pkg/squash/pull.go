@@ -332,7 +332,14 @@ func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, 
 			return fmt.Errorf("%w: %v", ErrUnsupported, err)
 		}
 		dg := info.Digest.Algorithm().Digester()
-		pr := &progressReader{r: rc, report: report, layer: info.Digest.String(), total: size}
+		// A blob may not be longer than the manifest says: a hostile
+		// source (a device node in a local archive, a broken registry)
+		// could otherwise stream until the disk is full.
+		var body io.Reader = rc
+		if info.Size >= 0 {
+			body = io.LimitReader(rc, info.Size+1)
+		}
+		pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
 		stall := time.AfterFunc(c.registryTimeout, func() {
 			cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
 		})
@@ -344,6 +351,9 @@ func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, 
 		}
 		if err != nil {
 			return err
+		}
+		if info.Size >= 0 && n > info.Size {
+			return fmt.Errorf("%w: more than the %d bytes the manifest says", ErrDigestMismatch, info.Size)
 		}
 		if got := dg.Digest(); got != info.Digest {
 			return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)

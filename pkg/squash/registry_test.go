@@ -117,13 +117,15 @@ type fakeRegistry struct {
 	users        map[string]string   // basic auth: user -> password; nil: anonymous
 	acl          map[string][]string // repo -> users allowed (with users set)
 	corrupt      map[digest.Digest]bool
+	long         map[digest.Digest]bool // served with 1 MiB more
 	stall        map[digest.Digest]bool
 	blobDelay    time.Duration
 }
 
 func newFakeRegistry(t testing.TB) *fakeRegistry {
 	r := &fakeRegistry{manifests: map[string]digest.Digest{}, blobs: map[digest.Digest][]byte{},
-		blobGets: map[digest.Digest]int{}, corrupt: map[digest.Digest]bool{}, stall: map[digest.Digest]bool{}}
+		blobGets: map[digest.Digest]int{}, corrupt: map[digest.Digest]bool{}, long: map[digest.Digest]bool{},
+		stall: map[digest.Digest]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	r.host = strings.TrimPrefix(r.srv.URL, "http://")
@@ -215,6 +217,9 @@ func (r *fakeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	b, ok := r.blobs[d]
 	corrupt, stall, delay := r.corrupt[d], r.stall[d], r.blobDelay
+	if r.long[d] {
+		b = append(bytes.Clone(b), make([]byte, 1<<20)...)
+	}
 	r.mu.Unlock()
 	if !ok {
 		if kind == "manifests" {
