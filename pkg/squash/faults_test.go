@@ -266,3 +266,22 @@ func TestGetCancelledLeavesNothing(t *testing.T) {
 	}
 	assertClean(t, c)
 }
+
+// TestGetPolicyRejects: policy.json is applied on every Get, cached image
+// or not.
+func TestGetPolicyRejects(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ref := reg.add("test/base", "1", newTestImage(t, baseConfig, baseLayers()...))
+	c := openTestCache(t, []string{reg.host}, nil)
+	if _, err := c.Get(context.Background(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.policy, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Get(context.Background(), ref, PullOptions{})
+	if !errors.Is(err, ErrPolicy) {
+		t.Fatalf("%v; want ErrPolicy", err)
+	}
+	assertOneLine(t, err, ref, "rejected by policy")
+}

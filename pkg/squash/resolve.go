@@ -374,6 +374,8 @@ func classify(verb, ref, registry string, err error) error {
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
 	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
+	case errors.Is(err, ErrPolicy):
+		e.kind, e.detail, e.hint = ErrPolicy, strings.TrimSuffix(without(err, ErrPolicy), "."), "the site's containers-policy.json does not allow it: ask your admin"
 	case errors.Is(err, ErrPermission):
 		e.kind, e.detail, e.hint = ErrPermission, without(err, ErrPermission), "it is read with your permissions: make it readable by you"
 	case errors.Is(err, ErrDigestMismatch):
