@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"syscall"
+	"time"
 
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/chrootarchive"
+	"golang.org/x/sys/unix"
 )
-
-// errApplyEnded unblocks the scanner when the extractor stops reading.
-var errApplyEnded = errors.New("layer extractor exited")
 
 // applyLayer applies one compressed (gzip, zstd) or plain layer blob onto
 // rootfs: whiteouts and opaque directories delete from the layers below;
@@ -34,23 +33,37 @@ func applyLayer(ctx context.Context, rootfs, blob string) error {
 	}
 	defer plain.Close()
 
-	pr, pw := io.Pipe()
+	// An OS pipe as the child's stdin: exec then adds no copying goroutine.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	// Fewer, larger transfers between the scanner and the extractor.
+	// (Through SyscallConn: pw.Fd() would make pw blocking and void the
+	// write deadline used for cancellation.)
+	if rc, err := pw.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	}
 	scanned := make(chan error, 1)
 	go func() {
 		err := scanLayer(newScanner(rootfs), plain, pw)
-		pw.CloseWithError(err)
+		pw.Close()
 		scanned <- err
 	}()
-	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
+	// Closing our read end does not stop the child, which holds its own
+	// copy; on cancellation the scanner stops feeding it instead.
+	stop := context.AfterFunc(ctx, func() { pw.SetWriteDeadline(time.Now()) })
 	defer stop()
 
 	_, applyErr := chrootarchive.ApplyUncompressedLayer(rootfs, pr, &archive.TarOptions{})
-	pr.CloseWithError(errApplyEnded)
+	// If the child died early, the scanner's next write fails.
+	pr.Close()
 	scanErr := <-scanned
 	switch {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	case scanErr != nil && !errors.Is(scanErr, errApplyEnded):
+	case scanErr != nil && applyErr == nil, scanErr != nil && !errors.Is(scanErr, syscall.EPIPE):
 		// The scanner's verdict (or the decompressor's error) explains
 		// the extractor's "unexpected EOF".
 		return scanErr

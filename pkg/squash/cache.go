@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.podman.io/image/v5/pkg/shortnames"
@@ -27,9 +28,13 @@ const DefaultPolicyPath = "/etc/containers/policy.json"
 type Options struct {
 	// Dir is the cache root on node-local disk, e.g.
 	// /var/lib/podman-hpc/images; created 0700, owned by the daemon.
-	// Pulls unpack into Dir/tmp, so it needs room for the largest
-	// image unpacked, on top of the squashfs files.
 	Dir string
+	// TmpDir is where pulls unpack layers ("": Dir/tmp); it needs room
+	// for the largest image unpacked. A tmpfs avoids writing unpacked
+	// images to disk, at the cost of RAM. It must be a directory only
+	// root can write (it is created 0700 if missing), and Open deletes
+	// everything in it.
+	TmpDir string
 	// MaxBytes: evict least-recently-used unpinned images while the
 	// squashfs files total more (0: no limit).
 	MaxBytes int64
@@ -196,6 +201,9 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		c.parallelDownloads = 6
 	}
 	c.images, c.tmp = filepath.Join(c.dir, "images"), filepath.Join(c.dir, "tmp")
+	if o.TmpDir != "" {
+		c.tmp = filepath.Clean(o.TmpDir)
+	}
 	if _, err := signature.NewPolicyFromFile(c.policy); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", ErrPolicy, c.policy, err)
 	}
@@ -203,13 +211,12 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	if _, err := helperCommand(ctx, credential{}); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{c.mks.Command, c.unsquashfs} {
-		if _, err := exec.LookPath(name); err != nil {
-			c.log.Warn("squashfs-tools missing: pulls will fail", "binary", name)
-		}
-	}
+	c.checkTools()
 	for _, d := range []string{c.dir, c.images, c.tmp} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := ownedDir(d); err != nil {
 			return nil, err
 		}
 		// An existing directory may have been made by hand: images of
@@ -230,6 +237,38 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c.mu.Unlock()
 	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed))
 	return c, nil
+}
+
+// ownedDir refuses a directory the daemon does not own, or a symlink:
+// Open deletes what it finds in its directories, and pulls unpack setuid
+// binaries there.
+func ownedDir(d string) error {
+	fi, err := os.Lstat(d)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s: must be a directory owned by uid %d, not a symlink", d, os.Geteuid())
+	}
+	return nil
+}
+
+// checkTools warns at start-up when squashfs-tools are missing or too old
+// for the options we pass (-exit-on-error, -quiet, -mem: 4.5).
+func (c *Cache) checkTools() {
+	if _, err := exec.LookPath(c.unsquashfs); err != nil {
+		c.log.Warn("unsquashfs missing: squashfs files cannot be checked", "binary", c.unsquashfs)
+	}
+	out, err := exec.Command(c.mks.Command, "-version").Output()
+	if err != nil {
+		c.log.Warn("mksquashfs missing: pulls will fail", "binary", c.mks.Command, "err", err)
+		return
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(string(out), "mksquashfs version %d.%d", &major, &minor); err == nil && major*100+minor < 405 {
+		c.log.Warn("mksquashfs older than 4.5: pulls will fail", "version", fmt.Sprintf("%d.%d", major, minor))
+	}
 }
 
 func or(s, def string) string {
@@ -390,14 +429,16 @@ func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool) *Image {
 		return nil
 	}
 	now := c.now()
+	changed := !hasUID(e.Users, uid)
 	e.Users = addUID(e.Users, uid)
 	e.LastUsed = now
 	if ref != "" {
 		// A name points to one digest at a time (a tag moved: the old
 		// image keeps its other names).
 		for od, oe := range c.ix.Images {
-			if od != d {
+			if _, ok := oe.Refs[ref]; ok && od != d {
 				delete(oe.Refs, ref)
+				changed = true
 			}
 		}
 		r := e.Refs[ref]
@@ -405,12 +446,17 @@ func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool) *Image {
 			r = &refUse{}
 			e.Refs[ref] = r
 		}
+		changed = changed || !hasUID(r.Users, uid)
 		r.Users = addUID(r.Users, uid)
 		if resolved {
 			r.Resolved = now
 		}
 	}
-	if err := c.ix.save(c.dir); err != nil {
+	save := c.ix.touch
+	if changed {
+		save = c.ix.save
+	}
+	if err := save(c.dir); err != nil {
 		c.log.Warn("cannot save the index", "err", err)
 	}
 	img := c.view(e, uid)
@@ -441,7 +487,7 @@ func (c *Cache) Pin(digest string) (release func(), err error) {
 			// MaxAge counts from the end of the last use.
 			if e := c.ix.Images[digest]; e != nil {
 				e.LastUsed = c.now()
-				if err := c.ix.save(c.dir); err != nil {
+				if err := c.ix.touch(c.dir); err != nil {
 					c.log.Warn("cannot save the index", "err", err)
 				}
 			}

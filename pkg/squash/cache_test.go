@@ -132,18 +132,15 @@ func TestGetCachedIsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	m0, b0 := reg.counts(digestOf(im.layers[0]))
-	start := time.Now()
-	if _, err := c.Get(context.Background(), ref, PullOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	d := time.Since(start)
+	d := fastest(t, 3, func() error {
+		_, err := c.Get(context.Background(), ref, PullOptions{})
+		return err
+	})
 	m1, b1 := reg.counts(digestOf(im.layers[0]))
-	if b1 != b0 || m1-m0 > 1 {
-		t.Errorf("cached Get made %d manifest and %d blob requests", m1-m0, b1-b0)
+	if b1 != b0 || m1-m0 > 3 {
+		t.Errorf("3 cached Gets made %d manifest and %d blob requests", m1-m0, b1-b0)
 	}
-	if d > 50*time.Millisecond {
-		t.Errorf("cached Get took %s, want < 50ms", d)
-	}
+	checkLatency(t, "cached Get", d, 50*time.Millisecond)
 }
 
 func TestGetConcurrentSharesOneDownloadAndSquash(t *testing.T) {
@@ -154,7 +151,7 @@ func TestGetConcurrentSharesOneDownloadAndSquash(t *testing.T) {
 	byDigest := reg.host + "/test/base@" + im.digest.String()
 	counter := filepath.Join(t.TempDir(), "mksquashfs-runs")
 	script := filepath.Join(t.TempDir(), "mksquashfs")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho run >> "+counter+"\nexec mksquashfs \"$@\"\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = -version ] || echo run >> "+counter+"\nexec mksquashfs \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Mksquashfs = script })

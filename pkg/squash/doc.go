@@ -1,5 +1,31 @@
 // Package squash turns an image reference into a read-only squashfs on the
-// node's local disk, once per image digest, with a shared, deduplicated and
-// evicted cache. It is filled in by the image issue; until then it holds
-// nothing, and the daemon refuses container requests with a clear error.
+// node's local disk, once per image digest, in a cache that is shared by
+// all users of the node, deduplicated and evicted.
+//
+// A Cache lives in one directory (Options.Dir, root-only):
+//
+//	index.json              what is cached, for whom, under which names
+//	images/<hex>.squashfs   one image, named by its manifest digest
+//	                        (a squashfs file given by a user: its sha256)
+//	images/<hex>.json       its ImageConfig
+//	tmp/                    work in progress (Options.TmpDir)
+//
+// Get parses the reference (pyxis, enroot, docker:// and containers
+// transports spellings), resolves short names through registries.conf,
+// asks the registry for the manifest with the user's own credentials,
+// applies policy.json, then either hands out the cached image or pulls it:
+// layers download in parallel and are verified against their digests,
+// each is applied in order (in a chrooted helper, after a header scan
+// that refuses device nodes and paths out of the root) as soon as it has
+// arrived, and mksquashfs builds the image, which is published by rename.
+// Concurrent Gets share one download and one squash.
+//
+// Programs using this package must call reexec.Init() from
+// go.podman.io/storage/pkg/reexec first thing in main (and return if it
+// returns true): layers are applied and user files are read by
+// re-executed copies of the program. Open fails if they did not.
+//
+// The daemon needs squashfs-tools 4.5 or later, a policy.json (there is
+// no built-in default) and a registries.conf with the site's registries,
+// mirrors, search registries and aliases.
 package squash

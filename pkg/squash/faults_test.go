@@ -69,6 +69,9 @@ func TestGetFaults(t *testing.T) {
 	corrupt := newTestImage(t, ImageConfig{}, []tarEntry{{name: "f", body: "some content"}})
 	reg.add("test/corrupt", "1", corrupt)
 	reg.corrupt[digestOf(corrupt.layers[0])] = true
+	long := newTestImage(t, ImageConfig{}, []tarEntry{{name: "g", body: "other content"}})
+	reg.add("test/long", "1", long)
+	reg.long[digestOf(long.layers[0])] = true
 
 	cases := []struct {
 		ref  string
@@ -78,6 +81,7 @@ func TestGetFaults(t *testing.T) {
 		{"test/base:2", ErrManifestUnknown, []string{"manifest unknown: check the image name and tag"}},
 		{"test/nothing:1", ErrManifestUnknown, []string{"manifest unknown"}},
 		{"test/corrupt:1", ErrDigestMismatch, []string{"content does not match its digest", digestOf(corrupt.layers[0]).String(), "retry"}},
+		{"test/long:1", ErrDigestMismatch, []string{"more than the", "bytes the manifest says"}},
 		{"unsafe/dotdot:1", ErrUnsafeLayer, []string{"layer 2 of 2", `entry "../../../../tmp/escaped": path leaves the image root`}},
 		{"unsafe/abslink:1", ErrUnsafeLayer, []string{`entry "evil/pwned": goes through absolute symlink "evil"`}},
 		{"unsafe/hardlink:1", ErrUnsafeLayer, []string{`entry "shadow": hard link to "../../../etc/shadow", outside the image root`}},
@@ -261,4 +265,23 @@ func TestGetCancelledLeavesNothing(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assertClean(t, c)
+}
+
+// TestGetPolicyRejects: policy.json is applied on every Get, cached image
+// or not.
+func TestGetPolicyRejects(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ref := reg.add("test/base", "1", newTestImage(t, baseConfig, baseLayers()...))
+	c := openTestCache(t, []string{reg.host}, nil)
+	if _, err := c.Get(context.Background(), ref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.policy, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Get(context.Background(), ref, PullOptions{})
+	if !errors.Is(err, ErrPolicy) {
+		t.Fatalf("%v; want ErrPolicy", err)
+	}
+	assertOneLine(t, err, ref, "rejected by policy")
 }

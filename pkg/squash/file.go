@@ -77,7 +77,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	c.mu.Unlock()
 
 	report(Progress{Phase: "resolving", Message: "copying " + name})
-	tmp, err := os.CreateTemp(c.tmp, "file-*.squashfs")
+	tmp, err := os.CreateTemp(c.images, ".new-*.squashfs")
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -296,6 +297,7 @@ func TestShortNames(t *testing.T) {
 	im := newTestImage(t, baseConfig, baseLayers()...)
 	reg.add("library/app", "1", im)
 	reg.add("tools/aliased", "2", im)
+	down := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cases := []struct {
 		name  string
 		conf  string
@@ -309,20 +311,26 @@ func TestShortNames(t *testing.T) {
 		{name: "alias", conf: fmt.Sprintf("[aliases]\n\"myapp\" = %q", reg.host+"/tools/aliased"),
 			ref: "myapp:2", canon: "docker://" + reg.host + "/tools/aliased:2"},
 		{name: "ambiguous", conf: fmt.Sprintf("unqualified-search-registries = [%q, \"registry.invalid\"]", reg.host),
-			ref: "library/app:1", err: ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1"},
+			ref: "library/app:1", err: ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1: use a fully qualified name"},
 		{name: "unknown", conf: "", ref: "nothing:1", err: ErrShortName, want: "did not resolve to an alias"},
+		{name: "search registry down", conf: fmt.Sprintf("unqualified-search-registries = [%q]", down),
+			ref: "library/app:1", err: ErrRegistryUnreachable, want: "registry " + down + ": dial tcp"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := openTestCache(t, nil, func(o *Options) {
-				_, o.RegistriesConf, _ = testConfig(t, []string{reg.host}, tc.conf)
+				_, o.RegistriesConf, _ = testConfig(t, []string{reg.host, down}, tc.conf)
+				o.RegistryTimeout, o.RegistryAttempts = time.Second, 1
 			})
 			img, err := c.Get(context.Background(), tc.ref, PullOptions{})
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("%v; want %v", err, tc.err)
 				}
-				assertOneLine(t, err, tc.ref, tc.want, "fully qualified")
+				assertOneLine(t, err, tc.ref, tc.want)
+				if errors.Is(err, ErrShortName) && !strings.Contains(err.Error(), "use a fully qualified name") {
+					t.Errorf("no hint in %q", err)
+				}
 				return
 			}
 			if err != nil {
@@ -432,4 +440,48 @@ func waitDone(wg *sync.WaitGroup) chan struct{} {
 	ch := make(chan struct{})
 	go func() { wg.Wait(); close(ch) }()
 	return ch
+}
+
+// TestMirror: registries.conf mirrors are honoured (by containers/image);
+// the primary does not even resolve.
+func TestMirror(t *testing.T) {
+	mirror := newFakeRegistry(t)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	mirror.add("test/base", "1", im)
+	conf := fmt.Sprintf("[[registry]]\nlocation = \"registry.invalid\"\n[[registry.mirror]]\nlocation = %q\ninsecure = true\n", mirror.host)
+	c := openTestCache(t, nil, func(o *Options) { _, o.RegistriesConf, _ = testConfig(t, nil, conf) })
+	img, err := c.Get(context.Background(), "registry.invalid/test/base:1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Digest != im.digest.String() || !slices.Equal(img.Refs, []string{"docker://registry.invalid/test/base:1"}) {
+		t.Errorf("got %s %v", img.Digest, img.Refs)
+	}
+}
+
+// TestManifestList: from a multi-platform image, the instance for this
+// machine is pulled and cached under its own digest; the list's digest
+// works as a reference too.
+func TestManifestList(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ours := newTestImage(t, baseConfig, baseLayers()...)
+	other := newTestImage(t, ImageConfig{WorkingDir: "/wrong"}, []tarEntry{{name: "wrong", body: "arch"}})
+	otherArch := "arm64"
+	if runtime.GOARCH == "arm64" {
+		otherArch = "amd64"
+	}
+	ref, list := reg.addIndex("test/multi", "1", map[string]*testImage{"linux/" + runtime.GOARCH: ours, "linux/" + otherArch: other})
+	c := openTestCache(t, []string{reg.host}, nil)
+	for _, r := range []string{ref, reg.host + "/test/multi@" + list.String()} {
+		img, err := c.Get(context.Background(), r, PullOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Digest != ours.digest.String() || img.Config.WorkingDir != "/opt" {
+			t.Errorf("%s: got %s %+v; want this machine's instance %s", r, img.Digest, img.Config, ours.digest)
+		}
+	}
+	if _, blobs := reg.counts(digestOf(other.layers[0])); blobs != 0 {
+		t.Error("the other platform's layer was downloaded")
+	}
 }

@@ -163,3 +163,60 @@ func TestGetProjectImage(t *testing.T) {
 		t.Errorf("config %+v", img.Config)
 	}
 }
+
+// TestGetHostileArchives: local archives are parsed by containers/image
+// as root, so what they may contain is checked first, and no blob may be
+// longer than its manifest entry.
+func TestGetHostileArchives(t *testing.T) {
+	c := openTestCache(t, nil, nil)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	dir := t.TempDir()
+	layout := filepath.Join(dir, "layout")
+	im.writeLayout(t, layout, "v1")
+	// The first layer's blob is /dev/zero: endless.
+	blob := filepath.Join(layout, "blobs", "sha256", digestOf(im.layers[0]).Encoded())
+	if err := os.Remove(blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", blob); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(dir, "device.tar")
+	f, err := os.Create(tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	for _, h := range []*tar.Header{
+		{Name: "oci-layout", Typeflag: tar.TypeReg, Size: 2, Mode: 0o644},
+		{Name: "blobs/sha256/" + digestOf(im.layers[0]).Encoded(), Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 5, Mode: 0o644},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("{}"))
+		}
+	}
+	tw.Close()
+	f.Close()
+	cases := []struct {
+		ref  string
+		is   error
+		want string
+	}{
+		// The layout helper sends regular files only: /dev/zero is skipped
+		// and the layer is then missing.
+		{"oci:" + layout + ":v1", nil, digestOf(im.layers[0]).Encoded()},
+		{"oci-archive:" + tarball, ErrBadReference, "is not a regular file or directory"},
+	}
+	for _, tc := range cases {
+		_, err := c.Get(context.Background(), tc.ref, PullOptions{})
+		if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.ref, err, tc.want)
+			continue
+		}
+		assertOneLine(t, err, tc.ref)
+	}
+	assertClean(t, c)
+}

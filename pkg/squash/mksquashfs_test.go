@@ -51,9 +51,9 @@ func TestMksquashfsArgs(t *testing.T) {
 		want string
 	}{
 		{mksquashfs{Comp: compressor{"zstd", 3}, Processors: 2},
-			"/r /o.sqfs -noappend -exit-on-error -no-progress -quiet -comp zstd -Xcompression-level 3 -processors 2"},
+			"/r /o.sqfs -noappend -exit-on-error -no-progress -quiet -mem 512M -comp zstd -Xcompression-level 3 -processors 2"},
 		{mksquashfs{Comp: compressor{"lz4", 0}},
-			"/r /o.sqfs -noappend -exit-on-error -no-progress -quiet -comp lz4"},
+			"/r /o.sqfs -noappend -exit-on-error -no-progress -quiet -mem 512M -comp lz4"},
 	}
 	for _, tc := range cases {
 		if got := strings.Join(tc.m.args("/r", "/o.sqfs"), " "); got != tc.want {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
@@ -60,7 +61,12 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 			return nil, err
 		}
 		c.log.Warn("pull failed", "ref", ref, "uid", o.UID, "err", err)
-		return nil, classify("pull", ref, r.registry(), err)
+		host := r.registry()
+		var he *hostError
+		if errors.As(err, &he) {
+			host, err = he.host, he.err
+		}
+		return nil, classify("pull", ref, host, err)
 	}
 	c.log.Info("image ready", "ref", ref, "uid", o.UID, "digest", img.Digest, "duration", time.Since(start))
 	out := *img
@@ -70,7 +76,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 
 // getImage resolves r for one user and returns the cached image, pulling
 // it first if needed.
-func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (*Image, error) {
+func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (_ *Image, err error) {
 	report(Progress{Phase: "resolving", Message: r.input})
 	authFile, removeAuth, err := c.writeAuth(o.AuthJSON)
 	if err != nil {
@@ -90,6 +96,14 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 			}
 		}
 		name = "docker://" + named.String()
+		if r.short {
+			// Errors from here on name the registry the short name chose.
+			defer func() {
+				if err != nil {
+					err = &hostError{host: reference.Domain(named), err: err}
+				}
+			}()
+		}
 		if img := c.fresh(name, o.UID); img != nil {
 			report(Progress{Phase: "done"})
 			return img, nil
@@ -134,6 +148,15 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 	report(Progress{Phase: "done"})
 	return img, nil
 }
+
+// hostError carries the registry a short name resolved to, for messages.
+type hostError struct {
+	host string
+	err  error
+}
+
+func (e *hostError) Error() string { return e.err.Error() }
+func (e *hostError) Unwrap() error { return e.err }
 
 // fresh returns uid's image for name without asking the registry: always
 // for a digest reference uid was confirmed for, within TagTTL for a tag.
@@ -180,13 +203,12 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	if err != nil {
 		return nil, err
 	}
-	var cfg ImageConfig
-	if oc, err := img.OCIConfig(ctx); err != nil {
+	oc, err := img.OCIConfig(ctx)
+	if err != nil {
 		return nil, err
-	} else {
-		cfg = ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
-			WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	}
+	cfg := ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
+		WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	layers := img.LayerInfos()
 	for _, l := range layers {
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
@@ -209,7 +231,13 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	}
 	applied := time.Now()
 	report(Progress{Phase: "squashing", Message: c.mks.Comp.name})
-	out := filepath.Join(work, "image.squashfs")
+	// Written beside its final place (TmpDir may be another file system);
+	// Open removes it if we die before publishing.
+	out, err := newTempFile(c.images)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out) // a no-op once published
 	if err := c.mks.run(ctx, rootfs, out); err != nil {
 		return nil, err
 	}
@@ -304,7 +332,14 @@ func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, 
 			return fmt.Errorf("%w: %v", ErrUnsupported, err)
 		}
 		dg := info.Digest.Algorithm().Digester()
-		pr := &progressReader{r: rc, report: report, layer: info.Digest.String(), total: size}
+		// A blob may not be longer than the manifest says: a hostile
+		// source (a device node in a local archive, a broken registry)
+		// could otherwise stream until the disk is full.
+		var body io.Reader = rc
+		if info.Size >= 0 {
+			body = io.LimitReader(rc, info.Size+1)
+		}
+		pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
 		stall := time.AfterFunc(c.registryTimeout, func() {
 			cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
 		})
@@ -316,6 +351,9 @@ func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, 
 		}
 		if err != nil {
 			return err
+		}
+		if info.Size >= 0 && n > info.Size {
+			return fmt.Errorf("%w: more than the %d bytes the manifest says", ErrDigestMismatch, info.Size)
 		}
 		if got := dg.Digest(); got != info.Digest {
 			return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)
@@ -421,6 +459,15 @@ func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
 	}
 	c.evictLocked(false)
 	return nil
+}
+
+// newTempFile creates an empty 0600 file in dir for mksquashfs or a copy.
+func newTempFile(dir string) (string, error) {
+	f, err := os.CreateTemp(dir, ".new-*.squashfs")
+	if err != nil {
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 func readConfig(p string) (ImageConfig, error) {

@@ -37,6 +37,10 @@ var otherTransports = map[string]bool{
 	"tarball": true, "sif": true, "ostree": true, "atomic": true,
 }
 
+// maxRefLen bounds what we parse: PATH_MAX, far above any image name
+// (registries allow 255-byte repositories).
+const maxRefLen = 4096
+
 // imageRef is a parsed image reference. Parsing never touches the file
 // system or the network.
 type imageRef struct {
@@ -114,6 +118,9 @@ func parseReference(s string) (imageRef, error) {
 	}
 	if s == "" {
 		return bad("empty")
+	}
+	if len(s) > maxRefLen {
+		return bad("longer than %d bytes", maxRefLen)
 	}
 	if strings.ContainsAny(s, "\x00\n\r") {
 		return bad("contains a control character")

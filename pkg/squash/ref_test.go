@@ -58,6 +58,7 @@ func TestParseReference(t *testing.T) {
 		{in: "ubuntu:", err: "invalid reference format"},
 		{in: "a b", err: "invalid reference format"},
 		{in: "x\nY", err: "control character"},
+		{in: "/" + strings.Repeat("x", maxRefLen), err: "longer than 4096 bytes"},
 		{in: "ali/ce@ubuntu", err: "invalid reference format"},
 	}
 	for _, tc := range cases {

@@ -117,13 +117,15 @@ type fakeRegistry struct {
 	users        map[string]string   // basic auth: user -> password; nil: anonymous
 	acl          map[string][]string // repo -> users allowed (with users set)
 	corrupt      map[digest.Digest]bool
+	long         map[digest.Digest]bool // served with 1 MiB more
 	stall        map[digest.Digest]bool
 	blobDelay    time.Duration
 }
 
 func newFakeRegistry(t testing.TB) *fakeRegistry {
 	r := &fakeRegistry{manifests: map[string]digest.Digest{}, blobs: map[digest.Digest][]byte{},
-		blobGets: map[digest.Digest]int{}, corrupt: map[digest.Digest]bool{}, stall: map[digest.Digest]bool{}}
+		blobGets: map[digest.Digest]int{}, corrupt: map[digest.Digest]bool{}, long: map[digest.Digest]bool{},
+		stall: map[digest.Digest]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	r.host = strings.TrimPrefix(r.srv.URL, "http://")
@@ -138,6 +140,25 @@ func (r *fakeRegistry) add(repo, tag string, im *testImage) string {
 	}
 	r.manifests[repo+":"+tag] = im.digest
 	return r.host + "/" + repo + ":" + tag
+}
+
+// addIndex serves a multi-platform image: an OCI index over images, one
+// per "os/arch".
+func (r *fakeRegistry) addIndex(repo, tag string, images map[string]*testImage) (string, digest.Digest) {
+	idx := imgspecv1.Index{Versioned: imgspec.Versioned{SchemaVersion: 2}, MediaType: imgspecv1.MediaTypeImageIndex}
+	for platform, im := range images {
+		os, arch, _ := strings.Cut(platform, "/")
+		idx.Manifests = append(idx.Manifests, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageManifest,
+			Digest: im.digest, Size: int64(len(im.manifest)), Platform: &imgspecv1.Platform{OS: os, Architecture: arch}})
+		r.add(repo, im.digest.Encoded(), im)
+	}
+	b, _ := json.Marshal(idx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := digest.FromBytes(b)
+	r.blobs[d] = b
+	r.manifests[repo+":"+tag] = d
+	return r.host + "/" + repo + ":" + tag, d
 }
 
 func (r *fakeRegistry) counts(d digest.Digest) (manifests, blobs int) {
@@ -196,6 +217,9 @@ func (r *fakeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	b, ok := r.blobs[d]
 	corrupt, stall, delay := r.corrupt[d], r.stall[d], r.blobDelay
+	if r.long[d] {
+		b = append(bytes.Clone(b), make([]byte, 1<<20)...)
+	}
 	r.mu.Unlock()
 	if !ok {
 		if kind == "manifests" {
@@ -206,7 +230,9 @@ func (r *fakeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if kind == "manifests" {
-		w.Header().Set("Content-Type", imgspecv1.MediaTypeImageManifest)
+		var m struct{ MediaType string }
+		_ = json.Unmarshal(b, &m)
+		w.Header().Set("Content-Type", m.MediaType)
 		w.Header().Set("Docker-Content-Digest", d.String())
 	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)))

@@ -1,6 +1,7 @@
 package squash
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -246,6 +247,10 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 		}
 	} else if err := copyAsUser(ctx, r.path, cred, copyPath); err != nil {
 		return nil, err
+	} else if r.kind == kindOCIArchive {
+		if err := checkArchive(copyPath); err != nil {
+			return nil, err
+		}
 	}
 	var ref types.ImageReference
 	within := copyPath
@@ -270,6 +275,32 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkArchive refuses an OCI archive holding anything but directories
+// and regular files, before containers/image unpacks it as root: a device
+// node or a FIFO where a blob should be would be read as the blob.
+func checkArchive(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f) // f is an io.Seeker: bodies are skipped, not read
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: oci-archive: %v", ErrBadReference, err)
+		}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeDir, tar.TypeXGlobalHeader:
+		default:
+			return fmt.Errorf("%w: oci-archive: %q is not a regular file or directory", ErrBadReference, h.Name)
+		}
+	}
 }
 
 // copyAsUser copies the regular file p, read as cred, to out (0600).
@@ -343,6 +374,8 @@ func classify(verb, ref, registry string, err error) error {
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
 	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
 		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
+	case errors.Is(err, ErrPolicy):
+		e.kind, e.detail, e.hint = ErrPolicy, strings.TrimSuffix(without(err, ErrPolicy), "."), "the site's containers-policy.json does not allow it: ask your admin"
 	case errors.Is(err, ErrPermission):
 		e.kind, e.detail, e.hint = ErrPermission, without(err, ErrPermission), "it is read with your permissions: make it readable by you"
 	case errors.Is(err, ErrDigestMismatch):

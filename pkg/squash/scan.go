@@ -191,9 +191,9 @@ func (s *scanner) onDisk(p string) node {
 }
 
 // scanLayer copies the uncompressed layer src to w, passing on each
-// entry's bytes only after its header passed the scanner: a refused entry
-// never reaches the extractor. It returns the scanner's refusal, or the
-// first read or write error.
+// entry's header only after the scanner accepted it: a refused entry never
+// reaches the extractor. Bodies go straight through. It returns the
+// scanner's refusal, or the first read or write error.
 func scanLayer(s *scanner, src io.Reader, w io.Writer) error {
 	rec := &recorder{r: src}
 	tr := tar.NewReader(rec)
@@ -216,10 +216,14 @@ func scanLayer(s *scanner, src io.Reader, w io.Writer) error {
 		if err := s.check(h); err != nil {
 			return err
 		}
+		if err := rec.flush(w); err != nil {
+			return err
+		}
+		rec.direct = w
 		for {
 			_, rerr := tr.Read(buf)
-			if err := rec.flush(w); err != nil {
-				return err
+			if rec.err != nil {
+				return rec.err
 			}
 			if errors.Is(rerr, io.EOF) {
 				break
@@ -228,22 +232,30 @@ func scanLayer(s *scanner, src io.Reader, w io.Writer) error {
 				return fmt.Errorf("reading tar: %w", rerr)
 			}
 		}
-		if err := rec.flush(w); err != nil {
-			return err
-		}
+		rec.direct = nil
 	}
 }
 
-// recorder remembers the raw bytes the tar reader consumed, so that they
-// can be forwarded unchanged (PAX records, sparse maps and all) once
-// vetted.
+// recorder remembers the raw bytes the tar reader consumes while it reads
+// headers, so that they can be forwarded unchanged (PAX records, sparse
+// maps and all) once vetted; while direct is set (file bodies) it forwards
+// what it reads at once.
 type recorder struct {
-	r   io.Reader
-	buf []byte
+	r      io.Reader
+	buf    []byte
+	direct io.Writer
+	err    error // from direct
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
+	if r.direct != nil {
+		if _, werr := r.direct.Write(p[:n]); werr != nil {
+			r.err = werr
+			return n, werr
+		}
+		return n, err
+	}
 	r.buf = append(r.buf, p[:n]...)
 	return n, err
 }

@@ -1,0 +1,619 @@
+// Command bench measures pkg/squash against the usual pipeline, side by
+// side on one image with cold page caches and the same compression:
+//
+//	ours      squash.Cache.Get from a local registry (pull + squash)
+//	baseline  skopeo copy (to an OCI layout) + umoci unpack + mksquashfs
+//	limit     every layer decompressed at once with zcat (no writes)
+//	reuse     Get of the cached image (median of -reuse calls)
+//
+// plus the peak RSS of our pull (the Go process; and with its children,
+// mksquashfs included) and the bytes it wrote per byte of squashfs.
+//
+// Run as root (it drops the page cache before each pipeline):
+//
+//	go run -tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper" \
+//	    ./pkg/squash/internal/bench -image oci:/var/tmp/podman-hpc-bench/big:latest
+//
+// With -squashfs FILE instead, it compares what a user's squashfs file
+// costs: our copy into the cache (GetFile, cold and again) against
+// mounting the file in place with squashfuse, and reading every file
+// through each.
+//
+// bigimage.sh in this directory builds a 1 GB test image offline.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"go.podman.io/storage/pkg/reexec"
+)
+
+func main() {
+	if reexec.Init() {
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "get" {
+		if err := childGet(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench get:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	image, work, compression, jsonOut string
+	runs, reuse, processors           int
+}
+
+func run() error {
+	var c config
+	flag.StringVar(&c.image, "image", "", "source image, as skopeo names it (oci:DIR:TAG)")
+	flag.StringVar(&c.work, "work", "/var/tmp/podman-hpc-bench/run", "work directory (disk-backed; emptied)")
+	flag.StringVar(&c.compression, "compression", squash.DefaultCompression, "squashfs compression for every pipeline")
+	flag.IntVar(&c.runs, "runs", 3, "runs of each pipeline (medians are reported)")
+	flag.IntVar(&c.reuse, "reuse", 20, "Get calls on the cached image")
+	flag.IntVar(&c.processors, "processors", runtime.NumCPU(), "mksquashfs -processors")
+	flag.StringVar(&c.jsonOut, "json", "", "also write the figures to this file")
+	sqfs := flag.String("squashfs", "", "compare copying this squashfs file with squashfuse instead")
+	flag.Parse()
+	if *sqfs != "" {
+		return fileBench(c, *sqfs)
+	}
+	if c.image == "" || !strings.HasPrefix(c.image, "oci:") {
+		return fmt.Errorf("-image oci:DIR:TAG is required")
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("run as root (page cache drops, chroot)")
+	}
+	for _, b := range []string{"docker-registry", "skopeo", "umoci", "mksquashfs", "zcat"} {
+		if _, err := exec.LookPath(b); err != nil {
+			return fmt.Errorf("%s not found in PATH", b)
+		}
+	}
+	if err := os.RemoveAll(c.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.work, 0o700); err != nil {
+		return err
+	}
+	host, stop, err := startRegistry(c.work)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ref := host + "/bench/image:latest"
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false", c.image, "docker://"+ref).CombinedOutput(); err != nil {
+		return fmt.Errorf("skopeo copy to the registry: %v: %s", err, out)
+	}
+	policy, registries, err := writeConfig(c.work, host)
+	if err != nil {
+		return err
+	}
+	blobs, err := layerBlobs(c.image)
+	if err != nil {
+		return err
+	}
+
+	res := map[string][]float64{}
+	var last childResult
+	for i := range c.runs {
+		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
+		// Ours.
+		r, err := runChild(c, ref, policy, registries, filepath.Join(c.work, fmt.Sprintf("cache-%d", i)))
+		if err != nil {
+			return err
+		}
+		last = r
+		res["ours_s"] = append(res["ours_s"], r.WallS)
+		res["ours_apply_s"] = append(res["ours_apply_s"], r.ApplyS)
+		res["ours_squash_s"] = append(res["ours_squash_s"], r.SquashS)
+		res["reuse_ms"] = append(res["reuse_ms"], median(r.ReuseMS))
+		res["go_rss_mb"] = append(res["go_rss_mb"], float64(r.GoHWMKB)/1024)
+		res["tree_rss_mb"] = append(res["tree_rss_mb"], float64(r.TreeMaxRSSKB)/1024)
+		res["written_per_squashfs_byte"] = append(res["written_per_squashfs_byte"], float64(r.WrittenBytes)/float64(r.Size))
+		res["disk_written_per_squashfs_byte"] = append(res["disk_written_per_squashfs_byte"], float64(r.DiskBytes)/float64(r.Size))
+		res["squashfs_mb"] = append(res["squashfs_mb"], float64(r.Size)/1e6)
+		os.RemoveAll(filepath.Join(c.work, fmt.Sprintf("cache-%d", i)))
+
+		// Baseline.
+		b, err := baseline(c, ref, filepath.Join(c.work, fmt.Sprintf("baseline-%d", i)))
+		if err != nil {
+			return err
+		}
+		for k, v := range b {
+			res[k] = append(res[k], v)
+		}
+		os.RemoveAll(filepath.Join(c.work, fmt.Sprintf("baseline-%d", i)))
+
+		// Limit.
+		par, ser, err := decompress(blobs)
+		if err != nil {
+			return err
+		}
+		res["zcat_parallel_s"] = append(res["zcat_parallel_s"], par)
+		res["zcat_serial_s"] = append(res["zcat_serial_s"], ser)
+	}
+	med := map[string]float64{}
+	for k, v := range res {
+		med[k] = median(v)
+	}
+	med["ours_vs_baseline"] = med["ours_s"] / med["baseline_s"]
+	med["ours_vs_limit"] = med["ours_s"] / med["zcat_parallel_s"]
+	report(c, med, last)
+	if c.jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"image": c.image, "compression": c.compression,
+			"runs": c.runs, "cpus": runtime.NumCPU(), "median": med, "all": res}, "", "  ")
+		if err := os.WriteFile(c.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func report(c config, m map[string]float64, r childResult) {
+	fmt.Printf("image %s, %d layers, squashfs %.0f MB (%s), %d CPUs, median of %d cold runs\n",
+		c.image, r.Layers, m["squashfs_mb"], c.compression, runtime.NumCPU(), c.runs)
+	row := func(name string, v float64, unit, note string) {
+		fmt.Printf("  %-44s %8.2f %-3s %s\n", name, v, unit, note)
+	}
+	row("ours: Get (pull + apply + squash)", m["ours_s"], "s", "")
+	row("  of which download + apply", m["ours_apply_s"], "s", "")
+	row("  of which mksquashfs", m["ours_squash_s"], "s", "")
+	row("baseline: skopeo copy + umoci unpack + mksquashfs", m["baseline_s"], "s", "")
+	row("  skopeo copy", m["skopeo_s"], "s", "")
+	row("  umoci unpack", m["umoci_s"], "s", "")
+	row("  mksquashfs", m["mksquashfs_s"], "s", "")
+	row("limit: zcat of every layer in parallel", m["zcat_parallel_s"], "s", "")
+	row("  (zcat serially)", m["zcat_serial_s"], "s", "")
+	row("ours / baseline", m["ours_vs_baseline"], "x", "(target <= 0.5)")
+	row("ours / limit", m["ours_vs_limit"], "x", "(target <= 2.5)")
+	row("reuse of the cached image (Get)", m["reuse_ms"], "ms", "(target < 50)")
+	row("peak RSS of the pull, Go process", m["go_rss_mb"], "MB", "")
+	row("peak RSS of the pull, largest process", m["tree_rss_mb"], "MB", "(mksquashfs)")
+	row("bytes written per byte of squashfs: dirtied", m["written_per_squashfs_byte"], "", "(blobs, rootfs, squashfs)")
+	row("  reaching the disk (/proc/diskstats)", m["disk_written_per_squashfs_byte"], "", "(the rest was deleted before writeback)")
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// dropCaches makes the next pipeline start cold.
+func dropCaches() error {
+	exec.Command("sync").Run()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
+}
+
+func startRegistry(work string) (host string, stop func(), err error) {
+	host = "127.0.0.1:" + strconv.Itoa(40000+os.Getpid()%20000)
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"+
+		"storage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(work, "registry"), host)
+	p := filepath.Join(work, "registry.yml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("docker-registry", "serve", p)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+host+"/none:1").CombinedOutput(); err == nil || bytes.Contains(out, []byte("manifest unknown")) {
+			return host, stop, nil
+		}
+	}
+	stop()
+	return "", nil, fmt.Errorf("docker-registry did not start on %s", host)
+}
+
+func writeConfig(work, host string) (policy, registries string, err error) {
+	policy = filepath.Join(work, "policy.json")
+	registries = filepath.Join(work, "registries.conf")
+	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644); err != nil {
+		return "", "", err
+	}
+	err = os.WriteFile(registries, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", host)), 0o644)
+	return policy, registries, err
+}
+
+// layerBlobs lists the layer files of an OCI layout image.
+func layerBlobs(image string) ([]string, error) {
+	dir, tag, _ := strings.Cut(strings.TrimPrefix(image, "oci:"), ":")
+	var idx struct {
+		Manifests []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	if err := readJSON(filepath.Join(dir, "index.json"), &idx); err != nil {
+		return nil, err
+	}
+	blob := func(d string) string { return filepath.Join(dir, "blobs", strings.Replace(d, ":", "/", 1)) }
+	for _, m := range idx.Manifests {
+		if tag == "" || m.Annotations["org.opencontainers.image.ref.name"] == tag {
+			var man struct {
+				Layers []struct{ Digest string } `json:"layers"`
+			}
+			if err := readJSON(blob(m.Digest), &man); err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, l := range man.Layers {
+				out = append(out, blob(l.Digest))
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no manifest tagged %q", dir, tag)
+}
+
+func readJSON(p string, v any) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// decompress times zcat of every layer, all at once and one by one.
+func decompress(blobs []string) (parallel, serial float64, err error) {
+	zcat := func(p string) error { return exec.Command("sh", "-c", `zcat "$1" >/dev/null`, "sh", p).Run() }
+	if err := dropCaches(); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(blobs))
+	for i, b := range blobs {
+		wg.Go(func() { errs[i] = zcat(b) })
+	}
+	wg.Wait()
+	parallel = time.Since(start).Seconds()
+	if err := dropCaches(); err != nil {
+		return 0, 0, err
+	}
+	start = time.Now()
+	for _, b := range blobs {
+		if err := zcat(b); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, e := range errs {
+		if e != nil {
+			return 0, 0, e
+		}
+	}
+	return parallel, time.Since(start).Seconds(), nil
+}
+
+// baseline: skopeo copy + umoci unpack + mksquashfs, as sites script it.
+func baseline(c config, ref, dir string) (map[string]float64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := dropCaches(); err != nil {
+		return nil, err
+	}
+	comp, level, _ := strings.Cut(c.compression, ":")
+	mks := []string{filepath.Join(dir, "bundle", "rootfs"), filepath.Join(dir, "image.squashfs"),
+		"-noappend", "-no-progress", "-quiet", "-comp", comp, "-processors", strconv.Itoa(c.processors)}
+	if level != "" {
+		mks = append(mks, "-Xcompression-level", level)
+	}
+	steps := []struct {
+		name string
+		argv []string
+	}{
+		{"skopeo_s", []string{"skopeo", "copy", "--quiet", "--src-tls-verify=false", "docker://" + ref, "oci:" + filepath.Join(dir, "layout") + ":latest"}},
+		{"umoci_s", []string{"umoci", "unpack", "--image", filepath.Join(dir, "layout") + ":latest", filepath.Join(dir, "bundle")}},
+		{"mksquashfs_s", append([]string{"mksquashfs"}, mks...)},
+	}
+	res := map[string]float64{}
+	total := time.Now()
+	for _, s := range steps {
+		start := time.Now()
+		if out, err := exec.Command(s.argv[0], s.argv[1:]...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %v: %s", strings.Join(s.argv, " "), err, out)
+		}
+		res[s.name] = time.Since(start).Seconds()
+	}
+	res["baseline_s"] = time.Since(total).Seconds()
+	return res, nil
+}
+
+// childResult is what the "get" child reports.
+type childResult struct {
+	WallS, ApplyS, SquashS float64
+	ReuseMS                []float64
+	GoHWMKB                int64
+	TreeMaxRSSKB           int64
+	WrittenBytes           int64 // dirtied by the pull, whether or not it reached the disk
+	DiskBytes              int64 // sectors the disk wrote meanwhile, after a sync
+	Size                   int64
+	Layers                 int
+	Digest                 string
+}
+
+// runChild runs our Get in a child process, so that its peak RSS and
+// writes can be measured apart from this program's.
+func runChild(c config, ref, policy, registries, dir string) (childResult, error) {
+	var r childResult
+	if err := dropCaches(); err != nil {
+		return r, err
+	}
+	before, err := sectorsWritten(c.work)
+	if err != nil {
+		return r, err
+	}
+	cmd := exec.Command("/proc/self/exe", "get", dir, ref, policy, registries, c.compression,
+		strconv.Itoa(c.processors), strconv.Itoa(c.reuse))
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return r, fmt.Errorf("get: %v: %s", err, stderr.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return r, fmt.Errorf("get output %q: %v", out.String(), err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r.TreeMaxRSSKB = ru.Maxrss
+	r.WrittenBytes = ru.Oublock * 512
+	_ = exec.Command("sync").Run()
+	after, err := sectorsWritten(c.work)
+	if err != nil {
+		return r, err
+	}
+	r.DiskBytes = (after - before) * 512
+	return r, nil
+}
+
+// sectorsWritten reads /proc/diskstats for the disk holding dir (the
+// whole device: a partition's counters are in its parent's too).
+func sectorsWritten(dir string) (int64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, err
+	}
+	major, minor := (st.Dev>>8)&0xfff, (st.Dev&0xff)|((st.Dev>>12)&0xfff00)
+	b, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 9 && f[0] == strconv.FormatUint(major, 10) && f[1] == strconv.FormatUint(minor, 10) {
+			return strconv.ParseInt(f[9], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no /proc/diskstats line for %d:%d", major, minor)
+}
+
+// childGet: get DIR REF POLICY REGISTRIES COMPRESSION PROCESSORS REUSE
+func childGet(args []string) error {
+	if len(args) != 7 {
+		return fmt.Errorf("want 7 arguments, got %d", len(args))
+	}
+	procs, _ := strconv.Atoi(args[5])
+	reuse, _ := strconv.Atoi(args[6])
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&logBuf, &logMu}, nil))
+	ctx := context.Background()
+	c, err := squash.Open(ctx, squash.Options{Dir: args[0], PolicyPath: args[2], RegistriesConf: args[3],
+		RegistriesConfDir: filepath.Join(args[0], "no-dropins"), Compression: args[4], Processors: procs, Log: log})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	start := time.Now()
+	img, err := c.Get(ctx, args[1], squash.PullOptions{})
+	if err != nil {
+		return err
+	}
+	r := childResult{WallS: time.Since(start).Seconds(), Size: img.Size, Digest: img.Digest}
+	for range reuse {
+		s := time.Now()
+		if _, err := c.Get(ctx, args[1], squash.PullOptions{}); err != nil {
+			return err
+		}
+		r.ReuseMS = append(r.ReuseMS, float64(time.Since(s).Microseconds())/1000)
+	}
+	logMu.Lock()
+	sc := bufio.NewScanner(bytes.NewReader(logBuf.Bytes()))
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "image pulled" {
+			r.ApplyS = nsToS(rec["apply"])
+			r.SquashS = nsToS(rec["squash"])
+			if n, ok := rec["layers"].(float64); ok {
+				r.Layers = int(n)
+			}
+		}
+	}
+	logMu.Unlock()
+	r.GoHWMKB = vmHWM()
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+type lockedWriter struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func nsToS(v any) float64 {
+	f, _ := v.(float64)
+	return f / 1e9
+}
+
+// vmHWM is this process's peak resident set, in KiB.
+func vmHWM() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// fileBench: GetFile's copy against a squashfuse mount of the file.
+func fileBench(c config, path string) error {
+	for _, b := range []string{"squashfuse", "tar"} {
+		if _, err := exec.LookPath(b); err != nil {
+			return fmt.Errorf("%s not found in PATH", b)
+		}
+	}
+	if err := os.RemoveAll(c.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.work, 0o700); err != nil {
+		return err
+	}
+	policy, _, err := writeConfig(c.work, "127.0.0.1:1")
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	mnt := filepath.Join(c.work, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		return err
+	}
+	timed := func(f func() error) (float64, error) {
+		start := time.Now()
+		err := f()
+		return time.Since(start).Seconds(), err
+	}
+	sh := func(script string, args ...string) func() error {
+		return func() error {
+			out, err := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: %v: %s", script, err, out)
+			}
+			return nil
+		}
+	}
+	readAll := sh(`tar -C "$1" -cf - . | cat >/dev/null`, mnt)
+	res := map[string][]float64{}
+	add := func(k string) func(float64, error) error {
+		return func(v float64, err error) error {
+			res[k] = append(res[k], v)
+			return err
+		}
+	}
+	ctx := context.Background()
+	for i := range c.runs {
+		dir := filepath.Join(c.work, fmt.Sprintf("cache-%d", i))
+		cache, err := squash.Open(ctx, squash.Options{Dir: dir, PolicyPath: policy})
+		if err != nil {
+			return err
+		}
+		var img *squash.Image
+		getFile := func(p string) func() error {
+			return func() error {
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				img, err = cache.GetFile(ctx, f, squash.PullOptions{})
+				return err
+			}
+		}
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		if err := add("copy_cold_s")(timed(getFile(path))); err != nil {
+			return err
+		}
+		if err := add("again_same_file_ms")(timed(getFile(path))); err != nil {
+			return err
+		}
+		res["again_same_file_ms"][i] *= 1000
+		other := filepath.Join(c.work, "other.sqsh")
+		if err := sh(`cp "$1" "$2"`, path, other)(); err != nil {
+			return err
+		}
+		if err := add("same_content_other_file_s")(timed(getFile(other))); err != nil {
+			return err
+		}
+		os.Remove(other)
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		if err := add("squashfuse_mount_umount_ms")(timed(sh(`squashfuse "$1" "$2" && umount "$2"`, path, mnt))); err != nil {
+			return err
+		}
+		res["squashfuse_mount_umount_ms"][i] *= 1000
+		if err := add("kernel_mount_umount_ms")(timed(sh(`mount -t squashfs -o loop,ro,nosuid,nodev "$1" "$2" && umount "$2"`, img.Path, mnt))); err != nil {
+			return err
+		}
+		res["kernel_mount_umount_ms"][i] *= 1000
+		for _, m := range []struct{ key, mount string }{
+			{"read_all_kernel_cold_s", `mount -t squashfs -o loop,ro,nosuid,nodev "$1" "$2"`},
+			{"read_all_squashfuse_cold_s", `squashfuse "$1" "$2"`},
+		} {
+			src := img.Path
+			if strings.Contains(m.mount, "squashfuse") {
+				src = path
+			}
+			if err := sh(m.mount, src, mnt)(); err != nil {
+				return err
+			}
+			if err := dropCaches(); err != nil {
+				return err
+			}
+			err := add(m.key)(timed(readAll))
+			if uerr := sh(`umount "$1"`, mnt)(); err == nil {
+				err = uerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		cache.Close()
+		os.RemoveAll(dir)
+	}
+	fmt.Printf("squashfs file %s, %.0f MB, median of %d runs\n", path, float64(fi.Size())/1e6, c.runs)
+	for _, k := range []string{"copy_cold_s", "again_same_file_ms", "same_content_other_file_s",
+		"squashfuse_mount_umount_ms", "kernel_mount_umount_ms", "read_all_kernel_cold_s", "read_all_squashfuse_cold_s"} {
+		fmt.Printf("  %-36s %8.2f\n", k, median(res[k]))
+	}
+	return nil
+}

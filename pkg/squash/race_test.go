@@ -1,0 +1,7 @@
+//go:build race
+
+package squash
+
+// The race detector slows everything several-fold; latency targets are
+// not checked under it.
+func init() { raceEnabled = true }
