@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
@@ -68,4 +69,22 @@ func describe(ref string, p squash.Progress) string {
 		return ref + ": image ready"
 	}
 	return fmt.Sprintf("%s: %s", ref, p.Phase)
+}
+
+// pruneEvery evicts by the cache's limits every period until ctx is done.
+func (s *squashStore) pruneEvery(ctx context.Context, period time.Duration, log *slog.Logger) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if gone, err := s.cache.Prune(ctx, false, 0); err != nil {
+				log.Warn("prune", "err", err)
+			} else if len(gone) > 0 {
+				log.Info("pruned by age or size", "images", len(gone))
+			}
+		}
+	}
 }

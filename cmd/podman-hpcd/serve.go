@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -49,6 +50,10 @@ func serveCmd(args []string, stderr io.Writer) error {
 		defer store.cache.Close()
 	}
 	srv := newServer(log, mgr, store, noMgr)
+	if store != nil && cfg.CacheMaxAge > 0 {
+		// Age only evicts when something looks: look now and then.
+		go store.pruneEvery(ctx, min(cfg.CacheMaxAge/4, time.Hour), log)
+	}
 	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid())
 	// Ready only once the listener accepts; a notify failure (no systemd) is not fatal.
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
