@@ -122,7 +122,6 @@ test -d "$d" && echo "exists $d" || echo "missing $d"
 exec ` + cluster["MPI_RING"]
 	r := asUser(t, "srun", "-N2", "--ntasks-per-node=2", "--mpi=pmix", "-l", "-w", strings.Join(nodes()[:2], ","),
 		"--container-image="+cluster["MPI_IMAGE"], "bash", "-c", script)
-	checkRing(t, r, 4, "Open MPI")
 
 	want := map[string][]string{} // task -> variable names in the bare step
 	for _, line := range strings.Split(strings.TrimSpace(bare.stdout), "\n") {
@@ -172,6 +171,7 @@ exec ` + cluster["MPI_RING"]
 			t.Errorf("task %s: PMIX_SERVER_TMPDIR=%q, want the host's %s", task, e["PMIX_SERVER_TMPDIR"], spool)
 		}
 	}
+	checkRing(t, r, 4, "Open MPI")
 }
 
 // A rank that crashes mid-ring ends the step as it does on bare metal:
