@@ -84,7 +84,7 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	shellcheck -x test/*.sh test/bench/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd

@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench.sh - benchmarks on the running test cluster (make bench). Each figure
 # is measured side by side with its baseline in the same run, as medians.
-# Prints a table and writes build/bench.json.
+# Prints a table and writes build/bench.json; the MPI figures come from
+# test/bench/mpi.sh.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
 # shellcheck disable=SC1090,SC1091
@@ -77,11 +78,16 @@ row "64 tasks at once: setns + exec" "$(get join_burst_ms)" ms
 row "64 tasks at once: plain fork + exec" "$(get plain_burst_ms)" ms
 row "  ratio (target <= 1.5)" "$(ratio "$(get join_burst_ms)" "$(get plain_burst_ms)")" ""
 
+# MPI: the ring three ways (bare, ours, podman per rank), pingpong.
+echo
+"$repo/test/bench/mpi.sh" "$repo/build/bench-mpi.json"
+
 cat >"$repo/build/bench.json" <<JSON
 {
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
   "container_ready": {"ms": $ready},
-  "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)}
+  "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
+$(cat "$repo/build/bench-mpi.json")
 }
 JSON
 echo "wrote build/bench.json"
