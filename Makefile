@@ -8,6 +8,8 @@ UNITDIR    ?= $(LIBDIR)/systemd/system
 DATADIR    ?= $(PREFIX)/share/podman-hpc
 DESTDIR    ?=
 NODES      ?= 2
+# The end-to-end suite's cluster: the MPI tests run a ring across 4 nodes.
+E2E_NODES  ?= 4
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 GO         ?= go
@@ -56,9 +58,9 @@ test: build ## unit tests (Go and the plugin's C through cgo); root-only tests s
 	CGO_ENABLED=0 $(GO) test $(GO_FLAGS) -count=1 ./cmd/... ./pkg/...
 	$(GO) test $(GO_FLAGS) -count=1 ./spank/...
 
-e2e: build ## bring up the test cluster (or reuse it), run the end-to-end suite through srun/sbatch, tear down
-	NODES=$(NODES) test/cluster/up.sh
-	rc=0; NODES=$(NODES) test/cluster/selftest.sh up && \
+e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), run the end-to-end suite through srun/sbatch, tear down
+	NODES=$(E2E_NODES) test/cluster/up.sh
+	rc=0; NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
 	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
 	exit $$rc
@@ -82,7 +84,7 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	shellcheck -x test/*.sh test/bench/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd

@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench.sh - benchmarks on the running test cluster (make bench). Each figure
 # is measured side by side with its baseline in the same run, as medians.
-# Prints a table and writes build/bench.json.
+# Prints a table and writes build/bench.json; the MPI figures come from
+# test/bench/mpi.sh.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
 # shellcheck disable=SC1090,SC1091
@@ -96,13 +97,18 @@ row "64 tasks at once: setns + exec" "$(get join_burst_ms)" ms
 row "64 tasks at once: plain fork + exec" "$(get plain_burst_ms)" ms
 row "  ratio (target <= 1.5)" "$(ratio "$(get join_burst_ms)" "$(get plain_burst_ms)")" ""
 
+# MPI: the ring three ways (bare, ours, podman per rank), pingpong.
+echo
+"$repo/test/bench/mpi.sh" "$repo/build/bench-mpi.json"
+
 cat >"$repo/build/bench.json" <<JSON
 {
   "pull_squash": {"ours_s": $(pull ours_s), "baseline_s": $(pull baseline_s), "ratio": $(pull ours_vs_baseline), "limit_s": $(pull zcat_parallel_s), "limit_ratio": $(pull ours_vs_limit), "image_bytes": $image_bytes, "peak_rss_mb": $(pull go_rss_mb), "written_per_squashfs_byte": $(pull written_per_squashfs_byte)},
   "cached_reuse": {"ms": $(pull reuse_ms)},
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
   "container_ready": {"ms": $ready},
-  "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)}
+  "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
+$(cat "$repo/build/bench-mpi.json")
 }
 JSON
 echo "wrote build/bench.json"

@@ -273,13 +273,16 @@ export SLURM_CONF=$ETC/slurm.conf
 # nsenter --net, not "ip netns exec" (which remounts /sys); unshare gives the
 # UTS namespace (hostname) and a mount namespace whose propagation is slave:
 # host mounts are seen, node mounts stay on the node. $LAB/nodelocal is a
-# private tmpfs on every node: the same path is each node's local disk.
+# private tmpfs on every node: the same path is each node's local disk. Each
+# node has its own /dev/shm too, as real nodes do: Open MPI names its shared
+# memory files by host name and job, and nodes (or clusters) sharing the
+# host's /dev/shm would open each other's.
 nsenter --net="/run/netns/$NS-ctl" unshare --uts \
 	sh -c "hostname ctl && exec /usr/sbin/slurmctld -f $ETC/slurm.conf" \
 	</dev/null >"$RUN/ctld/stdout" 2>&1
 for k in $(seq "$NODES"); do
 	nsenter --net="/run/netns/$NS-n$k" unshare --uts --mount --propagation slave \
-		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && exec /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
+		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g shm-node$k /dev/shm && exec /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
 		</dev/null >"$RUN/node$k/stdout" 2>&1
 done
 

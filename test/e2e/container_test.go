@@ -216,21 +216,8 @@ func TestMissingImageIsAClearError(t *testing.T) {
 // After every step no container, mount or init process is left on any node.
 func TestNothingLeftAfterSteps(t *testing.T) {
 	mustSucceed(t, srun(t, "-N2", "--container-image="+cluster["SMALL_IMAGE"], "true"))
-	state := cluster["LAB"] + "/nodelocal/state"
 	for _, n := range nodes() {
-		// Teardown follows slurmstepd's exit, a moment after srun returns.
-		var got string
-		for i := 0; i < 50; i++ {
-			r := run(t, cluster["NODE_EXEC"], n, "sh", "-c",
-				"grep -c ' "+state+"/' /proc/self/mounts; runc --root "+state+"/runtime list -q | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; pgrep -f '^/[.]podman-hpc/init' | wc -l")
-			if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0" {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if got != "0 0 0 0" {
-			t.Errorf("%s: mounts, containers, bundles, inits left: %q", n, got)
-		}
+		checkNothingLeft(t, n)
 	}
 }
 

@@ -179,3 +179,21 @@ func fileUID(fi os.FileInfo) string {
 }
 
 func regexpFind(s, re string) string { return regexp.MustCompile(re).FindString(s) }
+
+// checkNothingLeft fails the test unless, within five seconds, node has no
+// container mount, runtime container, bundle or init process left: teardown
+// follows slurmstepd's exit, a moment after srun returns.
+func checkNothingLeft(t *testing.T, node string) {
+	t.Helper()
+	state := cluster["LAB"] + "/nodelocal/state"
+	var got string
+	for i := 0; i < 50; i++ {
+		r := run(t, cluster["NODE_EXEC"], node, "sh", "-c",
+			"grep -c ' "+state+"/' /proc/self/mounts; runc --root "+state+"/runtime list -q | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; pgrep -f '^/[.]podman-hpc/init' | wc -l")
+		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("%s: mounts, containers, bundles, inits left: %q", node, got)
+}

@@ -3,15 +3,17 @@
 # fully offline except for the Debian mirror the host already uses:
 #
 #   OUTDIR/small  one layer: static busybox + a few /etc files
-#   OUTDIR/mpi    Debian bookworm minbase, Open MPI, MPICH and our ring
-#                 programs, in four layers; the last one contains whiteouts
+#   OUTDIR/mpi    Debian bookworm minbase, Open MPI, MPICH, our ring
+#                 programs and pingpong, in four layers; the last one
+#                 contains whiteouts
 #
 # Usage: build.sh OUTDIR        (as root: debootstrap, chroot, ownership)
 #
-# A finished layout carries the cache key (hash of this script + ring.c) in
-# a file inside it, so an unchanged second run returns in seconds.  Layouts
-# are built in a temp dir inside OUTDIR and renamed into place, so a crash
-# never leaves a half-built image where the cache would find it.
+# A finished layout carries the cache key (hash of this script and the C
+# sources) in a file inside it, so an unchanged second run returns in
+# seconds.  Layouts are built in a temp dir inside OUTDIR and renamed into
+# place, so a crash never leaves a half-built image where the cache would
+# find it.
 # The debootstrap layer is cached separately under OUTDIR/.cache.
 set -euo pipefail
 # Let "x=$(cmd)" fail the script when cmd fails part-way.
@@ -41,10 +43,11 @@ readonly HERE
 SELF="$HERE/$(basename "${BASH_SOURCE[0]}")"
 readonly SELF
 readonly RING_SRC="$HERE/ring.c"
+readonly PINGPONG_SRC="$HERE/pingpong.c"
 mkdir -p "$1"
 OUTDIR=$(cd "$1" && pwd)
 readonly OUTDIR
-KEY=$(cat "$SELF" "$RING_SRC" | sha256sum | cut -d' ' -f1)
+KEY=$(cat "$SELF" "$RING_SRC" "$PINGPONG_SRC" | sha256sum | cut -d' ' -f1)
 readonly KEY
 
 # Unmount everything below $1, deepest first.  Used by the exit trap and
@@ -225,6 +228,7 @@ build_mpi() {
     mkdir -p "$WORK/ring"
     mpicc.openmpi -O2 -Wall -o "$WORK/ring/ring" "$RING_SRC"
     mpicc.mpich -O2 -Wall -o "$WORK/ring/ring-mpich" "$RING_SRC"
+    mpicc.openmpi -O2 -Wall -o "$WORK/ring/pingpong" "$PINGPONG_SRC"
 
     # Start from a copy of the cached base so its layer digest stays the
     # same across rebuilds (registries and tests can reuse the blob).
@@ -241,8 +245,8 @@ build_mpi() {
     umoci repack --refresh-bundle --history.created_by "apt-get install mpich libmpich12" \
         --image "$layout:latest" "$bundle"
 
-    install -m 0755 "$WORK/ring/ring" "$WORK/ring/ring-mpich" "$root/usr/local/bin/"
-    for bin in ring ring-mpich; do
+    install -m 0755 "$WORK/ring/ring" "$WORK/ring/ring-mpich" "$WORK/ring/pingpong" "$root/usr/local/bin/"
+    for bin in ring ring-mpich pingpong; do
         libs=$(in_chroot "$root" ldd "/usr/local/bin/$bin")
         if grep 'not found' <<<"$libs" >&2; then
             die "$bin has unresolved libraries in the image"
@@ -253,7 +257,7 @@ build_mpi() {
     find "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" \
         -mindepth 1 -maxdepth 1 -exec rm -rf {} +
     rm -f "$root/usr/sbin/policy-rc.d" "$root"/var/cache/apt/*.bin
-    umoci repack --history.created_by "ring programs; remove docs and policy-rc.d" \
+    umoci repack --history.created_by "ring programs and pingpong; remove docs and policy-rc.d" \
         --image "$layout:latest" "$bundle"
     umoci config --image "$layout:latest" --config.env "PATH=$IMAGE_PATH" \
         --config.cmd /bin/bash --config.workingdir /

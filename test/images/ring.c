@@ -9,10 +9,15 @@
  * Usage: ring [LAPS]        (default 10)
  *
  * The output lines all start with "ring: " so tests can grep for them.
+ * Two environment variables serve the tests and benchmarks:
+ *   RING_TIMING=1      every rank prints how long its MPI_Init took
+ *   RING_CRASH_RANK=R  rank R dies of SIGSEGV after MPI_Init, mid-ring
  */
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define TAG_RING 42
 
@@ -22,11 +27,21 @@ int main(int argc, char **argv)
     int next, prev;
     char host[MPI_MAX_PROCESSOR_NAME];
     char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+    const char *crash = getenv("RING_CRASH_RANK");
+    struct timespec t0, t1;
 
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     MPI_Init(&argc, &argv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Get_processor_name(host, &len);
+
+    if (getenv("RING_TIMING") != NULL) {
+        printf("ring: rank %d MPI_Init took %.1f ms\n", rank,
+               (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        fflush(stdout);
+    }
 
     if (argc > 1)
         laps = atoi(argv[1]);
@@ -53,6 +68,10 @@ int main(int argc, char **argv)
     }
     printf("ring: rank %d of %d on %s\n", rank, size, host);
     fflush(stdout);
+
+    /* The others are left waiting in the ring, as in a real crash. */
+    if (crash != NULL && atoi(crash) == rank)
+        raise(SIGSEGV);
 
     next = (rank + 1) % size;
     prev = (rank + size - 1) % size;
