@@ -102,4 +102,4 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 		install -D -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf
 
 clean: ## remove build outputs (keeps the cached test images in build/images)
-	rm -rf bin build/cluster-logs build/bench.json
+	rm -rf bin build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong
