@@ -108,7 +108,9 @@ func readAuthFile() []byte {
 	return nil
 }
 
-// callWithProgress is call, with progress lines shown on w.
+// callWithProgress sends one request and returns the final reply, showing
+// progress lines on w; an Error reply is returned as an error carrying the
+// daemon's message.
 func callWithProgress(socket string, req *wire.Message, w io.Writer) (*wire.Message, error) {
 	c, err := net.DialTimeout("unix", socket, 5*time.Second)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -17,7 +15,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	reply, err := call(*socket, wire.New(wire.Hello, "client", "cli"))
+	reply, err := callWithProgress(*socket, wire.New(wire.Hello, "client", "cli"), io.Discard)
 	if err != nil {
 		return err
 	}
@@ -25,32 +23,4 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "podman-hpcd %s on %s: up %s, pid %s, protocol %s\n",
 		get("version"), get("node"), get("uptime"), get("pid"), get("protocol"))
 	return nil
-}
-
-// call sends one request and returns the final reply; an Error reply is
-// returned as an error carrying the daemon's message.
-func call(socket string, req *wire.Message) (*wire.Message, error) {
-	c, err := net.DialTimeout("unix", socket, 5*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach podman-hpcd at %s: %w; is it running? (systemctl start podman-hpcd.socket)", socket, err)
-	}
-	defer c.Close()
-	if err := wire.Write(c, req); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
-	}
-	for {
-		reply, err := wire.Read(c)
-		if err != nil {
-			return nil, fmt.Errorf("read reply from %s: %w", socket, err)
-		}
-		switch reply.Type {
-		case wire.Progress:
-			continue
-		case wire.Error:
-			msg, _ := reply.Get("message")
-			return nil, fmt.Errorf("%s", msg)
-		default:
-			return reply, nil
-		}
-	}
 }
