@@ -87,9 +87,11 @@ static int request(struct phpc_msg *m, struct phpc_msg *reply)
 	}
 }
 
+/* As root, once per step per node: connect, so that the daemon sees
+ * slurmstepd's credentials. The request itself (which carries the plugin's
+ * version) goes in user_init. */
 int phpc_stepd_post_opt(spank_t sp)
 {
-	struct phpc_msg hello, reply;
 	char err[512];
 
 	(void)sp;
@@ -100,15 +102,6 @@ int phpc_stepd_post_opt(spank_t sp)
 		keep_error("%s", err);
 		return 0; /* reported from the task, where srun shows it */
 	}
-	phpc_msg_init(&hello, PHPC_MSG_HELLO);
-	phpc_msg_init(&reply, 0);
-	if (phpc_msg_add(&hello, "client", "spank") < 0 ||
-	    phpc_msg_add(&hello, "plugin_version", PHPC_VERSION) < 0)
-		keep_error("couldn't build a request: %s", strerror(errno));
-	else
-		request(&hello, &reply);
-	phpc_msg_free(&hello);
-	phpc_msg_free(&reply);
 	return 0;
 }
 
@@ -154,6 +147,7 @@ static int build_container_request(spank_t sp, struct phpc_msg *m)
 	rc |= add_u32(m, "step", step);
 	rc |= add_u32(m, "uid", (uint32_t)uid);
 	rc |= add_u32(m, "gid", (uint32_t)gid);
+	rc |= phpc_msg_add(m, "plugin_version", PHPC_VERSION);
 	if (phpc.args.image != NULL)
 		rc |= phpc_msg_add(m, "image", phpc.args.image);
 	if (phpc.args.workdir)

@@ -91,21 +91,18 @@ func loadConfig(path string, explicit bool) (Config, error) {
 }
 
 func (c *Config) set(key, value string) error {
-	switch key {
-	case "socket":
-		if !filepath.IsAbs(value) {
-			return fmt.Errorf("socket %q: not an absolute path", value)
-		}
-		c.Socket = value
-	case "state_dir", "cache_dir":
+	paths := map[string]*string{
+		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
+		"registries_conf": &c.RegistriesConf, "policy": &c.Policy,
+	}
+	if dst, ok := paths[key]; ok {
 		if !filepath.IsAbs(value) {
 			return fmt.Errorf("%s %q: not an absolute path", key, value)
 		}
-		if key == "state_dir" {
-			c.StateDir = value
-		} else {
-			c.CacheDir = value
-		}
+		*dst = value
+		return nil
+	}
+	switch key {
 	case "runtime":
 		if value == "" {
 			return fmt.Errorf("runtime: empty (auto, crun, runc or a path)")
@@ -130,15 +127,6 @@ func (c *Config) set(key, value string) error {
 			c.Mounts = list
 		} else {
 			c.BatchMounts = list
-		}
-	case "registries_conf", "policy":
-		if !filepath.IsAbs(value) {
-			return fmt.Errorf("%s %q: not an absolute path", key, value)
-		}
-		if key == "policy" {
-			c.Policy = value
-		} else {
-			c.RegistriesConf = value
 		}
 	case "cache_max_size":
 		n, err := parseSize(value)

@@ -142,15 +142,6 @@ func WithNamespaces(types ...specs.LinuxNamespaceType) SpecOpt {
 	}
 }
 
-// WithCgroupsPath places the container's own processes (its init, not the
-// tasks, which stay in Slurm's cgroups) in cgroup path p.
-func WithCgroupsPath(p string) SpecOpt {
-	return func(s *specs.Spec) error {
-		s.Linux.CgroupsPath = p
-		return nil
-	}
-}
-
 // WithAnnotations adds annotations (hooks match on them); keys are sorted so
 // that the spec is deterministic.
 func WithAnnotations(a map[string]string) SpecOpt {
