@@ -33,7 +33,7 @@ export GOFLAGS
 .PHONY: help deps build test e2e check demo bench cluster cluster-down install clean lint
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install every Debian package and tool the build, tests, demo and benchmarks need
 	test/deps.sh
