@@ -38,14 +38,20 @@ help: ## list the targets
 deps: ## install every Debian package and tool the build, tests, demo and benchmarks need
 	test/deps.sh
 
-build: bin/podman-hpcd bin/spank_podman_hpc.so ## build the daemon and the SPANK plugin into bin/
+build: bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so ## build the daemon, the containers' init and the SPANK plugin into bin/
+
+# CGO_ENABLED=0: both Go binaries are static, because either may be every
+# container's init (podman-hpcd stands in when podman-hpc-init is missing),
+# which must run whatever the image has (or lacks) for libc.
 
 bin/podman-hpcd: $(GO_SRCS) Makefile
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GO_FLAGS) -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/podman-hpcd
 
-# CGO_ENABLED=0: the daemon is static, because its own binary is every
-# container's init and must run whatever the image has (or lacks) for libc.
+bin/podman-hpc-init: cmd/podman-hpc-init/main.go
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/podman-hpc-init
+
 # Linked to a temporary name and renamed: srun and slurmstepd load the plugin
 # at every step, and rewriting it in place crashes the ones running.
 bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile
@@ -88,6 +94,7 @@ lint: ## gofmt, go vet and shellcheck
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd
+	install -D -m 0755 bin/podman-hpc-init $(DESTDIR)$(BINDIR)/podman-hpc-init
 	install -D -m 0755 bin/spank_podman_hpc.so $(DESTDIR)$(LIBDIR)/slurm/spank_podman_hpc.so
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d $(DESTDIR)$(DATADIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/podman-hpcd.service >$(DESTDIR)$(UNITDIR)/podman-hpcd.service

@@ -42,6 +42,9 @@ type Config struct {
 	CacheMaxBytes int64
 	CacheMaxAge   time.Duration
 	Compression   string
+	// TagTTL: a tag the registry confirmed for a user this recently is
+	// not asked again for that user (0: ask every time).
+	TagTTL time.Duration
 	// Hooks are the OCI hooks and built-in modules (hooks_config.go).
 	Hooks hooksConfig
 }
@@ -53,6 +56,7 @@ func defaultConfig() Config {
 		StateDir: "/run/podman-hpc/state",
 		CacheDir: "/var/lib/podman-hpc/images",
 		Runtime:  "auto",
+		TagTTL:   time.Minute,
 		Hooks:    defaultHooksConfig(),
 	}
 }
@@ -140,6 +144,12 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("cache_max_age %q: %w", value, err)
 		}
 		c.CacheMaxAge = d
+	case "tag_ttl":
+		d, err := parseAge(value)
+		if err != nil {
+			return fmt.Errorf("tag_ttl %q: %w", value, err)
+		}
+		c.TagTTL = d
 	case "compression":
 		c.Compression = value
 	case "log_level":
@@ -150,7 +160,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, tag_ttl, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -25,9 +25,9 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 )
 
-// initPath is where the daemon's own binary appears inside every container,
-// as the container's init: a process that only waits, holding the
-// namespaces that the tasks join. The image need not have anything.
+// initPath is where podman-hpc-init (initBinary) appears inside every
+// container, as the container's init: a process that only waits, holding
+// the namespaces that the tasks join. The image need not have anything.
 const initPath = "/.podman-hpc/init"
 
 // batchStep is Slurm's step id of a batch script (SLURM_BATCH_SCRIPT).
@@ -59,6 +59,7 @@ type container struct {
 	bundle  string
 	rootfs  string
 	initPid int
+	initFD  int        // pidfd of the init (0: none): teardown kills it through this
 	nsFiles []*os.File // the namespaces the tasks join, sent to the plugin
 	nsNames []string   // their names, in the same order
 	env     []string   // the image's environment, for the tasks
@@ -153,12 +154,17 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	for _, n := range hk.notes {
 		progress(n)
 	}
+	// An attached container shares its root, and so its mode.
+	readonly := !req.Writable
+	if over != nil {
+		readonly = !over.req.Writable
+	}
 	args := []string{initPath, "init"}
 	if req.Entrypoint {
 		args = append(slices.Clone(c.img.Entrypoint), args...)
 	}
 	opts := []oci.SpecOpt{
-		oci.WithRootfs(c.rootfs, false),
+		oci.WithRootfs(c.rootfs, readonly && !hk.lateReadonly),
 		oci.WithProcess(args, withPath(c.img.Env), "/"),
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
@@ -174,13 +180,6 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	}
 	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
 		return c, err
-	}
-	// With createContainer hooks, which may write into the root, the root
-	// is made read-only after them (hk's last hook).
-	if !req.Writable && over == nil && !hk.lateReadonly {
-		if err := unix.Mount("", c.rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-			return c, fmt.Errorf("make the container read-only: %w", err)
-		}
 	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {
 		return c, err
@@ -202,6 +201,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	if c.initPid, err = readPid(pidFile); err != nil {
 		return c, err
 	}
+	if c.initFD, err = unix.PidfdOpen(c.initPid, 0); err != nil {
+		return c, fmt.Errorf("the container's init (pid %d): %w", c.initPid, err)
+	}
 	c.env = hk.env
 	if req.Entrypoint {
 		if c.env, err = m.waitEntrypoint(ctx, c); err != nil {
@@ -209,6 +211,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		}
 	}
 	if err := c.openNamespaces(spec); err != nil {
+		return c, err
+	}
+	if err := oci.SealRoot(c.nsFiles[len(c.nsFiles)-1], readonly); err != nil {
 		return c, err
 	}
 	if slices.Contains(req.Unshare, specs.NetworkNamespace) {
@@ -224,8 +229,8 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 
 // prepareRootfs gets the image and mounts the container's root: an overlay
 // on the image's squashfs, so that mount points missing from the image can
-// be made; --container-readonly then makes it read-only. nosuid and nodev
-// are ours to keep: the runtime's own read-only remount would drop them.
+// be made. The runtime makes it read-only (--container-readonly, the
+// default); SealRoot then sets nosuid and nodev on it, which runtimes drop.
 func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credential, progress func(string)) (err error) {
 	if c.req.Image == "" {
 		return fmt.Errorf("--container-name=%s: no container of that name in this job, and no --container-image to create it", c.req.Name)
@@ -344,8 +349,11 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	m.mu.Unlock()
 
 	closeAll(c.nsFiles)
-	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true}); err != nil {
+	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true, Pidfd: c.initFD}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
+	}
+	if c.initFD > 0 {
+		unix.Close(c.initFD)
 	}
 	m.hooks.logTimings(c, m.log.With("job", c.req.Job, "step", c.req.Step)) // poststop
 	mounts, err := oci.MountsUnder(c.bundle)
@@ -369,29 +377,40 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	}
 }
 
-// cleanStale removes what a previous daemon left: containers (their tasks, if
-// any, keep running in the namespace they joined), mounts and bundles.
-func (m *manager) cleanStale(ctx context.Context) {
+// unmountStale unmounts what a previous daemon left mounted below stateDir
+// and returns how many. It runs before the runtime is set up, which may bind
+// stateDir on itself (runtimeSetup) and so hide them.
+func unmountStale(stateDir string, log *slog.Logger) int {
+	mounts, err := oci.MountsUnder(stateDir)
+	if err != nil {
+		log.Warn("list stale mounts", "err", err)
+	}
+	// The state directory itself may be a mount (runtimeSetup's): only
+	// what is below it is a previous daemon's.
+	mounts = slices.DeleteFunc(mounts, func(mp string) bool { return mp == stateDir })
+	for _, mp := range mounts {
+		if err := oci.Unmount(mp, false); err != nil {
+			oci.Unmount(mp, true)
+		}
+	}
+	return len(mounts)
+}
+
+// cleanStale removes the containers and bundles a previous daemon left
+// (their tasks, if any, keep running in the namespaces they joined);
+// unmounted says how many of its mounts unmountStale removed.
+func (m *manager) cleanStale(ctx context.Context, unmounted int) {
 	entries, _ := os.ReadDir(filepath.Join(m.stateDir, "containers"))
 	for _, e := range entries {
 		if err := m.rt.Delete(ctx, e.Name(), oci.DeleteOpts{Force: true}); err != nil {
 			m.log.Warn("stale container: runtime delete", "container", e.Name(), "err", err)
 		}
 	}
-	mounts, err := oci.MountsUnder(m.stateDir)
-	if err != nil {
-		m.log.Warn("list stale mounts", "err", err)
-	}
-	for _, mp := range mounts {
-		if err := oci.Unmount(mp, false); err != nil {
-			oci.Unmount(mp, true)
-		}
-	}
 	for _, sub := range []string{"containers", "images"} {
 		os.RemoveAll(filepath.Join(m.stateDir, sub))
 	}
-	if len(entries)+len(mounts) > 0 {
-		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", len(mounts))
+	if len(entries)+unmounted > 0 {
+		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", unmounted)
 	}
 }
 
@@ -399,11 +418,11 @@ func (m *manager) cleanStale(ctx context.Context) {
 // held open for them (the caller closes them once the runtime has mounted).
 func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.Mount, []*os.File, error) {
 	var out []specs.Mount
-	self, err := os.Executable()
+	init, err := initBinary()
 	if err != nil {
 		return nil, nil, err
 	}
-	out = append(out, oci.BindMount(self, initPath, "ro", "nosuid", "nodev"))
+	out = append(out, oci.BindMount(init, initPath, "ro", "nosuid", "nodev"))
 	for _, s := range m.site {
 		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
 	}

@@ -88,6 +88,10 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 	if err != nil {
 		t.Skipf("no OCI runtime works here: %v", err)
 	}
+	t.Cleanup(func() {
+		rt.NS.Close()
+		oci.Unmount(state, true) // runtimeSetup's bind, if it made one
+	})
 	images := &fakeImages{img: &image{Digest: "sha256:feed", Path: testSquashfs(t), Env: []string{"FOO=image"}, WorkingDir: "/work"}}
 	return newManager(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, images, Config{StateDir: state}), images, state
 }
@@ -119,8 +123,9 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Errorf("workdir %q env %q", c.workdir, c.env)
 	}
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.initPid))
-	if root := strings.SplitN(string(mi), "\n", 2)[0]; !strings.Contains(root, " / / ro,") {
-		t.Errorf("root is not read-only: %s", root)
+	// Read-only, and a setuid file in the image counts for nothing.
+	if root := strings.SplitN(string(mi), "\n", 2)[0]; !strings.Contains(root, " / / ro,nosuid,nodev,") {
+		t.Errorf("root is not read-only, nosuid and nodev: %s", root)
 	}
 	if images.pinned != 1 {
 		t.Errorf("image pinned %d times, want 1", images.pinned)
@@ -130,7 +135,7 @@ func TestContainerLifecycle(t *testing.T) {
 	if images.pinned != 0 {
 		t.Errorf("image still pinned after remove")
 	}
-	if mounts, _ := oci.MountsUnder(state); len(mounts) > 0 {
+	if mounts := mountsBelow(state); len(mounts) > 0 {
 		t.Errorf("mounts left: %q", mounts)
 	}
 	if _, err := os.Stat(c.bundle); !os.IsNotExist(err) {
@@ -161,7 +166,7 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 	if images.pinned != 0 {
 		t.Errorf("image pinned %d times after failures", images.pinned)
 	}
-	if mounts, _ := oci.MountsUnder(state); len(mounts) > 0 {
+	if mounts := mountsBelow(state); len(mounts) > 0 {
 		t.Errorf("mounts left: %q", mounts)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(state, "containers")); len(entries) > 0 {
@@ -181,7 +186,9 @@ func TestContainerHooks(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
 	}
 	write("state.sh", "#!/bin/sh\ncat >"+out+"/state.json\n")
-	write("root.sh", "#!/bin/sh\necho from-hook >etc/hook-was-here\n")
+	// The root's path is the bundle's rootfs (a hook's working directory
+	// is the runtime's choice: runc's is the root, crun's is not).
+	write("root.sh", "#!/bin/sh\nb=$(sed -n 's/.*\"bundle\": *\"\\([^\"]*\\)\".*/\\1/p')\necho from-hook >\"$b/rootfs/etc/hook-was-here\"\n")
 	write("stop.sh", "#!/bin/sh\ntouch "+out+"/stopped\n")
 	write("01-state.json", `{"version":"1.0.0","hook":{"path":"`+dir+`/state.sh"},"when":{"annotations":{"^org\\.podman-hpc\\.hook\\.state$":"true"}},"stages":["prestart"]}`)
 	write("02-root.json", `{"version":"1.0.0","hook":{"path":"`+dir+`/root.sh"},"when":{"always":true},"stages":["createContainer"]}`)
@@ -228,9 +235,22 @@ func TestContainerHookFails(t *testing.T) {
 	if images.pinned != 0 {
 		t.Errorf("image pinned %d times after failures", images.pinned)
 	}
-	if mounts, _ := oci.MountsUnder(state); len(mounts) > 0 {
+	if mounts := mountsBelow(state); len(mounts) > 0 {
 		t.Errorf("mounts left: %q", mounts)
 	}
+}
+
+// mountsBelow lists the mounts below dir, not dir itself (which
+// runtimeSetup may have bound on itself).
+func mountsBelow(dir string) []string {
+	mounts, _ := oci.MountsUnder(dir)
+	out := mounts[:0]
+	for _, mp := range mounts {
+		if mp != dir {
+			out = append(out, mp)
+		}
+	}
+	return out
 }
 
 // syncWriter serialises writes from the daemon's goroutines.

@@ -23,6 +23,7 @@ func openImageStore(ctx context.Context, cfg Config, log *slog.Logger) (*squashS
 		Compression:    cfg.Compression,
 		RegistriesConf: cfg.RegistriesConf,
 		PolicyPath:     cfg.Policy,
+		TagTTL:         cfg.TagTTL,
 		Log:            log,
 	})
 	if err != nil {

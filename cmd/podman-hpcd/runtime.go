@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
+	"golang.org/x/sys/unix"
 )
 
 // pickRuntime returns the configured runtime, or with "auto" the first of
@@ -19,7 +20,41 @@ func pickRuntime(ctx context.Context, cfg Config) (*oci.Runtime, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return oci.Detect(ctx, candidates, filepath.Join(cfg.StateDir, "runtime"), probe(cfg.StateDir))
+	return oci.Detect(ctx, candidates, runtimeSetup(cfg.StateDir, cgroupRoot), probe(cfg.StateDir))
+}
+
+// cgroupRoot is where the host mounts its cgroups.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// runtimeSetup says how the runtime binaries are driven here. crun runs
+// without cgroups: the tasks stay in Slurm's, the container's init (which
+// only waits) needs none, and creating and removing a cgroup in every
+// hierarchy is most of a runtime's cost on a v1 host. crun 1.8 still
+// refuses a hybrid host whose cgroup2 hierarchy holds controllers, even
+// with cgroups off; there it runs in a mount namespace of its own where that
+// hierarchy is not mounted (the containers, copied from that namespace, do
+// not see it either). runc makes its cgroups as usual.
+func runtimeSetup(stateDir, cgroups string) oci.Setup {
+	return func(path string) (*oci.Runtime, error) {
+		rt := &oci.Runtime{Command: path, Root: filepath.Join(stateDir, "runtime")}
+		if filepath.Base(path) != "crun" {
+			return rt, nil
+		}
+		rt.Args = []string{"--cgroup-manager=disabled"}
+		layout, controllers, err := oci.ReadCgroupLayout(cgroups)
+		if err != nil || layout != oci.CgroupHybrid || len(controllers) == 0 {
+			return rt, err
+		}
+		// The runtime's namespace sees the mounts made under the state
+		// directory after it was created: the daemon's mounts are all there.
+		if err := oci.MakeShared(stateDir); err != nil {
+			return nil, err
+		}
+		rt.NS, err = oci.NewMountNS(func() error {
+			return unix.Unmount(filepath.Join(cgroups, "unified"), unix.MNT_DETACH)
+		})
+		return rt, err
+	}
 }
 
 // probe starts the same kind of container the jobs get, on an empty root,
@@ -34,14 +69,14 @@ func probe(stateDir string) oci.Probe {
 		if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
 			return err
 		}
-		self, err := os.Executable()
+		init, err := initBinary()
 		if err != nil {
 			return err
 		}
 		spec, err := oci.NewSpec(
 			oci.WithRootfs(filepath.Join(dir, "rootfs"), true),
 			oci.WithProcess([]string{initPath, "init"}, nil, "/"),
-			oci.WithMounts(oci.BindMount(self, initPath, "ro")),
+			oci.WithMounts(oci.BindMount(init, initPath, "ro")),
 		)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -81,14 +82,15 @@ func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manage
 	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
 		return nil, store, fmt.Errorf("state directory: %w", err)
 	}
+	unmounted := unmountStale(cfg.StateDir, log)
 	rt, err := pickRuntime(ctx, cfg)
 	if err != nil {
 		log.Error("no OCI runtime", "err", err)
 		return nil, store, err
 	}
 	mgr := newManager(log, rt, store, cfg)
-	mgr.cleanStale(ctx)
-	log.Info("containers ready", "runtime", rt.Command, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
+	mgr.cleanStale(ctx, unmounted)
+	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
 	return mgr, store, nil
 }
 

@@ -37,7 +37,10 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 			authJSON = []byte(auth)
 		}
 		progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
-		img, err := s.store.cache.Get(ctx, ref, pullOptions(ref, cred, authJSON, progress))
+		// An explicit pull asks the registry what the tag is now.
+		o := pullOptions(ref, cred, authJSON, progress)
+		o.Refresh = true
+		img, err := s.store.cache.Get(ctx, ref, o)
 		if err != nil {
 			log.Warn("pull failed", "ref", ref, "err", err, "duration", time.Since(start))
 			return wire.Write(c, errorf("%v", err))

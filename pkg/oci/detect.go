@@ -14,11 +14,14 @@ var DefaultRuntimes = []string{"crun", "runc"}
 // works on this node.
 type Probe func(ctx context.Context, rt *Runtime) error
 
+// Setup returns how to drive the runtime binary at path on this node.
+type Setup func(path string) (*Runtime, error)
+
 // Detect returns the first runtime of candidates that is installed and passes
 // probe: runtimes fail on some nodes for reasons only a real start shows
 // (crun 1.8 refuses hybrid cgroup layouts, which runc handles). The error
 // lists why each candidate was rejected.
-func Detect(ctx context.Context, candidates []string, root string, probe Probe) (*Runtime, error) {
+func Detect(ctx context.Context, candidates []string, setup Setup, probe Probe) (*Runtime, error) {
 	var why []string
 	for _, c := range candidates {
 		path, err := exec.LookPath(c)
@@ -26,8 +29,11 @@ func Detect(ctx context.Context, candidates []string, root string, probe Probe) 
 			why = append(why, fmt.Sprintf("%s: not installed", c))
 			continue
 		}
-		rt := &Runtime{Command: path, Root: root}
-		if err := probe(ctx, rt); err != nil {
+		rt, err := setup(path)
+		if err == nil {
+			err = probe(ctx, rt)
+		}
+		if err != nil {
 			why = append(why, fmt.Sprintf("%s: %v", c, err))
 			continue
 		}

@@ -15,8 +15,12 @@ import (
 // Runtime drives an OCI runtime binary (runc or crun; they share a CLI).
 // Tests swap Command for a script.
 type Runtime struct {
-	Command string // binary name or path
-	Root    string // --root: the runtime's state directory; "" for its default
+	Command string   // binary name or path
+	Root    string   // --root: the runtime's state directory; "" for its default
+	Args    []string // global options before the command (crun's --cgroup-manager)
+	// NS, when set, is the mount namespace the runtime runs in (and so
+	// the namespace its containers' are copied from); nil: the caller's.
+	NS *MountNS
 }
 
 // ErrNotExist is returned by State for a container the runtime does not know.
@@ -39,6 +43,9 @@ func (o RunOpts) args(id string) []string {
 // DeleteOpts are the options of Runtime.Delete.
 type DeleteOpts struct {
 	Force bool // kill the container first if it is running
+	// Pidfd refers to the container's init (pidfd_open(2)) when the
+	// caller holds one; 0: Force finds the init through State.
+	Pidfd int
 }
 
 func (o DeleteOpts) args(id string) []string {
@@ -69,7 +76,7 @@ func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
 	defer f.Close()
 	cmd := r.command(ctx, o.args(id)...)
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Run(); err != nil {
+	if err := r.run(cmd); err != nil {
 		out, _ := os.ReadFile(logPath)
 		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}
 	}
@@ -84,7 +91,15 @@ func (r *Runtime) Kill(ctx context.Context, id, sig string) error {
 
 // Delete removes the container's runtime state (and with Force, kills it).
 // A container the runtime does not know is not an error: deleting twice is fine.
+// With Force the init is killed here, and its end awaited, before the
+// runtime deletes: runc's own --force polls for the death every 100 ms, and
+// crun without cgroups kills nothing.
 func (r *Runtime) Delete(ctx context.Context, id string, o DeleteOpts) error {
+	if o.Force {
+		if err := r.killInit(ctx, id, o.Pidfd); err != nil {
+			return err
+		}
+	}
 	_, err := r.exec(ctx, o.args(id)...)
 	if err != nil && isNotExist(err) {
 		return nil
@@ -158,10 +173,11 @@ func isNotExist(err error) bool {
 // command returns the runtime invocation. Stdin is /dev/null; the runtime
 // (and so the container's init) inherits no other fd and no environment but PATH.
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	full := args
+	var full []string
 	if r.Root != "" {
-		full = append([]string{"--root", r.Root}, args...)
+		full = append(full, "--root", r.Root)
 	}
+	full = append(append(full, r.Args...), args...)
 	cmd := exec.CommandContext(ctx, r.Command, full...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	return cmd
@@ -171,8 +187,16 @@ func (r *Runtime) exec(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := r.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := r.run(cmd); err != nil {
 		return nil, &runtimeError{cmd: r.Command + " " + args[0], stderr: stderr.String(), err: err}
 	}
 	return stdout.Bytes(), nil
+}
+
+// run starts cmd in the runtime's mount namespace and waits for it.
+func (r *Runtime) run(cmd *exec.Cmd) error {
+	if err := r.NS.Do(cmd.Start); err != nil {
+		return err
+	}
+	return cmd.Wait()
 }

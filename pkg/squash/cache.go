@@ -91,6 +91,9 @@ type PullOptions struct {
 	// phases "resolving", "downloading" (per layer: Layer, Done, Total
 	// bytes), "squashing" and "done".
 	Progress func(Progress)
+	// Refresh asks the registry what a tag is now, even within TagTTL
+	// (an explicit pull).
+	Refresh bool
 }
 
 // Progress is one progress report.

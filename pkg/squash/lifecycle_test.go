@@ -371,8 +371,16 @@ func TestTagTTLAndRegistryOutage(t *testing.T) {
 	if _, err := c.Get(ctx, ref, PullOptions{UID: 2000}); err != nil {
 		t.Fatal(err)
 	}
-	if m2, _ := reg.counts(im.digest); m2 == m0 {
+	m2, _ := reg.counts(im.digest)
+	if m2 == m0 {
 		t.Error("a new user was served without the registry's word")
+	}
+	// An explicit pull asks the registry even within TagTTL.
+	if _, err := c.Get(ctx, ref, PullOptions{UID: 1000, Refresh: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m3, _ := reg.counts(im.digest); m3 == m2 {
+		t.Error("Refresh was served from the cache")
 	}
 	// Registry gone: confirmed users keep working, others get the error.
 	c.o.TagTTL = 0

@@ -52,7 +52,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		defer f.Close()
 		return c.getFile(ctx, ref, r.String(), f, o)
 	}
-	key := fmt.Sprintf("ref\x00%d\x00%s", o.UID, r)
+	key := fmt.Sprintf("ref\x00%d\x00%s\x00%t", o.UID, r, o.Refresh)
 	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
 		return c.getImage(ctx, r, o, report)
 	})
@@ -104,7 +104,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 				}
 			}()
 		}
-		if img := c.fresh(name, o.UID); img != nil {
+		if img := c.fresh(name, o.UID); img != nil && !o.Refresh {
 			report(Progress{Phase: "done"})
 			return img, nil
 		}

@@ -25,7 +25,7 @@ T0=$(date +%s%N)
 for tool in slurmctld slurmd munged docker-registry skopeo nsenter unshare; do
 	command -v "$tool" >/dev/null || { echo "up.sh: $tool not found; run 'make deps'" >&2; exit 1; }
 done
-for f in bin/podman-hpcd bin/spank_podman_hpc.so; do
+for f in bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so; do
 	[ -e "$repo/$f" ] || { echo "up.sh: $f missing; run 'make build'" >&2; exit 1; }
 done
 id "$TEST_USER" >/dev/null 2>&1 || { echo "up.sh: test user $TEST_USER missing; run 'make deps'" >&2; exit 1; }
@@ -39,6 +39,8 @@ install_binaries() {
 	mkdir -p "$LAB/bin" "$LAB/lib"
 	install -m 0755 "$repo/bin/podman-hpcd" "$LAB/bin/.podman-hpcd.new"
 	mv -f "$LAB/bin/.podman-hpcd.new" "$LAB/bin/podman-hpcd"
+	install -m 0755 "$repo/bin/podman-hpc-init" "$LAB/bin/.podman-hpc-init.new"
+	mv -f "$LAB/bin/.podman-hpc-init.new" "$LAB/bin/podman-hpc-init"
 	install -m 0644 "$repo/bin/spank_podman_hpc.so" "$LAB/lib/.spank_podman_hpc.so.new"
 	mv -f "$LAB/lib/.spank_podman_hpc.so.new" "$LAB/lib/spank_podman_hpc.so"
 	ln -sfn "$here/node-exec.sh" "$LAB/bin/node-exec"
