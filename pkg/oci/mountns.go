@@ -2,7 +2,6 @@ package oci
 
 import (
 	"fmt"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,8 +13,8 @@ import (
 // everyone (crun with the cgroup2 hierarchy of a hybrid host hidden).
 //
 // Go runs goroutines on any thread, and a mount namespace belongs to a
-// thread: so the work is sent to the one goroutine locked to that thread,
-// which never unlocks it (the thread dies with the namespace).
+// thread: so the work is sent to the one goroutine locked to that thread
+// (goLocked), which never unlocks it (the thread dies with the namespace).
 type MountNS struct {
 	work chan func()
 }
@@ -25,8 +24,7 @@ type MountNS struct {
 func NewMountNS(setup func() error) (*MountNS, error) {
 	n := &MountNS{work: make(chan func())}
 	ready := make(chan error)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+	goLocked(func() {
 		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
 			ready <- fmt.Errorf("runtime mount namespace: unshare: %w", err)
 			return
@@ -45,7 +43,7 @@ func NewMountNS(setup func() error) (*MountNS, error) {
 		for fn := range n.work {
 			fn()
 		}
-	}()
+	})
 	if err := <-ready; err != nil {
 		return nil, err
 	}

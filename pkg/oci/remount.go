@@ -3,7 +3,6 @@ package oci
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,11 +19,9 @@ func SealRoot(mntns *os.File, readonly bool) error {
 		flags |= unix.MS_RDONLY
 	}
 	errc := make(chan error, 1)
-	go func() {
-		// The thread joins the container's mount namespace and is never
-		// unlocked: it dies with this goroutine instead of running other
-		// goroutines in there.
-		runtime.LockOSThread()
+	// The thread joins the container's mount namespace: it dies with
+	// this goroutine instead of running other goroutines in there.
+	goLocked(func() {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			errc <- fmt.Errorf("seal the container's root: unshare: %w", err)
 			return
@@ -38,6 +35,6 @@ func SealRoot(mntns *os.File, readonly bool) error {
 			return
 		}
 		errc <- nil
-	}()
+	})
 	return <-errc
 }

@@ -98,7 +98,13 @@ write_hooks() {
 	id=$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 	mkdir -p "$1" && echo ran >"$1/$id"
 	SH
-	printf '#!/bin/sh\necho written-by-a-hook >etc/podman-hpc-hook-file\n' >"$ETC/hooks.d/rootfile.sh"
+	cat >"$ETC/hooks.d/rootfile.sh" <<-'SH'
+	#!/bin/sh
+	# The root is the bundle's rootfs; the bundle is in the state on stdin
+	# (the working directory is the runtime's choice).
+	bundle=$(sed -n 's/.*"bundle": *"\([^"]*\)".*/\1/p')
+	echo written-by-a-hook >"$bundle/rootfs/etc/podman-hpc-hook-file"
+	SH
 	chmod 0755 "$ETC/hooks.d/marker.sh" "$ETC/hooks.d/rootfile.sh"
 	cat >"$ETC/hooks.d/01-marker.json" <<-JSON
 	{"version": "1.0.0", "hook": {"path": "$ETC/hooks.d/marker.sh", "args": ["marker.sh", "$RUN/hook-markers"]},
