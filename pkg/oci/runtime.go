@@ -76,6 +76,10 @@ func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
 	defer f.Close()
 	cmd := r.command(ctx, o.args(id)...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// Not /dev/null: crun 1.8 hands the container's stdio to the
+	// container's user (fchown) when it has a user namespace, and
+	// would make the node's /dev/null theirs. An empty pipe instead.
+	cmd.Stdin = strings.NewReader("")
 	if err := r.run(cmd); err != nil {
 		out, _ := os.ReadFile(logPath)
 		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}

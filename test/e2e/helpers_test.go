@@ -183,8 +183,8 @@ func regexpFind(s, re string) string { return regexp.MustCompile(re).FindString(
 // checkNothingLeft fails the test unless, within five seconds, node has no
 // container mount (in the node's mount namespace, or in the one the daemon
 // may run its runtime from: any of its threads'), runtime container, bundle
-// or init process left: teardown follows slurmstepd's exit, a moment after
-// srun returns.
+// or init process left, and the host's device nodes are still root's:
+// teardown follows slurmstepd's exit, a moment after srun returns.
 func checkNothingLeft(t *testing.T, node string) {
 	t.Helper()
 	state := cluster["LAB"] + "/nodelocal/state"
@@ -193,11 +193,12 @@ func checkNothingLeft(t *testing.T, node string) {
 	for i := 0; i < 50; i++ {
 		r := run(t, cluster["NODE_EXEC"], node, "sh", "-c",
 			"grep -c ' "+state+"/' /proc/self/mountinfo; cat /proc/$(cat "+daemon+")/task/*/mountinfo | grep -c ' "+state+"/'; "+
-				"ls "+state+"/runtime | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; pgrep -f '^/[.]podman-hpc/init' | wc -l")
-		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0 0" {
+				"ls "+state+"/runtime | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; pgrep -f '^/[.]podman-hpc/init' | wc -l; "+
+				"stat -c %u:%g /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | grep -vc '^0:0$'")
+		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0 0 0" {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Errorf("%s: mounts (node, daemon), runtime containers, bundles, inits left: %q", node, got)
+	t.Errorf("%s: mounts (node, daemon), runtime containers, bundles, inits left, host devices not root's: %q", node, got)
 }

@@ -200,6 +200,10 @@ func TestRemapRoot(t *testing.T) {
 	if r.code == 0 {
 		t.Errorf("root inside read /etc/shadow:\n%s", r)
 	}
+	// Nor over the node: its /dev/null (the runtime's stdin once) is root's.
+	if fi, err := os.Stat("/dev/null"); err != nil || fileUID(fi) != "0" {
+		t.Errorf("/dev/null after remap-root steps: owner %v, %v", fi, err)
+	}
 }
 
 // --container-unshare gives private namespaces on request; by default the
