@@ -42,6 +42,9 @@ type Config struct {
 	CacheMaxBytes int64
 	CacheMaxAge   time.Duration
 	Compression   string
+	// ImageLinger: how long an image stays mounted after its last
+	// container (0: unmounted with it).
+	ImageLinger time.Duration
 	// TagTTL: a tag the registry confirmed for a user this recently is
 	// not asked again for that user (0: ask every time).
 	TagTTL time.Duration
@@ -51,13 +54,14 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		Socket:   DefaultSocket,
-		LogLevel: slog.LevelInfo,
-		StateDir: "/run/podman-hpc/state",
-		CacheDir: "/var/lib/podman-hpc/images",
-		Runtime:  "auto",
-		TagTTL:   time.Minute,
-		Hooks:    defaultHooksConfig(),
+		Socket:      DefaultSocket,
+		LogLevel:    slog.LevelInfo,
+		StateDir:    "/run/podman-hpc/state",
+		CacheDir:    "/var/lib/podman-hpc/images",
+		Runtime:     "auto",
+		TagTTL:      time.Minute,
+		ImageLinger: 5 * time.Minute,
+		Hooks:       defaultHooksConfig(),
 	}
 }
 
@@ -144,6 +148,12 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("cache_max_age %q: %w", value, err)
 		}
 		c.CacheMaxAge = d
+	case "image_linger":
+		d, err := parseAge(value)
+		if err != nil {
+			return fmt.Errorf("image_linger %q: %w", value, err)
+		}
+		c.ImageLinger = d
 	case "tag_ttl":
 		d, err := parseAge(value)
 		if err != nil {
@@ -160,7 +170,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, tag_ttl, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

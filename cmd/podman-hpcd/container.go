@@ -85,10 +85,10 @@ type manager struct {
 	site     []userMount // admin's mounts for every container (config "mounts")
 	batch    []userMount // and for batch scripts' containers ("batch_mounts")
 	hooks    *hookRunner // hooks.d and the modules
+	mounted  *imageMounts
 
 	mu         sync.Mutex
 	containers map[string]*container
-	squashRefs map[string]int         // digest -> containers using its mount
 	nameLocks  map[string]*sync.Mutex // named container id -> its creation lock
 }
 
@@ -96,14 +96,9 @@ func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config
 	return &manager{
 		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
 		hooks:      newHookRunner(cfg.Hooks),
-		containers: map[string]*container{}, squashRefs: map[string]int{},
+		mounted:    newImageMounts(cfg.ImageLinger, images.pin, log),
+		containers: map[string]*container{},
 	}
-}
-
-// squashDir is where an image's squashfs is mounted; no ':' in it, which
-// overlayfs would take for a separator of lower directories.
-func (m *manager) squashDir(digest string) string {
-	return filepath.Join(m.stateDir, "images", strings.ReplaceAll(digest, ":", "-"))
 }
 
 // create makes a container and returns it running: the step's (id
@@ -147,7 +142,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		return c, err
 	}
 	log := m.log.With("job", req.Job, "step", req.Step)
-	hk, err := m.hooks.prepare(ctx, c, acct, m.squashDir(c.img.Digest), log)
+	hk, err := m.hooks.prepare(ctx, c, acct, m.mounted.root(c.img.Digest), log)
 	if err != nil {
 		return c, err
 	}
@@ -241,12 +236,13 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {
 		return err
 	}
-	if err := m.mountImage(ctx, c.img); err != nil {
+	imageRoot, err := m.mounted.acquire(c.img)
+	if err != nil {
 		return err
 	}
 	c.mounted = true
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	lower, upper := m.squashDir(c.img.Digest), filepath.Join(c.bundle, "upper")
+	lower, upper := imageRoot, filepath.Join(c.bundle, "upper")
 	if c.req.RemapRoot {
 		// The user, root inside, owns what root owns in the image: the
 		// lower layer shifted by an idmapped mount, and the upper
@@ -257,7 +253,7 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 		}
 		defer userns.Close()
 		lower = filepath.Join(c.bundle, "lower")
-		if err := oci.MountIDMapped(m.squashDir(c.img.Digest), lower, userns); err != nil {
+		if err := oci.MountIDMapped(imageRoot, lower, userns); err != nil {
 			return err
 		}
 		if err := os.Mkdir(upper, 0o755); err != nil {
@@ -309,34 +305,6 @@ func (m *manager) list() []*container {
 	return out
 }
 
-// mountImage mounts the image's squashfs once per node, shared by its containers.
-func (m *manager) mountImage(ctx context.Context, img *image) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.squashRefs[img.Digest] == 0 {
-		if err := oci.MountSquashfs(ctx, img.Path, m.squashDir(img.Digest)); err != nil {
-			return err
-		}
-	}
-	m.squashRefs[img.Digest]++
-	return nil
-}
-
-func (m *manager) unmountImage(digest string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.squashRefs[digest]--; m.squashRefs[digest] > 0 {
-		return
-	}
-	delete(m.squashRefs, digest)
-	dir := m.squashDir(digest)
-	if err := oci.Unmount(dir, false); err != nil {
-		m.log.Warn("unmount image", "digest", digest, "err", err)
-		oci.Unmount(dir, true)
-	}
-	os.Remove(dir)
-}
-
 // remove tears a container down: runtime delete, unmount, bundle removed,
 // image unpinned. It is safe on a partly created container and runs once.
 func (m *manager) remove(ctx context.Context, c *container) {
@@ -367,7 +335,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 		}
 	}
 	if c.mounted {
-		m.unmountImage(c.img.Digest)
+		m.mounted.release(c.img.Digest)
 	}
 	if c.unpin != nil {
 		c.unpin()
@@ -539,7 +507,7 @@ func stageMount(f *os.File, stage string) (string, error) {
 // the image's own files read inside the image's root (never following a
 // symlink out of it), and returns their bind mounts.
 func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, error) {
-	root := m.squashDir(c.img.Digest)
+	root := m.mounted.root(c.img.Digest)
 	passwd, _ := readInRoot(root, "etc/passwd")
 	group, _ := readInRoot(root, "etc/group")
 	hostPasswd, _ := os.ReadFile("/etc/passwd")

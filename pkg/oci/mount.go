@@ -2,30 +2,13 @@ package oci
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// MountSquashfs loop-mounts a squashfs read-only on dir. The kernel mount
-// reads 4-13x faster than squashfuse here (shared/notes/measurements.md);
-// nosuid keeps a setuid binary in the image from gaining anything, nodev any
-// device node. mount(8) allocates the loop device and frees it on unmount.
-func MountSquashfs(ctx context.Context, image, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("mount %s: %w", image, err)
-	}
-	cmd := exec.CommandContext(ctx, "mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", image, dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mount %s on %s: %s: %w", image, dir, strings.TrimSpace(string(out)), err)
-	}
-	return nil
-}
 
 // MountOverlay mounts an overlay of lower (read-only) and upper/work on dir.
 func MountOverlay(lower, upper, work, dir string) error {
