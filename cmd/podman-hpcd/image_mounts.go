@@ -111,8 +111,8 @@ func (im *imageMounts) release(digest string) {
 	})
 }
 
-// dropAll drops every mount no container uses (the daemon's shutdown, or
-// an admin's prune); it returns how many it dropped.
+// dropAll drops every mount no container uses (before rmi and prune,
+// which its pin would stop); it returns how many it dropped.
 func (im *imageMounts) dropAll() int {
 	im.mu.Lock()
 	defer im.mu.Unlock()

@@ -50,6 +50,7 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 	case wire.Images:
 		reply = imagesTable(s.store.cache.List(p.UID), p.isRoot())
 	case wire.Rmi:
+		s.dropIdleMounts(log)
 		if err := s.store.cache.Remove(ref, p.UID); err != nil {
 			return wire.Write(c, errorf("%v", err))
 		}
@@ -57,6 +58,7 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		reply = wire.New(wire.OK)
 	case wire.Prune:
 		all, _ := m.Get("all")
+		s.dropIdleMounts(log)
 		gone, err := s.store.cache.Prune(ctx, all == "1", p.UID)
 		if err != nil {
 			return wire.Write(c, errorf("%v", err))
@@ -160,4 +162,16 @@ func userNames(uids []uint32) string {
 		names = append(names, s)
 	}
 	return strings.Join(names, ",")
+}
+
+// dropIdleMounts unmounts the images that linger without containers
+// (imageMounts), which keeps them pinned: removing an image asks for the
+// space more than for a warm start.
+func (s *server) dropIdleMounts(log *slog.Logger) {
+	if s.mgr == nil {
+		return
+	}
+	if n := s.mgr.mounted.dropAll(); n > 0 {
+		log.Info("lingering image mounts dropped", "images", n)
+	}
 }
