@@ -40,17 +40,17 @@ deps: ## install every Debian package and tool the build, tests, demo and benchm
 
 build: bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so ## build the daemon, the containers' init and the SPANK plugin into bin/
 
-# CGO_ENABLED=0: both Go binaries are static, because either may be every
-# container's init (podman-hpcd stands in when podman-hpc-init is missing),
-# which must run whatever the image has (or lacks) for libc.
+# Static, both: either may be every container's init (podman-hpcd stands in
+# when podman-hpc-init is missing), which must run whatever the image has (or
+# lacks) for libc. The daemon is built with CGO_ENABLED=0.
 
 bin/podman-hpcd: $(GO_SRCS) Makefile
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GO_FLAGS) -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/podman-hpcd
 
-bin/podman-hpc-init: cmd/podman-hpc-init/main.go
+bin/podman-hpc-init: cmd/podman-hpc-init/init.c Makefile
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/podman-hpc-init
+	$(CC) $(CFLAGS) -Wall -Wextra -Werror -static -o $@ $<
 
 # Linked to a temporary name and renamed: srun and slurmstepd load the plugin
 # at every step, and rewriting it in place crashes the ones running.

@@ -5,8 +5,8 @@
 set -euo pipefail
 
 packages=(
-	# build
-	gcc make libslurm-dev pkg-config
+	# build (libc6-dev's libc.a links podman-hpc-init statically)
+	gcc libc6-dev make libslurm-dev pkg-config
 	# the test cluster
 	slurm-wlm slurmctld slurmd munge iproute2 util-linux procps bc
 	# containers: runtimes, squashfs, fuse
