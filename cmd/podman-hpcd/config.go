@@ -142,24 +142,12 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("cache_max_size %q: %w", value, err)
 		}
 		c.CacheMaxBytes = n
-	case "cache_max_age":
+	case "cache_max_age", "image_linger", "tag_ttl":
 		d, err := parseAge(value)
 		if err != nil {
-			return fmt.Errorf("cache_max_age %q: %w", value, err)
+			return fmt.Errorf("%s %q: %w", key, value, err)
 		}
-		c.CacheMaxAge = d
-	case "image_linger":
-		d, err := parseAge(value)
-		if err != nil {
-			return fmt.Errorf("image_linger %q: %w", value, err)
-		}
-		c.ImageLinger = d
-	case "tag_ttl":
-		d, err := parseAge(value)
-		if err != nil {
-			return fmt.Errorf("tag_ttl %q: %w", value, err)
-		}
-		c.TagTTL = d
+		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL}[key] = d
 	case "compression":
 		c.Compression = value
 	case "log_level":

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -24,6 +25,10 @@ func TestLoadConfig(t *testing.T) {
 	if c.Socket != "/x/d.sock" || c.LogLevel != slog.LevelDebug {
 		t.Errorf("got %+v", c)
 	}
+	c, err = loadConfig(write("cache_max_age = 30d\nimage_linger = 0\ntag_ttl = 90s\n"), true)
+	if err != nil || c.CacheMaxAge != 30*24*time.Hour || c.ImageLinger != 0 || c.TagTTL != 90*time.Second {
+		t.Errorf("durations: age %v linger %v ttl %v, %v", c.CacheMaxAge, c.ImageLinger, c.TagTTL, err)
+	}
 	if c, err := loadConfig(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, defaultConfig()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -35,6 +40,7 @@ func TestLoadConfig(t *testing.T) {
 		"socket\n":           "want key = value",
 		"socket = rel\n":     "not an absolute path",
 		"log_level = loud\n": "want debug, info, warn or error",
+		"tag_ttl = soon\n":   `tag_ttl "soon": want a duration`,
 	} {
 		_, err := loadConfig(write(body), true)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {

@@ -159,7 +159,7 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		args = append(slices.Clone(c.img.Entrypoint), args...)
 	}
 	opts := []oci.SpecOpt{
-		oci.WithRootfs(c.rootfs, readonly && !hk.lateReadonly),
+		oci.WithRootfs(c.rootfs, readonly && !hk.writesRoot),
 		oci.WithProcess(args, withPath(c.img.Env), "/"),
 		oci.WithUser(req.UID, req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
@@ -374,6 +374,7 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int) {
 			m.log.Warn("stale container: runtime delete", "container", e.Name(), "err", err)
 		}
 	}
+	// images/ held the image mounts of daemons before detached mounts.
 	for _, sub := range []string{"containers", "images"} {
 		os.RemoveAll(filepath.Join(m.stateDir, sub))
 	}

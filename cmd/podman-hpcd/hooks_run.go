@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,15 +10,10 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 )
-
-// readonlyRootCommand is the daemon's subcommand that makes a container's
-// root read-only as its last createContainer hook (see prepare).
-const readonlyRootCommand = "oci-hook-readonly-root"
 
 // hookRunner gives containers the node's hooks.d hooks and modules.
 type hookRunner struct {
@@ -42,10 +36,11 @@ func (e *hookError) Unwrap() error { return e.err }
 type prepared struct {
 	opt oci.SpecOpt // annotations, mounts, devices, hooks, process environment
 	env []string    // the tasks' environment: the image's, then the modules'
-	// lateReadonly: a createContainer hook may write into the root, so the
-	// root is made read-only after it, by our own last hook.
-	lateReadonly bool
-	notes        []string // for the user (srun's output)
+	// writesRoot: a createContainer hook may write into the root, so the
+	// runtime leaves it writable; SealRoot makes it read-only once the
+	// container runs.
+	writesRoot bool
+	notes      []string // for the user (srun's output)
 }
 
 // prepare resolves the job's --container-hooks, applies the modules (which
@@ -109,11 +104,7 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 		log.Info("hook matched", "hook", m.Name, "stage", m.Stage, "path", m.Hook.Path)
 		m.Hook = hooks.Timed(m, self, filepath.Join(c.bundle, "hooks.log"))
 		final = append(final, m)
-		p.lateReadonly = p.lateReadonly || (m.Stage == "createContainer" && !c.req.Writable)
-	}
-	if p.lateReadonly {
-		final = append(final, hooks.Matched{Name: "read-only root", Stage: "createContainer",
-			Hook: specs.Hook{Path: self, Args: []string{"podman-hpcd", readonlyRootCommand, c.rootfs}}})
+		p.writesRoot = p.writesRoot || (m.Stage == "createContainer" && !c.req.Writable)
 	}
 	p.env = hooks.MergeEnv(c.img.Env, envs...)
 	p.opt = func(s *specs.Spec) error {
@@ -147,18 +138,4 @@ func (h *hookRunner) logTimings(c *container, log *slog.Logger) {
 		}
 		log.Log(context.Background(), lvl, "hook ran", "container", c.id, "hook", t.Name, "stage", t.Stage, "exit", t.Exit, "duration", t.Duration)
 	}
-}
-
-// readonlyRootCmd runs as the container's last createContainer hook, in its
-// mount namespace before pivot_root, where args[0] is the root the runtime
-// bound on itself: it remounts it read-only, keeping nosuid and nodev (the
-// runtime's own read-only remount would drop them).
-func readonlyRootCmd(args []string) error {
-	if len(args) != 1 || !filepath.IsAbs(args[0]) {
-		return errors.New("usage: " + readonlyRootCommand + " ROOTFS")
-	}
-	if err := unix.Mount("", args[0], "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("make the container read-only: %w", err)
-	}
-	return nil
 }

@@ -63,8 +63,8 @@ func TestPrepareHooks(t *testing.T) {
 	if want := []string{"PATH=/usr/bin", "LD_LIBRARY_PATH=/fake/lib:/image/lib", "FAKE=1"}; !reflect.DeepEqual(p.env, want) {
 		t.Errorf("env %q", p.env)
 	}
-	if !p.lateReadonly || !reflect.DeepEqual(p.notes, []string{"fake: a note"}) {
-		t.Errorf("lateReadonly %v notes %q", p.lateReadonly, p.notes)
+	if !p.writesRoot || !reflect.DeepEqual(p.notes, []string{"fake: a note"}) {
+		t.Errorf("writesRoot %v notes %q", p.writesRoot, p.notes)
 	}
 	s, err := oci.NewSpec(p.opt)
 	if err != nil {
@@ -87,15 +87,14 @@ func TestPrepareHooks(t *testing.T) {
 	if len(hs.CreateRuntime) != 1 || !timed(hs.CreateRuntime[0], "01-marker.json") || hs.CreateRuntime[0].Args[len(hs.CreateRuntime[0].Args)-1] != "marker" {
 		t.Errorf("createRuntime %+v", hs.CreateRuntime)
 	}
-	if len(hs.CreateContainer) != 2 || !timed(hs.CreateContainer[0], "02-sh.json") ||
-		!reflect.DeepEqual(hs.CreateContainer[1].Args, []string{"podman-hpcd", readonlyRootCommand, c.rootfs}) {
+	if len(hs.CreateContainer) != 1 || !timed(hs.CreateContainer[0], "02-sh.json") {
 		t.Errorf("createContainer %+v", hs.CreateContainer)
 	}
 	if len(hs.Poststart) != 1 || len(hs.Poststop) != 1 || !timed(hs.Poststop[0], "fake module") {
 		t.Errorf("poststart %+v poststop %+v", hs.Poststart, hs.Poststop)
 	}
 
-	// A writable root needs no late read-only remount; a job that drops
+	// A writable root leaves hooks nothing to wait for; a job that drops
 	// the module and names no hook gets only what matches without them.
 	c.req.Writable, c.req.Hooks, c.req.Command = true, "none", "/bin/true"
 	p, err = h.prepare(context.Background(), c, account{Name: "nobody"}, "/image", log)
@@ -103,8 +102,8 @@ func TestPrepareHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ = oci.NewSpec(p.opt)
-	if p.lateReadonly || len(s.Hooks.CreateRuntime)+len(s.Hooks.CreateContainer)+len(s.Hooks.Poststop) != 0 || len(s.Hooks.Poststart) != 1 {
-		t.Errorf("lateReadonly %v hooks %+v", p.lateReadonly, s.Hooks)
+	if p.writesRoot || len(s.Hooks.CreateRuntime)+len(s.Hooks.CreateContainer)+len(s.Hooks.Poststop) != 0 || len(s.Hooks.Poststart) != 1 {
+		t.Errorf("writesRoot %v hooks %+v", p.writesRoot, s.Hooks)
 	}
 	if s.Annotations["org.podman-hpc.hooks"] != "" || !reflect.DeepEqual(p.env, c.img.Env) {
 		t.Errorf("annotations %v env %q", s.Annotations, p.env)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
@@ -21,19 +22,16 @@ func initCmd() error {
 
 // initBinary returns the binary bound at initPath in every container:
 // podman-hpc-init next to this binary, or this binary itself (slower to
-// start) when that is missing. Either runs as "initPath init".
-func initBinary() (string, error) {
+// start) when that is missing. Either runs as "initPath init". Looked up
+// once: every container asks.
+var initBinary = sync.OnceValues(func() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	if small := filepath.Join(filepath.Dir(self), initName); isRegular(small) {
+	small := filepath.Join(filepath.Dir(self), initName)
+	if fi, err := os.Stat(small); err == nil && fi.Mode().IsRegular() {
 		return small, nil
 	}
 	return self, nil
-}
-
-func isRegular(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
-}
+})

@@ -27,10 +27,11 @@ Container support for Slurm: the per-node daemon and its client.
 Commands:
   serve     run the daemon (under systemd with socket activation, or --socket PATH)
   status    show the running daemon's version, node and uptime
-  pull      pull an image into this node's cache (podman-hpcd pull REF)
+  pull      pull an image into this node's cache, asking the registry now (podman-hpcd pull REF)
   images    list this node's cached images (yours; root sees all)
   rmi       remove an image from this node's cache (podman-hpcd rmi REF)
-  prune     evict images by the cache's size and age limits (--all: every unused one)
+  prune     evict images by the cache's size and age limits (--all: every unused one);
+            images kept mounted after their last container (image_linger) count as unused
   ps        list this node's running containers (yours; root sees all)
   rm        remove a job's containers on this node (root: the job epilog's safety net)
   version   print the version
@@ -58,8 +59,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case hooks.TimedCommand: // run by the OCI runtime as a hook; not listed in usage
 		return hooks.RunTimed(rest, os.Stdin, stdout, stderr)
-	case readonlyRootCommand: // likewise
-		err = readonlyRootCmd(rest)
 	case "serve":
 		err = serveCmd(rest, stderr)
 	case "status":

@@ -48,8 +48,8 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[0] == initPath && os.Args[1] == "init" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	// And the hooks' timer and the read-only root hook (hooks_run.go).
-	if len(os.Args) > 1 && (os.Args[1] == hooks.TimedCommand || os.Args[1] == readonlyRootCommand) {
+	// And the hooks' timer (hooks_run.go).
+	if len(os.Args) > 1 && os.Args[1] == hooks.TimedCommand {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

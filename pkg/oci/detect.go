@@ -19,8 +19,8 @@ type Setup func(path string) (*Runtime, error)
 
 // Detect returns the first runtime of candidates that is installed and passes
 // probe: runtimes fail on some nodes for reasons only a real start shows
-// (crun 1.8 refuses hybrid cgroup layouts, which runc handles). The error
-// lists why each candidate was rejected.
+// (a cgroup layout the runtime refuses, say). The error lists why each
+// candidate was rejected.
 func Detect(ctx context.Context, candidates []string, setup Setup, probe Probe) (*Runtime, error) {
 	var why []string
 	for _, c := range candidates {

@@ -25,12 +25,12 @@ func (r *Runtime) killInit(ctx context.Context, id string, pidfd int) error {
 		defer unix.Close(fd)
 		pidfd = fd
 	}
-	return KillWait(ctx, pidfd, 10*time.Second)
+	return killWait(ctx, pidfd, 10*time.Second)
 }
 
-// KillWait sends SIGKILL to the process behind pidfd and waits, at most
+// killWait sends SIGKILL to the process behind pidfd and waits, at most
 // timeout, until it has exited (a zombie has: nothing of it runs).
-func KillWait(ctx context.Context, pidfd int, timeout time.Duration) error {
+func killWait(ctx context.Context, pidfd int, timeout time.Duration) error {
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill the container's init: %w", err)
 	}
