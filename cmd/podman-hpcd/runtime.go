@@ -26,7 +26,9 @@ func pickRuntime(ctx context.Context, cfg Config) (*oci.Runtime, error) {
 // cgroupRoot is where the host mounts its cgroups.
 const cgroupRoot = "/sys/fs/cgroup"
 
-// runtimeSetup says how the runtime binaries are driven here. crun runs
+// runtimeSetup says how the runtime binaries are driven here. Either runs
+// from a sealed in-memory copy, which spares it copying itself at every
+// start (oci.Runtime.ExecSealed). crun runs
 // without cgroups: the tasks stay in Slurm's, the container's init (which
 // only waits) needs none, and creating and removing a cgroup in every
 // hierarchy is most of a runtime's cost on a v1 host. crun 1.8 still
@@ -37,6 +39,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 func runtimeSetup(stateDir, cgroups string) oci.Setup {
 	return func(path string) (*oci.Runtime, error) {
 		rt := &oci.Runtime{Command: path, Root: filepath.Join(stateDir, "runtime")}
+		rt.ExecSealed()
 		if filepath.Base(path) != "crun" {
 			return rt, nil
 		}

@@ -21,6 +21,15 @@ type Runtime struct {
 	// NS, when set, is the mount namespace the runtime runs in (and so
 	// the namespace its containers' are copied from); nil: the caller's.
 	NS *MountNS
+
+	sealed *sealedBinary // see ExecSealed
+}
+
+// ExecSealed makes the runtime run from a sealed in-memory copy of Command,
+// which must be an executable (not a script): crun and runc then skip the
+// copy of themselves they make at every start (sealed.go).
+func (r *Runtime) ExecSealed() {
+	r.sealed = &sealedBinary{path: r.Command}
 }
 
 // ErrNotExist is returned by State for a container the runtime does not know.
@@ -199,8 +208,17 @@ func (r *Runtime) exec(ctx context.Context, args ...string) ([]byte, error) {
 
 // run starts cmd in the runtime's mount namespace and waits for it.
 func (r *Runtime) run(cmd *exec.Cmd) error {
-	if err := r.NS.Do(cmd.Start); err != nil {
+	if err := r.start(cmd); err != nil {
 		return err
 	}
 	return cmd.Wait()
+}
+
+func (r *Runtime) start(cmd *exec.Cmd) error {
+	if r.sealed != nil {
+		exe, started := r.sealed.acquire()
+		defer started()
+		cmd.Path = exe
+	}
+	return r.NS.Do(cmd.Start)
 }
