@@ -205,6 +205,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 			return c, err
 		}
 	}
+	// The init only waits: at the lowest priority, its death at the
+	// removal (the container's mounts go with it) yields the CPU too.
+	unix.Setpriority(unix.PRIO_PROCESS, c.initPid, oci.BackgroundNice)
 	if err := c.openNamespaces(spec); err != nil {
 		return c, err
 	}
@@ -308,6 +311,18 @@ func (m *manager) list() []*container {
 // remove tears a container down: runtime delete, unmount, bundle removed,
 // image unpinned. It is safe on a partly created container and runs once.
 func (m *manager) remove(ctx context.Context, c *container) {
+	m.teardown(ctx, c, false)
+}
+
+// removeInBackground is remove once nobody waits for it (the step has
+// ended): the runtime runs at the lowest priority, so that the removal
+// yields the CPU to the node's jobs; with two steps' starts and ends
+// sharing a node's CPUs, it otherwise slows the next one.
+func (m *manager) removeInBackground(ctx context.Context, c *container) {
+	m.teardown(ctx, c, true)
+}
+
+func (m *manager) teardown(ctx context.Context, c *container, background bool) {
 	m.mu.Lock()
 	if m.containers[c.id] != c {
 		m.mu.Unlock()
@@ -317,7 +332,7 @@ func (m *manager) remove(ctx context.Context, c *container) {
 	m.mu.Unlock()
 
 	closeAll(c.nsFiles)
-	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true, Pidfd: c.initFD}); err != nil {
+	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true, Pidfd: c.initFD, Background: background}); err != nil {
 		m.log.Warn("runtime delete", "container", c.id, "err", err)
 	}
 	if c.initFD > 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"debug/elf"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -130,8 +132,12 @@ func TestContainerLifecycle(t *testing.T) {
 	if images.pinned != 1 {
 		t.Errorf("image pinned %d times, want 1", images.pinned)
 	}
+	// The init only waits, and dies at the lowest priority.
+	if n := niceOf(t, c.initPid); n != oci.BackgroundNice {
+		t.Errorf("init's nice %d, want %d", n, oci.BackgroundNice)
+	}
 
-	m.remove(ctx, c)
+	m.removeInBackground(ctx, c)
 	if images.pinned != 0 {
 		t.Errorf("image still pinned after remove")
 	}
@@ -300,4 +306,20 @@ func TestContainerModule(t *testing.T) {
 	if want := []string{"FOO=image", "DEV_MODULE=1"}; !reflect.DeepEqual(c.env, want) {
 		t.Errorf("tasks' env %q, want %q", c.env, want)
 	}
+}
+
+// niceOf reads a process's niceness from /proc/PID/stat.
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command's ")": state is the first, nice the 17th.
+	fields := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	n, err := strconv.Atoi(fields[16])
+	if err != nil {
+		t.Fatalf("nice in %q: %v", st, err)
+	}
+	return n
 }

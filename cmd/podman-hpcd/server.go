@@ -205,7 +205,7 @@ func (s *server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err 
 	}
 	if u.owned {
 		start := time.Now()
-		s.mgr.remove(ctx, u.ct)
+		s.mgr.removeInBackground(ctx, u.ct)
 		log.Info("container removed", "container", u.ct.id, "job", u.req.Job, "step", u.req.Step, "duration", time.Since(start))
 	}
 	return err

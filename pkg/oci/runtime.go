@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Runtime drives an OCI runtime binary (runc or crun; they share a CLI).
@@ -55,6 +57,9 @@ type DeleteOpts struct {
 	// Pidfd refers to the container's init (pidfd_open(2)) when the
 	// caller holds one; 0: Force finds the init through State.
 	Pidfd int
+	// Background runs the runtime at the lowest CPU priority: a removal
+	// is not waited for, and yields the CPU to the node's jobs.
+	Background bool
 }
 
 func (o DeleteOpts) args(id string) []string {
@@ -113,7 +118,11 @@ func (r *Runtime) Delete(ctx context.Context, id string, o DeleteOpts) error {
 			return err
 		}
 	}
-	_, err := r.exec(ctx, o.args(id)...)
+	nice := 0
+	if o.Background {
+		nice = BackgroundNice
+	}
+	_, err := r.execNice(ctx, nice, o.args(id)...)
 	if err != nil && isNotExist(err) {
 		return nil
 	}
@@ -197,10 +206,27 @@ func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 func (r *Runtime) exec(ctx context.Context, args ...string) ([]byte, error) {
+	return r.execNice(ctx, 0, args...)
+}
+
+// BackgroundNice is the niceness of work nobody waits for: a removal, a
+// container's init that only waits.
+const BackgroundNice = 19
+
+// execNice runs the runtime at niceness nice (0: the daemon's).
+func (r *Runtime) execNice(ctx context.Context, nice int, args ...string) ([]byte, error) {
 	cmd := r.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := r.run(cmd); err != nil {
+	err := r.start(cmd)
+	if err == nil {
+		if nice != 0 {
+			// From the runtime's first instructions on; it may be gone.
+			unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, nice)
+		}
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return nil, &runtimeError{cmd: r.Command + " " + args[0], stderr: stderr.String(), err: err}
 	}
 	return stdout.Bytes(), nil

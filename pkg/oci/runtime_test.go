@@ -108,3 +108,21 @@ func TestReadCgroupLayout(t *testing.T) {
 		t.Errorf("plain directory: %s %q %v", l, c, err)
 	}
 }
+
+// A background delete runs the runtime at the lowest priority.
+func TestRuntimeBackgroundDelete(t *testing.T) {
+	t.Parallel()
+	// The script reports its nice once the daemon has set it (or after half a second).
+	rt, argv := scriptRuntime(t, `for i in $(seq 50); do n=$(cut -d')' -f2 /proc/$$/stat | cut -d' ' -f18); [ "$n" = 19 ] && break; sleep 0.01; done; echo "nice $n" >>`+"\"$(dirname \"$0\")/argv\"\n")
+	if err := rt.Delete(context.Background(), "c1", DeleteOpts{Background: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Delete(context.Background(), "c2", DeleteOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(argv)
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != 4 || lines[1] != "nice 19" || lines[3] == "nice 19" {
+		t.Errorf("runtime's nice:\n%s\nwant 19 for the background delete only", got)
+	}
+}
