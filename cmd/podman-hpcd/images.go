@@ -13,6 +13,7 @@ import (
 // squashStore is the node's image cache (pkg/squash) as containers use it.
 type squashStore struct {
 	cache *squash.Cache
+	procs *procs // every CPU for a pull (nil: no change)
 }
 
 func openImageStore(ctx context.Context, cfg Config, log *slog.Logger) (*squashStore, error) {
@@ -32,8 +33,18 @@ func openImageStore(ctx context.Context, cfg Config, log *slog.Logger) (*squashS
 	return &squashStore{cache: c}, nil
 }
 
+// pullWidensAfter: a cached image's Get takes a few ms; one that runs
+// longer is pulling.
+const pullWidensAfter = 50 * time.Millisecond
+
+// pull is the cache's Get, with every CPU once it turns out to be a pull.
+func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions) (*squash.Image, error) {
+	defer s.procs.widenAfter(pullWidensAfter)()
+	return s.cache.Get(ctx, ref, o)
+}
+
 func (s *squashStore) get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error) {
-	img, err := s.cache.Get(ctx, ref, pullOptions(ref, cred, auth, progress))
+	img, err := s.pull(ctx, ref, pullOptions(ref, cred, auth, progress))
 	if err != nil {
 		return nil, err
 	}

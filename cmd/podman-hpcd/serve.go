@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -49,13 +50,14 @@ func serveCmd(args []string, stderr io.Writer) error {
 	mgr, store, noMgr := setupContainers(ctx, cfg, log)
 	if store != nil {
 		defer store.cache.Close()
+		store.procs = newProcs()
 	}
 	srv := newServer(log, mgr, store, noMgr)
 	if store != nil && cfg.CacheMaxAge > 0 {
 		// Age only evicts when something looks: look now and then.
 		go store.pruneEvery(ctx, min(cfg.CacheMaxAge/4, time.Hour), log)
 	}
-	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid())
+	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	// Ready only once the listener accepts; a notify failure (no systemd) is not fatal.
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "err", err)

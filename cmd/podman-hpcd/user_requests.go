@@ -40,7 +40,7 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		// An explicit pull asks the registry what the tag is now.
 		o := pullOptions(ref, cred, authJSON, progress)
 		o.Refresh = true
-		img, err := s.store.cache.Get(ctx, ref, o)
+		img, err := s.store.pull(ctx, ref, o)
 		if err != nil {
 			log.Warn("pull failed", "ref", ref, "err", err, "duration", time.Since(start))
 			return wire.Write(c, errorf("%v", err))
