@@ -34,19 +34,8 @@ func killWait(ctx context.Context, pidfd int, timeout time.Duration) error {
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill the container's init: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		// A pidfd polls readable once its process has exited.
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 100)
-		if n > 0 {
-			return nil
-		}
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("wait for the container's init: %w", err)
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("the container's init did not exit after SIGKILL within %s", timeout)
-		}
+	if err := waitExit(ctx, pidfd, timeout); err != nil {
+		return fmt.Errorf("the container's init did not exit after SIGKILL: %w", err)
 	}
+	return nil
 }

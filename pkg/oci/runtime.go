@@ -94,7 +94,7 @@ func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
 	// container's user (fchown) when it has a user namespace, and
 	// would make the node's /dev/null theirs. An empty pipe instead.
 	cmd.Stdin = strings.NewReader("")
-	if err := r.run(cmd); err != nil {
+	if err := r.run(ctx, cmd); err != nil {
 		out, _ := os.ReadFile(logPath)
 		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}
 	}
@@ -224,7 +224,7 @@ func (r *Runtime) execNice(ctx context.Context, nice int, args ...string) ([]byt
 			// From the runtime's first instructions on; it may be gone.
 			unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, nice)
 		}
-		err = cmd.Wait()
+		err = waitCmd(ctx, cmd)
 	}
 	if err != nil {
 		return nil, &runtimeError{cmd: r.Command + " " + args[0], stderr: stderr.String(), err: err}
@@ -233,11 +233,11 @@ func (r *Runtime) execNice(ctx context.Context, nice int, args ...string) ([]byt
 }
 
 // run starts cmd in the runtime's mount namespace and waits for it.
-func (r *Runtime) run(cmd *exec.Cmd) error {
+func (r *Runtime) run(ctx context.Context, cmd *exec.Cmd) error {
 	if err := r.start(cmd); err != nil {
 		return err
 	}
-	return cmd.Wait()
+	return waitCmd(ctx, cmd)
 }
 
 func (r *Runtime) start(cmd *exec.Cmd) error {
