@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	podhooks "go.podman.io/common/pkg/hooks"
 	current "go.podman.io/common/pkg/hooks/1.0.0"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultDirs are podman's hooks.d directories, in increasing precedence: a
@@ -65,7 +67,7 @@ func ReadDirs(dirs []string) (s *Set, warnings []string, err error) {
 		}
 		for _, e := range entries {
 			p := filepath.Join(dir, e.Name())
-			h, err := podhooks.Read(p, podmanOnlyStages)
+			h, err := readHook(p)
 			switch {
 			case errors.Is(err, podhooks.ErrNoJSONSuffix):
 				continue
@@ -79,6 +81,52 @@ func ReadDirs(dirs []string) (s *Set, warnings []string, err error) {
 		}
 	}
 	return s, warnings, nil
+}
+
+// parsed keeps the hooks files read before, by path. A file is parsed again
+// only once it changed: each container's start need not pay podman's
+// parsing and validation of every file, and an edit still applies to the
+// next container, as under podman.
+var parsed = struct {
+	sync.Mutex
+	hooks map[string]parsedHook
+}{hooks: map[string]parsedHook{}}
+
+type parsedHook struct {
+	stamp fileStamp
+	hook  *current.Hook
+}
+
+// fileStamp tells a file's versions apart: a rewrite or a replacement
+// changes at least one of these.
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime unix.Timespec
+}
+
+// readHook is podhooks.Read, through the cache of files parsed before.
+// Callers only read the hook it returns.
+func readHook(path string) (*current.Hook, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || !strings.HasSuffix(path, ".json") {
+		return podhooks.Read(path, podmanOnlyStages) // its own error, as podman says it
+	}
+	stamp := fileStamp{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	parsed.Lock()
+	p, ok := parsed.hooks[path]
+	parsed.Unlock()
+	if ok && p.stamp == stamp {
+		return p.hook, nil
+	}
+	h, err := podhooks.Read(path, podmanOnlyStages)
+	if err != nil {
+		return nil, err
+	}
+	parsed.Lock()
+	parsed.hooks[path] = parsedHook{stamp: stamp, hook: h}
+	parsed.Unlock()
+	return h, nil
 }
 
 // Names returns the hooks' file names without ".json" and without a

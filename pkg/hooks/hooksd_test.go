@@ -211,3 +211,40 @@ func FuzzHookFile(f *testing.F) {
 func specsHook(path string, args []string, env ...string) specs.Hook {
 	return specs.Hook{Path: path, Args: args, Env: env}
 }
+
+// A file is parsed once and kept while it stays the same; an edit, or a
+// file made bad, is seen by the next read.
+func TestHooksDirsReadAgainOnlyWhenChanged(t *testing.T) {
+	t.Parallel()
+	dir := hookDir(t, map[string]string{
+		"a.json": `{"version": "1.0.0", "hook": {"path": "HOOK"}, "when": {"always": true}, "stages": ["prestart"]}`,
+	})
+	first, _, err := ReadDirs([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := ReadDirs([]string{dir})
+	if err != nil || again.hooks["a.json"] != first.hooks["a.json"] {
+		t.Errorf("an unchanged file was parsed again (%v)", err)
+	}
+
+	prog := filepath.Join(dir, "hook.sh")
+	edited := `{"version": "1.0.0", "hook": {"path": "` + prog + `", "args": ["hook", "edited"]}, "when": {"always": true}, "stages": ["poststop"]}`
+	if err := os.WriteFile(filepath.Join(dir, "a.json"), []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, _, err := ReadDirs([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := after.hooks["a.json"]; h == nil || len(h.Stages) != 1 || h.Stages[0] != "poststop" || len(h.Hook.Args) != 2 {
+		t.Errorf("the edit was not read: %+v", h)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "a.json"), []byte(`{"version": "1.0.0"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadDirs([]string{dir}); err == nil || !strings.Contains(err.Error(), "a.json") {
+		t.Errorf("a file made bad: %v, want an error naming it", err)
+	}
+}
