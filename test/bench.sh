@@ -10,16 +10,18 @@ repo=$(readlink -f "$(dirname "$0")/..")
 RUNS=${RUNS:-11}
 node=${NODES%% *}
 
-# median_ms CMD...: the median wall time of RUNS runs of CMD, in ms.
-median_ms() {
-	local t0 times=()
+# times_us CMD...: the wall times of RUNS runs of CMD, in µs, a line each.
+times_us() {
+	local t0
 	for _ in $(seq "$RUNS"); do
 		t0=$(date +%s%N)
 		"$@" >/dev/null 2>&1 || { echo "bench.sh: '$*' failed" >&2; return 1; }
-		times+=($((($(date +%s%N) - t0) / 1000)))
+		echo $((($(date +%s%N) - t0) / 1000))
 	done
-	printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'
 }
+
+# median_ms: the median of the µs values on stdin, in ms.
+median_ms() { sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'; }
 
 # ready_ms AFTER: the median "container ready" duration, in ms, that the
 # daemons logged for jobs after job AFTER.
@@ -38,7 +40,7 @@ last_job() {
 row() { printf '  %-52s %10s %s\n' "$1" "$2" "$3"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
-echo "benchmarks on $NODES ($RUNS runs each, medians)"
+echo "benchmarks on $NODES ($RUNS runs each, medians; the step side by side in blocks bare, ours, ours, bare)"
 
 # Pull and squash, cold, side by side with skopeo + umoci + mksquashfs and
 # with the physical limit (every layer decompressed in parallel), on a
@@ -62,8 +64,16 @@ img=$SMALL_IMAGE
 srun -N2 --container-image="$img" true >/dev/null # warm the cache on both nodes
 
 before=$(last_job)
-bare=$(median_ms srun -N2 -n8 true)
-ours=$(median_ms srun -N2 -n8 --container-image="$img" true)
+# In blocks bare, ours, ours, bare, so that a drift of the machine during
+# the runs weighs on both alike; after the pull benchmark's gigabytes have
+# been written back, which otherwise goes on during the first block.
+sync
+bare1=$(times_us srun -N2 -n8 true)
+ours1=$(times_us srun -N2 -n8 --container-image="$img" true)
+ours2=$(times_us srun -N2 -n8 --container-image="$img" true)
+bare2=$(times_us srun -N2 -n8 true)
+bare=$(printf '%s\n%s\n' "$bare1" "$bare2" | median_ms)
+ours=$(printf '%s\n%s\n' "$ours1" "$ours2" | median_ms)
 
 row "srun -N2 -n8 true, bare" "$bare" ms
 row "srun -N2 -n8 --container-image true (cached)" "$ours" ms
