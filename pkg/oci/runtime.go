@@ -94,7 +94,7 @@ func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
 	// container's user (fchown) when it has a user namespace, and
 	// would make the node's /dev/null theirs. An empty pipe instead.
 	cmd.Stdin = strings.NewReader("")
-	if err := r.run(ctx, cmd); err != nil {
+	if err := r.run(ctx, cmd, 0); err != nil {
 		out, _ := os.ReadFile(logPath)
 		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}
 	}
@@ -218,24 +218,21 @@ func (r *Runtime) execNice(ctx context.Context, nice int, args ...string) ([]byt
 	cmd := r.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := r.start(cmd)
-	if err == nil {
-		if nice != 0 {
-			// From the runtime's first instructions on; it may be gone.
-			unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, nice)
-		}
-		err = waitCmd(ctx, cmd)
-	}
-	if err != nil {
+	if err := r.run(ctx, cmd, nice); err != nil {
 		return nil, &runtimeError{cmd: r.Command + " " + args[0], stderr: stderr.String(), err: err}
 	}
 	return stdout.Bytes(), nil
 }
 
-// run starts cmd in the runtime's mount namespace and waits for it.
-func (r *Runtime) run(ctx context.Context, cmd *exec.Cmd) error {
+// run starts cmd in the runtime's mount namespace, at niceness nice (0:
+// the daemon's), and waits for it.
+func (r *Runtime) run(ctx context.Context, cmd *exec.Cmd, nice int) error {
 	if err := r.start(cmd); err != nil {
 		return err
+	}
+	if nice != 0 {
+		// From the runtime's first instructions on; it may be gone.
+		unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, nice)
 	}
 	return waitCmd(ctx, cmd)
 }

@@ -17,10 +17,17 @@ import (
 // the runtime's monitor polls every 20 µs while a thread blocks in a
 // system call, and the daemon can go quiet while the runtime works.
 func waitExit(ctx context.Context, pidfd int, timeout time.Duration) error {
-	f, err := pollablePidfd(pidfd)
+	// A copy, non-blocking, for the poller to watch (pidfds poll readable
+	// once their process has exited).
+	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return pollExit(ctx, pidfd, timeout)
+		return err
 	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return err
+	}
+	f := os.NewFile(uintptr(dup), "pidfd")
 	defer f.Close()
 	if timeout > 0 {
 		f.SetReadDeadline(time.Now().Add(timeout))
@@ -29,9 +36,9 @@ func waitExit(ctx context.Context, pidfd int, timeout time.Duration) error {
 	defer stop()
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return pollExit(ctx, pidfd, timeout)
+		return err
 	}
-	err = rc.Read(func(fd uintptr) bool { return hasExited(int(fd), 0) })
+	err = rc.Read(func(fd uintptr) bool { return hasExited(int(fd)) })
 	switch {
 	case err == nil:
 		return nil
@@ -40,46 +47,16 @@ func waitExit(ctx context.Context, pidfd int, timeout time.Duration) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("still running after %s", timeout)
 	default:
-		return pollExit(ctx, pidfd, timeout) // the poller refused the pidfd
+		return err
 	}
 }
 
-// pollablePidfd returns a non-blocking copy of pidfd for the poller.
-func pollablePidfd(pidfd int) (*os.File, error) {
-	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(dup, true); err != nil {
-		unix.Close(dup)
-		return nil, err
-	}
-	return os.NewFile(uintptr(dup), "pidfd"), nil
-}
-
-// hasExited polls pidfd for up to ms milliseconds: a pidfd is readable
-// once its process has exited.
-func hasExited(pidfd, ms int) bool {
+// hasExited says whether the process behind pidfd has exited, without
+// waiting.
+func hasExited(pidfd int) bool {
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, ms)
+	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0
-}
-
-// pollExit is waitExit without the runtime's poller.
-func pollExit(ctx context.Context, pidfd int, timeout time.Duration) error {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for !hasExited(pidfd, 100) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return fmt.Errorf("still running after %s", timeout)
-		}
-	}
-	return nil
 }
 
 // waitCmd waits for a started command in the poller (waitExit), then reaps

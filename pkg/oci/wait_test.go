@@ -39,7 +39,7 @@ func TestWaitExit(t *testing.T) {
 	if err := waitExit(context.Background(), pidfd, 10*time.Second); err != nil {
 		t.Fatalf("after the kill: %v", err)
 	}
-	if !hasExited(pidfd, 0) {
+	if !hasExited(pidfd) {
 		t.Error("waitExit returned before the process exited")
 	}
 }

@@ -87,15 +87,7 @@ func run() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root (page cache drops, chroot)")
 	}
-	for _, b := range []string{"docker-registry", "skopeo", "umoci", "mksquashfs", "zcat"} {
-		if _, err := exec.LookPath(b); err != nil {
-			return fmt.Errorf("%s not found in PATH", b)
-		}
-	}
-	if err := os.RemoveAll(c.work); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(c.work, 0o700); err != nil {
+	if err := freshWork(c, "docker-registry", "skopeo", "umoci", "mksquashfs", "zcat"); err != nil {
 		return err
 	}
 	host, stop, err := startRegistry(c.work)
@@ -492,15 +484,7 @@ func vmHWM() int64 {
 
 // fileBench: GetFile's copy against a squashfuse mount of the file.
 func fileBench(c config, path string) error {
-	for _, b := range []string{"squashfuse", "tar"} {
-		if _, err := exec.LookPath(b); err != nil {
-			return fmt.Errorf("%s not found in PATH", b)
-		}
-	}
-	if err := os.RemoveAll(c.work); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(c.work, 0o700); err != nil {
+	if err := freshWork(c, "squashfuse", "tar"); err != nil {
 		return err
 	}
 	policy, _, err := writeConfig(c.work, "127.0.0.1:1")
@@ -616,4 +600,18 @@ func fileBench(c config, path string) error {
 		fmt.Printf("  %-36s %8.2f\n", k, median(res[k]))
 	}
 	return nil
+}
+
+// freshWork checks that the tools a benchmark runs are installed, and
+// empties its work directory.
+func freshWork(c config, tools ...string) error {
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s not found in PATH", t)
+		}
+	}
+	if err := os.RemoveAll(c.work); err != nil {
+		return err
+	}
+	return os.MkdirAll(c.work, 0o700)
 }
