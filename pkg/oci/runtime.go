@@ -101,12 +101,6 @@ func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
 	return nil
 }
 
-// Kill sends sig (e.g. "KILL") to the container's init.
-func (r *Runtime) Kill(ctx context.Context, id, sig string) error {
-	_, err := r.exec(ctx, "kill", id, sig)
-	return err
-}
-
 // Delete removes the container's runtime state (and with Force, kills it).
 // A container the runtime does not know is not an error: deleting twice is fine.
 // With Force the init is killed here, and its end awaited, before the
@@ -143,23 +137,6 @@ func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
 		return nil, fmt.Errorf("%s state %s: %w", r.Command, id, err)
 	}
 	return &st, nil
-}
-
-// List returns the ids of the containers the runtime knows under Root.
-func (r *Runtime) List(ctx context.Context) ([]string, error) {
-	out, err := r.exec(ctx, "list", "--format", "json")
-	if err != nil {
-		return nil, err
-	}
-	var states []State
-	if err := json.Unmarshal(bytes.TrimSpace(out), &states); err != nil && len(bytes.TrimSpace(out)) > 0 && string(bytes.TrimSpace(out)) != "null" {
-		return nil, fmt.Errorf("%s list: %w", r.Command, err)
-	}
-	ids := make([]string, 0, len(states))
-	for _, s := range states {
-		ids = append(ids, s.ID)
-	}
-	return ids, nil
 }
 
 // runtimeError keeps the runtime's own words: they name the cause.
