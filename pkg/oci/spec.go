@@ -18,8 +18,16 @@ type SpecOpt func(*specs.Spec) error
 
 // NewSpec returns the base spec with opts applied: the process runs as
 // nobody until WithUser says otherwise, with no capabilities and
-// no_new_privileges, in its own mount namespace and the host's other
-// namespaces (pyxis's defaults), with /proc, /sys read-only, and a minimal /dev.
+// no_new_privileges, in its own mount and PID namespaces and the host's other
+// namespaces (pyxis's defaults), with the host's /proc, /sys read-only, and a
+// minimal /dev.
+//
+// The PID namespace holds only what the container itself starts (its init,
+// the image's entrypoint and whatever they fork): the tasks join the mount
+// namespace, never the PID one, so they stay in the host's and keep Slurm's
+// signals and accounting. When the init (its PID 1) dies at teardown, the
+// kernel kills everything else in it: a process a user detached there
+// (setsid, a double fork) cannot outlive the step.
 func NewSpec(opts ...SpecOpt) (*specs.Spec, error) {
 	s := &specs.Spec{
 		// The oldest version with everything we use: crun 1.8 refuses
@@ -38,7 +46,7 @@ func NewSpec(opts ...SpecOpt) (*specs.Spec, error) {
 		Hostname: "",
 		Mounts:   defaultMounts(),
 		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}},
+			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}},
 			// Mask what the host's /proc would leak or let a root in a
 			// user namespace poke at (as runc's and podman's defaults do).
 			MaskedPaths: []string{
@@ -62,9 +70,11 @@ func NewSpec(opts ...SpecOpt) (*specs.Spec, error) {
 
 func defaultMounts() []specs.Mount {
 	return []specs.Mount{
-		// The host's PID namespace is shared, so the host's /proc is the
-		// right one: tasks see each other and Slurm's processes as on the host.
-		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		// The tasks live in the host's PID namespace, so the host's /proc
+		// is the right one: they see each other and Slurm's processes as on
+		// the host, and /proc/self is themselves. A fresh procfs would show
+		// the container's PID namespace, where the tasks are not.
+		BindMount("/proc", "/proc", "nosuid", "noexec", "nodev"),
 		{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
@@ -163,9 +173,9 @@ func WithAnnotations(a map[string]string) SpecOpt {
 
 // WithRemappedRoot gives the container a user namespace in which uid and gid
 // are root (0) and nothing else is mapped: the user appears as root inside,
-// with no privilege over anything of the host that the user lacks. Mounts a
-// user namespace may not make over the host's namespaces (/proc of the
-// host's PID namespace, mqueue of its IPC namespace) become binds.
+// with no privilege over anything of the host that the user lacks. A mount a
+// user namespace may not make over the host's namespaces (mqueue of its IPC
+// namespace) is dropped.
 func WithRemappedRoot(uid, gid uint32) SpecOpt {
 	return func(s *specs.Spec) error {
 		s.Linux.Namespaces = append([]specs.LinuxNamespace{{Type: specs.UserNamespace}}, s.Linux.Namespaces...)
@@ -174,10 +184,7 @@ func WithRemappedRoot(uid, gid uint32) SpecOpt {
 		s.Process.User = specs.User{UID: 0, GID: 0}
 		var mounts []specs.Mount
 		for _, m := range s.Mounts {
-			switch m.Type {
-			case "proc":
-				m = BindMount("/proc", m.Destination, "nosuid", "noexec", "nodev")
-			case "mqueue":
+			if m.Type == "mqueue" {
 				continue
 			}
 			mounts = append(mounts, m)
