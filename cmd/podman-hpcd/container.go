@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -86,6 +84,8 @@ type manager struct {
 	batch    []userMount // and for batch scripts' containers ("batch_mounts")
 	hooks    *hookRunner // hooks.d and the modules
 	mounted  *imageMounts
+	// compression of --container-save's squashfs: the cache's.
+	compression string
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -95,9 +95,10 @@ type manager struct {
 func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, cfg Config) *manager {
 	return &manager{
 		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
-		hooks:      newHookRunner(cfg.Hooks),
-		mounted:    newImageMounts(cfg.ImageLinger, images.pin, log),
-		containers: map[string]*container{},
+		compression: cfg.Compression,
+		hooks:       newHookRunner(cfg.Hooks),
+		mounted:     newImageMounts(cfg.ImageLinger, images.pin, log),
+		containers:  map[string]*container{},
 	}
 }
 
@@ -111,7 +112,12 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		m.mu.Unlock()
 		return nil, fmt.Errorf("container %s already exists on this node", id)
 	}
-	c = &container{id: id, req: req, bundle: filepath.Join(m.stateDir, "containers", id), created: time.Now()}
+	bundle, err := newBundleName(filepath.Join(m.stateDir, "containers"))
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	c = &container{id: id, req: req, bundle: bundle, created: time.Now()}
 	m.containers[id] = c
 	m.mu.Unlock()
 	defer func() {
@@ -124,23 +130,24 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	if err != nil {
 		return c, err
 	}
-	// Traversable, not listable: with --container-remap-root the runtime
-	// sets the root up as the user's mapped root, who must reach the root
-	// file system. What is private (the staged mounts) is 0700 below.
-	if err := os.MkdirAll(c.bundle, 0o711); err != nil {
-		return c, fmt.Errorf("create bundle: %w", err)
+	if err := makeBundle(c); err != nil {
+		return c, err
 	}
-	os.Chmod(filepath.Dir(c.bundle), 0o711)
 	if over != nil {
 		c.img, c.rootfs = over.img, over.rootfs
+		if req.RemapRoot {
+			// Its user's (forStep checked), reached as their mapped root.
+			if err := oci.AllowTraverse(over.bundle, req.UID); err != nil {
+				return c, err
+			}
+		}
 	} else if err := m.prepareRootfs(ctx, c, cred, progress); err != nil {
 		return c, err
 	}
-	mounts, held, err := m.mounts(c, acct, cred)
-	defer closeAll(held)
-	if err != nil {
-		return c, err
-	}
+	// The pull is done: the user's registry credentials go (the request
+	// lives as long as the container).
+	clear(req.Auth)
+	req.Auth = nil
 	log := m.log.With("job", req.Job, "step", req.Step)
 	hk, err := m.hooks.prepare(ctx, c, acct, m.mounted.root(c.img.Digest), log)
 	if err != nil {
@@ -148,6 +155,18 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	}
 	for _, n := range hk.notes {
 		progress(n)
+	}
+	mounts, held, err := m.mounts(c, acct, cred, hk.userMounts)
+	defer closeAll(held)
+	if err != nil {
+		return c, err
+	}
+	if err := checkUserDestinations(c.rootfs, c.req.Mounts); err != nil {
+		return c, err
+	}
+	init, err := initBinary()
+	if err != nil {
+		return c, err
 	}
 	// An attached container shares its root, and so its mode.
 	readonly := !req.Writable
@@ -165,6 +184,9 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		oci.WithMounts(mounts...),
 		oci.WithNamespaces(req.Unshare...),
 		hk.opt,
+		// Last, so that no mount before it (the user's, a module's) can
+		// cover the container's first process.
+		oci.WithMounts(oci.BindMount(init, initPath, "ro", "nosuid", "nodev")),
 	}
 	if req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(req.UID, req.GID))
@@ -385,28 +407,36 @@ func unmountStale(stateDir string, log *slog.Logger) int {
 func (m *manager) cleanStale(ctx context.Context, unmounted int) {
 	entries, _ := os.ReadDir(filepath.Join(m.stateDir, "containers"))
 	for _, e := range entries {
-		if err := m.rt.Delete(ctx, e.Name(), oci.DeleteOpts{Force: true}); err != nil {
-			m.log.Warn("stale container: runtime delete", "container", e.Name(), "err", err)
+		id, err := os.ReadFile(filepath.Join(m.stateDir, "containers", e.Name(), bundleIDFile))
+		if err != nil {
+			continue // made before its id was written: never started
+		}
+		if err := m.rt.Delete(ctx, string(id), oci.DeleteOpts{Force: true}); err != nil {
+			m.log.Warn("stale container: runtime delete", "container", string(id), "err", err)
 		}
 	}
 	// images/ held the image mounts of daemons before detached mounts.
 	for _, sub := range []string{"containers", "images"} {
 		os.RemoveAll(filepath.Join(m.stateDir, sub))
 	}
+	// What saves in progress left (save.go, squash.SquashTree).
+	for _, pattern := range []string{"save-*.sqfs", "squash-sandbox-*"} {
+		left, _ := filepath.Glob(filepath.Join(m.stateDir, pattern))
+		for _, p := range left {
+			os.Remove(p)
+		}
+	}
 	if len(entries)+unmounted > 0 {
 		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", unmounted)
 	}
 }
 
-// mounts returns the container's mounts beyond the defaults, and the files
-// held open for them (the caller closes them once the runtime has mounted).
-func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.Mount, []*os.File, error) {
+// mounts returns the container's mounts beyond the defaults and the init,
+// and the files held open for them (the caller closes them once the runtime
+// has mounted). fromModules are the modules' binds of paths the job
+// influences (hooks.Result.UserMounts): opened as the user too.
+func (m *manager) mounts(c *container, acct account, cred credential, fromModules []specs.Mount) ([]specs.Mount, []*os.File, error) {
 	var out []specs.Mount
-	init, err := initBinary()
-	if err != nil {
-		return nil, nil, err
-	}
-	out = append(out, oci.BindMount(init, initPath, "ro", "nosuid", "nodev"))
 	for _, s := range m.site {
 		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
 	}
@@ -427,44 +457,21 @@ func (m *manager) mounts(c *container, acct account, cred credential) ([]specs.M
 
 	// The user's own mounts (and home), opened as the user: the source is
 	// the opened file, so what was checked is what gets mounted.
-	var srcs, dsts []string
-	var opts [][]string
+	var user []stagedMount
 	if c.req.MountHome && acct.Home != "" {
-		srcs, dsts, opts = append(srcs, acct.Home), append(dsts, acct.Home), append(opts, nil)
+		user = append(user, stagedMount{src: acct.Home, dst: acct.Home})
 	}
 	for _, um := range c.req.Mounts {
-		srcs, dsts, opts = append(srcs, um.Src), append(dsts, um.Dst), append(opts, um.Options)
+		user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})
 	}
 	if c.req.Script != "" {
-		srcs, dsts, opts = append(srcs, c.req.Script), append(dsts, c.req.Script), append(opts, []string{"ro"})
+		user = append(user, stagedMount{src: c.req.Script, dst: c.req.Script, opts: []string{"ro"}})
 	}
-	held, err := openAsUser(cred, srcs)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, nil, fmt.Errorf("--container-mounts: %s: %v (as user %s)", pe.Path, pe.Err, acct.Name)
-		}
-		return nil, nil, err
+	for _, mt := range fromModules {
+		user = append(user, stagedMount{src: mt.Source, dst: mt.Destination, opts: mt.Options, module: true})
 	}
-	// The stages are only the user's business: with a remapped root they
-	// are set up as the user, so theirs; otherwise root's.
-	stages := filepath.Join(c.bundle, "mounts")
-	if err := os.Mkdir(stages, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, held, err
-	}
-	if c.req.RemapRoot {
-		if err := os.Chown(stages, int(c.req.UID), int(c.req.GID)); err != nil {
-			return nil, held, err
-		}
-	}
-	for i, f := range held {
-		stage, err := stageMount(f, filepath.Join(stages, strconv.Itoa(i)))
-		if err != nil {
-			return nil, held, fmt.Errorf("--container-mounts: %s: %w", srcs[i], err)
-		}
-		out = append(out, oci.BindMount(stage, dsts[i], append([]string{"nosuid", "nodev"}, opts[i]...)...))
-	}
-	return out, held, nil
+	staged, held, err := m.stageAsUser(c, acct, cred, user)
+	return append(out, staged...), held, err
 }
 
 // makeMountpoints creates, inside root, every mount's destination that the
@@ -489,34 +496,6 @@ func makeMountpoints(root string, mounts []specs.Mount) error {
 		}
 	}
 	return nil
-}
-
-// stageMount bind-mounts what f (opened as the user) refers to on stage, in
-// the daemon's mount namespace: the kernel will not bind from an fd of
-// another namespace into the container's, and a path the user controls could
-// be swapped for a symlink between the check and the mount. The runtime then
-// binds stage, a path only root controls. Stages are unmounted at teardown
-// (everything under the bundle is).
-func stageMount(f *os.File, stage string) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(stage), 0o700); err != nil {
-		return "", err
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if err := os.Mkdir(stage, 0o700); err != nil {
-			return "", err
-		}
-	} else if err := os.WriteFile(stage, nil, 0o600); err != nil {
-		return "", err
-	}
-	src := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
-	if err := unix.Mount(src, stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return "", fmt.Errorf("bind: %w", err)
-	}
-	return stage, nil
 }
 
 // writeAccountFiles writes passwd and group with the job user in them, from

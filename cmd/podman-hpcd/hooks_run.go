@@ -41,6 +41,9 @@ type prepared struct {
 	// container runs.
 	writesRoot bool
 	notes      []string // for the user (srun's output)
+	// userMounts are the modules' binds of paths the job can influence:
+	// the manager opens them as the job user (hooks.Result.UserMounts).
+	userMounts []specs.Mount
 }
 
 // prepare resolves the job's --container-hooks, applies the modules (which
@@ -84,6 +87,7 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 		log.Info("module", "module", m.Name(), "added", res.Summary, "duration", time.Since(start))
 		results = append(results, res)
 		envs = append(envs, res.Env)
+		p.userMounts = append(p.userMounts, res.UserMounts...)
 		p.notes = append(p.notes, res.Notes...)
 		stageHooks = append(stageHooks, hooks.FromSpec(m.Name()+" module", res.Hooks)...)
 	}

@@ -41,6 +41,11 @@ func (m *manager) forStep(ctx context.Context, req *containerRequest, progress f
 	nc := m.containers[id]
 	m.mu.Unlock()
 	flag := fmt.Sprintf("--container-name=%s:%s", req.Name, req.NameMode)
+	// Job ids are reused (and a job's containers may outlive it on a node
+	// whose epilog did not run): a container is only ever its user's.
+	if nc != nil && nc.req.UID != req.UID {
+		return nil, false, fmt.Errorf("%s: a container of that name on this node belongs to another user (a previous job with this id); use another name", flag)
+	}
 	switch {
 	case req.NameMode == "create" && nc != nil:
 		return nil, false, fmt.Errorf("%s: a container of that name already exists in this job; use --container-name=%s to reuse it", flag, req.Name)

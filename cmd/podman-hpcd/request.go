@@ -73,6 +73,9 @@ func parseUserMount(s string) (userMount, error) {
 	if !path.IsAbs(m.Dst) {
 		return userMount{}, fmt.Errorf("--container-mounts: destination %q is not an absolute path", m.Dst)
 	}
+	if d := path.Clean(m.Dst); d == "/" || d == reservedDir || strings.HasPrefix(d, reservedDir+"/") {
+		return userMount{}, fmt.Errorf("--container-mounts: destination %q: / and %s are podman-hpc's own (the container's init lives there); pick another destination", m.Dst, reservedDir)
+	}
 	if len(parts) == 3 && parts[2] != "" {
 		for _, f := range strings.Split(parts[2], "+") {
 			opt, ok := mountFlags[f]

@@ -45,7 +45,14 @@ type Request struct {
 // on the node (under HostRoot); destinations, device paths and variables
 // are the container's.
 type Result struct {
-	Mounts      []specs.Mount
+	Mounts []specs.Mount
+	// UserMounts are binds whose sources the job can name or reach (from
+	// its environment, or in a directory the user can write, such as
+	// /tmp): the daemon opens each source as the job user, with the user's
+	// permissions on every directory along the path, and binds what it
+	// opened, as it does --container-mounts. A source that does not exist
+	// is skipped; one the user may not reach fails the step.
+	UserMounts  []specs.Mount
 	Devices     []specs.LinuxDevice
 	DeviceRules []specs.LinuxDeviceCgroup
 	// Env is NAME=VALUE for the tasks, applied after the image's; a module's

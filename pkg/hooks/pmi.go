@@ -3,7 +3,6 @@ package hooks
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,9 +17,14 @@ var DefaultPMIDirs = []string{"/var/spool/slurmd/pmix.%j.%s", "/tmp/spmix_appdir
 // tasks inherit slurmstepd's PMI_FD and PMI_* variables and share its PID
 // and network namespaces. PMIx clients need their server's directories at
 // the same paths: this module binds the step's own (Dirs, made by Slurm
-// before the container), and those PMIX_SERVER_TMPDIR names when Slurm sets
-// it before the container. A site whose mounts already hold Slurm's whole
-// spool and TmpFS does not need it.
+// before the container, owned by the job user), and the one
+// PMIX_SERVER_TMPDIR names when Slurm sets it before the container. A site
+// whose mounts already hold Slurm's whole spool and TmpFS does not need it.
+//
+// Every one of them is a UserMount: the variable is the job's to set, and
+// the directories lie where users can create names (Slurm's TmpFS is /tmp by
+// default), so they are opened with the job user's permissions, never
+// root's.
 type PMI struct {
 	// Dirs are the step's directories: %j is the job id, %s the step id,
 	// %u the user's uid, %n the node's name. Those that do not exist are
@@ -50,13 +54,10 @@ func (p PMI) Apply(ctx context.Context, r Request) (Result, error) {
 		if !filepath.IsAbs(dir) || dir == "/" || seen[dir] {
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(r.HostRoot, dir)); err != nil || !fi.IsDir() {
-			continue
-		}
 		seen[dir] = true
-		res.Mounts = append(res.Mounts, bindRW(r.HostRoot, dir, dir))
+		res.UserMounts = append(res.UserMounts, bindRW(r.HostRoot, dir, dir))
 	}
-	sort.Slice(res.Mounts, func(i, j int) bool { return res.Mounts[i].Destination < res.Mounts[j].Destination })
-	res.Summary = fmt.Sprintf("%d PMIx directories", len(res.Mounts))
+	sort.Slice(res.UserMounts, func(i, j int) bool { return res.UserMounts[i].Destination < res.UserMounts[j].Destination })
+	res.Summary = fmt.Sprintf("%d PMIx directories (if present)", len(res.UserMounts))
 	return res, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // DefaultCompression is zstd level 3: on the project's test image it
@@ -65,6 +66,7 @@ type mksquashfs struct {
 	Command    string // path or name of mksquashfs
 	Comp       compressor
 	Processors int
+	Exclude    []string // paths relative to the source left out (-e)
 }
 
 // args renders the command line that squashes dir into out.
@@ -87,13 +89,25 @@ func (m mksquashfs) args(dir, out string) []string {
 	if m.Processors > 0 {
 		a = append(a, "-processors", strconv.Itoa(m.Processors))
 	}
+	if len(m.Exclude) > 0 {
+		a = append(append(a, "-e"), m.Exclude...)
+	}
 	return a
 }
 
 // run squashes dir into out. On failure out may exist; the caller removes
 // its work directory. A full file system is reported as ErrNoSpace.
 func (m mksquashfs) run(ctx context.Context, dir, out string) error {
+	return m.runIn(ctx, "", dir, out)
+}
+
+// runIn is run chrooted into root ("": none); dir and out are paths there.
+func (m mksquashfs) runIn(ctx context.Context, root, dir, out string) error {
 	cmd := exec.CommandContext(ctx, m.Command, m.args(dir, out)...)
+	if root != "" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Dir = "/"
+	}
 	var outBuf tailBuffer
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
