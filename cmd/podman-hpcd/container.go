@@ -161,9 +161,6 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 	if err != nil {
 		return c, err
 	}
-	if err := checkUserDestinations(c.rootfs, c.req.Mounts); err != nil {
-		return c, err
-	}
 	init, err := initBinary()
 	if err != nil {
 		return c, err
@@ -196,6 +193,11 @@ func (m *manager) create(ctx context.Context, req *containerRequest, id string, 
 		return c, err
 	}
 	if err := makeMountpoints(c.rootfs, spec.Mounts); err != nil {
+		return c, err
+	}
+	// Once every mount point exists: a dangling symlink of the image's
+	// leads somewhere now.
+	if err := checkUserDestinations(c.rootfs, c.req.Mounts); err != nil {
 		return c, err
 	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {
@@ -379,55 +381,6 @@ func (m *manager) teardown(ctx context.Context, c *container, background bool) {
 	}
 	if err := os.RemoveAll(c.bundle); err != nil {
 		m.log.Warn("remove bundle", "container", c.id, "err", err)
-	}
-}
-
-// unmountStale unmounts what a previous daemon left mounted below stateDir
-// and returns how many. It runs before the runtime is set up, which may bind
-// stateDir on itself (runtimeSetup) and so hide them.
-func unmountStale(stateDir string, log *slog.Logger) int {
-	mounts, err := oci.MountsUnder(stateDir)
-	if err != nil {
-		log.Warn("list stale mounts", "err", err)
-	}
-	// The state directory itself may be a mount (runtimeSetup's): only
-	// what is below it is a previous daemon's.
-	mounts = slices.DeleteFunc(mounts, func(mp string) bool { return mp == stateDir })
-	for _, mp := range mounts {
-		if err := oci.Unmount(mp, false); err != nil {
-			oci.Unmount(mp, true)
-		}
-	}
-	return len(mounts)
-}
-
-// cleanStale removes the containers and bundles a previous daemon left
-// (their tasks, if any, keep running in the namespaces they joined);
-// unmounted says how many of its mounts unmountStale removed.
-func (m *manager) cleanStale(ctx context.Context, unmounted int) {
-	entries, _ := os.ReadDir(filepath.Join(m.stateDir, "containers"))
-	for _, e := range entries {
-		id, err := os.ReadFile(filepath.Join(m.stateDir, "containers", e.Name(), bundleIDFile))
-		if err != nil {
-			continue // made before its id was written: never started
-		}
-		if err := m.rt.Delete(ctx, string(id), oci.DeleteOpts{Force: true}); err != nil {
-			m.log.Warn("stale container: runtime delete", "container", string(id), "err", err)
-		}
-	}
-	// images/ held the image mounts of daemons before detached mounts.
-	for _, sub := range []string{"containers", "images"} {
-		os.RemoveAll(filepath.Join(m.stateDir, sub))
-	}
-	// What saves in progress left (save.go, squash.SquashTree).
-	for _, pattern := range []string{"save-*.sqfs", "squash-sandbox-*"} {
-		left, _ := filepath.Glob(filepath.Join(m.stateDir, pattern))
-		for _, p := range left {
-			os.Remove(p)
-		}
-	}
-	if len(entries)+unmounted > 0 {
-		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", unmounted)
 	}
 }
 

@@ -32,9 +32,9 @@ func newServer(log *slog.Logger, mgr *manager, store *squashStore, noMgr error) 
 }
 
 // serve accepts connections until ctx is done; it returns nil on a clean
-// stop. At the stop, open connections are closed, which removes the
-// containers they own: the tasks that joined keep running in their
-// namespaces, and nothing is left mounted behind them.
+// stop. At the stop, open connections are closed and their containers are
+// left as they are: the tasks that joined keep running in them, and the
+// next daemon removes them (cleanStale), each once its tasks are gone.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -90,6 +90,12 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 	// --container-save, if asked). Named containers stay for the job.
 	var uses []stepUse
 	defer func() {
+		if ctx.Err() != nil {
+			// The daemon is stopping (an upgrade, a restart): the steps
+			// go on in their containers, which the next daemon removes
+			// once their tasks are gone (cleanStale).
+			return
+		}
 		for _, u := range uses {
 			s.endStep(context.WithoutCancel(ctx), u, log)
 		}

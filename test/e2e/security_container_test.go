@@ -1,0 +1,372 @@
+//go:build e2e
+
+package e2e
+
+// Attacks on the container's making, each tried as the unprivileged test
+// user the way issue 12 describes it, each refused with nothing left
+// behind. One test per attack.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// userHome is the test user's home directory.
+func userHome(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
+}
+
+// userDir makes a fresh directory of the test user's under their home.
+func userDir(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(userHome(t), name)
+	mustSucceed(t, asUser(t, "sh", "-c", `rm -rf "$1" && mkdir -p "$1"`, "sh", dir))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// onNode runs a shell script on node, as root, or as user when given.
+func onNode(t *testing.T, node, user, script string, args ...string) result {
+	t.Helper()
+	cmd := []string{node}
+	if user != "" {
+		cmd = append(cmd, "runuser", "-u", user, "--")
+	}
+	return run(t, cluster["NODE_EXEC"], append(append(cmd, "sh", "-c", script, "sh"), args...)...)
+}
+
+// stepInBackground starts srun as the test user with job name name on
+// node and returns the job id once it runs, and where srun's result comes.
+func stepInBackground(t *testing.T, node, name string, args ...string) (string, chan result) {
+	t.Helper()
+	done := make(chan result, 1)
+	go func() {
+		done <- asUser(t, "srun", append([]string{"-N1", "-w", node, "-J", name}, args...)...)
+	}()
+	for i := 0; i < 100; i++ {
+		// Running only: an earlier job of the same name may still be completing.
+		job := strings.TrimSpace(run(t, "squeue", "-h", "-t", "RUNNING", "-n", name, "-o", "%i").stdout)
+		if job != "" {
+			return job, done
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the step ended before it was seen running:\n%s", r)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatal("the step did not start")
+	return "", nil
+}
+
+// bundleOf waits for the bundle of container id on node and returns its path.
+func bundleOf(t *testing.T, node, id string) string {
+	t.Helper()
+	state := cluster["LAB"] + "/nodelocal/state/containers"
+	for i := 0; i < 100; i++ {
+		r := onNode(t, node, "", `grep -lx "$1" "$2"/*/id 2>/dev/null`, id, state)
+		if p := strings.TrimSpace(r.stdout); p != "" {
+			return filepath.Dir(p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: no bundle for %s", node, id)
+	return ""
+}
+
+// Item 1: with --container-remap-root the stages of the step's mounts were
+// the user's; a symlink planted there made the daemon create and bind a file
+// anywhere (/etc/ld.so.preload). Now the bundle and its stages are root's:
+// the user may pass through (the runtime needs that), not list, not write.
+func TestSecurityRemapRootStagesAreRoots(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, "e2e-sec-stages")
+	var mounts []string
+	for _, d := range []string{"/a", "/b", "/c", "/d"} {
+		mounts = append(mounts, dir+":"+d)
+	}
+	job, done := stepInBackground(t, node, "sec-stages", "--container-image="+cluster["SMALL_IMAGE"], "--container-remap-root",
+		"--container-mounts="+strings.Join(mounts, ","), "sleep", "3")
+	bundle := bundleOf(t, node, "phpc-"+job+"-0")
+	user := cluster["TEST_USER"]
+	r := onNode(t, node, user, `
+ls "$2" >/dev/null 2>&1; echo "list=$?"
+for i in 0 1 2 3 4 5 9 new; do ln -sT /etc/ld.so.preload "$1/mounts/$i" 2>/dev/null && echo "planted $i"; done
+touch "$1/x" 2>/dev/null && echo "wrote bundle"
+stat -c "mounts %u %a" "$1/mounts"`, bundle, filepath.Dir(bundle))
+	if !strings.Contains(r.stdout, "list=") || strings.Contains(r.stdout, "list=0") {
+		t.Errorf("the user lists the containers' directory:\n%s", r)
+	}
+	if strings.Contains(r.stdout, "planted") || strings.Contains(r.stdout, "wrote") {
+		t.Errorf("the user wrote into the bundle:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "mounts 0 710") {
+		t.Errorf("stages not root's, or open beyond the user's traverse ACL:\n%s", r)
+	}
+	// Another user may not even pass through.
+	if r := onNode(t, node, "nobody", `stat "$1/rootfs" >/dev/null 2>&1 && echo reached`, bundle); strings.Contains(r.stdout, "reached") {
+		t.Errorf("another user reaches the bundle")
+	}
+	mustSucceed(t, <-done)
+	if r := onNode(t, node, "", "test -e /etc/ld.so.preload && echo present"); strings.Contains(r.stdout, "present") {
+		t.Errorf("/etc/ld.so.preload exists on %s", node)
+	}
+	checkNothingLeft(t, node)
+}
+
+// imageWithTree makes an OCI layout of the small image with one more layer
+// holding what build puts in a directory, readable by every user.
+func imageWithTree(t *testing.T, build func(tree string)) string {
+	t.Helper()
+	if _, err := exec.LookPath("umoci"); err != nil {
+		t.Skipf("%q not found in PATH", "umoci")
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	layout := filepath.Join(dir, "img")
+	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
+	tree := filepath.Join(dir, "tree")
+	os.Mkdir(tree, 0o755)
+	build(tree)
+	entries, _ := os.ReadDir(tree)
+	args := []string{"-C", tree, "-cf", filepath.Join(dir, "layer.tar")}
+	for _, e := range entries {
+		args = append(args, e.Name()) // not ".": the layer would set the root's mode
+	}
+	mustSucceed(t, run(t, "tar", args...))
+	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", filepath.Join(dir, "layer.tar")))
+	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
+	return "oci:" + layout + ":latest"
+}
+
+// Item 2: a user's mount over /.podman-hpc/init made the user's program the
+// container's first process. The daemon's directory (and the root above
+// it) take no user mount, written so or reached through the image's
+// symlink, and the init is mounted last.
+func TestSecurityInitIsTheDaemons(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, "e2e-sec-init")
+	marker := filepath.Join(dir, "pwned")
+	evil := filepath.Join(dir, "init")
+	mustSucceed(t, asUser(t, "sh", "-c", `printf '#!/bin/sh\ntouch %s\nexec sleep 600\n' "$1" >"$2" && chmod 755 "$2"`, "sh", marker, evil))
+	for _, dst := range []string{"/.podman-hpc/init", "/.podman-hpc", "/", "/.podman-hpc/../.podman-hpc/init"} {
+		src := evil
+		if !strings.HasSuffix(dst, "init") {
+			src = dir
+		}
+		r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "--container-mounts="+src+":"+dst, "true")
+		if r.code == 0 || !strings.Contains(r.stderr, "podman-hpc's own") {
+			t.Errorf("mount on %s not refused with the reason:\n%s", dst, r)
+		}
+	}
+	img := imageWithTree(t, func(tree string) { os.Symlink("/.podman-hpc", filepath.Join(tree, "evil")) })
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "--container-mounts="+dir+":/evil", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "destination /evil leads to /.podman-hpc in the image, which podman-hpc keeps for itself") {
+		t.Errorf("mount through the image's symlink not refused with the reason:\n%s", r)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the user's program ran as the container's init")
+	}
+	checkNothingLeft(t, node)
+}
+
+// Item 3: a detached child of the image's entrypoint kept running as the
+// user after the job, outside Slurm's cgroup. The container's PID
+// namespace dies with its init.
+func TestSecurityEntrypointChildrenDieWithTheStep(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	img := entrypointImage(t, "#!/bin/sh\nsetsid sh -c 'exec sleep 987654' </dev/null >/dev/null 2>&1 &\nexec \"$@\"\n")
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "--container-entrypoint", "sh", "-c",
+		`sleep 0.5; cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -q "sleep 98765[4]" && echo detached-running`)
+	mustSucceed(t, r)
+	// The attack is real: the detached child runs during the step.
+	if !strings.Contains(r.stdout, "detached-running") {
+		t.Fatalf("the entrypoint's detached child did not run:\n%s", r)
+	}
+	var left string
+	for i := 0; i < 50; i++ {
+		if left = strings.TrimSpace(onNode(t, node, "", `pgrep -f "sleep 98765[4]"`).stdout); left == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left != "" {
+		onNode(t, node, "", `pkill -f "sleep 98765[4]"`)
+		t.Errorf("the entrypoint's detached child outlived the step (pid %s)", left)
+	}
+	checkNothingLeft(t, node)
+}
+
+// Item 4: PMIX_SERVER_TMPDIR from the job's environment was bound by root:
+// a file under a directory the user may not traverse became readable
+// inside. The directory is opened as the user, and refused.
+func TestSecurityPMIxDirFromEnvironmentAsUser(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	private, err := os.MkdirTemp("", "e2e-sec-pmix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(private) })
+	// The user may not pass through private; sub itself is open to all.
+	os.Chmod(private, 0o700)
+	sub := filepath.Join(private, "sub")
+	os.Mkdir(sub, 0o755)
+	if err := os.WriteFile(filepath.Join(sub, "secret"), []byte("root-only-secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := asUser(t, "env", "PMIX_SERVER_TMPDIR="+sub, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "cat", sub+"/secret")
+	if strings.Contains(r.stdout, "root-only-secret") {
+		t.Fatalf("the user read a root-only file through PMIX_SERVER_TMPDIR:\n%s", r)
+	}
+	if r.code == 0 || !strings.Contains(r.stderr, "bind "+sub+" for the step") || !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("not refused with the reason:\n%s", r)
+	}
+	checkNothingLeft(t, node)
+}
+
+// Item 6: a writable container's upper layer was 0755 at a predictable
+// path: any local user read what the job wrote. The bundle is at an
+// unguessable path, root's alone (and the job user's, with remap-root).
+func TestSecurityWritableLayerIsPrivate(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	// The image has a directory the job user may write without remap-root.
+	img := imageWithTree(t, func(tree string) {
+		os.Mkdir(filepath.Join(tree, "scratch"), 0o777)
+		os.Chmod(filepath.Join(tree, "scratch"), 0o777|os.ModeSticky)
+	})
+	for _, mode := range []string{"--container-writable", "--container-remap-root"} {
+		job, done := stepInBackground(t, node, "sec-upper", "--container-image="+img, "--container-writable", mode,
+			"sh", "-c", "echo job-private >/scratch/written; chmod 644 /scratch/written; sleep 3")
+		bundle := bundleOf(t, node, "phpc-"+job+"-0")
+		if !regexp.MustCompile(`/[0-9a-f]{32}$`).MatchString(bundle) {
+			t.Errorf("%s: bundle path %s is guessable", mode, bundle)
+		}
+		var r result
+		for i := 0; i < 50; i++ {
+			if r = onNode(t, node, "", `cat "$1/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Count(r.stdout, "job-private") == 2 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if strings.Count(r.stdout, "job-private") != 2 {
+			t.Fatalf("%s: the write is not where the test looks:\n%s", mode, r)
+		}
+		if r := onNode(t, node, "nobody", `cat "$1/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Contains(r.stdout, "job-private") {
+			t.Errorf("%s: another user read the job's write:\n%s", mode, r)
+		}
+		mustSucceed(t, <-done)
+	}
+	checkNothingLeft(t, node)
+}
+
+// Item 9: mksquashfs ran as root over a tree the container could change: a
+// file (or directory) swapped for a symlink into /etc mid-save copied the
+// host's /etc/shadow into the user's file. The save reads in a sandbox where /etc
+// holds nothing of the host's; saves of one container no longer share a
+// temporary file.
+func TestSecuritySaveReadsNoHostFile(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skipf("%q not found in PATH", "unsquashfs")
+	}
+	node := nodes()[0]
+	dir := userDir(t, "e2e-sec-save")
+	script := filepath.Join(dir, "job.sh")
+	img := cluster["SMALL_IMAGE"]
+	os.WriteFile(script, []byte(`#!/bin/sh
+cd "$1"
+srun -n1 --container-image=`+img+` --container-name=race --container-remap-root sh -c 'mkdir -p /d; head -c "$1" /dev/zero >/d/shadow' sh "$2"
+srun -n1 --container-name=race --container-remap-root sh -c 'end=$(($(date +%s)+8)); while [ $(date +%s) -lt $end ]; do ln -sf /etc/shadow /d/l; mv -f /d/l /d/shadow; head -c "$1" /dev/zero >/d/n; mv -f /d/n /d/shadow; done' sh "$2" &
+sleep 0.5
+for i in 1 2 3; do srun -n1 --container-name=race --container-remap-root --container-save="$1/save$i.sqfs" true & done
+wait
+`), 0o755)
+	os.Chmod(script, 0o755)
+	// A regular file of /etc/shadow's size (stat needs no read permission)
+	// makes mksquashfs's size check pass when it opens the symlink instead.
+	size := strings.TrimSpace(onNode(t, node, "", "stat -c %s /etc/shadow").stdout)
+	r := asUser(t, "env", "SLURM_EXACT=1", "salloc", "-N1", "-n4", "-t", "2", "-w", node, "-Q", script, dir, size)
+	if r.code != 0 {
+		t.Logf("the job (saves may fail while the tree changes under them):\n%s", r)
+	}
+	// A save the tree changed under fails with its cause in srun's
+	// output; one that was written holds the container's files only.
+	for _, i := range []string{"1", "2", "3"} {
+		f := filepath.Join(dir, "save"+i+".sqfs")
+		if _, err := os.Stat(f); err != nil {
+			if !strings.Contains(r.stderr, "--container-save="+f+": ") {
+				t.Errorf("save %s neither written nor failed with a reason:\n%s", i, r)
+			}
+			continue
+		}
+		out, _ := exec.Command("unsquashfs", "-cat", f, "d/shadow").Output()
+		if strings.Contains(string(out), "root:") {
+			t.Errorf("%s holds the host's /etc/shadow", f)
+		}
+	}
+	checkNothingLeft(t, node)
+}
+
+// Item 10: attaching matched job id and name only, and job ids are reused:
+// a request for another user's named container of the same job id is
+// refused. The request is sent on the socket, as root, the way a
+// slurmstepd of the reused id would.
+func TestSecurityNamedContainerIsItsUsers(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	client := buildWireclient(t)
+	job, done := stepInBackground(t, node, "sec-named", "--container-image="+cluster["SMALL_IMAGE"], "--container-name=mine", "sleep", "4")
+	var ps string
+	for i := 0; i < 50 && !strings.Contains(ps, "phpc-"+job+"-n-mine"); i++ {
+		time.Sleep(100 * time.Millisecond)
+		ps = podmanHpcd(t, node, "ps").stdout
+	}
+	r := run(t, cluster["NODE_EXEC"], node, client, "-socket", cluster["PODMAN_HPCD_SOCKET"], "-type", "2",
+		"job="+job, "step=7", "uid=65534", "gid=65534", "name=mine", "name_mode=exec", "scope=job", "writable=1")
+	if !strings.Contains(r.stdout, "type 65") || !strings.Contains(r.stdout, "belongs to another user") {
+		t.Errorf("another uid attached to the named container:\n%s", r)
+	}
+	mustSucceed(t, <-done)
+}
+
+// buildWireclient builds test/e2e/wireclient into a directory every user
+// may read, and returns its path.
+func buildWireclient(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "wireclient")
+	mustSucceed(t, run(t, "go", "build", "-o", bin, "./wireclient"))
+	return bin
+}
+
+// A daemon restart deleted the bundles that running tasks still used: a
+// writable container's upper layer went from under its tasks. The next
+// daemon removes a bundle only once its tasks are gone.
+func TestSecurityDaemonRestartKeepsBundlesInUse(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	_, done := stepInBackground(t, node, "sec-restart", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable", "--container-remap-root",
+		"sh", "-c", "echo still-here >/written; sleep 3; echo later >/later && cat /written /later")
+	time.Sleep(time.Second)
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	r := <-done
+	mustSucceed(t, r)
+	if strings.TrimSpace(r.stdout) != "still-here\nlater" {
+		t.Errorf("the task's write went with the restart: %q", r.stdout)
+	}
+	checkNothingLeft(t, node)
+}
