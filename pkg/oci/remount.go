@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -52,39 +54,42 @@ func SealRoot(mntns *os.File, readonly bool) error {
 	return <-errc
 }
 
-// sealMounts sets nosuid on every mount of the calling thread's mount
-// namespace, and nodev on every one outside /dev. proc is a procfs
-// directory that shows the calling thread.
+// sealMounts sets nosuid and nodev on every mount of the calling thread's
+// mount namespace, then takes nodev off again where /dev's mounts (/dev and
+// those below it) had none. proc is a procfs directory that shows the
+// calling thread.
 func sealMounts(proc *os.File) error {
-	nosuid := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID}
-	if err := unix.MountSetattr(unix.AT_FDCWD, "/", unix.AT_RECURSIVE, &nosuid); err != nil {
-		return fmt.Errorf("seal the container's mounts: nosuid: %w", err)
-	}
 	fd, err := unix.Openat(int(proc.Fd()), "thread-self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("seal the container's mounts: %w", err)
 	}
-	points, err := mountPoints(os.NewFile(uintptr(fd), "mountinfo"))
+	mounts, err := readMountinfo(os.NewFile(uintptr(fd), "mountinfo"))
 	if err != nil {
 		return fmt.Errorf("seal the container's mounts: %w", err)
 	}
-	for _, p := range points {
-		if p == "/dev" || strings.HasPrefix(p, "/dev/") {
+	// Recursive: a mount hidden under another (runtimes stack binds) is
+	// sealed too.
+	all := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(unix.AT_FDCWD, "/", unix.AT_RECURSIVE, &all); err != nil {
+		return fmt.Errorf("seal the container's mounts: %w", err)
+	}
+	for _, m := range mounts {
+		if m.point != "/dev" && !strings.HasPrefix(m.point, "/dev/") || slices.Contains(m.options, "nodev") {
 			continue
 		}
-		if err := setNodev(p); err != nil {
-			return fmt.Errorf("seal the container's mounts: nodev on %s: %w", p, err)
+		if err := clearNodev(m); err != nil {
+			return fmt.Errorf("seal the container's mounts: device nodes on %s: %w", m.point, err)
 		}
 	}
 	return nil
 }
 
-// setNodev sets nodev on the mount on top at path, resolved without
+// clearNodev takes nodev off the mount m, found at its mount point without
 // following symlinks (what ran in the container before may have planted
-// some). A path that no longer resolves is a mount hidden under another,
-// which no task can reach.
-func setNodev(path string) error {
-	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+// some). A mount that is not the one on top there (hidden under another,
+// out of any task's reach) keeps it.
+func clearNodev(m mountEntry) error {
+	fd, err := unix.Openat2(unix.AT_FDCWD, m.point, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
@@ -95,26 +100,39 @@ func setNodev(path string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	nodev := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
-	return unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &nodev)
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil {
+		return err
+	}
+	if st.Mask&unix.STATX_MNT_ID == 0 || st.Mnt_id != m.id {
+		return nil
+	}
+	dev := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_NODEV}
+	return unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &dev)
 }
 
-// mountPoints reads the mount points of a mountinfo file (and closes it),
-// each once, in the file's order.
-func mountPoints(f *os.File) ([]string, error) {
+// mountEntry is one line of a mountinfo file.
+type mountEntry struct {
+	id      uint64
+	point   string
+	options []string // the mount's own (not the file system's)
+}
+
+// readMountinfo parses a mountinfo file (and closes it), in its order.
+func readMountinfo(f *os.File) ([]mountEntry, error) {
 	defer f.Close()
-	seen := map[string]bool{}
-	var out []string
+	var out []mountEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		if len(fields) < 6 {
 			continue
 		}
-		if mp := unescapeMountinfo(fields[4]); !seen[mp] {
-			seen[mp] = true
-			out = append(out, mp)
+		id, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("mountinfo: bad line %q", sc.Text())
 		}
+		out = append(out, mountEntry{id: id, point: unescapeMountinfo(fields[4]), options: strings.Split(fields[5], ",")})
 	}
 	return out, sc.Err()
 }

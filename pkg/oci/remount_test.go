@@ -3,6 +3,7 @@ package oci
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,9 +11,9 @@ import (
 )
 
 // privateNS starts a thread with a private copy of the test's mount
-// namespace, runs setup in it, and returns the namespace and a function that
-// reads its mountinfo.
-func privateNS(t *testing.T, setup func() error) (*os.File, func() string) {
+// namespace, runs setup in it, and returns the namespace, a function that
+// reads its mountinfo, and the thread.
+func privateNS(t *testing.T, setup func() error) (*os.File, func() string, *MountNS) {
 	t.Helper()
 	ns, err := NewMountNS(func() error {
 		if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
@@ -35,7 +36,7 @@ func privateNS(t *testing.T, setup func() error) (*os.File, func() string) {
 			t.Fatal(err)
 		}
 		return string(b)
-	}
+	}, ns
 }
 
 // mountOptions maps each mount point of a mountinfo text to its per-mount
@@ -50,9 +51,23 @@ func mountOptions(mountinfo string) map[string]string {
 	return out
 }
 
+// byID maps each mount's id of a mountinfo text to its point and per-mount
+// options, and each point to the id of the mount on top there (the last).
+func byID(mountinfo string) (map[string][2]string, map[string]string) {
+	out, top := map[string][2]string{}, map[string]string{}
+	for _, line := range strings.Split(mountinfo, "\n") {
+		if f := strings.Fields(line); len(f) > 5 {
+			out[f[0]] = [2]string{unescapeMountinfo(f[4]), "," + f[5] + ","}
+			top[unescapeMountinfo(f[4])] = f[0]
+		}
+	}
+	return out, top
+}
+
 // SealRoot makes every mount of the namespace nosuid (a suid tmpfs mounted
-// below a directory, as under a user's bind, included) and every one but
-// /dev and below nodev; the namespace's device nodes keep working.
+// below a directory, as under a user's bind, and one hidden under another,
+// included) and every one but /dev and below nodev; /dev's mounts keep
+// their device nodes.
 func TestSealRootAllMounts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (mounts)")
@@ -62,48 +77,66 @@ func TestSealRootAllMounts(t *testing.T) {
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mntns, mountinfo := privateNS(t, func() error {
-		if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=0755"); err != nil {
-			return err
+	mntns, mountinfo, ns := privateNS(t, func() error {
+		// Twice: the first is hidden under the second, as runtimes
+		// stack binds.
+		for i := 0; i < 2; i++ {
+			if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "mode=0755"); err != nil {
+				return err
+			}
 		}
 		if err := os.Mkdir(filepath.Join(sub, "deeper"), 0o755); err != nil {
 			return err
 		}
 		return unix.Mount("tmpfs", filepath.Join(sub, "deeper"), "tmpfs", 0, "")
 	})
-	before := mountOptions(mountinfo())
-	if strings.Contains(before[sub], ",nosuid,") {
-		t.Fatalf("test tmpfs already nosuid: %s", before[sub])
+	before, _ := byID(mountinfo())
+	if strings.Contains(mountOptions(mountinfo())[sub], ",nosuid,") {
+		t.Fatalf("test tmpfs already nosuid")
 	}
-	devBefore := before["/dev"]
 
 	if err := SealRoot(mntns, false); err != nil {
 		t.Fatal(err)
 	}
-	after := mountOptions(mountinfo())
-	if len(after) < 3 {
-		t.Fatalf("mountinfo after: %v", after)
+	after, top := byID(mountinfo())
+	if len(after) != len(before) {
+		t.Fatalf("%d mounts before, %d after", len(before), len(after))
 	}
-	for mp, opts := range after {
+	subs := 0
+	for id, m := range after {
+		mp, opts := m[0], m[1]
+		if mp == sub {
+			subs++
+		}
 		if !strings.Contains(opts, ",nosuid,") {
-			t.Errorf("%s is not nosuid: %s", mp, opts)
+			t.Errorf("%s (%s) is not nosuid: %s", mp, id, opts)
 		}
-		underDev := mp == "/dev" || strings.HasPrefix(mp, "/dev/")
-		if !underDev && !strings.Contains(opts, ",nodev,") {
-			t.Errorf("%s is not nodev: %s", mp, opts)
+		if mp == "/dev" || strings.HasPrefix(mp, "/dev/") {
+			// A /dev mount hidden under another may get nodev: no
+			// task reaches it.
+			if had := strings.Contains(before[id][1], ",nodev,"); top[mp] == id && strings.Contains(opts, ",nodev,") != had {
+				t.Errorf("%s (%s): nodev changed: %s -> %s", mp, id, before[id][1], opts)
+			}
+		} else if !strings.Contains(opts, ",nodev,") {
+			t.Errorf("%s (%s) is not nodev: %s", mp, id, opts)
 		}
 	}
-	for _, mp := range []string{sub, filepath.Join(sub, "deeper"), "/"} {
-		if _, ok := after[mp]; !ok {
-			t.Errorf("%s not in the namespace's mounts", mp)
-		}
+	if subs != 2 {
+		t.Errorf("%d mounts at %s, want 2", subs, sub)
 	}
-	if devBefore != "" && strings.Contains(after["/dev"], ",nodev,") != strings.Contains(devBefore, ",nodev,") {
-		t.Errorf("/dev's nodev changed: %s -> %s", devBefore, after["/dev"])
+	// The namespace's device nodes work.
+	if err := ns.Do(func() error {
+		f, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+		if err == nil {
+			f.Close()
+		}
+		return err
+	}); err != nil {
+		t.Errorf("/dev/null in the sealed namespace: %v", err)
 	}
 	// The root stays writable without readonly.
-	if strings.Contains(after["/"], ",ro,") {
-		t.Errorf("root read-only without readonly: %s", after["/"])
+	if strings.Contains(mountOptions(mountinfo())["/"], ",ro,") {
+		t.Errorf("root read-only without readonly")
 	}
 }
 
@@ -113,7 +146,7 @@ func TestSealRootReadOnly(t *testing.T) {
 		t.Skip("needs root (mounts)")
 	}
 	dir := t.TempDir()
-	mntns, mountinfo := privateNS(t, func() error { return unix.Mount("tmpfs", dir, "tmpfs", 0, "") })
+	mntns, mountinfo, _ := privateNS(t, func() error { return unix.Mount("tmpfs", dir, "tmpfs", 0, "") })
 	if err := SealRoot(mntns, true); err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +159,9 @@ func TestSealRootReadOnly(t *testing.T) {
 	}
 }
 
-func TestMountPointsUnescapesAndDedups(t *testing.T) {
+func TestReadMountinfo(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mountinfo")
-	data := "1 0 0:1 / / rw - ext4 x rw\n2 1 0:2 / /a\\040b rw - tmpfs t rw\n3 2 0:3 / /a\\040b rw - tmpfs t rw\n"
+	data := "1 0 0:1 / / rw,nodev - ext4 x rw\n22 1 0:2 / /a\\040b rw - tmpfs t rw\n"
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +169,9 @@ func TestMountPointsUnescapesAndDedups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := mountPoints(f)
-	if err != nil || strings.Join(got, "|") != "/|/a b" {
-		t.Errorf("mountPoints = %q, %v", got, err)
+	got, err := readMountinfo(f)
+	want := []mountEntry{{1, "/", []string{"rw", "nodev"}}, {22, "/a b", []string{"rw"}}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("readMountinfo = %+v, %v; want %+v", got, err, want)
 	}
 }
