@@ -3,8 +3,10 @@
  * container, then joins every task into it just before exec.
  *
  * The connection is made as root in init_post_opt, so that the daemon sees
- * slurmstepd's credentials on the socket; it stays open for the step: the
- * daemon removes the container when slurmstepd closes it (or dies).
+ * slurmstepd's credentials on the socket; it stays open for the step, in
+ * slurmstepd only (each task closes its copy): the daemon removes the
+ * container when slurmstepd closes it (or dies). Each task ends with no
+ * capability, no_new_privs and a seccomp filter (harden.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
