@@ -316,6 +316,22 @@ int slurm_spank_task_exit(spank_t sp, int ac, char **av)
 	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_exit(sp) : 0;
 }
 
+int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
+{
+	char err[512];
+
+	if (spank_context() != S_CTX_JOB_SCRIPT)
+		return 0;
+	/* In a process of its own: init may not have run there (config.h).
+	 * Never a failure: a failed epilog drains the node. */
+	phpc_config_defaults(&phpc.cfg);
+	if (phpc_config_parse(&phpc.cfg, ac, av, err, sizeof(err)) < 0) {
+		slurm_info(PHPC_NAME ": job epilog: %s; fix the podman-hpc line in plugstack.conf", err);
+		return 0;
+	}
+	return phpc_job_epilog(sp);
+}
+
 int slurm_spank_exit(spank_t sp, int ac, char **av)
 {
 	(void)ac;

@@ -43,4 +43,7 @@ int phpc_stepd_task_init(spank_t sp);
 int phpc_stepd_task_exit(spank_t sp);
 void phpc_stepd_exit(spank_t sp);
 
+/* Job epilog side (epilog.c): removes the job's containers on this node. */
+int phpc_job_epilog(spank_t sp);
+
 #endif

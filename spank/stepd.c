@@ -3,8 +3,10 @@
  * container, then joins every task into it just before exec.
  *
  * The connection is made as root in init_post_opt, so that the daemon sees
- * slurmstepd's credentials on the socket; it stays open for the step: the
- * daemon removes the container when slurmstepd closes it (or dies).
+ * slurmstepd's credentials on the socket; it stays open for the step, in
+ * slurmstepd only (each task closes its copy): the daemon removes the
+ * container when slurmstepd closes it (or dies). Each task ends with no
+ * capability, no_new_privs and a seccomp filter (harden.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,15 +17,17 @@
 #include <string.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
+#include <linux/nsfs.h>
 #include <slurm/spank.h>
 
 #include "client.h"
+#include "harden.h"
 #include "podman_hpc.h"
 #include "proto.h"
 
@@ -306,39 +310,6 @@ int phpc_stepd_user_init(spank_t sp)
 	return 0; /* errors here are dropped by Slurm: reported per task instead */
 }
 
-/* In the forked task, as root, before Slurm drops privileges. Joining now
- * would make Slurm's chdir to the job's directory (which comes after this
- * callback) look for it inside the container and fail noisily; so the task
- * keeps, across Slurm's setuid, just the permitted capabilities it needs to
- * join in task_init, which runs after that chdir. */
-int phpc_stepd_task_init_privileged(spank_t sp)
-{
-	(void)sp;
-	if (!wants_container())
-		return 0;
-	if (phpc.error[0] == '\0' && phpc.n_ns == 0)
-		keep_error("no container for this step%s; see the node's podman-hpcd log", "");
-	if (phpc.error[0] == '\0' && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-		keep_error("couldn't keep the capabilities to join the container: %s", strerror(errno));
-	if (phpc.error[0] != '\0') {
-		slurm_error(PHPC_NAME ": %s", phpc.error);
-		return -1;
-	}
-	return 0;
-}
-
-/* Sets the effective and permitted capability sets (inheritable: none). */
-static int set_caps(uint64_t effective, uint64_t permitted)
-{
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = {
-		{ .effective = (uint32_t)effective, .permitted = (uint32_t)permitted },
-		{ .effective = (uint32_t)(effective >> 32), .permitted = (uint32_t)(permitted >> 32) },
-	};
-
-	return (int)syscall(SYS_capset, &hdr, data);
-}
-
 static void close_ns(void)
 {
 	size_t i;
@@ -348,22 +319,60 @@ static void close_ns(void)
 	phpc.n_ns = 0;
 }
 
+/* In the forked task, as root, before Slurm drops privileges. First, the
+ * plugin's root connection to the daemon goes: it is slurmstepd's (for END
+ * and the step's end), never the task's, whose program must not find it
+ * (it is close-on-exec too, as the namespaces are). Joining now would make
+ * Slurm's chdir to the job's directory (which comes after this callback)
+ * look for it inside the container and fail noisily; so the task keeps,
+ * across Slurm's setuid, just the permitted capabilities it needs to join
+ * in task_init, which runs after that chdir. */
+int phpc_stepd_task_init_privileged(spank_t sp)
+{
+	(void)sp;
+	if (phpc.daemon_fd >= 0)
+		close(phpc.daemon_fd);
+	phpc.daemon_fd = -1;
+	if (!wants_container())
+		return 0;
+	if (phpc.error[0] == '\0' && phpc.n_ns == 0)
+		keep_error("no container for this step%s; see the node's podman-hpcd log", "");
+	if (phpc.error[0] == '\0' && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		keep_error("couldn't keep the capabilities to join the container: %s", strerror(errno));
+	if (phpc.error[0] != '\0') {
+		slurm_error(PHPC_NAME ": %s", phpc.error);
+		close_ns();
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether fd is a user namespace: the container remaps root. */
+static int is_userns(int fd)
+{
+	return ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWUSER;
+}
+
 /* As the job user: join the container's namespaces, in the daemon's order
  * (a user namespace first, the mount namespace last), with the two
- * capabilities setns(2) needs, then drop every capability for good. The
- * namespaces not sent are the host's, shared with the container, so Slurm's
- * signals, accounting and PMI work unchanged. */
-static int join_container(void)
+ * capabilities setns(2) needs and the one that empties the bounding set,
+ * then drop every capability for good (harden.h). The namespaces not sent
+ * are the host's, shared with the container, so Slurm's signals, accounting
+ * and PMI work unchanged. Sets *remapped when a user namespace was joined. */
+static int join_container(int *remapped)
 {
-	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT);
+	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT) | (1ULL << CAP_SETPCAP);
 	int rv = -1, saved;
 	size_t i;
 
-	if (set_caps(need, need) < 0) {
+	*remapped = 0;
+	if (phpc_set_caps(need, need) < 0) {
 		slurm_error(PHPC_NAME ": couldn't raise the capabilities to join the container: %s", strerror(errno));
 		goto out;
 	}
 	for (i = 0; i < phpc.n_ns; i++) {
+		if (is_userns(phpc.ns_fds[i]))
+			*remapped = 1;
 		if (setns(phpc.ns_fds[i], 0) < 0) {
 			slurm_error(PHPC_NAME ": couldn't join the container's namespaces: %s", strerror(errno));
 			goto out;
@@ -373,9 +382,11 @@ static int join_container(void)
 out:
 	saved = errno;
 	/* Whatever happened, the task keeps no capability. In a user namespace
-	 * setns gave it every capability there: those go too. */
-	if (set_caps(0, 0) < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
-		slurm_error(PHPC_NAME ": couldn't drop capabilities: %s", strerror(errno));
+	 * setns gave it every capability there (and a full bounding set):
+	 * those go too. */
+	if (phpc_drop_privileges() < 0) {
+		slurm_error(PHPC_NAME ": couldn't drop the task's capabilities: %s", strerror(errno));
+		phpc_set_caps(0, 0);
 		rv = -1;
 	}
 	close_ns();
@@ -393,18 +404,20 @@ static int is_host_wins(const char *name, size_t len)
 	return 0;
 }
 
-/* In the task, as the job user, just before exec: the working directory and
- * the image's environment (pyxis's precedence: the image's value wins unless
- * --container-env names the variable and the host has it). */
+/* In the task, as the job user, just before exec: the container, the
+ * working directory, the image's environment (pyxis's precedence: the
+ * image's value wins unless --container-env names the variable and the host
+ * has it), and last the seccomp filter (harden.h). */
 int phpc_stepd_task_init(spank_t sp)
 {
 	char name[256], host[8];
 	const char *eq;
 	size_t i, len;
+	int remapped;
 
 	if (!wants_container())
 		return 0;
-	if (join_container() < 0)
+	if (join_container(&remapped) < 0)
 		return -1;
 	if (chdir(phpc.workdir) < 0) {
 		slurm_error(PHPC_NAME ": couldn't enter the working directory %s in the container: %s; set one with --container-workdir", phpc.workdir, strerror(errno));
@@ -423,6 +436,12 @@ int phpc_stepd_task_init(spank_t sp)
 			slurm_error(PHPC_NAME ": couldn't set %s for the task", name);
 			return -1;
 		}
+	}
+	/* An attached named container remaps root if it was made so: what
+	 * counts is the user namespace joined, not this step's option. */
+	if (phpc_seccomp_install(remapped || phpc.args.remap_root == 1) < 0) {
+		slurm_error(PHPC_NAME ": couldn't install the task's seccomp filter: %s; is the kernel built with CONFIG_SECCOMP_FILTER?", strerror(errno));
+		return -1;
 	}
 	return 0;
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
-# podman-hpc's job epilog: a safety net. A step's container goes when its
-# slurmstepd closes the daemon's socket; if anything of the job is still on
-# this node, this removes it. In slurm.conf:
+# podman-hpc's job epilog script: optional, a second net. A step's container
+# goes when its slurmstepd closes the daemon's socket, and the plugin's own
+# job epilog (slurm_spank_job_epilog) removes what the job still has on the
+# node (its named containers); this does the same, for sites that want it
+# from their Epilog too. In slurm.conf:
 #   Epilog=/usr/local/libexec/podman-hpc/epilog.sh   (or call it from yours)
 # PODMAN_HPCD and PODMAN_HPCD_SOCKET override the binary and the socket.
 # It never fails the job's epilog (which would drain the node): a daemon that

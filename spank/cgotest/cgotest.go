@@ -1,5 +1,6 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, client.c) through cgo so that Go tests can drive them.
+// config.c, proto.c, client.c, harden.c) through cgo so that Go tests can
+// drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
 package cgotest
@@ -11,6 +12,149 @@ package cgotest
 #include "../config.c"
 #include "../proto.c"
 #include "../client.c"
+#include "../harden.c"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+// What a forked child saw after it installed the filter (or not).
+struct probe {
+	int installed, install_errno;
+	long reboot_rc;
+	int reboot_errno;
+	int getpid_ok;
+	long setuid_rc;
+	int setuid_errno, uid_after;
+	long fchown_rc;
+	int fchown_errno, owner_after;
+	char status[4096];
+};
+
+static void read_status(char *buf, size_t len)
+{
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, len - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+}
+
+// Forks; the child installs the filter when install is set, then tries
+// reboot(2) with a bad magic (EINVAL for root, EPERM otherwise, without a
+// filter), getpid, setuid(12345) and fchown(path's fd, 12345); the parent
+// returns the child's wait status and what it saw.
+static int probe_filter(int install, int remap, const char *path, struct probe *out)
+{
+	int p[2], status = -1, fd;
+	pid_t pid, before = getpid();
+	struct stat st;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		struct probe r;
+		memset(&r, 0, sizeof(r));
+		close(p[0]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		r.installed = !install || phpc_seccomp_install(remap) == 0;
+		r.install_errno = errno;
+		errno = 0;
+		r.reboot_rc = syscall(SYS_reboot, 0, 0, 0, NULL);
+		r.reboot_errno = errno;
+		r.getpid_ok = syscall(SYS_getpid) != before;
+		errno = 0;
+		r.setuid_rc = syscall(SYS_setuid, 12345);
+		r.setuid_errno = errno;
+		r.uid_after = (int)getuid();
+		errno = 0;
+		r.fchown_rc = syscall(SYS_fchown, fd, 12345, 12345);
+		r.fchown_errno = errno;
+		r.owner_after = fstat(fd, &st) == 0 ? (int)st.st_uid : -1;
+		read_status(r.status, sizeof(r.status));
+		if (write(p[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid > 0) {
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof(*out) && (n = read(p[0], (char *)out + got, sizeof(*out) - got)) > 0)
+			got += (size_t)n;
+		waitpid(pid, &status, 0);
+		if (got != sizeof(*out))
+			status = -1;
+	}
+	close(p[0]);
+	return status;
+}
+
+// Forks; the child installs the filter when install is set, then makes a
+// getpid of another ABI: i386's through int 0x80 (which == 0) or x32's
+// (which == 1). Returns the child's wait status: exit 0 when the call
+// returned.
+static int probe_foreign(int install, int which)
+{
+	int status = -1;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (install && phpc_seccomp_install(0) < 0)
+			_exit(2);
+#ifdef __x86_64__
+		if (which == 0) {
+			long ret;
+			__asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+			(void)ret;
+		} else {
+			syscall(0x40000000 | SYS_getpid);
+		}
+#else
+		(void)which;
+#endif
+		_exit(0);
+	}
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	return status;
+}
+
+// Forks; the child drops its privileges (phpc_drop_privileges) and returns
+// its /proc/self/status in buf, or the errno text.
+static int probe_drop(char *buf, size_t len)
+{
+	int p[2], status = -1;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char st[4096];
+		close(p[0]);
+		if (phpc_drop_privileges() < 0)
+			snprintf(st, sizeof(st), "error: %s", strerror(errno));
+		else
+			read_status(st, sizeof(st));
+		if (write(p[1], st, strlen(st)) < 0)
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid > 0) {
+		size_t got = 0;
+		ssize_t n;
+		while (got < len - 1 && (n = read(p[0], buf + got, len - 1 - got)) > 0)
+			got += (size_t)n;
+		buf[got] = '\0';
+		waitpid(pid, &status, 0);
+	}
+	close(p[0]);
+	return status;
+}
 */
 import "C"
 
@@ -260,4 +404,76 @@ func Connect(path string) (int, error) {
 		return -1, errors.New(C.GoString(errbuf))
 	}
 	return int(fd), nil
+}
+
+// Probe is what a forked child saw after installing the tasks' seccomp
+// filter (or without it).
+type Probe struct {
+	Installed  bool
+	InstallErr syscall.Errno
+	RebootRC   int64
+	RebootErr  syscall.Errno
+	GetpidOK   bool
+	SetuidRC   int64
+	SetuidErr  syscall.Errno
+	UIDAfter   int
+	FchownRC   int64
+	FchownErr  syscall.Errno
+	OwnerAfter int
+	Status     string // the child's /proc/self/status
+	WaitStatus syscall.WaitStatus
+}
+
+// ProbeFilter forks a child that installs the filter (with install; with
+// remap for --container-remap-root) and tries reboot(2), getpid,
+// setuid(12345) and fchown(path, 12345).
+func ProbeFilter(install, remap bool, path string) (Probe, error) {
+	var r C.struct_probe
+	p := C.CString(path)
+	defer C.free(unsafe.Pointer(p))
+	st := C.probe_filter(boolC(install), boolC(remap), p, &r)
+	if st < 0 {
+		return Probe{}, errors.New("probe child failed")
+	}
+	return Probe{
+		Installed: r.installed != 0, InstallErr: syscall.Errno(r.install_errno),
+		RebootRC: int64(r.reboot_rc), RebootErr: syscall.Errno(r.reboot_errno),
+		GetpidOK: r.getpid_ok != 0,
+		SetuidRC: int64(r.setuid_rc), SetuidErr: syscall.Errno(r.setuid_errno), UIDAfter: int(r.uid_after),
+		FchownRC: int64(r.fchown_rc), FchownErr: syscall.Errno(r.fchown_errno), OwnerAfter: int(r.owner_after),
+		Status:     C.GoString(&r.status[0]),
+		WaitStatus: syscall.WaitStatus(st),
+	}, nil
+}
+
+// ProbeForeign forks a child that installs the filter (with install) and
+// makes a system call of another ABI on x86_64: i386's (x32 false) or
+// x32's. It returns the child's wait status (exit 0: the call returned).
+func ProbeForeign(install, x32 bool) syscall.WaitStatus {
+	return syscall.WaitStatus(C.probe_foreign(boolC(install), boolC(x32)))
+}
+
+// ProbeDrop forks a child that runs phpc_drop_privileges and returns the
+// child's /proc/self/status afterwards (or "error: " and the reason).
+func ProbeDrop() (string, error) {
+	buf := (*C.char)(C.malloc(8192))
+	defer C.free(unsafe.Pointer(buf))
+	if C.probe_drop(buf, 8192) != 0 {
+		return "", errors.New("probe child failed")
+	}
+	return C.GoString(buf), nil
+}
+
+// FilterLen is the number of BPF instructions of the tasks' filter.
+func FilterLen(remap bool) int {
+	prog := make([]C.struct_sock_filter, C.PHPC_SECCOMP_MAX)
+	return int(C.phpc_seccomp_build(boolC(remap), &prog[0], C.PHPC_SECCOMP_MAX))
+}
+
+// MsgTypes are the C message types, by name, to check against pkg/wire's.
+func MsgTypes() map[string]uint8 {
+	return map[string]uint8{
+		"Hello": C.PHPC_MSG_HELLO, "Container": C.PHPC_MSG_CONTAINER, "Rm": C.PHPC_MSG_RM, "End": C.PHPC_MSG_END,
+		"OK": C.PHPC_MSG_OK, "Error": C.PHPC_MSG_ERROR, "Progress": C.PHPC_MSG_PROGRESS,
+	}
 }

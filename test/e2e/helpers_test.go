@@ -193,7 +193,10 @@ func checkNothingLeft(t *testing.T, node string) {
 	for i := 0; i < 50; i++ {
 		r := run(t, cluster["NODE_EXEC"], node, "sh", "-c",
 			"grep -c ' "+state+"/' /proc/self/mountinfo; cat /proc/$(cat "+daemon+")/task/*/mountinfo | grep -c ' "+state+"/'; "+
-				"ls "+state+"/runtime | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; pgrep -f '^/[.]podman-hpc/init' | wc -l; "+
+				"ls "+state+"/runtime | wc -l; ls "+state+"/containers 2>/dev/null | wc -l; "+
+				// Nodes share the host's PID namespace with other test
+				// clusters: count only inits that see this one's files.
+				"for p in $(pgrep -f '^/[.]podman-hpc/init'); do grep -qsF '"+cluster["LAB"]+"/' /proc/$p/mountinfo && echo $p; done | wc -l; "+
 				"stat -c %u:%g /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | grep -vc '^0:0$'")
 		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0 0 0" {
 			return

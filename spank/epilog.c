@@ -1,0 +1,76 @@
+/*
+ * epilog.c - the job epilog (in slurmd's epilog process, as root): the
+ * job's containers on this node go when the job ends, its named containers
+ * included, with no Epilog script in slurm.conf. A step's own container
+ * goes already when its slurmstepd closes the daemon's socket.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <slurm/spank.h>
+
+#include "client.h"
+#include "podman_hpc.h"
+#include "proto.h"
+
+/* The removal kills inits and unmounts: seconds at most. The epilog waits
+ * no longer for a daemon that hangs. */
+#define EPILOG_TIMEOUT_MS 30000
+
+static uint32_t job_id(spank_t sp)
+{
+	uint32_t job = 0;
+	const char *env;
+
+	if (spank_get_item(sp, S_JOB_ID, &job) == ESPANK_SUCCESS && job != 0)
+		return job;
+	/* Slurm sets it in the epilog's environment too. */
+	env = getenv("SLURM_JOB_ID");
+	return env != NULL ? (uint32_t)strtoul(env, NULL, 10) : 0;
+}
+
+/* Always 0: a failed epilog drains the node, and a daemon that is down has
+ * no container left either; a problem is one line in slurmd's log. */
+int phpc_job_epilog(spank_t sp)
+{
+	struct phpc_msg req, reply;
+	char err[512], id[16];
+	uint32_t job = job_id(sp);
+	int fd;
+
+	if (job == 0)
+		return 0;
+	fd = phpc_connect(phpc.cfg.socket, err, sizeof(err));
+	if (fd < 0) {
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: %s", job, err);
+		return 0;
+	}
+	snprintf(id, sizeof(id), "%" PRIu32, job);
+	phpc_msg_init(&req, PHPC_MSG_RM);
+	phpc_msg_init(&reply, 0);
+	if (phpc_msg_add(&req, "job", id) < 0 || phpc_send(fd, &req) < 0) {
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: couldn't ask podman-hpcd to remove the job's containers: %s", job, strerror(errno));
+		goto out;
+	}
+	do {
+		phpc_msg_free(&reply);
+		if (phpc_recv(fd, &reply, EPILOG_TIMEOUT_MS, NULL, 0, NULL) < 0) {
+			slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: no answer from podman-hpcd: %s; see the daemon's log on this node", job, strerror(errno));
+			goto out;
+		}
+	} while (reply.type == PHPC_MSG_PROGRESS);
+	if (reply.type == PHPC_MSG_ERROR)
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: podman-hpcd: %s", job, phpc_msg_get(&reply, "message") ?: "failed without saying why");
+	else if (reply.type == PHPC_MSG_OK && strcmp(phpc_msg_get(&reply, "removed") ?: "0", "0") != 0)
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: removed %s container(s)", job, phpc_msg_get(&reply, "removed"));
+out:
+	phpc_msg_free(&req);
+	phpc_msg_free(&reply);
+	close(fd);
+	return 0;
+}
