@@ -214,9 +214,10 @@ type DeadlineReader interface {
 
 // ReadWithin reads one frame from c as Read does, with deadlines: its
 // header must have arrived within header of the call (0: wait as long as
-// it takes), and its body within body of the header (0: no limit). A
-// missed deadline is an error that wraps os.ErrDeadlineExceeded and says
-// which part was late. c's read deadline is cleared on return.
+// it takes), and its body within body of the header's arrival (0: no
+// limit). A missed deadline is an error that wraps os.ErrDeadlineExceeded
+// and says, in a few words, which part was late. c's read deadline is
+// cleared on return.
 func ReadWithin(c DeadlineReader, header, body time.Duration) (*Message, error) {
 	defer c.SetReadDeadline(time.Time{})
 	if err := c.SetReadDeadline(deadline(header)); err != nil {
@@ -225,7 +226,7 @@ func ReadWithin(c DeadlineReader, header, body time.Duration) (*Message, error) 
 	hdr := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(c, hdr); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("no request within %v: %w", header, err)
+			return nil, &lateError{"no request", header}
 		}
 		return nil, err
 	}
@@ -234,10 +235,19 @@ func ReadWithin(c DeadlineReader, header, body time.Duration) (*Message, error) 
 	}
 	m, err := readBody(c, hdr)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, fmt.Errorf("message body not sent within %v: %w", body, err)
+		return nil, &lateError{"message body not sent", body}
 	}
 	return m, err
 }
+
+// lateError is a deadline ReadWithin missed.
+type lateError struct {
+	what  string
+	limit time.Duration
+}
+
+func (e *lateError) Error() string { return fmt.Sprintf("%s within %v", e.what, e.limit) }
+func (e *lateError) Unwrap() error { return os.ErrDeadlineExceeded }
 
 func deadline(d time.Duration) time.Time {
 	if d <= 0 {
