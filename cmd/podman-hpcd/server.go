@@ -34,8 +34,8 @@ type server struct {
 	connHandler func(ctx context.Context, c *net.UnixConn, p peer)
 }
 
-// connLimits bound what a peer that is not root can make the daemon hold
-// (issue 12): anyone may connect to the socket.
+// connLimits bound what a client can make the daemon hold (issue 12):
+// anyone may connect to the socket.
 type connLimits struct {
 	// perUID caps a uid's open connections; root's are not capped
 	// (slurmstepd holds one per step on the node).
