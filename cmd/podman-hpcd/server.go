@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,17 +25,60 @@ type server struct {
 	mgr     *manager     // nil when this node cannot run containers
 	store   *squashStore // nil when it has no image cache
 	noMgr   error        // why mgr is nil
+
+	limits connLimits
+	conns  uidConns
+	// Tests replace these: who the peer is (peerOf), and what serves a
+	// connection once it is let in (handleConn).
+	peerCred    func(*net.UnixConn) (peer, error)
+	connHandler func(ctx context.Context, c *net.UnixConn, p peer)
 }
+
+// connLimits bound what a client can make the daemon hold (issue 12):
+// anyone may connect to the socket.
+type connLimits struct {
+	// perUID caps a uid's open connections; root's are not capped
+	// (slurmstepd holds one per step on the node).
+	perUID int
+	// request: a peer that is not root sends each request within this
+	// of connecting or of its last answer. Root's connections have no such
+	// limit: slurmstepd's step connection idles from the plugin's connect
+	// (post_opt) to its CONTAINER request (user_init), then for the whole
+	// step until its END or close.
+	request time.Duration
+	// body: once a frame's header has come, its body comes within this,
+	// from anyone.
+	body time.Duration
+}
+
+var defaultLimits = connLimits{perUID: 16, request: 10 * time.Second, body: 10 * time.Second}
+
+// Accept failures (EMFILE, ENFILE...) are retried after a pause that
+// doubles from acceptBackoffMin to acceptBackoffMax, as net/http does.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// replyWithin bounds the write of a refusal: a peer that does not read
+// cannot hold the goroutine that refuses it.
+const replyWithin = time.Second
 
 func newServer(log *slog.Logger, mgr *manager, store *squashStore, noMgr error) *server {
 	node, _ := os.Hostname()
-	return &server{log: log, started: time.Now(), node: node, mgr: mgr, store: store, noMgr: noMgr}
+	s := &server{log: log, started: time.Now(), node: node, mgr: mgr, store: store, noMgr: noMgr,
+		limits: defaultLimits, peerCred: peerOf}
+	s.connHandler = s.handleConn
+	return s
 }
 
 // serve accepts connections until ctx is done; it returns nil on a clean
-// stop. At the stop, open connections are closed and their containers are
-// left as they are: the tasks that joined keep running in them, and the
-// next daemon removes them (cleanStale), each once its tasks are gone.
+// stop, and an error only if the listener is closed under it. A failed
+// accept (out of file descriptors, say) is logged and retried: the socket
+// stays open, so the daemon must keep serving it. At the stop, open
+// connections are closed and their containers are left as they are: the
+// tasks that joined keep running in them, and the next daemon removes them
+// (cleanStale), each once its tasks are gone.
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -49,13 +93,31 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		}
 		mu.Unlock()
 	}()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil && errClosed(err) {
+			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accept: %w", err)
+			if errClosed(err) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			// The connection waits in the listen backlog: take it once
+			// file descriptors are free again.
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			s.log.Warn("accept failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			continue
 		}
 		mu.Lock()
 		if ctx.Err() != nil {
@@ -68,7 +130,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.handleConn(ctx, c.(*net.UnixConn))
+			s.serveConn(ctx, uc)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -76,13 +138,83 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
+// serveConn serves one connection if its uid is under the cap. A panic
+// while serving it closes that connection alone (logged with its stack),
+// not the daemon.
+func (s *server) serveConn(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
-	p, err := peerOf(c)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving a connection; closed it", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	p, err := s.peerCred(c)
 	if err != nil {
 		s.log.Warn("reject connection", "err", err)
 		return
 	}
+	if !p.isRoot() {
+		if !s.conns.acquire(p.UID, s.limits.perUID) {
+			if n := s.conns.refused(); n > 0 {
+				s.log.Warn("connections refused", "peer_uid", p.UID, "reason", "too many connections", "limit", s.limits.perUID, "refused", n)
+			}
+			c.SetWriteDeadline(time.Now().Add(replyWithin))
+			wire.Write(c, errorf("podman-hpcd: too many connections from uid %d (at most %d at once); close some and retry", p.UID, s.limits.perUID))
+			return
+		}
+		defer s.conns.release(p.UID)
+	}
+	s.connHandler(ctx, c, p)
+}
+
+// uidConns counts the open connections of each uid.
+type uidConns struct {
+	mu       sync.Mutex
+	n        map[uint32]int
+	nRefused int       // refusals not logged yet
+	logged   time.Time // when refusals were last logged
+}
+
+// refusedLogEvery rate-limits the log of refused connections: a user who
+// opens thousands must not fill the journal.
+const refusedLogEvery = 10 * time.Second
+
+// acquire counts a connection of uid if it has fewer than limit open.
+func (u *uidConns) acquire(uid uint32, limit int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[uid] >= limit {
+		return false
+	}
+	if u.n == nil {
+		u.n = map[uint32]int{}
+	}
+	u.n[uid]++
+	return true
+}
+
+func (u *uidConns) release(uid uint32) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[uid]--; u.n[uid] <= 0 {
+		delete(u.n, uid)
+	}
+}
+
+// refused counts a refusal; it returns how many to log now (0: not yet).
+func (u *uidConns) refused() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.nRefused++
+	if time.Since(u.logged) < refusedLogEvery {
+		return 0
+	}
+	n := u.nRefused
+	u.nRefused, u.logged = 0, time.Now()
+	return n
+}
+
+func (s *server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 	log := s.log.With("peer_pid", p.PID, "peer_uid", p.UID)
 	// A step's container lives as long as the connection of the
 	// slurmstepd that asked for it: when the step ends, or slurmstepd dies,
@@ -100,11 +232,19 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 			s.endStep(context.WithoutCancel(ctx), u, log)
 		}
 	}()
+	idle := s.limits.request
+	if p.isRoot() {
+		idle = 0
+	}
 	for ctx.Err() == nil {
-		m, err := wire.Read(c)
+		m, err := wire.ReadWithin(c, idle, s.limits.body)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				log.Warn("bad request", "err", err)
+				if badFrame(err) {
+					c.SetWriteDeadline(time.Now().Add(replyWithin))
+					wire.Write(c, errorf("podman-hpcd: %v; closing the connection", err))
+				}
 			}
 			return
 		}
@@ -145,6 +285,13 @@ func (s *server) handleConn(ctx context.Context, c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// badFrame reports whether err is the peer's fault (a frame refused, or
+// late) rather than the connection's end: the peer is told why.
+func badFrame(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, wire.ErrTooLarge) ||
+		errors.Is(err, wire.ErrVersion) || errors.Is(err, wire.ErrMalformed)
 }
 
 // stepUse is a step's use of a container.

@@ -15,7 +15,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
+	"time"
 )
 
 // Version is the protocol version this package speaks.
@@ -159,25 +161,99 @@ func ParseBody(body []byte) ([]Field, error) {
 	return fields, nil
 }
 
-// Read reads one frame from r.
+// readChunk is the body buffer's first size: a frame's body is read as it
+// arrives, the buffer doubling only once full, so a peer that declares
+// MaxBody and sends a few bytes costs this, not MaxBody.
+const readChunk = 4 << 10
+
+// Read reads one frame from r. The body's buffer grows with the bytes that
+// arrive (to about twice what came at most, and the declared length, itself
+// at most MaxBody). A frame cut short is io.ErrUnexpectedEOF; a
+// header over MaxBody is ErrTooLarge, before any of the body is read.
 func Read(r io.Reader) (*Message, error) {
 	hdr := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, err
 	}
+	return readBody(r, hdr)
+}
+
+func readBody(r io.Reader, hdr []byte) (*Message, error) {
 	t, n, err := ParseHeader(hdr)
 	if err != nil {
 		return nil, err
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
+	body := make([]byte, 0, min(n, readChunk))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, min(cap(body), n-len(body)))
+		}
+		// Never past n: what follows is the next frame's.
+		k, err := r.Read(body[len(body):min(cap(body), n)])
+		body = body[:len(body)+k]
+		if err != nil && len(body) < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
 	fields, err := ParseBody(body)
 	if err != nil {
 		return nil, err
 	}
 	return &Message{Type: t, Fields: fields}, nil
+}
+
+// DeadlineReader is a reader whose reads can be given a deadline: a
+// net.Conn.
+type DeadlineReader interface {
+	io.Reader
+	SetReadDeadline(t time.Time) error
+}
+
+// ReadWithin reads one frame from c as Read does, with deadlines: its
+// header must have arrived within header of the call (0: wait as long as
+// it takes), and its body within body of the header's arrival (0: no
+// limit). A missed deadline is an error that wraps os.ErrDeadlineExceeded
+// and says, in a few words, which part was late. c's read deadline is
+// cleared on return.
+func ReadWithin(c DeadlineReader, header, body time.Duration) (*Message, error) {
+	defer c.SetReadDeadline(time.Time{})
+	if err := c.SetReadDeadline(deadline(header)); err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, HeaderSize)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &lateError{"no request", header}
+		}
+		return nil, err
+	}
+	if err := c.SetReadDeadline(deadline(body)); err != nil {
+		return nil, err
+	}
+	m, err := readBody(c, hdr)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, &lateError{"message body not sent", body}
+	}
+	return m, err
+}
+
+// lateError is a deadline ReadWithin missed.
+type lateError struct {
+	what  string
+	limit time.Duration
+}
+
+func (e *lateError) Error() string { return fmt.Sprintf("%s within %v", e.what, e.limit) }
+func (e *lateError) Unwrap() error { return os.ErrDeadlineExceeded }
+
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
 }
 
 // Write writes m to w as one frame.
