@@ -68,6 +68,13 @@ type container struct {
 
 	entrypointLog string // the image entrypoint's output, when it ran
 	named         bool   // outlives its step: removed with its job (or by rm)
+	// A global-scope named container (container_scope=global) outlives
+	// its jobs: jobs are those using it now; once the last ends, its
+	// processes are stopped (parked) and its filesystem kept for the
+	// user's next job, which runs a new container over it (holds).
+	jobs   map[string]bool
+	parked bool
+	holds  *container
 
 	// hooksLogged is how far the hooks' timings (bundle/hooks.log) are logged.
 	hooksLogged int64
@@ -354,15 +361,17 @@ func (m *manager) teardown(ctx context.Context, c *container, background bool) {
 	}
 	delete(m.containers, c.id)
 	m.mu.Unlock()
+	m.release(ctx, c, background)
+}
 
-	closeAll(c.nsFiles)
-	if err := m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true, Pidfd: c.initFD, Background: background}); err != nil {
-		m.log.Warn("runtime delete", "container", c.id, "err", err)
+// release undoes c once it is out of the manager's table: its processes
+// (stop), then its mounts, image and bundle, and those of the filesystem
+// it runs over when that is its own (holds: a revived global container's).
+func (m *manager) release(ctx context.Context, c *container, background bool) {
+	m.stop(ctx, c, background)
+	if c.holds != nil {
+		defer m.release(ctx, c.holds, background)
 	}
-	if c.initFD > 0 {
-		unix.Close(c.initFD)
-	}
-	m.hooks.logTimings(c, m.log.With("job", c.req.Job, "step", c.req.Step)) // poststop
 	mounts, err := oci.MountsUnder(c.bundle)
 	if err != nil {
 		m.log.Warn("list mounts", "container", c.id, "err", err)

@@ -24,6 +24,8 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	socket := fl.String("socket", DefaultSocket, "the daemon's socket")
 	all := fl.Bool("all", false, "prune: remove every image no container uses")
 	job := fl.String("job", "", "rm: the job whose containers go (root; the job epilog's safety net)")
+	name := fl.String("name", "", "rm: your container_scope=global named container NAME goes")
+	uid := fl.String("uid", "", "rm --name: root: whose container")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -56,10 +58,17 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	case "ps":
 		req = wire.New(wire.Ps)
 	case "rm":
-		if *job == "" {
-			return fmt.Errorf("usage: podman-hpcd rm [--socket PATH] --job JOBID")
+		switch {
+		case *job != "" && *name == "":
+			req = wire.New(wire.Rm, "job", *job)
+		case *name != "" && *job == "":
+			req = wire.New(wire.Rm, "name", *name)
+			if *uid != "" {
+				req.Add("uid", *uid)
+			}
+		default:
+			return fmt.Errorf("usage: podman-hpcd rm [--socket PATH] --job JOBID | --name NAME [--uid UID]")
 		}
-		req = wire.New(wire.Rm, "job", *job)
 	}
 	reply, err := callWithProgress(*socket, req, stderr)
 	if err != nil {

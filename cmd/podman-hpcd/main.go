@@ -33,7 +33,8 @@ Commands:
   prune     evict images by the cache's size and age limits (--all: every unused one);
             images kept mounted after their last container (image_linger) count as unused
   ps        list this node's running containers (yours; root sees all)
-  rm        remove a job's containers on this node (root: the job epilog's safety net)
+  rm        remove a job's containers on this node (root: the job epilog's safety net),
+            or --name NAME: your container_scope=global named container
   version   print the version
   help      show this text
 

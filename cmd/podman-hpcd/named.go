@@ -52,7 +52,8 @@ func (m *manager) forStep(ctx context.Context, req *containerRequest, progress f
 	case req.NameMode == "exec" && nc == nil:
 		return nil, false, fmt.Errorf("%s: no container of that name runs in this job; create it with --container-name=%s", flag, req.Name)
 	}
-	if nc == nil {
+	switch {
+	case nc == nil:
 		// Its writes are its point: a named container is writable.
 		r := *req
 		r.Writable = true
@@ -62,6 +63,25 @@ func (m *manager) forStep(ctx context.Context, req *containerRequest, progress f
 		}
 		c.named = true
 		nc = c
+	case nc.parked:
+		// A global one the user's earlier job left: its filesystem,
+		// with processes of this job's.
+		r := *req
+		r.Writable = true
+		c, err := m.revive(ctx, &r, nc, progress)
+		if err != nil {
+			return nil, false, err
+		}
+		c.named = true
+		nc = c
+	}
+	if req.Scope == "global" {
+		m.mu.Lock()
+		if nc.jobs == nil {
+			nc.jobs = map[string]bool{}
+		}
+		nc.jobs[req.Job] = true
+		m.mu.Unlock()
 	}
 	if req.NameMode == "no_exec" {
 		c, err := m.create(ctx, req, stepID(req), nc, progress)

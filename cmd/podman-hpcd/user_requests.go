@@ -68,21 +68,19 @@ func (s *server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 	case wire.Ps:
 		reply = s.containersTable(p)
 	case wire.Rm:
+		if name, ok := m.Get("name"); ok {
+			reply = s.removeGlobal(ctx, p, name, m, log)
+			break
+		}
 		job, _ := m.Get("job")
 		if !p.isRoot() {
 			return wire.Write(c, errorf("only root may remove containers; they go when their step ends"))
 		}
-		n := 0
+		n, parked := 0, 0
 		if s.mgr != nil {
-			for _, ct := range s.mgr.list() {
-				// Global named containers outlive their jobs.
-				if ct.req.Job == job && ct.req.Scope != "global" {
-					s.mgr.remove(ctx, ct)
-					n++
-				}
-			}
+			n, parked = s.mgr.endJob(ctx, job)
 		}
-		log.Info("containers removed by request", "job", job, "containers", n)
+		log.Info("containers removed by request", "job", job, "containers", n, "parked", parked)
 		reply = wire.New(wire.OK, "removed", strconv.Itoa(n))
 	}
 	return wire.Write(c, reply)
@@ -120,6 +118,9 @@ func (s *server) containersTable(p peer) *wire.Message {
 		name := "-"
 		if ct.named {
 			name = ct.req.Name
+		}
+		if ct.parked {
+			name += " (parked: no process, filesystem kept)"
 		}
 		reply.Add("row", fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", ct.id, name, ct.req.Job, ct.req.Step,
 			userNames([]uint32{ct.req.UID}), ct.req.Image, time.Since(ct.created).Round(time.Second)))
@@ -174,4 +175,29 @@ func (s *server) dropIdleMounts(log *slog.Logger) {
 	if n := s.mgr.mounted.dropAll(); n > 0 {
 		log.Info("lingering image mounts dropped", "images", n)
 	}
+}
+
+// removeGlobal removes the caller's container_scope=global named container
+// name (root: the "uid" field's). A container a step uses now stays.
+func (s *server) removeGlobal(ctx context.Context, p peer, name string, m *wire.Message, log *slog.Logger) *wire.Message {
+	uid := p.UID
+	if u, ok := m.Get("uid"); ok && p.isRoot() {
+		n, err := strconv.ParseUint(u, 10, 32)
+		if err != nil {
+			return errorf("rm --uid %q: not a uid", u)
+		}
+		uid = uint32(n)
+	}
+	if !validName.MatchString(name) {
+		return errorf("rm --name %q: not a container name", name)
+	}
+	if s.mgr == nil {
+		return wire.New(wire.OK, "removed", "0")
+	}
+	removed, err := s.mgr.removeGlobal(ctx, uid, name)
+	if err != nil {
+		return errorf("rm --name %s: %v", name, err)
+	}
+	log.Info("global container removed by request", "name", name, "uid", uid, "removed", removed)
+	return wire.New(wire.OK, "removed", strconv.Itoa(removed))
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -367,6 +368,70 @@ func TestSecurityDaemonRestartKeepsBundlesInUse(t *testing.T) {
 	mustSucceed(t, r)
 	if strings.TrimSpace(r.stdout) != "still-here\nlater" {
 		t.Errorf("the task's write went with the restart: %q", r.stdout)
+	}
+	checkNothingLeft(t, node)
+}
+
+// withPlugstackArg adds a plugin argument to the cluster's plugstack.conf
+// (read by every srun and slurmstepd) until the test ends.
+func withPlugstackArg(t *testing.T, arg string) {
+	t.Helper()
+	path := filepath.Join(cluster["LAB"], "etc", "plugstack.conf")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(path, old, 0o644) })
+	if err := os.WriteFile(path, []byte(strings.TrimRight(string(old), "\n")+" "+arg+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Item 10: container_scope=global named containers were never removed, and
+// what their entrypoint left running outlived every job. Now nothing of one
+// runs past its jobs: at the last one's end its processes stop and its
+// filesystem waits for the user's next job; the user removes it with
+// podman-hpcd rm --name.
+func TestSecurityGlobalContainerProcessesEndWithJob(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	withPlugstackArg(t, "container_scope=global")
+	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
+	name := "glob" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
+	t.Cleanup(func() { podmanHpcd(t, node, "rm", "--name", name, "--uid", uid) })
+	img := entrypointImage(t, "#!/bin/sh\nsetsid sh -c 'exec sleep 987653' </dev/null >/dev/null 2>&1 &\nexec \"$@\"\n")
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "--container-entrypoint", "--container-remap-root",
+		"--container-name="+name, "sh", "-c", `echo kept >/kept; sleep 0.5; cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -q "sleep 98765[3]" && echo detached-running`)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "detached-running") {
+		t.Fatalf("the entrypoint's detached child did not run:\n%s", r)
+	}
+	var left, ps string
+	for i := 0; i < 50; i++ {
+		left = strings.TrimSpace(onNode(t, node, "", `pgrep -f "sleep 98765[3]"`).stdout)
+		ps = podmanHpcd(t, node, "ps").stdout
+		if left == "" && strings.Contains(ps, name+" (parked") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left != "" {
+		onNode(t, node, "", `pkill -f "sleep 98765[3]"`)
+		t.Errorf("the global container's entrypoint child outlived its job (pid %s)", left)
+	}
+	if !strings.Contains(ps, name+" (parked") {
+		t.Fatalf("the global container is not kept, parked, after its job:\n%s", ps)
+	}
+	r = asUser(t, "srun", "-N1", "-w", node, "--container-name="+name, "--container-remap-root", "cat", "/kept")
+	mustSucceed(t, r)
+	if strings.TrimSpace(r.stdout) != "kept" {
+		t.Errorf("the next job does not see the kept filesystem: %q", r.stdout)
+	}
+	rm := run(t, cluster["NODE_EXEC"], node, "runuser", "-u", cluster["TEST_USER"], "--", cluster["PODMAN_HPCD"], "rm",
+		"--socket", cluster["PODMAN_HPCD_SOCKET"], "--name", name)
+	mustSucceed(t, rm)
+	if ps := podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, name) {
+		t.Errorf("still listed after rm --name:\n%s", ps)
 	}
 	checkNothingLeft(t, node)
 }
