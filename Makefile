@@ -13,6 +13,8 @@ E2E_NODES  ?= 4
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 GO         ?= go
+# make lint's staticcheck, run through the Go module proxy (no install step).
+STATICCHECK_VERSION ?= v0.7.0
 # Build tags that keep containers/image and containers/storage free of C deps.
 GO_TAGS    := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 GO_FLAGS   := -tags "$(GO_TAGS)" -trimpath
@@ -90,6 +92,8 @@ e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), ru
 	rc=0; NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
 	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
+	left=$$(git status --porcelain --untracked-files=all 2>/dev/null | grep '^??'); \
+	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
 	exit $$rc
 
 check: deps build lint test e2e ## everything CI runs: deps, build, lint, unit tests, end-to-end tests
@@ -108,10 +112,11 @@ cluster: build ## bring up the test cluster (NODES=2 by default); then: source b
 cluster-down: ## stop the test cluster and remove all it made
 	test/cluster/down.sh
 
-lint: ## gofmt, go vet and shellcheck
+lint: ## gofmt, go vet, staticcheck and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/bench/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags "$(GO_TAGS) e2e" ./...
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd

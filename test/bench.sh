@@ -46,9 +46,9 @@ echo "benchmarks on $NODES ($RUNS runs each, medians; the step side by side in b
 # with the physical limit (every layer decompressed in parallel), on a
 # multi-layer image of ~1.4 GB unpacked with whiteouts (built once, cached).
 big=$repo/build/images/big
-[ -f "$big/index.json" ] || "$repo/pkg/squash/internal/bench/bigimage.sh" "$big" "$repo/build/images/mpi"
+[ -f "$big/index.json" ] || "$repo/test/bench/pull/bigimage.sh" "$big" "$repo/build/images/mpi"
 (cd "$repo" && go run -tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper" \
-	./pkg/squash/internal/bench -image "oci:$big:latest" -runs "${PULL_RUNS:-3}" -json "$repo/build/bench-pull.json") >&2
+	./test/bench/pull -image "oci:$big:latest" -runs "${PULL_RUNS:-3}" -json "$repo/build/bench-pull.json") >&2
 pull() { awk -v k="\"$1\":" '/"median": \{/ {m=1} m && $1 == k {gsub(/,/, "", $2); printf "%.3f\n", $2; exit}' "$repo/build/bench-pull.json"; }
 image_bytes=$(du -sb "$big/blobs" | cut -f1)
 row "pull + squash, ours (cold)" "$(pull ours_s)" s

@@ -225,7 +225,8 @@ func FromSpec(name string, h *specs.Hooks) []Matched {
 		stage string
 		hooks []specs.Hook
 	}{
-		{"createRuntime", h.Prestart}, //nolint:staticcheck // CDI still writes prestart
+		//lint:ignore SA1019 CDI specs still write prestart hooks: they run as createRuntime, as podman runs them
+		{"createRuntime", h.Prestart},
 		{"createRuntime", h.CreateRuntime},
 		{"createContainer", h.CreateContainer},
 		{"startContainer", h.StartContainer},

@@ -73,13 +73,19 @@ func (r result) String() string {
 // run runs a command with the cluster's environment, for at most two minutes.
 func run(t *testing.T, name string, args ...string) result {
 	t.Helper()
+	return runEnv(t, nil, name, args...)
+}
+
+// runEnv is run with more variables (NAME=VALUE) in the environment.
+func runEnv(t *testing.T, env []string, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	// SIGTERM first: a killed salloc or srun would leave its job behind.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	cmd.Env = append(os.Environ(), "SLURM_CONF="+cluster["SLURM_CONF"])
+	cmd.Env = append(append(os.Environ(), "SLURM_CONF="+cluster["SLURM_CONF"]), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -17,17 +17,7 @@ import (
 // returns the id and the result.
 func srunJob(t *testing.T, env []string, args ...string) (string, result) {
 	t.Helper()
-	cmd := exec.Command("srun", args...)
-	cmd.Env = append(append(os.Environ(), "SLURM_CONF="+cluster["SLURM_CONF"]), env...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	r := runEnv(t, env, "srun", args...)
 	id, _, _ := strings.Cut(r.stdout, "\n")
 	return strings.TrimSpace(id), r
 }

@@ -1,0 +1,55 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// entrypointImage makes an OCI layout of the small image with an entrypoint
+// that exports a variable, says what it ran, and runs its arguments.
+func entrypointImage(t *testing.T, script string) string {
+	t.Helper()
+	if _, err := exec.LookPath("umoci"); err != nil {
+		t.Skipf("%q not found in PATH", "umoci")
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	layout := filepath.Join(dir, "img")
+	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
+	ep := filepath.Join(dir, "entrypoint.sh")
+	os.WriteFile(ep, []byte(script), 0o755)
+	mustSucceed(t, run(t, "umoci", "insert", "--image", layout+":latest", ep, "/entrypoint.sh"))
+	mustSucceed(t, run(t, "umoci", "config", "--image", layout+":latest", "--config.entrypoint", "/entrypoint.sh"))
+	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
+	return "oci:" + layout + ":latest"
+}
+
+// --container-entrypoint runs the image's entrypoint first: what it exports
+// reaches the tasks, its output shows with --container-entrypoint-log, and
+// one that does not run the command is a clear error.
+func TestContainerEntrypoint(t *testing.T) {
+	img := entrypointImage(t, "#!/bin/sh\necho \"entrypoint ran\"\nexport FROM_ENTRYPOINT=yes\nexec \"$@\"\n")
+	show := []string{"sh", "-c", "echo FROM_ENTRYPOINT=$FROM_ENTRYPOINT"}
+	r := srun(t, append([]string{"-N1", "--container-image=" + img, "--container-entrypoint", "--container-entrypoint-log"}, show...)...)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "FROM_ENTRYPOINT=yes") || !strings.Contains(r.stderr, "podman-hpc: entrypoint: entrypoint ran") {
+		t.Errorf("with the entrypoint:\n%s", r)
+	}
+	r = srun(t, append([]string{"-N1", "--container-image=" + img}, show...)...)
+	mustSucceed(t, r)
+	if strings.Contains(r.stdout, "=yes") || strings.Contains(r.stderr, "entrypoint ran") {
+		t.Errorf("the entrypoint ran without --container-entrypoint:\n%s", r)
+	}
+	bad := entrypointImage(t, "#!/bin/sh\necho broken entrypoint\nexit 3\n")
+	r = srun(t, "-N1", "--container-image="+bad, "--container-entrypoint", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "the image's entrypoint exited before running the command (try --no-container-entrypoint)") ||
+		!strings.Contains(r.stderr, "broken entrypoint") {
+		t.Errorf("a failing entrypoint:\n%s", r)
+	}
+}
