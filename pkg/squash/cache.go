@@ -210,6 +210,9 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	if _, err := signature.NewPolicyFromFile(c.policy); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", ErrPolicy, c.policy, err)
 	}
+	if err := checkCredentialHelpers(c.sysContext("")); err != nil {
+		return nil, err
+	}
 	// Fail now rather than at the first pull if main() lacks reexec.Init().
 	if _, err := helperCommand(ctx, credential{}); err != nil {
 		return nil, err

@@ -53,8 +53,13 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		return c.getFile(ctx, ref, r.String(), f, o)
 	}
 	key := fmt.Sprintf("ref\x00%d\x00%s\x00%t", o.UID, r, o.Refresh)
+	// The flight may outlive this call: it gets the credentials, not o.
+	auth := o.AuthJSON
+	o.AuthJSON = nil
 	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
-		return c.getImage(ctx, r, o, report)
+		a := auth
+		auth = nil
+		return c.getImage(ctx, r, o, a, report)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -64,7 +69,11 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		host := r.registry()
 		var he *hostError
 		if errors.As(err, &he) {
+			dropped := errors.As(err, new(*helpersError))
 			host, err = he.host, he.err
+			if dropped {
+				err = &helpersError{err}
+			}
 		}
 		return nil, classify("pull", ref, host, err)
 	}
@@ -76,14 +85,25 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 
 // getImage resolves r for one user and returns the cached image, pulling
 // it first if needed.
-func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (_ *Image, err error) {
+// auth is the user's auth.json; nothing holds it once the source is open.
+func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []byte, report func(Progress)) (_ *Image, err error) {
 	report(Progress{Phase: "resolving", Message: r.input})
-	authFile, removeAuth, err := c.writeAuth(o.AuthJSON)
+	authFile, droppedHelpers, removeAuth, err := c.writeAuth(auth)
 	if err != nil {
 		return nil, err
 	}
-	// containers/image reads the credentials when it opens the source.
+	auth = nil
+	// containers/image reads the credentials when it opens the source,
+	// and keeps them in that source until it is closed.
 	defer removeAuth()
+	if droppedHelpers {
+		report(Progress{Phase: "note", Message: helpersNote})
+		defer func() {
+			if err != nil {
+				err = &helpersError{err}
+			}
+		}()
+	}
 	sys := c.sysContext(authFile)
 
 	var src *source

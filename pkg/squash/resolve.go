@@ -3,7 +3,6 @@ package squash
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,29 +80,6 @@ func (c *Cache) sysContext(authFile string) *types.SystemContext {
 		BigFilesTemporaryDir:       c.tmp,
 		DockerRegistryUserAgent:    "podman-hpc",
 	}
-}
-
-// writeAuth stores a user's auth.json in a 0600 file in the root-only tmp
-// directory, for SystemContext.AuthFilePath; remove deletes it.
-func (c *Cache) writeAuth(authJSON []byte) (path string, remove func(), err error) {
-	if len(authJSON) == 0 {
-		authJSON = []byte(`{"auths":{}}`)
-	} else if !json.Valid(authJSON) {
-		return "", nil, fmt.Errorf("%w: auth.json is not valid JSON", ErrUnauthorized)
-	}
-	f, err := os.CreateTemp(c.tmp, "auth-*.json") // 0600
-	if err != nil {
-		return "", nil, err
-	}
-	_, werr := f.Write(authJSON)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return "", nil, werr
-	}
-	return f.Name(), func() { os.Remove(f.Name()) }, nil
 }
 
 // shortCandidates resolves a short name through registries.conf: an alias,
@@ -366,6 +342,9 @@ func classify(verb, ref, registry string, err error) error {
 	case errors.As(err, &unauth), errors.Is(err, ErrUnauthorized),
 		errors.As(err, &ec) && (ec.ErrorCode() == errcode.ErrorCodeUnauthorized || ec.ErrorCode() == errcode.ErrorCodeDenied):
 		e.kind, e.detail, e.hint = ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"
+		if errors.As(err, new(*helpersError)) {
+			e.hint = helpersNote
+		}
 	case errors.As(err, &ec) && (ec.ErrorCode() == v2.ErrorCodeManifestUnknown || ec.ErrorCode() == v2.ErrorCodeNameUnknown),
 		errors.As(err, &ue) && ue.StatusCode == 404,
 		strings.Contains(err.Error(), "manifest unknown"):
