@@ -27,7 +27,7 @@ func applyAll(t *testing.T, layers ...[]tarEntry) (string, error) {
 		if err := os.WriteFile(blob, gzipBytes(t, layerTar(t, l...)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := applyLayer(context.Background(), rootfs, blob); err != nil {
+		if err := applyLayer(context.Background(), rootfs, blob, nil); err != nil {
 			return rootfs, err
 		}
 		_ = i

@@ -36,8 +36,22 @@ type Options struct {
 	// everything in it.
 	TmpDir string
 	// MaxBytes: evict least-recently-used unpinned images while the
-	// squashfs files total more (0: no limit).
+	// squashfs files total more (0: half the size of Dir's file system;
+	// negative: no limit).
 	MaxBytes int64
+	// MaxImageSize bounds what one image may write to disk: its layers'
+	// declared sizes, then the bytes of its layers as they are applied,
+	// or the size of a squashfs file or archive a user names. A pull that
+	// would pass it fails with ErrTooLarge before filling the disk. 0:
+	// half the size of TmpDir's file system, at most DefaultMaxImageSize;
+	// negative: no limit.
+	MaxImageSize int64
+	// MaxPullsPerUser bounds the pulls (downloads, and copies of a
+	// user's files) one user has running at once; one more waits, with a
+	// "note" in its progress, until one of them ends or its context does.
+	// Steps asking for the same image share one pull. Root's pulls are
+	// not counted. 0: DefaultMaxPullsPerUser; negative: no limit.
+	MaxPullsPerUser int
 	// MaxAge: evict unpinned images unused for longer (0: no limit).
 	MaxAge time.Duration
 	// Compression is the mksquashfs compressor, "NAME" or "NAME:LEVEL"
@@ -140,6 +154,7 @@ type Cache struct {
 	log               *slog.Logger
 	lockFile          *os.File
 	flights           flightGroup
+	slots             *userSlots
 	bg                sync.WaitGroup
 	mu                sync.Mutex
 	ix                *index
@@ -231,6 +246,16 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 			return nil, err
 		}
 	}
+	cacheFS, err := fsSize(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	tmpFS, err := fsSize(c.tmp)
+	if err != nil {
+		return nil, err
+	}
+	defaultLimits(&c.o, cacheFS, tmpFS)
+	c.slots = newUserSlots(c.o.MaxPullsPerUser)
 	if err := c.lock(); err != nil {
 		return nil, err
 	}
@@ -241,7 +266,8 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c.mu.Lock()
 	removed := c.evictLocked(false)
 	c.mu.Unlock()
-	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed))
+	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed),
+		"max_bytes", c.o.MaxBytes, "max_image_size", c.o.MaxImageSize, "max_pulls_per_user", c.o.MaxPullsPerUser)
 	return c, nil
 }
 

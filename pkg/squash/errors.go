@@ -29,6 +29,8 @@ var (
 	ErrUnsafeLayer = errors.New("unsafe layer")
 	// ErrNotSquashfs: a file given as an image is not a usable squashfs.
 	ErrNotSquashfs = errors.New("not a usable squashfs image")
+	// ErrTooLarge: the image is larger than Options.MaxImageSize.
+	ErrTooLarge = errors.New("image too large")
 	// ErrNoSpace: the cache's file system filled up.
 	ErrNoSpace = errors.New("no space left on device")
 	// ErrNotFound: no cached image matches (Pin, Remove).

@@ -76,6 +76,14 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	}
 	c.mu.Unlock()
 
+	if c.o.MaxImageSize > 0 && id.size > c.o.MaxImageSize {
+		return nil, tooLarge("is", c.o.MaxImageSize)
+	}
+	release, err := c.slots.acquire(ctx, uid, report)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	report(Progress{Phase: "resolving", Message: "copying " + name})
 	tmp, err := os.CreateTemp(c.images, ".new-*.squashfs")
 	if err != nil {

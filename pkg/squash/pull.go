@@ -137,6 +137,12 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		}
 	} else {
 		name = r.String()
+		// Copying the user's file is the first half of the pull.
+		release, err := c.slots.acquire(ctx, o.UID, report)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		if src, err = c.resolveLocal(ctx, sys, r, o.credential()); err != nil {
 			return nil, err
 		}
@@ -150,6 +156,13 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 	img := c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
 	c.mu.Unlock()
 	if img == nil {
+		if r.kind == kindRegistry {
+			release, err := c.slots.acquire(ctx, o.UID, report)
+			if err != nil {
+				return nil, err
+			}
+			defer release()
+		}
 		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
 			src.acquire()
 			defer src.release()
@@ -230,10 +243,16 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	cfg := ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
 		WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	layers := img.LayerInfos()
+	var declared int64
 	for _, l := range layers {
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
 			return nil, fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
 		}
+		declared += max(l.Size, 0)
+	}
+	// Compressed sizes: the image unpacks to at least that much.
+	if c.o.MaxImageSize > 0 && declared > c.o.MaxImageSize {
+		return nil, tooLarge("has layers of", c.o.MaxImageSize)
 	}
 	work, err := os.MkdirTemp(c.tmp, "pull-")
 	if err != nil {
@@ -300,6 +319,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 		}
 	}()
 	var applyErr error
+	budget := &sizeBudget{limit: c.o.MaxImageSize}
 	for i, l := range layers {
 		select {
 		case <-ready[l.Digest]:
@@ -309,7 +329,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 			break
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
-		if err := applyLayer(gctx, rootfs, blobPath(l.Digest)); err != nil {
+		if err := applyLayer(gctx, rootfs, blobPath(l.Digest), budget); err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
 			break

@@ -218,10 +218,10 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	}()
 	copyPath := filepath.Join(work, "image.tar")
 	if r.kind == kindOCILayout {
-		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath); err != nil {
+		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 			return nil, err
 		}
-	} else if err := copyAsUser(ctx, r.path, cred, copyPath); err != nil {
+	} else if err := copyAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 		return nil, err
 	} else if r.kind == kindOCIArchive {
 		if err := checkArchive(copyPath); err != nil {
@@ -279,8 +279,9 @@ func checkArchive(p string) error {
 	}
 }
 
-// copyAsUser copies the regular file p, read as cred, to out (0600).
-func copyAsUser(ctx context.Context, p string, cred credential, out string) error {
+// copyAsUser copies the regular file p, read as cred, to out (0600); a
+// file larger than limit (> 0) is refused with ErrTooLarge.
+func copyAsUser(ctx context.Context, p string, cred credential, out string, limit int64) error {
 	in, err := openAsUser(ctx, p, cred)
 	if err != nil {
 		return err
@@ -291,7 +292,11 @@ func copyAsUser(ctx context.Context, p string, cred credential, out string) erro
 		return err
 	}
 	defer f.Close()
-	if _, err := io.Copy(f, in); err != nil {
+	// Counted as it is copied: the user may be growing the file.
+	if _, err := io.Copy(&budgetWriter{w: f, b: &sizeBudget{limit: limit}}, in); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return tooLarge("is", limit)
+		}
 		return err
 	}
 	return f.Close()
@@ -337,6 +342,8 @@ func classify(verb, ref, registry string, err error) error {
 	switch {
 	case errors.Is(err, ErrUnsafeLayer) && errors.As(err, &ee):
 		e.kind, e.detail, e.hint = ErrUnsafeLayer, err.Error(), "the image is refused"
+	case errors.Is(err, ErrTooLarge):
+		e.kind, e.detail, e.hint = ErrTooLarge, without(err, ErrTooLarge), "ask your admin"
 	case errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
 		e.kind, e.hint = ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
 	case errors.As(err, &unauth), errors.Is(err, ErrUnauthorized),
