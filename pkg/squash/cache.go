@@ -369,6 +369,11 @@ func (c *Cache) recover() error {
 			delete(ix.Images, d)
 			continue
 		}
+		if e.Checks < contentChecks {
+			c.log.Warn("dropping an image made before its content was checked as it is now", "digest", d)
+			delete(ix.Images, d)
+			continue
+		}
 		e.config = cfg
 		keep[filepath.Base(c.imagePath(d))] = true
 		keep[filepath.Base(c.configPath(d))] = true

@@ -49,6 +49,13 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 	if !fi.Mode().IsRegular() {
 		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", ErrNotSquashfs))
 	}
+	real, err := fdPath(f)
+	if err != nil {
+		return nil, classify("use", input, "", err)
+	}
+	if err := c.checkFilePolicy(ctx, real); err != nil {
+		return nil, classify("use", input, "", err)
+	}
 	st := fi.Sys().(*syscall.Stat_t)
 	id := fileID{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtime: st.Mtim, ctime: st.Ctim}
 	key := fmt.Sprintf("file\x00%d\x00%v", o.UID, id)

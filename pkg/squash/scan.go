@@ -14,8 +14,8 @@ import (
 
 // The layer scanner reads tar headers only (it extracts nothing) and
 // refuses entries that a naive extractor would turn into an attack on the
-// host: device nodes, paths that climb out of the root, and writes or hard
-// links through a symlink that points out of it. The layer is applied by
+// host: device nodes, paths that climb out of the root, writes or hard
+// links through a symlink that points out of it, and trusted.* xattrs. The layer is applied by
 // containers/storage inside a chroot, which already contains all of these;
 // the scanner's job is to refuse the image with an error that names the
 // entry, instead of quietly building a squashfs from a hostile layer.
@@ -67,11 +67,14 @@ func (s *scanner) check(h *tar.Header) error {
 		return &entryError{h.Name, "path leaves the image root"}
 	}
 	for k := range h.PAXRecords {
-		// overlayfs obeys these on a lower layer: redirects, opaque dirs
-		// and metacopy would let an image reach other paths when the
-		// container is writable.
-		if strings.HasPrefix(k, "SCHILY.xattr.trusted.overlay.") {
-			return &entryError{h.Name, fmt.Sprintf("carries overlayfs xattr %q", strings.TrimPrefix(k, "SCHILY.xattr."))}
+		// overlayfs obeys trusted.overlay.* on a lower layer: redirects,
+		// opaque dirs and metacopy would let an image reach other paths
+		// when the container is writable. No image needs any trusted.*
+		// (only CAP_SYS_ADMIN may set them). security.* is dropped once
+		// the layers are applied (dropPrivileges), not refused: images
+		// carry file capabilities (ping).
+		if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
+			return &entryError{h.Name, fmt.Sprintf("carries xattr %q: images may not carry trusted.* xattrs", strings.TrimPrefix(k, "SCHILY.xattr."))}
 		}
 	}
 	if name == "." {
