@@ -184,26 +184,9 @@ func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
 	if err != nil {
 		return err
 	}
-	var sb superblock
-	if err := binary.Read(io.NewSectionReader(f, 0, 96), binary.LittleEndian, &sb); err != nil {
-		return fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, fi.Size())
-	}
-	switch {
-	case sb.Magic != squashfsMagic:
-		return fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
-	case sb.Major != 4 || sb.Minor != 0:
-		return fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
-	case squashfsCompressors[sb.Compression] == "":
-		return fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
-	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
-		return fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
-	case sb.BytesUsed > uint64(fi.Size()):
-		return fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, fi.Size())
-	}
-	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
-		if t >= sb.BytesUsed {
-			return fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
-		}
+	sb, err := readSuperblock(f, fi.Size())
+	if err != nil {
+		return err
 	}
 	cmd := exec.CommandContext(ctx, unsquashfs, "-s", path)
 	var out tailBuffer
@@ -256,6 +239,34 @@ func checkTree(ctx context.Context, unsquashfs, path string) error {
 		return fmt.Errorf("%w: unsquashfs -l: %s", ErrNotSquashfs, lastLine(s, nil))
 	}
 	return nil
+}
+
+// readSuperblock reads and checks the superblock of the squashfs in r
+// (size bytes): magic, version, a compression the kernel mounts, block
+// size, and tables within the file. Errors wrap ErrNotSquashfs.
+func readSuperblock(r io.ReaderAt, size int64) (superblock, error) {
+	var sb superblock
+	if err := binary.Read(io.NewSectionReader(r, 0, 96), binary.LittleEndian, &sb); err != nil {
+		return sb, fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, size)
+	}
+	switch {
+	case sb.Magic != squashfsMagic:
+		return sb, fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
+	case sb.Major != 4 || sb.Minor != 0:
+		return sb, fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
+	case squashfsCompressors[sb.Compression] == "":
+		return sb, fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
+	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
+		return sb, fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
+	case sb.BytesUsed > uint64(size):
+		return sb, fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, size)
+	}
+	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
+		if t >= sb.BytesUsed {
+			return sb, fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
+		}
+	}
+	return sb, nil
 }
 
 // lastLine is the last non-empty line of a tool's output: unsquashfs

@@ -62,11 +62,19 @@ func (s *scanner) check(h *tar.Header) error {
 		return &entryError{h.Name, fmt.Sprintf("is a %s device (%d,%d): images may not contain device nodes", kind, h.Devmajor, h.Devminor)}
 	case tar.TypeXGlobalHeader:
 		return nil
+	case tar.TypeGNUSparse:
+		return &entryError{h.Name, "is a sparse file, which images may not contain"}
 	}
 	if escapes(name) {
 		return &entryError{h.Name, "path leaves the image root"}
 	}
 	for k := range h.PAXRecords {
+		// A sparse file's holes expand without bytes in the layer: a tiny
+		// layer could make the scanner spin, and the extractor write,
+		// exabytes of zeroes. No image builder writes them.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return &entryError{h.Name, "is a sparse file, which images may not contain"}
+		}
 		// overlayfs obeys trusted.overlay.* on a lower layer: redirects,
 		// opaque dirs and metacopy would let an image reach other paths
 		// when the container is writable. No image needs any trusted.*
