@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -76,55 +73,4 @@ func applyLayer(ctx context.Context, rootfs, blob string, budget *sizeBudget) er
 		return fmt.Errorf("extracting: %w", applyErr)
 	}
 	return nil
-}
-
-// dropPrivileges clears the setuid and setgid bits of every regular file
-// under rootfs and removes every security.* xattr (file capabilities,
-// labels), once all layers are applied: images are mounted nosuid, which
-// makes both inert, and the cache holds none in case a mount ever is not.
-// Registry images commonly have both (passwd, ping), so they are dropped
-// rather than refused. The walk never follows a symlink: rootfs is the
-// image's, in the daemon's own work directory, and nothing else changes
-// it meanwhile.
-func dropPrivileges(rootfs string) error {
-	buf := make([]byte, 4096)
-	return filepath.WalkDir(rootfs, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		if d.Type().IsRegular() {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if m := fi.Mode(); m&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-				if err := os.Chmod(p, m.Perm()|m&fs.ModeSticky); err != nil {
-					return err
-				}
-			}
-		}
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			sz, err := unix.Llistxattr(p, nil)
-			if err != nil {
-				return err
-			}
-			buf = make([]byte, sz)
-			n, err = unix.Llistxattr(p, buf)
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("listing xattrs of %s: %w", p, err)
-		}
-		for _, name := range strings.Split(string(buf[:n]), "\x00") {
-			if strings.HasPrefix(name, "security.") {
-				if err := unix.Lremovexattr(p, name); err != nil && !errors.Is(err, unix.ENODATA) {
-					return fmt.Errorf("removing %s of %s: %w", name, p, err)
-				}
-			}
-		}
-		return nil
-	})
 }

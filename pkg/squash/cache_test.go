@@ -100,7 +100,7 @@ func TestGetPullsAndSquashes(t *testing.T) {
 	}
 	list := listing(t, img.Path)
 	for _, want := range []struct{ path, prefix string }{
-		{"/bin/su", "-rwxr-xr-x 0/0"}, // setuid dropped (dropPrivileges)
+		{"/bin/su", "-rwsr-xr-x 0/0"},
 		{"/bin/tool", "-rw-r--r-- 1000/1000"},
 		{"/bin/sh", "lrwxrwxrwx"},
 		{"/opt/new", "-rw-r--r--"},

@@ -42,7 +42,7 @@ type entry struct {
 
 // contentChecks counts the revisions of what an image may not hold: 1
 // refuses device nodes, setuid files and trusted.*/security.* xattrs in
-// squashfs files, and drops setuid bits and security.* from pulled ones.
+// squashfs files, and trusted.* xattrs and sparse files in layers.
 const contentChecks = 1
 
 // refUse records a name an entry was reached by.

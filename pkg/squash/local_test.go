@@ -156,9 +156,8 @@ func TestGetProjectImage(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(mnt, "usr/sbin/policy-rc.d")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("policy-rc.d survived its whiteout: %v", err)
 	}
-	// The image's setuid bits are dropped: the cache holds none.
-	if fi, err := os.Stat(filepath.Join(mnt, "usr/bin/su")); err != nil || fi.Mode()&os.ModeSetuid != 0 {
-		t.Errorf("su: %v %v; want it there, without setuid", fi, err)
+	if fi, err := os.Stat(filepath.Join(mnt, "usr/bin/su")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("su: %v %v; want setuid kept", fi, err)
 	}
 	if img.Config.Cmd == nil || img.Config.Cmd[0] != "/bin/bash" {
 		t.Errorf("config %+v", img.Config)

@@ -274,9 +274,6 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	if err := c.fetchAndApply(ctx, src, layers, work, rootfs, report); err != nil {
 		return nil, err
 	}
-	if err := dropPrivileges(rootfs); err != nil {
-		return nil, err
-	}
 	applied := time.Now()
 	report(Progress{Phase: "squashing", Message: c.mks.Comp.name})
 	// Written beside its final place (TmpDir may be another file system);

@@ -78,9 +78,9 @@ func (s *scanner) check(h *tar.Header) error {
 		// overlayfs obeys trusted.overlay.* on a lower layer: redirects,
 		// opaque dirs and metacopy would let an image reach other paths
 		// when the container is writable. No image needs any trusted.*
-		// (only CAP_SYS_ADMIN may set them). security.* is dropped once
-		// the layers are applied (dropPrivileges), not refused: images
-		// carry file capabilities (ping).
+		// (only CAP_SYS_ADMIN may set them). Setuid bits and security.*
+		// (file capabilities: ping) are kept, as in the registry's image:
+		// images are mounted nosuid, which makes both inert.
 		if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
 			return &entryError{h.Name, fmt.Sprintf("carries xattr %q: images may not carry trusted.* xattrs", strings.TrimPrefix(k, "SCHILY.xattr."))}
 		}
