@@ -97,13 +97,19 @@ type PullOptions struct {
 	Groups   []uint32
 	// AuthJSON is the user's auth.json (containers-auth.json(5)), read
 	// by the caller as the user. nil means anonymous: the daemon never
-	// falls back to its own credentials.
+	// falls back to its own credentials. Only its "auths" entries are
+	// used: credential helpers (credHelpers, credsStore) are not run, and
+	// the user is told so in a "note". Get, and the pull it starts, keep
+	// no reference to it, nor to the credentials read from it, once the
+	// pull is done; the caller should drop its own copy after Get.
 	AuthJSON []byte
 	// Cwd is the user's working directory, for relative paths.
 	Cwd string
 	// Progress, if set, is called from other goroutines during Get with
 	// phases "resolving", "downloading" (per layer: Layer, Done, Total
-	// bytes), "squashing" and "done".
+	// bytes), "squashing" and "done", and "note" for what the user must
+	// know at once (Message: credential helpers not run, waiting for
+	// one of their other pulls).
 	Progress func(Progress)
 	// Refresh asks the registry what a tag is now, even within TagTTL
 	// (an explicit pull).

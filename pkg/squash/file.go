@@ -30,7 +30,11 @@ type fileID struct {
 // opened by the caller with the requesting user's permissions (the daemon
 // must not open user paths as root); it is read from offset 0 with pread
 // and not closed. The image's name is f.Name() when that is an absolute
-// path. Errors name the file and wrap ErrNotSquashfs for a file that is
+// path. The policy decides the file by its real path (transport
+// SquashfsTransport). Errors name the file and wrap ErrPolicy, ErrTooLarge
+// (larger than MaxImageSize), ErrUnsafeFile (a device node, a setuid or
+// setgid file, a trusted.* or security.* xattr: checked on the root-owned
+// copy that is then mounted, sqfs.go) or ErrNotSquashfs for a file that is
 // not a complete, kernel-mountable squashfs (bad magic, truncated,
 // unreadable tables, lzma).
 func (c *Cache) GetFile(ctx context.Context, f *os.File, o PullOptions) (*Image, error) {

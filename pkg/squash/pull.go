@@ -28,8 +28,10 @@ import (
 // when the registry cannot be reached, a user already confirmed for what
 // the reference last resolved to gets that, with a warning in the log.
 // Paths in ref (squashfs files, oci:, oci-archive:, docker-archive:) are
-// read with o's credentials. The error is one line naming ref and the
-// cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized, ...);
+// read with o's credentials. policy.json decides every image handed out,
+// cached or not (policy.go). The error is one line naming ref and the
+// cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized,
+// ErrPolicy, ErrTooLarge, ErrUnsafeFile, ErrUnsafeLayer, ...);
 // ctx ending returns context.Cause(ctx), and the shared work goes on
 // while other callers still wait for it.
 func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, error) {
