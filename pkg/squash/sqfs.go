@@ -30,9 +30,13 @@ type unsafeFile struct{ path, reason string }
 func (e *unsafeFile) Error() string { return fmt.Sprintf("%s %s", e.path, e.reason) }
 func (e *unsafeFile) Unwrap() error { return ErrUnsafeFile }
 
-// lsLine is one line of unsquashfs -lln -UTC -d "": mode, uid/gid, size
-// (or major, minor), date, time, path.
-var lsLine = regexp.MustCompile(`^([-dlcbps][-rwxsStT]{9}) \S+ +(?:\d+|\d+, *\d+) \d{4}-\d\d-\d\d \d\d:\d\d (.*)$`)
+// lsMode starts every entry's line of unsquashfs -lln -UTC -d ""; lsLine
+// is the whole line: mode, uid/gid, size (or major, minor), date, time,
+// path.
+var (
+	lsMode = regexp.MustCompile(`^[-dlcbps][-rwxsStT]{9} `)
+	lsLine = regexp.MustCompile(`^[-dlcbps][-rwxsStT]{9} \S+ +(?:\d+|\d+, *\d+) \d{4}-\d\d-\d\d \d\d:\d\d (.*)$`)
+)
 
 // maxListLine bounds one line of the listing: a path is at most a few KiB.
 const maxListLine = 1 << 20
@@ -45,13 +49,17 @@ func checkListing(r io.Reader) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxListLine)
 	for sc.Scan() {
-		m := lsLine.FindSubmatch(sc.Bytes())
-		if m == nil {
+		line := sc.Bytes()
+		if !lsMode.Match(line) {
 			continue
 		}
-		mode, path := m[1], string(m[2])
-		if path == "" {
-			path = "/"
+		// A line that starts as an entry is judged by its mode even if the
+		// rest is not as expected (the path then goes unnamed).
+		mode, path := line[:10], "an entry"
+		if m := lsLine.FindSubmatch(line); m != nil {
+			if path = string(m[1]); path == "" {
+				path = "/"
+			}
 		}
 		switch {
 		case mode[0] == 'c' || mode[0] == 'b':

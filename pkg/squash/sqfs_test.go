@@ -201,3 +201,29 @@ func TestOpenDropsUncheckedImages(t *testing.T) {
 		t.Errorf("its file is still there: %v", err)
 	}
 }
+
+func TestCheckListing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"drwxr-xr-x 0/0 27 2026-12-01 06:54 \n-rwxr-xr-x 0/0 3 2026-12-01 06:54 /bin/sh\n", ""},
+		{"drwxrwsr-x 0/0 27 2026-12-01 06:54 /shared\n", ""}, // setgid directory
+		{"lrwxrwxrwx 0/0 3 2026-12-01 06:54 /bin/sh -> busybox\n", ""},
+		{"crw-rw-rw- 0/0 1,  3 2026-12-01 06:54 /dev/null\n", "/dev/null is a device node"},
+		{"brw-rw---- 0/0 8,  0 2026-12-01 06:54 /sda\n", "/sda is a device node"},
+		{"-rwsr-xr-x 0/0 3 2026-12-01 06:54 /bin/su\n", "/bin/su is setuid"},
+		{"-rwxr-Sr-x 0/0 3 2026-12-01 06:54 /g\n", "/g is setuid or setgid"},
+		{"crw-rw-rw- something unexpected\n", "an entry is a device node"},
+		{"name\ncrw-rw-rw- 0/0 1,  3 2026-12-01 06:54 /x\n", "/x is a device node"},
+	} {
+		err := checkListing(strings.NewReader(tc.in))
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tc.in, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUnsafeFile) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
