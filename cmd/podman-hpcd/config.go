@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
 
 // DefaultConfigPath is where serve looks for its config file.
@@ -37,11 +39,18 @@ type Config struct {
 	// the system's. Policy is containers-policy.json(5).
 	RegistriesConf string
 	Policy         string
-	// The image cache: evicted beyond CacheMaxBytes or CacheMaxAge unused
-	// (0: no limit); squashfs Compression ("" for the cache's default).
+	// The image cache: evicted beyond CacheMaxBytes (0: half its file
+	// system; -1: no limit) or CacheMaxAge unused (0: no limit); squashfs
+	// Compression ("" for the cache's default).
 	CacheMaxBytes int64
 	CacheMaxAge   time.Duration
 	Compression   string
+	// MaxImageSize bounds what one image may take on disk (0: half the
+	// cache's file system, at most 64G; -1: no limit); MaxPullsPerUser
+	// the pulls one user has running at once (a further one waits; -1:
+	// no limit). squash.Options documents both.
+	MaxImageSize    int64
+	MaxPullsPerUser int
 	// ImageLinger: how long an image stays mounted after its last
 	// container (0: unmounted with it).
 	ImageLinger time.Duration
@@ -54,14 +63,15 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		Socket:      DefaultSocket,
-		LogLevel:    slog.LevelInfo,
-		StateDir:    "/run/podman-hpc/state",
-		CacheDir:    "/var/lib/podman-hpc/images",
-		Runtime:     "auto",
-		TagTTL:      time.Minute,
-		ImageLinger: 5 * time.Minute,
-		Hooks:       defaultHooksConfig(),
+		Socket:          DefaultSocket,
+		LogLevel:        slog.LevelInfo,
+		StateDir:        "/run/podman-hpc/state",
+		CacheDir:        "/var/lib/podman-hpc/images",
+		Runtime:         "auto",
+		TagTTL:          time.Minute,
+		MaxPullsPerUser: squash.DefaultMaxPullsPerUser,
+		ImageLinger:     5 * time.Minute,
+		Hooks:           defaultHooksConfig(),
 	}
 }
 
@@ -136,12 +146,28 @@ func (c *Config) set(key, value string) error {
 		} else {
 			c.BatchMounts = list
 		}
-	case "cache_max_size":
-		n, err := parseSize(value)
-		if err != nil {
-			return fmt.Errorf("cache_max_size %q: %w", value, err)
+	case "cache_max_size", "max_image_size":
+		// auto: derived from the disk; 0: no limit (-1 for squash).
+		n := int64(0)
+		if value != "auto" {
+			var err error
+			if n, err = parseSize(value); err != nil {
+				return fmt.Errorf("%s %q: %w (or auto, or 0 for no limit)", key, value, err)
+			}
+			if n == 0 {
+				n = -1
+			}
 		}
-		c.CacheMaxBytes = n
+		*map[string]*int64{"cache_max_size": &c.CacheMaxBytes, "max_image_size": &c.MaxImageSize}[key] = n
+	case "max_pulls_per_user":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 0 {
+			return fmt.Errorf("max_pulls_per_user %q: want a number (0: no limit)", value)
+		}
+		if n == 0 {
+			n = -1
+		}
+		c.MaxPullsPerUser = n
 	case "cache_max_age", "image_linger", "tag_ttl":
 		d, err := parseAge(value)
 		if err != nil {
@@ -158,7 +184,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

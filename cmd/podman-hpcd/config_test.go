@@ -29,6 +29,18 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.CacheMaxAge != 30*24*time.Hour || c.ImageLinger != 0 || c.TagTTL != 90*time.Second {
 		t.Errorf("durations: age %v linger %v ttl %v, %v", c.CacheMaxAge, c.ImageLinger, c.TagTTL, err)
 	}
+	// Limits: auto is derived from the disk (0 for squash), 0 is none (-1).
+	if c := defaultConfig(); c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 2 {
+		t.Errorf("default limits: cache %d image %d pulls %d", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser)
+	}
+	c, err = loadConfig(write("cache_max_size = 0\nmax_image_size = 20G\nmax_pulls_per_user = 0\n"), true)
+	if err != nil || c.CacheMaxBytes != -1 || c.MaxImageSize != 20<<30 || c.MaxPullsPerUser != -1 {
+		t.Errorf("limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	}
+	c, err = loadConfig(write("cache_max_size = auto\nmax_image_size = auto\nmax_pulls_per_user = 5\n"), true)
+	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 {
+		t.Errorf("auto limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	}
 	if c, err := loadConfig(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, defaultConfig()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -36,11 +48,13 @@ func TestLoadConfig(t *testing.T) {
 		t.Error("absent explicit config accepted")
 	}
 	for body, want := range map[string]string{
-		"bogus = 1\n":        `unknown key "bogus"`,
-		"socket\n":           "want key = value",
-		"socket = rel\n":     "not an absolute path",
-		"log_level = loud\n": "want debug, info, warn or error",
-		"tag_ttl = soon\n":   `tag_ttl "soon": want a duration`,
+		"bogus = 1\n":               `unknown key "bogus"`,
+		"socket\n":                  "want key = value",
+		"socket = rel\n":            "not an absolute path",
+		"log_level = loud\n":        "want debug, info, warn or error",
+		"tag_ttl = soon\n":          `tag_ttl "soon": want a duration`,
+		"max_image_size = big\n":    `max_image_size "big": want a size`,
+		"max_pulls_per_user = -1\n": `max_pulls_per_user "-1": want a number`,
 	} {
 		_, err := loadConfig(write(body), true)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {

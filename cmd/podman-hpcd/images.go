@@ -18,14 +18,16 @@ type squashStore struct {
 
 func openImageStore(ctx context.Context, cfg Config, log *slog.Logger) (*squashStore, error) {
 	c, err := squash.Open(ctx, squash.Options{
-		Dir:            cfg.CacheDir,
-		MaxBytes:       cfg.CacheMaxBytes,
-		MaxAge:         cfg.CacheMaxAge,
-		Compression:    cfg.Compression,
-		RegistriesConf: cfg.RegistriesConf,
-		PolicyPath:     cfg.Policy,
-		TagTTL:         cfg.TagTTL,
-		Log:            log,
+		Dir:             cfg.CacheDir,
+		MaxBytes:        cfg.CacheMaxBytes,
+		MaxImageSize:    cfg.MaxImageSize,
+		MaxPullsPerUser: cfg.MaxPullsPerUser,
+		MaxAge:          cfg.CacheMaxAge,
+		Compression:     cfg.Compression,
+		RegistriesConf:  cfg.RegistriesConf,
+		PolicyPath:      cfg.Policy,
+		TagTTL:          cfg.TagTTL,
+		Log:             log,
 	})
 	if err != nil {
 		return nil, err
@@ -59,8 +61,17 @@ func pullOptions(ref string, cred credential, auth []byte, progress func(string)
 	o := squash.PullOptions{UID: cred.UID, GID: cred.GID, Groups: cred.Groups, AuthJSON: auth}
 	if progress != nil {
 		node, _ := os.Hostname()
-		p := &progressLine{out: func(msg string) { progress(node + ": " + msg) }, ref: ref}
-		o.Progress = p.report
+		out := func(msg string) { progress(node + ": " + msg) }
+		p := &progressLine{out: out, ref: ref}
+		o.Progress = func(r squash.Progress) {
+			// A note (credential helpers not run, waiting for a pull slot)
+			// is said at once, not held back as progress is.
+			if r.Phase == "note" {
+				out(ref + ": " + r.Message)
+				return
+			}
+			p.report(r)
+		}
 	}
 	return o
 }

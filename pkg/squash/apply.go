@@ -20,8 +20,10 @@ import (
 // installed, else in Go), the header scanner in this process, and
 // containers/storage's extractor in a chrooted child process (it sets its
 // umask to 0, which must not happen in the daemon). A refused entry is
-// reported as an *entryError; nothing of it reaches the extractor.
-func applyLayer(ctx context.Context, rootfs, blob string) error {
+// reported as an *entryError; nothing of it reaches the extractor. The
+// layer's uncompressed bytes are taken from budget (may be nil): the
+// extractor stops, with ErrTooLarge, once the image has used it up.
+func applyLayer(ctx context.Context, rootfs, blob string, budget *sizeBudget) error {
 	f, err := os.Open(blob)
 	if err != nil {
 		return err
@@ -47,7 +49,7 @@ func applyLayer(ctx context.Context, rootfs, blob string) error {
 	}
 	scanned := make(chan error, 1)
 	go func() {
-		err := scanLayer(newScanner(rootfs), plain, pw)
+		err := scanLayer(newScanner(rootfs), plain, &budgetWriter{w: pw, b: budget})
 		pw.Close()
 		scanned <- err
 	}()

@@ -279,8 +279,9 @@ func openAsUser(ctx context.Context, p string, cred credential) (*os.File, error
 }
 
 // tarLayoutAsUser writes the OCI layout at dir, read with cred's
-// permissions, into the tar file out (created 0600).
-func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out string) error {
+// permissions, into the tar file out (created 0600); a layout of more
+// than limit (> 0) bytes is refused with ErrTooLarge.
+func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out string, limit int64) error {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -297,8 +298,14 @@ func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out strin
 		return err
 	}
 	var stderr tailBuffer
-	cmd.Stdout, cmd.Stderr = f, &stderr
+	// Through a pipe, counted here: the helper runs as the user, who may
+	// make it write anything.
+	budget := &sizeBudget{limit: limit}
+	cmd.Stdout, cmd.Stderr = &budgetWriter{w: f, b: budget}, &stderr
 	if err := cmd.Run(); err != nil {
+		if limit > 0 && budget.used.Load() > limit {
+			return tooLarge("is", limit)
+		}
 		return helperError(err, stderr.String(), dir)
 	}
 	return f.Close()

@@ -36,8 +36,22 @@ type Options struct {
 	// everything in it.
 	TmpDir string
 	// MaxBytes: evict least-recently-used unpinned images while the
-	// squashfs files total more (0: no limit).
+	// squashfs files total more (0: half the size of Dir's file system;
+	// negative: no limit).
 	MaxBytes int64
+	// MaxImageSize bounds what one image may write to disk: its layers'
+	// declared sizes, then the bytes of its layers as they are applied,
+	// or the size of a squashfs file or archive a user names. A pull that
+	// would pass it fails with ErrTooLarge before filling the disk. 0:
+	// half the size of TmpDir's file system, at most DefaultMaxImageSize;
+	// negative: no limit.
+	MaxImageSize int64
+	// MaxPullsPerUser bounds the pulls (downloads, and copies of a
+	// user's files) one user has running at once; one more waits, with a
+	// "note" in its progress, until one of them ends or its context does.
+	// Steps asking for the same image share one pull. Root's pulls are
+	// not counted. 0: DefaultMaxPullsPerUser; negative: no limit.
+	MaxPullsPerUser int
 	// MaxAge: evict unpinned images unused for longer (0: no limit).
 	MaxAge time.Duration
 	// Compression is the mksquashfs compressor, "NAME" or "NAME:LEVEL"
@@ -83,13 +97,19 @@ type PullOptions struct {
 	Groups   []uint32
 	// AuthJSON is the user's auth.json (containers-auth.json(5)), read
 	// by the caller as the user. nil means anonymous: the daemon never
-	// falls back to its own credentials.
+	// falls back to its own credentials. Only its "auths" entries are
+	// used: credential helpers (credHelpers, credsStore) are not run, and
+	// the user is told so in a "note". Get, and the pull it starts, keep
+	// no reference to it, nor to the credentials read from it, once the
+	// pull is done; the caller should drop its own copy after Get.
 	AuthJSON []byte
 	// Cwd is the user's working directory, for relative paths.
 	Cwd string
 	// Progress, if set, is called from other goroutines during Get with
 	// phases "resolving", "downloading" (per layer: Layer, Done, Total
-	// bytes), "squashing" and "done".
+	// bytes), "squashing" and "done", and "note" for what the user must
+	// know at once (Message: credential helpers not run, waiting for
+	// one of their other pulls).
 	Progress func(Progress)
 	// Refresh asks the registry what a tag is now, even within TagTTL
 	// (an explicit pull).
@@ -140,6 +160,7 @@ type Cache struct {
 	log               *slog.Logger
 	lockFile          *os.File
 	flights           flightGroup
+	slots             *userSlots
 	bg                sync.WaitGroup
 	mu                sync.Mutex
 	ix                *index
@@ -210,6 +231,9 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	if _, err := signature.NewPolicyFromFile(c.policy); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", ErrPolicy, c.policy, err)
 	}
+	if err := checkCredentialHelpers(c.sysContext("")); err != nil {
+		return nil, err
+	}
 	// Fail now rather than at the first pull if main() lacks reexec.Init().
 	if _, err := helperCommand(ctx, credential{}); err != nil {
 		return nil, err
@@ -228,6 +252,16 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 			return nil, err
 		}
 	}
+	cacheFS, err := fsSize(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	tmpFS, err := fsSize(c.tmp)
+	if err != nil {
+		return nil, err
+	}
+	defaultLimits(&c.o, cacheFS, tmpFS)
+	c.slots = newUserSlots(c.o.MaxPullsPerUser)
 	if err := c.lock(); err != nil {
 		return nil, err
 	}
@@ -238,7 +272,8 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c.mu.Lock()
 	removed := c.evictLocked(false)
 	c.mu.Unlock()
-	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed))
+	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed),
+		"max_bytes", c.o.MaxBytes, "max_image_size", c.o.MaxImageSize, "max_pulls_per_user", c.o.MaxPullsPerUser)
 	return c, nil
 }
 
@@ -337,6 +372,11 @@ func (c *Cache) recover() error {
 		fi, serr := os.Stat(c.imagePath(d))
 		if err != nil || serr != nil || fi.Size() != e.Size {
 			c.log.Warn("dropping index entry whose files are missing or changed", "digest", d)
+			delete(ix.Images, d)
+			continue
+		}
+		if e.Checks < contentChecks {
+			c.log.Warn("dropping an image made before its content was checked as it is now", "digest", d)
 			delete(ix.Images, d)
 			continue
 		}

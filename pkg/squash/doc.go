@@ -12,13 +12,19 @@
 //
 // Get parses the reference (pyxis, enroot, docker:// and containers
 // transports spellings), resolves short names through registries.conf,
-// asks the registry for the manifest with the user's own credentials,
-// applies policy.json, then either hands out the cached image or pulls it:
+// asks the registry for the manifest with the user's own credentials (the
+// auths of their auth.json only: no credential helper runs as root),
+// applies policy.json (to cached images and squashfs files too), then
+// either hands out the cached image or pulls it, within the per-user
+// limits (MaxPullsPerUser, MaxImageSize):
 // layers download in parallel and are verified against their digests,
 // each is applied in order (in a chrooted helper, after a header scan
 // that refuses device nodes and paths out of the root) as soon as it has
 // arrived, and mksquashfs builds the image, which is published by rename.
-// Concurrent Gets share one download and one squash.
+// Concurrent Gets share one download and one squash. A squashfs file a
+// user names is copied into the cache and checked there (no device
+// nodes, setuid files, trusted.* or security.* xattrs) before it is
+// handed out.
 //
 // Programs using this package must call reexec.Init() from
 // go.podman.io/storage/pkg/reexec first thing in main (and return if it

@@ -27,8 +27,13 @@ var (
 	// ErrUnsafeLayer: a layer holds a device node or an entry that
 	// escapes the image root.
 	ErrUnsafeLayer = errors.New("unsafe layer")
+	// ErrUnsafeFile: a squashfs file given as an image holds a device
+	// node, a setuid or setgid file, or a trusted.* or security.* xattr.
+	ErrUnsafeFile = errors.New("unsafe squashfs file")
 	// ErrNotSquashfs: a file given as an image is not a usable squashfs.
 	ErrNotSquashfs = errors.New("not a usable squashfs image")
+	// ErrTooLarge: the image is larger than Options.MaxImageSize.
+	ErrTooLarge = errors.New("image too large")
 	// ErrNoSpace: the cache's file system filled up.
 	ErrNoSpace = errors.New("no space left on device")
 	// ErrNotFound: no cached image matches (Pin, Remove).

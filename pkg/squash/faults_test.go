@@ -215,7 +215,8 @@ func TestGetDiskFullMidSquash(t *testing.T) {
 	reg := newFakeRegistry(t)
 	big := reg.add("test/big", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "noise", body: string(noise)}}))
 	small := reg.add("test/base", "1", newTestImage(t, baseConfig, baseLayers()...))
-	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Dir = filepath.Join(mnt, "cache") })
+	// Without max_image_size, which would refuse the image before.
+	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Dir, o.MaxImageSize = filepath.Join(mnt, "cache"), -1 })
 	_, err := c.Get(context.Background(), big, PullOptions{})
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("error %v; want ErrNoSpace", err)

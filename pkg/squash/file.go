@@ -30,7 +30,11 @@ type fileID struct {
 // opened by the caller with the requesting user's permissions (the daemon
 // must not open user paths as root); it is read from offset 0 with pread
 // and not closed. The image's name is f.Name() when that is an absolute
-// path. Errors name the file and wrap ErrNotSquashfs for a file that is
+// path. The policy decides the file by its real path (transport
+// SquashfsTransport). Errors name the file and wrap ErrPolicy, ErrTooLarge
+// (larger than MaxImageSize), ErrUnsafeFile (a device node, a setuid or
+// setgid file, a trusted.* or security.* xattr: checked on the root-owned
+// copy that is then mounted, sqfs.go) or ErrNotSquashfs for a file that is
 // not a complete, kernel-mountable squashfs (bad magic, truncated,
 // unreadable tables, lzma).
 func (c *Cache) GetFile(ctx context.Context, f *os.File, o PullOptions) (*Image, error) {
@@ -48,6 +52,13 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", ErrNotSquashfs))
+	}
+	real, err := fdPath(f)
+	if err != nil {
+		return nil, classify("use", input, "", err)
+	}
+	if err := c.checkFilePolicy(ctx, real); err != nil {
+		return nil, classify("use", input, "", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	id := fileID{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtime: st.Mtim, ctime: st.Ctim}
@@ -76,6 +87,14 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	}
 	c.mu.Unlock()
 
+	if c.o.MaxImageSize > 0 && id.size > c.o.MaxImageSize {
+		return nil, tooLarge("is", c.o.MaxImageSize)
+	}
+	release, err := c.slots.acquire(ctx, uid, report)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	report(Progress{Phase: "resolving", Message: "copying " + name})
 	tmp, err := os.CreateTemp(c.images, ".new-*.squashfs")
 	if err != nil {

@@ -33,9 +33,17 @@ type entry struct {
 	LastUsed time.Time          `json:"lastUsed"`
 	Users    []uint32           `json:"users"` // uids the registry (or the file) confirmed
 	Refs     map[string]*refUse `json:"refs,omitempty"`
+	// Checks is the contentChecks the image was made under; Open drops
+	// images made under older ones, which may hold what is now refused.
+	Checks int `json:"checks,omitempty"`
 
 	config ImageConfig // from <hex>.json, loaded by Open
 }
+
+// contentChecks counts the revisions of what an image may not hold: 1
+// refuses device nodes, setuid files and trusted.*/security.* xattrs in
+// squashfs files, and trusted.* xattrs and sparse files in layers.
+const contentChecks = 1
 
 // refUse records a name an entry was reached by.
 type refUse struct {

@@ -123,7 +123,7 @@ func fakeEntries(t *testing.T, c *Cache, sizes map[string]int64, used map[string
 		if err := os.WriteFile(c.configPath(d), []byte("{}"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c.ix.Images[d] = &entry{Digest: d, Size: size, LastUsed: used[d], Users: users[d],
+		c.ix.Images[d] = &entry{Digest: d, Size: size, LastUsed: used[d], Users: users[d], Checks: contentChecks,
 			Refs: map[string]*refUse{"docker://r/" + d[7:8] + ":1": {Users: users[d]}}}
 	}
 	if err := c.ix.save(c.dir); err != nil {

@@ -1,7 +1,6 @@
 package squash
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -181,11 +180,14 @@ const squashfsMagic = 0x73717368 // "hsqs" little-endian
 var squashfsCompressors = map[uint16]string{1: "gzip", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
 
 // checkSquashfs checks that the file at path is a squashfs image the
-// kernel may parse: the superblock is sane and consistent with the file's
-// size (a truncated copy fails here), and unsquashfs can read the
-// superblock and walk every directory and inode. It is run on our own
-// root-owned copy, never on a file a user can still change. The error
-// says what is wrong in words, and wraps ErrNotSquashfs.
+// kernel may parse and that holds nothing an image may not: the
+// superblock is sane and consistent with the file's size (a truncated
+// copy fails here), unsquashfs can read the superblock and walk every
+// directory and inode, no inode is a device node or a setuid or setgid
+// file, and no xattr is trusted.* or security.* (sqfs.go). It is run on
+// our own root-owned copy, never on a file a user can still change. The
+// error says what is wrong in words, and wraps ErrNotSquashfs or
+// ErrUnsafeFile.
 func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -196,46 +198,89 @@ func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
 	if err != nil {
 		return err
 	}
+	sb, err := readSuperblock(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, unsquashfs, "-s", path)
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
+		}
+		return fmt.Errorf("%w: unsquashfs -s: %s", ErrNotSquashfs, lastLine(out.String(), err))
+	}
+	if s := out.String(); strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read") {
+		return fmt.Errorf("%w: unsquashfs -s: %s", ErrNotSquashfs, lastLine(s, nil))
+	}
+	if err := checkXattrs(f, fi.Size(), sb); err != nil {
+		return err
+	}
+	return checkTree(ctx, unsquashfs, path)
+}
+
+// checkTree has unsquashfs walk every directory and inode, as the kernel
+// will, and refuses what checkListing refuses.
+func checkTree(ctx context.Context, unsquashfs, path string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, unsquashfs, "-n", "-lln", "-UTC", "-d", "", path)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "TZ=UTC"}
+	var errOut tailBuffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%q: %w", unsquashfs, err)
+	}
+	// Errors go to stdout too (unsquashfs 4.5 exits 0 after some).
+	tail := &tailBuffer{}
+	listErr := checkListing(io.TeeReader(stdout, tail))
+	if listErr != nil {
+		cancel()
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	werr := cmd.Wait()
+	switch s := tail.String() + errOut.String(); {
+	case listErr != nil:
+		return listErr
+	case werr != nil:
+		return fmt.Errorf("%w: unsquashfs -l: %s", ErrNotSquashfs, lastLine(s, werr))
+	case strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read"):
+		return fmt.Errorf("%w: unsquashfs -l: %s", ErrNotSquashfs, lastLine(s, nil))
+	}
+	return nil
+}
+
+// readSuperblock reads and checks the superblock of the squashfs in r
+// (size bytes): magic, version, a compression the kernel mounts, block
+// size, and tables within the file. Errors wrap ErrNotSquashfs.
+func readSuperblock(r io.ReaderAt, size int64) (superblock, error) {
 	var sb superblock
-	if err := binary.Read(io.NewSectionReader(f, 0, 96), binary.LittleEndian, &sb); err != nil {
-		return fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, fi.Size())
+	if err := binary.Read(io.NewSectionReader(r, 0, 96), binary.LittleEndian, &sb); err != nil {
+		return sb, fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, size)
 	}
 	switch {
 	case sb.Magic != squashfsMagic:
-		return fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
+		return sb, fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
 	case sb.Major != 4 || sb.Minor != 0:
-		return fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
+		return sb, fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
 	case squashfsCompressors[sb.Compression] == "":
-		return fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
+		return sb, fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
 	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
-		return fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
-	case sb.BytesUsed > uint64(fi.Size()):
-		return fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, fi.Size())
+		return sb, fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
+	case sb.BytesUsed > uint64(size):
+		return sb, fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, size)
 	}
 	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
 		if t >= sb.BytesUsed {
-			return fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
+			return sb, fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
 		}
 	}
-	for _, args := range [][]string{{"-s", path}, {"-n", "-l", path}} {
-		cmd := exec.CommandContext(ctx, unsquashfs, args...)
-		var out tailBuffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &out
-		if args[0] == "-s" {
-			cmd.Stdout = &out
-		}
-		if err := cmd.Run(); err != nil {
-			if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
-			}
-			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[len(args)-2], lastLine(out.String(), err))
-		}
-		// unsquashfs 4.5 exits 0 after some read errors; it still says so.
-		if s := out.String(); bytes.Contains([]byte(s), []byte("FATAL ERROR")) || strings.Contains(s, "failed to read") {
-			return fmt.Errorf("%w: unsquashfs %s: %s", ErrNotSquashfs, args[len(args)-2], lastLine(s, nil))
-		}
-	}
-	return nil
+	return sb, nil
 }
 
 // lastLine is the last non-empty line of a tool's output: unsquashfs

@@ -28,8 +28,10 @@ import (
 // when the registry cannot be reached, a user already confirmed for what
 // the reference last resolved to gets that, with a warning in the log.
 // Paths in ref (squashfs files, oci:, oci-archive:, docker-archive:) are
-// read with o's credentials. The error is one line naming ref and the
-// cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized, ...);
+// read with o's credentials. policy.json decides every image handed out,
+// cached or not (policy.go). The error is one line naming ref and the
+// cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized,
+// ErrPolicy, ErrTooLarge, ErrUnsafeFile, ErrUnsafeLayer, ...);
 // ctx ending returns context.Cause(ctx), and the shared work goes on
 // while other callers still wait for it.
 func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, error) {
@@ -53,8 +55,13 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		return c.getFile(ctx, ref, r.String(), f, o)
 	}
 	key := fmt.Sprintf("ref\x00%d\x00%s\x00%t", o.UID, r, o.Refresh)
+	// The flight may outlive this call: it gets the credentials, not o.
+	auth := o.AuthJSON
+	o.AuthJSON = nil
 	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
-		return c.getImage(ctx, r, o, report)
+		a := auth
+		auth = nil
+		return c.getImage(ctx, r, o, a, report)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -64,7 +71,11 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		host := r.registry()
 		var he *hostError
 		if errors.As(err, &he) {
+			dropped := errors.As(err, new(*helpersError))
 			host, err = he.host, he.err
+			if dropped {
+				err = &helpersError{err}
+			}
 		}
 		return nil, classify("pull", ref, host, err)
 	}
@@ -76,14 +87,25 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 
 // getImage resolves r for one user and returns the cached image, pulling
 // it first if needed.
-func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report func(Progress)) (_ *Image, err error) {
+// auth is the user's auth.json; nothing holds it once the source is open.
+func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []byte, report func(Progress)) (_ *Image, err error) {
 	report(Progress{Phase: "resolving", Message: r.input})
-	authFile, removeAuth, err := c.writeAuth(o.AuthJSON)
+	authFile, droppedHelpers, removeAuth, err := c.writeAuth(auth)
 	if err != nil {
 		return nil, err
 	}
-	// containers/image reads the credentials when it opens the source.
+	auth = nil
+	// containers/image reads the credentials when it opens the source,
+	// and keeps them in that source until it is closed.
 	defer removeAuth()
+	if droppedHelpers {
+		report(Progress{Phase: "note", Message: helpersNote})
+		defer func() {
+			if err != nil {
+				err = &helpersError{err}
+			}
+		}()
+	}
 	sys := c.sysContext(authFile)
 
 	var src *source
@@ -104,19 +126,31 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 				}
 			}()
 		}
-		if img := c.fresh(name, o.UID); img != nil && !o.Refresh {
-			report(Progress{Phase: "done"})
-			return img, nil
-		}
-		if src, err = c.resolveRegistry(ctx, sys, named); err != nil {
-			if img := c.fallback(name, o.UID, err); img != nil {
+		// Handed out without the registry's manifest and signatures: only
+		// where the policy needs neither.
+		if !o.Refresh && c.allowedUnsigned(ctx, name) {
+			if img := c.fresh(name, o.UID); img != nil {
 				report(Progress{Phase: "done"})
 				return img, nil
+			}
+		}
+		if src, err = c.resolveRegistry(ctx, sys, named); err != nil {
+			if transient(err) && c.allowedUnsigned(ctx, name) {
+				if img := c.fallback(name, o.UID, err); img != nil {
+					report(Progress{Phase: "done"})
+					return img, nil
+				}
 			}
 			return nil, err
 		}
 	} else {
 		name = r.String()
+		// Copying the user's file is the first half of the pull.
+		release, err := c.slots.acquire(ctx, o.UID, report)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		if src, err = c.resolveLocal(ctx, sys, r, o.credential()); err != nil {
 			return nil, err
 		}
@@ -130,6 +164,13 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, report 
 	img := c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
 	c.mu.Unlock()
 	if img == nil {
+		if r.kind == kindRegistry {
+			release, err := c.slots.acquire(ctx, o.UID, report)
+			if err != nil {
+				return nil, err
+			}
+			defer release()
+		}
 		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
 			src.acquire()
 			defer src.release()
@@ -210,10 +251,16 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	cfg := ImageConfig{Env: oc.Config.Env, Entrypoint: oc.Config.Entrypoint, Cmd: oc.Config.Cmd,
 		WorkingDir: oc.Config.WorkingDir, User: oc.Config.User}
 	layers := img.LayerInfos()
+	var declared int64
 	for _, l := range layers {
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
 			return nil, fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
 		}
+		declared += max(l.Size, 0)
+	}
+	// Compressed sizes: the image unpacks to at least that much.
+	if c.o.MaxImageSize > 0 && declared > c.o.MaxImageSize {
+		return nil, tooLarge("has layers of", c.o.MaxImageSize)
 	}
 	work, err := os.MkdirTemp(c.tmp, "pull-")
 	if err != nil {
@@ -280,6 +327,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 		}
 	}()
 	var applyErr error
+	budget := &sizeBudget{limit: c.o.MaxImageSize}
 	for i, l := range layers {
 		select {
 		case <-ready[l.Digest]:
@@ -289,7 +337,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 			break
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
-		if err := applyLayer(gctx, rootfs, blobPath(l.Digest)); err != nil {
+		if err := applyLayer(gctx, rootfs, blobPath(l.Digest), budget); err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
 			break
@@ -450,7 +498,7 @@ func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
 	}
 	now := c.now()
 	c.ix.Images[d] = &entry{Digest: d, Size: fi.Size(), Created: now, LastUsed: now,
-		Refs: map[string]*refUse{}, config: cfg}
+		Refs: map[string]*refUse{}, Checks: contentChecks, config: cfg}
 	if err := c.ix.save(c.dir); err != nil {
 		delete(c.ix.Images, d)
 		os.Remove(c.imagePath(d))

@@ -3,7 +3,6 @@ package squash
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +23,8 @@ import (
 	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	ociarchive "go.podman.io/image/v5/oci/archive"
+	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/shortnames"
-	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 )
 
@@ -38,6 +37,9 @@ type source struct {
 	digest   digest.Digest        // of unparsed's manifest
 	sys      *types.SystemContext
 	registry string // for messages; "" for local images
+	// policyRef is the name policy.json judges a local image by: what
+	// the user named, not the daemon's copy (nil: unparsed's own).
+	policyRef types.ImageReference
 
 	mu      sync.Mutex
 	holders int
@@ -81,29 +83,6 @@ func (c *Cache) sysContext(authFile string) *types.SystemContext {
 		BigFilesTemporaryDir:       c.tmp,
 		DockerRegistryUserAgent:    "podman-hpc",
 	}
-}
-
-// writeAuth stores a user's auth.json in a 0600 file in the root-only tmp
-// directory, for SystemContext.AuthFilePath; remove deletes it.
-func (c *Cache) writeAuth(authJSON []byte) (path string, remove func(), err error) {
-	if len(authJSON) == 0 {
-		authJSON = []byte(`{"auths":{}}`)
-	} else if !json.Valid(authJSON) {
-		return "", nil, fmt.Errorf("%w: auth.json is not valid JSON", ErrUnauthorized)
-	}
-	f, err := os.CreateTemp(c.tmp, "auth-*.json") // 0600
-	if err != nil {
-		return "", nil, err
-	}
-	_, werr := f.Write(authJSON)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return "", nil, werr
-	}
-	return f.Name(), func() { os.Remove(f.Name()) }, nil
 }
 
 // shortCandidates resolves a short name through registries.conf: an alias,
@@ -241,15 +220,27 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 		}
 	}()
 	copyPath := filepath.Join(work, "image.tar")
+	var policyRef types.ImageReference
 	if r.kind == kindOCILayout {
-		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath); err != nil {
+		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 			return nil, err
 		}
-	} else if err := copyAsUser(ctx, r.path, cred, copyPath); err != nil {
-		return nil, err
-	} else if r.kind == kindOCIArchive {
-		if err := checkArchive(copyPath); err != nil {
+		// The path as named: the helper resolves it as the user.
+		policyRef = newPathRef(ocilayout.Transport, r.path, r.String())
+	} else {
+		real, err := copyAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize)
+		if err != nil {
 			return nil, err
+		}
+		var t types.ImageTransport = ociarchive.Transport
+		if r.kind == kindDockerArchive {
+			t = dockerarchive.Transport
+		}
+		policyRef = newPathRef(t, real, r.String())
+		if r.kind == kindOCIArchive {
+			if err := checkArchive(copyPath); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var ref types.ImageReference
@@ -269,7 +260,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	if err != nil {
 		return nil, err
 	}
-	s := &source{src: src, sys: sys, holders: 1, cleanup: []func(){func() { c.removeLater(work) }}}
+	s := &source{src: src, sys: sys, holders: 1, policyRef: policyRef, cleanup: []func(){func() { c.removeLater(work) }}}
 	if err := c.pickInstance(ctx, s); err != nil {
 		src.Close()
 		return nil, err
@@ -303,40 +294,42 @@ func checkArchive(p string) error {
 	}
 }
 
-// copyAsUser copies the regular file p, read as cred, to out (0600).
-func copyAsUser(ctx context.Context, p string, cred credential, out string) error {
+// copyAsUser copies the regular file p, read as cred, to out (0600), and
+// returns the real path of what it read; a file larger than limit (> 0)
+// is refused with ErrTooLarge.
+func copyAsUser(ctx context.Context, p string, cred credential, out string, limit int64) (string, error) {
 	in, err := openAsUser(ctx, p, cred)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer in.Close()
+	real, err := fdPath(in)
+	if err != nil {
+		return "", err
+	}
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer f.Close()
-	if _, err := io.Copy(f, in); err != nil {
-		return err
+	// Counted as it is copied: the user may be growing the file.
+	if _, err := io.Copy(&budgetWriter{w: f, b: &sizeBudget{limit: limit}}, in); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return "", tooLarge("is", limit)
+		}
+		return "", err
 	}
-	return f.Close()
+	return real, f.Close()
 }
 
 // checkPolicy applies policy.json to the image about to be run, on every
 // Get: a tightened policy applies to cached images too.
 func (c *Cache) checkPolicy(ctx context.Context, s *source) error {
-	p, err := signature.NewPolicyFromFile(c.policy)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
+	var img types.UnparsedImage = s.unparsed
+	if s.policyRef != nil {
+		img = namedAs{s.unparsed, s.policyRef}
 	}
-	pc, err := signature.NewPolicyContext(p)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
-	}
-	defer pc.Destroy() //nolint:errcheck // nothing to do about it
-	if ok, err := pc.IsRunningImageAllowed(ctx, s.unparsed); !ok || err != nil {
-		return fmt.Errorf("%w: %v", ErrPolicy, err)
-	}
-	return nil
+	return c.allowed(ctx, img)
 }
 
 // classify turns an error from resolving or pulling ref into the one line
@@ -361,11 +354,18 @@ func classify(verb, ref, registry string, err error) error {
 	switch {
 	case errors.Is(err, ErrUnsafeLayer) && errors.As(err, &ee):
 		e.kind, e.detail, e.hint = ErrUnsafeLayer, err.Error(), "the image is refused"
+	case errors.Is(err, ErrUnsafeFile):
+		e.kind, e.detail, e.hint = ErrUnsafeFile, without(err, ErrUnsafeFile), "the file is refused"
+	case errors.Is(err, ErrTooLarge):
+		e.kind, e.detail, e.hint = ErrTooLarge, without(err, ErrTooLarge), "ask your admin"
 	case errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
 		e.kind, e.hint = ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
 	case errors.As(err, &unauth), errors.Is(err, ErrUnauthorized),
 		errors.As(err, &ec) && (ec.ErrorCode() == errcode.ErrorCodeUnauthorized || ec.ErrorCode() == errcode.ErrorCodeDenied):
 		e.kind, e.detail, e.hint = ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"
+		if errors.As(err, new(*helpersError)) {
+			e.hint = helpersNote
+		}
 	case errors.As(err, &ec) && (ec.ErrorCode() == v2.ErrorCodeManifestUnknown || ec.ErrorCode() == v2.ErrorCodeNameUnknown),
 		errors.As(err, &ue) && ue.StatusCode == 404,
 		strings.Contains(err.Error(), "manifest unknown"):

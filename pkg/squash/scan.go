@@ -14,8 +14,8 @@ import (
 
 // The layer scanner reads tar headers only (it extracts nothing) and
 // refuses entries that a naive extractor would turn into an attack on the
-// host: device nodes, paths that climb out of the root, and writes or hard
-// links through a symlink that points out of it. The layer is applied by
+// host: device nodes, paths that climb out of the root, writes or hard
+// links through a symlink that points out of it, and trusted.* xattrs. The layer is applied by
 // containers/storage inside a chroot, which already contains all of these;
 // the scanner's job is to refuse the image with an error that names the
 // entry, instead of quietly building a squashfs from a hostile layer.
@@ -62,16 +62,27 @@ func (s *scanner) check(h *tar.Header) error {
 		return &entryError{h.Name, fmt.Sprintf("is a %s device (%d,%d): images may not contain device nodes", kind, h.Devmajor, h.Devminor)}
 	case tar.TypeXGlobalHeader:
 		return nil
+	case tar.TypeGNUSparse:
+		return &entryError{h.Name, "is a sparse file, which images may not contain"}
 	}
 	if escapes(name) {
 		return &entryError{h.Name, "path leaves the image root"}
 	}
 	for k := range h.PAXRecords {
-		// overlayfs obeys these on a lower layer: redirects, opaque dirs
-		// and metacopy would let an image reach other paths when the
-		// container is writable.
-		if strings.HasPrefix(k, "SCHILY.xattr.trusted.overlay.") {
-			return &entryError{h.Name, fmt.Sprintf("carries overlayfs xattr %q", strings.TrimPrefix(k, "SCHILY.xattr."))}
+		// A sparse file's holes expand without bytes in the layer: a tiny
+		// layer could make the scanner spin, and the extractor write,
+		// exabytes of zeroes. No image builder writes them.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return &entryError{h.Name, "is a sparse file, which images may not contain"}
+		}
+		// overlayfs obeys trusted.overlay.* on a lower layer: redirects,
+		// opaque dirs and metacopy would let an image reach other paths
+		// when the container is writable. No image needs any trusted.*
+		// (only CAP_SYS_ADMIN may set them). Setuid bits and security.*
+		// (file capabilities: ping) are kept, as in the registry's image:
+		// images are mounted nosuid, which makes both inert.
+		if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
+			return &entryError{h.Name, fmt.Sprintf("carries xattr %q: images may not carry trusted.* xattrs", strings.TrimPrefix(k, "SCHILY.xattr."))}
 		}
 	}
 	if name == "." {

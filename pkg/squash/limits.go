@@ -1,0 +1,167 @@
+package squash
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// What one user can make the daemon spend: pulls at once, and disk per
+// image. The cache as a whole is bounded by MaxBytes, which defaults to a
+// share of its file system.
+
+const (
+	// DefaultMaxPullsPerUser is Options.MaxPullsPerUser's default.
+	DefaultMaxPullsPerUser = 2
+	// DefaultMaxImageSize is the most Options.MaxImageSize defaults to;
+	// less on a file system smaller than twice that.
+	DefaultMaxImageSize = 64 << 30
+)
+
+// fsSize is the size in bytes of the file system holding dir.
+func fsSize(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Blocks) * st.Bsize, nil //nolint:gosec // block counts fit
+}
+
+// defaultLimits fills in the limits left zero in o from the sizes of the
+// cache's and the work directory's file systems: MaxBytes half the
+// cache's, MaxImageSize half the work directory's (at most
+// DefaultMaxImageSize: unpacked, squashed and its blobs, an image needs
+// more than that room at once). Negative values, no limit, are left as
+// they are.
+func defaultLimits(o *Options, cacheFS, tmpFS int64) {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = cacheFS / 2
+	}
+	if o.MaxImageSize == 0 {
+		o.MaxImageSize = min(DefaultMaxImageSize, tmpFS/2)
+	}
+	if o.MaxPullsPerUser == 0 {
+		o.MaxPullsPerUser = DefaultMaxPullsPerUser
+	}
+}
+
+// humanSize renders n bytes as the config file writes sizes: 64G, 500M.
+func humanSize(n int64) string {
+	for _, u := range []struct {
+		shift uint
+		unit  string
+	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
+		if n >= 1<<u.shift {
+			if n%(1<<u.shift) == 0 {
+				return fmt.Sprintf("%d%s", n>>u.shift, u.unit)
+			}
+			return fmt.Sprintf("%.1f%s", float64(n)/float64(int64(1)<<u.shift), u.unit)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// tooLarge is the error for an image over MaxImageSize; what says how
+// it was found ("unpacks to", "has layers of").
+func tooLarge(what string, limit int64) error {
+	return fmt.Errorf("%w: it %s more than %s (the node's max_image_size)", ErrTooLarge, what, humanSize(limit))
+}
+
+// sizeBudget counts the bytes one pull writes to disk, across layers and
+// the goroutines that apply them.
+type sizeBudget struct {
+	limit int64 // <= 0: none
+	used  atomic.Int64
+}
+
+// take accounts for n more bytes and fails once the total passes the
+// limit.
+func (b *sizeBudget) take(n int64) error {
+	if b == nil || b.limit <= 0 {
+		return nil
+	}
+	if b.used.Add(n) > b.limit {
+		return tooLarge("unpacks to", b.limit)
+	}
+	return nil
+}
+
+// budgetWriter passes writes on to w while the budget lasts.
+type budgetWriter struct {
+	w io.Writer
+	b *sizeBudget
+}
+
+func (w *budgetWriter) Write(p []byte) (int, error) {
+	if err := w.b.take(int64(len(p))); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
+}
+
+// userSlots bounds how many pulls each user has running at once; a pull
+// over the limit waits for one of the user's others to end. Root's own
+// pulls (podman-hpcd pull as root) are not counted.
+type userSlots struct {
+	max int // <= 0: no limit
+
+	mu    sync.Mutex
+	used  map[uint32]int
+	freed chan struct{} // closed, and replaced, whenever a slot is freed
+}
+
+func newUserSlots(max int) *userSlots {
+	return &userSlots{max: max, used: map[uint32]int{}, freed: make(chan struct{})}
+}
+
+// acquire takes one of uid's slots, waiting while they are all taken;
+// the first wait is reported as a "note". release gives the slot back
+// (idempotent). It fails only when ctx ends, with its cause.
+func (s *userSlots) acquire(ctx context.Context, uid uint32, report func(Progress)) (release func(), err error) {
+	if s.max <= 0 || uid == 0 {
+		return func() {}, nil
+	}
+	told := false
+	for {
+		s.mu.Lock()
+		if s.used[uid] < s.max {
+			s.used[uid]++
+			s.mu.Unlock()
+			var once sync.Once
+			return func() { once.Do(func() { s.release(uid) }) }, nil
+		}
+		freed := s.freed
+		s.mu.Unlock()
+		if !told {
+			told = true
+			report(Progress{Phase: "note", Message: fmt.Sprintf(
+				"waiting: %d pulls of yours already run on this node, the most one user may (max_pulls_per_user)", s.max)})
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+func (s *userSlots) release(uid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[uid]--; s.used[uid] <= 0 {
+		delete(s.used, uid)
+	}
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// running is how many slots uid holds (for tests and logs).
+func (s *userSlots) running(uid uint32) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used[uid]
+}

@@ -1,0 +1,223 @@
+package squash
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestDefaultLimits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		in             Options
+		cacheFS, tmpFS int64
+		want           Options
+	}{
+		{name: "derived", cacheFS: 1000 << 30, tmpFS: 1000 << 30,
+			want: Options{MaxBytes: 500 << 30, MaxImageSize: DefaultMaxImageSize, MaxPullsPerUser: 2}},
+		{name: "small disk", cacheFS: 2 << 30, tmpFS: 1 << 30,
+			want: Options{MaxBytes: 1 << 30, MaxImageSize: 512 << 20, MaxPullsPerUser: 2}},
+		{name: "explicit", in: Options{MaxBytes: 7, MaxImageSize: 8, MaxPullsPerUser: 9}, cacheFS: 1 << 40, tmpFS: 1 << 40,
+			want: Options{MaxBytes: 7, MaxImageSize: 8, MaxPullsPerUser: 9}},
+		{name: "none", in: Options{MaxBytes: -1, MaxImageSize: -1, MaxPullsPerUser: -1}, cacheFS: 1 << 40, tmpFS: 1 << 40,
+			want: Options{MaxBytes: -1, MaxImageSize: -1, MaxPullsPerUser: -1}},
+	} {
+		o := tc.in
+		defaultLimits(&o, tc.cacheFS, tc.tmpFS)
+		if o.MaxBytes != tc.want.MaxBytes || o.MaxImageSize != tc.want.MaxImageSize || o.MaxPullsPerUser != tc.want.MaxPullsPerUser {
+			t.Errorf("%s: got %d %d %d, want %d %d %d", tc.name, o.MaxBytes, o.MaxImageSize, o.MaxPullsPerUser,
+				tc.want.MaxBytes, tc.want.MaxImageSize, tc.want.MaxPullsPerUser)
+		}
+	}
+	if got := humanSize(64 << 30); got != "64G" {
+		t.Errorf("humanSize(64G) = %q", got)
+	}
+	if got := humanSize(1536 << 20); got != "1.5G" {
+		t.Errorf("humanSize(1.5G) = %q", got)
+	}
+}
+
+// An open cache without limits in its options gets them from its disk.
+func TestOpenDerivesLimits(t *testing.T) {
+	c := openTestCache(t, nil, nil)
+	fs, err := fsSize(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.o.MaxBytes != fs/2 || c.o.MaxImageSize != min(DefaultMaxImageSize, fs/2) || c.o.MaxPullsPerUser != DefaultMaxPullsPerUser {
+		t.Errorf("limits %d %d %d on a file system of %d", c.o.MaxBytes, c.o.MaxImageSize, c.o.MaxPullsPerUser, fs)
+	}
+}
+
+func randomBody(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// An image over max_image_size is refused: by its layers' declared sizes
+// before any download, else as its layers are applied (a layer of zeroes
+// that compresses to nothing), and a squashfs file or archive by its size.
+func TestMaxImageSize(t *testing.T) {
+	reg := newFakeRegistry(t)
+	big := newTestImage(t, ImageConfig{}, []tarEntry{{name: "random", body: randomBody(t, 64<<10)}})
+	bigRef := reg.add("test/big", "1", big)
+	bomb := newTestImage(t, ImageConfig{}, []tarEntry{{name: "zeroes", body: strings.Repeat("\x00", 4<<20)}})
+	bombRef := reg.add("test/bomb", "1", bomb)
+	small := newTestImage(t, ImageConfig{}, []tarEntry{{name: "small", body: "x"}})
+	smallRef := reg.add("test/small", "1", small)
+	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxImageSize = 32 << 10 })
+
+	_, err := c.Get(context.Background(), bigRef, PullOptions{UID: 1000})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("declared: %v, want ErrTooLarge", err)
+	}
+	assertOneLine(t, err, bigRef, "image too large", "has layers of more than 32K", "max_image_size", "ask your admin")
+	if _, n := reg.counts(digestOf(big.layers[0])); n != 0 {
+		t.Errorf("the too-large layer was downloaded %d times", n)
+	}
+	_, err = c.Get(context.Background(), bombRef, PullOptions{UID: 1000})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("unpacked: %v, want ErrTooLarge", err)
+	}
+	assertOneLine(t, err, bombRef, "image too large", "unpacks to more than 32K", "ask your admin")
+	assertClean(t, c)
+	if _, err := c.Get(context.Background(), smallRef, PullOptions{UID: 1000}); err != nil {
+		t.Errorf("small image: %v", err)
+	}
+
+	file := publicCopy(t, makeSquashfs(t, map[string]string{"random": randomBody(t, 64<<10)}, "-noI", "-noD"), 0o644)
+	if _, err := c.Get(context.Background(), file, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("squashfs file: %v, want ErrTooLarge", err)
+	} else {
+		assertOneLine(t, err, file, "image too large", "is more than 32K")
+	}
+	dir, err := os.MkdirTemp("", "squash-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big.writeLayout(t, dir, "1")
+	if _, err := c.Get(context.Background(), "oci:"+dir+":1", PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oci layout: %v, want ErrTooLarge", err)
+	}
+}
+
+// A user has at most MaxPullsPerUser pulls running; one more waits, and is
+// told so, while other users' pulls go on; a waiting pull whose caller
+// gives up is gone.
+func TestMaxPullsPerUser(t *testing.T) {
+	reg := newFakeRegistry(t)
+	reg.blobDelay = 300 * time.Millisecond
+	var refs []string
+	for i := range 4 {
+		im := newTestImage(t, ImageConfig{}, []tarEntry{{name: fmt.Sprint("f", i), body: fmt.Sprint(i)}})
+		refs = append(refs, reg.add(fmt.Sprint("test/img", i), "1", im))
+	}
+	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxPullsPerUser = 2 })
+	var most, waited atomic.Int32
+	watch := func(p Progress) {
+		if p.Phase == "note" && strings.Contains(p.Message, "max_pulls_per_user") {
+			waited.Add(1)
+		}
+		if n := int32(c.slots.running(1000)); n > most.Load() {
+			most.Store(n)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Go(func() {
+			_, errs[i] = c.Get(context.Background(), refs[i], PullOptions{UID: 1000, Progress: watch})
+		})
+	}
+	// Another user is not held up by the first one's queue.
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, err := c.Get(context.Background(), refs[3], PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("another user's pull took %s", d)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("pull %d: %v", i, err)
+		}
+	}
+	if most.Load() > 2 || waited.Load() != 1 {
+		t.Errorf("at most %d pulls at once (want 2), %d told to wait (want 1)", most.Load(), waited.Load())
+	}
+	if n := c.slots.running(1000); n != 0 {
+		t.Errorf("%d slots still held", n)
+	}
+
+	// A waiting pull ends with its caller.
+	held := []func(){}
+	for range 2 {
+		release, err := c.slots.acquire(context.Background(), 1002, func(Progress) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, release)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	im := newTestImage(t, ImageConfig{}, []tarEntry{{name: "late", body: "late"}})
+	if _, err := c.Get(ctx, reg.add("test/late", "1", im), PullOptions{UID: 1002}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting pull: %v, want its deadline", err)
+	}
+	for _, r := range held {
+		r()
+		r() // idempotent
+	}
+	if n := c.slots.running(1002); n != 0 {
+		t.Errorf("%d slots held after release", n)
+	}
+}
+
+// A sparse file expands without bytes in the layer: refused, so that
+// neither the scanner nor the extractor spins through its holes.
+func TestScanRefusesSparseFiles(t *testing.T) {
+	t.Parallel()
+	requireBinary(t, "tar")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hole"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "hole"), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"gnu", "posix"} {
+		out := filepath.Join(dir, format+".tar")
+		if o, err := runCmd("tar", "-C", dir, "--sparse", "--format="+format, "-cf", out, "hole"); err != nil {
+			t.Fatalf("tar: %v: %s", err, o)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = scanLayer(newScanner(t.TempDir()), bytes.NewReader(b), io.Discard)
+		if !errors.Is(err, ErrUnsafeLayer) || !strings.Contains(err.Error(), "sparse") {
+			t.Errorf("%s sparse entry: %v, want ErrUnsafeLayer", format, err)
+		}
+	}
+}

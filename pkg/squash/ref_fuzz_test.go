@@ -1,0 +1,39 @@
+package squash
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzParseReference: the parser takes what users type; it must never
+// panic, and its canonical form must parse back to itself (it keys the
+// cache).
+func FuzzParseReference(f *testing.F) {
+	for _, s := range []string{"ubuntu", "nvcr.io#nvidia/pytorch:24.01", "alice@reg:5000#a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"docker://x", "oci:/a:b", "docker-archive:./x:@1", "/a/b.sqsh", ".x", "a@b", "#", "@", ":", "oci-archive::",
+		"ubuntu:22.04", "registry.example:5000/a/b:c", "r.io/a:t@sha256:" + strings.Repeat("b", 64), "dir:/x",
+		"localhost/a", "UPPER/case", "a#b#c", "", "docker://", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseReference(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadReference) {
+				t.Fatalf("parseReference(%q): error %v does not wrap ErrBadReference", s, err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("parseReference(%q): error spans lines: %q", s, err)
+			}
+			return
+		}
+		canon := r.String()
+		r2, err := parseReference(canon)
+		if err != nil {
+			t.Fatalf("parseReference(%q) = %q, which does not parse: %v", s, canon, err)
+		}
+		if r2.String() != canon || r2.kind != r.kind {
+			t.Fatalf("parseReference(%q) = %q (kind %d), reparsed as %q (kind %d)", s, canon, r.kind, r2.String(), r2.kind)
+		}
+	})
+}
