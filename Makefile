@@ -79,7 +79,7 @@ define run-fuzz
 		d=./$$(dirname $$f); cgo=0; case $$d in ./spank/*) cgo=1;; esac; \
 		for n in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 			echo "fuzz $$d $$n for $(1)"; \
-			CGO_ENABLED=$$cgo $(GO) test $(GO_FLAGS) -run '^$$' -fuzz "^$$n$$" -fuzztime=$(1) $$d; \
+			CGO_ENABLED=$$cgo $(GO) test $(GO_FLAGS) -run '^$$' -fuzz "^$$n$$" -fuzztime=$(1) -fuzzminimizetime=2s $$d; \
 		done; \
 	done
 endef

@@ -23,7 +23,7 @@
 // arrived, and mksquashfs builds the image, which is published by rename.
 // Concurrent Gets share one download and one squash. A squashfs file a
 // user names is copied into the cache and checked there (no device
-// nodes, setuid files, trusted.* or security.* xattrs) before it is
+// nodes, no trusted.* xattrs) before it is
 // handed out.
 //
 // Programs using this package must call reexec.Init() from

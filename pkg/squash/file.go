@@ -32,8 +32,8 @@ type fileID struct {
 // and not closed. The image's name is f.Name() when that is an absolute
 // path. The policy decides the file by its real path (transport
 // SquashfsTransport). Errors name the file and wrap ErrPolicy, ErrTooLarge
-// (larger than MaxImageSize), ErrUnsafeFile (a device node, a setuid or
-// setgid file, a trusted.* or security.* xattr: checked on the root-owned
+// (larger than MaxImageSize), ErrUnsafeFile (a device node or a trusted.*
+// xattr: checked on the root-owned
 // copy that is then mounted, sqfs.go) or ErrNotSquashfs for a file that is
 // not a complete, kernel-mountable squashfs (bad magic, truncated,
 // unreadable tables, lzma).

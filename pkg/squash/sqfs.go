@@ -15,9 +15,13 @@ import (
 )
 
 // A squashfs file a user names is checked in userspace before the kernel
-// parses it, for content no image may carry: device nodes, setuid or
-// setgid files, and trusted.* or security.* xattrs (overlayfs obeys
-// trusted.overlay.* on its lower layers, whatever the mount flags). Modes
+// parses it, for content no image may carry: device nodes, and trusted.*
+// xattrs (overlayfs obeys trusted.overlay.* on its lower layers, whatever
+// the mount flags). Setuid and setgid bits and security.* xattrs (file
+// capabilities) are let through, as in registry images: the image is
+// mounted nosuid, which the kernel applies to both, and tasks run with
+// no_new_privs; refusing them would refuse every --container-save of an
+// ordinary distribution image (su, passwd, ping) when it is reused. Modes
 // and types come from unsquashfs's listing, which walks the directory
 // tree as the kernel does; xattrs from our own reading of the xattr
 // tables, which unsquashfs does not list. Both read the root-owned copy
@@ -41,8 +45,8 @@ var (
 // maxListLine bounds one line of the listing: a path is at most a few KiB.
 const maxListLine = 1 << 20
 
-// checkListing reads unsquashfs's long listing and refuses device nodes
-// and setuid or setgid regular files. Lines that are not entries (a name
+// checkListing reads unsquashfs's long listing and refuses device nodes.
+// Lines that are not entries (a name
 // with a newline in it continues on the next line) are skipped: every
 // entry still has its own line.
 func checkListing(r io.Reader) error {
@@ -61,11 +65,8 @@ func checkListing(r io.Reader) error {
 				path = "/"
 			}
 		}
-		switch {
-		case mode[0] == 'c' || mode[0] == 'b':
-			return &unsafeFile{path, "is a device node: images may not contain device nodes (the container's /dev is made on the node)"}
-		case mode[0] == '-' && (mode[3] == 's' || mode[3] == 'S' || mode[6] == 's' || mode[6] == 'S'):
-			return &unsafeFile{path, "is setuid or setgid: rebuild the squashfs without (chmod ug-s)"}
+		if mode[0] == 'c' || mode[0] == 'b' {
+			return &unsafeFile{path, "is a device node: images may not contain device nodes (the container's /dev is made on the node); rebuild the squashfs without them (mksquashfs ... -e dev)"}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -90,7 +91,7 @@ const (
 )
 
 // checkXattrs reads every xattr set of the squashfs in r (size bytes,
-// superblock sb) and refuses trusted.* and security.* names. Every set an
+// superblock sb) and refuses trusted.* names. Every set an
 // inode can name is reached through the id table, which is what it
 // reads: a sequential read of the key/value area could be misled by an
 // id pointing into the middle of a value. Files compressed with lzo can
@@ -164,11 +165,9 @@ func checkXattrs(r io.ReaderAt, size int64, sb superblock) error {
 				return bad("name: %v", err)
 			}
 			switch typ & xattrPrefixMask {
-			case xattrUser:
+			case xattrUser, xattrSecurity:
 			case xattrTrusted:
 				return &unsafeFile{"an inode", fmt.Sprintf("carries xattr %q: trusted.* xattrs steer overlayfs; rebuild the squashfs with -no-xattrs", "trusted."+string(name))}
-			case xattrSecurity:
-				return &unsafeFile{"an inode", fmt.Sprintf("carries xattr %q: security.* xattrs (file capabilities, labels) are refused; rebuild the squashfs with -no-xattrs", "security."+string(name))}
 			default:
 				return bad("unknown xattr type %d", typ)
 			}
