@@ -4,30 +4,20 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// entrypointImage makes an OCI layout of the small image with an entrypoint
-// that exports a variable, says what it ran, and runs its arguments.
+// entrypointImage makes an OCI layout of the small image whose entrypoint
+// is script.
 func entrypointImage(t *testing.T, script string) string {
 	t.Helper()
-	if _, err := exec.LookPath("umoci"); err != nil {
-		t.Skipf("%q not found in PATH", "umoci")
-	}
-	dir := t.TempDir()
-	os.Chmod(filepath.Dir(dir), 0o755)
-	os.Chmod(dir, 0o755)
-	layout := filepath.Join(dir, "img")
-	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
-	ep := filepath.Join(dir, "entrypoint.sh")
-	os.WriteFile(ep, []byte(script), 0o755)
-	mustSucceed(t, run(t, "umoci", "insert", "--image", layout+":latest", ep, "/entrypoint.sh"))
-	mustSucceed(t, run(t, "umoci", "config", "--image", layout+":latest", "--config.entrypoint", "/entrypoint.sh"))
-	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
-	return "oci:" + layout + ":latest"
+	return imageWithTree(t, func(tree string) {
+		if err := os.WriteFile(filepath.Join(tree, "entrypoint.sh"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}, "--config.entrypoint", "/entrypoint.sh")
 }
 
 // --container-entrypoint runs the image's entrypoint first: what it exports

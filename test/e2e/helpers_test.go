@@ -211,3 +211,44 @@ func checkNothingLeft(t *testing.T, node string) {
 	}
 	t.Errorf("%s: mounts (node, daemon), runtime containers, bundles, inits left, host devices not root's: %q", node, got)
 }
+
+// readableTempDir is a temporary directory the test user may enter and read.
+func readableTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// imageWithTree makes an OCI layout of the small image with one more layer
+// holding what build puts in a directory, and umoci config's arguments
+// (--config.entrypoint ...) applied, readable by every user.
+func imageWithTree(t *testing.T, build func(tree string), config ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("umoci"); err != nil {
+		t.Skipf("%q not found in PATH", "umoci")
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	layout := filepath.Join(dir, "img")
+	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
+	tree := filepath.Join(dir, "tree")
+	os.Mkdir(tree, 0o755)
+	build(tree)
+	entries, _ := os.ReadDir(tree)
+	args := []string{"-C", tree, "-cf", filepath.Join(dir, "layer.tar")}
+	for _, e := range entries {
+		args = append(args, e.Name()) // not ".": the layer would set the root's mode
+	}
+	mustSucceed(t, run(t, "tar", args...))
+	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", filepath.Join(dir, "layer.tar")))
+	if len(config) > 0 {
+		mustSucceed(t, run(t, "umoci", append([]string{"config", "--image", layout + ":latest"}, config...)...))
+	}
+	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
+	return "oci:" + layout + ":latest"
+}

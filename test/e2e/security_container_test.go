@@ -122,31 +122,6 @@ stat -c "mounts %u %a" "$1/mounts"`, bundle, filepath.Dir(bundle))
 	checkNothingLeft(t, node)
 }
 
-// imageWithTree makes an OCI layout of the small image with one more layer
-// holding what build puts in a directory, readable by every user.
-func imageWithTree(t *testing.T, build func(tree string)) string {
-	t.Helper()
-	if _, err := exec.LookPath("umoci"); err != nil {
-		t.Skipf("%q not found in PATH", "umoci")
-	}
-	dir := t.TempDir()
-	os.Chmod(filepath.Dir(dir), 0o755)
-	layout := filepath.Join(dir, "img")
-	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
-	tree := filepath.Join(dir, "tree")
-	os.Mkdir(tree, 0o755)
-	build(tree)
-	entries, _ := os.ReadDir(tree)
-	args := []string{"-C", tree, "-cf", filepath.Join(dir, "layer.tar")}
-	for _, e := range entries {
-		args = append(args, e.Name()) // not ".": the layer would set the root's mode
-	}
-	mustSucceed(t, run(t, "tar", args...))
-	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", filepath.Join(dir, "layer.tar")))
-	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
-	return "oci:" + layout + ":latest"
-}
-
 // Item 2: a user's mount over /.podman-hpc/init made the user's program the
 // container's first process. The daemon's directory (and the root above
 // it) take no user mount, written so or reached through the image's

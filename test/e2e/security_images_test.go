@@ -19,18 +19,6 @@ import (
 // Security of the image side (issue 12, items 7 and 11): what a user's
 // auth file, squashfs files and pulls can make the node's root daemon do.
 
-// readableTempDir is a temporary directory the test user may enter and read.
-func readableTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // daemonPath is the PATH the node's daemon runs with.
 func daemonPath(t *testing.T, node string) string {
 	t.Helper()

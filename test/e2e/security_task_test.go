@@ -18,18 +18,6 @@ import (
 // seccomp filter, mounts that are nosuid and nodev all the way down, and a
 // named container that goes with its job without an Epilog script.
 
-// userReadableDir is a t.TempDir() the test user can read and traverse.
-func userReadableDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // compileStatic builds a static C program from src into dir, named name.
 func compileStatic(t *testing.T, dir, name, src string) string {
 	t.Helper()
@@ -159,7 +147,7 @@ int main(int argc, char **argv)
 // connection would make the daemon build a container as root).
 func TestSecurityTaskInheritsNoDaemonSocket(t *testing.T) {
 	node := nodes()[0]
-	dir := userReadableDir(t)
+	dir := readableTempDir(t)
 	probe := compileStatic(t, dir, "probe", probeSockets)
 	// Control: the probe sees an answer on a daemon connection of its own.
 	r := run(t, cluster["NODE_EXEC"], node, "runuser", "-u", cluster["TEST_USER"], "--", probe, cluster["PODMAN_HPCD_SOCKET"])
@@ -196,7 +184,7 @@ func TestSecuritySetuidOnSubmountGainsNothing(t *testing.T) {
 	home := strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
 	dir := filepath.Join(home, fmt.Sprintf("e2e-suid-%d", time.Now().UnixNano()))
 	mustSucceed(t, asUser(t, "mkdir", "-p", dir+"/sub"))
-	prog := compileStatic(t, userReadableDir(t), "euid", euidProgram)
+	prog := compileStatic(t, readableTempDir(t), "euid", euidProgram)
 	t.Cleanup(func() {
 		run(t, cluster["NODE_EXEC"], node, "umount", dir+"/sub")
 		os.RemoveAll(dir)
