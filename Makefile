@@ -11,6 +11,8 @@ NODES      ?= 2
 # The end-to-end suite's cluster: the MPI tests run a ring across 4 nodes.
 E2E_NODES  ?= 4
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Packages' version: Debian and RPM want a leading digit.
+PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)
 
 GO         ?= go
 # make lint's staticcheck, run through the Go module proxy (no install step).
@@ -32,7 +34,7 @@ GO_SRCS    := $(shell find cmd pkg -name '*.go' -not -name '*_test.go') go.mod g
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: help deps build test fuzz e2e check demo bench cluster cluster-down install clean lint
+.PHONY: help deps build test fuzz e2e check demo bench cluster cluster-down install deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -96,7 +98,7 @@ e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), ru
 	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
 	exit $$rc
 
-check: deps build lint test e2e ## everything CI runs: deps, build, lint, unit tests, end-to-end tests
+check: deps build lint test e2e pkg-test ## everything CI runs: deps, build, lint, unit tests, end-to-end tests, packages
 
 demo: deps build ## bring up the cluster and run a job with srun --container-image
 	NODES=$(NODES) test/cluster/up.sh
@@ -115,7 +117,8 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet, staticcheck and shellcheck
 	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh
+	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh \
+		contrib/pkg/*.sh contrib/pkg/debian/postinst contrib/pkg/debian/prerm contrib/pkg/debian/postrm
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags "$(GO_TAGS) e2e" ./...
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
@@ -129,10 +132,29 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 		>$(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d/podman-hpc.conf
 	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
 	install -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(DATADIR)/podman-hpcd.conf.example
+	install -m 0644 README.md SECURITY.md LICENSE $(DESTDIR)$(DATADIR)/
 	cp -r contrib/slurm/examples $(DESTDIR)$(DATADIR)/
 	@# An admin's edited config is never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf ] || \
 		install -D -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf
 
+# Packages are made from what make install writes, with /usr and /etc.
+PKG_ROOT := build/pkg/root
+
+deb: build ## the Debian package, build/pkg/podman-hpc_VERSION_ARCH.deb (dpkg-deb)
+	rm -rf $(PKG_ROOT)
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKG_ROOT) PREFIX=/usr SYSCONFDIR=/etc
+	contrib/pkg/deb.sh $(PKG_ROOT) $(PKG_VERSION) build/pkg
+	rm -rf $(PKG_ROOT)
+
+rpm: build ## the RPM, build/pkg/podman-hpc-VERSION.ARCH.rpm (rpmbuild)
+	rm -rf $(PKG_ROOT)
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKG_ROOT) PREFIX=/usr SYSCONFDIR=/etc
+	contrib/pkg/rpm.sh $(PKG_ROOT) $(PKG_VERSION) build/pkg
+	rm -rf $(PKG_ROOT)
+
+pkg-test: deps build ## the packages as an admin gets them: build, dpkg -i, socket activation and readiness, purge; the rpm's contents
+	test/pkg.sh
+
 clean: ## remove build outputs (keeps the cached test images in build/images)
-	rm -rf bin build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong
+	rm -rf bin build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg

@@ -17,6 +17,8 @@ packages=(
 	openmpi-bin libopenmpi-dev mpich libmpich-dev
 	# the seeds' container-per-rank baseline in make bench
 	podman
+	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate)
+	dpkg-dev rpm systemd python3
 	# lint
 	shellcheck
 )
