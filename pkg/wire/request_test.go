@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -29,5 +30,31 @@ func TestParseUserMountReserved(t *testing.T) {
 	}
 	if _, err := ParseUserMount("/x:/.podman-hpc-data"); err != nil {
 		t.Errorf("a sibling of the reserved directory: %v", err)
+	}
+}
+
+// An error about one of the user's options says which, as an *OptionError;
+// one about the request itself does not.
+func TestParseContainerRequestErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kv     []string
+		option string // "" for a request error
+		msg    string
+	}{
+		{[]string{"mount", "/a:rel"}, "--container-mounts", `--container-mounts: destination "rel" is not an absolute path`},
+		{[]string{"name", "n", "name_mode", "bogus"}, "--container-name", `--container-name: unknown mode "bogus"`},
+		{[]string{"unshare", "pid"}, "--container-unshare", `--container-unshare: unknown namespace "pid" (want net, ipc, uts)`},
+		{[]string{"workdir", "w"}, "--container-workdir", `--container-workdir: "w" is not an absolute path`},
+		{[]string{"save", "s"}, "--container-save", `--container-save: "s" is not an absolute path`},
+		{[]string{"script", "s"}, "", `request: batch script path "s" is not absolute`},
+	} {
+		m := New(Container, append([]string{"job", "1", "step", "0", "uid", "1", "gid", "1", "image", "x"}, tc.kv...)...)
+		_, err := ParseContainerRequest(m)
+		var oe *OptionError
+		isOpt := errors.As(err, &oe)
+		if err == nil || err.Error() != tc.msg || isOpt != (tc.option != "") || isOpt && oe.Option != tc.option {
+			t.Errorf("%q: %v (option error %v), want %q about %q", tc.kv, err, isOpt, tc.msg, tc.option)
+		}
 	}
 }
