@@ -21,13 +21,8 @@ import (
 
 var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// startServer runs a server on a socket in a temp dir until the test ends.
-func startServer(t *testing.T) string {
-	t.Helper()
-	return startServerWith(t, nil)
-}
-
-// startServerWith is startServer with setup applied to the server first.
+// startServerWith runs a server on a socket in a temp dir until the test
+// ends, with setup applied to the server first.
 func startServerWith(t *testing.T, setup func(*Server)) string {
 	t.Helper()
 	sock, ln := listenTemp(t)
