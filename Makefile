@@ -29,12 +29,12 @@ SPANK_CFLAGS  := -std=gnu11 -fPIC -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 \
 SPANK_LDFLAGS := -shared -Wl,-z,relro,-z,now -Wl,--version-script=spank/exports.map
 SPANK_SRCS := $(wildcard spank/*.c)
 SPANK_HDRS := $(wildcard spank/*.h)
-GO_SRCS    := $(shell find cmd pkg -name '*.go' -not -name '*_test.go') go.mod go.sum
+GO_SRCS    := $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: help deps build test fuzz e2e check demo bench cluster cluster-down install deb rpm pkg-test clean lint
+.PHONY: FORCE help deps build test fuzz e2e check demo bench cluster cluster-down install deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,7 +48,15 @@ build: bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so ## build the 
 # when podman-hpc-init is missing), which must run whatever the image has (or
 # lacks) for libc. The daemon is built with CGO_ENABLED=0.
 
-bin/podman-hpcd: $(GO_SRCS) Makefile
+# Both carry VERSION, and the daemon tells users of a plugin of another
+# version: the stamp makes a new VERSION rebuild both.
+FORCE:
+
+bin/.version: FORCE
+	@mkdir -p bin
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
+
+bin/podman-hpcd: $(GO_SRCS) Makefile bin/.version
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GO_FLAGS) -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/podman-hpcd
 
@@ -58,18 +66,18 @@ bin/podman-hpc-init: cmd/podman-hpc-init/init.c Makefile
 
 # Linked to a temporary name and renamed: srun and slurmstepd load the plugin
 # at every step, and rewriting it in place crashes the ones running.
-bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile
+bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile bin/.version
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(SPANK_CFLAGS) $(SPANK_LDFLAGS) -o $@.tmp $(SPANK_SRCS)
 	mv -f $@.tmp $@
 
 test: build ## unit tests (Go and the plugin's C through cgo), then each fuzz target briefly; root-only tests skip
 	$(GO) vet $(GO_FLAGS) ./...
-	CGO_ENABLED=0 $(GO) test $(GO_FLAGS) -count=1 ./cmd/... ./pkg/...
+	CGO_ENABLED=0 $(GO) test $(GO_FLAGS) -count=1 ./cmd/... ./internal/... ./pkg/...
 	$(GO) test $(GO_FLAGS) -count=1 ./spank/...
 	$(call run-fuzz,$(FUZZTIME_TEST))
 
-# Fuzzing: every `func FuzzXxx` in a _test.go under cmd, pkg and spank, found
+# Fuzzing: every `func FuzzXxx` in a _test.go under cmd, internal, pkg and spank, found
 # anew at each run (a new target needs no edit here), FUZZTIME each (make
 # fuzz) or FUZZTIME_TEST each (make test). The plugin's (spank/) need cgo.
 # A failing input is saved under the package's testdata/fuzz/, to commit
@@ -77,7 +85,7 @@ test: build ## unit tests (Go and the plugin's C through cgo), then each fuzz ta
 FUZZTIME      ?= 60s
 FUZZTIME_TEST ?= 2s
 define run-fuzz
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd pkg spank | sort); do \
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg spank | sort); do \
 		d=./$$(dirname $$f); cgo=0; case $$d in ./spank/*) cgo=1;; esac; \
 		for n in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 			echo "fuzz $$d $$n for $(1)"; \
@@ -115,7 +123,7 @@ cluster-down: ## stop the test cluster and remove all it made
 	test/cluster/down.sh
 
 lint: ## gofmt, go vet, staticcheck and shellcheck
-	@test -z "$$(gofmt -l cmd pkg spank test)" || { gofmt -l cmd pkg spank test; exit 1; }
+	@test -z "$$(gofmt -l cmd internal pkg spank test)" || { gofmt -l cmd internal pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
 	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh \
 		contrib/pkg/*.sh contrib/pkg/debian/postinst contrib/pkg/debian/prerm contrib/pkg/debian/postrm

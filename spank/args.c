@@ -9,12 +9,7 @@
 #include <string.h>
 
 #include "args.h"
-
-/* Mount flags we pass on; anything else is refused before a job starts. */
-static const char *const known_mount_flags[] = {
-	"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec",
-	"private", "rprivate", "slave", "rslave", "shared", "rshared", NULL,
-};
+#include "request.h"
 
 void phpc_args_init(struct phpc_args *a)
 {
@@ -106,10 +101,10 @@ static int check_mount_flags(const char *flags, char *err, size_t errlen)
 	if (copy == NULL)
 		return -1;
 	for (tok = strtok_r(copy, "+", &save); tok; tok = strtok_r(NULL, "+", &save)) {
-		for (i = 0; known_mount_flags[i]; i++)
-			if (strcmp(tok, known_mount_flags[i]) == 0)
+		for (i = 0; phpc_mount_flags[i]; i++)
+			if (strcmp(tok, phpc_mount_flags[i]) == 0)
 				break;
-		if (known_mount_flags[i] == NULL) {
+		if (phpc_mount_flags[i] == NULL) {
 			snprintf(err, errlen, "--container-mounts: unknown mount flag \"%s\" (known: ro, rw, rbind, nosuid, nodev, noexec, [r]private, [r]slave, [r]shared; join several with '+')", tok);
 			goto out;
 		}
@@ -257,9 +252,9 @@ static int set_once(char **dst, const char *v, const char *opt, char *err, size_
 
 int phpc_args_set_name(struct phpc_args *a, const char *v, char *err, size_t errlen)
 {
-	static const char *const modes[] = { "auto", "create", "exec", "no_exec", NULL };
+	const char *const *modes = phpc_name_modes;
 	char name[128];
-	const char *colon, *mode = "auto", *p;
+	const char *colon, *mode = modes[0], *p;
 	size_t len;
 	int i;
 
@@ -308,6 +303,7 @@ int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t 
 {
 	char *copy, *tok, *save = NULL;
 	int rv = -1;
+	size_t i;
 
 	if (v == NULL || *v == '\0') {
 		snprintf(err, errlen, "--container-unshare: empty value (want net, ipc, uts, comma-separated)");
@@ -317,7 +313,10 @@ int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t 
 	if (copy == NULL)
 		return -1;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strcmp(tok, "net") != 0 && strcmp(tok, "ipc") != 0 && strcmp(tok, "uts") != 0) {
+		for (i = 0; phpc_unshare_namespaces[i]; i++)
+			if (strcmp(tok, phpc_unshare_namespaces[i]) == 0)
+				break;
+		if (phpc_unshare_namespaces[i] == NULL) {
 			snprintf(err, errlen, "--container-unshare: unknown namespace \"%s\" (want net, ipc, uts)", tok);
 			goto out;
 		}

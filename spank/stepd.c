@@ -10,7 +10,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +29,7 @@
 #include "harden.h"
 #include "podman_hpc.h"
 #include "proto.h"
-
-/* Slurm's step id of the batch script (SLURM_BATCH_SCRIPT in slurm.h). */
-#define BATCH_STEP 0xfffffffbu
+#include "request.h"
 
 /* The step wants a container: an image, or a named container to attach to. */
 static int wants_container(void)
@@ -109,90 +106,57 @@ int phpc_stepd_post_opt(spank_t sp)
 	return 0;
 }
 
-static int add_u32(struct phpc_msg *m, const char *key, uint32_t v)
-{
-	char buf[16];
-
-	snprintf(buf, sizeof(buf), "%" PRIu32, v);
-	return phpc_msg_add(m, key, buf);
-}
-
-static int add_flag(struct phpc_msg *m, const char *key, int v, int dflt)
-{
-	return phpc_msg_add(m, key, (v == PHPC_UNSET ? dflt : v) ? "1" : "0");
-}
-
 /* The step's variables the daemon's modules read (pkg/hooks: the GPUs Slurm
  * allocated, PMIx's directories); sent as "jobenv" NAME=VALUE when set. */
 static const char *const job_env_names[] = {
 	"SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
 	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR", NULL,
 };
+#define N_JOB_ENV (sizeof(job_env_names) / sizeof(job_env_names[0]))
 
-/* The CONTAINER request: everything the daemon needs to build the step's container. */
-static int build_container_request(spank_t sp, struct phpc_msg *m)
+/* The CONTAINER request (request.h), from the step's spank items; auth is
+ * the user's auth file or NULL. */
+static int build_container_request(spank_t sp, struct phpc_msg *m, const char *auth)
 {
-	uint32_t job = 0, step = 0, nodeid = 1;
+	struct phpc_request r = {
+		.plugin_version = PHPC_VERSION, .args = &phpc.args, .cfg = &phpc.cfg, .auth = auth,
+	};
+	char *jobenv[N_JOB_ENV] = { NULL };
+	char value[4096];
+	uint32_t nodeid = 1;
 	uid_t uid;
 	gid_t gid;
-	char mount[8192], value[4096];
-	size_t i;
-	int rc = 0, argc = 0;
+	size_t i, n = 0;
+	int rv = -1, argc = 0;
 	char **argv = NULL;
 
-	if (spank_get_item(sp, S_JOB_ID, &job) != ESPANK_SUCCESS ||
-	    spank_get_item(sp, S_JOB_STEPID, &step) != ESPANK_SUCCESS ||
+	if (spank_get_item(sp, S_JOB_ID, &r.job) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_STEPID, &r.step) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_UID, &uid) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_GID, &gid) != ESPANK_SUCCESS) {
 		errno = EINVAL;
 		return -1;
 	}
-	rc |= add_u32(m, "job", job);
-	rc |= add_u32(m, "step", step);
-	rc |= add_u32(m, "uid", (uint32_t)uid);
-	rc |= add_u32(m, "gid", (uint32_t)gid);
-	rc |= phpc_msg_add(m, "plugin_version", PHPC_VERSION);
-	if (phpc.args.image != NULL)
-		rc |= phpc_msg_add(m, "image", phpc.args.image);
-	if (phpc.args.workdir)
-		rc |= phpc_msg_add(m, "workdir", phpc.args.workdir);
-	for (i = 0; i < phpc.args.n_mounts; i++) {
-		const struct phpc_mount *mt = &phpc.args.mounts[i];
-		snprintf(mount, sizeof(mount), "%s:%s%s%s", mt->src, mt->dst, mt->flags ? ":" : "", mt->flags ? mt->flags : "");
-		rc |= phpc_msg_add(m, "mount", mount);
-	}
-	rc |= add_flag(m, "writable", phpc.args.writable, phpc.cfg.container_writable);
-	rc |= add_flag(m, "mount_home", phpc.args.mount_home, phpc.cfg.container_mount_home);
-	rc |= add_flag(m, "entrypoint", phpc.args.entrypoint, phpc.cfg.execute_entrypoint);
-	rc |= add_flag(m, "remap_root", phpc.args.remap_root, 0);
-	if (phpc.args.entrypoint_log)
-		rc |= phpc_msg_add(m, "entrypoint_log", "1");
-	if (phpc.args.name != NULL) {
-		rc |= phpc_msg_add(m, "name", phpc.args.name);
-		rc |= phpc_msg_add(m, "name_mode", phpc.args.name_mode);
-		rc |= phpc_msg_add(m, "scope", phpc.cfg.scope_global ? "global" : "job");
-	}
-	if (phpc.args.unshare != NULL)
-		rc |= phpc_msg_add(m, "unshare", phpc.args.unshare);
-	/* One node saves (the path is usually on a shared file system). */
-	if (phpc.args.save != NULL && spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0)
-		rc |= phpc_msg_add(m, "save", phpc.args.save);
-	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0) {
-		/* hooks.d "commands" conditions match the step's command. */
-		rc |= phpc_msg_add(m, "command", argv[0]);
-		/* The batch script runs inside: the container must see it (read-only). */
-		if (step == BATCH_STEP && argv[0][0] == '/')
-			rc |= phpc_msg_add(m, "script", argv[0]);
-	}
-	if (phpc.args.hooks)
-		rc |= phpc_msg_add(m, "hooks", phpc.args.hooks);
+	r.uid = (uint32_t)uid;
+	r.gid = (uint32_t)gid;
+	r.saves = spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0;
+	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0)
+		r.command = argv[0];
 	for (i = 0; job_env_names[i]; i++) {
 		if (spank_getenv(sp, job_env_names[i], value, sizeof(value)) != ESPANK_SUCCESS)
 			continue;
-		snprintf(mount, sizeof(mount), "%s=%s", job_env_names[i], value);
-		rc |= phpc_msg_add(m, "jobenv", mount);
+		if (asprintf(&jobenv[n], "%s=%s", job_env_names[i], value) < 0) {
+			jobenv[n] = NULL;
+			goto out;
+		}
+		n++;
 	}
-	return rc ? -1 : 0;
+	r.jobenv = (const char *const *)jobenv;
+	rv = phpc_request_encode(m, &r);
+out:
+	for (i = 0; i < n; i++)
+		free(jobenv[i]);
+	return rv;
 }
 
 /* The user's registry credentials, read with the user's own permissions
@@ -238,15 +202,13 @@ static char *read_under(spank_t sp, const char *var, const char *suffix)
 
 static char *read_auth_file(spank_t sp)
 {
+	const struct phpc_auth_file *a;
 	char *data;
 
-	if ((data = read_under(sp, "REGISTRY_AUTH_FILE", "")) != NULL)
-		return data;
-	if ((data = read_under(sp, "XDG_RUNTIME_DIR", "/containers/auth.json")) != NULL)
-		return data;
-	if ((data = read_under(sp, "HOME", "/.config/containers/auth.json")) != NULL)
-		return data;
-	return read_under(sp, "HOME", "/.docker/config.json");
+	for (a = phpc_auth_files; a->var != NULL; a++)
+		if ((data = read_under(sp, a->var, a->suffix)) != NULL)
+			return data;
+	return NULL;
 }
 
 /* Keeps the daemon's answer: working directory and the image's environment. */
@@ -293,7 +255,7 @@ int phpc_stepd_user_init(spank_t sp)
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);
-	if (build_container_request(sp, &req) < 0 || (auth != NULL && phpc_msg_add(&req, "auth", auth) < 0)) {
+	if (build_container_request(sp, &req, auth) < 0) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
 	} else if (request(&req, &reply) == 0) {
 		if (phpc.n_ns == 0)

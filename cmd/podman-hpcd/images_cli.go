@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -21,7 +22,7 @@ import (
 func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	socket := fl.String("socket", DefaultSocket, "the daemon's socket")
+	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
 	all := fl.Bool("all", false, "prune: remove every image no container uses")
 	job := fl.String("job", "", "rm: the job whose containers go (root; the job epilog's safety net)")
 	name := fl.String("name", "", "rm: your container_scope=global named container NAME goes")
@@ -96,21 +97,16 @@ func printTable(w io.Writer, reply *wire.Message) {
 	tw.Flush()
 }
 
-// readAuthFile finds the user's registry credentials where podman and
-// skopeo look: REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config, ~/.docker.
+// readAuthFile finds the user's registry credentials where the plugin
+// looks (wire.AuthFiles: REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config,
+// ~/.docker), first found first.
 func readAuthFile() []byte {
-	var paths []string
-	if p := os.Getenv("REGISTRY_AUTH_FILE"); p != "" {
-		paths = append(paths, p)
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		paths = append(paths, filepath.Join(d, "containers/auth.json"))
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		paths = append(paths, filepath.Join(h, ".config/containers/auth.json"), filepath.Join(h, ".docker/config.json"))
-	}
-	for _, p := range paths {
-		if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+	for _, a := range wire.AuthFiles {
+		dir := os.Getenv(a.Var)
+		if dir == "" {
+			continue
+		}
+		if b, err := os.ReadFile(dir + a.Suffix); err == nil && len(b) > 0 {
 			return b
 		}
 	}

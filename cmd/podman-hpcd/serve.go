@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,25 +11,28 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/node"
+	"github.com/podman-hpc/podman-hpc/internal/server"
 )
 
 func serveCmd(args []string, stderr io.Writer) error {
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	configPath := fl.String("config", DefaultConfigPath, "config file")
+	configPath := fl.String("config", config.DefaultPath, "config file")
 	socket := fl.String("socket", "", "listen on this Unix socket when systemd passes none (overrides the config's socket)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	explicit := false
 	fl.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := loadConfig(*configPath, explicit)
+	cfg, err := config.Load(*configPath, explicit)
 	if err != nil {
 		return err
 	}
@@ -47,53 +49,31 @@ func serveCmd(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	mgr, store, noMgr := setupContainers(ctx, cfg, log)
-	if store != nil {
-		defer store.cache.Close()
-		store.procs = newProcs()
+	// A node that cannot run containers (no working runtime, say) still
+	// serves: status works, and container requests get the reason.
+	o := server.Options{Log: log, Version: version}
+	n, err := node.Open(ctx, node.Options{Config: cfg, Log: log, WidenAfter: newProcs().widenAfter})
+	o.Unavailable = err
+	if n != nil {
+		defer n.Close()
+		o.Images = n
+		if err == nil {
+			o.Containers = n
+		}
+		if cfg.CacheMaxAge > 0 {
+			// Age only evicts when something looks: look now and then.
+			go n.PruneEvery(ctx, min(cfg.CacheMaxAge/4, time.Hour))
+		}
 	}
-	srv := newServer(log, mgr, store, noMgr)
-	if store != nil && cfg.CacheMaxAge > 0 {
-		// Age only evicts when something looks: look now and then.
-		go store.pruneEvery(ctx, min(cfg.CacheMaxAge/4, time.Hour), log)
-	}
+	srv := server.New(o)
 	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	// Ready only once the listener accepts; a notify failure (no systemd) is not fatal.
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "err", err)
 	}
-	err = srv.serve(ctx, ln)
+	err = srv.Serve(ctx, ln)
 	log.Info("stopped", "err", err)
 	return err
-}
-
-// setupContainers prepares what containers need. A node that cannot run them
-// (no working runtime, say) still serves: status works, and container
-// requests get the reason.
-func setupContainers(ctx context.Context, cfg Config, log *slog.Logger) (*manager, *squashStore, error) {
-	store, err := openImageStore(ctx, cfg, log)
-	if err != nil {
-		log.Error("image cache", "err", err)
-		return nil, nil, err
-	}
-	// Traversable (see create: a remapped root reaches the root file
-	// system as the user), never listable.
-	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
-		return nil, store, fmt.Errorf("state directory: %w", err)
-	}
-	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
-		return nil, store, fmt.Errorf("state directory: %w", err)
-	}
-	unmounted := unmountStale(cfg.StateDir, log)
-	rt, err := pickRuntime(ctx, cfg)
-	if err != nil {
-		log.Error("no OCI runtime", "err", err)
-		return nil, store, err
-	}
-	mgr := newManager(log, rt, store, cfg)
-	mgr.cleanStale(ctx, unmounted)
-	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
-	return mgr, store, nil
 }
 
 // listen takes the socket systemd passed (socket activation), or creates
@@ -136,6 +116,3 @@ func listen(path string) (net.Listener, func(), error) {
 	}
 	return ln, func() { ln.Close() }, nil
 }
-
-// errClosed reports whether err is the listener being closed at shutdown.
-func errClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

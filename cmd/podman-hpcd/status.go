@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
 func statusCmd(args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("status", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	socket := fl.String("socket", DefaultSocket, "the daemon's socket")
+	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}

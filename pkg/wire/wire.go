@@ -1,6 +1,7 @@
 // Package wire is the Go side of the protocol between the SPANK plugin and
-// podman-hpcd (the C side is spank/proto.c; spank/cgotest tests one against
-// the other).
+// podman-hpcd: the framing here, the CONTAINER request in request.go. The C
+// side is spank/proto.c and spank/request.c; spank/cgotest tests one against
+// the other.
 //
 // A frame is a 4-byte big-endian length of what follows, a 4-byte header
 // (version, message type, two zero bytes), then a body of "key\x00value\x00"

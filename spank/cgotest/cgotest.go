@@ -1,5 +1,5 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, client.c, harden.c) through cgo so that Go tests can
+// config.c, proto.c, request.c, client.c, harden.c) through cgo so that Go tests can
 // drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
@@ -11,6 +11,7 @@ package cgotest
 #include "../args.c"
 #include "../config.c"
 #include "../proto.c"
+#include "../request.c"
 #include "../client.c"
 #include "../harden.c"
 
@@ -160,6 +161,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 	"unsafe"
 )
@@ -189,6 +191,14 @@ func ParseOptions(opts ...Option) (Args, error) {
 	var a C.struct_phpc_args
 	C.phpc_args_init(&a)
 	defer C.phpc_args_free(&a)
+	if err := setOptions(&a, opts); err != nil {
+		return Args{}, err
+	}
+	return argsOf(&a), nil
+}
+
+// setOptions feeds opts to the C setters of a, in order.
+func setOptions(a *C.struct_phpc_args, opts []Option) error {
 	errbuf := (*C.char)(C.malloc(512))
 	defer C.free(unsafe.Pointer(errbuf))
 	*errbuf = 0
@@ -198,21 +208,21 @@ func ParseOptions(opts ...Option) (Args, error) {
 		var rc C.int
 		switch o.Name {
 		case "image":
-			rc = C.phpc_args_set_image(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_image(a, v, errbuf, 512)
 		case "workdir":
-			rc = C.phpc_args_set_workdir(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_workdir(a, v, errbuf, 512)
 		case "mounts":
-			rc = C.phpc_args_add_mounts(&a, v, errbuf, 512)
+			rc = C.phpc_args_add_mounts(a, v, errbuf, 512)
 		case "env":
-			rc = C.phpc_args_add_env_names(&a, v, errbuf, 512)
+			rc = C.phpc_args_add_env_names(a, v, errbuf, 512)
 		case "name":
-			rc = C.phpc_args_set_name(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_name(a, v, errbuf, 512)
 		case "save":
-			rc = C.phpc_args_set_save(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_save(a, v, errbuf, 512)
 		case "unshare":
-			rc = C.phpc_args_set_unshare(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_unshare(a, v, errbuf, 512)
 		case "hooks":
-			rc = C.phpc_args_set_hooks(&a, v, errbuf, 512)
+			rc = C.phpc_args_set_hooks(a, v, errbuf, 512)
 		case "writable", "readonly":
 			name := C.CString("--container-" + o.Name)
 			rc = C.phpc_args_set_flag(&a.writable, boolC(o.Name == "writable"), name, errbuf, 512)
@@ -222,9 +232,13 @@ func ParseOptions(opts ...Option) (Args, error) {
 		}
 		C.free(unsafe.Pointer(v))
 		if rc != 0 {
-			return Args{}, errors.New(C.GoString(errbuf))
+			return errors.New(C.GoString(errbuf))
 		}
 	}
+	return nil
+}
+
+func argsOf(a *C.struct_phpc_args) Args {
 	out := Args{Writable: int(a.writable), MountHome: int(a.mount_home)}
 	if a.image != nil {
 		out.Image = C.GoString(a.image)
@@ -250,7 +264,7 @@ func ParseOptions(opts ...Option) (Args, error) {
 	for _, n := range unsafe.Slice(a.env_names, a.n_env_names) {
 		out.EnvNames = append(out.EnvNames, C.GoString(n))
 	}
-	return out, nil
+	return out
 }
 
 func boolC(b bool) C.int {
@@ -477,3 +491,135 @@ func MsgTypes() map[string]uint8 {
 		"OK": C.PHPC_MSG_OK, "Error": C.PHPC_MSG_ERROR, "Progress": C.PHPC_MSG_PROGRESS,
 	}
 }
+
+// Request is a step as spank/request.c's struct phpc_request takes it: the
+// user's options through the C setters (as ParseOptions), the on/off
+// options with no setter of their own as tri-states (-1: unset), and the
+// admin's plugstack.conf arguments (as ParseConfig).
+type Request struct {
+	Job, Step, UID, GID          uint32
+	PluginVersion                string
+	Options                      []Option
+	MountHome, Entrypoint, Remap int
+	EntrypointLog                bool
+	Config                       []string
+	Saves                        bool
+	Command                      string // "" for none
+	JobEnv                       []string
+	Auth                         string // "" for none
+}
+
+// EncodeRequest builds the CONTAINER frame of r with phpc_request_encode.
+// What the C side points to is in C memory (cgo's pointer rules).
+func EncodeRequest(r Request) ([]byte, error) {
+	a := (*C.struct_phpc_args)(C.calloc(1, C.sizeof_struct_phpc_args))
+	defer C.free(unsafe.Pointer(a))
+	C.phpc_args_init(a)
+	defer C.phpc_args_free(a)
+	if err := setOptions(a, r.Options); err != nil {
+		return nil, err
+	}
+	a.mount_home, a.entrypoint, a.remap_root = C.int(r.MountHome), C.int(r.Entrypoint), C.int(r.Remap)
+	a.entrypoint_log = boolC(r.EntrypointLog)
+
+	cfg := (*C.struct_phpc_config)(C.calloc(1, C.sizeof_struct_phpc_config))
+	defer C.free(unsafe.Pointer(cfg))
+	C.phpc_config_defaults(cfg)
+	var cargs []*C.char
+	for _, s := range r.Config {
+		cargs = append(cargs, C.CString(s))
+	}
+	defer freeAll(cargs)
+	cargv := cArray(cargs)
+	defer C.free(unsafe.Pointer(cargv))
+	errbuf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_config_parse(cfg, C.int(len(cargs)), cargv, errbuf, 512) != 0 {
+		return nil, errors.New(C.GoString(errbuf))
+	}
+
+	req := (*C.struct_phpc_request)(C.calloc(1, C.sizeof_struct_phpc_request))
+	defer C.free(unsafe.Pointer(req))
+	req.job, req.step, req.uid, req.gid = C.uint32_t(r.Job), C.uint32_t(r.Step), C.uint32_t(r.UID), C.uint32_t(r.GID)
+	req.args, req.cfg, req.saves = a, cfg, boolC(r.Saves)
+	req.plugin_version = C.CString(r.PluginVersion)
+	defer C.free(unsafe.Pointer(req.plugin_version))
+	if r.Command != "" {
+		req.command = C.CString(r.Command)
+		defer C.free(unsafe.Pointer(req.command))
+	}
+	if r.Auth != "" {
+		req.auth = C.CString(r.Auth)
+		defer C.free(unsafe.Pointer(req.auth))
+	}
+	var env []*C.char
+	for _, e := range r.JobEnv {
+		env = append(env, C.CString(e))
+	}
+	defer freeAll(env)
+	if len(env) > 0 {
+		cenv := cArray(env)
+		defer C.free(unsafe.Pointer(cenv))
+		req.jobenv = (**C.char)(unsafe.Pointer(cenv))
+	}
+
+	var m C.struct_phpc_msg
+	C.phpc_msg_init(&m, C.PHPC_MSG_CONTAINER)
+	defer C.phpc_msg_free(&m)
+	if rc, err := C.phpc_request_encode(&m, req); rc != 0 {
+		return nil, fmt.Errorf("phpc_request_encode: %v", err)
+	}
+	hdr := make([]byte, C.PHPC_FRAME_HEADER)
+	C.phpc_msg_header(&m, (*C.uchar)(unsafe.Pointer(&hdr[0])))
+	return append(hdr, C.GoBytes(unsafe.Pointer(m.body), C.int(m.len))...), nil
+}
+
+// cArray copies ss into a NULL-terminated C array (the strings are the
+// caller's); the caller frees the array.
+func cArray(ss []*C.char) **C.char {
+	arr := (**C.char)(C.malloc(C.size_t(len(ss)+1) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	out := unsafe.Slice(arr, len(ss)+1)
+	copy(out, ss)
+	out[len(ss)] = nil
+	return arr
+}
+
+func freeAll(ss []*C.char) {
+	for _, s := range ss {
+		C.free(unsafe.Pointer(s))
+	}
+}
+
+// goList reads a NULL-terminated C list of strings.
+func goList(l **C.char) []string {
+	var out []string
+	for _, p := range unsafe.Slice(l, 64) {
+		if p == nil {
+			break
+		}
+		out = append(out, C.GoString(p))
+	}
+	return out
+}
+
+// MountFlags, NameModes and UnshareNamespaces are spank/request.c's lists.
+func MountFlags() []string        { return goList(&C.phpc_mount_flags[0]) }
+func NameModes() []string         { return goList(&C.phpc_name_modes[0]) }
+func UnshareNamespaces() []string { return goList(&C.phpc_unshare_namespaces[0]) }
+
+// AuthFiles is spank/request.c's phpc_auth_files, as {var, suffix} pairs.
+func AuthFiles() [][2]string {
+	var out [][2]string
+	for _, a := range unsafe.Slice(&C.phpc_auth_files[0], 16) {
+		if a._var == nil {
+			break
+		}
+		out = append(out, [2]string{C.GoString(a._var), C.GoString(a.suffix)})
+	}
+	return out
+}
+
+// BatchStep is PHPC_BATCH_STEP; DefaultSocket is PHPC_DEFAULT_SOCKET.
+const BatchStep = uint32(C.PHPC_BATCH_STEP)
+
+func DefaultSocket() string { return C.PHPC_DEFAULT_SOCKET }

@@ -233,7 +233,7 @@ func TestSecurityDaemonFloodedConnections(t *testing.T) {
 	const (
 		conns    = 300
 		declared = 1<<20 - 16 // a MiB frame, less a few bytes
-		capPer   = 16         // podman-hpcd's per-uid cap (cmd/podman-hpcd/server.go)
+		capPer   = 16         // podman-hpcd's per-uid cap (internal/server/server.go)
 		maxGrow  = 40 << 10   // kB
 	)
 	node := nodes()[0]

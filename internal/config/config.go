@@ -1,0 +1,240 @@
+// Package config reads the daemon's configuration file
+// (/etc/podman-hpc/podman-hpcd.conf: "key = value" lines, documented key by
+// key in contrib/slurm/podman-hpcd.conf), hooks and modules included.
+//
+// It owns the keys, their defaults and their checks: a Config that Load
+// returns holds only absolute paths, known modules, sizes and durations
+// that parsed; nothing else in the daemon reads the file.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// DefaultPath is where serve looks for its config file.
+const DefaultPath = "/etc/podman-hpc/podman-hpcd.conf"
+
+// DefaultSocket is the socket serve listens on without systemd, and the one
+// the client commands dial.
+const DefaultSocket = "/run/podman-hpc/podman-hpcd.sock"
+
+// Config is the daemon's configuration; contrib/slurm/podman-hpcd.conf
+// documents every key.
+type Config struct {
+	Socket   string           // used when systemd passes no socket
+	LogLevel slog.Level       // debug, info, warn, error
+	StateDir string           // node-local: bundles, mounts, the runtime's state
+	CacheDir string           // node-local: the squashfs image cache
+	Runtime  string           // "auto", or the OCI runtime's name or path
+	Mounts   []wire.UserMount // the site's mounts for every container
+	// BatchMounts are bound into the batch script's container only: the
+	// host's Slurm client, so that the script's srun, which runs inside,
+	// starts steps that inherit the image. Missing sources are skipped.
+	BatchMounts []wire.UserMount
+	// RegistriesConf is containers-registries.conf(5) for pulls; "" for
+	// the system's. Policy is containers-policy.json(5).
+	RegistriesConf string
+	Policy         string
+	// The image cache: evicted beyond CacheMaxBytes (0: half its file
+	// system; -1: no limit) or CacheMaxAge unused (0: no limit); squashfs
+	// Compression ("" for the cache's default).
+	CacheMaxBytes int64
+	CacheMaxAge   time.Duration
+	Compression   string
+	// MaxImageSize bounds what one image may take on disk (0: half the
+	// cache's file system, at most 64G; -1: no limit); MaxPullsPerUser
+	// the pulls one user has running at once (a further one waits; -1:
+	// no limit). squash.Options documents both.
+	MaxImageSize    int64
+	MaxPullsPerUser int
+	// ImageLinger: how long an image stays mounted after its last
+	// container (0: unmounted with it).
+	ImageLinger time.Duration
+	// TagTTL: a tag the registry confirmed for a user this recently is
+	// not asked again for that user (0: ask every time).
+	TagTTL time.Duration
+	// Hooks are the OCI hooks and built-in modules (hooks.go).
+	Hooks Hooks
+}
+
+// Default returns the configuration of a node with no config file.
+func Default() Config {
+	return Config{
+		Socket:          DefaultSocket,
+		LogLevel:        slog.LevelInfo,
+		StateDir:        "/run/podman-hpc/state",
+		CacheDir:        "/var/lib/podman-hpc/images",
+		Runtime:         "auto",
+		TagTTL:          time.Minute,
+		MaxPullsPerUser: squash.DefaultMaxPullsPerUser,
+		ImageLinger:     5 * time.Minute,
+		Hooks:           defaultHooks(),
+	}
+}
+
+// Load reads "key = value" lines ('#' starts a comment) over the
+// defaults. A missing file is fine only when it is the default path: an
+// admin who names a file means it.
+func Load(path string, explicit bool) (Config, error) {
+	c := Default()
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return c, fmt.Errorf("%s:%d: want key = value, got %q", path, n, line)
+		}
+		if err := c.set(strings.TrimSpace(key), strings.TrimSpace(value)); err != nil {
+			return c, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+	}
+	return c, sc.Err()
+}
+
+func (c *Config) set(key, value string) error {
+	paths := map[string]*string{
+		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
+		"registries_conf": &c.RegistriesConf, "policy": &c.Policy,
+	}
+	if dst, ok := paths[key]; ok {
+		if !filepath.IsAbs(value) {
+			return fmt.Errorf("%s %q: not an absolute path", key, value)
+		}
+		*dst = value
+		return nil
+	}
+	switch key {
+	case "runtime":
+		if value == "" {
+			return fmt.Errorf("runtime: empty (auto, crun, runc or a path)")
+		}
+		c.Runtime = value
+	case "mounts", "batch_mounts":
+		var list []wire.UserMount
+		for _, s := range strings.Split(value, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			m, err := wire.ParseUserMount(s)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			if !filepath.IsAbs(m.Src) {
+				return fmt.Errorf("%s: source %q is not an absolute path", key, m.Src)
+			}
+			list = append(list, m)
+		}
+		if key == "mounts" {
+			c.Mounts = list
+		} else {
+			c.BatchMounts = list
+		}
+	case "cache_max_size", "max_image_size":
+		// auto: derived from the disk; 0: no limit (-1 for squash).
+		n := int64(0)
+		if value != "auto" {
+			var err error
+			if n, err = parseSize(value); err != nil {
+				return fmt.Errorf("%s %q: %w (or auto, or 0 for no limit)", key, value, err)
+			}
+			if n == 0 {
+				n = -1
+			}
+		}
+		*map[string]*int64{"cache_max_size": &c.CacheMaxBytes, "max_image_size": &c.MaxImageSize}[key] = n
+	case "max_pulls_per_user":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 0 {
+			return fmt.Errorf("max_pulls_per_user %q: want a number (0: no limit)", value)
+		}
+		if n == 0 {
+			n = -1
+		}
+		c.MaxPullsPerUser = n
+	case "cache_max_age", "image_linger", "tag_ttl":
+		d, err := parseAge(value)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", key, value, err)
+		}
+		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL}[key] = d
+	case "compression":
+		c.Compression = value
+	case "log_level":
+		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
+			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
+		}
+	default:
+		if known, err := c.Hooks.set(key, value); known {
+			return err
+		}
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+	}
+	return nil
+}
+
+// parseSize reads a byte count with an optional K, M, G or T suffix (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("want a size such as 500G")
+	}
+	return v * mult, nil
+}
+
+// parseAge reads a duration, with d for days besides Go's units.
+func parseAge(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		days, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("want a duration such as 30d or 12h")
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("want a duration such as 30d or 12h")
+	}
+	return d, nil
+}

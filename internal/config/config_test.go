@@ -1,0 +1,95 @@
+package config
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+body[:min(len(body), 4)]+".conf")
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	c, err := Load(write("# comment\nsocket = /x/d.sock # trailing\n\nlog_level = debug\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Socket != "/x/d.sock" || c.LogLevel != slog.LevelDebug {
+		t.Errorf("got %+v", c)
+	}
+	c, err = Load(write("cache_max_age = 30d\nimage_linger = 0\ntag_ttl = 90s\n"), true)
+	if err != nil || c.CacheMaxAge != 30*24*time.Hour || c.ImageLinger != 0 || c.TagTTL != 90*time.Second {
+		t.Errorf("durations: age %v linger %v ttl %v, %v", c.CacheMaxAge, c.ImageLinger, c.TagTTL, err)
+	}
+	// Limits: auto is derived from the disk (0 for squash), 0 is none (-1).
+	if c := Default(); c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 2 {
+		t.Errorf("default limits: cache %d image %d pulls %d", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser)
+	}
+	c, err = Load(write("cache_max_size = 0\nmax_image_size = 20G\nmax_pulls_per_user = 0\n"), true)
+	if err != nil || c.CacheMaxBytes != -1 || c.MaxImageSize != 20<<30 || c.MaxPullsPerUser != -1 {
+		t.Errorf("limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	}
+	c, err = Load(write("cache_max_size = auto\nmax_image_size = auto\nmax_pulls_per_user = 5\n"), true)
+	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 {
+		t.Errorf("auto limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	}
+	if c, err := Load(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, Default()) {
+		t.Errorf("absent default config: %+v, %v", c, err)
+	}
+	if _, err := Load(filepath.Join(dir, "absent"), true); err == nil {
+		t.Error("absent explicit config accepted")
+	}
+	for body, want := range map[string]string{
+		"bogus = 1\n":               `unknown key "bogus"`,
+		"socket\n":                  "want key = value",
+		"socket = rel\n":            "not an absolute path",
+		"log_level = loud\n":        "want debug, info, warn or error",
+		"tag_ttl = soon\n":          `tag_ttl "soon": want a duration`,
+		"max_image_size = big\n":    `max_image_size "big": want a size`,
+		"max_pulls_per_user = -1\n": `max_pulls_per_user "-1": want a number`,
+	} {
+		_, err := Load(write(body), true)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {
+			t.Errorf("%q: err = %v, want line 1 and %q", body, err, want)
+		}
+	}
+}
+
+// The shipped example names every key the daemon knows, and loads.
+func TestConfigExampleIsComplete(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../contrib/slurm/podman-hpcd.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	err = c.set("no-such-key", "")
+	_, known, _ := strings.Cut(err.Error(), "(known: ")
+	for _, key := range strings.Split(strings.TrimSuffix(known, ")"), ", ") {
+		if !strings.Contains(string(b), "\n#"+key+" =") {
+			t.Errorf("example lacks a commented %q line", key)
+		}
+	}
+	// Uncommented, the defaults it shows must load.
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "#") && strings.Contains(l, " = ") && !strings.HasPrefix(l, "#  ") {
+			if k, v, _ := strings.Cut(strings.TrimPrefix(l, "#"), " = "); v != "" && !strings.Contains(k, " ") {
+				lines = append(lines, k+" = "+v)
+			}
+		}
+	}
+	p := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
+	if _, err := Load(p, true); err != nil {
+		t.Errorf("the example's defaults do not load: %v", err)
+	}
+}

@@ -1,0 +1,77 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// entrypointTimeout bounds how long an image's entrypoint may take before it
+// runs its arguments (our init).
+const entrypointTimeout = 2 * time.Minute
+
+// waitEntrypoint waits until the image's entrypoint has run its arguments,
+// that is exec'd our init, and returns the environment it left: what the
+// entrypoint exported reaches the tasks, as under pyxis. Its output (in the
+// bundle's runtime.log) is kept for --container-entrypoint-log and errors.
+func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, error) {
+	want := []byte(initPath + "\x00init\x00")
+	deadline := time.Now().Add(entrypointTimeout)
+	for {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.initPid))
+		c.entrypointLog = readLog(filepath.Join(c.bundle, "runtime.log"))
+		switch {
+		// An empty cmdline is a process in the middle of execve: wait.
+		case err != nil || zombie(c.initPid):
+			return nil, fmt.Errorf("the image's entrypoint exited before running the command (try --no-container-entrypoint); its output: %s", oneLine(c.entrypointLog))
+		case bytes.Equal(cmdline, want):
+			environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.initPid))
+			if err != nil {
+				return nil, fmt.Errorf("read the entrypoint's environment: %w", err)
+			}
+			return strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00"), nil
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("the image's entrypoint did not run the command within %s (try --no-container-entrypoint); its output: %s", entrypointTimeout, oneLine(c.entrypointLog))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func zombie(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(st, ')')
+	return i < 0 || i+2 >= len(st) || st[i+2] == 'Z' || st[i+2] == 'X'
+}
+
+// readLog returns the end of a log file, at most 16 KiB.
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 16<<10 {
+		b = b[len(b)-16<<10:]
+	}
+	return string(b)
+}
+
+// oneLine squeezes a log into one line for an error message: srun shows
+// errors line by line.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 400 {
+		s = "..." + s[len(s)-400:]
+	}
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

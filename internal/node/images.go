@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+)
+
+// squashStore is the node's image cache (pkg/squash) as containers use it.
+type squashStore struct {
+	cache *squash.Cache
+	// widenAfter is Options.WidenAfter (nil: none).
+	widenAfter func(time.Duration) (done func())
+}
+
+func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*squashStore, error) {
+	c, err := squash.Open(ctx, squash.Options{
+		Dir:             cfg.CacheDir,
+		MaxBytes:        cfg.CacheMaxBytes,
+		MaxImageSize:    cfg.MaxImageSize,
+		MaxPullsPerUser: cfg.MaxPullsPerUser,
+		MaxAge:          cfg.CacheMaxAge,
+		Compression:     cfg.Compression,
+		RegistriesConf:  cfg.RegistriesConf,
+		PolicyPath:      cfg.Policy,
+		TagTTL:          cfg.TagTTL,
+		Log:             log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &squashStore{cache: c}, nil
+}
+
+// pullWidensAfter: a cached image's Get takes a few ms; one that runs
+// longer is pulling.
+const pullWidensAfter = 50 * time.Millisecond
+
+// pull is the cache's Get, with every CPU once it turns out to be a pull.
+func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions) (*squash.Image, error) {
+	if s.widenAfter != nil {
+		defer s.widenAfter(pullWidensAfter)()
+	}
+	return s.cache.Get(ctx, ref, o)
+}
+
+func (s *squashStore) get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error) {
+	img, err := s.pull(ctx, ref, pullOptions(ref, cred, auth, progress))
+	if err != nil {
+		return nil, err
+	}
+	return &image{Digest: img.Digest, Path: img.Path, Env: img.Config.Env, Entrypoint: img.Config.Entrypoint, WorkingDir: img.Config.WorkingDir}, nil
+}
+
+func (s *squashStore) pin(digest string) (func(), error) { return s.cache.Pin(digest) }
+
+// pullOptions are a user's pull: their identity, their registry
+// credentials, and progress as one line every few seconds at most.
+func pullOptions(ref string, cred credential, auth []byte, progress func(string)) squash.PullOptions {
+	o := squash.PullOptions{UID: cred.UID, GID: cred.GID, Groups: cred.Groups, AuthJSON: auth}
+	if progress != nil {
+		node, _ := os.Hostname()
+		out := func(msg string) { progress(node + ": " + msg) }
+		p := &progressLine{out: out, ref: ref}
+		o.Progress = func(r squash.Progress) {
+			// A note (credential helpers not run, waiting for a pull slot)
+			// is said at once, not held back as progress is.
+			if r.Phase == "note" {
+				out(ref + ": " + r.Message)
+				return
+			}
+			p.report(r)
+		}
+	}
+	return o
+}
+
+// describe turns one of the cache's reports into a line for the user.
+func describe(ref string, p squash.Progress) string {
+	switch p.Phase {
+	case "resolving":
+		return "pulling " + ref
+	case "downloading":
+		if p.Message != "" {
+			return fmt.Sprintf("%s: %s", ref, p.Message)
+		}
+		return fmt.Sprintf("%s: downloaded %.1f of %.1f MB", ref, float64(p.Done)/(1<<20), float64(p.Total)/(1<<20))
+	case "squashing":
+		return fmt.Sprintf("%s: making the squashfs (%s)", ref, p.Message)
+	case "done":
+		return ref + ": image ready"
+	}
+	return fmt.Sprintf("%s: %s", ref, p.Phase)
+}
+
+// pruneEvery evicts by the cache's limits every period until ctx is done.
+func (s *squashStore) pruneEvery(ctx context.Context, period time.Duration, log *slog.Logger) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if gone, err := s.cache.Prune(ctx, false, 0); err != nil {
+				log.Warn("prune", "err", err)
+			} else if len(gone) > 0 {
+				log.Info("pruned by age or size", "images", len(gone))
+			}
+		}
+	}
+}

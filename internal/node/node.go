@@ -1,0 +1,255 @@
+// Package node is the node's containers and images: what podman-hpcd does
+// for a step, a job, a user and an admin, behind a small API that the
+// socket server (internal/server) calls.
+//
+// It owns a container's whole life (root filesystem, mounts, OCI spec,
+// start, attach, save, removal), named and global containers, the image
+// cache (pkg/squash) as containers use it, and the images' squashfs mounts
+// that containers share. It promises:
+//
+//   - a container that fails to start leaves nothing behind (mounts,
+//     bundle, pins), and one that ends takes its processes with it;
+//   - every path the user names is opened as the user (asuser.go), and root
+//     never creates or follows anything in a directory the user can write;
+//   - a named container is only ever its own user's;
+//   - removing or pruning images first drops the image mounts that only
+//     linger (RemoveImage, Prune): a lingering mount pins its image;
+//   - what a previous daemon left is cleaned at Open, once its tasks are gone.
+//
+// Errors about one of the user's options are *wire.OptionError; those of
+// hooks and modules say what they are about themselves (HookError).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// Options are what Open needs.
+type Options struct {
+	Config config.Config
+	Log    *slog.Logger
+	// WidenAfter, when set, is called as each pull starts, and what it
+	// returns once the pull is done: podman-hpcd gives a pull that runs
+	// past d every CPU (cmd/podman-hpcd's GOMAXPROCS policy).
+	WidenAfter func(d time.Duration) (done func())
+}
+
+// Node is the node's image cache and containers. Its methods are safe for
+// concurrent use.
+type Node struct {
+	log    *slog.Logger
+	store  *squashStore
+	mounts *imageMounts
+	mgr    *manager // nil when the node cannot run containers
+}
+
+// Open opens the image cache, cleans what a previous daemon left in the
+// state directory, and finds a working OCI runtime. It returns (nil, err)
+// when the image cache cannot be opened; (n, err) with n serving images
+// only (no container) when the node cannot run containers; (n, nil) when it
+// can do both. The caller calls Close.
+func Open(ctx context.Context, o Options) (*Node, error) {
+	cfg, log := o.Config, o.Log
+	store, err := openImageStore(ctx, cfg, log)
+	if err != nil {
+		log.Error("image cache", "err", err)
+		return nil, err
+	}
+	store.widenAfter = o.WidenAfter
+	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log)}
+	// Traversable (see create: a remapped root reaches the root file
+	// system as the user), never listable.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return n, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return n, fmt.Errorf("state directory: %w", err)
+	}
+	unmounted := unmountStale(cfg.StateDir, log)
+	rt, err := pickRuntime(ctx, cfg)
+	if err != nil {
+		log.Error("no OCI runtime", "err", err)
+		return n, err
+	}
+	n.mgr = newManager(log, rt, store, n.mounts, cfg)
+	n.mgr.cleanStale(ctx, unmounted)
+	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
+	return n, nil
+}
+
+// Close closes the image cache. Containers are left as they are: their
+// tasks keep running, and the next daemon's Open removes them once those
+// are gone.
+func (n *Node) Close() error { return n.store.cache.Close() }
+
+// errNoContainers is the containers' methods' error on a node that Open
+// found unable to run them.
+var errNoContainers = errors.New("this node cannot run containers")
+
+// Step is a step's use of a container, from Step to End: what its tasks
+// need to join it. The caller must not change it.
+type Step struct {
+	ID       string // the container's id (phpc-JOB-STEP, or a named one's)
+	Attached bool   // a named container the step joined: End leaves it
+	Digest   string // the image's
+	Workdir  string // where the tasks start
+	Env      []string
+	// Namespaces are the namespaces the tasks join, in the order they
+	// join them (a user namespace first, the mount namespace last), named
+	// in NamespaceNames ("user", "ipc", "uts", "net", "mnt"). They are
+	// the container's: valid until End, and not to be closed.
+	Namespaces     []*os.File
+	NamespaceNames []string
+	// EntrypointLog is the image entrypoint's output, when it ran.
+	EntrypointLog string
+
+	c   *container
+	req *wire.ContainerRequest
+}
+
+// Step gets the step of req its container: a new one of its own, or the
+// named container it names (pyxis's modes, see forStep), started from the
+// image (pulled if needed, as the user, with progress lines for the user).
+// req is the container's from then on: the caller must not change it.
+func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress func(string)) (*Step, error) {
+	if n.mgr == nil {
+		return nil, errNoContainers
+	}
+	c, owned, err := n.mgr.forStep(ctx, req, progress)
+	if err != nil {
+		return nil, err
+	}
+	return &Step{
+		ID: c.id, Attached: !owned, Digest: c.img.Digest,
+		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
+		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, EntrypointLog: c.entrypointLog,
+		c: c, req: req,
+	}, nil
+}
+
+// Save writes the step's container as a squashfs at its --container-save
+// path, as the step's user (see manager.save). It does nothing for a step
+// that did not ask.
+func (n *Node) Save(ctx context.Context, s *Step) error {
+	if s.req.Save == "" {
+		return nil
+	}
+	return n.mgr.save(ctx, s.c, s.req)
+}
+
+// End ends the step's use of its container: the step's own goes (at the
+// lowest priority: nobody waits for it), a named one stays for its job.
+func (n *Node) End(ctx context.Context, s *Step) {
+	if !s.Attached {
+		n.mgr.removeInBackground(ctx, s.c)
+	}
+}
+
+// Container is one of the node's containers, as ps shows it.
+type Container struct {
+	ID      string
+	Name    string // a named container's name; "" for a step's own
+	Parked  bool   // a global container between jobs: no process, filesystem kept
+	Job     string // the job that made it
+	Step    string
+	UID     uint32
+	Image   string
+	Created time.Time
+}
+
+// Containers returns the node's containers, by id.
+func (n *Node) Containers() []Container {
+	if n.mgr == nil {
+		return nil
+	}
+	var out []Container
+	for _, c := range n.mgr.list() {
+		ct := Container{ID: c.id, Parked: c.parked, Job: c.req.Job, Step: c.req.Step, UID: c.req.UID, Image: c.req.Image, Created: c.created}
+		if c.named {
+			ct.Name = c.req.Name
+		}
+		out = append(out, ct)
+	}
+	return out
+}
+
+// EndJob is the job's end on this node (its epilog): its containers go,
+// and a global-scope container it used is parked once no running job uses
+// it. It returns how many containers were removed and parked.
+func (n *Node) EndJob(ctx context.Context, job string) (removed, parked int) {
+	if n.mgr == nil {
+		return 0, 0
+	}
+	return n.mgr.endJob(ctx, job)
+}
+
+// RemoveGlobal removes uid's container_scope=global named container name,
+// unless a running job uses it; it returns how many went (0 or 1). The
+// caller has checked that the asker may act for uid.
+func (n *Node) RemoveGlobal(ctx context.Context, uid uint32, name string) (int, error) {
+	if n.mgr == nil {
+		return 0, nil
+	}
+	return n.mgr.removeGlobal(ctx, uid, name)
+}
+
+// PullRequest is a user's pull.
+type PullRequest struct {
+	UID, GID uint32
+	Auth     []byte       // the user's auth.json, or nil
+	Progress func(string) // lines for the user, or nil
+}
+
+// Pull pulls ref into the cache as the user, asking the registry what the
+// tag is now (an explicit pull does not trust tag_ttl).
+func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Image, error) {
+	_, cred, err := lookupAccount(r.UID, r.GID)
+	if err != nil {
+		return nil, err
+	}
+	o := pullOptions(ref, cred, r.Auth, r.Progress)
+	o.Refresh = true
+	return n.store.pull(ctx, ref, o)
+}
+
+// Images returns the cached images uid may see (root: all).
+func (n *Node) Images(uid uint32) []squash.Image { return n.store.cache.List(uid) }
+
+// RemoveImage removes ref from the cache for uid (squash.Cache.Remove),
+// after dropping the image mounts that only linger.
+func (n *Node) RemoveImage(ref string, uid uint32) error {
+	n.dropIdleMounts()
+	return n.store.cache.Remove(ref, uid)
+}
+
+// Prune evicts by the cache's limits, or every unused image (all), for uid
+// (squash.Cache.Prune), after dropping the image mounts that only linger;
+// it returns the images that went.
+func (n *Node) Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error) {
+	n.dropIdleMounts()
+	return n.store.cache.Prune(ctx, all, uid)
+}
+
+// dropIdleMounts unmounts the images that linger without containers
+// (imageMounts), which keeps them pinned: removing an image asks for the
+// space more than for a warm start.
+func (n *Node) dropIdleMounts() {
+	if k := n.mounts.dropAll(); k > 0 {
+		n.log.Info("lingering image mounts dropped", "images", k)
+	}
+}
+
+// PruneEvery evicts by the cache's limits every period until ctx is done.
+func (n *Node) PruneEvery(ctx context.Context, period time.Duration) {
+	n.store.pruneEvery(ctx, period, n.log)
+}

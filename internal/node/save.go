@@ -1,0 +1,55 @@
+package node
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// save writes the container's filesystem (the image with the step's
+// writes) as a squashfs at the user's path, as the user: the file is theirs,
+// and a path they could not write to stays out of reach. An existing file is
+// replaced, as under pyxis. The result is usable as --container-image=PATH.
+//
+// The container's tree is the user's to change while it is read (another
+// step in a named container, a process left running): mksquashfs reads it
+// in squash.SquashTree's sandbox, where no symlink leads to the host's files,
+// into a temporary file of this save's own.
+func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerRequest) error {
+	_, cred, err := lookupAccount(req.UID, req.GID)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(m.stateDir, "save-*.sqfs")
+	if err != nil {
+		return wire.OptionErrorf("--container-save", "%w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	err = squash.SquashTree(ctx, c.rootfs, tmp.Name(), squash.TreeOptions{
+		Compression: m.compression,
+		// Our init's mount point is not the user's.
+		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},
+		Scratch: m.stateDir,
+	})
+	if err != nil {
+		return wire.OptionErrorf("--container-save", "%w", err)
+	}
+	files, err := openFilesAsUser(cred, []string{req.Save}, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return wire.OptionErrorf("--container-save", "%w", err)
+	}
+	dst := files[0]
+	defer dst.Close()
+	if _, err := io.Copy(dst, tmp); err != nil {
+		dst.Truncate(0)
+		return wire.OptionErrorf("--container-save", "write %s: %w", req.Save, err)
+	}
+	return dst.Sync()
+}

@@ -1,0 +1,226 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// newBundleName returns a fresh, unguessable bundle path in dir: a
+// container's directory is never at a path another user could predict.
+func newBundleName(dir string) (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("bundle name: %w", err)
+	}
+	return filepath.Join(dir, hex.EncodeToString(b)), nil
+}
+
+// bundleIDFile names, in a bundle, the runtime's id of its container: what
+// a restarted daemon needs to delete it.
+const bundleIDFile = "id"
+
+// makeBundle creates the container's directory: root's alone (0700), so no
+// other user reads the job's writes or a private image's files in it, and
+// the job user cannot plant anything in it for root to follow. With
+// --container-remap-root the runtime reaches it as the job user's mapped
+// root: that one user may pass through (a POSIX ACL), no one else.
+func makeBundle(c *container) error {
+	parent := filepath.Dir(c.bundle)
+	if err := os.MkdirAll(parent, 0o711); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	if err := os.Mkdir(c.bundle, 0o700); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	if err := createFile(filepath.Join(c.bundle, bundleIDFile), []byte(c.id)); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	if c.req.RemapRoot {
+		return oci.AllowTraverse(c.bundle, c.req.UID)
+	}
+	return nil
+}
+
+// createFile creates a new file (never an existing one, never through a
+// symlink) with data.
+func createFile(p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
+// stagedMount is a bind whose source the job names or can reach.
+type stagedMount struct {
+	src, dst string
+	opts     []string
+	// module: a module's (hooks.Result.UserMounts): skipped when the
+	// source does not exist.
+	module bool
+}
+
+// stageAsUser opens every source as the job user and binds what was opened
+// on a stage in the bundle (stageMount), and returns the container's binds
+// of the stages and the files held open for them.
+func (m *manager) stageAsUser(c *container, acct account, cred credential, mounts []stagedMount) ([]specs.Mount, []*os.File, error) {
+	var srcs []string
+	var keep []stagedMount
+	for _, sm := range mounts {
+		if !sm.module {
+			srcs = append(srcs, sm.src)
+			keep = append(keep, sm)
+		}
+	}
+	held, err := openAsUser(cred, srcs)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, wire.OptionErrorf("--container-mounts", "%s: %v (as user %s)", pe.Path, pe.Err, acct.Name)
+		}
+		return nil, nil, err
+	}
+	for _, sm := range mounts {
+		if !sm.module {
+			continue
+		}
+		f, err := openAsUser(cred, []string{sm.src})
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, held, fmt.Errorf("bind %s for the step (PMIx or a module's directory): %v (as user %s); check the job's PMIX_* variables", sm.src, errors.Unwrap(err), acct.Name)
+		}
+		held = append(held, f...)
+		keep = append(keep, sm)
+	}
+	if len(held) == 0 {
+		return nil, held, nil
+	}
+	stages := filepath.Join(c.bundle, "mounts")
+	if err := os.Mkdir(stages, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, held, err
+	}
+	if c.req.RemapRoot {
+		if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
+			return nil, held, err
+		}
+	}
+	var out []specs.Mount
+	for i, f := range held {
+		stage, err := stageMount(f, filepath.Join(stages, strconv.Itoa(i)))
+		if err != nil {
+			return nil, held, wire.OptionErrorf("--container-mounts", "%s: %w", keep[i].src, err)
+		}
+		out = append(out, oci.BindMount(stage, keep[i].dst, append([]string{"nosuid", "nodev"}, keep[i].opts...)...))
+	}
+	return out, held, nil
+}
+
+// stageMount bind-mounts what f (opened as the user) refers to on stage, in
+// the daemon's mount namespace: the kernel will not bind from an fd of
+// another namespace into the container's, and a path the user controls could
+// be swapped for a symlink between the check and the mount. The runtime then
+// binds stage, a path only root controls (in a directory only root may
+// write, created anew: nothing there to follow). Stages are unmounted at
+// teardown (everything under the bundle is).
+func stageMount(f *os.File, stage string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := os.Mkdir(stage, 0o700); err != nil {
+			return "", err
+		}
+	} else if err := createFile(stage, nil); err != nil {
+		return "", err
+	}
+	src := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if err := unix.Mount(src, stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", fmt.Errorf("bind: %w", err)
+	}
+	return stage, nil
+}
+
+// checkUserDestinations refuses a user's mount whose destination, with the
+// image's symlinks followed inside root, is the root itself or the
+// daemon's wire.ReservedDir (a symlink in the user's image, /x -> /.podman-hpc,
+// would otherwise let --container-mounts=DIR:/x land there). The request's
+// own paths were checked as written (wire.ParseUserMount).
+func checkUserDestinations(root string, mounts []wire.UserMount) error {
+	if len(mounts) == 0 {
+		return nil
+	}
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFd)
+	for _, um := range mounts {
+		resolved, err := resolveInRoot(rootFd, um.Dst)
+		if err != nil {
+			return wire.OptionErrorf("--container-mounts", "destination %s: %w", um.Dst, err)
+		}
+		if resolved == "/" || resolved == wire.ReservedDir || strings.HasPrefix(resolved, wire.ReservedDir+"/") {
+			return wire.OptionErrorf("--container-mounts", "destination %s leads to %s in the image, which podman-hpc keeps for itself; pick another destination", um.Dst, resolved)
+		}
+	}
+	return nil
+}
+
+// resolveInRoot returns where dst leads inside the root open at rootFd, as
+// a path of the container's: its longest existing prefix resolved (the
+// image's symlinks followed, inside the root), then the rest as written.
+func resolveInRoot(rootFd int, dst string) (string, error) {
+	rootPath, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", rootFd))
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for p := path.Clean("/" + dst); ; p = path.Dir(p) {
+		rel := strings.TrimPrefix(p, "/")
+		if rel == "" {
+			rel = "."
+		}
+		fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+		if (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)) && p != "/" {
+			rest = path.Join(path.Base(p), rest)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		got, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		unix.Close(fd)
+		if err != nil {
+			return "", err
+		}
+		if got == rootPath {
+			return path.Join("/", rest), nil
+		}
+		inside, ok := strings.CutPrefix(got, rootPath+"/")
+		if !ok {
+			return "", fmt.Errorf("resolves outside the container's root (%s)", got)
+		}
+		return path.Join("/", inside, rest), nil
+	}
+}

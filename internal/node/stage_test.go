@@ -1,0 +1,57 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
+)
+
+// A destination is judged by where it leads in the image: a symlink there
+// cannot carry a user's mount onto the root or the daemon's directory.
+func TestCheckUserDestinations(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{".podman-hpc", "data", "usr/lib"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"evil": "/.podman-hpc", "up": "../../..", "rootlink": "/", "lib": "usr/lib"} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for dst, refused := range map[string]bool{
+		"/data": false, "/new/dir": false, "/lib/x": false, "/lib": false,
+		"/evil": true, "/evil/init": true, "/evil/new/deeper": true,
+		"/up": true, "/rootlink": true, "/up/.podman-hpc": true, "/data/../evil": true,
+	} {
+		err := checkUserDestinations(root, []wire.UserMount{{Src: "/x", Dst: dst}})
+		if (err != nil) != refused {
+			t.Errorf("%s: err %v, want refused %v", dst, err, refused)
+		}
+		if err != nil && !strings.Contains(err.Error(), "pick another destination") {
+			t.Errorf("%s: %v", dst, err)
+		}
+	}
+}
+
+func TestResolveInRoot(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "a/b"), 0o755)
+	os.Symlink("/a", filepath.Join(root, "l"))
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for in, want := range map[string]string{"/": "/", "/a/b": "/a/b", "/l/b/c/d": "/a/b/c/d", "/x/y": "/x/y", "/l/../../l": "/a"} {
+		if got, err := resolveInRoot(fd, in); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

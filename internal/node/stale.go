@@ -1,0 +1,136 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
+)
+
+// unmountStale unmounts what a previous daemon left mounted below stateDir
+// and returns how many. It runs before the runtime is set up, which may bind
+// stateDir on itself (runtimeSetup) and so hide them.
+func unmountStale(stateDir string, log *slog.Logger) int {
+	mounts, err := oci.MountsUnder(stateDir)
+	if err != nil {
+		log.Warn("list stale mounts", "err", err)
+	}
+	// The state directory itself may be a mount (runtimeSetup's): only
+	// what is below it is a previous daemon's.
+	mounts = slices.DeleteFunc(mounts, func(mp string) bool { return mp == stateDir })
+	for _, mp := range mounts {
+		if err := oci.Unmount(mp, false); err != nil {
+			oci.Unmount(mp, true)
+		}
+	}
+	return len(mounts)
+}
+
+// cleanStale removes the containers and bundles a previous daemon left;
+// unmounted says how many of its mounts unmountStale removed. Tasks that
+// joined one keep running in its namespaces, and a writable container's
+// upper layer is still theirs: such a bundle is removed only once no
+// process is left in the container's mount namespace.
+func (m *manager) cleanStale(ctx context.Context, unmounted int) {
+	dir := filepath.Join(m.stateDir, "containers")
+	entries, _ := os.ReadDir(dir)
+	kept := 0
+	for _, e := range entries {
+		bundle := filepath.Join(dir, e.Name())
+		ns, alive := initMountNS(bundle)
+		if id, err := os.ReadFile(filepath.Join(bundle, bundleIDFile)); err == nil {
+			if err := m.rt.Delete(ctx, string(id), oci.DeleteOpts{Force: true}); err != nil {
+				m.log.Warn("stale container: runtime delete", "container", string(id), "err", err)
+			}
+		}
+		if alive && mountNSInUse(ns) {
+			kept++
+			go m.removeWhenUnused(ctx, bundle, ns)
+			continue
+		}
+		os.RemoveAll(bundle)
+	}
+	// images/ held the image mounts of daemons before detached mounts.
+	os.RemoveAll(filepath.Join(m.stateDir, "images"))
+	// What saves in progress left (save.go, squash.SquashTree).
+	for _, pattern := range []string{"save-*.sqfs", "squash-sandbox-*"} {
+		left, _ := filepath.Glob(filepath.Join(m.stateDir, pattern))
+		for _, p := range left {
+			os.Remove(p)
+		}
+	}
+	if len(entries)+unmounted > 0 {
+		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", unmounted, "kept_in_use", kept)
+	}
+}
+
+// staleCheckEvery is how often a stale bundle in use is looked at again.
+const staleCheckEvery = time.Second
+
+// removeWhenUnused removes bundle once no process is in the mount
+// namespace ns, or gives up when ctx ends (the next daemon looks again).
+func (m *manager) removeWhenUnused(ctx context.Context, bundle string, ns nsID) {
+	t := time.NewTicker(staleCheckEvery)
+	defer t.Stop()
+	for mountNSInUse(ns) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		m.log.Warn("remove stale bundle", "bundle", bundle, "err", err)
+		return
+	}
+	m.log.Info("stale bundle removed: its last task ended", "bundle", bundle)
+}
+
+// nsID identifies a namespace (its nsfs inode).
+type nsID struct{ dev, ino uint64 }
+
+// initMountNS returns the mount namespace of the bundle's init, if the
+// pid the runtime wrote is still our init (not a recycled pid).
+func initMountNS(bundle string) (nsID, bool) {
+	b, err := os.ReadFile(filepath.Join(bundle, "init.pid"))
+	if err != nil {
+		return nsID{}, false
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b)))
+	if err != nil || pid <= 0 {
+		return nsID{}, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Equal(cmdline, []byte(initPath+"\x00init\x00")) {
+		return nsID{}, false
+	}
+	return mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+}
+
+func mountNSOf(path string) (nsID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nsID{}, false
+	}
+	return nsID{st.Dev, st.Ino}, true
+}
+
+// mountNSInUse reports whether any process is in the mount namespace ns.
+func mountNSInUse(ns nsID) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	for _, p := range procs {
+		if got, ok := mountNSOf(p); ok && got == ns {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,239 @@
+package wire
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The CONTAINER request: what the plugin in slurmstepd asks of the daemon
+// for a step. Its encoding is spank/request.c's (phpc_container_request);
+// spank/cgotest encodes requests there and decodes them here, and checks
+// that the lists below equal the C side's.
+
+// RequestKeys are the keys of a CONTAINER request, in the order the plugin
+// writes them. "mount" and "jobenv" repeat; the others appear at most once.
+var RequestKeys = []string{
+	"job", "step", "uid", "gid", "plugin_version", "image", "workdir", "mount",
+	"writable", "mount_home", "entrypoint", "remap_root", "entrypoint_log",
+	"name", "name_mode", "scope", "unshare", "save", "command", "script", "hooks",
+	"jobenv", "auth",
+}
+
+// BatchStep is Slurm's step id of a batch script (SLURM_BATCH_SCRIPT,
+// 0xfffffffb), as the request carries it.
+const BatchStep = "4294967291"
+
+// ReservedDir holds what the daemon puts into every container (its init,
+// modules' files): no user mount may land on it, nor on the root above it.
+const ReservedDir = "/.podman-hpc"
+
+// NameModes are --container-name's modes (pyxis's).
+var NameModes = []string{"auto", "create", "exec", "no_exec"}
+
+// UnshareNamespaces are the names --container-unshare accepts, in the
+// order the plugin documents them.
+var UnshareNamespaces = []string{"net", "ipc", "uts"}
+
+var unshareable = map[string]specs.LinuxNamespaceType{
+	"net": specs.NetworkNamespace, "ipc": specs.IPCNamespace, "uts": specs.UTSNamespace,
+}
+
+// MountFlags maps the user's --container-mounts FLAGS to runtime-spec mount
+// options ("": the flag is accepted and adds none). The plugin refuses
+// unknown ones already; the daemon checks again (it trusts no client).
+var MountFlags = map[string]string{
+	"ro": "ro", "rw": "rw", "bind": "", "rbind": "",
+	"nosuid": "nosuid", "nodev": "nodev", "noexec": "noexec",
+	"private": "private", "rprivate": "rprivate", "slave": "slave", "rslave": "rslave",
+	"shared": "shared", "rshared": "rshared",
+}
+
+// AuthFile is one place the user's registry credentials may be: the file
+// Suffix under the directory the variable Var names (Suffix "": the
+// variable names the file).
+type AuthFile struct{ Var, Suffix string }
+
+// AuthFiles is where the plugin (spank/request.c, as the job user) and the
+// client commands look for the user's registry credentials, first found
+// first: podman's and skopeo's order, then Docker's file.
+var AuthFiles = []AuthFile{
+	{"REGISTRY_AUTH_FILE", ""},
+	{"XDG_RUNTIME_DIR", "/containers/auth.json"},
+	{"HOME", "/.config/containers/auth.json"},
+	{"HOME", "/.docker/config.json"},
+}
+
+// ValidName is what a container name (--container-name's NAME) may be.
+var ValidName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
+
+// OptionError is an error about one of the user's options: Option is the
+// option as the user would recognise it ("--container-mounts",
+// "--container-name=NAME:MODE"), and the message reads "OPTION: cause".
+// The daemon passes such an error to srun as it is; any other error of a
+// container's start is about the image.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// OptionErrorf returns an *OptionError about option with a formatted cause
+// (%w wraps as in fmt.Errorf).
+func OptionErrorf(option, format string, a ...any) error {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, a...)}
+}
+
+// ContainerRequest is a CONTAINER message from the plugin in slurmstepd,
+// checked: ids are numbers, paths absolute, names and modes known.
+type ContainerRequest struct {
+	Job, Step string
+	UID, GID  uint32
+	Image     string
+	Workdir   string // --container-workdir; "" for the image's
+	Mounts    []UserMount
+	Writable  bool
+	MountHome bool
+	Script    string // the batch script, bound read-only for a batch step
+	Auth      []byte // the user's auth.json, read by the plugin as the user
+
+	Name, NameMode string // --container-name=NAME:MODE; Scope "job" or "global"
+	Scope          string
+	Save           string // --container-save's path, on the step's first node
+	Entrypoint     bool
+	EntrypointLog  bool
+	RemapRoot      bool
+	Unshare        []specs.LinuxNamespaceType
+
+	Hooks   string // --container-hooks: NAME,no-NAME,none (hooks.Resolve)
+	Command string // the step's command (argv[0]): hooks.d "commands" match it
+	// Env is the step's variables the modules look at (GPU allocation,
+	// PMIx directories), as the plugin sent them.
+	Env map[string]string
+	// PluginVersion is the version of the plugin that sent the request
+	// ("" from a plugin that does not say).
+	PluginVersion string
+}
+
+// UserMount is one --container-mounts entry (or one of the admin's mounts).
+type UserMount struct {
+	Src, Dst string
+	Options  []string // runtime-spec mount options from the user's FLAGS
+}
+
+// ParseUserMount reads one SRC[:DST[:FLAGS]] entry. DST must be absolute
+// and neither / nor under ReservedDir; FLAGS are MountFlags keys joined with
+// '+'. Errors are *OptionError about --container-mounts.
+func ParseUserMount(s string) (UserMount, error) {
+	const opt = "--container-mounts"
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 || parts[0] == "" {
+		return UserMount{}, OptionErrorf(opt, "bad entry %q (want SRC:DST[:FLAGS])", s)
+	}
+	m := UserMount{Src: parts[0], Dst: parts[0]}
+	if len(parts) > 1 {
+		m.Dst = parts[1]
+	}
+	if !path.IsAbs(m.Dst) {
+		return UserMount{}, OptionErrorf(opt, "destination %q is not an absolute path", m.Dst)
+	}
+	if d := path.Clean(m.Dst); d == "/" || d == ReservedDir || strings.HasPrefix(d, ReservedDir+"/") {
+		return UserMount{}, OptionErrorf(opt, "destination %q: / and %s are podman-hpc's own (the container's init lives there); pick another destination", m.Dst, ReservedDir)
+	}
+	if len(parts) == 3 && parts[2] != "" {
+		for _, f := range strings.Split(parts[2], "+") {
+			o, ok := MountFlags[f]
+			if !ok {
+				return UserMount{}, OptionErrorf(opt, "unknown mount flag %q", f)
+			}
+			if o != "" {
+				m.Options = append(m.Options, o)
+			}
+		}
+	}
+	return m, nil
+}
+
+// ParseContainerRequest checks and decodes a CONTAINER message. An error
+// about one of the user's options is an *OptionError; one about the
+// request itself (a bad id, no image) reads "request: ...".
+func ParseContainerRequest(m *Message) (*ContainerRequest, error) {
+	get := func(k string) string { v, _ := m.Get(k); return v }
+	bad := func(format string, a ...any) error { return fmt.Errorf("request: "+format, a...) }
+	r := &ContainerRequest{
+		Job: get("job"), Step: get("step"), Image: get("image"), Workdir: get("workdir"),
+		Writable: get("writable") == "1", MountHome: get("mount_home") == "1", Script: get("script"),
+		Hooks: get("hooks"), Command: get("command"), Env: map[string]string{},
+		PluginVersion: get("plugin_version"),
+	}
+	for _, e := range m.All("jobenv") {
+		if name, value, ok := strings.Cut(e, "="); ok && name != "" {
+			r.Env[name] = value
+		}
+	}
+	for k, dst := range map[string]*uint32{"uid": &r.UID, "gid": &r.GID} {
+		n, err := strconv.ParseUint(get(k), 10, 32)
+		if err != nil {
+			return nil, bad("bad %s %q", k, get(k))
+		}
+		*dst = uint32(n)
+	}
+	if _, err := strconv.ParseUint(r.Job, 10, 32); err != nil {
+		return nil, bad("bad job id %q", r.Job)
+	}
+	if _, err := strconv.ParseUint(r.Step, 10, 32); err != nil {
+		return nil, bad("bad step id %q", r.Step)
+	}
+	if a, ok := m.Get("auth"); ok && a != "" {
+		r.Auth = []byte(a)
+	}
+	r.Name, r.NameMode, r.Scope, r.Save = get("name"), get("name_mode"), get("scope"), get("save")
+	r.Entrypoint, r.EntrypointLog, r.RemapRoot = get("entrypoint") == "1", get("entrypoint_log") == "1", get("remap_root") == "1"
+	if r.Image == "" && r.Name == "" {
+		return nil, bad("no image")
+	}
+	if r.Name != "" {
+		if !ValidName.MatchString(r.Name) {
+			return nil, OptionErrorf("--container-name", "bad name %q", r.Name)
+		}
+		if !slices.Contains(NameModes, r.NameMode) {
+			return nil, OptionErrorf("--container-name", "unknown mode %q", r.NameMode)
+		}
+		if r.Scope != "global" {
+			r.Scope = "job"
+		}
+	}
+	if r.Save != "" && !path.IsAbs(r.Save) {
+		return nil, OptionErrorf("--container-save", "%q is not an absolute path", r.Save)
+	}
+	if u := get("unshare"); u != "" {
+		for _, ns := range strings.Split(u, ",") {
+			t, ok := unshareable[ns]
+			if !ok {
+				return nil, OptionErrorf("--container-unshare", "unknown namespace %q (want %s)", ns, strings.Join(UnshareNamespaces, ", "))
+			}
+			r.Unshare = append(r.Unshare, t)
+		}
+	}
+	if r.Workdir != "" && !path.IsAbs(r.Workdir) {
+		return nil, OptionErrorf("--container-workdir", "%q is not an absolute path", r.Workdir)
+	}
+	if r.Script != "" && !path.IsAbs(r.Script) {
+		return nil, bad("batch script path %q is not absolute", r.Script)
+	}
+	for _, s := range m.All("mount") {
+		um, err := ParseUserMount(s)
+		if err != nil {
+			return nil, err
+		}
+		r.Mounts = append(r.Mounts, um)
+	}
+	return r, nil
+}
