@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -229,6 +230,13 @@ func openAsUser(ctx context.Context, p string, cred credential) (*os.File, error
 	if cred.uid == 0 {
 		return openRegular(p)
 	}
+	// The helper dies with the thread that started it (Pdeathsig), and Go
+	// ends a thread when a goroutine locked to it returns, as the daemon's
+	// as-user opens do on purpose: an unlocked goroutine's thread may be
+	// taken by one of those and end under a running helper. Locked here,
+	// the starting thread lives until the helper is reaped.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -293,6 +301,13 @@ func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out strin
 		}
 		return f.Close()
 	}
+	// The helper dies with the thread that started it (Pdeathsig), and Go
+	// ends a thread when a goroutine locked to it returns, as the daemon's
+	// as-user opens do on purpose: an unlocked goroutine's thread may be
+	// taken by one of those and end under a running helper. Locked here,
+	// the starting thread lives until the helper is reaped.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd, err := helperCommand(ctx, cred, "tar", dir)
 	if err != nil {
 		return err
