@@ -99,10 +99,13 @@ fuzz: build ## run every fuzz target for FUZZTIME (60s) each
 
 e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), run the end-to-end suite through srun/sbatch, tear down
 	NODES=$(E2E_NODES) test/cluster/up.sh
+	@# Untracked files before the suite are the developer's; new ones are the suite's.
+	untracked() { git status --porcelain --untracked-files=all 2>/dev/null | grep '^??' || true; }; \
+	before=$$(untracked); \
 	rc=0; NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
 	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
-	left=$$(git status --porcelain --untracked-files=all 2>/dev/null | grep '^??'); \
+	left=$$(untracked | grep -vxF -e "$$before" || true); \
 	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
 	exit $$rc
 

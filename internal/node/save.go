@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -41,7 +42,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	if err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}
-	files, err := openFilesAsUser(cred, []string{req.Save}, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	files, err := asuser.Open(cred, []string{req.Save}, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}

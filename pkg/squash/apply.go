@@ -10,6 +10,7 @@ import (
 
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/chrootarchive"
+	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,5 +73,20 @@ func applyLayer(ctx context.Context, rootfs, blob string, budget *sizeBudget) er
 	case applyErr != nil:
 		return fmt.Errorf("extracting: %w", applyErr)
 	}
+	return nil
+}
+
+var errNoReexec = errors.New("reexec.Init() was not called at the start of main(): layers cannot be applied")
+
+// reexecReady reports whether the program can re-execute itself, as
+// chrootarchive does to apply a layer (reexec panics when main() did not
+// call reexec.Init()).
+func reexecReady() (err error) {
+	defer func() {
+		if recover() != nil {
+			err = errNoReexec
+		}
+	}()
+	reexec.Command("podman-hpc-reexec-probe")
 	return nil
 }

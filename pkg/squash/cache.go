@@ -235,7 +235,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		return nil, err
 	}
 	// Fail now rather than at the first pull if main() lacks reexec.Init().
-	if _, err := helperCommand(ctx, credential{}); err != nil {
+	if err := reexecReady(); err != nil {
 		return nil, err
 	}
 	c.checkTools()

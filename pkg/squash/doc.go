@@ -23,13 +23,13 @@
 // arrived, and mksquashfs builds the image, which is published by rename.
 // Concurrent Gets share one download and one squash. A squashfs file a
 // user names is copied into the cache and checked there (no device
-// nodes, no trusted.* xattrs) before it is
-// handed out.
+// nodes, no trusted.* xattrs) before it is handed out.
 //
 // Programs using this package must call reexec.Init() from
 // go.podman.io/storage/pkg/reexec first thing in main (and return if it
-// returns true): layers are applied and user files are read by
-// re-executed copies of the program. Open fails if they did not.
+// returns true): layers are applied by re-executed copies of the program
+// (containers/storage's chrootarchive). Open fails if they did not. Files
+// a user names are read as the user through internal/asuser.
 //
 // The daemon needs squashfs-tools 4.5 or later, a policy.json (there is
 // no built-in default) and a registries.conf with the site's registries,

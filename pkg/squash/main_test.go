@@ -13,7 +13,7 @@ import (
 )
 
 // TestMain lets the test binary serve as the re-executed helper processes
-// (the chrooted layer extractor, the read-as-user helper), as the daemon's
+// (the chrooted layer extractor), as the daemon's
 // main does.
 func TestMain(m *testing.M) {
 	if reexec.Init() {

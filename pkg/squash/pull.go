@@ -47,7 +47,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 		r.path = filepath.Join(o.Cwd, r.path)
 	}
 	if r.kind == kindFile {
-		f, err := openAsUser(ctx, r.path, o.credential())
+		f, err := openAsUser(r.path, o.credential())
 		if err != nil {
 			return nil, classify("use", ref, "", err)
 		}

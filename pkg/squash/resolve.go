@@ -222,7 +222,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	copyPath := filepath.Join(work, "image.tar")
 	var policyRef types.ImageReference
 	if r.kind == kindOCILayout {
-		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
+		if err := tarLayoutAsUser(r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 			return nil, err
 		}
 		// The path as named: the helper resolves it as the user.
@@ -298,7 +298,7 @@ func checkArchive(p string) error {
 // returns the real path of what it read; a file larger than limit (> 0)
 // is refused with ErrTooLarge.
 func copyAsUser(ctx context.Context, p string, cred credential, out string, limit int64) (string, error) {
-	in, err := openAsUser(ctx, p, cred)
+	in, err := openAsUser(p, cred)
 	if err != nil {
 		return "", err
 	}

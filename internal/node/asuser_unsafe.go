@@ -1,5 +1,0 @@
-package node
-
-import "unsafe"
-
-func uintptrOf(p *uint32) uintptr { return uintptr(unsafe.Pointer(p)) }
