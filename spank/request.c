@@ -48,6 +48,21 @@ int phpc_request_encode(struct phpc_msg *m, const struct phpc_request *r)
 	rc |= add_u32(m, "step", r->step);
 	rc |= add_u32(m, "uid", r->uid);
 	rc |= add_u32(m, "gid", r->gid);
+	if (r->user != NULL) {
+		char group[512];
+
+		rc |= phpc_msg_add(m, "user", r->user);
+		rc |= phpc_msg_add(m, "home", r->home ? r->home : "");
+		rc |= phpc_msg_add(m, "shell", r->shell ? r->shell : "");
+		for (i = 0; i < r->n_groups; i++) {
+			int n = snprintf(group, sizeof(group), "%" PRIu32 ":%s", r->groups[i].gid, r->groups[i].name ? r->groups[i].name : "");
+			if (n < 0 || n >= (int)sizeof(group)) {
+				errno = ENAMETOOLONG;
+				return -1;
+			}
+			rc |= phpc_msg_add(m, "group", group);
+		}
+	}
 	rc |= phpc_msg_add(m, "plugin_version", r->plugin_version);
 	if (a->image != NULL)
 		rc |= phpc_msg_add(m, "image", a->image);

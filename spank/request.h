@@ -9,6 +9,7 @@
 #ifndef PHPC_REQUEST_H
 #define PHPC_REQUEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "args.h"
@@ -34,8 +35,19 @@ struct phpc_auth_file {
 extern const struct phpc_auth_file phpc_auth_files[];
 
 /* Everything the daemon needs to build the step's container. */
+/* One of the job's groups; name is NULL when the node has none. */
+struct phpc_group {
+	uint32_t gid;
+	const char *name;
+};
+
 struct phpc_request {
 	uint32_t job, step, uid, gid;
+	/* The job user as the node's NSS knows them (user name NULL: not
+	 * sent), and the job's groups, the primary (gid) first. */
+	const char *user, *home, *shell;
+	const struct phpc_group *groups;
+	size_t n_groups;
 	const char *plugin_version;
 	const struct phpc_args *args;   /* the user's options */
 	const struct phpc_config *cfg;  /* the admin's defaults */

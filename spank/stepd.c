@@ -25,6 +25,7 @@
 #include <linux/nsfs.h>
 #include <slurm/spank.h>
 
+#include "account.h"
 #include "client.h"
 #include "harden.h"
 #include "podman_hpc.h"
@@ -122,6 +123,9 @@ static int build_container_request(spank_t sp, struct phpc_msg *m, const char *a
 		.plugin_version = PHPC_VERSION, .args = &phpc.args, .cfg = &phpc.cfg, .auth = auth,
 	};
 	char *jobenv[N_JOB_ENV] = { NULL };
+	struct phpc_account acct;
+	gid_t *sup = NULL;
+	int n_sup = 0;
 	char value[4096];
 	uint32_t nodeid = 1;
 	uid_t uid;
@@ -139,6 +143,15 @@ static int build_container_request(spank_t sp, struct phpc_msg *m, const char *a
 	}
 	r.uid = (uint32_t)uid;
 	r.gid = (uint32_t)gid;
+	/* The user and the job's groups by name, through this node's NSS: the
+	 * daemon cannot (static Go), and the groups must be Slurm's. */
+	if (spank_get_item(sp, S_JOB_SUPPLEMENTARY_GIDS, &sup, &n_sup) != ESPANK_SUCCESS || n_sup < 0) {
+		sup = NULL;
+		n_sup = 0;
+	}
+	if (phpc_account_resolve(&acct, uid, gid, sup, (size_t)n_sup) < 0)
+		return -1;
+	phpc_account_to_request(&acct, &r);
 	r.saves = spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0;
 	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0)
 		r.command = argv[0];
@@ -156,6 +169,7 @@ static int build_container_request(spank_t sp, struct phpc_msg *m, const char *a
 out:
 	for (i = 0; i < n; i++)
 		free(jobenv[i]);
+	phpc_account_free(&acct);
 	return rv;
 }
 

@@ -17,6 +17,8 @@ packages=(
 	openmpi-bin libopenmpi-dev mpich libmpich-dev
 	# the seeds' container-per-rank baseline in make bench
 	podman
+	# a user only NSS knows (directory-service users): libnss-extrausers
+	libnss-extrausers
 	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate)
 	dpkg-dev rpm systemd python3
 	# lint
@@ -49,5 +51,25 @@ fi
 # An ordinary user with a home: jobs run as them in the tests.
 if ! id "$TEST_USER" >/dev/null 2>&1; then
 	useradd --create-home --shell /bin/bash --comment "podman-hpc test user" "$TEST_USER"
+fi
+# A user that only an NSS module knows, as a site's LDAP/SSSD users are:
+# /etc/passwd does not list them (libnss-extrausers stands in for sssd).
+NSS_USER=${NSS_USER:-phpc-nss} NSS_UID=7777 NSS_GROUP=phpc-nss-proj NSS_GROUP_GID=7778
+for db in passwd group shadow; do
+	grep -Eq "^$db:.*\bextrausers\b" /etc/nsswitch.conf || sed -i -E "s/^($db:.*)$/\1 extrausers/" /etc/nsswitch.conf
+done
+mkdir -p /var/lib/extrausers
+for f in passwd group shadow; do touch "/var/lib/extrausers/$f"; done
+chmod 0640 /var/lib/extrausers/shadow
+if ! grep -q "^$NSS_USER:" /var/lib/extrausers/passwd; then
+	echo "$NSS_USER:x:$NSS_UID:$NSS_UID:podman-hpc NSS-only test user:/home/$NSS_USER:/bin/bash" >>/var/lib/extrausers/passwd
+	echo "$NSS_USER:x:$NSS_UID:" >>/var/lib/extrausers/group
+	echo "$NSS_GROUP:x:$NSS_GROUP_GID:$NSS_USER" >>/var/lib/extrausers/group
+	echo "$NSS_USER:*:19000:0:99999:7:::" >>/var/lib/extrausers/shadow
+fi
+if [ ! -d "/home/$NSS_USER" ]; then
+	mkdir -p "/home/$NSS_USER"
+	chown "$NSS_UID:$NSS_UID" "/home/$NSS_USER"
+	chmod 0750 "/home/$NSS_USER"
 fi
 echo "deps.sh: all dependencies present"

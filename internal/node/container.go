@@ -125,7 +125,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 			m.remove(context.WithoutCancel(ctx), c)
 		}
 	}()
-	acct, cred, err := lookupAccount(req.UID, req.GID)
+	acct, cred, err := lookupAccount(req)
 	if err != nil {
 		return c, err
 	}
@@ -556,11 +556,30 @@ func readInRoot(root, rel string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 16<<20))
 }
 
-// lookupAccount finds the job user in the node's user database.
-func lookupAccount(uid, gid uint32) (account, credential, error) {
+// lookupAccount is the job user: as the plugin resolved them in slurmstepd
+// through the node's own NSS (LDAP and SSSD users included) with the job's
+// groups from Slurm, or, from a plugin that does not send the account, as
+// /etc/passwd and /etc/group know them (the daemon is static Go: no NSS).
+func lookupAccount(req *wire.ContainerRequest) (account, credential, error) {
+	if a := req.Account; a != nil {
+		acct := account{Name: a.Name, Home: a.Home, Shell: firstNonEmpty(a.Shell, "/bin/sh"), UID: req.UID, GID: req.GID,
+			GroupName: firstNonEmpty(a.Groups[0].Name, a.Name), Groups: map[uint32]string{}}
+		cred := credential{UID: req.UID, GID: req.GID}
+		for _, g := range a.Groups[1:] {
+			if g.GID == req.GID {
+				continue
+			}
+			cred.Groups = append(cred.Groups, g.GID)
+			if g.Name != "" {
+				acct.Groups[g.GID] = g.Name
+			}
+		}
+		return acct, cred, nil
+	}
+	uid, gid := req.UID, req.GID
 	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
 	if err != nil {
-		return account{}, credential{}, fmt.Errorf("look up uid %d: %w", uid, err)
+		return account{}, credential{}, fmt.Errorf("look up uid %d: %w: the daemon reads /etc/passwd only; a plugin of the daemon's version sends the user from the node's NSS (LDAP, SSSD): ask your admin", uid, err)
 	}
 	a := account{Name: u.Username, Home: u.HomeDir, Shell: "/bin/sh", UID: uid, GID: gid, Groups: map[uint32]string{}}
 	a.GroupName = a.Name

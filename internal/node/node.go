@@ -213,9 +213,11 @@ type PullRequest struct {
 // Pull pulls ref into the cache as the user, asking the registry what the
 // tag is now (an explicit pull does not trust tag_ttl).
 func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Image, error) {
-	_, cred, err := lookupAccount(r.UID, r.GID)
+	// No name is needed to pull: a user the daemon's /etc/passwd lacks
+	// (LDAP, SSSD) pulls with their uid and gid, their other groups unknown.
+	_, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
 	if err != nil {
-		return nil, err
+		cred = credential{UID: r.UID, GID: r.GID}
 	}
 	o := pullOptions(ref, cred, r.Auth, r.Progress)
 	o.Refresh = true

@@ -23,7 +23,7 @@ import (
 // in squash.SquashTree's sandbox, where no symlink leads to the host's files,
 // into a temporary file of this save's own.
 func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerRequest) error {
-	_, cred, err := lookupAccount(req.UID, req.GID)
+	_, cred, err := lookupAccount(req)
 	if err != nil {
 		return err
 	}

@@ -17,9 +17,10 @@ import (
 // that the lists below equal the C side's.
 
 // RequestKeys are the keys of a CONTAINER request, in the order the plugin
-// writes them. "mount" and "jobenv" repeat; the others appear at most once.
+// writes them. "group", "mount" and "jobenv" repeat; the others appear at
+// most once.
 var RequestKeys = []string{
-	"job", "step", "uid", "gid", "plugin_version", "image", "workdir", "mount",
+	"job", "step", "uid", "gid", "user", "home", "shell", "group", "plugin_version", "image", "workdir", "mount",
 	"writable", "mount_home", "entrypoint", "remap_root", "entrypoint_log",
 	"name", "name_mode", "scope", "unshare", "save", "command", "script", "hooks",
 	"jobenv", "auth",
@@ -120,6 +121,24 @@ type ContainerRequest struct {
 	// PluginVersion is the version of the plugin that sent the request
 	// ("" from a plugin that does not say).
 	PluginVersion string
+	// Account is the job user as the node's own user database (NSS: LDAP,
+	// SSSD...) knows them, resolved by the plugin in slurmstepd, with the
+	// job's groups as Slurm gives them; nil from a plugin that does not
+	// send it (the daemon then looks the user up itself).
+	Account *Account
+}
+
+// Account is the job user: "user", "home", "shell" and the repeated
+// "group" GID:NAME fields of a request, the primary group first.
+type Account struct {
+	Name, Home, Shell string
+	Groups            []Group
+}
+
+// Group is one of the job's groups; Name is "" when the node has none.
+type Group struct {
+	GID  uint32
+	Name string
 }
 
 // UserMount is one --container-mounts entry (or one of the admin's mounts).
@@ -185,6 +204,13 @@ func ParseContainerRequest(m *Message) (*ContainerRequest, error) {
 		}
 		*dst = uint32(n)
 	}
+	if _, ok := m.Get("user"); ok {
+		a, err := parseAccount(m, r.GID)
+		if err != nil {
+			return nil, err
+		}
+		r.Account = a
+	}
 	if _, err := strconv.ParseUint(r.Job, 10, 32); err != nil {
 		return nil, bad("bad job id %q", r.Job)
 	}
@@ -236,4 +262,33 @@ func ParseContainerRequest(m *Message) (*ContainerRequest, error) {
 		r.Mounts = append(r.Mounts, um)
 	}
 	return r, nil
+}
+
+// parseAccount reads the request's account fields. They end up in the
+// container's /etc/passwd and /etc/group: a name, home or shell that could
+// break a line of those files (':' or a newline) is refused, as is a first
+// group that is not the request's gid.
+func parseAccount(m *Message, gid uint32) (*Account, error) {
+	bad := func(format string, a ...any) error { return fmt.Errorf("request: "+format, a...) }
+	field := func(s string) bool { return !strings.ContainsAny(s, ":\n") && len(s) <= 4096 }
+	get := func(k string) string { v, _ := m.Get(k); return v }
+	a := &Account{Name: get("user"), Home: get("home"), Shell: get("shell")}
+	if a.Name == "" || !field(a.Name) || !field(a.Home) || !field(a.Shell) {
+		return nil, bad("bad account %q (home %q, shell %q)", a.Name, a.Home, a.Shell)
+	}
+	if a.Home != "" && !path.IsAbs(a.Home) {
+		return nil, bad("home %q is not an absolute path", a.Home)
+	}
+	for _, g := range m.All("group") {
+		id, name, _ := strings.Cut(g, ":")
+		n, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || !field(name) {
+			return nil, bad("bad group %q", g)
+		}
+		a.Groups = append(a.Groups, Group{GID: uint32(n), Name: name})
+	}
+	if len(a.Groups) == 0 || a.Groups[0].GID != gid {
+		return nil, bad("the account's first group is not the job's gid %d", gid)
+	}
+	return a, nil
 }

@@ -58,3 +58,39 @@ func TestParseContainerRequestErrors(t *testing.T) {
 		}
 	}
 }
+
+// The account the plugin resolved through NSS: taken as sent, the primary
+// group first; what could break a line of /etc/passwd or /etc/group, or a
+// first group other than the job's gid, is refused.
+func TestParseContainerRequestAccount(t *testing.T) {
+	base := func(kv ...string) *Message {
+		return New(Container, append([]string{"job", "1", "step", "0", "uid", "7777", "gid", "7777", "image", "x"}, kv...)...)
+	}
+	r, err := ParseContainerRequest(base("user", "ldapuser", "home", "/home/ldapuser", "shell", "/bin/zsh",
+		"group", "7777:ldapuser", "group", "7778:proj", "group", "7779:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Account{Name: "ldapuser", Home: "/home/ldapuser", Shell: "/bin/zsh", Groups: []Group{{7777, "ldapuser"}, {7778, "proj"}, {7779, ""}}}
+	if !reflect.DeepEqual(r.Account, want) {
+		t.Errorf("account %+v, want %+v", r.Account, want)
+	}
+	if r, err := ParseContainerRequest(base()); err != nil || r.Account != nil {
+		t.Errorf("no account fields: %+v, %v", r, err)
+	}
+	for name, kv := range map[string][]string{
+		"colon in name":       {"user", "a:b", "group", "7777:a"},
+		"newline in home":     {"user", "a", "home", "/h\nroot::0:0::/:/bin/sh", "group", "7777:a"},
+		"relative home":       {"user", "a", "home", "h", "group", "7777:a"},
+		"colon in shell":      {"user", "a", "shell", "/bin/sh:x", "group", "7777:a"},
+		"no group":            {"user", "a"},
+		"first group not gid": {"user", "a", "group", "0:root"},
+		"bad gid":             {"user", "a", "group", "7777:a", "group", "x:y"},
+		"newline in group":    {"user", "a", "group", "7777:a\nroot"},
+		"empty name":          {"user", "", "group", "7777:a"},
+	} {
+		if _, err := ParseContainerRequest(base(kv...)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

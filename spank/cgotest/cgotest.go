@@ -12,6 +12,7 @@ package cgotest
 #include "../config.c"
 #include "../proto.c"
 #include "../request.c"
+#include "../account.c"
 #include "../client.c"
 #include "../harden.c"
 
@@ -507,6 +508,10 @@ type Request struct {
 	Command                      string // "" for none
 	JobEnv                       []string
 	Auth                         string // "" for none
+	// Account: resolve the uid's account and the groups (GID first, then
+	// SupGIDs) through this machine's NSS, as slurmstepd does.
+	Account bool
+	SupGIDs []uint32
 }
 
 // EncodeRequest builds the CONTAINER frame of r with phpc_request_encode.
@@ -561,6 +566,24 @@ func EncodeRequest(r Request) ([]byte, error) {
 		cenv := cArray(env)
 		defer C.free(unsafe.Pointer(cenv))
 		req.jobenv = (**C.char)(unsafe.Pointer(cenv))
+	}
+
+	if r.Account {
+		acct := (*C.struct_phpc_account)(C.calloc(1, C.sizeof_struct_phpc_account))
+		defer C.free(unsafe.Pointer(acct))
+		var sup *C.gid_t
+		if len(r.SupGIDs) > 0 {
+			sup = (*C.gid_t)(C.calloc(C.size_t(len(r.SupGIDs)), C.sizeof_gid_t))
+			defer C.free(unsafe.Pointer(sup))
+			for i, g := range r.SupGIDs {
+				unsafe.Slice(sup, len(r.SupGIDs))[i] = C.gid_t(g)
+			}
+		}
+		if rc, err := C.phpc_account_resolve(acct, C.uid_t(r.UID), C.gid_t(r.GID), sup, C.size_t(len(r.SupGIDs))); rc != 0 {
+			return nil, fmt.Errorf("phpc_account_resolve: %v", err)
+		}
+		defer C.phpc_account_free(acct)
+		C.phpc_account_to_request(acct, req)
 	}
 
 	var m C.struct_phpc_msg

@@ -121,7 +121,7 @@ func TestRequestKeys(t *testing.T) {
 		Options: []Option{{"image", "x"}, {"workdir", "/w"}, {"mounts", "/a:/b,/c"}, {"name", "n:create"},
 			{"unshare", "net"}, {"save", "/s"}, {"hooks", "mpi"}},
 		MountHome: 1, Entrypoint: 1, Remap: 1, EntrypointLog: true, Saves: true,
-		Command: "/job.sh", JobEnv: []string{"A=1", "B=2"}, Auth: "{}"})
+		Command: "/job.sh", JobEnv: []string{"A=1", "B=2"}, Auth: "{}", Account: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,5 +162,31 @@ func TestSharedConstants(t *testing.T) {
 	}
 	if DefaultSocket() != config.DefaultSocket {
 		t.Errorf("socket: plugin %s, daemon %s", DefaultSocket(), config.DefaultSocket)
+	}
+}
+
+// The job user and their groups by name, through this machine's NSS (here:
+// /etc/passwd's root and daemon), decoded as the daemon reads them; a uid
+// NSS does not know sends no account (the daemon then looks it up itself).
+func TestRequestAccount(t *testing.T) {
+	t.Parallel()
+	frame, err := EncodeRequest(Request{Job: 1, Step: 0, UID: 0, GID: 0, PluginVersion: "v",
+		Options: []Option{{"image", "x"}}, Account: true, SupGIDs: []uint32{1, 0, 4294967000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, req := decode(t, frame)
+	want := &wire.Account{Name: "root", Home: "/root", Shell: req.Account.Shell,
+		Groups: []wire.Group{{GID: 0, Name: "root"}, {GID: 1, Name: "daemon"}, {GID: 4294967000}}}
+	if !reflect.DeepEqual(req.Account, want) || req.Account.Shell == "" {
+		t.Errorf("account %+v, want %+v", req.Account, want)
+	}
+	frame, err = EncodeRequest(Request{Job: 1, Step: 0, UID: 4294967000, GID: 4294967000, PluginVersion: "v",
+		Options: []Option{{"image", "x"}}, Account: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, req := decode(t, frame); req.Account != nil {
+		t.Errorf("an unknown uid sent an account: %+v", req.Account)
 	}
 }
