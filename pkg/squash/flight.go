@@ -69,10 +69,14 @@ func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress
 		g.m = map[string]*flight{}
 	}
 	f, ok := g.m[key]
+	var unsubscribe func()
 	if !ok {
 		fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel, subs: map[int]func(Progress){}}
 		g.m[key] = f
+		// Before fn starts: its first reports (a note about the user's
+		// auth file, say) are this caller's too.
+		unsubscribe = f.subscribe(progress)
 		go func() {
 			img, err := fn(fctx, f.report)
 			g.mu.Lock()
@@ -87,7 +91,9 @@ func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress
 	}
 	f.waiters++
 	g.mu.Unlock()
-	unsubscribe := f.subscribe(progress)
+	if unsubscribe == nil {
+		unsubscribe = f.subscribe(progress)
+	}
 	defer unsubscribe()
 
 	select {
