@@ -204,6 +204,10 @@ int phpc_args_add_env_names(struct phpc_args *a, const char *v, char *err, size_
 		snprintf(err, errlen, "--container-env: empty value (want NAME[,NAME...])");
 		return -1;
 	}
+	if (v[0] == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,") != NULL) {
+		snprintf(err, errlen, "--container-env: empty variable name in \"%s\" (a comma at the start or the end, or two in a row)", v);
+		return -1;
+	}
 	copy = strdup(v);
 	if (copy == NULL)
 		return -1;

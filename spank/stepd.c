@@ -384,6 +384,60 @@ static int is_host_wins(const char *name, size_t len)
  * working directory, the image's environment (pyxis's precedence: the
  * image's value wins unless --container-env names the variable and the host
  * has it), and last the seccomp filter (harden.h). */
+/* Whether the image's environment sets name. */
+static int image_sets(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < phpc.n_env; i++)
+		if (strncmp(phpc.env[i], name, len) == 0 && phpc.env[i][len] == '=')
+			return 1;
+	return 0;
+}
+
+/* The host's locale variables: an image without the host's locales makes
+ * perl and others print "Setting locale failed"; as under pyxis, they pass
+ * in only when --container-env names them. */
+static const char *const host_locale_vars[] = { "LANG", "LANGUAGE", "LC_ALL", NULL };
+
+/* Slurm's PMIx server says which of its components to use; a container's
+ * PMIx client reads them as MCA variables (as enroot's PMI hook sets). */
+static const char *const pmix_mca_aliases[][2] = {
+	{ "PMIX_SECURITY_MODE", "PMIX_MCA_psec" },
+	{ "PMIX_GDS_MODULE", "PMIX_MCA_gds" },
+	{ "PMIX_PTL_MODULE", "PMIX_MCA_ptl" },
+	{ NULL, NULL },
+};
+
+/* The task's variables from the host, after the image's: the locale ones
+ * dropped unless asked for, PMIx's components also as MCA variables. */
+static int set_host_env(spank_t sp)
+{
+	char value[4096], probe[8];
+	size_t i;
+
+	for (i = 0; host_locale_vars[i]; i++) {
+		const char *n = host_locale_vars[i];
+
+		if (is_host_wins(n, strlen(n)) || image_sets(n))
+			continue;
+		if (spank_unsetenv(sp, n) != ESPANK_SUCCESS) {
+			slurm_error(PHPC_NAME ": couldn't unset %s for the task", n);
+			return -1;
+		}
+	}
+	for (i = 0; pmix_mca_aliases[i][0]; i++) {
+		if (spank_getenv(sp, pmix_mca_aliases[i][0], value, sizeof(value)) != ESPANK_SUCCESS ||
+		    spank_getenv(sp, pmix_mca_aliases[i][1], probe, sizeof(probe)) != ESPANK_ENV_NOEXIST)
+			continue; /* unset, or the job's own value stays */
+		if (spank_setenv(sp, pmix_mca_aliases[i][1], value, 0) != ESPANK_SUCCESS) {
+			slurm_error(PHPC_NAME ": couldn't set %s for the task", pmix_mca_aliases[i][1]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int phpc_stepd_task_init(spank_t sp)
 {
 	char name[256], host[8];
@@ -413,6 +467,8 @@ int phpc_stepd_task_init(spank_t sp)
 			return -1;
 		}
 	}
+	if (set_host_env(sp) < 0)
+		return -1;
 	/* An attached named container remaps root if it was made so: what
 	 * counts is the user namespace joined, not this step's option. */
 	if (phpc_seccomp_install(remapped || phpc.args.remap_root == 1) < 0) {
