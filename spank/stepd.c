@@ -305,7 +305,8 @@ static void close_ns(void)
  * in task_init, which runs after that chdir. */
 int phpc_stepd_task_init_privileged(spank_t sp)
 {
-	(void)sp;
+	uint32_t task = 0;
+
 	if (phpc.daemon_fd >= 0)
 		close(phpc.daemon_fd);
 	phpc.daemon_fd = -1;
@@ -316,7 +317,9 @@ int phpc_stepd_task_init_privileged(spank_t sp)
 	if (phpc.error[0] == '\0' && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		keep_error("couldn't keep the capabilities to join the container: %s", strerror(errno));
 	if (phpc.error[0] != '\0') {
-		slurm_error(PHPC_NAME ": %s", phpc.error);
+		/* Once per node, not once per task: every task fails alike. */
+		if (spank_get_item(sp, S_TASK_ID, &task) != ESPANK_SUCCESS || task == 0)
+			slurm_error(PHPC_NAME ": %s", phpc.error);
 		close_ns();
 		return -1;
 	}

@@ -143,7 +143,9 @@ func parseReference(s string) (imageRef, error) {
 			r.path, r.image = cleanPath(p), img
 			return r, nil
 		}
-		if otherTransports[name] || name == "docker" {
+		// docker:TAG is the image named docker (docker:26.1.0-dind), as
+		// under enroot: the docker transport is docker://.
+		if otherTransports[name] || (name == "docker" && strings.HasPrefix(rest, "/")) {
 			return bad("transport %q is not supported: use docker://, oci:, oci-archive: or docker-archive:", name)
 		}
 	}

@@ -53,7 +53,8 @@ func TestParseReference(t *testing.T) {
 		{in: "myreg#ubuntu", err: `registry "myreg" before '#' must be a host name`},
 		{in: "dir:/etc", err: `transport "dir" is not supported`},
 		{in: "containers-storage:x", err: `transport "containers-storage" is not supported`},
-		{in: "docker:ubuntu", err: `transport "docker" is not supported`},
+		{in: "docker:26.1.0-dind-rootless", canon: "docker:26.1.0-dind-rootless"}, // the image "docker", as under enroot
+		{in: "docker:/x", err: `transport "docker" is not supported`},
 		{in: "oci:", err: "needs a path"},
 		{in: "ubuntu:", err: "invalid reference format"},
 		{in: "a b", err: "invalid reference format"},

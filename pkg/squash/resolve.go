@@ -25,6 +25,7 @@ import (
 	ociarchive "go.podman.io/image/v5/oci/archive"
 	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/shortnames"
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/types"
 )
 
@@ -91,6 +92,17 @@ func (c *Cache) sysContext(authFile string) *types.SystemContext {
 // whoever controls that registry pick the image.
 func shortCandidates(sys *types.SystemContext, short string) (reference.Named, error) {
 	res, err := shortnames.Resolve(sys, short)
+	if regs, rerr := sysregistriesv2.UnqualifiedSearchRegistries(sys); rerr == nil && len(regs) == 0 &&
+		(err != nil || len(res.PullCandidates) == 0) {
+		// A registries.conf that names no search registry and no alias
+		// for it: Docker Hub, as under enroot (redis:5.0.8 is
+		// docker.io/library/redis:5.0.8).
+		named, perr := reference.ParseNormalizedNamed(short)
+		if perr != nil {
+			return nil, &opError{verb: "pull", ref: short, kind: ErrBadReference, detail: perr.Error()}
+		}
+		return pinned(named), nil
+	}
 	if err != nil {
 		return nil, &opError{verb: "pull", ref: short, kind: ErrShortName, detail: err.Error(),
 			hint: "use a fully qualified name (registry/name:tag), or ask your admin for an alias in registries.conf"}

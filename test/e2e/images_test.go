@@ -5,6 +5,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -116,5 +117,36 @@ func TestImageCommands(t *testing.T) {
 	r = asUserOnNode("pull", cluster["REGISTRY"]+"/podman-hpc/does-not-exist:1")
 	if r.code == 0 || !strings.Contains(r.stderr, "does-not-exist") {
 		t.Errorf("pull of a missing image: %s", r)
+	}
+}
+
+// A failed pull is reported once per node, not once per task.
+func TestFailedPullReportedOncePerNode(t *testing.T) {
+	img := cluster["REGISTRY"] + "/podman-hpc/does-not-exist:2"
+	r := srun(t, "-N2", "--ntasks-per-node=3", "--container-image="+img, "true")
+	if r.code == 0 {
+		t.Fatal("step succeeded with a missing image")
+	}
+	per := map[string]int{}
+	for _, m := range regexp.MustCompile(`slurmstepd-(\S+): error: podman-hpc: --container-image=`+regexp.QuoteMeta(img)).FindAllStringSubmatch(r.stderr, -1) {
+		per[m[1]]++
+	}
+	if len(per) != 2 {
+		t.Errorf("the failure was reported by %d nodes, want 2: %v\n%s", len(per), per, r.stderr)
+	}
+	for n, got := range per {
+		if got != 1 {
+			t.Errorf("%s reported the failure %d times, want once:\n%s", n, got, r.stderr)
+		}
+	}
+}
+
+// A short name that no registries.conf search registry or alias resolves
+// means Docker Hub, as under enroot (the test bed has no internet: the
+// pull fails, naming where it went).
+func TestShortNameMeansDockerHub(t *testing.T) {
+	r := srun(t, "-N1", "--container-image=redis:5.0.8", "true")
+	if r.code != 0 && !strings.Contains(r.stderr, "docker.io") {
+		t.Errorf("redis:5.0.8 did not go to Docker Hub:\n%s", r)
 	}
 }
