@@ -11,9 +11,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <slurm/slurm_version.h>
 #include <slurm/spank.h>
 
 #include "podman_hpc.h"
+#include "version.h"
 
 SPANK_PLUGIN(podman-hpc, 1)
 
@@ -248,11 +250,30 @@ static int load_config(int ac, char **av)
 	return 0;
 }
 
+/* The Slurm loading us is the release we were built for (version.h). */
+static int check_slurm_version(spank_t sp)
+{
+	char *major = NULL, *minor = NULL, err[512];
+
+	/* Where Slurm does not say (no such item in this context), there is
+	 * nothing to check against. */
+	if (spank_get_item(sp, S_SLURM_VERSION_MAJOR, &major) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_SLURM_VERSION_MINOR, &minor) != ESPANK_SUCCESS)
+		return 0;
+	if (phpc_slurm_version_check(major, minor, SLURM_VERSION_NUMBER, err, sizeof(err)) < 0) {
+		slurm_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	spank_context_t ctx = spank_context();
 	size_t i;
 
+	if (check_slurm_version(sp) < 0)
+		return -1;
 	if (load_config(ac, av) < 0)
 		return -1;
 	phpc_args_init(&phpc.args);

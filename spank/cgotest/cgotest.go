@@ -13,6 +13,7 @@ package cgotest
 #include "../proto.c"
 #include "../request.c"
 #include "../account.c"
+#include "../version.c"
 #include "../client.c"
 #include "../harden.c"
 
@@ -646,3 +647,16 @@ func AuthFiles() [][2]string {
 const BatchStep = uint32(C.PHPC_BATCH_STEP)
 
 func DefaultSocket() string { return C.PHPC_DEFAULT_SOCKET }
+
+// SlurmVersionCheck is phpc_slurm_version_check: nil, or its message.
+func SlurmVersionCheck(major, minor string, built uint32) error {
+	cmaj, cmin := C.CString(major), C.CString(minor)
+	defer C.free(unsafe.Pointer(cmaj))
+	defer C.free(unsafe.Pointer(cmin))
+	errbuf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_slurm_version_check(cmaj, cmin, C.ulong(built), errbuf, 512) != 0 {
+		return errors.New(C.GoString(errbuf))
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package cgotest
+
+import (
+	"strings"
+	"testing"
+)
+
+// The plugin loads only in the Slurm release its headers were: another
+// release (items and callbacks move between them) is refused with the fix.
+func TestSlurmVersionCheck(t *testing.T) {
+	t.Parallel()
+	const built = 0x160508 // 22.05.8
+	for _, tc := range []struct{ major, minor, want string }{
+		{"22", "05", ""},
+		{"22", "5", ""},
+		{"24", "11", "built for Slurm 22.05 but runs in Slurm 24.11; rebuild it"},
+		{"23", "05", "built for Slurm 22.05 but runs in Slurm 23.05"},
+		{"22", "x", "couldn't tell this Slurm's release"},
+		{"", "", "couldn't tell this Slurm's release"},
+		{"999", "05", "couldn't tell this Slurm's release"},
+	} {
+		err := SlurmVersionCheck(tc.major, tc.minor, built)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s.%s refused: %v", tc.major, tc.minor, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "podman-hpc: ")):
+			t.Errorf("%s.%s: %v, want %q", tc.major, tc.minor, err, tc.want)
+		}
+	}
+}
