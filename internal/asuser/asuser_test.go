@@ -68,6 +68,18 @@ func TestOpenWithTheUsersPermissions(t *testing.T) {
 	if fi, err := files[0].Stat(); err != nil || fi.Size() != 1 {
 		t.Errorf("stat of the opened file: %v %v", fi, err)
 	}
+	if _, err := Open(nob, []string{filepath.Join(dir, "missing")}, unix.O_PATH, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing path: %v, want not found", err)
+	}
+	// The daemon's other threads keep root's view, and root may open it all.
+	if _, err := os.Stat(filepath.Join(private, "secret")); err != nil {
+		t.Errorf("root lost access: %v", err)
+	}
+	if f, err := Open(Credential{}, []string{filepath.Join(private, "secret")}, unix.O_RDONLY, 0); err != nil {
+		t.Errorf("as root: %v", err)
+	} else {
+		f[0].Close()
+	}
 	// Created as the user: theirs.
 	made := filepath.Join(dir, "made")
 	os.Chmod(dir, 0o777)

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -82,35 +83,15 @@ type stagedMount struct {
 // on a stage in the bundle (stageMount), and returns the container's binds
 // of the stages and the files held open for them.
 func (m *manager) stageAsUser(c *container, acct account, cred credential, mounts []stagedMount) ([]specs.Mount, []*os.File, error) {
-	var srcs []string
-	var keep []stagedMount
-	for _, sm := range mounts {
-		if !sm.module {
-			srcs = append(srcs, sm.src)
-			keep = append(keep, sm)
-		}
-	}
-	held, err := openAsUser(cred, srcs)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, nil, wire.OptionErrorf("--container-mounts", "%s: %v (as user %s)", pe.Path, pe.Err, acct.Name)
-		}
+	held, keep, err := openStaged(cred, mounts)
+	var se *stageError
+	switch {
+	case errors.As(err, &se) && !se.mount.module:
+		return nil, nil, wire.OptionErrorf("--container-mounts", "%s: %v (as user %s)", se.mount.src, se.err, acct.Name)
+	case errors.As(err, &se):
+		return nil, nil, fmt.Errorf("bind %s for the step (PMIx or a module's directory): %v (as user %s); check the job's PMIX_* variables", se.mount.src, se.err, acct.Name)
+	case err != nil:
 		return nil, nil, err
-	}
-	for _, sm := range mounts {
-		if !sm.module {
-			continue
-		}
-		f, err := openAsUser(cred, []string{sm.src})
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, held, fmt.Errorf("bind %s for the step (PMIx or a module's directory): %v (as user %s); check the job's PMIX_* variables", sm.src, errors.Unwrap(err), acct.Name)
-		}
-		held = append(held, f...)
-		keep = append(keep, sm)
 	}
 	if len(held) == 0 {
 		return nil, held, nil
@@ -133,6 +114,44 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 		out = append(out, oci.BindMount(stage, keep[i].dst, append([]string{"nosuid", "nodev"}, keep[i].opts...)...))
 	}
 	return out, held, nil
+}
+
+// credential is the job user's identity, for everything opened as them.
+type credential = asuser.Credential
+
+// stageError is a source the user could not open.
+type stageError struct {
+	mount stagedMount
+	err   error
+}
+
+func (e *stageError) Error() string { return e.mount.src + ": " + e.err.Error() }
+
+// openStaged opens every source with O_PATH as the user, on one thread
+// (internal/asuser): the user's permissions apply to every directory along
+// the path, while the file's own mode keeps applying to whoever uses it
+// later. The user's own sources must all open; a module's that does not
+// exist is left out. It returns the files and the mounts they are for, in
+// order; on an error (a *stageError) none is left open.
+func openStaged(cred credential, mounts []stagedMount) (held []*os.File, keep []stagedMount, err error) {
+	err = asuser.Do(cred, func() error {
+		for _, sm := range mounts {
+			fd, err := unix.Open(sm.src, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if sm.module && errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err != nil {
+				return &stageError{sm, err}
+			}
+			held, keep = append(held, os.NewFile(uintptr(fd), sm.src)), append(keep, sm)
+		}
+		return nil
+	})
+	if err != nil {
+		closeAll(held)
+		return nil, nil, err
+	}
+	return held, keep, nil
 }
 
 // stageMount bind-mounts what f (opened as the user) refers to on stage, in
