@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // entrypointTimeout bounds how long an image's entrypoint may take before it
@@ -23,7 +25,10 @@ func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, e
 	deadline := time.Now().Add(entrypointTimeout)
 	for {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.initPid))
-		c.entrypointLog = readLog(filepath.Join(c.bundle, "runtime.log"))
+		done := err != nil || zombie(c.initPid) || bytes.Equal(cmdline, want) || time.Now().After(deadline)
+		if done {
+			c.entrypointLog = readLog(filepath.Join(c.bundle, "runtime.log"))
+		}
 		switch {
 		// An empty cmdline is a process in the middle of execve: wait.
 		case err != nil || zombie(c.initPid):
@@ -54,13 +59,28 @@ func zombie(pid int) bool {
 	return i < 0 || i+2 >= len(st) || st[i+2] == 'Z' || st[i+2] == 'X'
 }
 
-// readLog returns the end of a log file, at most 16 KiB.
+// logTail is how much of the entrypoint's output is kept.
+const logTail = 16 << 10
+
+// readLog returns the end of a log file, at most logTail bytes. The file is
+// the container's output, which the user's entrypoint writes, as much as it
+// likes: only its end is read, only from a regular file, without NULs.
 func readLog(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 16<<10 {
-		b = b[len(b)-16<<10:]
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return ""
 	}
-	return string(b)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	off := max(fi.Size()-logTail, 0)
+	b := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(b, off)
+	// It goes to the plugin as a C string: a NUL in the output (a binary
+	// written to stdout) would make the whole answer unsendable.
+	return string(bytes.ReplaceAll(b[:n], []byte{0}, nil))
 }
 
 // oneLine squeezes a log into one line for an error message: srun shows

@@ -410,3 +410,26 @@ func TestSecurityGlobalContainerProcessesEndWithJob(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// The image's entrypoint writes the container's output, as much as it
+// likes, into a file the daemon (root) read whole, again every 20 ms while
+// it waited for the entrypoint: hundreds of megabytes of it grew the
+// daemon by as much, each time; and a NUL in it (a binary's output) made the
+// daemon's answer unsendable, failing the step. Only its end is read now,
+// once, without NULs.
+func TestSecurityEntrypointOutputDoesNotBloatTheDaemon(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	img := entrypointImage(t, "#!/bin/sh\nhead -c 300000000 /dev/zero\necho the-end\nsleep 1\nexec \"$@\"\n")
+	pid := strings.TrimSpace(onNode(t, node, "", "cat "+filepath.Join(cluster["LAB"], "run", node, "podman-hpcd.pid")).stdout)
+	before := rssKB(t, pid)
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "--container-entrypoint", "--container-entrypoint-log", "true")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stderr, "the-end") {
+		t.Errorf("the end of the entrypoint's output is not shown:\n%.2000s", r.stderr)
+	}
+	if grew := rssKB(t, pid) - before; grew > 60<<10 {
+		t.Errorf("the daemon grew by %d MB reading the entrypoint's output", grew>>10)
+	}
+	checkNothingLeft(t, node)
+}
