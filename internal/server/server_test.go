@@ -165,17 +165,7 @@ func TestConnectionCapPerUID(t *testing.T) {
 		t.Errorf("refusal not logged:\n%s", log)
 	}
 	open[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r, err := hello(t, dial(t, sock))
-		if err == nil && r.Type == wire.OK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no slot freed after a close: %+v, %v", r, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	helloWithin(t, sock, 5*time.Second, "no slot freed after a close")
 }
 
 func TestRootConnectionsNotCapped(t *testing.T) {
@@ -297,18 +287,25 @@ func TestHandlerPanicClosesOnlyItsConnection(t *testing.T) {
 	if r, err := hello(t, dial(t, sock)); err == nil {
 		t.Fatalf("panicking handler answered %+v", r)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	helloWithin(t, sock, 5*time.Second, "server after a handler's panic")
+	if !strings.Contains(log.String(), "panic serving a connection; closed it") || !strings.Contains(log.String(), "boom") {
+		t.Errorf("panic not logged:\n%s", log)
+	}
+}
+
+// helloWithin fails the test unless a HELLO on sock is answered OK within d;
+// what says what the test waits for.
+func helloWithin(t *testing.T, sock string, d time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		r, err := hello(t, dial(t, sock))
 		if err == nil && r.Type == wire.OK {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server after a handler's panic: %+v, %v", r, err)
+			t.Fatalf("%s: %+v, %v", what, r, err)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.Contains(log.String(), "panic serving a connection; closed it") || !strings.Contains(log.String(), "boom") {
-		t.Errorf("panic not logged:\n%s", log)
 	}
 }
