@@ -11,6 +11,19 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
 
+// ImportError is a failed pull or import of the step's image, worded as
+// pyxis words it ("failed to import docker image: IMAGE: CAUSE"): site docs
+// and users' scripts search for those words.
+type ImportError struct {
+	Image string
+	Err   error
+}
+
+func (e *ImportError) Error() string {
+	return "failed to import docker image: " + e.Image + ": " + e.Err.Error()
+}
+func (e *ImportError) Unwrap() error { return e.Err }
+
 // squashStore is the node's image cache (pkg/squash) as containers use it.
 type squashStore struct {
 	cache *squash.Cache
