@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -46,6 +47,20 @@ func TestHomeMount(t *testing.T) {
 		}
 		if !slices.Equal(env, want) {
 			t.Errorf("%s: env %q, want %q", tc.name, env, want)
+		}
+	}
+}
+
+// A failed import reads as pyxis's, naming the image once.
+func TestImportErrorWording(t *testing.T) {
+	t.Parallel()
+	for cause, want := range map[string]string{
+		`pull "r/x:1": manifest unknown: check the image name and tag`: "failed to import docker image: r/x:1: manifest unknown: check the image name and tag",
+		`pull "docker.io/library/x:1": manifest unknown`:               `failed to import docker image: r/x:1: pull "docker.io/library/x:1": manifest unknown`,
+		`squashfs: entry "dev/sda": a device node`:                     `failed to import docker image: r/x:1: squashfs: entry "dev/sda": a device node`,
+	} {
+		if got := (&ImportError{Image: "r/x:1", Err: errors.New(cause)}).Error(); got != want {
+			t.Errorf("%q: %q, want %q", cause, got, want)
 		}
 	}
 }

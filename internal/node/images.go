@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
@@ -20,7 +21,9 @@ type ImportError struct {
 }
 
 func (e *ImportError) Error() string {
-	return "failed to import docker image: " + e.Image + ": " + e.Err.Error()
+	// The cache's error names the reference too when it is the one given.
+	cause := strings.TrimPrefix(e.Err.Error(), fmt.Sprintf("pull %q: ", e.Image))
+	return "failed to import docker image: " + e.Image + ": " + cause
 }
 func (e *ImportError) Unwrap() error { return e.Err }
 

@@ -145,16 +145,7 @@ func TestNamedContainerExecParkedGlobal(t *testing.T) {
 	t.Cleanup(func() { podmanHpcd(t, node, "rm", "--name", name, "--uid", uid) })
 	// Remapped: the root is the user's to write (the image's files are root's).
 	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "--container-remap-root", "--container-name="+name, "sh", "-c", "echo kept >/kept"))
-	var ps string
-	for i := 0; i < 50; i++ {
-		if ps = podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, name+" (parked") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !strings.Contains(ps, name+" (parked") {
-		t.Fatalf("not parked after its job:\n%s", ps)
-	}
+	waitParked(t, node, name)
 	r := asUser(t, "srun", "-N1", "-w", node, "--container-name="+name+":exec", "--container-remap-root", "cat", "/kept")
 	if r.code == 0 || !strings.Contains(r.stderr, "--container-name="+name+":exec: the container exists but is not running") {
 		t.Errorf("exec into a parked container:\n%s", r)
@@ -163,4 +154,19 @@ func TestNamedContainerExecParkedGlobal(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "kept" {
 		t.Errorf("auto on the parked container:\n%s", r)
 	}
+	// Parked again by the job's epilog, before the cleanup removes it.
+	waitParked(t, node, name)
+}
+
+// waitParked waits until node lists the global container name as parked.
+func waitParked(t *testing.T, node, name string) {
+	t.Helper()
+	var ps string
+	for i := 0; i < 50; i++ {
+		if ps = podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, name+" (parked") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s is not parked after its job:\n%s", name, ps)
 }
