@@ -221,7 +221,7 @@ func TestMissingImageIsAClearError(t *testing.T) {
 	if r.code == 0 {
 		t.Fatal("step succeeded with a missing image")
 	}
-	if !regexp.MustCompile(`podman-hpc: --container-image=` + regexp.QuoteMeta(img) + `: .*`).MatchString(r.stderr) {
+	if !regexp.MustCompile(`podman-hpc: failed to import docker image: ` + regexp.QuoteMeta(img) + `: manifest unknown`).MatchString(r.stderr) {
 		t.Errorf("stderr does not name the image:\n%s", r.stderr)
 	}
 }
