@@ -78,8 +78,10 @@ int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t er
 
 int phpc_args_set_workdir(struct phpc_args *a, const char *v, char *err, size_t errlen)
 {
-	if (v == NULL || v[0] != '/') {
-		snprintf(err, errlen, "--container-workdir: \"%s\" is not an absolute path", v ? v : "");
+	/* A relative one is resolved inside the container's root by the
+	 * daemon ("../" is /), as pyxis does. */
+	if (v == NULL || *v == '\0') {
+		snprintf(err, errlen, "--container-workdir: empty path");
 		return -1;
 	}
 	if (a->workdir != NULL && strcmp(a->workdir, v) != 0) {

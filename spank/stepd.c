@@ -30,6 +30,7 @@
 #include "harden.h"
 #include "podman_hpc.h"
 #include "proto.h"
+#include "pytorch.h"
 #include "request.h"
 
 /* The step wants a container: an image, or a named container to attach to. */
@@ -107,11 +108,14 @@ int phpc_stepd_post_opt(spank_t sp)
 	return 0;
 }
 
-/* The step's variables the daemon's modules read (pkg/hooks: the GPUs Slurm
- * allocated, PMIx's directories); sent as "jobenv" NAME=VALUE when set. */
+/* The step's variables the daemon reads (pkg/hooks' modules: the GPUs Slurm
+ * allocated, PMIx's directories; the job's HOME); sent as "jobenv"
+ * NAME=VALUE when set. */
 static const char *const job_env_names[] = {
 	"SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
-	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR", NULL,
+	"GPU_DEVICE_ORDINAL", "PMIX_SERVER_TMPDIR",
+	/* The home --container-mount-home binds: the one the job runs with. */
+	"HOME", NULL,
 };
 #define N_JOB_ENV (sizeof(job_env_names) / sizeof(job_env_names[0]))
 
@@ -441,6 +445,52 @@ static int set_host_env(spank_t sp)
 	return 0;
 }
 
+/* Sets name to value for the task unless the image sets it, or
+ * --container-env names it and the host has it: what the container says
+ * wins over the host, as the image's variables do. */
+static int set_derived(spank_t sp, const char *name, const char *value)
+{
+	char probe[8];
+
+	if (image_sets(name) ||
+	    (is_host_wins(name, strlen(name)) && spank_getenv(sp, name, probe, sizeof(probe)) != ESPANK_ENV_NOEXIST))
+		return 0;
+	if (spank_setenv(sp, name, value, 1) != ESPANK_SUCCESS) {
+		slurm_error(PHPC_NAME ": couldn't set %s for the task", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* An image with PyTorch (PYTORCH_VERSION) gets, in every task, the
+ * variables torch.distributed reads, from Slurm's, as under pyxis (enroot's
+ * PyTorch hook): RANK, LOCAL_RANK, WORLD_SIZE, and the rendezvous on the
+ * step's first node at a port derived from the job id. */
+static int set_pytorch_env(spank_t sp)
+{
+	static const char *const from[][2] = {
+		{ "RANK", "SLURM_PROCID" }, { "LOCAL_RANK", "SLURM_LOCALID" }, { "WORLD_SIZE", "SLURM_NTASKS" }, { NULL, NULL },
+	};
+	char value[4096], host[256], port[16];
+	uint32_t job = 0;
+	size_t i;
+
+	if (!image_sets("PYTORCH_VERSION"))
+		return 0;
+	for (i = 0; from[i][0]; i++)
+		if (spank_getenv(sp, from[i][1], value, sizeof(value)) == ESPANK_SUCCESS && set_derived(sp, from[i][0], value) < 0)
+			return -1;
+	if (spank_getenv(sp, "SLURM_STEP_NODELIST", value, sizeof(value)) == ESPANK_SUCCESS &&
+	    phpc_first_host(value, host, sizeof(host)) == 0 && set_derived(sp, "MASTER_ADDR", host) < 0)
+		return -1;
+	if (spank_get_item(sp, S_JOB_ID, &job) == ESPANK_SUCCESS) {
+		snprintf(port, sizeof(port), "%u", phpc_pytorch_port(job));
+		if (set_derived(sp, "MASTER_PORT", port) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int phpc_stepd_task_init(spank_t sp)
 {
 	char name[256], host[8];
@@ -453,7 +503,8 @@ int phpc_stepd_task_init(spank_t sp)
 	if (join_container(&remapped) < 0)
 		return -1;
 	if (chdir(phpc.workdir) < 0) {
-		slurm_error(PHPC_NAME ": couldn't enter the working directory %s in the container: %s; set one with --container-workdir", phpc.workdir, strerror(errno));
+		/* "PATH: No such file or directory", pyxis's words. */
+		slurm_error(PHPC_NAME ": couldn't enter the container's working directory: %s: %s; set another with --container-workdir", phpc.workdir, strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < phpc.n_env; i++) {
@@ -470,7 +521,7 @@ int phpc_stepd_task_init(spank_t sp)
 			return -1;
 		}
 	}
-	if (set_host_env(sp) < 0)
+	if (set_host_env(sp) < 0 || set_pytorch_env(sp) < 0)
 		return -1;
 	/* An attached named container remaps root if it was made so: what
 	 * counts is the user namespace joined, not this step's option. */

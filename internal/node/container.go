@@ -74,6 +74,10 @@ type container struct {
 	jobs   map[string]bool
 	parked bool
 	holds  *container
+	// steps is how many steps run in the container now, having attached
+	// (the manager's mu guards it): a named one "runs", in pyxis's sense
+	// (NAME:exec), while one does.
+	steps int
 
 	// hooksLogged is how far the hooks' timings (bundle/hooks.log) are logged.
 	hooksLogged int64
@@ -157,6 +161,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if err := m.start(ctx, c, hk, log); err != nil {
 		return c, err
 	}
+	c.env = withHome(c.env, req, acct)
 	return c, c.attachable(ctx, spec, readonly)
 }
 
@@ -226,6 +231,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	}
 	if c.req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(c.req.UID, c.req.GID))
+	}
+	if slices.Contains(c.req.Unshare, specs.IPCNamespace) {
+		opts = append(opts, oci.WithPrivateIPC())
 	}
 	spec, err := oci.NewSpec(opts...)
 	if err != nil {
@@ -311,7 +319,7 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 		return wire.OptionErrorf("--container-name="+c.req.Name, "no container of that name in this job, and no --container-image to create it")
 	}
 	if c.img, err = m.images.get(ctx, c.req.Image, cred, c.req.Auth, progress); err != nil {
-		return err
+		return &ImportError{Image: c.req.Image, Err: err}
 	}
 	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {
 		return err
@@ -466,8 +474,10 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 	// The user's own mounts (and home), opened as the user: the source is
 	// the opened file, so what was checked is what gets mounted.
 	var user []stagedMount
-	if c.req.MountHome && acct.Home != "" {
-		user = append(user, stagedMount{src: acct.Home, dst: acct.Home})
+	if home, ok, err := homeMount(c.req, acct); err != nil {
+		return nil, nil, err
+	} else if ok {
+		user = append(user, home)
 	}
 	for _, um := range c.req.Mounts {
 		user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})

@@ -5,11 +5,27 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
+
+// ImportError is a failed pull or import of the step's image, worded as
+// pyxis words it ("failed to import docker image: IMAGE: CAUSE"): site docs
+// and users' scripts search for those words.
+type ImportError struct {
+	Image string
+	Err   error
+}
+
+func (e *ImportError) Error() string {
+	// The cache's error names the reference too when it is the one given.
+	cause := strings.TrimPrefix(e.Err.Error(), fmt.Sprintf("pull %q: ", e.Image))
+	return "failed to import docker image: " + e.Image + ": " + cause
+}
+func (e *ImportError) Unwrap() error { return e.Err }
 
 // squashStore is the node's image cache (pkg/squash) as containers use it.
 type squashStore struct {

@@ -148,11 +148,14 @@ func (n *Node) Save(ctx context.Context, s *Step) error {
 }
 
 // End ends the step's use of its container: the step's own goes (at the
-// lowest priority: nobody waits for it), a named one stays for its job.
+// lowest priority: nobody waits for it), a named one stays for its job (no
+// longer running, in pyxis's sense, once no step is in it).
 func (n *Node) End(ctx context.Context, s *Step) {
-	if !s.Attached {
-		n.mgr.removeInBackground(ctx, s.c)
+	if s.Attached {
+		n.mgr.detach(s.c)
+		return
 	}
+	n.mgr.removeInBackground(ctx, s.c)
 }
 
 // Container is one of the node's containers, as ps shows it.

@@ -211,8 +211,8 @@ func TestPluginVersionMismatch(t *testing.T) {
 	}
 }
 
-// The node's errors reach srun: those about an option or a hook as they
-// are, any other as about the image; a bad request is refused before the
+// The node's errors reach srun: those about an option, a hook or the
+// image's import as they are, any other as about the image; a bad request is refused before the
 // node is asked.
 func TestContainerErrorsReachTheClient(t *testing.T) {
 	t.Parallel()
@@ -222,6 +222,7 @@ func TestContainerErrorsReachTheClient(t *testing.T) {
 	}{
 		{wire.OptionErrorf("--container-mounts", "/x: permission denied (as user bob)"), "--container-mounts: /x: permission denied (as user bob)"},
 		{&node.HookError{Err: errors.New("gpu: this node has no GPU; drop it with --container-hooks=no-gpu")}, "gpu: this node has no GPU; drop it with --container-hooks=no-gpu"},
+		{&node.ImportError{Image: "app:1", Err: errors.New("manifest unknown")}, "failed to import docker image: app:1: manifest unknown"},
 		{errors.New("pull app:1: manifest unknown"), "--container-image=app:1: pull app:1: manifest unknown"},
 		{fmt.Errorf("start container: %w", errors.New("exit 1")), "--container-image=app:1: start container: exit 1"},
 	} {

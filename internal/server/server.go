@@ -392,13 +392,15 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, m *wire.Message
 }
 
 // userMessage is the line srun shows for a container that could not be
-// had: an error about one of the user's options (a *wire.OptionError) or of
-// their hooks and modules (a *node.HookError) says what it is about itself;
-// any other is about the image.
+// had: an error about one of the user's options (a *wire.OptionError), of
+// their hooks and modules (a *node.HookError) or of the image's import (a
+// *node.ImportError) says what it is about itself; any other is about the
+// image.
 func userMessage(err error, req *wire.ContainerRequest) string {
 	var oe *wire.OptionError
 	var he *node.HookError
-	if errors.As(err, &oe) || errors.As(err, &he) {
+	var ie *node.ImportError
+	if errors.As(err, &oe) || errors.As(err, &he) || errors.As(err, &ie) {
 		return err.Error()
 	}
 	return "--container-image=" + req.Image + ": " + err.Error()
@@ -424,9 +426,9 @@ func (s *Server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err 
 			log.Info("container saved", "container", u.step.ID, "path", u.req.Save, "duration", time.Since(start))
 		}
 	}
+	start := time.Now()
+	s.containers.End(ctx, u.step)
 	if !u.step.Attached {
-		start := time.Now()
-		s.containers.End(ctx, u.step)
 		log.Info("container removed", "container", u.step.ID, "job", u.req.Job, "step", u.req.Step, "duration", time.Since(start))
 	}
 	return err

@@ -5,6 +5,7 @@ package oci
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -147,6 +148,36 @@ func WithNamespaces(types ...specs.LinuxNamespaceType) SpecOpt {
 	return func(s *specs.Spec) error {
 		for _, t := range types {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t})
+		}
+		return nil
+	}
+}
+
+// WithPrivateIPC gives a container of its own IPC namespace
+// (--container-unshare=ipc) what goes with one: a /dev/shm of its own (a
+// fresh tmpfs, not the host's) and its own /dev/mqueue, which the runtime
+// mounts inside the new namespace. Apply it after WithRemappedRoot (which
+// drops mqueue for a container in the host's IPC namespace).
+func WithPrivateIPC() SpecOpt {
+	return func(s *specs.Spec) error {
+		own := map[string]specs.Mount{
+			"/dev/shm":    {Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
+			"/dev/mqueue": {Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		}
+		for i, m := range s.Mounts {
+			if o, ok := own[m.Destination]; ok {
+				s.Mounts[i] = o
+				delete(own, m.Destination)
+			}
+		}
+		// After /dev, before anything a user or module mounts: in the
+		// defaults' order.
+		at := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev" }) + 1
+		for _, d := range []string{"/dev/shm", "/dev/mqueue"} {
+			if o, ok := own[d]; ok {
+				s.Mounts = slices.Insert(s.Mounts, at, o)
+				at++
+			}
 		}
 		return nil
 	}

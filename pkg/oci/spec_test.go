@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"sort"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -26,4 +27,52 @@ func TestWithDevices(t *testing.T) {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
+}
+
+// A private IPC namespace gets its own /dev/shm and /dev/mqueue, in place
+// of the host's /dev/shm, and the mqueue that a remapped root dropped;
+// a user's own later bind on /dev/shm stays.
+func TestWithPrivateIPC(t *testing.T) {
+	t.Parallel()
+	user := BindMount("/scratch/shm", "/dev/shm")
+	for _, remap := range []bool{false, true} {
+		opts := []SpecOpt{WithNamespaces(specs.IPCNamespace), WithMounts(user)}
+		if remap {
+			opts = append(opts, WithRemappedRoot(1000, 1000))
+		}
+		s, err := NewSpec(append(opts, WithPrivateIPC())...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range s.Mounts {
+			if m.Destination == "/dev/shm" || m.Destination == "/dev/mqueue" {
+				got = append(got, m.Destination+"="+m.Type+":"+m.Source)
+			}
+		}
+		want := []string{"/dev/mqueue=mqueue:mqueue", "/dev/shm=tmpfs:shm", "/dev/shm=bind:/scratch/shm"}
+		if len(got) == len(want) {
+			sort.Strings(got[:2]) // the defaults' order, or after /dev
+		}
+		if len(got) != len(want) {
+			t.Fatalf("remap %v: %q, want %q", remap, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("remap %v: %q, want %q", remap, got, want)
+			}
+		}
+		if dev := slicesIndex(s.Mounts, "/dev"); dev < 0 || slicesIndex(s.Mounts, "/dev/shm") < dev {
+			t.Errorf("remap %v: /dev/shm before /dev: %+v", remap, s.Mounts)
+		}
+	}
+}
+
+func slicesIndex(mounts []specs.Mount, dst string) int {
+	for i, m := range mounts {
+		if m.Destination == dst {
+			return i
+		}
+	}
+	return -1
 }

@@ -45,6 +45,17 @@ var unshareable = map[string]specs.LinuxNamespaceType{
 	"net": specs.NetworkNamespace, "ipc": specs.IPCNamespace, "uts": specs.UTSNamespace,
 }
 
+// UnshareName is the --container-unshare name of the namespace type t ("net"
+// for the network namespace), or t itself for one it does not take.
+func UnshareName(t specs.LinuxNamespaceType) string {
+	for n, u := range unshareable {
+		if u == t {
+			return n
+		}
+	}
+	return string(t)
+}
+
 // MountFlags maps the user's --container-mounts FLAGS to runtime-spec mount
 // options ("": the flag is accepted and adds none). The plugin refuses
 // unknown ones already; the daemon checks again (it trusts no client).
@@ -98,7 +109,7 @@ type ContainerRequest struct {
 	Job, Step string
 	UID, GID  uint32
 	Image     string
-	Workdir   string // --container-workdir; "" for the image's
+	Workdir   string // --container-workdir, absolute (a relative one is the root's); "" for the image's
 	Mounts    []UserMount
 	Writable  bool
 	MountHome bool
@@ -249,7 +260,8 @@ func ParseContainerRequest(m *Message) (*ContainerRequest, error) {
 		}
 	}
 	if r.Workdir != "" && !path.IsAbs(r.Workdir) {
-		return nil, OptionErrorf("--container-workdir", "%q is not an absolute path", r.Workdir)
+		// As a shell in the container's root would: "../" is the root.
+		r.Workdir = "/" + r.Workdir
 	}
 	if r.Script != "" && !path.IsAbs(r.Script) {
 		return nil, bad("batch script path %q is not absolute", r.Script)

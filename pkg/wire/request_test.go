@@ -45,7 +45,6 @@ func TestParseContainerRequestErrors(t *testing.T) {
 		{[]string{"mount", "/a:rel"}, "--container-mounts", `--container-mounts: destination "rel" is not an absolute path`},
 		{[]string{"name", "n", "name_mode", "bogus"}, "--container-name", `--container-name: unknown mode "bogus"`},
 		{[]string{"unshare", "pid"}, "--container-unshare", `--container-unshare: unknown namespace "pid" (want net, ipc, uts)`},
-		{[]string{"workdir", "w"}, "--container-workdir", `--container-workdir: "w" is not an absolute path`},
 		{[]string{"save", "s"}, "--container-save", `--container-save: "s" is not an absolute path`},
 		{[]string{"script", "s"}, "", `request: batch script path "s" is not absolute`},
 	} {
@@ -92,5 +91,30 @@ func TestParseContainerRequestAccount(t *testing.T) {
 		if _, err := ParseContainerRequest(base(kv...)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A relative --container-workdir is resolved inside the container's root, as
+// a shell there would: "../" is the root itself.
+func TestParseContainerRequestRelativeWorkdir(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"../": "/../", "w": "/w", "/abs/dir": "/abs/dir", "": ""} {
+		r, err := ParseContainerRequest(New(Container, "job", "1", "step", "0", "uid", "1", "gid", "1", "image", "x", "workdir", in))
+		if err != nil || r.Workdir != want {
+			t.Errorf("workdir %q: %q, %v; want %q", in, r.Workdir, err, want)
+		}
+	}
+}
+
+// UnshareName is the option's name of each namespace it takes.
+func TestUnshareName(t *testing.T) {
+	t.Parallel()
+	for _, n := range UnshareNamespaces {
+		if got := UnshareName(unshareable[n]); got != n {
+			t.Errorf("%s: %q", n, got)
+		}
+	}
+	if got := UnshareName("pid"); got != "pid" {
+		t.Errorf("pid: %q", got)
 	}
 }

@@ -44,7 +44,7 @@ func TestArgs(t *testing.T) {
 		{name: "empty source", opts: []Option{{"mounts", ":/b"}}, wantErr: "empty source"},
 		{name: "empty mounts", opts: []Option{{"mounts", ""}}, wantErr: "empty value"},
 		{name: "workdir", opts: []Option{{"workdir", "/work"}}, want: Args{Workdir: "/work", Writable: -1, MountHome: -1}},
-		{name: "relative workdir", opts: []Option{{"workdir", "work"}}, wantErr: "not an absolute path"},
+		{name: "relative workdir, resolved inside by the daemon", opts: []Option{{"workdir", "../"}}, want: Args{Workdir: "../", Writable: -1, MountHome: -1}},
 		{
 			name: "env names",
 			opts: []Option{{"env", "PATH,LD_LIBRARY_PATH"}, {"env", "_X1"}},

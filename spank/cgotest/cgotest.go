@@ -1,5 +1,5 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, request.c, client.c, harden.c) through cgo so that Go tests can
+// config.c, proto.c, request.c, client.c, harden.c, pytorch.c) through cgo so that Go tests can
 // drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
@@ -16,6 +16,7 @@ package cgotest
 #include "../version.c"
 #include "../client.c"
 #include "../harden.c"
+#include "../pytorch.c"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -660,3 +661,17 @@ func SlurmVersionCheck(major, minor string, built uint32) error {
 	}
 	return nil
 }
+
+// FirstHost is phpc_first_host: the first host of a Slurm host list.
+func FirstHost(list string) (string, error) {
+	cl := C.CString(list)
+	defer C.free(unsafe.Pointer(cl))
+	var out [256]C.char
+	if rc, err := C.phpc_first_host(cl, &out[0], C.size_t(len(out))); rc != 0 {
+		return "", err
+	}
+	return C.GoString(&out[0]), nil
+}
+
+// PyTorchPort is phpc_pytorch_port: MASTER_PORT for a job.
+func PyTorchPort(job uint32) uint { return uint(C.phpc_pytorch_port(C.uint32_t(job))) }

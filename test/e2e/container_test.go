@@ -158,6 +158,19 @@ func TestWorkdir(t *testing.T) {
 	if strings.TrimSpace(r.stdout) != "/tmp" {
 		t.Errorf("--container-workdir=/tmp: pwd %q", r.stdout)
 	}
+	// A relative one resolves inside the root, as pyxis's does.
+	for wd, want := range map[string]string{"../": "/", "tmp": "/tmp"} {
+		r = srun(t, "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-workdir="+wd, "pwd")
+		mustSucceed(t, r)
+		if strings.TrimSpace(r.stdout) != want {
+			t.Errorf("--container-workdir=%s: pwd %q, want %s", wd, r.stdout, want)
+		}
+	}
+	// A missing one fails in pyxis's words, once per task.
+	r = srun(t, "-N1", "-n2", "--container-image="+cluster["SMALL_IMAGE"], "--container-workdir=/nosuch", "pwd")
+	if r.code == 0 || strings.Count(r.stderr, "/nosuch: No such file or directory") != 2 || strings.Contains(r.stdout, "/") {
+		t.Errorf("--container-workdir=/nosuch:\n%s", r)
+	}
 }
 
 // The root is read-only by default and writable with --container-writable.
@@ -208,7 +221,7 @@ func TestMissingImageIsAClearError(t *testing.T) {
 	if r.code == 0 {
 		t.Fatal("step succeeded with a missing image")
 	}
-	if !regexp.MustCompile(`podman-hpc: --container-image=` + regexp.QuoteMeta(img) + `: .*`).MatchString(r.stderr) {
+	if !regexp.MustCompile(`podman-hpc: failed to import docker image: ` + regexp.QuoteMeta(img) + `: manifest unknown`).MatchString(r.stderr) {
 		t.Errorf("stderr does not name the image:\n%s", r.stderr)
 	}
 }

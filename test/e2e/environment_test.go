@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -54,4 +56,39 @@ func TestContainerEnvTrailingComma(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "--container-env: empty variable name") {
 		t.Errorf("not refused with the reason:\n%s", r)
 	}
+}
+
+// --container-mount-home binds the home the job runs with ($HOME, not the
+// account's), opened as the user, at its path (and HOME says so), or at
+// /root under --container-remap-root; a $HOME the user may not read is not
+// bound.
+func TestMountHomeIsTheJobsHOME(t *testing.T) {
+	requireRoot(t)
+	home := userDir(t, "e2e-other-home")
+	mustSucceed(t, asUser(t, "sh", "-c", `echo mine >"$1/marker"`, "sh", home))
+	img := "--container-image=" + cluster["SMALL_IMAGE"]
+	r := asUser(t, "env", "HOME="+home, "srun", "-N1", img, "--container-mount-home", "sh", "-c", `echo "$HOME"; cat "$HOME/marker"`)
+	mustSucceed(t, r)
+	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != home || got[1] != "mine" {
+		t.Errorf("HOME=%s: got %q", home, got)
+	}
+	r = asUser(t, "env", "HOME="+home, "srun", "-N1", img, "--container-mount-home", "--container-remap-root", "sh", "-c", `echo "$HOME"; cat /root/marker`)
+	mustSucceed(t, r)
+	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "/root" || got[1] != "mine" {
+		t.Errorf("HOME=%s under --container-remap-root: got %q", home, got)
+	}
+	// A directory of root's that the user cannot reach (t.TempDir is
+	// root's, mode 0700): opened as the user, it is not bound.
+	secret := filepath.Join(t.TempDir(), "home")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(secret), "s"), []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(secret, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r = asUser(t, "env", "HOME="+secret, "srun", "-N1", img, "--container-mount-home", "cat", secret+"/../s")
+	if r.code == 0 || strings.Contains(r.stdout, "secret") || !strings.Contains(r.stderr, secret+": permission denied (as user "+cluster["TEST_USER"]+")") {
+		t.Errorf("HOME=%s (root's, out of the user's reach) was bound for the user:\n%s", secret, r)
+	}
+	checkNothingLeft(t, nodes()[0])
 }

@@ -120,7 +120,8 @@ func TestImageCommands(t *testing.T) {
 	}
 }
 
-// A failed pull is reported once per node, not once per task.
+// A failed pull is reported once per node, not once per task, in pyxis's
+// words ("failed to import docker image: IMAGE: CAUSE").
 func TestFailedPullReportedOncePerNode(t *testing.T) {
 	img := cluster["REGISTRY"] + "/podman-hpc/does-not-exist:2"
 	r := srun(t, "-N2", "--ntasks-per-node=3", "--container-image="+img, "true")
@@ -128,7 +129,7 @@ func TestFailedPullReportedOncePerNode(t *testing.T) {
 		t.Fatal("step succeeded with a missing image")
 	}
 	per := map[string]int{}
-	for _, m := range regexp.MustCompile(`slurmstepd-(\S+): error: podman-hpc: --container-image=`+regexp.QuoteMeta(img)).FindAllStringSubmatch(r.stderr, -1) {
+	for _, m := range regexp.MustCompile(`slurmstepd-(\S+): error: podman-hpc: failed to import docker image: `+regexp.QuoteMeta(img)+`: \S`).FindAllStringSubmatch(r.stderr, -1) {
 		per[m[1]]++
 	}
 	if len(per) != 2 {

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +96,77 @@ for i in 1 2 3; do echo "try $i: $(cat out.$i) $(grep -o 'no container of that n
 			t.Errorf("neither worked nor failed clearly: %q", line)
 		}
 	}
+}
+
+// NAME:exec attaches only to a container that runs, in pyxis's sense: one
+// a step of the job is in now; not one whose steps have ended. NAME:no_exec
+// on a running one starts a new container over its filesystem.
+func TestNamedContainerExecNeedsRunning(t *testing.T) {
+	img := cluster["SMALL_IMAGE"]
+	r := inAllocation(t, `
+cd "$(mktemp -d)"
+srun --container-image=`+img+` --container-name=idle sh -c 'echo kept >/kept'
+srun --container-name=idle:exec true 2>idle.err; echo "exec-idle=$?"
+srun --container-name=idle sh -c 'readlink /proc/self/ns/mnt >/ns; while [ ! -e /tmp/stop ]; do sleep 0.1; done' &
+for i in $(seq 100); do
+	srun --overlap --container-name=idle:exec sh -c 'cat /kept; readlink /proc/self/ns/mnt; cat /ns' >exec.out 2>exec.err && break
+	sleep 0.1
+done
+echo "exec-running=$(cat exec.out | tr '\n' ' ')"
+srun --overlap --container-name=idle:no_exec sh -c 'cat /kept; readlink /proc/self/ns/mnt' >noexec.out; echo "no_exec=$? $(cat noexec.out | tr '\n' ' ')"
+srun --overlap --container-name=idle:exec touch /tmp/stop
+wait
+srun --container-name=idle:exec true 2>ended.err; echo "exec-ended=$?"
+cat idle.err ended.err
+`)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "exec-idle=1") || !strings.Contains(r.stdout, "exec-ended=1") ||
+		strings.Count(r.stdout, "--container-name=idle:exec: the container exists but is not running") != 2 {
+		t.Errorf("exec into a container no step runs in was not refused, twice:\n%s", r)
+	}
+	exec := strings.Fields(strings.TrimPrefix(regexpFind(r.stdout, `exec-running=.*`), "exec-running="))
+	if len(exec) != 3 || exec[0] != "kept" || exec[1] != exec[2] {
+		t.Fatalf("exec into the running container: %q\n%s", exec, r)
+	}
+	noExec := strings.Fields(strings.TrimPrefix(regexpFind(r.stdout, `no_exec=.*`), "no_exec="))
+	if len(noExec) != 3 || noExec[0] != "0" || noExec[1] != "kept" || noExec[2] == exec[1] {
+		t.Errorf("no_exec on the running container: want its filesystem in a new container, got %q (running in %s)", noExec, exec[1])
+	}
+}
+
+// A container_scope=global container parked between the user's jobs does
+// not run: NAME:exec fails; NAME starts it again.
+func TestNamedContainerExecParkedGlobal(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	withPlugstackArg(t, "container_scope=global")
+	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
+	name := "parked" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
+	t.Cleanup(func() { podmanHpcd(t, node, "rm", "--name", name, "--uid", uid) })
+	// Remapped: the root is the user's to write (the image's files are root's).
+	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "--container-remap-root", "--container-name="+name, "sh", "-c", "echo kept >/kept"))
+	waitParked(t, node, name)
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-name="+name+":exec", "--container-remap-root", "cat", "/kept")
+	if r.code == 0 || !strings.Contains(r.stderr, "--container-name="+name+":exec: the container exists but is not running") {
+		t.Errorf("exec into a parked container:\n%s", r)
+	}
+	r = asUser(t, "srun", "-N1", "-w", node, "--container-name="+name, "--container-remap-root", "cat", "/kept")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "kept" {
+		t.Errorf("auto on the parked container:\n%s", r)
+	}
+	// Parked again by the job's epilog, before the cleanup removes it.
+	waitParked(t, node, name)
+}
+
+// waitParked waits until node lists the global container name as parked.
+func waitParked(t *testing.T, node, name string) {
+	t.Helper()
+	var ps string
+	for i := 0; i < 50; i++ {
+		if ps = podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, name+" (parked") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s is not parked after its job:\n%s", name, ps)
 }

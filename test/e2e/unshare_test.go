@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -26,5 +28,64 @@ func TestContainerUnshare(t *testing.T) {
 	r = srun(t, "-N1", "--container-unshare=pid", "--container-image="+cluster["SMALL_IMAGE"], "true")
 	if r.code == 0 || !strings.Contains(r.stderr, `--container-unshare: unknown namespace "pid"`) {
 		t.Errorf("unknown namespace:\n%s", r)
+	}
+}
+
+// Joining an existing container cannot unshare a namespace it shares with
+// the node: asking for one fails, naming it; asking for one it has works.
+func TestContainerUnshareOnExisting(t *testing.T) {
+	img := cluster["SMALL_IMAGE"]
+	r := inAllocation(t, `
+srun --container-image=`+img+` --container-name=shared true
+srun --container-name=shared --container-unshare=net true; echo "shared-net=$?"
+srun --container-image=`+img+` --container-name=private --container-unshare=net,ipc readlink /proc/self/ns/net >&2
+srun --container-name=private --container-unshare=net readlink /proc/self/ns/net >&2; echo "private-net=$?"
+srun --container-name=private --container-unshare=uts true; echo "private-uts=$?"
+`)
+	mustSucceed(t, r)
+	for _, want := range []string{
+		"shared-net=1", "private-net=0", "private-uts=1",
+		"--container-unshare=net: the container shared shares the node's net namespace",
+		"--container-unshare=uts: the container private shares the node's uts namespace",
+	} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("lacks %q:\n%s", want, r)
+		}
+	}
+	if ns := regexp.MustCompile(`net:\[\d+\]`).FindAllString(r.stderr, -1); len(ns) != 2 || ns[0] != ns[1] {
+		t.Errorf("the attached step is not in the container's private network: %q", ns)
+	}
+}
+
+// --container-unshare=ipc gives the container its own /dev/shm and
+// /dev/mqueue with its IPC namespace; by default both are the node's.
+func TestContainerUnshareIPCShmAndMqueue(t *testing.T) {
+	node := nodes()[0]
+	nodeShm := strings.TrimSpace(run(t, cluster["NODE_EXEC"], node, "stat", "-c", "%d", "/dev/shm").stdout)
+	show := []string{"sh", "-c", `stat -c %d /dev/shm /dev/mqueue; touch /dev/shm/phpc-e2e-ipc.$SLURM_JOB_ID; echo $SLURM_JOB_ID`}
+	devs := func(args ...string) []string {
+		t.Helper()
+		r := srun(t, append(append([]string{"-N1", "-w", node, "--container-image=" + cluster["SMALL_IMAGE"]}, args...), show...)...)
+		mustSucceed(t, r)
+		f := strings.Fields(r.stdout)
+		if len(f) != 3 {
+			t.Fatalf("%q: %s", args, r)
+		}
+		// The node's /dev/shm has the file when the container's is the node's.
+		left := run(t, cluster["NODE_EXEC"], node, "rm", "/dev/shm/phpc-e2e-ipc."+f[2]).code == 0
+		return append(f[:2], strconv.FormatBool(left))
+	}
+	shared := devs()
+	if shared[0] != nodeShm || shared[2] != "true" {
+		t.Errorf("default: /dev/shm is not the node's (%s, file on the node %s; node's %s)", shared[0], shared[2], nodeShm)
+	}
+	for _, args := range [][]string{{"--container-unshare=ipc"}, {"--container-unshare=ipc", "--container-remap-root"}} {
+		own := devs(args...)
+		if own[0] == nodeShm || own[2] != "false" {
+			t.Errorf("%q: /dev/shm is the node's (%s, file on the node %s)", args, own[0], own[2])
+		}
+		if own[1] == shared[1] {
+			t.Errorf("%q: /dev/mqueue is the node's IPC namespace's (%s)", args, own[1])
+		}
 	}
 }
