@@ -208,6 +208,9 @@ type PullRequest struct {
 	UID, GID uint32
 	Auth     []byte       // the user's auth.json, or nil
 	Progress func(string) // lines for the user, or nil
+	// Home is the user's home (for podman://), as their client says:
+	// podman runs as the user, so it reaches nothing more for a lie.
+	Home string
 }
 
 // Pull pulls ref into the cache as the user, asking the registry what the
@@ -220,7 +223,7 @@ func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Ima
 		cred = credential{UID: r.UID, GID: r.GID}
 	}
 	o := pullOptions(ref, cred, r.Auth, r.Progress)
-	o.Refresh = true
+	o.Refresh, o.Home = true, r.Home
 	return n.store.pull(ctx, ref, o)
 }
 
