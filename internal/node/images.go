@@ -49,9 +49,9 @@ func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions
 	return s.cache.Get(ctx, ref, o)
 }
 
-func (s *squashStore) get(ctx context.Context, ref string, cred credential, home string, auth []byte, progress func(string)) (*image, error) {
+func (s *squashStore) get(ctx context.Context, ref string, cred credential, acct account, auth []byte, progress func(string)) (*image, error) {
 	o := pullOptions(ref, cred, auth, progress)
-	o.Home = home
+	o.Home, o.User = acct.Home, acct.Name
 	img, err := s.pull(ctx, ref, o)
 	if err != nil {
 		return nil, err

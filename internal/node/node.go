@@ -218,12 +218,12 @@ type PullRequest struct {
 func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Image, error) {
 	// No name is needed to pull: a user the daemon's /etc/passwd lacks
 	// (LDAP, SSSD) pulls with their uid and gid, their other groups unknown.
-	_, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
+	acct, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
 	if err != nil {
 		cred = credential{UID: r.UID, GID: r.GID}
 	}
 	o := pullOptions(ref, cred, r.Auth, r.Progress)
-	o.Refresh, o.Home = true, r.Home
+	o.Refresh, o.Home, o.User = true, r.Home, acct.Name
 	return n.store.pull(ctx, ref, o)
 }
 

@@ -110,8 +110,9 @@ type PullOptions struct {
 	// Cwd is the user's working directory, for relative paths.
 	Cwd string
 	// Home is the user's home directory: podman:// runs the user's
-	// podman with it as HOME, which finds their storage there.
-	Home string
+	// podman with it as HOME, which finds their storage there. User is
+	// their name ("": unknown), for their /etc/subuid ranges.
+	Home, User string
 	// Progress, if set, is called from other goroutines during Get with
 	// phases "resolving", "downloading" (per layer: Layer, Done, Total
 	// bytes), "squashing" and "done", and "note" for what the user must

@@ -220,8 +220,9 @@ func (c *Cache) pickInstance(ctx context.Context, s *source) error {
 }
 
 // resolveLocal makes a root-owned copy of a local layout or archive, read
-// with the user's permissions, and opens it with containers/image.
-func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, cred credential, home string) (_ *source, err error) {
+// with the user's permissions (o's), and opens it with containers/image.
+func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, o PullOptions) (_ *source, err error) {
+	cred := o.credential()
 	work, err := os.MkdirTemp(c.tmp, "local-")
 	if err != nil {
 		return nil, err
@@ -234,7 +235,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	copyPath := filepath.Join(work, "image.tar")
 	var policyRef types.ImageReference
 	if r.kind == kindPodman || r.kind == kindDockerd {
-		if policyRef, err = c.exportStore(ctx, r, cred, home, copyPath); err != nil {
+		if policyRef, err = c.exportStore(ctx, r, cred, o.User, o.Home, copyPath); err != nil {
 			return nil, err
 		}
 	} else if r.kind == kindOCILayout {
@@ -288,7 +289,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 // dockerd://) as a docker-archive at out, read on cred's behalf (podman.go,
 // dockerd.go), and returns the name policy.json judges it by: the store's
 // transport (containers-storage, docker-daemon) and the image's name.
-func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, home, out string) (types.ImageReference, error) {
+func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, user, home, out string) (types.ImageReference, error) {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
@@ -296,7 +297,7 @@ func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, ho
 	defer f.Close()
 	transport := "containers-storage"
 	if r.kind == kindPodman {
-		err = exportPodman(ctx, c.o.Podman, r.image, cred, home, f, c.o.MaxImageSize)
+		err = exportPodman(ctx, c.o.Podman, r.image, cred, user, home, f, c.o.MaxImageSize)
 	} else {
 		transport = "docker-daemon"
 		err = exportDockerd(ctx, c.o.DockerSocket, r.image, cred, f, c.o.MaxImageSize)

@@ -119,14 +119,17 @@ func TestGetPodman(t *testing.T) {
 		t.Fatal(err)
 	}
 	podman := filepath.Join(dir, "podman")
+	// nobody has no subordinate ids: the namespace maps nobody alone.
 	script := fmt.Sprintf(`#!/bin/sh
-[ "$(id -u):$(id -g)" = "%d:%d" ] || { echo "Error: run as $(id -u):$(id -g)" >&2; exit 1; }
-[ "$HOME" = %q ] || { echo "Error: HOME=$HOME" >&2; exit 1; }
+[ "$(id -u):$(id -G)" = "0:0" ] || { echo "Error: run as $(id -u), groups $(id -G)" >&2; exit 1; }
+[ "$(cat /proc/self/uid_map | tr -s ' ')" = " 0 %d 1" ] || { echo "Error: uid_map $(cat /proc/self/uid_map)" >&2; exit 1; }
+[ "$(cat /proc/self/gid_map | tr -s ' ')" = " 0 %d 1" ] || { echo "Error: gid_map $(cat /proc/self/gid_map)" >&2; exit 1; }
+[ "$HOME:$_CONTAINERS_USERNS_CONFIGURED:$_CONTAINERS_ROOTLESS_UID" = "%s:1:%d" ] || { echo "Error: env $(env)" >&2; exit 1; }
 tr '\0' ' ' </proc/1/cmdline | grep -q '^podman-hpc-podman-save ' || { echo "Error: not in a PID namespace of its own" >&2; exit 1; }
 [ "$*" = "save --quiet --format docker-archive -- localhost/app:1" ] || { echo "Error: localhost/x: image not known" >&2; exit 125; }
 (setsid sleep 1000 </dev/null >/dev/null 2>&1 &)
 cat %s
-`, nobody, nobody, home, archive)
+`, nobody, nobody, home, nobody, archive)
 	if err := os.WriteFile(podman, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +142,7 @@ cat %s
 	if list := listing(t, img.Path); !strings.Contains(list, "/opt/new") {
 		t.Errorf("wrong content:\n%s", list)
 	}
-	if out, _ := runCmd("pgrep", "-u", fmt.Sprint(nobody), "-f", "^sleep 1000$"); strings.TrimSpace(out) != "" {
+	if out, _ := runCmd("pgrep", "-u", fmt.Sprint(nobody), "-x", "-f", "sleep 1000"); strings.TrimSpace(out) != "" {
 		t.Errorf("what podman left runs on: pids %s", out)
 	}
 
@@ -156,12 +159,36 @@ cat %s
 		text string
 	}{
 		{PullOptions{UID: nobody, GID: nobody}, ErrBadReference, "needs your home directory"},
+		{PullOptions{UID: nobody, GID: nobody, Home: "/nonexistent"}, nil, "podman save localhost/app:1 (as uid 65534)"},
 		{PullOptions{Home: "/root"}, ErrPermission, "root's is the node's"},
 	} {
 		_, err := c.Get(context.Background(), "podman://localhost/app:1", tc.o)
-		if !errors.Is(err, tc.want) {
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Fatalf("%+v: %v; want %v", tc.o, err, tc.want)
 		}
 		assertOneLine(t, err, "podman://localhost/app:1", tc.text)
+	}
+}
+
+func TestSubIDs(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "subuid")
+	os.WriteFile(f, []byte("alice:100000:65536\n1001:200000:10\nbob:300000:5\nalice:1000:5\nalice:x:1\n"), 0o644)
+	for _, tc := range []struct {
+		id   uint32
+		user string
+		want string
+	}{
+		{1001, "alice", "[{0 1001 1} {1 100000 65536} {65537 200000 10}]"}, // 1000:5 holds 1001 itself: left out
+		{1001, "", "[{0 1001 1} {1 200000 10}]"},
+		{1002, "carol", "[{0 1002 1}]"},
+	} {
+		got, err := subIDs(f, tc.id, tc.user)
+		if err != nil || fmt.Sprint(got) != tc.want {
+			t.Errorf("subIDs(%d, %q) = %v, %v; want %s", tc.id, tc.user, got, err, tc.want)
+		}
+	}
+	if got, err := subIDs(filepath.Join(t.TempDir(), "none"), 7, "x"); err != nil || fmt.Sprint(got) != "[{0 7 1}]" {
+		t.Errorf("no file: %v, %v", got, err)
 	}
 }
