@@ -34,6 +34,12 @@ import (
 // user's own podman's. The namespace has its own PIDs and /proc, under a
 // helper that is its init: when the helper exits, the kernel kills whatever
 // podman left. Nothing the user's podman starts outlives the export.
+//
+// The namespace is root's (the daemon makes it), so the user cannot enter
+// or trace what runs in it; its capabilities reach only files of the ids it
+// maps (the user's own, as with rootless podman) and its own mount
+// namespace, where the daemon's mounts it copied are locked by the kernel
+// (none can be unmounted to uncover what it hides).
 
 // podmanHelper is the reexec name of that init.
 const podmanHelper = "podman-hpc-podman-save"
@@ -109,8 +115,8 @@ func exportPodman(ctx context.Context, podman, name string, cred credential, use
 	return fmt.Errorf("podman save %s (as uid %d): %s", name, cred.UID, msg)
 }
 
-// podmanMessage is podman's error line ("Error: ..."), without podman's
-// warnings about the node's mounts.
+// podmanMessage is podman's error line ("Error: ...", else its last
+// logged error's msg), without podman's warnings about the node's mounts.
 func podmanMessage(s string) string {
 	var last string
 	for _, l := range strings.Split(s, "\n") {
@@ -118,8 +124,12 @@ func podmanMessage(s string) string {
 		if e, ok := strings.CutPrefix(l, "Error: "); ok {
 			return e
 		}
-		if l != "" && !strings.Contains(l, "level=warning") {
-			last = l
+		if l == "" || strings.Contains(l, "level=warning") {
+			continue
+		}
+		last = l
+		if _, m, ok := strings.Cut(l, ` msg="`); ok && strings.Contains(l, "level=") {
+			last = strings.ReplaceAll(strings.TrimSuffix(m, `"`), `\"`, `"`)
 		}
 	}
 	return last

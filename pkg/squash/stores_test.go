@@ -192,3 +192,17 @@ func TestSubIDs(t *testing.T) {
 		t.Errorf("no file: %v, %v", got, err)
 	}
 }
+
+func TestPodmanMessage(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"time=\"x\" level=warning msg=\"/ is not a shared mount\"\nError: localhost/x: image not known\n": "localhost/x: image not known",
+		"time=\"x\" level=error msg=\"stat /root/.config: permission denied\"\n":                          "stat /root/.config: permission denied",
+		"plain failure\n": "plain failure",
+		"":                "",
+	} {
+		if got := podmanMessage(in); got != want {
+			t.Errorf("podmanMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
