@@ -311,7 +311,10 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	if c.req.Image == "" {
 		return wire.OptionErrorf("--container-name="+c.req.Name, "no container of that name in this job, and no --container-image to create it")
 	}
-	acct, _, _ := lookupAccount(c.req) // name and home, for podman://; "" if unknown
+	var acct account
+	if strings.HasPrefix(c.req.Image, "podman://") {
+		acct, _, _ = lookupAccount(c.req) // name and home: where the user's storage is
+	}
 	if c.img, err = m.images.get(ctx, c.req.Image, cred, acct, c.req.Auth, progress); err != nil {
 		return err
 	}
