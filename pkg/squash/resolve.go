@@ -262,7 +262,10 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	}
 	var ref types.ImageReference
 	within := copyPath
-	if r.image != "" {
+	// A store's export holds the one image it was asked for, tagged as
+	// the store names it (localhost/app:1 for podman://app:1, or none for
+	// an id): it is not looked up by the name given.
+	if r.image != "" && r.kind != kindPodman && r.kind != kindDockerd {
 		within += ":" + r.image
 	}
 	if r.kind == kindDockerArchive || r.kind == kindPodman || r.kind == kindDockerd {

@@ -76,6 +76,12 @@ func TestPodmanImage(t *testing.T) {
 		}
 	}
 
+	// podman's own short name: localhost/NAME.
+	r = asUser(t, "srun", "-N1", "--container-image=podman://"+strings.TrimPrefix(name, "localhost/"), "cat", "/marker")
+	if r.code != 0 || r.stdout != "built by podman\n" {
+		t.Errorf("the podman short name: %s", r)
+	}
+
 	r = srun(t, "-N1", "--container-image=podman://"+name, "true")
 	if r.code == 0 || !strings.Contains(r.stderr, "root's is the node's") {
 		t.Errorf("root's podman:// step: %s", r)
