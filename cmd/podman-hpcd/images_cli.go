@@ -51,6 +51,10 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 			if auth := readAuthFile(); auth != nil {
 				req.Add("auth", string(auth))
 			}
+			// Where podman:// finds the caller's storage; podman runs as them.
+			if home, err := os.UserHomeDir(); err == nil {
+				req.Add("home", home)
+			}
 		}
 	case "images":
 		req = wire.New(wire.Images)

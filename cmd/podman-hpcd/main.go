@@ -35,6 +35,10 @@ Commands:
   ps        list this node's running containers (yours; root sees all)
   rm        remove a job's containers on this node (root: the job epilog's safety net),
             or --name NAME: your container_scope=global named container
+  import    write an image as a squashfs file of yours, as enroot import does
+            (podman-hpcd import [-o FILE] [-f] URI; any --container-image reference)
+  export    write a container's filesystem as a squashfs file of yours, as enroot export
+            (podman-hpcd export [-o FILE] [-f] [--job JOBID] NAME; a step's own is JOBID.STEPID)
   version   print the version
   help      show this text
 
@@ -66,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(rest, stdout, stderr)
 	case "pull", "images", "rmi", "prune", "ps", "rm":
 		err = imageCmd(cmd, rest, stdout, stderr)
+	case "import", "export":
+		err = fileCmd(cmd, rest, stdout, stderr)
 	case "init": // inside containers only; not listed in usage
 		err = initCmd()
 	case "version", "--version":

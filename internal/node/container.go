@@ -42,8 +42,9 @@ type image struct {
 // imageStore turns a reference into a cached squashfs (pkg/squash).
 type imageStore interface {
 	// get returns the image, pulling it if needed, as the user, with the
-	// user's registry credentials (auth.json, may be nil).
-	get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error)
+	// user's registry credentials (auth.json, may be nil); acct's name
+	// and home are where podman:// finds their storage ("": unknown).
+	get(ctx context.Context, ref string, cred credential, acct account, auth []byte, progress func(string)) (*image, error)
 	// pin keeps the image from eviction until release is called.
 	pin(digest string) (release func(), err error)
 }
@@ -318,7 +319,11 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	if c.req.Image == "" {
 		return wire.OptionErrorf("--container-name="+c.req.Name, "no container of that name in this job, and no --container-image to create it")
 	}
-	if c.img, err = m.images.get(ctx, c.req.Image, cred, c.req.Auth, progress); err != nil {
+	var acct account
+	if strings.HasPrefix(c.req.Image, "podman://") {
+		acct, _, _ = lookupAccount(c.req) // name and home: where the user's storage is
+	}
+	if c.img, err = m.images.get(ctx, c.req.Image, cred, acct, c.req.Auth, progress); err != nil {
 		return &ImportError{Image: c.req.Image, Err: err}
 	}
 	if c.unpin, err = m.images.pin(c.img.Digest); err != nil {

@@ -32,7 +32,7 @@ type fakeImages struct {
 	pinned int
 }
 
-func (f *fakeImages) get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error) {
+func (f *fakeImages) get(ctx context.Context, ref string, cred credential, acct account, auth []byte, progress func(string)) (*image, error) {
 	if ref != "test" {
 		return nil, fmt.Errorf("pull %q: manifest unknown", ref)
 	}

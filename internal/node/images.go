@@ -65,8 +65,10 @@ func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions
 	return s.cache.Get(ctx, ref, o)
 }
 
-func (s *squashStore) get(ctx context.Context, ref string, cred credential, auth []byte, progress func(string)) (*image, error) {
-	img, err := s.pull(ctx, ref, pullOptions(ref, cred, auth, progress))
+func (s *squashStore) get(ctx context.Context, ref string, cred credential, acct account, auth []byte, progress func(string)) (*image, error) {
+	o := pullOptions(ref, cred, auth, progress)
+	o.Home, o.User = acct.Home, acct.Name
+	img, err := s.pull(ctx, ref, o)
 	if err != nil {
 		return nil, err
 	}

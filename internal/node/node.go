@@ -211,6 +211,9 @@ type PullRequest struct {
 	UID, GID uint32
 	Auth     []byte       // the user's auth.json, or nil
 	Progress func(string) // lines for the user, or nil
+	// Home is the user's home (for podman://), as their client says:
+	// podman runs as the user, so it reaches nothing more for a lie.
+	Home string
 }
 
 // Pull pulls ref into the cache as the user, asking the registry what the
@@ -218,12 +221,12 @@ type PullRequest struct {
 func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Image, error) {
 	// No name is needed to pull: a user the daemon's /etc/passwd lacks
 	// (LDAP, SSSD) pulls with their uid and gid, their other groups unknown.
-	_, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
+	acct, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
 	if err != nil {
 		cred = credential{UID: r.UID, GID: r.GID}
 	}
 	o := pullOptions(ref, cred, r.Auth, r.Progress)
-	o.Refresh = true
+	o.Refresh, o.Home, o.User = true, r.Home, acct.Name
 	return n.store.pull(ctx, ref, o)
 }
 

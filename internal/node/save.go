@@ -33,13 +33,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	err = squash.SquashTree(ctx, c.rootfs, tmp.Name(), squash.TreeOptions{
-		Compression: m.compression,
-		// Our init's mount point is not the user's.
-		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},
-		Scratch: m.stateDir,
-	})
-	if err != nil {
+	if err := m.squash(ctx, c, tmp.Name()); err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}
 	files, err := asuser.Open(cred, []string{req.Save}, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW, 0o644)
@@ -53,4 +47,15 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 		return wire.OptionErrorf("--container-save", "write %s: %w", req.Save, err)
 	}
 	return dst.Sync()
+}
+
+// squash writes c's filesystem as a squashfs at out (an existing file of
+// root's), read in squash.SquashTree's sandbox.
+func (m *manager) squash(ctx context.Context, c *container, out string) error {
+	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
+		Compression: m.compression,
+		// Our init's mount point is not the user's.
+		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},
+		Scratch: m.stateDir,
+	})
 }

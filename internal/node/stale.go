@@ -61,8 +61,8 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int) {
 	}
 	// images/ held the image mounts of daemons before detached mounts.
 	os.RemoveAll(filepath.Join(m.stateDir, "images"))
-	// What saves in progress left (save.go, squash.SquashTree).
-	for _, pattern := range []string{"save-*.sqfs", "squash-sandbox-*"} {
+	// What saves and exports in progress left (save.go, export.go, squash.SquashTree).
+	for _, pattern := range []string{"save-*.sqfs", "export-*.sqfs", "squash-sandbox-*"} {
 		left, _ := filepath.Glob(filepath.Join(m.stateDir, pattern))
 		for _, p := range left {
 			os.Remove(p)

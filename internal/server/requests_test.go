@@ -104,6 +104,16 @@ func (f *fakeNode) Prune(ctx context.Context, all bool, uid uint32) ([]squash.Im
 	return nil, nil
 }
 
+func (f *fakeNode) Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*squash.Image, error) {
+	f.record("Import %s uid=%d home=%s out=%s force=%v", ref, pr.UID, pr.Home, r.Out, r.Force)
+	return &squash.Image{Digest: "sha256:feed"}, nil
+}
+
+func (f *fakeNode) Export(ctx context.Context, name, job string, r node.FileRequest) (string, error) {
+	f.record("Export %s job=%s uid=%d out=%s", name, job, r.UID, r.Out)
+	return "phpc-5-0", nil
+}
+
 // serveFake serves f to peers that the server sees as uid.
 func serveFake(t *testing.T, f *fakeNode, uid uint32, version string) string {
 	t.Helper()
@@ -319,6 +329,30 @@ func TestImageRequestsAsCaller(t *testing.T) {
 		t.Errorf("prune: %+v", r)
 	}
 	if want := []string{"RemoveImage app:1 uid=1000", "Pull app:9 uid=1000", "Prune all=true uid=1000"}; !reflect.DeepEqual(f.called(), want) {
+		t.Errorf("calls %q, want %q", f.called(), want)
+	}
+}
+
+// import and export act for the caller, to an absolute path only, and
+// export takes container names only.
+func TestImportExportAsCaller(t *testing.T) {
+	t.Parallel()
+	f := newFakeNode(t)
+	sock := serveFake(t, f, 1000, "v1")
+	r, _ := ask(t, sock, wire.New(wire.Import, "ref", "podman://app:1", "out", "/home/u/a.sqsh", "home", "/home/u", "force", "1"))
+	if out, _ := r.Get("out"); r.Type != wire.OK || out != "/home/u/a.sqsh" {
+		t.Errorf("import: %+v", r)
+	}
+	r, _ = ask(t, sock, wire.New(wire.Export, "name", "work", "job", "7", "out", "/home/u/w.sqsh"))
+	if r.Type != wire.OK {
+		t.Errorf("export: %+v", r)
+	}
+	r, _ = ask(t, sock, wire.New(wire.Import, "ref", "app:1", "out", "a.sqsh"))
+	wantError(t, "relative -o", r, `import: -o "a.sqsh": not an absolute path`)
+	r, _ = ask(t, sock, wire.New(wire.Export, "name", "../x", "out", "/tmp/x"))
+	wantError(t, "bad name", r, `export "../x": not a container name`)
+	want := []string{"Import podman://app:1 uid=1000 home=/home/u out=/home/u/a.sqsh force=true", "Export work job=7 uid=1000 out=/home/u/w.sqsh"}
+	if !reflect.DeepEqual(f.called(), want) {
 		t.Errorf("calls %q, want %q", f.called(), want)
 	}
 }

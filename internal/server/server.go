@@ -40,6 +40,7 @@ type Containers interface {
 	Containers() []node.Container
 	EndJob(ctx context.Context, job string) (removed, parked int)
 	RemoveGlobal(ctx context.Context, uid uint32, name string) (int, error)
+	Export(ctx context.Context, name, job string, r node.FileRequest) (string, error)
 }
 
 // Images is what the server asks of the node's image cache (*node.Node).
@@ -48,6 +49,7 @@ type Images interface {
 	Images(uid uint32) []squash.Image
 	RemoveImage(ref string, uid uint32) error
 	Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error)
+	Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*squash.Image, error)
 }
 
 // Options are what New needs.
@@ -323,7 +325,7 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 			continue
 		}
 		switch m.Type {
-		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm:
+		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm, wire.Import, wire.Export:
 			err = s.userRequest(ctx, c, p, m, log)
 		default:
 			err = wire.Write(c, s.handle(p, m, log))

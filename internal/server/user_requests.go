@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,12 +16,12 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
-// userRequest serves the client commands (pull, images, rmi, prune, ps) for
-// whoever is on the socket: a user acts on their own images and sees their
-// own containers; root on all. The error returned is only a failure to
-// write to the client.
+// userRequest serves the client commands (pull, images, rmi, prune, ps,
+// import, export) for whoever is on the socket: a user acts on their own
+// images and sees their own containers; root on all. The error returned is
+// only a failure to write to the client.
 func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger) error {
-	if s.images == nil && m.Type != wire.Rm && m.Type != wire.Ps {
+	if s.images == nil && m.Type != wire.Rm && m.Type != wire.Ps && m.Type != wire.Export {
 		return wire.Write(c, errorf("podman-hpcd on %s has no image cache: %v", s.node, s.noMgr))
 	}
 	start := time.Now()
@@ -28,19 +29,15 @@ func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 	var reply *wire.Message
 	switch m.Type {
 	case wire.Pull:
-		auth, _ := m.Get("auth")
-		var authJSON []byte
-		if auth != "" {
-			authJSON = []byte(auth)
-		}
-		progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
-		img, err := s.images.Pull(ctx, ref, node.PullRequest{UID: p.UID, GID: p.GID, Auth: authJSON, Progress: progress})
+		img, err := s.images.Pull(ctx, ref, pullRequest(c, p, m))
 		if err != nil {
 			log.Warn("pull failed", "ref", ref, "err", err, "duration", time.Since(start))
 			return wire.Write(c, errorf("%v", err))
 		}
 		log.Info("pulled", "ref", ref, "digest", img.Digest, "size", img.Size, "duration", time.Since(start))
 		reply = wire.New(wire.OK, "digest", img.Digest)
+	case wire.Import, wire.Export:
+		reply = s.toFile(ctx, c, p, m, log)
 	case wire.Images:
 		reply = imagesTable(s.images.Images(p.UID), p.isRoot())
 	case wire.Rmi:
@@ -76,6 +73,58 @@ func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		reply = wire.New(wire.OK, "removed", strconv.Itoa(n))
 	}
 	return wire.Write(c, reply)
+}
+
+// pullRequest is the peer's pull as m asks it: their registry
+// credentials and home (for podman://), with progress lines to c.
+func pullRequest(c *net.UnixConn, p peer, m *wire.Message) node.PullRequest {
+	auth, _ := m.Get("auth")
+	var authJSON []byte
+	if auth != "" {
+		authJSON = []byte(auth)
+	}
+	home, _ := m.Get("home")
+	progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
+	return node.PullRequest{UID: p.UID, GID: p.GID, Auth: authJSON, Progress: progress, Home: home}
+}
+
+// toFile serves import ("ref") and export ("name", "job"): a squashfs file
+// at "out" (absolute: the client resolves it in its working directory),
+// created as the peer; "force" = 1 replaces an existing one.
+func (s *Server) toFile(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger) *wire.Message {
+	start := time.Now()
+	verb := map[wire.Type]string{wire.Import: "import", wire.Export: "export"}[m.Type]
+	out, _ := m.Get("out")
+	force, _ := m.Get("force")
+	if !filepath.IsAbs(out) {
+		return errorf("%s: -o %q: not an absolute path", verb, out)
+	}
+	r := node.FileRequest{UID: p.UID, GID: p.GID, Out: filepath.Clean(out), Force: force == "1"}
+	if m.Type == wire.Import {
+		ref, _ := m.Get("ref")
+		img, err := s.images.Import(ctx, ref, pullRequest(c, p, m), r)
+		if err != nil {
+			log.Warn("import failed", "ref", ref, "out", r.Out, "err", err, "duration", time.Since(start))
+			return errorf("import: %v", err)
+		}
+		log.Info("imported", "ref", ref, "digest", img.Digest, "out", r.Out, "duration", time.Since(start))
+		return wire.New(wire.OK, "digest", img.Digest, "out", r.Out)
+	}
+	name, _ := m.Get("name")
+	job, _ := m.Get("job")
+	if !wire.ValidName.MatchString(name) {
+		return errorf("export %q: not a container name", name)
+	}
+	if s.containers == nil {
+		return errorf("export %s: podman-hpcd on %s runs no containers: %v", name, s.node, s.noMgr)
+	}
+	id, err := s.containers.Export(ctx, name, job, r)
+	if err != nil {
+		log.Warn("export failed", "name", name, "out", r.Out, "err", err, "duration", time.Since(start))
+		return errorf("export %s: %v", name, err)
+	}
+	log.Info("exported", "name", name, "container", id, "out", r.Out, "duration", time.Since(start))
+	return wire.New(wire.OK, "out", r.Out)
 }
 
 func imagesTable(imgs []squash.Image, root bool) *wire.Message {

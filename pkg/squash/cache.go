@@ -84,6 +84,10 @@ type Options struct {
 	ParallelDownloads int
 	// Mksquashfs and Unsquashfs are the binaries ("": from PATH).
 	Mksquashfs, Unsquashfs string
+	// Podman is the binary podman:// runs as the user ("": from PATH);
+	// DockerSocket the Docker daemon's socket dockerd:// connects to as
+	// the user ("": DefaultDockerSocket).
+	Podman, DockerSocket string
 	// Log receives one line per event (default: discard).
 	Log *slog.Logger
 }
@@ -105,6 +109,10 @@ type PullOptions struct {
 	AuthJSON []byte
 	// Cwd is the user's working directory, for relative paths.
 	Cwd string
+	// Home is the user's home directory: podman:// runs the user's
+	// podman with it as HOME, which finds their storage there. User is
+	// their name ("": unknown), for their /etc/subuid ranges.
+	Home, User string
 	// Progress, if set, is called from other goroutines during Get with
 	// phases "resolving", "downloading" (per layer: Layer, Done, Total
 	// bytes), "squashing" and "done", and "note" for what the user must

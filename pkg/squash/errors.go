@@ -44,6 +44,9 @@ var (
 	ErrPermission = errors.New("permission denied")
 	// ErrLocked: another process has the cache directory open.
 	ErrLocked = errors.New("cache directory in use by another process")
+	// ErrNoImage: the local image store (podman://, dockerd://) has no
+	// such image.
+	ErrNoImage = errors.New("no such image")
 	// ErrUnsupported: the image uses a feature this package does not
 	// handle (encrypted or foreign layers, unknown media types).
 	ErrUnsupported = errors.New("unsupported image")

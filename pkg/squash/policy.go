@@ -170,6 +170,17 @@ func (squashfsTransport) ValidatePolicyConfigurationScope(scope string) error {
 	return nil
 }
 
+// storeTransport names a local image store's images in policy.json with
+// containers/image's transport names (containers-storage, docker-daemon),
+// by the image's name as the user gave it.
+type storeTransport string
+
+func (t storeTransport) Name() string { return string(t) }
+func (storeTransport) ParseReference(string) (types.ImageReference, error) {
+	return nil, errPolicyOnly
+}
+func (storeTransport) ValidatePolicyConfigurationScope(string) error { return nil }
+
 // fdPath is the path the kernel has for the open file f: the file the
 // user opened, symlinks resolved.
 func fdPath(f *os.File) (string, error) {

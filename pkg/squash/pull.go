@@ -40,7 +40,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 	if err != nil {
 		return nil, classify("pull", ref, "", err)
 	}
-	if r.kind != kindRegistry && !filepath.IsAbs(r.path) {
+	if r.kind != kindRegistry && r.kind != kindPodman && r.kind != kindDockerd && !filepath.IsAbs(r.path) {
 		if !filepath.IsAbs(o.Cwd) {
 			return nil, classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", ErrBadReference))
 		}
@@ -151,7 +151,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 			return nil, err
 		}
 		defer release()
-		if src, err = c.resolveLocal(ctx, sys, r, o.credential()); err != nil {
+		if src, err = c.resolveLocal(ctx, sys, r, o); err != nil {
 			return nil, err
 		}
 	}

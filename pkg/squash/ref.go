@@ -1,6 +1,7 @@
 package squash
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,17 @@ const (
 	kindOCILayout                    // oci:DIR[:NAME]
 	kindOCIArchive                   // oci-archive:FILE[:NAME]
 	kindDockerArchive                // docker-archive:FILE[:REF|:@INDEX]
+	kindPodman                       // podman://IMAGE: the user's own podman storage
+	kindDockerd                      // dockerd://IMAGE: the node's Docker daemon
 )
+
+// storePrefixes are enroot's URIs for images in a local image store, read
+// by that store's own tool or API on the user's behalf (podman.go,
+// dockerd.go), never by root walking the store.
+var storePrefixes = map[string]refKind{
+	"podman://":  kindPodman,
+	"dockerd://": kindDockerd,
+}
 
 // localPrefixes are the containers-transports(5) names accepted for local
 // images. Every other transport is refused: the daemon runs as root, and
@@ -57,7 +68,8 @@ type imageRef struct {
 
 	// local kinds: the path (absolute unless the user wrote a relative
 	// one, which Get resolves against PullOptions.Cwd) and, for
-	// layouts and archives, the image within it.
+	// layouts and archives, the image within it; for podman:// and
+	// dockerd://, image is the store's name for it (no path).
 	path  string
 	image string
 }
@@ -73,6 +85,13 @@ func (r imageRef) String() string {
 		return "docker://" + r.named.String()
 	case kindFile:
 		return r.path
+	case kindPodman, kindDockerd:
+		for p, k := range storePrefixes {
+			if k == r.kind {
+				return p + r.image
+			}
+		}
+		return r.image
 	default:
 		s := r.transport() + ":" + r.path
 		if r.image != "" {
@@ -105,6 +124,7 @@ func (r imageRef) registry() string {
 //	[USER@][REGISTRY#]IMAGE[:TAG]   (enroot; nvcr.io#nvidia/pytorch:24.01)
 //	docker://ANY-OF-THE-ABOVE
 //	oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:REF]
+//	podman://IMAGE, dockerd://IMAGE   (enroot: a local store's image)
 //	/path/to/image.sqsh, ./image.sqsh   (a squashfs file)
 //
 // Names without a registry stay short names (short set) for registries.conf
@@ -132,6 +152,15 @@ func parseReference(s string) (imageRef, error) {
 	}
 	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
 		return parseRegistry(r, rest, true, bad)
+	}
+	for prefix, k := range storePrefixes {
+		if rest, ok := strings.CutPrefix(s, prefix); ok {
+			if err := checkStoreName(rest); err != nil {
+				return bad("%s%s", prefix, err)
+			}
+			r.kind, r.image = k, rest
+			return r, nil
+		}
 	}
 	if name, rest, ok := strings.Cut(s, ":"); ok {
 		if k, ok := localPrefixes[name]; ok {
@@ -218,6 +247,38 @@ func pinned(named reference.Named) reference.Named {
 		return named
 	}
 	return reference.TagNameOnly(named)
+}
+
+// checkStoreName accepts what podman and docker name a local image by: a
+// reference (NAME[:TAG][@DIGEST], short or not) or an image id (hex, as
+// podman images and docker images print it). The name becomes an argument
+// of the store's tool or part of a URL: nothing else gets through, and
+// nothing that starts with '-'.
+func checkStoreName(s string) error {
+	if s == "" {
+		return errors.New("IMAGE: needs an image name")
+	}
+	if isHexID(s) {
+		return nil
+	}
+	if _, err := reference.Parse(s); err != nil {
+		return fmt.Errorf("IMAGE %q: %v", s, err)
+	}
+	return nil
+}
+
+// isHexID: a (possibly shortened) image id, with or without "sha256:".
+func isHexID(s string) bool {
+	s = strings.TrimPrefix(s, "sha256:")
+	if len(s) < 3 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func looksLikeDigest(s string) bool {

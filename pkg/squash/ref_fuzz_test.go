@@ -13,7 +13,8 @@ func FuzzParseReference(f *testing.F) {
 	for _, s := range []string{"ubuntu", "nvcr.io#nvidia/pytorch:24.01", "alice@reg:5000#a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		"docker://x", "oci:/a:b", "docker-archive:./x:@1", "/a/b.sqsh", ".x", "a@b", "#", "@", ":", "oci-archive::",
 		"ubuntu:22.04", "registry.example:5000/a/b:c", "r.io/a:t@sha256:" + strings.Repeat("b", 64), "dir:/x",
-		"localhost/a", "UPPER/case", "a#b#c", "", "docker://", "\x00"} {
+		"localhost/a", "UPPER/case", "a#b#c", "", "docker://", "\x00",
+		"podman://localhost/app:1", "dockerd://ubuntu", "podman://abc123", "podman://-x", "dockerd://sha256:ab", "podman://"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -45,6 +45,23 @@ func TestParseReference(t *testing.T) {
 		{in: "oci:layout:v1", kind: kindOCILayout, canon: "oci:./layout:v1"},
 		{in: "oci-archive:/a/img.tar", kind: kindOCIArchive, canon: "oci-archive:/a/img.tar"},
 		{in: "docker-archive:/a/img.tar:app:1", kind: kindDockerArchive, canon: "docker-archive:/a/img.tar:app:1"},
+		// enroot's local stores
+		{in: "podman://app", kind: kindPodman, canon: "podman://app"},
+		{in: "podman://localhost/app:1.0", kind: kindPodman, canon: "podman://localhost/app:1.0"},
+		{in: "podman://reg.example.org:5000/a/b@" + dgst, kind: kindPodman, canon: "podman://reg.example.org:5000/a/b@" + dgst},
+		{in: "podman://7eb6cdf5003d", kind: kindPodman, canon: "podman://7eb6cdf5003d"},
+		{in: "podman://sha256:" + strings.Repeat("a", 64), kind: kindPodman, canon: "podman://sha256:" + strings.Repeat("a", 64)},
+		{in: "dockerd://ubuntu:22.04", kind: kindDockerd, canon: "dockerd://ubuntu:22.04"},
+		{in: "podman:5.0", canon: "podman:5.0"}, // the image named podman
+		{in: "dockerd:1", canon: "dockerd:1"},   // and one named dockerd
+		{in: "podman://", err: "needs an image name"},
+		{in: "dockerd://", err: "needs an image name"},
+		{in: "podman://-o/etc/shadow", err: "invalid reference format"},
+		{in: "podman://--help", err: "invalid reference format"},
+		{in: "dockerd://a?b", err: "invalid reference format"},
+		{in: "dockerd://a/../b", err: "invalid reference format"},
+		{in: "podman://App", err: "must be lowercase"},
+		{in: "podman:///etc/passwd", err: "invalid reference format"},
 		// errors
 		{in: "", err: "empty"},
 		{in: "Ubuntu", err: "must be lowercase"},

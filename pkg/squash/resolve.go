@@ -220,8 +220,9 @@ func (c *Cache) pickInstance(ctx context.Context, s *source) error {
 }
 
 // resolveLocal makes a root-owned copy of a local layout or archive, read
-// with the user's permissions, and opens it with containers/image.
-func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, cred credential) (_ *source, err error) {
+// with the user's permissions (o's), and opens it with containers/image.
+func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, o PullOptions) (_ *source, err error) {
+	cred := o.credential()
 	work, err := os.MkdirTemp(c.tmp, "local-")
 	if err != nil {
 		return nil, err
@@ -233,7 +234,11 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	}()
 	copyPath := filepath.Join(work, "image.tar")
 	var policyRef types.ImageReference
-	if r.kind == kindOCILayout {
+	if r.kind == kindPodman || r.kind == kindDockerd {
+		if policyRef, err = c.exportStore(ctx, r, cred, o.User, o.Home, copyPath); err != nil {
+			return nil, err
+		}
+	} else if r.kind == kindOCILayout {
 		if err := tarLayoutAsUser(r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 			return nil, err
 		}
@@ -257,10 +262,13 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	}
 	var ref types.ImageReference
 	within := copyPath
-	if r.image != "" {
+	// A store's export holds the one image it was asked for, tagged as
+	// the store names it (localhost/app:1 for podman://app:1, or none for
+	// an id): it is not looked up by the name given.
+	if r.image != "" && r.kind != kindPodman && r.kind != kindDockerd {
 		within += ":" + r.image
 	}
-	if r.kind == kindDockerArchive {
+	if r.kind == kindDockerArchive || r.kind == kindPodman || r.kind == kindDockerd {
 		ref, err = dockerarchive.ParseReference(within)
 	} else {
 		ref, err = ociarchive.ParseReference(within)
@@ -278,6 +286,29 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 		return nil, err
 	}
 	return s, nil
+}
+
+// exportStore writes r's image from its local store (podman://,
+// dockerd://) as a docker-archive at out, read on cred's behalf (podman.go,
+// dockerd.go), and returns the name policy.json judges it by: the store's
+// transport (containers-storage, docker-daemon) and the image's name.
+func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, user, home, out string) (types.ImageReference, error) {
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	transport := "containers-storage"
+	if r.kind == kindPodman {
+		err = exportPodman(ctx, c.o.Podman, r.image, cred, user, home, f, c.o.MaxImageSize)
+	} else {
+		transport = "docker-daemon"
+		err = exportDockerd(ctx, c.o.DockerSocket, r.image, cred, f, c.o.MaxImageSize)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newPathRef(storeTransport(transport), r.image, r.String()), f.Close()
 }
 
 // checkArchive refuses an OCI archive holding anything but directories
@@ -393,7 +424,7 @@ func classify(verb, ref, registry string, err error) error {
 	case errors.Is(err, ErrDigestMismatch):
 		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:
-		for _, k := range []error{ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
+		for _, k := range []error{ErrNoImage, ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
 			if errors.Is(err, k) {
 				e.kind, e.detail = k, without(err, k)
 				return e

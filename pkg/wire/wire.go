@@ -44,6 +44,8 @@ const (
 	Ps        Type = 7  // user -> daemon: list running containers
 	Rm        Type = 8  // root -> daemon: remove the containers of "job"
 	End       Type = 9  // slurmstepd -> daemon: the step is over (save, then remove)
+	Import    Type = 10 // user -> daemon: "ref" as a squashfs file of the user's at "out"
+	Export    Type = 11 // user -> daemon: container "name"'s filesystem, likewise
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user

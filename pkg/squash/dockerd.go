@@ -1,0 +1,122 @@
+package squash
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/internal/asuser"
+)
+
+// DefaultDockerSocket is where dockerd:// finds the node's Docker daemon.
+const DefaultDockerSocket = "/var/run/docker.sock"
+
+// dockerd://IMAGE is an image of the node's Docker daemon. Its socket is
+// root-equivalent (whoever talks to it can run a privileged container), so
+// a user may read images through it only if they could talk to it
+// themselves: the socket is connected to by a thread that has become the
+// user (internal/asuser), where the kernel checks the socket file's
+// permissions against the user's ids and groups (the docker group, as
+// Docker's own client would be). Root then uses that connection for one
+// request only, GET /images/get (docker save), and reads the archive into
+// a root-owned copy: the daemon never talks to Docker on behalf of a user
+// who could not.
+
+// exportDockerd writes Docker's image name as a docker-archive to out,
+// over socket ("": DefaultDockerSocket) connected to as cred; more than
+// limit (> 0) bytes fails with ErrTooLarge.
+func exportDockerd(ctx context.Context, socket, name string, cred credential, out io.Writer, limit int64) error {
+	socket = or(socket, DefaultDockerSocket)
+	conn, err := dialAsUser(socket, cred)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/images/get?names="+url.QueryEscape(name), nil)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadReference, err)
+	}
+	if err := req.Write(conn); err != nil {
+		return ctxOr(ctx, fmt.Errorf("docker daemon at %s: %w", socket, err))
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return ctxOr(ctx, fmt.Errorf("docker daemon at %s: %w", socket, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Message string }
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return &opError{kind: ErrNoImage, detail: "the node's Docker daemon: " + e.Message, hint: "docker images lists its images"}
+		}
+		return fmt.Errorf("docker daemon at %s: %s: %s", socket, resp.Status, e.Message)
+	}
+	budget := &sizeBudget{limit: limit}
+	if _, err := io.Copy(&budgetWriter{w: out, b: budget}, resp.Body); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return tooLarge("is", limit)
+		}
+		return ctxOr(ctx, fmt.Errorf("docker daemon at %s: %w", socket, err))
+	}
+	return nil
+}
+
+// ctxOr is ctx's cause once it ended (the connection was closed for it),
+// else err.
+func ctxOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// dialAsUser connects to the Unix socket at path as cred. A user who may
+// not connect gets ErrPermission, naming the socket and the fix.
+func dialAsUser(path string, cred credential) (net.Conn, error) {
+	var fd int
+	connect := func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		return nil
+	}
+	var err error
+	if cred.UID == 0 {
+		err = connect()
+	} else {
+		err = asuser.Do(cred, connect)
+	}
+	switch {
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return nil, &opError{kind: ErrPermission, detail: "you may not use the node's Docker daemon (" + path + ")", hint: "dockerd:// is for the users its socket lets in (the docker group): ask your admin"}
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ECONNREFUSED):
+		return nil, &opError{kind: ErrUnsupported, detail: fmt.Sprintf("no Docker daemon on this node (%s: %v)", path, err), hint: "use another image reference"}
+	case err != nil:
+		return nil, fmt.Errorf("docker daemon at %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	return net.FileConn(f)
+}

@@ -1,0 +1,218 @@
+package squash
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeDocker serves Docker's GET /images/get from a docker-archive, for
+// the names it has, on a Unix socket of the given mode; it records what
+// was asked.
+type fakeDocker struct {
+	socket  string
+	archive string
+	have    string
+	mu      sync.Mutex
+	asked   []string
+}
+
+func newFakeDocker(t *testing.T, mode os.FileMode, have, archive string) *fakeDocker {
+	t.Helper()
+	d := &fakeDocker{socket: filepath.Join(publicDir(t, 0o755), "docker.sock"), archive: archive, have: have}
+	l, err := net.Listen("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d.socket, mode); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("names")
+		d.mu.Lock()
+		d.asked = append(d.asked, r.Method+" "+r.URL.Path+" "+name)
+		d.mu.Unlock()
+		if r.URL.Path != "/images/get" || name != d.have {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"message":"reference does not exist"}`)
+			return
+		}
+		http.ServeFile(w, r, d.archive)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return d
+}
+
+func TestGetDockerd(t *testing.T) {
+	requireRoot(t)
+	requireBinary(t, "mksquashfs")
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	archive := filepath.Join(publicDir(t, 0o755), "docker.tar")
+	writeDockerArchive(t, im, "example.org/app:1", archive)
+	open := newFakeDocker(t, 0o666, "example.org/app:1", archive)
+	closed := newFakeDocker(t, 0o600, "example.org/app:1", archive) // root's only
+	user := PullOptions{UID: nobody, GID: nobody}
+
+	c := openTestCache(t, nil, func(o *Options) { o.DockerSocket = open.socket })
+	img, err := c.Get(context.Background(), "dockerd://example.org/app:1", user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list := listing(t, img.Path); !strings.Contains(list, "/opt/new") {
+		t.Errorf("wrong content:\n%s", list)
+	}
+	if img.Config.WorkingDir != "/opt" {
+		t.Errorf("config %+v", img.Config)
+	}
+	if fmt.Sprint(open.asked) != "[GET /images/get example.org/app:1]" {
+		t.Errorf("the Docker daemon was asked %q", open.asked)
+	}
+
+	ref := "dockerd://example.org/other:1"
+	_, err = c.Get(context.Background(), ref, user)
+	if !errors.Is(err, ErrNoImage) {
+		t.Fatalf("%v; want ErrNoImage", err)
+	}
+	assertOneLine(t, err, ref, "reference does not exist", "docker images")
+
+	// A socket the user may not connect to is not used for them, though
+	// root (the daemon) could.
+	c2 := openTestCache(t, nil, func(o *Options) { o.DockerSocket = closed.socket })
+	ref = "dockerd://example.org/app:1"
+	_, err = c2.Get(context.Background(), ref, user)
+	if !errors.Is(err, ErrPermission) {
+		t.Fatalf("%v; want ErrPermission", err)
+	}
+	assertOneLine(t, err, ref, "may not use the node's Docker daemon", "docker group")
+	if len(closed.asked) != 0 {
+		t.Errorf("the Docker daemon was asked %q for a user who may not", closed.asked)
+	}
+
+	c3 := openTestCache(t, nil, func(o *Options) { o.DockerSocket = filepath.Join(publicDir(t, 0o755), "none.sock") })
+	_, err = c3.Get(context.Background(), ref, user)
+	if !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("%v; want ErrUnsupported", err)
+	}
+	assertOneLine(t, err, ref, "no Docker daemon on this node")
+}
+
+// TestGetPodman runs a stand-in for podman, which checks how it is run
+// (as the user, with their HOME, in a PID namespace of its own) and plays
+// `podman save`, leaving a process behind as rootless podman does.
+func TestGetPodman(t *testing.T) {
+	requireRoot(t)
+	requireBinary(t, "mksquashfs")
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	dir := publicDir(t, 0o755)
+	archive := filepath.Join(dir, "docker.tar")
+	writeDockerArchive(t, im, "localhost/app:1", archive)
+	home := publicDir(t, 0o755)
+	if err := os.Chown(home, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	podman := filepath.Join(dir, "podman")
+	// nobody has no subordinate ids: the namespace maps nobody alone.
+	script := fmt.Sprintf(`#!/bin/sh
+[ "$(id -u):$(id -G)" = "0:0" ] || { echo "Error: run as $(id -u), groups $(id -G)" >&2; exit 1; }
+[ "$(cat /proc/self/uid_map | tr -s ' ')" = " 0 %d 1" ] || { echo "Error: uid_map $(cat /proc/self/uid_map)" >&2; exit 1; }
+[ "$(cat /proc/self/gid_map | tr -s ' ')" = " 0 %d 1" ] || { echo "Error: gid_map $(cat /proc/self/gid_map)" >&2; exit 1; }
+[ "$HOME:$_CONTAINERS_USERNS_CONFIGURED:$_CONTAINERS_ROOTLESS_UID" = "%s:1:%d" ] || { echo "Error: env $(env)" >&2; exit 1; }
+tr '\0' ' ' </proc/1/cmdline | grep -q '^podman-hpc-podman-save ' || { echo "Error: not in a PID namespace of its own" >&2; exit 1; }
+case "$*" in
+"save --quiet --format docker-archive -- "localhost/app:1|*app|*7eb6cdf5003d) ;;
+*) echo "Error: localhost/x: image not known" >&2; exit 125 ;;
+esac
+(setsid sleep 1000 </dev/null >/dev/null 2>&1 &)
+cat %s
+`, nobody, nobody, home, nobody, archive)
+	if err := os.WriteFile(podman, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := openTestCache(t, nil, func(o *Options) { o.Podman = podman })
+	user := PullOptions{UID: nobody, GID: nobody, Home: home}
+	img, err := c.Get(context.Background(), "podman://localhost/app:1", user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list := listing(t, img.Path); !strings.Contains(list, "/opt/new") {
+		t.Errorf("wrong content:\n%s", list)
+	}
+	// The archive is podman's tag for what was named: a short name and
+	// an id find it too.
+	for _, ref := range []string{"podman://app", "podman://7eb6cdf5003d"} {
+		if _, err := c.Get(context.Background(), ref, user); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	if out, _ := runCmd("pgrep", "-u", fmt.Sprint(nobody), "-x", "-f", "sleep 1000"); strings.TrimSpace(out) != "" {
+		t.Errorf("what podman left runs on: pids %s", out)
+	}
+
+	ref := "podman://localhost/x"
+	_, err = c.Get(context.Background(), ref, user)
+	if !errors.Is(err, ErrNoImage) {
+		t.Fatalf("%v; want ErrNoImage", err)
+	}
+	assertOneLine(t, err, ref, "your podman storage on this node has no image", "podman images")
+
+	for _, tc := range []struct {
+		o    PullOptions
+		want error
+		text string
+	}{
+		{PullOptions{UID: nobody, GID: nobody}, ErrBadReference, "needs your home directory"},
+		{PullOptions{UID: nobody, GID: nobody, Home: "/nonexistent"}, nil, "podman save localhost/app:1 (as uid 65534)"},
+		{PullOptions{Home: "/root"}, ErrPermission, "root's is the node's"},
+	} {
+		_, err := c.Get(context.Background(), "podman://localhost/app:1", tc.o)
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Fatalf("%+v: %v; want %v", tc.o, err, tc.want)
+		}
+		assertOneLine(t, err, "podman://localhost/app:1", tc.text)
+	}
+}
+
+func TestSubIDs(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "subuid")
+	os.WriteFile(f, []byte("alice:100000:65536\n1001:200000:10\nbob:300000:5\nalice:1000:5\nalice:x:1\n"), 0o644)
+	for _, tc := range []struct {
+		id   uint32
+		user string
+		want string
+	}{
+		{1001, "alice", "[{0 1001 1} {1 100000 65536} {65537 200000 10}]"}, // 1000:5 holds 1001 itself: left out
+		{1001, "", "[{0 1001 1} {1 200000 10}]"},
+		{1002, "carol", "[{0 1002 1}]"},
+	} {
+		got, err := subIDs(f, tc.id, tc.user)
+		if err != nil || fmt.Sprint(got) != tc.want {
+			t.Errorf("subIDs(%d, %q) = %v, %v; want %s", tc.id, tc.user, got, err, tc.want)
+		}
+	}
+	if got, err := subIDs(filepath.Join(t.TempDir(), "none"), 7, "x"); err != nil || fmt.Sprint(got) != "[{0 7 1}]" {
+		t.Errorf("no file: %v, %v", got, err)
+	}
+}
+
+func TestPodmanMessage(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"time=\"x\" level=warning msg=\"/ is not a shared mount\"\nError: localhost/x: image not known\n": "localhost/x: image not known",
+		"time=\"x\" level=error msg=\"stat /root/.config: permission denied\"\n":                          "stat /root/.config: permission denied",
+		"plain failure\n": "plain failure",
+		"":                "",
+	} {
+		if got := podmanMessage(in); got != want {
+			t.Errorf("podmanMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
