@@ -90,7 +90,8 @@ func Default() Config {
 // Load reads "key = value" lines ('#' starts a comment) over the
 // defaults. A missing file is fine only when it is the default path: an
 // admin who names a file means it. Every bad line is reported, one line
-// each ("FILE:LINE: KEY ...: the fix"), joined in the error.
+// each ("FILE:LINE: KEY ...: the fix"), joined in the error, with the
+// Config of the lines that loaded; a file it cannot read, the zero Config.
 func Load(path string, explicit bool) (Config, error) {
 	c := Default()
 	f, err := os.Open(path)
@@ -98,7 +99,7 @@ func Load(path string, explicit bool) (Config, error) {
 		return c, nil
 	}
 	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
+		return Config{}, fmt.Errorf("read config: %w", err)
 	}
 	defer f.Close()
 	var errs []error

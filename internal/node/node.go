@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -42,6 +43,8 @@ type Options struct {
 	// returns once the pull is done: podman-hpcd gives a pull that runs
 	// past d every CPU (cmd/podman-hpcd's GOMAXPROCS policy).
 	WidenAfter func(d time.Duration) (done func())
+	// Metrics count the node's pulls, cache and containers (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Node is the node's image cache and containers. Its methods are safe for
@@ -51,6 +54,7 @@ type Node struct {
 	store  *squashStore
 	mounts *imageMounts
 	mgr    *manager // nil when the node cannot run containers
+	cfg    config.Config
 }
 
 // Open opens the image cache, cleans what a previous daemon left in the
@@ -60,13 +64,13 @@ type Node struct {
 // can do both. The caller calls Close.
 func Open(ctx context.Context, o Options) (*Node, error) {
 	cfg, log := o.Config, o.Log
-	store, err := openImageStore(ctx, cfg, log)
+	store, err := openImageStore(ctx, cfg, log, o.Metrics)
 	if err != nil {
 		log.Error("image cache", "err", err)
 		return nil, err
 	}
 	store.widenAfter = o.WidenAfter
-	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log)}
+	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log), cfg: cfg}
 	// Traversable (see create: a remapped root reaches the root file
 	// system as the user), never listable.
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {

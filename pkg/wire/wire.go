@@ -44,6 +44,7 @@ const (
 	Ps        Type = 7  // user -> daemon: list running containers
 	Rm        Type = 8  // root -> daemon: remove the containers of "job"
 	End       Type = 9  // slurmstepd -> daemon: the step is over (save, then remove)
+	Status    Type = 10 // anyone -> daemon: the node's status (a user sees their own part)
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user
