@@ -14,7 +14,9 @@
 //   - a named container is only ever its own user's;
 //   - removing or pruning images first drops the image mounts that only
 //     linger (RemoveImage, Prune): a lingering mount pins its image;
-//   - what a previous daemon left is cleaned at Open, once its tasks are gone.
+//   - a previous daemon's containers whose init runs are adopted at Open
+//     (attachable, listed, removed with their job or step); what else it
+//     left is cleaned, once its tasks are gone.
 //
 // Errors about one of the user's options are *wire.OptionError; those of
 // hooks and modules say what they are about themselves (HookError).
@@ -79,14 +81,17 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
 		return n, fmt.Errorf("state directory: %w", err)
 	}
-	unmounted := unmountStale(cfg.StateDir, log)
+	// The previous daemon's containers whose init runs are adopted, their
+	// mounts kept; the others' go.
+	keep := adoptable(cfg.StateDir)
+	unmounted := unmountStale(cfg.StateDir, keep, log)
 	rt, err := pickRuntime(ctx, cfg)
 	if err != nil {
 		log.Error("no OCI runtime", "err", err)
 		return n, err
 	}
 	n.mgr = newManager(log, rt, store, n.mounts, cfg)
-	n.mgr.cleanStale(ctx, unmounted)
+	n.mgr.cleanStale(ctx, unmounted, keep)
 	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
 	return n, nil
 }
@@ -133,6 +138,9 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress fu
 	if err != nil {
 		return nil, err
 	}
+	// What a restarted daemon adopts (adopt.go); a global container's
+	// jobs change as they join.
+	n.mgr.persist(c)
 	return &Step{
 		ID: c.id, Attached: !owned, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
