@@ -22,13 +22,13 @@ func TestRestartAdoptsContainers(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	img := cluster["SMALL_IMAGE"]
 	script := `#!/bin/sh
-srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/marker; readlink /proc/self/ns/mnt' >ns1
-srun --container-name=up sh -c 'touch ` + dir + `/started; sleep 4; echo during:$(cat /marker)' >during 2>&1 &
+srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/tmp/marker; readlink /proc/self/ns/mnt' >ns1
+srun --container-name=up sh -c 'touch ` + dir + `/started; sleep 4; echo during:$(cat /tmp/marker)' >during 2>&1 &
 while [ ! -e started ]; do sleep 0.1; done
 touch ready
 while [ ! -e restarted ]; do sleep 0.1; done
-srun --container-name=up sh -c 'echo after:$(cat /marker); readlink /proc/self/ns/mnt' >after 2>&1
-srun --container-image=` + img + ` sh -c 'grep ^ID= /etc/os-release' >next 2>&1
+srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker); readlink /proc/self/ns/mnt' >after 2>after.err
+srun --overlap --container-image=` + img + ` sh -c 'grep ^ID= /etc/os-release' >next 2>next.err
 wait
 echo done >finished
 `
