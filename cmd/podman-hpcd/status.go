@@ -38,7 +38,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 			get("cache_dir"), get("cache_images"), size(get("cache_bytes")),
 			limit(get("cache_max_bytes")), limit(get("max_image_size")), age(get("cache_max_age")))
 	}
-	section(stdout, "images", "REFERENCE\tDIGEST\tSIZE\tLAST USED\tUSERS", reply.All("image"))
+	section(stdout, "images", get("image_header"), reply.All("image"))
 	section(stdout, "containers", "CONTAINER\tNAME\tJOB\tSTEP\tUSER\tIMAGE\tUP", reply.All("container"))
 	section(stdout, "pulls in progress", "REFERENCE\tUSER\tPHASE\tFOR", reply.All("pull"))
 	section(stdout, "last errors", "TIME\tKIND\tUSER\tMESSAGE", reply.All("error"))

@@ -93,7 +93,10 @@ func (s *Server) status(p peer) *wire.Message {
 		}
 	}
 	if s.images != nil {
-		for _, row := range imagesTable(s.images.Images(p.UID), p.isRoot()).All("row") {
+		t := imagesTable(s.images.Images(p.UID), p.isRoot())
+		h, _ := t.Get("header")
+		reply.Add("image_header", h)
+		for _, row := range t.All("row") {
 			reply.Add("image", row)
 		}
 	}

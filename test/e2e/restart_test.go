@@ -40,7 +40,10 @@ echo done >finished
 	mustSucceed(t, r)
 	job := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
 	t.Cleanup(func() { run(t, "scancel", job) })
-	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return strings.TrimSpace(string(b)) }
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
 	waitFor := func(name string, d time.Duration) {
 		t.Helper()
 		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
