@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // metricValue reads one sample of the Prometheus text format (-1: absent).
@@ -40,7 +41,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("a step of a missing image succeeded: %s", r)
 	}
 	_, done := stepInBackground(t, node, "metrics-step", "--container-image="+cluster["SMALL_IMAGE"], "sleep", "3")
+	// Running once the step's container is ready, not when Slurm says so.
 	after := scrape()
+	for i := 0; i < 50 && metricValue(after, "podman_hpc_active_containers") < 1; i++ {
+		time.Sleep(100 * time.Millisecond)
+		after = scrape()
+	}
 	mustSucceed(t, <-done)
 
 	delta := func(series string) float64 { return metricValue(after, series) - metricValue(before, series) }
