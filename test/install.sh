@@ -21,7 +21,7 @@ check() { # check WHAT COMMAND...: run COMMAND, report WHAT
 	if "${@:2}" >/dev/null 2>&1; then echo "ok    $1"; else echo "FAIL  $1" >&2; fail=1; fi
 }
 work=$(mktemp -d)
-daemon= notifier=
+daemon='' notifier=''
 cleanup() {
 	[ -z "$daemon" ] || kill "$daemon" 2>/dev/null || true
 	[ -z "$notifier" ] || kill "$notifier" 2>/dev/null || true
