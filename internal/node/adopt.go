@@ -52,6 +52,10 @@ func (m *manager) persist(c *container) {
 		return
 	}
 	m.mu.Lock()
+	if m.containers[c.id] != c { // removed meanwhile: its bundle is going
+		m.mu.Unlock()
+		return
+	}
 	r := record{ID: c.id, Req: c.req, Img: *c.img, Rootfs: c.rootfs, Env: c.env, Workdir: c.workdir,
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
 		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}}

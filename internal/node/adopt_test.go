@@ -20,6 +20,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		workdir: "/w", nsNames: []string{"mnt"}, named: true, created: time.Unix(100, 0), initPid: os.Getpid(),
 		jobs: map[string]bool{"5": true}}
 	m := &manager{log: slog.New(slog.DiscardHandler), containers: map[string]*container{}}
+	m.containers[c.id] = c
 	m.persist(c)
 	r, err := readRecord(bundle)
 	if err != nil {
@@ -29,6 +30,16 @@ func TestRecordRoundTrip(t *testing.T) {
 		len(r.Jobs) != 1 || r.Jobs[0] != "5" || !r.Created.Equal(c.created) || r.InitMntNS == [2]uint64{} {
 		t.Errorf("read back %+v", r)
 	}
+	// A container removed meanwhile is not written.
+	os.Remove(filepath.Join(bundle, recordFile))
+	delete(m.containers, c.id)
+	m.persist(c)
+	if _, err := os.Stat(filepath.Join(bundle, recordFile)); err == nil {
+		t.Error("a removed container's record written")
+	}
+	m.persist(c)
+	m.containers[c.id] = c
+	m.persist(c)
 	os.WriteFile(filepath.Join(bundle, bundleIDFile), []byte("phpc-6-n-up"), 0o600)
 	if _, err := readRecord(bundle); err == nil {
 		t.Error("a record of another id read")
