@@ -34,7 +34,7 @@ GO_SRCS    := $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go')
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: FORCE help deps build test fuzz e2e check demo bench cluster cluster-down install deb rpm pkg-test clean lint
+.PHONY: FORCE help deps build test fuzz e2e check demo bench cluster cluster-down install install-test deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -112,7 +112,7 @@ e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), ru
 	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
 	exit $$rc
 
-check: deps build lint test e2e pkg-test ## everything CI runs: deps, build, lint, unit tests, end-to-end tests, packages
+check: deps build lint test e2e pkg-test install-test ## everything CI runs: deps, build, lint, unit tests, end-to-end tests, packages, install and units
 
 demo: deps build ## bring up the cluster and run a job with srun --container-image
 	NODES=$(NODES) test/cluster/up.sh
@@ -151,6 +151,9 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	@# An admin's edited config is never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf ] || \
 		install -D -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf
+
+install-test: build ## make install DESTDIR= PREFIX=/usr and the units as shipped: ExecStart, socket activation, READY=1, status, metrics, a bad config refused
+	test/install.sh
 
 # Packages are made from what make install writes, with /usr and /etc.
 PKG_ROOT := build/pkg/root

@@ -9,6 +9,8 @@ packages=(
 	gcc libc6-dev make libslurm-dev pkg-config
 	# the test cluster
 	slurm-wlm slurmctld slurmd munge iproute2 util-linux procps bc
+	# the metrics' tests scrape with curl
+	curl
 	# containers: runtimes, squashfs, fuse
 	runc crun squashfs-tools squashfuse fuse3 uidmap
 	# registry and images

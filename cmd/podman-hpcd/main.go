@@ -2,6 +2,7 @@
 //
 //	podman-hpcd serve [--config FILE] [--socket PATH]   run the daemon
 //	podman-hpcd status [--socket PATH]                  ask the running daemon
+//	podman-hpcd check-config [--config FILE]            check a config file
 //	podman-hpcd version                                 print the version
 package main
 
@@ -26,7 +27,10 @@ Container support for Slurm: the per-node daemon and its client.
 
 Commands:
   serve     run the daemon (under systemd with socket activation, or --socket PATH)
-  status    show the running daemon's version, node and uptime
+  status    show the running daemon's version, runtime, cache and its limits, images,
+            containers, pulls in progress and last errors (yours; root sees all)
+  check-config  check the config file as serve would (--config FILE): unknown keys,
+            bad values, unusable paths, one line each; serve refuses to start on them
   pull      pull an image into this node's cache, asking the registry now (podman-hpcd pull REF)
   images    list this node's cached images (yours; root sees all)
   rmi       remove an image from this node's cache (podman-hpcd rmi REF)
@@ -68,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(rest, stderr)
 	case "status":
 		err = statusCmd(rest, stdout, stderr)
+	case "check-config":
+		err = checkConfigCmd(rest, stdout, stderr)
 	case "pull", "images", "rmi", "prune", "ps", "rm":
 		err = imageCmd(cmd, rest, stdout, stderr)
 	case "import", "export":

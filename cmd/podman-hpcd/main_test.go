@@ -109,3 +109,46 @@ func TestUnknownCommand(t *testing.T) {
 		t.Errorf("rc=%d stderr=%q", rc, errOut.String())
 	}
 }
+
+// check-config lists every problem, one line each naming the key and the
+// fix, and serve refuses to start on the same file, before listening.
+func TestCheckConfigAndServeRefuse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "c.conf")
+	os.WriteFile(conf, []byte("state_dir = "+dir+"/state\ncache_dir = "+dir+"/images\ncache_dirr = /x\nruntime = /no/such/crun\nmetrics_listen = 9464\n"), 0o644)
+	var out, errOut bytes.Buffer
+	if rc := run([]string{"check-config", "--config", conf}, &out, &errOut); rc != 1 {
+		t.Fatalf("check-config rc=%d, want 1; stdout %q", rc, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	for i, want := range []string{
+		"podman-hpcd: " + conf + ": the config has errors; fix them",
+		conf + `:3: unknown key "cache_dirr" (known: `,
+		conf + `:5: metrics_listen "9464": want HOST:PORT such as 127.0.0.1:9464`,
+		`runtime "/no/such/crun": not found or not executable; install it, or set runtime = auto`,
+	} {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d: want %q in\n%s", i+1, want, errOut.String())
+		}
+	}
+	if len(lines) != 4 {
+		t.Errorf("%d lines, want 4:\n%s", len(lines), errOut.String())
+	}
+	sock := filepath.Join(dir, "d.sock")
+	var serveErr bytes.Buffer
+	if rc := run([]string{"serve", "--config", conf, "--socket", sock}, io.Discard, &serveErr); rc != 1 || serveErr.String() != errOut.String() {
+		t.Errorf("serve rc=%d, said %q, want check-config's words", rc, serveErr.String())
+	}
+	if _, err := os.Stat(sock); err == nil {
+		t.Error("serve listened on a bad config")
+	}
+	// A good file.
+	os.WriteFile(conf, []byte("state_dir = "+dir+"/state\ncache_dir = "+dir+"/images\nruntime = sh\npolicy = "+conf+"\nmetrics_listen = 10.1.2.3:9464\n"), 0o644)
+	out.Reset()
+	errOut.Reset()
+	if rc := run([]string{"check-config", "--config", conf}, &out, &errOut); rc != 0 || out.String() != conf+": ok\n" ||
+		!strings.HasPrefix(errOut.String(), "podman-hpcd: warning: metrics_listen 10.1.2.3:9464: not a loopback address") {
+		t.Errorf("a good config: rc=%d stdout %q stderr %q", rc, out.String(), errOut.String())
+	}
+}

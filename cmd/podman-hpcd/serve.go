@@ -18,6 +18,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/internal/server"
 )
@@ -32,7 +33,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	explicit := false
 	fl.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := config.Load(*configPath, explicit)
+	// A config the daemon cannot work with (an unknown key, a runtime not
+	// installed, a full cache disk) stops it here, every problem named.
+	cfg, warnings, err := loadConfig(*configPath, explicit)
 	if err != nil {
 		return err
 	}
@@ -40,6 +43,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 		cfg.Socket = *socket
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	for _, w := range warnings {
+		log.Warn("config: " + w)
+	}
 
 	ln, cleanup, err := listen(cfg.Socket)
 	if err != nil {
@@ -49,14 +55,26 @@ func serveCmd(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// A node that cannot run containers (no working runtime, say) still
-	// serves: status works, and container requests get the reason.
-	o := server.Options{Log: log, Version: version}
-	n, err := node.Open(ctx, node.Options{Config: cfg, Log: log, WidenAfter: newProcs().widenAfter})
+	var m *metrics.Metrics
+	if cfg.MetricsListen != "" {
+		mln, err := metrics.Listen(cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		m = metrics.New(version)
+		go m.Serve(ctx, mln, log)
+		log.Info("metrics", "listen", mln.Addr().String())
+	}
+	// A node that cannot run containers (a runtime that fails its probe,
+	// say) still serves: status works, and container requests get the
+	// reason.
+	o := server.Options{Log: log, Version: version, Metrics: m}
+	n, err := node.Open(ctx, node.Options{Config: cfg, Log: log, WidenAfter: newProcs().widenAfter, Metrics: m})
 	o.Unavailable = err
 	if n != nil {
 		defer n.Close()
-		o.Images = n
+		o.Images, o.Status = n, n
+		m.SetActive(func() int { return len(n.Containers()) })
 		if err == nil {
 			o.Containers = n
 		}

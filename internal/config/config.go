@@ -65,6 +65,9 @@ type Config struct {
 	// TagTTL: a tag the registry confirmed for a user this recently is
 	// not asked again for that user (0: ask every time).
 	TagTTL time.Duration
+	// MetricsListen is the host:port of the Prometheus metrics listener
+	// ("": none). Check warns of one that is not a loopback address.
+	MetricsListen string
 	// Hooks are the OCI hooks and built-in modules (hooks.go).
 	Hooks Hooks
 }
@@ -86,7 +89,9 @@ func Default() Config {
 
 // Load reads "key = value" lines ('#' starts a comment) over the
 // defaults. A missing file is fine only when it is the default path: an
-// admin who names a file means it.
+// admin who names a file means it. Every bad line is reported, one line
+// each ("FILE:LINE: KEY ...: the fix"), joined in the error, with the
+// Config of the lines that loaded; a file it cannot read, the zero Config.
 func Load(path string, explicit bool) (Config, error) {
 	c := Default()
 	f, err := os.Open(path)
@@ -94,9 +99,10 @@ func Load(path string, explicit bool) (Config, error) {
 		return c, nil
 	}
 	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
+		return Config{}, fmt.Errorf("read config: %w", err)
 	}
 	defer f.Close()
+	var errs []error
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -108,13 +114,17 @@ func Load(path string, explicit bool) (Config, error) {
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return c, fmt.Errorf("%s:%d: want key = value, got %q", path, n, line)
+			errs = append(errs, fmt.Errorf("%s:%d: want key = value, got %q", path, n, line))
+			continue
 		}
 		if err := c.set(strings.TrimSpace(key), strings.TrimSpace(value)); err != nil {
-			return c, fmt.Errorf("%s:%d: %w", path, n, err)
+			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 		}
 	}
-	return c, sc.Err()
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("read config %s: %w", path, err))
+	}
+	return c, errors.Join(errs...)
 }
 
 func (c *Config) set(key, value string) error {
@@ -185,6 +195,13 @@ func (c *Config) set(key, value string) error {
 		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL}[key] = d
 	case "compression":
 		c.Compression = value
+	case "metrics_listen":
+		if value != "" {
+			if err := checkListen(value); err != nil {
+				return fmt.Errorf("metrics_listen %q: %w", value, err)
+			}
+		}
+		c.MetricsListen = value
 	case "log_level":
 		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
@@ -193,7 +210,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -73,7 +76,8 @@ func TestConfigExampleIsComplete(t *testing.T) {
 	var c Config
 	err = c.set("no-such-key", "")
 	_, known, _ := strings.Cut(err.Error(), "(known: ")
-	for _, key := range strings.Split(strings.TrimSuffix(known, ")"), ", ") {
+	known, _, _ = strings.Cut(known, ")")
+	for _, key := range strings.Split(known, ", ") {
 		if !strings.Contains(string(b), "\n#"+key+" =") {
 			t.Errorf("example lacks a commented %q line", key)
 		}
@@ -91,5 +95,77 @@ func TestConfigExampleIsComplete(t *testing.T) {
 	os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
 	if _, err := Load(p, true); err != nil {
 		t.Errorf("the example's defaults do not load: %v", err)
+	}
+}
+
+// Every bad line is reported, not only the first; metrics_listen is checked.
+func TestLoadReportsEveryLine(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "c.conf")
+	os.WriteFile(p, []byte("bogus = 1\nlog_level = loud\nmetrics_listen = 127.0.0.1:9464\nmetrics_listen = 9464\nmetrics_listen = host.example:9464\nmetrics_listen = 127.0.0.1:0\n"), 0o644)
+	_, err := Load(p, true)
+	lines := strings.Split(fmt.Sprint(err), "\n")
+	for i, want := range []string{
+		`:1: unknown key "bogus"`, `:2: log_level "loud"`, `:4: metrics_listen "9464": want HOST:PORT`,
+		`:5: metrics_listen "host.example:9464": host "host.example": want an IP address`, `:6: metrics_listen "127.0.0.1:0": port "0"`,
+	} {
+		if i >= len(lines) || !strings.Contains(lines[i], want) {
+			t.Errorf("line %d of the error: want %q in\n%v", i, want, err)
+		}
+	}
+	if c, err := Load(writeConf(t, "metrics_listen = [::1]:9464\n"), true); err != nil || c.MetricsListen != "[::1]:9464" {
+		t.Errorf("metrics_listen [::1]:9464: %q, %v", c.MetricsListen, err)
+	}
+}
+
+func writeConf(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "c.conf")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	good := Default()
+	good.Runtime, good.CacheDir, good.StateDir, good.Policy = "sh", filepath.Join(dir, "cache", "images"), filepath.Join(dir, "state"), policy
+	if w, err := Check(good); err != nil || len(w) != 0 {
+		t.Fatalf("a good config: warnings %q, %v", w, err)
+	}
+	bad := good
+	bad.Runtime = "no-such-runtime-here"
+	bad.StateDir = filepath.Join(file, "state")
+	bad.Policy = filepath.Join(dir, "absent.json")
+	bad.RegistriesConf = dir
+	bad.MetricsListen = "0.0.0.0:9464"
+	w, err := Check(bad)
+	for _, want := range []string{
+		`runtime "no-such-runtime-here": not found or not executable; install it, or set runtime = auto`,
+		"state_dir " + bad.StateDir + ": " + file + " is not a directory; remove it, or set state_dir elsewhere",
+		"policy " + bad.Policy + ": missing; ",
+		"registries_conf " + dir + ": not a regular file; ",
+	} {
+		if !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("want %q in\n%v", want, err)
+		}
+	}
+	if n := strings.Count(fmt.Sprint(err), "\n") + 1; n != 4 {
+		t.Errorf("%d lines, want 4: %v", n, err)
+	}
+	if len(w) != 1 || !strings.Contains(w[0], "metrics_listen 0.0.0.0:9464: not a loopback address") {
+		t.Errorf("warnings %q", w)
+	}
+
+	// A cache on a full file system.
+	statfs = func(path string, st *unix.Statfs_t) error { st.Bavail, st.Bsize = 10, 4096; return nil }
+	defer func() { statfs = unix.Statfs }()
+	_, err = Check(good)
+	if want := "cache_dir " + good.CacheDir + ": its file system has 40K free (at least 256M needed); free space there, or set cache_dir to another file system"; fmt.Sprint(err) != want {
+		t.Errorf("full disk: %v\nwant %s", err, want)
 	}
 }

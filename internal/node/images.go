@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
 
@@ -32,9 +33,11 @@ type squashStore struct {
 	cache *squash.Cache
 	// widenAfter is Options.WidenAfter (nil: none).
 	widenAfter func(time.Duration) (done func())
+	metrics    *metrics.Metrics
+	pulls      pullsInFlight
 }
 
-func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*squashStore, error) {
+func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*squashStore, error) {
 	c, err := squash.Open(ctx, squash.Options{
 		Dir:             cfg.CacheDir,
 		MaxBytes:        cfg.CacheMaxBytes,
@@ -46,23 +49,31 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*
 		PolicyPath:      cfg.Policy,
 		TagTTL:          cfg.TagTTL,
 		Log:             log,
+		Evicted:         m.Evicted,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &squashStore{cache: c}, nil
+	return &squashStore{cache: c, metrics: m}, nil
 }
 
 // pullWidensAfter: a cached image's Get takes a few ms; one that runs
 // longer is pulling.
 const pullWidensAfter = 50 * time.Millisecond
 
-// pull is the cache's Get, with every CPU once it turns out to be a pull.
+// pull is the cache's Get, with every CPU once it turns out to be a pull;
+// it is counted (a hit, or a miss and its pull) and seen in status while
+// it runs.
 func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions) (*squash.Image, error) {
 	if s.widenAfter != nil {
 		defer s.widenAfter(pullWidensAfter)()
 	}
-	return s.cache.Get(ctx, ref, o)
+	p := s.pulls.start(ref, o.UID)
+	defer s.pulls.end(p)
+	o.Progress = p.watch(o.Progress)
+	img, err := s.cache.Get(ctx, ref, o)
+	s.count(p, err)
+	return img, err
 }
 
 func (s *squashStore) get(ctx context.Context, ref string, cred credential, acct account, auth []byte, progress func(string)) (*image, error) {

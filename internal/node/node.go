@@ -14,7 +14,9 @@
 //   - a named container is only ever its own user's;
 //   - removing or pruning images first drops the image mounts that only
 //     linger (RemoveImage, Prune): a lingering mount pins its image;
-//   - what a previous daemon left is cleaned at Open, once its tasks are gone.
+//   - a previous daemon's containers whose init runs are adopted at Open
+//     (attachable, listed, removed with their job or step); what else it
+//     left is cleaned, once its tasks are gone.
 //
 // Errors about one of the user's options are *wire.OptionError; those of
 // hooks and modules say what they are about themselves (HookError).
@@ -30,6 +32,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -42,6 +45,8 @@ type Options struct {
 	// returns once the pull is done: podman-hpcd gives a pull that runs
 	// past d every CPU (cmd/podman-hpcd's GOMAXPROCS policy).
 	WidenAfter func(d time.Duration) (done func())
+	// Metrics count the node's pulls, cache and containers (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Node is the node's image cache and containers. Its methods are safe for
@@ -51,6 +56,7 @@ type Node struct {
 	store  *squashStore
 	mounts *imageMounts
 	mgr    *manager // nil when the node cannot run containers
+	cfg    config.Config
 }
 
 // Open opens the image cache, cleans what a previous daemon left in the
@@ -60,13 +66,13 @@ type Node struct {
 // can do both. The caller calls Close.
 func Open(ctx context.Context, o Options) (*Node, error) {
 	cfg, log := o.Config, o.Log
-	store, err := openImageStore(ctx, cfg, log)
+	store, err := openImageStore(ctx, cfg, log, o.Metrics)
 	if err != nil {
 		log.Error("image cache", "err", err)
 		return nil, err
 	}
 	store.widenAfter = o.WidenAfter
-	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log)}
+	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log), cfg: cfg}
 	// Traversable (see create: a remapped root reaches the root file
 	// system as the user), never listable.
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
@@ -75,14 +81,17 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
 		return n, fmt.Errorf("state directory: %w", err)
 	}
-	unmounted := unmountStale(cfg.StateDir, log)
+	// The previous daemon's containers whose init runs are adopted, their
+	// mounts kept; the others' go.
+	keep := adoptable(cfg.StateDir)
+	unmounted := unmountStale(cfg.StateDir, keep, log)
 	rt, err := pickRuntime(ctx, cfg)
 	if err != nil {
 		log.Error("no OCI runtime", "err", err)
 		return n, err
 	}
 	n.mgr = newManager(log, rt, store, n.mounts, cfg)
-	n.mgr.cleanStale(ctx, unmounted)
+	n.mgr.cleanStale(ctx, unmounted, keep)
 	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
 	return n, nil
 }
@@ -129,6 +138,9 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress fu
 	if err != nil {
 		return nil, err
 	}
+	// What a restarted daemon adopts (adopt.go); a global container's
+	// jobs change as they join.
+	n.mgr.persist(c)
 	return &Step{
 		ID: c.id, Attached: !owned, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,17 +17,25 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 )
 
-// unmountStale unmounts what a previous daemon left mounted below stateDir
-// and returns how many. It runs before the runtime is set up, which may bind
-// stateDir on itself (runtimeSetup) and so hide them.
-func unmountStale(stateDir string, log *slog.Logger) int {
+// unmountStale unmounts what a previous daemon left mounted below stateDir,
+// but in the bundles of containers to adopt (keep), and returns how many.
+// It runs before the runtime is set up, which may bind stateDir on itself
+// (runtimeSetup) and so hide them.
+func unmountStale(stateDir string, keep map[string]*record, log *slog.Logger) int {
 	mounts, err := oci.MountsUnder(stateDir)
 	if err != nil {
 		log.Warn("list stale mounts", "err", err)
 	}
 	// The state directory itself may be a mount (runtimeSetup's): only
 	// what is below it is a previous daemon's.
-	mounts = slices.DeleteFunc(mounts, func(mp string) bool { return mp == stateDir })
+	mounts = slices.DeleteFunc(mounts, func(mp string) bool {
+		for bundle := range keep {
+			if strings.HasPrefix(mp, bundle+"/") {
+				return true
+			}
+		}
+		return mp == stateDir
+	})
 	for _, mp := range mounts {
 		if err := oci.Unmount(mp, false); err != nil {
 			oci.Unmount(mp, true)
@@ -35,17 +44,34 @@ func unmountStale(stateDir string, log *slog.Logger) int {
 	return len(mounts)
 }
 
-// cleanStale removes the containers and bundles a previous daemon left;
-// unmounted says how many of its mounts unmountStale removed. Tasks that
-// joined one keep running in its namespaces, and a writable container's
-// upper layer is still theirs: such a bundle is removed only once no
-// process is left in the container's mount namespace.
-func (m *manager) cleanStale(ctx context.Context, unmounted int) {
+// cleanStale adopts the containers of a previous daemon whose init runs
+// (adopt: keep, from adoptable), and removes the other containers and
+// bundles it left; unmounted says how many of its mounts unmountStale
+// removed. Tasks that joined one keep running in its namespaces, and a
+// writable container's upper layer is still theirs: such a bundle is
+// removed only once no process is left in the container's mount namespace.
+func (m *manager) cleanStale(ctx context.Context, unmounted int, keep map[string]*record) {
 	dir := filepath.Join(m.stateDir, "containers")
 	entries, _ := os.ReadDir(dir)
-	kept := 0
+	kept, adopted := 0, 0
 	for _, e := range entries {
 		bundle := filepath.Join(dir, e.Name())
+		if r := keep[bundle]; r != nil {
+			err := m.adopt(ctx, bundle, r)
+			if err == nil {
+				adopted++
+				m.log.Info("container adopted from the previous daemon", "container", r.ID, "job", r.Req.Job, "step", r.Req.Step, "named", r.Named)
+				continue
+			}
+			m.log.Warn("container not adopted; removing it once its tasks are gone", "container", r.ID, "err", err)
+			// Its mounts were kept for it: unmount them now.
+			mounts, _ := oci.MountsUnder(bundle)
+			for _, mp := range mounts {
+				if err := oci.Unmount(mp, false); err != nil {
+					oci.Unmount(mp, true)
+				}
+			}
+		}
 		ns, alive := initMountNS(bundle)
 		if id, err := os.ReadFile(filepath.Join(bundle, bundleIDFile)); err == nil {
 			if err := m.rt.Delete(ctx, string(id), oci.DeleteOpts{Force: true}); err != nil {
@@ -69,7 +95,7 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int) {
 		}
 	}
 	if len(entries)+unmounted > 0 {
-		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "mounts", unmounted, "kept_in_use", kept)
+		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "adopted", adopted, "mounts", unmounted, "kept_in_use", kept)
 	}
 }
 
@@ -122,6 +148,38 @@ func mountNSOf(path string) (nsID, bool) {
 		return nsID{}, false
 	}
 	return nsID{st.Dev, st.Ino}, true
+}
+
+// mountNSUsers counts the processes in the mount namespace ns but except.
+func mountNSUsers(ns nsID, except int) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	n := 0
+	for _, p := range procs {
+		if got, ok := mountNSOf(p); ok && got == ns && p != fmt.Sprintf("/proc/%d/ns/mnt", except) {
+			n++
+		}
+	}
+	return n
+}
+
+// mountNSHeld reports whether a process other than this one holds the
+// mount namespace ns open (a file descriptor of its nsfs file).
+func mountNSHeld(ns nsID) bool {
+	self := os.Getpid()
+	want := fmt.Sprintf("mnt:[%d]", ns.ino)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if pid, _ := strconv.Atoi(filepath.Base(p)); pid == self {
+			continue
+		}
+		fds, _ := os.ReadDir(p + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink(p + "/fd/" + fd.Name()); err == nil && l == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // mountNSInUse reports whether any process is in the mount namespace ns.

@@ -22,10 +22,10 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
@@ -62,6 +62,10 @@ type Options struct {
 	Containers  Containers
 	Images      Images
 	Unavailable error
+	// Status is the node's part of status (nil: none); Metrics count the
+	// requests' outcomes (nil: none).
+	Status  StatusSource
+	Metrics *metrics.Metrics
 }
 
 // Server answers plugin and client requests on one listener.
@@ -73,6 +77,9 @@ type Server struct {
 	containers Containers // nil when this node cannot run containers
 	images     Images     // nil when it has no image cache
 	noMgr      error      // why either is nil
+	statusOf   StatusSource
+	metrics    *metrics.Metrics
+	errors     lastErrors
 
 	limits connLimits
 	conns  uidConns
@@ -117,6 +124,7 @@ func New(o Options) *Server {
 	host, _ := os.Hostname()
 	s := &Server{log: o.Log, version: o.Version, started: time.Now(), node: host,
 		containers: o.Containers, images: o.Images, noMgr: o.Unavailable,
+		statusOf: o.Status, metrics: o.Metrics,
 		limits: defaultLimits, peerCred: peerOf}
 	s.connHandler = s.handleConn
 	return s
@@ -157,6 +165,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			// file descriptors are free again.
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			s.log.Warn("accept failed; retrying", "err", err, "retry_in", backoff)
+			s.fail(metrics.ErrAccept, 0, "accept: "+err.Error())
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
@@ -292,6 +301,7 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				log.Warn("bad request", "err", err)
 				if badFrame(err) {
+					s.fail(metrics.ErrRequest, p.UID, err.Error())
 					c.SetWriteDeadline(time.Now().Add(replyWithin))
 					wire.Write(c, errorf("podman-hpcd: %v; closing the connection", err))
 				}
@@ -377,8 +387,11 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, m *wire.Message
 	st, err := s.containers.Step(ctx, req, progress)
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
-		return stepUse{}, wire.Write(c, errorf("%s", userMessage(err, req)))
+		msg := userMessage(err, req)
+		s.fail(metrics.ErrContainer, req.UID, fmt.Sprintf("job %s step %s: %s", req.Job, req.Step, msg))
+		return stepUse{}, wire.Write(c, errorf("%s", msg))
 	}
+	s.metrics.ContainerStarted(time.Since(start))
 	log.Info("container ready", "container", st.ID, "digest", st.Digest, "attached", st.Attached, "duration", time.Since(start))
 	reply := wire.New(wire.OK, "container", st.ID, "workdir", st.Workdir)
 	for _, n := range st.NamespaceNames {
@@ -424,6 +437,7 @@ func (s *Server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err 
 		start := time.Now()
 		if err = s.containers.Save(ctx, u.step); err != nil {
 			log.Warn("save failed", "container", u.step.ID, "path", u.req.Save, "err", err)
+			s.fail(metrics.ErrSave, u.req.UID, fmt.Sprintf("job %s step %s: %v", u.req.Job, u.req.Step, err))
 		} else {
 			log.Info("container saved", "container", u.step.ID, "path", u.req.Save, "duration", time.Since(start))
 		}
@@ -442,12 +456,9 @@ func (s *Server) handle(p peer, m *wire.Message, log *slog.Logger) *wire.Message
 	case wire.Hello:
 		client, _ := m.Get("client")
 		log.Debug("hello", "client", client)
-		return wire.New(wire.OK,
-			"version", s.version,
-			"protocol", strconv.Itoa(wire.Version),
-			"node", s.node,
-			"pid", strconv.Itoa(os.Getpid()),
-			"uptime", time.Since(s.started).Round(time.Second).String())
+		return s.hello()
+	case wire.Status:
+		return s.status(p)
 	case wire.Container:
 		// Root's requests are served by container(); this is everyone else.
 		log.Warn("refused container request", "reason", "caller is not root")

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
@@ -32,6 +33,8 @@ func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		img, err := s.images.Pull(ctx, ref, pullRequest(c, p, m))
 		if err != nil {
 			log.Warn("pull failed", "ref", ref, "err", err, "duration", time.Since(start))
+			// The node's metrics counted the failed pull.
+			s.errors.add(failure{when: time.Now(), kind: metrics.ErrPull, uid: p.UID, message: strings.Map(oneLine, err.Error())})
 			return wire.Write(c, errorf("%v", err))
 		}
 		log.Info("pulled", "ref", ref, "digest", img.Digest, "size", img.Size, "duration", time.Since(start))

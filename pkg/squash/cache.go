@@ -90,6 +90,10 @@ type Options struct {
 	Podman, DockerSocket string
 	// Log receives one line per event (default: discard).
 	Log *slog.Logger
+	// Evicted, if set, is told how many images the limits (MaxBytes,
+	// MaxAge) or a Prune removed, under the cache's lock: it must not
+	// call the Cache.
+	Evicted func(n int)
 }
 
 // PullOptions say who asks for an image.
@@ -283,6 +287,12 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed),
 		"max_bytes", c.o.MaxBytes, "max_image_size", c.o.MaxImageSize, "max_pulls_per_user", c.o.MaxPullsPerUser)
 	return c, nil
+}
+
+// Limits returns the limits in force, the defaults worked out: MaxBytes,
+// MaxImageSize (negative: none) and MaxAge (0: none).
+func (c *Cache) Limits() (maxBytes, maxImageSize int64, maxAge time.Duration) {
+	return c.o.MaxBytes, c.o.MaxImageSize, c.o.MaxAge
 }
 
 // ownedDir refuses a directory the daemon does not own, or a symlink:

@@ -45,6 +45,9 @@ func (c *Cache) evictLocked(all bool) []*entry {
 		if err := c.ix.save(c.dir); err != nil {
 			c.log.Warn("cannot save the index", "err", err)
 		}
+		if c.o.Evicted != nil {
+			c.o.Evicted(len(gone))
+		}
 	}
 	return gone
 }

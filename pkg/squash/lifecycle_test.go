@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -197,7 +198,8 @@ func TestEvictionAfterPull(t *testing.T) {
 	reg := newFakeRegistry(t)
 	r1 := reg.add("test/one", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "one", body: strings.Repeat("1", 5000)}}))
 	r2 := reg.add("test/two", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "two", body: strings.Repeat("2", 5000)}}))
-	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxBytes = 1 })
+	var evicted atomic.Int64
+	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxBytes = 1; o.Evicted = func(n int) { evicted.Add(int64(n)) } })
 	clock := time.Now()
 	c.now = func() time.Time { return clock }
 	img1, err := c.Get(context.Background(), r1, PullOptions{})
@@ -212,6 +214,9 @@ func TestEvictionAfterPull(t *testing.T) {
 	// kept through the grace period.
 	if got := c.List(0); len(got) != 1 || got[0].Digest == img1.Digest {
 		t.Errorf("after the second pull: %v", digests(got))
+	}
+	if n := evicted.Load(); n != 1 {
+		t.Errorf("Evicted told of %d images, want 1", n)
 	}
 }
 

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+)
+
+// MinCacheFree is the free space below which Check refuses cache_dir's
+// file system: not one image more fits there.
+const MinCacheFree = 256 << 20
+
+// Check reports what in c the daemon cannot work with, beyond what Load
+// parses: a runtime that is not installed, a cache on a file system
+// without space, a state directory, registries or policy file that is not
+// what it must be. The error joins one line per problem, each naming the
+// key and the fix; serve refuses to start on it, and check-config prints
+// it. Warnings are what works but an admin should know (a metrics
+// listener every host on the network can reach).
+func Check(c Config) (warnings []string, err error) {
+	var errs []error
+	if err := checkRuntime(c.Runtime); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkCacheDir(c.CacheDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDir("state_dir", c.StateDir); err != nil {
+		errs = append(errs, err)
+	}
+	policy := c.Policy
+	if policy == "" {
+		policy = squash.DefaultPolicyPath
+	}
+	if err := checkFile("policy", policy, "install containers-common's policy.json there, or set policy to a containers-policy.json(5) file"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RegistriesConf != "" {
+		if err := checkFile("registries_conf", c.RegistriesConf, "fix the path, or remove the key for the system's"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
+		warnings = append(warnings, fmt.Sprintf("metrics_listen %s: not a loopback address: any host that reaches it reads the metrics (no user names or images in them); use 127.0.0.1:PORT unless a scraper must reach this node's address", c.MetricsListen))
+	}
+	return warnings, errors.Join(errs...)
+}
+
+// checkRuntime finds the runtime the daemon would run: the one named, or
+// with auto one of oci.DefaultRuntimes. Whether it starts containers is
+// the daemon's probe at start.
+func checkRuntime(rt string) error {
+	if rt != "auto" {
+		if _, err := exec.LookPath(rt); err != nil {
+			return fmt.Errorf("runtime %q: not found or not executable; install it, or set runtime = auto", rt)
+		}
+		return nil
+	}
+	for _, name := range oci.DefaultRuntimes {
+		if _, err := exec.LookPath(name); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("runtime auto: none of %s in PATH; install crun (or runc), or set runtime to its path", strings.Join(oci.DefaultRuntimes, ", "))
+}
+
+// checkCacheDir: the cache's directory (or what it will be created in) is
+// a directory on a file system with room for an image.
+func checkCacheDir(dir string) error {
+	existing, err := nearestDir("cache_dir", dir)
+	if err != nil {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := statfs(existing, &st); err != nil {
+		return fmt.Errorf("cache_dir %s: %v; set cache_dir to a node-local directory", dir, err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < MinCacheFree {
+		return fmt.Errorf("cache_dir %s: its file system has %s free (at least %s needed); free space there, or set cache_dir to another file system", dir, human(free), human(MinCacheFree))
+	}
+	return nil
+}
+
+// statfs is unix.Statfs; tests fill a disk without one.
+var statfs = unix.Statfs
+
+// checkDir: dir is a directory, or can be made in an existing one.
+func checkDir(key, dir string) error {
+	_, err := nearestDir(key, dir)
+	return err
+}
+
+// nearestDir returns dir, or its nearest ancestor that exists: it must be
+// a directory (a file there stops the daemon making it).
+func nearestDir(key, dir string) (string, error) {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)) && p != "/" {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s %s: %v; set %s to a node-local directory", key, dir, err, key)
+		}
+		if !fi.IsDir() {
+			return "", fmt.Errorf("%s %s: %s is not a directory; remove it, or set %s elsewhere", key, dir, p, key)
+		}
+		return p, nil
+	}
+}
+
+func checkFile(key, path, fix string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s: missing; %s", key, path, fix)
+	case err != nil:
+		return fmt.Errorf("%s %s: %v; %s", key, path, err, fix)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s %s: not a regular file; %s", key, path, fix)
+	}
+	return nil
+}
+
+// checkListen accepts HOST:PORT with an IP address (or localhost, or none:
+// every address) and a port from 1 to 65535.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT such as 127.0.0.1:9464")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: want 1 to 65535 (such as 127.0.0.1:9464)", port)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return fmt.Errorf("host %q: want an IP address or localhost (such as 127.0.0.1:9464)", host)
+	}
+	return nil
+}
+
+// loopback reports whether addr (checked by checkListen) listens on a
+// loopback address only.
+func loopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// human writes n bytes as the config's sizes are written (500M, 2G).
+func human(n int64) string {
+	for _, u := range []struct {
+		s string
+		b int64
+	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n >= u.b {
+			return strconv.FormatInt(n/u.b, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
+)
+
+// A Get that downloads is a miss and a pull of the bytes its layers
+// reported (the last, largest count of each); one that only resolves is a
+// hit; only pulls show in status.
+func TestPullWatch(t *testing.T) {
+	var f pullsInFlight
+	hit := f.start("app:1", 1000)
+	var passed int
+	report := hit.watch(func(squash.Progress) { passed++ })
+	report(squash.Progress{Phase: "resolving", Message: "app:1"})
+	report(squash.Progress{Phase: "done"})
+	pull := f.start("app:2", 1001)
+	report2 := pull.watch(nil)
+	report2(squash.Progress{Phase: "resolving"})
+	for _, p := range []squash.Progress{
+		{Phase: "downloading", Layer: "a", Done: 10, Total: 100}, {Phase: "downloading", Layer: "a", Done: 100, Total: 100},
+		{Phase: "downloading", Layer: "b", Done: 50, Total: 50}, {Phase: "downloading", Layer: "a", Message: "applying layer 1 of 2"},
+		{Phase: "note", Message: "waiting"},
+	} {
+		report2(p)
+	}
+	if l := f.list(); len(l) != 1 || l[0].Ref != "app:2" || l[0].UID != 1001 || l[0].Phase != "downloading" {
+		t.Errorf("in flight: %+v, want app:2 downloading only", l)
+	}
+	if passed != 2 {
+		t.Errorf("%d reports passed on, want 2", passed)
+	}
+	if hit.pulled || !pull.pulled {
+		t.Errorf("pulled: hit %v pull %v", hit.pulled, pull.pulled)
+	}
+	var sum int64
+	for _, b := range pull.layers {
+		sum += b
+	}
+	if sum != 150 {
+		t.Errorf("%d bytes, want 150", sum)
+	}
+	f.end(hit)
+	f.end(pull)
+	if l := f.list(); len(l) != 0 {
+		t.Errorf("after the end: %+v", l)
+	}
+	// A user's file copied in is a pull too.
+	cp := f.start("/home/u/x.sqfs", 1000)
+	cp.watch(nil)(squash.Progress{Phase: "resolving", Message: "copying x.sqfs"})
+	if !cp.pulled {
+		t.Error("a copy is not a pull")
+	}
+	// count with no metrics is safe.
+	(&squashStore{}).count(cp, errors.New("x"))
+}

@@ -1,0 +1,88 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An upgrade restarts the daemon while a job runs: the step running then
+// goes on in its container, the named container made before the restart
+// keeps its writes and is attached (same mount namespace) by the job's
+// next steps, the new daemon lists it, the node's next step works, and at
+// the job's end nothing is left.
+func TestRestartAdoptsContainers(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := readableTempDir(t)
+	os.Chmod(dir, 0o777)
+	img := cluster["SMALL_IMAGE"]
+	script := `#!/bin/sh
+srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/tmp/marker; readlink /proc/self/ns/mnt' >ns1
+srun --container-name=up sh -c 'touch ` + dir + `/started; sleep 4; echo during:$(cat /tmp/marker)' >during 2>&1 &
+while [ ! -e started ]; do sleep 0.1; done
+touch ready
+while [ ! -e restarted ]; do sleep 0.1; done
+srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker); readlink /proc/self/ns/mnt' >after 2>after.err
+srun --overlap --container-image=` + img + ` sh -c 'grep ^ID= /etc/os-release' >next 2>next.err
+wait
+echo done >finished
+`
+	path := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := asUser(t, "sbatch", "--parsable", "-N1", "-w", node, "-o", filepath.Join(dir, "job.out"), "-D", dir, path)
+	mustSucceed(t, r)
+	job := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
+	t.Cleanup(func() { run(t, "scancel", job) })
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
+	waitFor := func(name string, d time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				return
+			}
+			if jobEnded(t, job) {
+				break
+			}
+		}
+		t.Fatalf("job %s: no %s; its output: %s", job, name, read("job.out"))
+	}
+	waitFor("ready", time.Minute)
+	// The upgrade, while step 1 sleeps in the named container.
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	if !strings.Contains(daemonLog(t, node), "container adopted from the previous daemon") {
+		t.Errorf("the new daemon adopted nothing")
+	}
+	// The new daemon knows the named container.
+	ps := run(t, cluster["NODE_EXEC"], node, cluster["PODMAN_HPCD"], "status", "--socket", cluster["PODMAN_HPCD_SOCKET"])
+	if !strings.Contains(ps.stdout, "phpc-"+job+"-n-up") {
+		t.Errorf("status after the restart does not list the named container:\n%s", ps)
+	}
+	os.WriteFile(filepath.Join(dir, "restarted"), nil, 0o644)
+	waitFor("finished", time.Minute)
+
+	if got := read("during"); got != "during:before" {
+		t.Errorf("the step running across the restart: %q", got)
+	}
+	after := strings.Fields(read("after"))
+	if len(after) != 2 || after[0] != "after:before" || after[1] != read("ns1") {
+		t.Errorf("the named container after the restart: %q, want after:before and its mount namespace %s", after, read("ns1"))
+	}
+	if got := read("next"); got != "ID=podman-hpc-small" {
+		t.Errorf("the next step after the restart: %q", got)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !jobEnded(t, job) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkNothingLeft(t, node)
+}
