@@ -30,8 +30,11 @@ int phpc_connect(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		snprintf(err, errlen, "couldn't reach the node daemon at %s: %s; is podman-hpcd running on this node? (admins: systemctl start podman-hpcd.socket)", path, strerror(errno));
+		int saved = errno;
+
+		snprintf(err, errlen, "couldn't reach the node daemon at %s: %s; is podman-hpcd running on this node? (admins: systemctl start podman-hpcd.socket)", path, strerror(saved));
 		close(fd);
+		errno = saved; /* callers tell a daemon being restarted by it */
 		return -1;
 	}
 	return fd;

@@ -34,8 +34,27 @@ static uint32_t job_id(spank_t sp)
 	return env != NULL ? (uint32_t)strtoul(env, NULL, 10) : 0;
 }
 
-/* Always 0: a failed epilog drains the node, and a daemon that is down has
- * no container left either; a problem is one line in slurmd's log. */
+/* A daemon being restarted (an upgrade, without socket activation) has no
+ * socket, or one nobody accepts on, for a moment; the new one adopts the
+ * old one's containers, so the epilog waits for it rather than leaving the
+ * job's containers behind. */
+#define EPILOG_CONNECT_WAIT_MS 3000
+#define EPILOG_CONNECT_STEP_MS 100
+
+static int connect_waiting(char *err, size_t errlen)
+{
+	int fd, waited;
+
+	for (waited = 0;; waited += EPILOG_CONNECT_STEP_MS) {
+		fd = phpc_connect(phpc.cfg.socket, err, errlen);
+		if (fd >= 0 || (errno != ENOENT && errno != ECONNREFUSED) || waited >= EPILOG_CONNECT_WAIT_MS)
+			return fd;
+		usleep(EPILOG_CONNECT_STEP_MS * 1000);
+	}
+}
+
+/* Always 0: a failed epilog drains the node; a problem is one line in
+ * slurmd's log. */
 int phpc_job_epilog(spank_t sp)
 {
 	struct phpc_msg req, reply;
@@ -45,7 +64,7 @@ int phpc_job_epilog(spank_t sp)
 
 	if (job == 0)
 		return 0;
-	fd = phpc_connect(phpc.cfg.socket, err, sizeof(err));
+	fd = connect_waiting(err, sizeof(err));
 	if (fd < 0) {
 		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: %s", job, err);
 		return 0;
