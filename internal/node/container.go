@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -445,11 +446,17 @@ func (m *manager) release(ctx context.Context, c *container, background bool) {
 // influences (hooks.Result.UserMounts): opened as the user too.
 func (m *manager) mounts(c *container, acct account, cred credential, fromModules []specs.Mount) ([]specs.Mount, []*os.File, error) {
 	var out []specs.Mount
+	drop := umounted(c.req.Mounts) // --container-mounts=umount:/DST
 	for _, s := range m.site {
-		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
+		if !drop[s.Dst] {
+			out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
+		}
 	}
 	if c.req.Step == wire.BatchStep {
 		for _, s := range m.batch {
+			if drop[s.Dst] {
+				continue
+			}
 			if _, err := os.Stat(s.Src); err != nil {
 				m.log.Warn("batch_mounts: skipped", "src", s.Src, "err", err)
 				continue
@@ -469,8 +476,14 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 	if c.req.MountHome && acct.Home != "" {
 		user = append(user, stagedMount{src: acct.Home, dst: acct.Home})
 	}
+	home := len(user) == 1
+	if home && drop[path.Clean(user[0].dst)] {
+		user, home = nil, false
+	}
 	for _, um := range c.req.Mounts {
-		user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})
+		if !um.IsTmpfs() && !um.IsUmount() {
+			user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})
+		}
 	}
 	if c.req.Script != "" {
 		user = append(user, stagedMount{src: c.req.Script, dst: c.req.Script, opts: []string{"ro"}})
@@ -479,7 +492,10 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 		user = append(user, stagedMount{src: mt.Source, dst: mt.Destination, opts: mt.Options, module: true})
 	}
 	staged, held, err := m.stageAsUser(c, acct, cred, user)
-	return append(out, staged...), held, err
+	if err != nil {
+		return nil, held, err
+	}
+	return append(out, inUserOrder(staged, home, c.req.Mounts, c.req.UID, c.req.GID, c.req.RemapRoot)...), held, nil
 }
 
 // makeMountpoints creates, inside root, every mount's destination that the
