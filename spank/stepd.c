@@ -259,6 +259,24 @@ static int keep_container(const struct phpc_msg *reply)
 	return 0;
 }
 
+/* The user's relative paths, in the job's working directory: slurmstepd
+ * is in it (as the user) when it calls user_init. Returns 0, or -1 after
+ * keeping the reason. */
+static int resolve_paths(void)
+{
+	char cwd[PATH_MAX], err[512];
+
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		keep_error("couldn't find the job's working directory: %s", strerror(errno));
+		return -1;
+	}
+	if (phpc_args_resolve(&phpc.args, cwd, err, sizeof(err)) < 0) {
+		keep_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
@@ -269,7 +287,9 @@ int phpc_stepd_user_init(spank_t sp)
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);
-	if (build_container_request(sp, &req, auth) < 0) {
+	if (resolve_paths() < 0) {
+		/* kept */
+	} else if (build_container_request(sp, &req, auth) < 0) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
 	} else if (request(&req, &reply) == 0) {
 		if (phpc.n_ns == 0)
@@ -489,6 +509,7 @@ int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
 	uint32_t tasks = 0;
+	int rv = 0;
 
 	if (phpc.args.save == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
@@ -496,11 +517,13 @@ int phpc_stepd_task_exit(spank_t sp)
 		return 0;
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);
-	if (request(&end, &reply) < 0)
+	if (request(&end, &reply) < 0) {
 		slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
+		rv = -1;
+	}
 	phpc_msg_free(&end);
 	phpc_msg_free(&reply);
-	return 0;
+	return rv;
 }
 
 void phpc_stepd_exit(spank_t sp)

@@ -292,6 +292,9 @@ func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly b
 	if err := oci.SealRoot(c.nsFiles[len(c.nsFiles)-1], readonly); err != nil {
 		return err
 	}
+	if err := oci.SetPropagation(c.nsFiles[len(c.nsFiles)-1], propagation(c.req.Mounts)); err != nil {
+		return wire.OptionErrorf("--container-mounts", "%w", err)
+	}
 	if slices.Contains(c.req.Unshare, specs.NetworkNamespace) {
 		// A private network has its loopback down until someone raises it.
 		lo := exec.CommandContext(ctx, "nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", c.initPid), "ip", "link", "set", "lo", "up")

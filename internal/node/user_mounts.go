@@ -5,6 +5,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -55,4 +56,20 @@ func inUserOrder(staged []specs.Mount, home bool, mounts []wire.UserMount, uid, 
 		}
 	}
 	return append(out, staged[i:]...)
+}
+
+// propagation returns the propagation types the user's binds ask for
+// ([r]private, [r]shared, [r]slave, [r]unbindable), which the daemon sets
+// once the container runs (oci.SetPropagation).
+func propagation(mounts []wire.UserMount) []oci.Propagation {
+	var out []oci.Propagation
+	for _, um := range mounts {
+		if um.IsTmpfs() || um.IsUmount() {
+			continue
+		}
+		if p := oci.PropagationOptions(um.Options); len(p) > 0 {
+			out = append(out, oci.Propagation{Dst: um.Dst, Options: p})
+		}
+	}
+	return out
 }
