@@ -162,6 +162,18 @@ out:
 	return rv;
 }
 
+/* A new string: a then b (cgo builds this file without _GNU_SOURCE:
+ * no asprintf). */
+static char *join_path(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 1;
+	char *s = malloc(n);
+
+	if (s != NULL)
+		snprintf(s, n, "%s%s", a, b);
+	return s;
+}
+
 /* Whether p, read from the container's root, goes above it ("../home"). */
 static int climbs_out(const char *p)
 {
@@ -170,7 +182,9 @@ static int climbs_out(const char *p)
 	size_t n;
 
 	while (*c != '\0') {
-		end = strchrnul(c, '/');
+		end = strchr(c, '/');
+		if (end == NULL)
+			end = c + strlen(c);
 		n = (size_t)(end - c);
 		if (n == 2 && c[0] == '.' && c[1] == '.') {
 			if (--depth < 0)
@@ -264,10 +278,7 @@ static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t err
 	a->mounts = m;
 	m = &a->mounts[a->n_mounts];
 	m->src = strdup(src);
-	if (dst[0] == '/')
-		m->dst = strdup(dst);
-	else if (asprintf(&m->dst, "/%s", dst) < 0)
-		m->dst = NULL;
+	m->dst = join_path(dst[0] == '/' ? "" : "/", dst);
 	m->flags = (flags && *flags) ? strdup(flags) : NULL;
 	if (m->src == NULL || m->dst == NULL || (flags && *flags && m->flags == NULL)) {
 		free(m->src);
@@ -506,11 +517,14 @@ int phpc_args_check_local(const struct phpc_args *a, char *err, size_t errlen)
 static int make_absolute(char **p, const char *prefix)
 {
 	char *abs;
+	size_t n;
 
 	if (*p == NULL || (*p)[0] == '/')
 		return 0;
-	if (asprintf(&abs, "%s/%s", prefix, *p) < 0)
+	n = strlen(prefix) + strlen(*p) + 2;
+	if ((abs = malloc(n)) == NULL)
 		return -1;
+	snprintf(abs, n, "%s/%s", prefix, *p);
 	free(*p);
 	*p = abs;
 	return 0;
