@@ -495,7 +495,9 @@ int phpc_args_check_local(const struct phpc_args *a, char *err, size_t errlen)
 	for (i = 0; i < a->n_mounts; i++) {
 		const struct phpc_mount *m = &a->mounts[i];
 
-		if (is_special_source(m->src))
+		/* A relative source is the job's working directory's, which
+		 * srun does not know (--chdir): slurmstepd checks it. */
+		if (is_special_source(m->src) || m->src[0] != '/')
 			continue;
 		if (phpc_fstab_unescape(m->src, path, sizeof(path)) < 0) {
 			snprintf(err, errlen, "--container-mounts: source \"%s\": %s", m->src, strerror(errno));
@@ -506,7 +508,7 @@ int phpc_args_check_local(const struct phpc_args *a, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	if (a->save != NULL && stat(a->save, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (a->save != NULL && a->save[0] == '/' && stat(a->save, &st) == 0 && S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "--container-save: \"%s\" is a directory; name the file to write", a->save);
 		return -1;
 	}

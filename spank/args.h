@@ -60,8 +60,9 @@ int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t 
  * ENAMETOOLONG when out is too short). */
 int phpc_fstab_unescape(const char *in, char *out, size_t outlen);
 
-/* In srun, before the job: every mount source exists (relative ones where
- * srun runs), and --container-save names no directory. Returns 0, or -1
+/* In srun, before the job: every absolute mount source exists, and an
+ * absolute --container-save path is no directory (relative ones are the
+ * job's working directory's, which srun does not know: slurmstepd's). Returns 0, or -1
  * with the reason in err. */
 int phpc_args_check_local(const struct phpc_args *a, char *err, size_t errlen);
 

@@ -192,7 +192,8 @@ func TestResolve(t *testing.T) {
 }
 
 // srun's checks before the job: a missing source as pyxis says it, a save
-// path that is a directory.
+// path that is a directory; relative paths are left to slurmstepd (srun
+// does not know the job's --chdir).
 func TestCheckLocal(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -203,10 +204,10 @@ func TestCheckLocal(t *testing.T) {
 		opts []Option
 		err  string
 	}{
-		{[]Option{{"mounts", "./f:/f," + dir + ":/d,tmpfs:/t,umount:/u"}, {"save", "new.sqsh"}}, ""},
-		{[]Option{{"mounts", "./nope:/x"}}, "--container-mounts: source path does not exist: ./nope"},
+		{[]Option{{"mounts", dir + "/f:/f," + dir + ":/d,tmpfs:/t,umount:/u,./not-here:/n"}, {"save", "."}}, ""},
+		{[]Option{{"mounts", dir + "/nope:/x"}}, "--container-mounts: source path does not exist: " + dir + "/nope"},
 		{[]Option{{"mounts", "/no/such\\040dir:/x"}}, "--container-mounts: source path does not exist: /no/such dir"},
-		{[]Option{{"mounts", "./f/x:/x"}}, "source path does not exist: ./f/x"},
+		{[]Option{{"mounts", dir + "/f/x:/x"}}, "source path does not exist: " + dir + "/f/x"},
 		{[]Option{{"save", dir}}, "is a directory"},
 	} {
 		err := CheckLocal(tc.opts...)
