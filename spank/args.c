@@ -560,6 +560,8 @@ int phpc_args_resolve(struct phpc_args *a, const char *cwd, char *err, size_t er
 		snprintf(err, errlen, "the job's working directory \"%s\" is not an absolute path", cwd ? cwd : "");
 		return -1;
 	}
+	if (strcmp(cwd, "/") == 0)
+		cwd = ""; /* "/x", not "//x" */
 	/* A squashfs image is a value starting with '/' or '.' (pyxis). */
 	if (a->image != NULL && a->image[0] == '.' && make_absolute(&a->image, cwd) < 0)
 		goto out;

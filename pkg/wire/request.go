@@ -203,6 +203,7 @@ func (m UserMount) IsUmount() bool { return m.Src == UmountSource }
 // ErrCrossDevice is the cause of a destination that climbs out of the
 // container's root (/home:../home): the kernel's words for it, as pyxis
 // users see them.
+//
 //lint:ignore ST1005 the kernel's words (strerror(EXDEV)), which pyxis's users search for
 var ErrCrossDevice = errors.New("Invalid cross-device link")
 

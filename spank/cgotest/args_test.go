@@ -186,6 +186,9 @@ func TestResolve(t *testing.T) {
 	if a, err := ResolveOptions("/w", Option{"image", "registry/x:1"}); err != nil || a.Image != "registry/x:1" {
 		t.Errorf("a registry image: %+v, %v", a, err)
 	}
+	if a, err := ResolveOptions("/", Option{"save", "x"}, Option{"mounts", "y:/y"}); err != nil || a.Save != "/x" || a.Mounts[0].Src != "/y" {
+		t.Errorf("in /: %+v, %v", a, err)
+	}
 	if _, err := ResolveOptions("rel", Option{"save", "x"}); err == nil {
 		t.Error("resolved in a relative working directory")
 	}

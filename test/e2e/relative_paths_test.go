@@ -8,12 +8,12 @@ import (
 )
 
 // relativeDir is a user directory with a squashfs image (app.sqsh, saved
-// from the small image) and data/f in it.
-func relativeDir(t *testing.T) string {
+// from img) and data/f in it.
+func relativeDir(t *testing.T, img string) string {
 	t.Helper()
 	dir := userDir(t, "e2e-relative")
 	mustSucceed(t, asUser(t, "sh", "-c", `mkdir -p "$1/data" "$1/sub" && echo in-data >"$1/data/f"`, "sh", dir))
-	mustSucceed(t, asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-save="+dir+"/app.sqsh", "true"))
+	mustSucceed(t, asUser(t, "srun", "-N1", "--container-image="+img, "--container-save="+dir+"/app.sqsh", "true"))
 	return dir
 }
 
@@ -22,7 +22,7 @@ func relativeDir(t *testing.T) string {
 // job's directory, not the host's /), a relative source under --chdir, and
 // the PYXIS_CONTAINER_* variables alike.
 func TestRelativePathsSrun(t *testing.T) {
-	dir := relativeDir(t)
+	dir := relativeDir(t, cluster["SMALL_IMAGE"])
 	r := asUserIn(t, dir, "srun", "-N1", "--container-image=./app.sqsh", "--container-mounts=./:/data,data/f:/f",
 		"sh", "-c", "grep ^ID= /etc/os-release; cat /f; ls /data")
 	mustSucceed(t, r)
@@ -47,11 +47,14 @@ func TestRelativePathsSrun(t *testing.T) {
 }
 
 // In a batch script, the script's container and its srun steps read
-// relative paths in the job's directory too.
+// relative paths in the job's directory too: the script's, and the step's
+// (where the script runs srun, inside the container: the directory it cd'd
+// to). The image has the C library the host's srun needs (batch_mounts).
 func TestRelativePathsSbatch(t *testing.T) {
-	dir := relativeDir(t)
+	dir := relativeDir(t, cluster["MPI_IMAGE"])
 	r := asUserIn(t, dir, "sh", "-c", `
-id=$(sbatch --parsable -N1 -o out.txt --container-image=./app.sqsh --container-mounts=./data:/d --wrap='cat /d/f; srun --container-image=./app.sqsh --container-mounts=./data:/d2 cat /d2/f')
+printf '#!/bin/sh\ncat /d/f\ncd "$SLURM_SUBMIT_DIR" && srun --container-image=./app.sqsh --container-mounts=./data:/d2 cat /d2/f\n' >job.sh
+id=$(sbatch --parsable -N1 -o out.txt --container-image=./app.sqsh --container-mounts=./data:/d job.sh)
 while squeue -h -j "$id" 2>/dev/null | grep -q .; do sleep 0.2; done
 cat out.txt`)
 	mustSucceed(t, r)
