@@ -9,8 +9,11 @@ import (
 // (\040 a space, \011 a tab, \012 a newline, \134 a backslash, \072 a ':',
 // \054 a ','; any \NNN from \001 to \377), as getmntent(3) and enroot read
 // them. A backslash not followed by three octal digits stays as it is. A
-// path with \000 is an error: no path holds a NUL.
+// path with \000 (or a NUL) is an error: no path holds a NUL.
 func UnescapeFstab(s string) (string, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", fmt.Errorf("a NUL in %q", s)
+	}
 	if !strings.Contains(s, `\`) {
 		return s, nil
 	}

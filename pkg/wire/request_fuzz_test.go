@@ -142,7 +142,7 @@ func FuzzParseContainerRequestBody(f *testing.F) {
 // parses the same.
 func FuzzParseUserMount(f *testing.F) {
 	for _, s := range []string{"/a", "/a:/b", "/a:/b:ro", "/a:/b:ro+nosuid+rbind", "/a:/b:", "a:b", ":/b", "/a:/b:c:d", "/a:/b:ro+", "/a::ro",
-		"/home:../home", `/a\040b:c\072d:unbindable`, "tmpfs:/t:size=10%+mode=0700+huge=advise", "umount:/root", `/\000:/x`} {
+		"/home:../home", `/a\040b:c\072d:unbindable`, "tmpfs:/t:size=10%+mode=0700+huge=advise", "umount:/root", `/\000:/x`, "/\x00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -179,7 +179,7 @@ func escapeFstab(s string) string {
 // fstab's escapes: a decoded path holds no NUL, and escaping it again
 // decodes back to it.
 func FuzzUnescapeFstab(f *testing.F) {
-	for _, s := range []string{`/a\040b`, `\134\134`, `\0`, `\000`, `\777`, `\40`, `x\`, `\12345`} {
+	for _, s := range []string{`/a\040b`, `\134\134`, `\0`, `\000`, `\777`, `\40`, `x\`, `\12345`, "/\x00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -187,7 +187,7 @@ func FuzzUnescapeFstab(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if strings.IndexByte(got, 0) >= 0 && strings.IndexByte(s, 0) < 0 {
+		if strings.IndexByte(got, 0) >= 0 {
 			t.Fatalf("%q decoded to %q, with a NUL", s, got)
 		}
 		if again, err := UnescapeFstab(escapeFstab(got)); err != nil || again != got {
