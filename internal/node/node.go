@@ -129,10 +129,10 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress fu
 	if err != nil {
 		return nil, err
 	}
-	// Mounts are made with the container: one that an earlier step made
-	// keeps its own (pyxis's words, which scripts look for).
-	if !owned && len(req.Mounts) > 0 && (c.req.Job != req.Job || c.req.Step != req.Step) {
-		progress(fmt.Sprintf("ignoring --container-mounts: the container %q exists already, and mounts are made only with it", req.Name))
+	if !owned && (c.req.Job != req.Job || c.req.Step != req.Step) {
+		for _, opt := range ignoredWhenAttaching(req, c.req) {
+			progress(fmt.Sprintf("ignoring %s: the container %q exists already, and this is set only when it is made", opt, req.Name))
+		}
 	}
 	return &Step{
 		ID: c.id, Attached: !owned, Digest: c.img.Digest,

@@ -73,3 +73,25 @@ func propagation(mounts []wire.UserMount) []oci.Propagation {
 	}
 	return out
 }
+
+// ignoredWhenAttaching returns the options of req, a step attaching to a
+// container made by an earlier step from made, that apply only when a
+// container is made: its mounts, another image, remap-root or the
+// entrypoint where it has none. pyxis's words ("ignoring
+// --container-mounts"), which scripts look for.
+func ignoredWhenAttaching(req, made *wire.ContainerRequest) []string {
+	var out []string
+	if len(req.Mounts) > 0 {
+		out = append(out, "--container-mounts")
+	}
+	if req.Image != "" && req.Image != made.Image {
+		out = append(out, "--container-image="+req.Image)
+	}
+	if req.RemapRoot && !made.RemapRoot {
+		out = append(out, "--container-remap-root")
+	}
+	if req.Entrypoint && !made.Entrypoint {
+		out = append(out, "--container-entrypoint")
+	}
+	return out
+}

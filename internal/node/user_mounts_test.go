@@ -66,3 +66,16 @@ func TestPropagation(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
+
+func TestIgnoredWhenAttaching(t *testing.T) {
+	t.Parallel()
+	made := &wire.ContainerRequest{Image: "a", RemapRoot: true}
+	step := &wire.ContainerRequest{Image: "b", Mounts: parseMounts(t, "/x:/y"), RemapRoot: true, Entrypoint: true}
+	want := []string{"--container-mounts", "--container-image=b", "--container-entrypoint"}
+	if got := ignoredWhenAttaching(step, made); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := ignoredWhenAttaching(&wire.ContainerRequest{Image: "a"}, made); len(got) != 0 {
+		t.Errorf("nothing to ignore: %q", got)
+	}
+}

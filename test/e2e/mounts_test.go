@@ -143,18 +143,22 @@ func TestMountsDestinationClimbsOut(t *testing.T) {
 }
 
 // A step attaching to a running named container with --container-mounts
-// runs, and srun says the mounts are ignored (pyxis's words): they are made
-// with the container.
+// (or another image) runs, and srun says they are ignored (pyxis's words):
+// they are made with the container.
 func TestMountsIgnoredWhenAttaching(t *testing.T) {
 	dir := userDir(t, "e2e-mount-attach")
 	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
 	r := inAllocation(t, `
 srun --container-image=`+cluster["SMALL_IMAGE"]+` --container-name=att true
 srun --container-name=att --container-mounts=`+dir+`:/late sh -c 'test -e /late/f && echo mounted || echo not-mounted'
+srun --container-name=att --container-image=`+cluster["MPI_IMAGE"]+` grep ^ID= /etc/os-release
 `)
 	mustSucceed(t, r)
 	if !strings.Contains(r.stderr, "ignoring --container-mounts") || !strings.Contains(r.stdout, "not-mounted") {
 		t.Errorf("attaching with mounts: want the step run without them and srun saying so:\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "ignoring --container-image="+cluster["MPI_IMAGE"]) || !strings.Contains(r.stdout, "ID=podman-hpc-small") {
+		t.Errorf("attaching with another image: want the container's own and srun saying so:\n%s", r)
 	}
 	if strings.Count(r.stderr, "ignoring --container-mounts") != 1 {
 		t.Errorf("said more than once (or for the step that made it):\n%s", r)
