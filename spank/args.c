@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "request.h"
@@ -53,6 +54,30 @@ static int has_space_or_ctrl(const char *s)
 	return 0;
 }
 
+/* Whether paths a and b are the same as typed, or once the relative one
+ * is read in this process's working directory: a batch script's srun steps
+ * inherit sbatch's paths made absolute (stepd.c), and a step may name the
+ * same file again as ./x. */
+static int same_path(const char *a, const char *b)
+{
+	char cwd[PATH_MAX];
+	const char *rel, *abs;
+	size_t n;
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	if ((a[0] == '/') == (b[0] == '/'))
+		return 0;
+	rel = a[0] == '/' ? b : a;
+	abs = a[0] == '/' ? a : b;
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return 0;
+	if (strcmp(cwd, "/") == 0)
+		cwd[0] = '\0';
+	n = strlen(cwd);
+	return strncmp(abs, cwd, n) == 0 && abs[n] == '/' && strcmp(abs + n + 1, rel) == 0;
+}
+
 int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t errlen)
 {
 	if (v == NULL || *v == '\0') {
@@ -65,7 +90,7 @@ int phpc_args_set_image(struct phpc_args *a, const char *v, char *err, size_t er
 	}
 	/* pyxis: the same option given twice must agree (srun line vs #SBATCH). */
 	if (a->image != NULL) {
-		if (strcmp(a->image, v) == 0)
+		if (same_path(a->image, v))
 			return 0;
 		snprintf(err, errlen, "--container-image: given twice with different values (\"%s\" and \"%s\"); keep one", a->image, v);
 		return -1;
@@ -430,6 +455,8 @@ int phpc_args_set_save(struct phpc_args *a, const char *v, char *err, size_t err
 		snprintf(err, errlen, "--container-save: \"%s\" is a directory; name the file to write", v);
 		return -1;
 	}
+	if (a->save != NULL && same_path(a->save, v))
+		return 0;
 	return set_once(&a->save, v, "--container-save", err, errlen);
 }
 

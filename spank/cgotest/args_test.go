@@ -194,6 +194,21 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// A batch script's step inherits sbatch's paths made absolute; naming the
+// same file again relative to where it runs is no conflict, another is.
+func TestSamePathTwice(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, opt := range []string{"image", "save"} {
+		if _, err := ParseOptions(Option{opt, dir + "/./x.sqsh"}, Option{opt, "./x.sqsh"}); err != nil {
+			t.Errorf("%s: %v", opt, err)
+		}
+		if _, err := ParseOptions(Option{opt, dir + "/./x.sqsh"}, Option{opt, "./y.sqsh"}); err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("%s: two files: %v", opt, err)
+		}
+	}
+}
+
 // srun's checks before the job: a missing source as pyxis says it, a save
 // path that is a directory; relative paths are left to slurmstepd (srun
 // does not know the job's --chdir).

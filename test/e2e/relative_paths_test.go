@@ -47,18 +47,19 @@ func TestRelativePathsSrun(t *testing.T) {
 }
 
 // In a batch script, the script's container and its srun steps read
-// relative paths in the job's directory too: the script's, and the step's
-// (where the script runs srun, inside the container: the directory it cd'd
-// to). The image has the C library the host's srun needs (batch_mounts).
+// relative paths in the job's directory too: sbatch's options, which the
+// steps inherit, in the job's (though the script runs srun from / inside
+// the container), and a step's own in the directory the script cd'd to.
+// The image has the C library the host's srun needs (batch_mounts).
 func TestRelativePathsSbatch(t *testing.T) {
 	dir := relativeDir(t, cluster["MPI_IMAGE"])
 	r := asUserIn(t, dir, "sh", "-c", `
-printf '#!/bin/sh\ncat /d/f\ncd "$SLURM_SUBMIT_DIR" && srun --container-image=./app.sqsh --container-mounts=./data:/d2 cat /d2/f\n' >job.sh
+printf '#!/bin/sh\ncat /d/f\nsrun cat /d/f\ncd "$SLURM_SUBMIT_DIR" && srun --container-image=./app.sqsh --container-mounts=./data:/d2 cat /d2/f\n' >job.sh
 id=$(sbatch --parsable -N1 -o out.txt --container-image=./app.sqsh --container-mounts=./data:/d job.sh)
 while squeue -h -j "$id" 2>/dev/null | grep -q .; do sleep 0.2; done
 cat out.txt`)
 	mustSucceed(t, r)
-	if strings.Count(r.stdout, "in-data\n") != 2 {
-		t.Errorf("the batch script or its step did not read ./data:\n%s", r)
+	if strings.Count(r.stdout, "in-data\n") != 3 {
+		t.Errorf("the batch script or its steps did not read ./data:\n%s", r)
 	}
 }
