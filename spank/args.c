@@ -153,10 +153,9 @@ static int is_tmpfs_option(const char *o)
 	if (strncmp(o, "nr_blocks=", 10) == 0 || strncmp(o, "nr_inodes=", 10) == 0)
 		return is_size(v, "kKmMgGtTpPeE");
 	if (strncmp(o, "mode=", 5) == 0) {
-		if (*v == '0')
-			v++;
+		/* 1 to 4 octal digits, after an optional leading 0 */
 		n = strspn(v, "01234567");
-		return n >= 1 && n <= 4 && v[n] == '\0';
+		return n >= 1 && v[n] == '\0' && (n <= 4 || (n == 5 && v[0] == '0'));
 	}
 	if (strncmp(o, "huge=", 5) == 0)
 		return in_list(v, huge);

@@ -249,3 +249,17 @@ func TestUnescapeFstab(t *testing.T) {
 		t.Error("no error for a buffer too short")
 	}
 }
+
+// The plugin and the daemon accept the same tmpfs options.
+func TestTmpfsOptionsAgree(t *testing.T) {
+	t.Parallel()
+	for _, o := range []string{"size=1g", "size=10%", "size=", "size=1x", "size=012345678901234567890", "nr_blocks=5k", "nr_blocks=5%",
+		"nr_inodes=1000", "mode=0", "mode=1777", "mode=01777", "mode=001777", "mode=8", "mode=017777", "huge=within_size", "huge=deny",
+		"ro", "rw", "noexec", "nosuid", "nodev", "suid", "uid=0", "gid=0", "mpol=default", "=", ""} {
+		_, cerr := ParseOptions(Option{"mounts", "tmpfs:/t:" + o})
+		_, goerr := wire.ParseUserMount("tmpfs:/t:" + o)
+		if (cerr == nil) != (goerr == nil) {
+			t.Errorf("%q: plugin %v, daemon %v", o, cerr, goerr)
+		}
+	}
+}
