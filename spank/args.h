@@ -51,6 +51,27 @@ int phpc_args_set_name(struct phpc_args *a, const char *v, char *err, size_t err
 int phpc_args_set_save(struct phpc_args *a, const char *v, char *err, size_t errlen);
 int phpc_args_set_unshare(struct phpc_args *a, const char *v, char *err, size_t errlen);
 
+/* --container-mounts' special sources (pkg/wire's TmpfsSource, UmountSource). */
+#define PHPC_TMPFS_SOURCE "tmpfs"
+#define PHPC_UMOUNT_SOURCE "umount"
+
+/* Decodes fstab's octal escapes (\040 a space...) of in into out, as
+ * pkg/wire's UnescapeFstab. Returns 0, or -1 with errno (EINVAL for \000,
+ * ENAMETOOLONG when out is too short). */
+int phpc_fstab_unescape(const char *in, char *out, size_t outlen);
+
+/* In srun, before the job: every absolute mount source exists, and an
+ * absolute --container-save path is no directory (relative ones are the
+ * job's working directory's, which srun does not know: slurmstepd's). Returns 0, or -1
+ * with the reason in err. */
+int phpc_args_check_local(const struct phpc_args *a, char *err, size_t errlen);
+
+/* In slurmstepd: makes the relative paths of the user's options (a
+ * squashfs image, mount sources, the save path) absolute in cwd, the job's
+ * working directory, as a shell there reads them. Returns 0, or -1 with the
+ * reason in err. */
+int phpc_args_resolve(struct phpc_args *a, const char *cwd, char *err, size_t errlen);
+
 /* Sets a tri-state flag; giving both spellings (e.g. --container-writable and
  * --container-readonly) with different meanings is an error, as in pyxis. */
 int phpc_args_set_flag(int *flag, int value, const char *name, char *err, size_t errlen);

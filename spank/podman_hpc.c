@@ -84,16 +84,15 @@ static const char *option_name(int val)
 
 static int on_option(int val, const char *optarg, int remote)
 {
-	char err[512] = "", cwd[PATH_MAX], path[PATH_MAX + 2];
+	char err[512] = "";
 	int rc = 0;
 
+	(void)remote;
 	switch (val) {
 	case OPT_IMAGE:
-		/* A squashfs path relative to where srun/sbatch runs: slurmstepd
-		 * runs elsewhere, so it travels as an absolute path. */
-		if (!remote && optarg != NULL && optarg[0] == '.' && getcwd(cwd, sizeof(cwd)) != NULL &&
-		    snprintf(path, sizeof(path), "%s/%s", cwd, optarg) < (int)sizeof(path))
-			optarg = path;
+		/* Relative paths, here and in the other options, are made
+		 * absolute in slurmstepd, in the job's working directory
+		 * (phpc_args_resolve): the options reach it as typed. */
 		rc = phpc_args_set_image(&phpc.args, optarg, err, sizeof(err));
 		break;
 	case OPT_MOUNTS:
@@ -131,10 +130,6 @@ static int on_option(int val, const char *optarg, int remote)
 		rc = phpc_args_set_name(&phpc.args, optarg, err, sizeof(err));
 		break;
 	case OPT_SAVE:
-		/* Relative to where srun/sbatch runs, as image paths. */
-		if (!remote && optarg != NULL && optarg[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL &&
-		    snprintf(path, sizeof(path), "%s/%s", cwd, optarg) < (int)sizeof(path))
-			optarg = path;
 		rc = phpc_args_set_save(&phpc.args, optarg, err, sizeof(err));
 		break;
 	case OPT_UNSHARE:
@@ -292,12 +287,30 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	return 0;
 }
 
+/* In srun, what can fail before the job starts: a mount source that does
+ * not exist, a save path that is a directory (phpc_args_check_local). */
+static int check_before_job(void)
+{
+	char err[512];
+
+	if (phpc.args.image == NULL && phpc.args.name == NULL)
+		return 0;
+	if (phpc_args_check_local(&phpc.args, err, sizeof(err)) < 0) {
+		slurm_error(PHPC_NAME ": %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
 	(void)ac;
 	(void)av;
 	switch (spank_context()) {
 	case S_CTX_LOCAL:
+		if (phpc_apply_env_options(sp, 0) < 0)
+			return -1;
+		return check_before_job();
 	case S_CTX_ALLOCATOR:
 		return phpc_apply_env_options(sp, 0);
 	case S_CTX_REMOTE:

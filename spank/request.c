@@ -9,8 +9,10 @@
 
 const char *const phpc_mount_flags[] = {
 	"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec",
-	"private", "rprivate", "slave", "rslave", "shared", "rshared", NULL,
+	"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable", NULL,
 };
+
+const char *const phpc_tmpfs_flags[] = { "ro", "rw", "nosuid", "nodev", "noexec", NULL };
 
 const char *const phpc_name_modes[] = { "auto", "create", "exec", "no_exec", NULL };
 

@@ -22,6 +22,7 @@
 /* NULL-terminated lists the user's option values are checked against
  * (args.c), as the daemon checks them again (pkg/wire). */
 extern const char *const phpc_mount_flags[];        /* --container-mounts FLAGS */
+extern const char *const phpc_tmpfs_flags[];        /* tmpfs:/DST:OPTIONS flags beside size= etc. (args.c) */
 extern const char *const phpc_name_modes[];         /* --container-name's MODE; the first is the default */
 extern const char *const phpc_unshare_namespaces[]; /* --container-unshare */
 

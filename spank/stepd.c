@@ -9,6 +9,7 @@
  * capability, no_new_privs and a seccomp filter (harden.h).
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -263,6 +264,82 @@ static int keep_container(const struct phpc_msg *reply)
 	return 0;
 }
 
+/* Where a batch script's srun steps find the options sbatch got: Slurm's
+ * variable for each (SLURM_SPANK_OPTION_<plugin>_<option>), and ours and
+ * pyxis's environment forms. */
+static const char *const inherited_prefixes[] = {
+	"SLURM_SPANK__SLURM_SPANK_OPTION_podman_hpc_container_", "PODMAN_HPC_CONTAINER_", "PYXIS_CONTAINER_", NULL,
+};
+
+/* Replaces, in the job's environment, each variable of an inherited form of
+ * option (suffix: "image", "mounts", "save") that is set, with value. */
+static void export_inherited(spank_t sp, const char *suffix, const char *value)
+{
+	char name[128], probe[8];
+	size_t i, j;
+	int n;
+
+	for (i = 0; inherited_prefixes[i]; i++) {
+		n = snprintf(name, sizeof(name), "%s%s", inherited_prefixes[i], suffix);
+		if (n < 0 || n >= (int)sizeof(name))
+			continue;
+		if (i > 0) /* the environment forms are upper case */
+			for (j = strlen(inherited_prefixes[i]); name[j]; j++)
+				name[j] = (char)toupper((unsigned char)name[j]);
+		if (spank_getenv(sp, name, probe, sizeof(probe)) == ESPANK_ENV_NOEXIST)
+			continue;
+		if (spank_setenv(sp, name, value, 1) != ESPANK_SUCCESS)
+			slurm_info(PHPC_NAME ": couldn't pass %s on to the batch script's steps", name);
+	}
+}
+
+/* A batch script's srun steps inherit sbatch's options as typed, and run
+ * where the script is in the container (often /): the resolved paths go
+ * in their place, so that ./app.sqsh stays the job directory's. */
+static void export_resolved(spank_t sp)
+{
+	char *mounts = NULL, *p;
+	size_t i, len = 1;
+
+	if (phpc.args.image != NULL && phpc.args.image[0] == '/')
+		export_inherited(sp, "image", phpc.args.image);
+	if (phpc.args.save != NULL)
+		export_inherited(sp, "save", phpc.args.save);
+	for (i = 0; i < phpc.args.n_mounts; i++)
+		len += strlen(phpc.args.mounts[i].src) + strlen(phpc.args.mounts[i].dst) +
+		       (phpc.args.mounts[i].flags ? strlen(phpc.args.mounts[i].flags) : 0) + 3;
+	if (phpc.args.n_mounts == 0 || (mounts = calloc(1, len)) == NULL)
+		return;
+	for (i = 0, p = mounts; i < phpc.args.n_mounts; i++) {
+		const struct phpc_mount *m = &phpc.args.mounts[i];
+
+		p += sprintf(p, "%s%s:%s%s%s", i ? "," : "", m->src, m->dst, m->flags ? ":" : "", m->flags ? m->flags : "");
+	}
+	export_inherited(sp, "mounts", mounts);
+	free(mounts);
+}
+
+/* The user's relative paths, in the job's working directory: slurmstepd
+ * is in it (as the user) when it calls user_init. Returns 0, or -1 after
+ * keeping the reason. */
+static int resolve_paths(spank_t sp)
+{
+	char cwd[PATH_MAX], err[512];
+	uint32_t step = 0;
+
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		keep_error("couldn't find the job's working directory: %s", strerror(errno));
+		return -1;
+	}
+	if (phpc_args_resolve(&phpc.args, cwd, err, sizeof(err)) < 0) {
+		keep_error("%s", err);
+		return -1;
+	}
+	if (spank_get_item(sp, S_JOB_STEPID, &step) == ESPANK_SUCCESS && step == PHPC_BATCH_STEP)
+		export_resolved(sp);
+	return 0;
+}
+
 int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
@@ -273,7 +350,9 @@ int phpc_stepd_user_init(spank_t sp)
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);
-	if (build_container_request(sp, &req, auth) < 0) {
+	if (resolve_paths(sp) < 0) {
+		/* kept */
+	} else if (build_container_request(sp, &req, auth) < 0) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
 	} else if (request(&req, &reply) == 0) {
 		if (phpc.n_ns == 0)
@@ -540,6 +619,7 @@ int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
 	uint32_t tasks = 0;
+	int rv = 0;
 
 	if (phpc.args.save == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
@@ -547,11 +627,13 @@ int phpc_stepd_task_exit(spank_t sp)
 		return 0;
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);
-	if (request(&end, &reply) < 0)
+	if (request(&end, &reply) < 0) {
 		slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
+		rv = -1;
+	}
 	phpc_msg_free(&end);
 	phpc_msg_free(&reply);
-	return 0;
+	return rv;
 }
 
 void phpc_stepd_exit(spank_t sp)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -300,6 +301,9 @@ func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly b
 	if err := oci.SealRoot(c.nsFiles[len(c.nsFiles)-1], readonly); err != nil {
 		return err
 	}
+	if err := oci.SetPropagation(c.nsFiles[len(c.nsFiles)-1], propagation(c.req.Mounts)); err != nil {
+		return wire.OptionErrorf("--container-mounts", "%w", err)
+	}
 	if slices.Contains(c.req.Unshare, specs.NetworkNamespace) {
 		// A private network has its loopback down until someone raises it.
 		lo := exec.CommandContext(ctx, "nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", c.initPid), "ip", "link", "set", "lo", "up")
@@ -458,11 +462,17 @@ func (m *manager) release(ctx context.Context, c *container, background bool) {
 // influences (hooks.Result.UserMounts): opened as the user too.
 func (m *manager) mounts(c *container, acct account, cred credential, fromModules []specs.Mount) ([]specs.Mount, []*os.File, error) {
 	var out []specs.Mount
+	drop := umounted(c.req.Mounts) // --container-mounts=umount:/DST
 	for _, s := range m.site {
-		out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
+		if !drop[s.Dst] {
+			out = append(out, oci.BindMount(s.Src, s.Dst, append([]string{"nosuid", "nodev"}, s.Options...)...))
+		}
 	}
 	if c.req.Step == wire.BatchStep {
 		for _, s := range m.batch {
+			if drop[s.Dst] {
+				continue
+			}
 			if _, err := os.Stat(s.Src); err != nil {
 				m.log.Warn("batch_mounts: skipped", "src", s.Src, "err", err)
 				continue
@@ -484,8 +494,14 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 	} else if ok {
 		user = append(user, home)
 	}
+	home := len(user) == 1
+	if home && drop[path.Clean(user[0].dst)] {
+		user, home = nil, false
+	}
 	for _, um := range c.req.Mounts {
-		user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})
+		if !um.IsTmpfs() && !um.IsUmount() {
+			user = append(user, stagedMount{src: um.Src, dst: um.Dst, opts: um.Options})
+		}
 	}
 	if c.req.Script != "" {
 		user = append(user, stagedMount{src: c.req.Script, dst: c.req.Script, opts: []string{"ro"}})
@@ -494,7 +510,10 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 		user = append(user, stagedMount{src: mt.Source, dst: mt.Destination, opts: mt.Options, module: true})
 	}
 	staged, held, err := m.stageAsUser(c, acct, cred, user)
-	return append(out, staged...), held, err
+	if err != nil {
+		return nil, held, err
+	}
+	return append(out, inUserOrder(staged, home, c.req.Mounts, c.req.UID, c.req.GID, c.req.RemapRoot)...), held, nil
 }
 
 // makeMountpoints creates, inside root, every mount's destination that the

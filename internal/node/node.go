@@ -141,6 +141,11 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress fu
 	// What a restarted daemon adopts (adopt.go); a global container's
 	// jobs change as they join.
 	n.mgr.persist(c)
+	if !owned && (c.req.Job != req.Job || c.req.Step != req.Step) {
+		for _, opt := range ignoredWhenAttaching(req, c.req) {
+			progress(fmt.Sprintf("ignoring %s: the container %q exists already, and this is set only when it is made", opt, req.Name))
+		}
+	}
 	return &Step{
 		ID: c.id, Attached: !owned, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,

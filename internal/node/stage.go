@@ -86,6 +86,8 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	held, keep, err := openStaged(cred, mounts)
 	var se *stageError
 	switch {
+	case errors.As(err, &se) && !se.mount.module && errors.Is(se.err, unix.ENOENT):
+		return nil, nil, wire.OptionErrorf("--container-mounts", "source path does not exist: %s", se.mount.src)
 	case errors.As(err, &se) && !se.mount.module:
 		return nil, nil, wire.OptionErrorf("--container-mounts", "%s: %v (as user %s)", se.mount.src, se.err, acct.Name)
 	case errors.As(err, &se):

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -59,11 +60,54 @@ func UnshareName(t specs.LinuxNamespaceType) string {
 // MountFlags maps the user's --container-mounts FLAGS to runtime-spec mount
 // options ("": the flag is accepted and adds none). The plugin refuses
 // unknown ones already; the daemon checks again (it trusts no client).
+// Never suid or dev: every user mount is nosuid,nodev, and a later option
+// would undo that.
 var MountFlags = map[string]string{
 	"ro": "ro", "rw": "rw", "bind": "", "rbind": "",
 	"nosuid": "nosuid", "nodev": "nodev", "noexec": "noexec",
 	"private": "private", "rprivate": "rprivate", "slave": "slave", "rslave": "rslave",
-	"shared": "shared", "rshared": "rshared",
+	"shared": "shared", "rshared": "rshared", "unbindable": "unbindable", "runbindable": "runbindable",
+}
+
+// The special sources of --container-mounts (pyxis's and enroot's):
+// "tmpfs:/DST[:OPTIONS]" mounts a fresh tmpfs at DST, "umount:/DST" drops
+// the mount the defaults would put at DST (the home, a site mount).
+const (
+	TmpfsSource  = "tmpfs"
+	UmountSource = "umount"
+)
+
+// TmpfsFlags are the flags a tmpfs:/DST entry may have besides the
+// valued tmpfs options (TmpfsOption): the daemon adds nosuid,nodev and
+// makes the job user its owner.
+var TmpfsFlags = []string{"ro", "rw", "nosuid", "nodev", "noexec"}
+
+// tmpfsValued are tmpfs(5)'s options that take a value, and how to check
+// it. uid= and gid= are the daemon's (the job user's), mpol= is left out.
+var tmpfsValued = map[string]*regexp.Regexp{
+	"size":      regexp.MustCompile(`^[0-9]{1,20}[kKmMgGtTpPeE%]?$`),
+	"nr_blocks": regexp.MustCompile(`^[0-9]{1,20}[kKmMgGtTpPeE]?$`),
+	"nr_inodes": regexp.MustCompile(`^[0-9]{1,20}[kKmMgGtTpPeE]?$`),
+	"mode":      regexp.MustCompile(`^0?[0-7]{1,4}$`),
+	"huge":      regexp.MustCompile(`^(never|always|within_size|advise)$`),
+}
+
+// TmpfsOption checks one option of a tmpfs:/DST:OPTIONS entry: a
+// TmpfsFlags flag, or size=, nr_blocks=, nr_inodes=, mode= or huge= with a
+// value tmpfs(5) takes.
+func TmpfsOption(o string) error {
+	if slices.Contains(TmpfsFlags, o) {
+		return nil
+	}
+	k, v, ok := strings.Cut(o, "=")
+	re := tmpfsValued[k]
+	switch {
+	case !ok || re == nil:
+		return fmt.Errorf("unknown tmpfs option %q (known: size=, nr_blocks=, nr_inodes=, mode=, huge=, %s)", o, strings.Join(TmpfsFlags, ", "))
+	case !re.MatchString(v):
+		return fmt.Errorf("bad value in tmpfs option %q", o)
+	}
+	return nil
 }
 
 // AuthFile is one place the user's registry credentials may be: the file
@@ -155,30 +199,97 @@ type Group struct {
 // UserMount is one --container-mounts entry (or one of the admin's mounts).
 type UserMount struct {
 	Src, Dst string
-	Options  []string // runtime-spec mount options from the user's FLAGS
+	// Options are runtime-spec mount options from the user's FLAGS; for
+	// a tmpfs, its tmpfs options.
+	Options []string
 }
 
-// ParseUserMount reads one SRC[:DST[:FLAGS]] entry. DST must be absolute
-// and neither / nor under ReservedDir; FLAGS are MountFlags keys joined with
-// '+'. Errors are *OptionError about --container-mounts.
+// IsTmpfs reports whether m is a tmpfs:/DST entry: a fresh tmpfs.
+func (m UserMount) IsTmpfs() bool { return m.Src == TmpfsSource }
+
+// IsUmount reports whether m is an umount:/DST entry: no mount, but the
+// defaults' mount at Dst dropped.
+func (m UserMount) IsUmount() bool { return m.Src == UmountSource }
+
+// ErrCrossDevice is the cause of a destination that climbs out of the
+// container's root (/home:../home): the kernel's words for it, as pyxis
+// users see them.
+//
+//lint:ignore ST1005 the kernel's words (strerror(EXDEV)), which pyxis's users search for
+var ErrCrossDevice = errors.New("Invalid cross-device link")
+
+// climbsOut reports whether p, read from the root, goes above it at some
+// point ("..", "/a/../../b").
+func climbsOut(p string) bool {
+	depth := 0
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
+}
+
+// ParseUserMount reads one SRC[:DST[:FLAGS]] entry, whose paths may hold
+// fstab's escapes (UnescapeFstab). SRC is absolute (the plugin resolves a
+// relative one in the job's working directory), or TmpfsSource or
+// UmountSource. DST is read from the container's root (a relative one too)
+// and must not climb out of it, nor be / or under ReservedDir; it is
+// returned absolute and clean. FLAGS are MountFlags keys joined with '+'
+// (a tmpfs's: TmpfsOption's). Errors are *OptionError about
+// --container-mounts.
 func ParseUserMount(s string) (UserMount, error) {
 	const opt = "--container-mounts"
 	parts := strings.Split(s, ":")
 	if len(parts) > 3 || parts[0] == "" {
 		return UserMount{}, OptionErrorf(opt, "bad entry %q (want SRC:DST[:FLAGS])", s)
 	}
-	m := UserMount{Src: parts[0], Dst: parts[0]}
+	src, dst := parts[0], parts[0]
 	if len(parts) > 1 {
-		m.Dst = parts[1]
+		dst = parts[1]
 	}
-	if !path.IsAbs(m.Dst) {
-		return UserMount{}, OptionErrorf(opt, "destination %q is not an absolute path", m.Dst)
+	var err error
+	if src, err = UnescapeFstab(src); err != nil {
+		return UserMount{}, OptionErrorf(opt, "%w", err)
 	}
-	if d := path.Clean(m.Dst); d == "/" || d == ReservedDir || strings.HasPrefix(d, ReservedDir+"/") {
-		return UserMount{}, OptionErrorf(opt, "destination %q: / and %s are podman-hpc's own (the container's init lives there); pick another destination", m.Dst, ReservedDir)
+	if dst, err = UnescapeFstab(dst); err != nil {
+		return UserMount{}, OptionErrorf(opt, "%w", err)
 	}
-	if len(parts) == 3 && parts[2] != "" {
-		for _, f := range strings.Split(parts[2], "+") {
+	m := UserMount{Src: src}
+	special := m.IsTmpfs() || m.IsUmount()
+	switch {
+	case special && len(parts) == 1:
+		return UserMount{}, OptionErrorf(opt, "%q needs a destination (%s:/DST)", s, src)
+	case !special && !path.IsAbs(src):
+		return UserMount{}, OptionErrorf(opt, "source %q is a relative path: the plugin resolves it in the job's working directory (is it the daemon's version?)", src)
+	case dst == "":
+		return UserMount{}, OptionErrorf(opt, "empty destination in %q (want SRC:DST[:FLAGS])", s)
+	case climbsOut(dst):
+		return UserMount{}, OptionErrorf(opt, "destination %q climbs out of the container's root: %w", dst, ErrCrossDevice)
+	}
+	m.Dst = path.Join("/", dst)
+	if m.Dst == "/" || m.Dst == ReservedDir || strings.HasPrefix(m.Dst, ReservedDir+"/") {
+		return UserMount{}, OptionErrorf(opt, "destination %q: / and %s are podman-hpc's own (the container's init lives there); pick another destination", dst, ReservedDir)
+	}
+	if len(parts) < 3 || parts[2] == "" {
+		return m, nil
+	}
+	for _, f := range strings.Split(parts[2], "+") {
+		switch {
+		case m.IsUmount():
+			return UserMount{}, OptionErrorf(opt, "%q: umount:/DST takes no flags", s)
+		case m.IsTmpfs():
+			if err := TmpfsOption(f); err != nil {
+				return UserMount{}, OptionErrorf(opt, "%s: %w", s, err)
+			}
+			m.Options = append(m.Options, f)
+		default:
 			o, ok := MountFlags[f]
 			if !ok {
 				return UserMount{}, OptionErrorf(opt, "unknown mount flag %q", f)
@@ -247,8 +358,11 @@ func ParseContainerRequest(m *Message) (*ContainerRequest, error) {
 			r.Scope = "job"
 		}
 	}
-	if r.Save != "" && !path.IsAbs(r.Save) {
+	switch {
+	case r.Save != "" && !path.IsAbs(r.Save):
 		return nil, OptionErrorf("--container-save", "%q is not an absolute path", r.Save)
+	case strings.HasSuffix(r.Save, "/"):
+		return nil, OptionErrorf("--container-save", "%q is a directory; name the file to write", r.Save)
 	}
 	if u := get("unshare"); u != "" {
 		for _, ns := range strings.Split(u, ",") {

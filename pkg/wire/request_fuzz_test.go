@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"fmt"
 	"path"
 	"reflect"
 	"slices"
@@ -66,8 +67,19 @@ func checkRequest(t *testing.T, m *Message, r *ContainerRequest) {
 // and its options are among those the user may ask for.
 func checkMount(t *testing.T, um UserMount) {
 	t.Helper()
-	if um.Src == "" || !path.IsAbs(um.Dst) {
+	if um.Src == "" || !path.IsAbs(um.Dst) || path.Clean(um.Dst) != um.Dst || um.Dst == "/" {
 		t.Fatalf("accepted mount %q -> %q", um.Src, um.Dst)
+	}
+	if um.IsTmpfs() {
+		for _, o := range um.Options {
+			if TmpfsOption(o) != nil {
+				t.Fatalf("accepted tmpfs option %q", o)
+			}
+		}
+		return
+	}
+	if !um.IsUmount() && !path.IsAbs(um.Src) {
+		t.Fatalf("accepted the relative source %q", um.Src)
 	}
 	allowed := map[string]bool{}
 	for _, opt := range MountFlags {
@@ -129,7 +141,8 @@ func FuzzParseContainerRequestBody(f *testing.F) {
 // --container-mounts entries: an entry accepted renders back to one that
 // parses the same.
 func FuzzParseUserMount(f *testing.F) {
-	for _, s := range []string{"/a", "/a:/b", "/a:/b:ro", "/a:/b:ro+nosuid+rbind", "/a:/b:", "a:b", ":/b", "/a:/b:c:d", "/a:/b:ro+", "/a::ro"} {
+	for _, s := range []string{"/a", "/a:/b", "/a:/b:ro", "/a:/b:ro+nosuid+rbind", "/a:/b:", "a:b", ":/b", "/a:/b:c:d", "/a:/b:ro+", "/a::ro",
+		"/home:../home", `/a\040b:c\072d:unbindable`, "tmpfs:/t:size=10%+mode=0700+huge=advise", "umount:/root", `/\000:/x`, "/\x00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -138,16 +151,47 @@ func FuzzParseUserMount(f *testing.F) {
 			return
 		}
 		checkMount(t, um)
-		if strings.Contains(um.Src, ":") || strings.Contains(um.Dst, ":") {
-			t.Fatalf("%q: a ':' inside %q -> %q", s, um.Src, um.Dst)
-		}
-		again := um.Src + ":" + um.Dst
+		again := escapeFstab(um.Src) + ":" + escapeFstab(um.Dst)
 		if len(um.Options) > 0 {
 			again += ":" + strings.Join(um.Options, "+")
 		}
 		um2, err := ParseUserMount(again)
 		if err != nil || !reflect.DeepEqual(um, um2) {
 			t.Fatalf("%q parsed as %+v; rendered %q parses as %+v, %v", s, um, again, um2, err)
+		}
+	})
+}
+
+// escapeFstab is UnescapeFstab's inverse for the characters an entry
+// cannot hold as they are.
+func escapeFstab(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == ':' || c == ',' || c == '+' || c <= ' ' {
+			fmt.Fprintf(&b, "\\%03o", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// fstab's escapes: a decoded path holds no NUL, and escaping it again
+// decodes back to it.
+func FuzzUnescapeFstab(f *testing.F) {
+	for _, s := range []string{`/a\040b`, `\134\134`, `\0`, `\000`, `\777`, `\40`, `x\`, `\12345`, "/\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := UnescapeFstab(s)
+		if err != nil {
+			return
+		}
+		if strings.IndexByte(got, 0) >= 0 {
+			t.Fatalf("%q decoded to %q, with a NUL", s, got)
+		}
+		if again, err := UnescapeFstab(escapeFstab(got)); err != nil || again != got {
+			t.Fatalf("%q -> %q; escaped %q -> %q, %v", s, got, escapeFstab(got), again, err)
 		}
 	})
 }

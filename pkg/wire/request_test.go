@@ -42,7 +42,9 @@ func TestParseContainerRequestErrors(t *testing.T) {
 		option string // "" for a request error
 		msg    string
 	}{
-		{[]string{"mount", "/a:rel"}, "--container-mounts", `--container-mounts: destination "rel" is not an absolute path`},
+		{[]string{"mount", "/home:../home"}, "--container-mounts", `--container-mounts: destination "../home" climbs out of the container's root: Invalid cross-device link`},
+		{[]string{"mount", "./data:/data"}, "--container-mounts", `--container-mounts: source "./data" is a relative path: the plugin resolves it in the job's working directory (is it the daemon's version?)`},
+		{[]string{"save", "/tmp/"}, "--container-save", `--container-save: "/tmp/" is a directory; name the file to write`},
 		{[]string{"name", "n", "name_mode", "bogus"}, "--container-name", `--container-name: unknown mode "bogus"`},
 		{[]string{"unshare", "pid"}, "--container-unshare", `--container-unshare: unknown namespace "pid" (want net, ipc, uts)`},
 		{[]string{"save", "s"}, "--container-save", `--container-save: "s" is not an absolute path`},
@@ -116,5 +118,50 @@ func TestUnshareName(t *testing.T) {
 	}
 	if got := UnshareName("pid"); got != "pid" {
 		t.Errorf("pid: %q", got)
+	}
+}
+
+// pyxis's mount syntax: relative destinations (inside the root), tmpfs and
+// umount sources, every flag, fstab escapes.
+func TestParseUserMount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want UserMount
+		err  string
+	}{
+		{in: "/a", want: UserMount{Src: "/a", Dst: "/a"}},
+		{in: "/a:b", want: UserMount{Src: "/a", Dst: "/b"}},
+		{in: "/a:./b/", want: UserMount{Src: "/a", Dst: "/b"}},
+		{in: "/a:/b/../c", want: UserMount{Src: "/a", Dst: "/c"}},
+		{in: "/tmp:/mnt:unbindable+ro", want: UserMount{Src: "/tmp", Dst: "/mnt", Options: []string{"unbindable", "ro"}}},
+		{in: "/tmp:/mnt:runbindable+rbind+bind", want: UserMount{Src: "/tmp", Dst: "/mnt", Options: []string{"runbindable"}}},
+		{in: `/my\040dir:/in\072side:ro`, want: UserMount{Src: "/my dir", Dst: "/in:side", Options: []string{"ro"}}},
+		{in: `/a\134b\x:/b`, want: UserMount{Src: `/a\b\x`, Dst: "/b"}},
+		{in: "tmpfs:/scratch", want: UserMount{Src: "tmpfs", Dst: "/scratch"}},
+		{in: "tmpfs:/s:size=1g+mode=1777+huge=within_size+noexec", want: UserMount{Src: "tmpfs", Dst: "/s", Options: []string{"size=1g", "mode=1777", "huge=within_size", "noexec"}}},
+		{in: "umount:/root", want: UserMount{Src: "umount", Dst: "/root"}},
+		{in: "/home:../home", err: "climbs out of the container's root: Invalid cross-device link"},
+		{in: "/home:/a/../../home", err: "Invalid cross-device link"},
+		{in: "/a:/b:suid", err: `unknown mount flag "suid"`},
+		{in: "/a:/b:dev", err: `unknown mount flag "dev"`},
+		{in: "tmpfs:/s:uid=0", err: `unknown tmpfs option "uid=0"`},
+		{in: "tmpfs:/s:size=1g;rm", err: `bad value in tmpfs option "size=1g;rm"`},
+		{in: "tmpfs:/s:mode=99999", err: "bad value"},
+		{in: "tmpfs:/s:huge=deny", err: "bad value"},
+		{in: "tmpfs:/s:suid", err: "unknown tmpfs option"},
+		{in: "tmpfs", err: "needs a destination"},
+		{in: "umount:/root:ro", err: "takes no flags"},
+		{in: "data:/data", err: "is a relative path"},
+		{in: `/a\000b:/b`, err: "bad escape"},
+		{in: "/a::ro", err: "empty destination"},
+	} {
+		got, err := ParseUserMount(tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: %+v, %v; want an error with %q", tc.in, got, err, tc.err)
+		case tc.err == "" && (err != nil || !reflect.DeepEqual(got, tc.want)):
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
 	}
 }

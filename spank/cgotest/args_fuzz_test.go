@@ -4,6 +4,8 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
 // optionNames are the plugin's options that take a value: slurmstepd
@@ -49,6 +51,24 @@ func FuzzPluginOptions(f *testing.F) {
 			if err != nil || len(b.Mounts) != 1 || b.Mounts[0] != m {
 				t.Fatalf("%s=%q: the mount %+v sent as %q parses back as %+v, %v", name, v, m, entry, b.Mounts, err)
 			}
+		}
+	})
+}
+
+// The plugin decodes fstab's escapes (for srun's checks) as the daemon
+// does (for the mounts): the same path, or an error on both sides.
+func FuzzFstabUnescapeAgrees(f *testing.F) {
+	for _, s := range []string{`/a\040b`, `\134\072\054`, `\0`, `\000`, `\777`, `x\`, `\12345`, "plain"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.IndexByte(s, 0) >= 0 {
+			return // a C string ends there
+		}
+		got, err := UnescapeFstab(s, len(s)+1)
+		want, werr := wire.UnescapeFstab(s)
+		if (err != nil) != (werr != nil) || got != want {
+			t.Fatalf("%q: plugin %q, %v; daemon %q, %v", s, got, err, want, werr)
 		}
 	})
 }

@@ -632,6 +632,63 @@ func MountFlags() []string        { return goList(&C.phpc_mount_flags[0]) }
 func NameModes() []string         { return goList(&C.phpc_name_modes[0]) }
 func UnshareNamespaces() []string { return goList(&C.phpc_unshare_namespaces[0]) }
 
+// The special mount sources of args.h.
+const (
+	PhpcTmpfsSource  = C.PHPC_TMPFS_SOURCE
+	PhpcUmountSource = C.PHPC_UMOUNT_SOURCE
+)
+
+// TmpfsFlags is spank/request.c's phpc_tmpfs_flags.
+func TmpfsFlags() []string { return goList(&C.phpc_tmpfs_flags[0]) }
+
+// ResolveOptions parses opts as ParseOptions does, then makes their
+// relative paths absolute in cwd (phpc_args_resolve), as slurmstepd does.
+func ResolveOptions(cwd string, opts ...Option) (Args, error) {
+	var a C.struct_phpc_args
+	C.phpc_args_init(&a)
+	defer C.phpc_args_free(&a)
+	if err := setOptions(&a, opts); err != nil {
+		return Args{}, err
+	}
+	errbuf := (*C.char)(C.calloc(1, 512))
+	defer C.free(unsafe.Pointer(errbuf))
+	c := C.CString(cwd)
+	defer C.free(unsafe.Pointer(c))
+	if C.phpc_args_resolve(&a, c, errbuf, 512) != 0 {
+		return Args{}, errors.New(C.GoString(errbuf))
+	}
+	return argsOf(&a), nil
+}
+
+// CheckLocal parses opts, then runs srun's checks (phpc_args_check_local)
+// in this process's working directory.
+func CheckLocal(opts ...Option) error {
+	var a C.struct_phpc_args
+	C.phpc_args_init(&a)
+	defer C.phpc_args_free(&a)
+	if err := setOptions(&a, opts); err != nil {
+		return err
+	}
+	errbuf := (*C.char)(C.calloc(1, 512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_args_check_local(&a, errbuf, 512) != 0 {
+		return errors.New(C.GoString(errbuf))
+	}
+	return nil
+}
+
+// UnescapeFstab is phpc_fstab_unescape with a buffer of n bytes.
+func UnescapeFstab(s string, n int) (string, error) {
+	in := C.CString(s)
+	defer C.free(unsafe.Pointer(in))
+	out := (*C.char)(C.calloc(1, C.size_t(n)))
+	defer C.free(unsafe.Pointer(out))
+	if rc, err := C.phpc_fstab_unescape(in, out, C.size_t(n)); rc != 0 {
+		return "", err
+	}
+	return C.GoString(out), nil
+}
+
 // AuthFiles is spank/request.c's phpc_auth_files, as {var, suffix} pairs.
 func AuthFiles() [][2]string {
 	var out [][2]string

@@ -144,6 +144,12 @@ func TestSharedConstants(t *testing.T) {
 	if got, want := slices.Sorted(slices.Values(MountFlags())), slices.Sorted(maps.Keys(wire.MountFlags)); !reflect.DeepEqual(got, want) {
 		t.Errorf("mount flags: C %q, Go %q", got, want)
 	}
+	if got := TmpfsFlags(); !reflect.DeepEqual(got, wire.TmpfsFlags) {
+		t.Errorf("tmpfs flags: C %q, Go %q", got, wire.TmpfsFlags)
+	}
+	if PhpcTmpfsSource != wire.TmpfsSource || PhpcUmountSource != wire.UmountSource {
+		t.Errorf("special sources: C %q %q, Go %q %q", PhpcTmpfsSource, PhpcUmountSource, wire.TmpfsSource, wire.UmountSource)
+	}
 	if got := NameModes(); !reflect.DeepEqual(got, wire.NameModes) {
 		t.Errorf("name modes: C %q, Go %q", got, wire.NameModes)
 	}

@@ -125,7 +125,7 @@ func TestContainerMounts(t *testing.T) {
 		t.Errorf("a file under /root (0700) was not refused clearly:\n%s", r)
 	}
 	r = asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-mounts=/no/such/dir:/x", "true")
-	if r.code == 0 || !strings.Contains(r.stderr, "/no/such/dir: no such file or directory") {
+	if r.code == 0 || !strings.Contains(r.stderr, "source path does not exist: /no/such/dir") {
 		t.Errorf("a missing source was not refused clearly:\n%s", r)
 	}
 }

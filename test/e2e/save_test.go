@@ -40,3 +40,49 @@ func TestContainerSave(t *testing.T) {
 		t.Errorf("saved into /root as the user:\n%s", r)
 	}
 }
+
+// A relative --container-save path, as a flag or PYXIS_CONTAINER_SAVE, is
+// the job's directory's; a directory is refused in srun before any job; a
+// save that fails says why in srun's output.
+func TestContainerSavePaths(t *testing.T) {
+	img := cluster["SMALL_IMAGE"]
+	dir := userDir(t, "e2e-save-paths")
+	mustSucceed(t, asUserIn(t, dir, "srun", "-N1", "--container-image="+img, "--container-save=flag.sqsh", "true"))
+	mustSucceed(t, asUserIn(t, dir, "env", "PYXIS_CONTAINER_SAVE=var.sqsh", "srun", "-N1", "--container-image="+img, "true"))
+	for _, f := range []string{"flag.sqsh", "var.sqsh"} {
+		r := asUser(t, "srun", "-N1", "--container-image="+dir+"/"+f, "grep", "^ID=", "/etc/os-release")
+		mustSucceed(t, r)
+		if r.stdout != "ID=podman-hpc-small\n" {
+			t.Errorf("%s: %s", f, r)
+		}
+	}
+	for _, p := range []string{"/tmp/", dir} {
+		r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-save="+p, "true")
+		mustFailWith(t, r, "--container-save: \""+p+"\" is a directory")
+		if strings.Contains(r.stderr, "slurmstepd") {
+			t.Errorf("%s: a job ran:\n%s", p, r)
+		}
+	}
+	r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-save=/root/nope.sqfs", "true")
+	if !strings.Contains(r.stderr, "--container-save=/root/nope.sqfs: --container-save: open /root/nope.sqfs: permission denied") {
+		t.Errorf("a failed save does not say why:\n%s", r)
+	}
+	checkNothingLeft(t, nodes()[0])
+}
+
+// An absolute-path save of a writable container that the step wrote into
+// (as the job user, without remap-root): it exited 2 when the user could
+// not write the root ("cannot create /saved: Permission denied", dash's
+// exit status), which a writable root of the user's fixes.
+func TestContainerSaveWritable(t *testing.T) {
+	dir := userDir(t, "e2e-save-writable")
+	out := dir + "/w.sqsh"
+	r := asUser(t, "srun", "-N1", "--container-image="+cluster["MPI_IMAGE"], "--container-writable", "--container-save="+out,
+		"sh", "-c", "echo written >/saved")
+	mustSucceed(t, r)
+	r = asUser(t, "srun", "-N1", "--container-image="+out, "cat", "/saved")
+	mustSucceed(t, r)
+	if r.stdout != "written\n" {
+		t.Errorf("the saved image holds %q", r.stdout)
+	}
+}
