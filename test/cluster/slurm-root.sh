@@ -20,7 +20,7 @@ if mountpoint -q "$LAB/nodelocal"; then mount --make-rshared "$LAB/nodelocal"; f
 bind_dir() { mkdir -p "$root$1" && mount --rbind "$1" "$root$1"; }
 for d in /proc /sys /dev /run; do bind_dir "$d"; done
 for d in /*; do
-	[ -d "$d" ] && [ ! -L "$d" ] || continue
+	if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
 	case $d in
 	/usr | /etc | /var | /boot | /lost+found | /proc | /sys | /dev | /run | /bin | /sbin | /lib*) ;;
 	*) bind_dir "$d" ;;

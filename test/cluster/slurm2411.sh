@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash disable=SC2034,SC2154
 # slurm2411.sh - sourced by up.sh for SLURM=24.11: the cluster runs Debian
 # 13's Slurm 24.11 from the root filesystem rootfs.sh makes. slurmctld and
 # each slurmd run chrooted there (slurm-root.sh) in their node's network,
@@ -8,7 +8,8 @@
 # loader and libraries, as any user, on the host (the "login node") and in
 # a batch script's container alike; build/cluster.env puts them first in
 # PATH. slurm.conf's PluginDir names the root's plugins by their host path,
-# which resolves inside the root too (rootfs.sh links it to /).
+# which resolves inside the root too (rootfs.sh links it to /). $here and
+# $repo are up.sh's.
 SLURM_ROOTFS=$("$here/rootfs.sh")
 SLURM_PLUGIN_SRC=$repo/build/slurm-24.11/spank_podman_hpc.so
 SLURM_OTHER_PLUGIN=$repo/bin/spank_podman_hpc.so
