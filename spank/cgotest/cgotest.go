@@ -660,3 +660,13 @@ func SlurmVersionCheck(major, minor string, built uint32) error {
 	}
 	return nil
 }
+
+// SlurmAPICheck is phpc_slurm_api_check: nil, or its message.
+func SlurmAPICheck(api, built uint32) error {
+	errbuf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_slurm_api_check(C.ulong(api), C.ulong(built), errbuf, 512) != 0 {
+		return errors.New(C.GoString(errbuf))
+	}
+	return nil
+}

@@ -15,7 +15,7 @@ SUITE=${SUITE:-trixie}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # slurm-wlm-basic-plugins brings auth/munge and mpi/pmix (and libmunge2);
 # libnss-extrausers: the NSS-only test user is known inside too.
-PACKAGES=slurmctld,slurmd,slurm-client,slurm-wlm-basic-plugins,libslurm-dev,libnss-extrausers
+PACKAGES=slurmctld,slurmd,slurm-client,slurm-wlm-basic-plugins,libslurm-dev,libnss-extrausers,libopenmpi40
 stamp="$SUITE $PACKAGES"
 
 [ "$(id -u)" = 0 ] || { echo "rootfs.sh: run as root (debootstrap)" >&2; exit 1; }
@@ -24,6 +24,16 @@ if [ "$(cat "$ROOTFS/.podman-hpc-rootfs" 2>/dev/null)" = "$stamp" ]; then
 	exit 0
 fi
 command -v debootstrap >/dev/null || { echo "rootfs.sh: debootstrap not found; run 'make deps'" >&2; exit 1; }
+# A running cluster's daemons have their root there: replacing it under
+# them leaves them in a deleted tree.
+for p in /proc/[0-9]*; do
+	case $(readlink "$p/root" 2>/dev/null) in
+	"$ROOTFS" | "$ROOTFS"/*)
+		echo "rootfs.sh: $ROOTFS (to be made anew: $stamp) is in use by pid ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)); take its test cluster down first (make cluster-down)" >&2
+		exit 1
+		;;
+	esac
+done
 T0=$(date +%s)
 tmp=$ROOTFS.tmp
 rm -rf "$tmp"
