@@ -193,4 +193,4 @@ pkg-test: deps build ## the packages as an admin gets them: build, dpkg -i, sock
 	test/pkg.sh
 
 clean: ## remove build outputs (keeps the cached test images in build/images)
-	rm -rf bin build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg
+	rm -rf bin build/slurm-24.11 build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg
