@@ -8,6 +8,12 @@ UNITDIR    ?= $(LIBDIR)/systemd/system
 DATADIR    ?= $(PREFIX)/share/podman-hpc
 DESTDIR    ?=
 NODES      ?= 2
+# The Slurm the test cluster runs (make cluster, make e2e): empty for the
+# host's; 24.11 for Debian 13's, from a root filesystem that
+# test/cluster/rootfs.sh makes (and caches) under /var/cache.
+SLURM      ?=
+# The plugin built against that Slurm's headers, beside bin/'s (the host's).
+PLUGIN_2411 := build/slurm-24.11/spank_podman_hpc.so
 # The end-to-end suite's cluster: the MPI tests run a ring across 4 nodes.
 E2E_NODES  ?= 4
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -34,7 +40,7 @@ GO_SRCS    := $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go')
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: FORCE help deps build test fuzz e2e check demo bench cluster cluster-down install install-test deb rpm pkg-test clean lint
+.PHONY: FORCE help deps build build-24.11 test fuzz e2e e2e-24.11 check demo bench cluster cluster-down install install-test deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,7 +48,9 @@ help: ## list the targets
 deps: ## install every Debian package and tool the build, tests, demo and benchmarks need
 	test/deps.sh
 
-build: bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so ## build the daemon, the containers' init and the SPANK plugin into bin/
+build: bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so $(if $(filter 24.11,$(SLURM)),$(PLUGIN_2411)) ## build the daemon, the containers' init and the SPANK plugin into bin/ (SLURM=24.11: and build/slurm-24.11/'s plugin)
+
+build-24.11: $(PLUGIN_2411) ## the plugin built against Slurm 24.11's headers (Debian 13's, from test/cluster/rootfs.sh)
 
 # Static, both: either may be every container's init (podman-hpcd stands in
 # when podman-hpc-init is missing), which must run whatever the image has (or
@@ -69,6 +77,17 @@ bin/podman-hpc-init: cmd/podman-hpc-init/init.c Makefile
 bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile bin/.version
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(SPANK_CFLAGS) $(SPANK_LDFLAGS) -o $@.tmp $(SPANK_SRCS)
+	mv -f $@.tmp $@
+
+# Slurm 24.11's headers, from the root filesystem the 24.11 test cluster runs.
+build/slurm-24.11/include/slurm/spank.h: test/cluster/rootfs.sh
+	test/cluster/rootfs.sh >/dev/null
+	rm -rf build/slurm-24.11/include
+	mkdir -p build/slurm-24.11/include
+	cp -r "$${ROOTFS:-/var/cache/podman-hpc/debian13-slurm}/usr/include/slurm" build/slurm-24.11/include/
+
+$(PLUGIN_2411): $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile bin/.version build/slurm-24.11/include/slurm/spank.h
+	$(CC) $(CFLAGS) $(SPANK_CFLAGS) -Ibuild/slurm-24.11/include $(SPANK_LDFLAGS) -o $@.tmp $(SPANK_SRCS)
 	mv -f $@.tmp $@
 
 test: build ## unit tests (Go and the plugin's C through cgo), then each fuzz target briefly; root-only tests skip
@@ -100,19 +119,22 @@ endef
 fuzz: build ## run every fuzz target for FUZZTIME (60s) each
 	$(call run-fuzz,$(FUZZTIME))
 
-e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it), run the end-to-end suite through srun/sbatch, tear down
-	NODES=$(E2E_NODES) test/cluster/up.sh
+e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it; SLURM=24.11: of Slurm 24.11), run the end-to-end suite through srun/sbatch, tear down
+	SLURM=$(SLURM) NODES=$(E2E_NODES) test/cluster/up.sh
 	@# Untracked files before the suite are the developer's; new ones are the suite's.
 	untracked() { git status --porcelain --untracked-files=all 2>/dev/null | grep '^??' || true; }; \
 	before=$$(untracked); \
-	rc=0; NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
+	rc=0; SLURM=$(SLURM) NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
 	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
 	left=$$(untracked | grep -vxF -e "$$before" || true); \
 	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
 	exit $$rc
 
-check: deps build lint test e2e pkg-test install-test ## everything CI runs: deps, build, lint, unit tests, end-to-end tests, packages, install and units
+e2e-24.11: ## make e2e SLURM=24.11
+	$(MAKE) --no-print-directory e2e SLURM=24.11
+
+check: deps build build-24.11 lint test e2e e2e-24.11 pkg-test install-test ## everything CI runs: deps, build, lint, unit tests, end-to-end tests (the host's Slurm and 24.11), packages, install and units
 
 demo: deps build ## bring up the cluster and run a job with srun --container-image
 	NODES=$(NODES) test/cluster/up.sh
@@ -122,8 +144,8 @@ bench: deps build ## benchmarks; figures go to build/bench.json
 	NODES=$(NODES) test/cluster/up.sh
 	test/bench.sh
 
-cluster: build ## bring up the test cluster (NODES=2 by default); then: source build/cluster.env
-	NODES=$(NODES) test/cluster/up.sh
+cluster: build ## bring up the test cluster (NODES=2 by default; SLURM=24.11: Debian 13's Slurm); then: source build/cluster.env
+	SLURM=$(SLURM) NODES=$(NODES) test/cluster/up.sh
 
 cluster-down: ## stop the test cluster and remove all it made
 	test/cluster/down.sh
@@ -174,4 +196,4 @@ pkg-test: deps build ## the packages as an admin gets them: build, dpkg -i, sock
 	test/pkg.sh
 
 clean: ## remove build outputs (keeps the cached test images in build/images)
-	rm -rf bin build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg
+	rm -rf bin build/slurm-24.11 build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg

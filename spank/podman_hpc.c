@@ -3,6 +3,7 @@
  * and dispatches on the Slurm context. The container work is in stepd.c.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -260,6 +261,26 @@ static int check_slurm_version(spank_t sp)
 		return -1;
 	}
 	return 0;
+}
+
+/* Slurm's own loader compares the plugin_version that SPANK_PLUGIN exports
+ * with its release and, on a mismatch, refuses the plugin in words of its own
+ * ("Incompatible Slurm plugin ... version") before any callback runs, so
+ * check_slurm_version() never gets to speak. This says which releases and the
+ * fix, on stderr, as the plugin is loaded (srun, sbatch and salloc print it;
+ * slurmd's and slurmstepd's stderr is their log), through the running
+ * Slurm's slurm_api_version() (version.h). Nothing is said where that is
+ * not there (a test program) or the releases match. */
+__attribute__((constructor)) static void warn_at_load(void)
+{
+	long (*api_version)(void);
+	char err[512];
+
+	*(void **)&api_version = dlsym(RTLD_DEFAULT, "slurm_api_version");
+	if (api_version == NULL)
+		return;
+	if (phpc_slurm_api_check((unsigned long)api_version(), SLURM_VERSION_NUMBER, err, sizeof(err)) < 0)
+		fprintf(stderr, "%s\n", err);
 }
 
 int slurm_spank_init(spank_t sp, int ac, char **av)

@@ -15,4 +15,12 @@
  * release, else -1 with the reason and the fix in err. */
 int phpc_slurm_version_check(const char *major, const char *minor, unsigned long built, char *err, size_t errlen);
 
+/* The same check as the plugin is loaded, from what the running Slurm's
+ * slurm_api_version() returns (api, 0xCCrraa: libslurm's interface number
+ * CC, which every release moves by one) rather than a SPANK item: Slurm's
+ * loader refuses a plugin of another release before any callback runs.
+ * Returns 0 when api is built's release, else -1 with the reason and the
+ * fix in err (naming the release where the interface number is known). */
+int phpc_slurm_api_check(unsigned long api, unsigned long built, char *err, size_t errlen);
+
 #endif

@@ -4,8 +4,10 @@
 # right; it installs on this machine with dpkg -i, enables the socket, and
 # the installed daemon serves through socket activation (systemd's
 # systemd-socket-activate) and tells a notify socket READY=1 (Type=notify);
-# podman-hpcd status answers through the activated socket; dpkg --purge
-# removes it all. The .rpm's files, config files and scriptlets are checked
+# podman-hpcd status answers through the activated socket; the test cluster
+# runs from the installed files (up.sh INSTALLED=/usr: the installed daemon
+# on every node, the installed plugin in plugstack.conf) and a container
+# step runs there as the test user; dpkg --purge removes it all. The .rpm's files, config files and scriptlets are checked
 # with rpm -qp (it is not installed: this is Debian).
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
@@ -28,8 +30,10 @@ make --no-print-directory deb rpm >&2
 deb=$(echo build/pkg/podman-hpc_*.deb) rpm=$(echo build/pkg/podman-hpc-*.rpm)
 work=$(mktemp -d)
 daemon=
+cluster=
 cleanup() {
 	[ -z "$daemon" ] || kill "$daemon" 2>/dev/null || true
+	[ -z "$cluster" ] || test/cluster/down.sh >/dev/null 2>&1 || true
 	dpkg --purge podman-hpc >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
@@ -83,6 +87,23 @@ check "READY=1 on the notify socket" grep -q 'READY=1' "$work/notified"
 kill "$daemon" 2>/dev/null || true
 wait "$daemon" 2>/dev/null || true
 daemon=
+
+# The test cluster from the installed files (PHPC_LAB_ID picks which).
+cluster=1
+if INSTALLED=/usr NODES=1 test/cluster/up.sh >"$work/up.log" 2>&1; then
+	echo "ok    test cluster up from the installed files"
+	env=build/cluster${PHPC_LAB_ID:-}.env
+	lab=$(sed -n 's/^export LAB=//p' "$env")
+	image=$(sed -n 's/^export SMALL_IMAGE=//p' "$env")
+	check "plugstack.conf names the installed plugin" grep -q "^required /usr/lib/slurm/spank_podman_hpc.so " "$lab/etc/plugstack.conf"
+	check "node1's daemon is the installed binary" test "$(readlink "/proc/$(cat "$lab/run/node1/podman-hpcd.pid")/exe")" = /usr/bin/podman-hpcd
+	check "a container step as the test user" sh -c "runuser -u phpc-user -- env SLURM_CONF='$lab/etc/slurm.conf' srun -N1 --container-image='$image' cat /etc/os-release | grep -q '^ID=podman-hpc-small'"
+else
+	echo "FAIL  test cluster up from the installed files: $(tail -3 "$work/up.log")" >&2
+	fail=1
+fi
+check "test cluster down" test/cluster/down.sh
+cluster=
 
 # Removed.
 check "dpkg --purge" dpkg --purge podman-hpc

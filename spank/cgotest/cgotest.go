@@ -732,3 +732,13 @@ func FirstHost(list string) (string, error) {
 
 // PyTorchPort is phpc_pytorch_port: MASTER_PORT for a job.
 func PyTorchPort(job uint32) uint { return uint(C.phpc_pytorch_port(C.uint32_t(job))) }
+
+// SlurmAPICheck is phpc_slurm_api_check: nil, or its message.
+func SlurmAPICheck(api, built uint32) error {
+	errbuf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_slurm_api_check(C.ulong(api), C.ulong(built), errbuf, 512) != 0 {
+		return errors.New(C.GoString(errbuf))
+	}
+	return nil
+}

@@ -5,6 +5,9 @@
 # images, and the plugin in plugstack.conf. Writes build/cluster.env.
 #
 #   NODES=4 test/cluster/up.sh      (1..9 nodes, default 2)
+#   SLURM=24.11 test/cluster/up.sh  (Debian 13's Slurm: slurm2411.sh)
+#   INSTALLED=/usr test/cluster/up.sh  (the installed podman-hpc: dpkg -i, or
+#                                   make install's DESTDIR/PREFIX, not bin/)
 #
 # A healthy cluster of the same size is reused (binaries refreshed, daemons
 # restarted); anything else, including leftovers of a crash, is torn down and
@@ -19,15 +22,52 @@ NODES=${NODES:-2}
 [[ $NODES =~ ^node ]] && NODES=$(wc -w <<<"$NODES")
 CPUS=${CPUS:-4} # advertised per node (SlurmdParameters=config_overrides)
 T0=$(date +%s%N)
+# The Slurm the cluster runs: the host's, or (SLURM=24.11) slurm2411.sh's,
+# which overrides these.
+SLURM=${SLURM:-}
+INSTALLED=${INSTALLED:-}
+SLURM_VERSION_RUN=$(slurmd -V 2>/dev/null | awk '{print $2}')
+SLURM_PLUGIN_SRC=$repo/bin/spank_podman_hpc.so
+SLURM_OTHER_PLUGIN=$repo/build/slurm-24.11/spank_podman_hpc.so # built for another Slurm
+SLURM_ENTER=()
+SLURM_BIN=
+SLURM_CONF_EXTRA=
+SLURM_TOOLS=(slurmctld slurmd)
+SLURM_BATCH_MOUNTS=/usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,/usr/lib/x86_64-linux-gnu/pmix2
+write_slurm_wrappers() { :; }
 
 [ "$(id -u)" = 0 ] || { echo "up.sh: must run as root (it creates network namespaces)" >&2; exit 1; }
 [[ $NODES =~ ^[1-9]$ ]] || { echo "up.sh: NODES must be 1..9, got '$NODES'" >&2; exit 1; }
-for tool in slurmctld slurmd munged docker-registry skopeo nsenter unshare; do
+case $SLURM in
+"" | "$(cut -d. -f1,2 <<<"$SLURM_VERSION_RUN")") SLURM= ;;
+24.11)
+	[ -z "$INSTALLED" ] || { echo "up.sh: INSTALLED= runs the host's Slurm only (an installed plugin is built for it); drop SLURM=24.11" >&2; exit 1; }
+	# shellcheck source=test/cluster/slurm2411.sh
+	. "$here/slurm2411.sh"
+	SLURM_VERSION_RUN=$(chroot "$SLURM_ROOTFS" slurmd -V | awk '{print $2}')
+	;;
+*) echo "up.sh: SLURM=$SLURM: the test bed runs the host's Slurm ($SLURM_VERSION_RUN) or 24.11" >&2; exit 1 ;;
+esac
+[ -z "$SLURM_BIN" ] || export PATH="$SLURM_BIN:$PATH"
+for tool in "${SLURM_TOOLS[@]}" munged docker-registry skopeo nsenter unshare; do
 	command -v "$tool" >/dev/null || { echo "up.sh: $tool not found; run 'make deps'" >&2; exit 1; }
 done
-for f in bin/podman-hpcd bin/podman-hpc-init bin/spank_podman_hpc.so; do
-	[ -e "$repo/$f" ] || { echo "up.sh: $f missing; run 'make build'" >&2; exit 1; }
-done
+# What runs: bin/ (make build), or an installed tree (INSTALLED=PREFIX, e.g.
+# /usr after dpkg -i): its binaries are run, its plugin named, in place.
+if [ -n "$INSTALLED" ]; then
+	INSTALLED=$(readlink -f "$INSTALLED")
+	SLURM_PLUGIN_SRC=$INSTALLED/lib/slurm/spank_podman_hpc.so
+	for f in "$INSTALLED/bin/podman-hpcd" "$INSTALLED/bin/podman-hpc-init" "$SLURM_PLUGIN_SRC"; do
+		[ -e "$f" ] || { echo "up.sh: $f missing; is podman-hpc installed under $INSTALLED (PREFIX)?" >&2; exit 1; }
+	done
+else
+	for f in bin/podman-hpcd bin/podman-hpc-init "${SLURM_PLUGIN_SRC#"$repo"/}"; do
+		[ -e "$repo/$f" ] || { echo "up.sh: $f missing; run 'make build${SLURM:+ SLURM=$SLURM}'" >&2; exit 1; }
+	done
+fi
+# Where slurmstepd and srun load the plugin from.
+PLUGIN=$LAB/lib/spank_podman_hpc.so
+[ -z "$INSTALLED" ] || PLUGIN=$SLURM_PLUGIN_SRC
 id "$TEST_USER" >/dev/null 2>&1 || { echo "up.sh: test user $TEST_USER missing; run 'make deps'" >&2; exit 1; }
 
 # The images first: a cold build takes minutes and needs no cluster.
@@ -37,20 +77,26 @@ id "$TEST_USER" >/dev/null 2>&1 || { echo "up.sh: test user $TEST_USER missing; 
 # in place under a running srun or slurmstepd would crash it).
 install_binaries() {
 	mkdir -p "$LAB/bin" "$LAB/lib"
+	ln -sfn "$here/node-exec.sh" "$LAB/bin/node-exec"
+	ln -sfn "$here/node-daemon.sh" "$LAB/bin/node-daemon"
+	write_slurm_wrappers
+	if [ -n "$INSTALLED" ]; then
+		# The installed binary itself (it finds podman-hpc-init beside it).
+		ln -sfn "$INSTALLED/bin/podman-hpcd" "$LAB/bin/podman-hpcd"
+		return
+	fi
 	install -m 0755 "$repo/bin/podman-hpcd" "$LAB/bin/.podman-hpcd.new"
 	mv -f "$LAB/bin/.podman-hpcd.new" "$LAB/bin/podman-hpcd"
 	install -m 0755 "$repo/bin/podman-hpc-init" "$LAB/bin/.podman-hpc-init.new"
 	mv -f "$LAB/bin/.podman-hpc-init.new" "$LAB/bin/podman-hpc-init"
-	install -m 0644 "$repo/bin/spank_podman_hpc.so" "$LAB/lib/.spank_podman_hpc.so.new"
+	install -m 0644 "$SLURM_PLUGIN_SRC" "$LAB/lib/.spank_podman_hpc.so.new"
 	mv -f "$LAB/lib/.spank_podman_hpc.so.new" "$LAB/lib/spank_podman_hpc.so"
-	ln -sfn "$here/node-exec.sh" "$LAB/bin/node-exec"
-	ln -sfn "$here/node-daemon.sh" "$LAB/bin/node-daemon"
 }
 
 # write_plugin_configs: what the plugin and the daemons read (at every step
 # and start), rewritten on reuse too.
 write_plugin_configs() {
-	echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
+	echo "required $PLUGIN socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
 	cat >"$ETC/podman-hpcd.conf" <<-CONF
 	# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
 	# Node-local, on each node's private tmpfs:
@@ -61,7 +107,7 @@ write_plugin_configs() {
 	mounts = $RUN:$RUN
 	# The host's Slurm client for batch scripts, which run inside: their srun
 	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
-	batch_mounts = /usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,$ETC,$LAB/lib,/usr/lib/x86_64-linux-gnu/pmix2
+	batch_mounts = $SLURM_BATCH_MOUNTS,$ETC,$LAB/lib
 	registries_conf = $ETC/registries.conf
 	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
 	# and the host's Debian MPICH to swap for the image's.
@@ -115,6 +161,7 @@ write_hooks() {
 healthy() {
 	local k
 	[ "$(cat "$LAB/nodes" 2>/dev/null)" = "$NODES" ] || return 1
+	[ "$(cat "$LAB/slurm-version" 2>/dev/null)" = "$SLURM_VERSION_RUN" ] || return 1
 	alive "$RUN/munge/munged.pid" munged || return 1
 	alive "$RUN/ctld/slurmctld.pid" slurmctld || return 1
 	alive "$RUN/registry/registry.pid" docker-registry || return 1
@@ -146,6 +193,12 @@ write_env() {
 	export PODMAN_HPCD=$LAB/bin/podman-hpcd
 	export PODMAN_HPCD_SOCKET=$LAB/nodelocal/podman-hpcd.sock
 	export TEST_USER=$TEST_USER
+	# The Slurm it runs; its commands first in PATH (none: the host's).
+	export SLURM_VERSION=$SLURM_VERSION_RUN
+	export SLURM_BIN=$SLURM_BIN
+	${SLURM_BIN:+export PATH=$SLURM_BIN:\$PATH}
+	# A plugin built for another Slurm release (it must refuse to load).
+	export OTHER_PLUGIN=$SLURM_OTHER_PLUGIN
 	ENV
 	chmod 0644 "$LAB/cluster.env"
 	cp "$LAB/cluster.env" "$repo/build/cluster$LAB_ID.env"
@@ -173,6 +226,7 @@ chown -R slurm:slurm "$RUN/ctld"
 chown munge:munge "$RUN/munge"
 chown -R docker-registry:docker-registry "$RUN/registry"
 echo "$NODES" >"$LAB/nodes"
+echo "$SLURM_VERSION_RUN" >"$LAB/slurm-version"
 install_binaries
 
 # A private munge key: the cluster never trusts or is trusted by the host's munge.
@@ -218,6 +272,7 @@ nodelist="node[1-$NODES]"
 	ReturnToService=2
 	SlurmdParameters=config_overrides
 	PlugStackConfig=$ETC/plugstack.conf
+	$SLURM_CONF_EXTRA
 	InactiveLimit=0
 	KillWait=5
 	MinJobAge=300
@@ -281,12 +336,13 @@ export SLURM_CONF=$ETC/slurm.conf
 # node has its own /dev/shm too, as real nodes do: Open MPI names its shared
 # memory files by host name and job, and nodes (or clusters) sharing the
 # host's /dev/shm would open each other's.
-nsenter --net="/run/netns/$NS-ctl" unshare --uts \
-	sh -c "hostname ctl && exec /usr/sbin/slurmctld -f $ETC/slurm.conf" \
+# SLURM_ENTER: empty for the host's Slurm; slurm-root.sh ROOTFS for 24.11.
+nsenter --net="/run/netns/$NS-ctl" unshare --uts --mount --propagation slave \
+	sh -c "hostname ctl && exec ${SLURM_ENTER[*]} /usr/sbin/slurmctld -f $ETC/slurm.conf" \
 	</dev/null >"$RUN/ctld/stdout" 2>&1
 for k in $(seq "$NODES"); do
 	nsenter --net="/run/netns/$NS-n$k" unshare --uts --mount --propagation slave \
-		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g shm-node$k /dev/shm && exec /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
+		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g shm-node$k /dev/shm && exec ${SLURM_ENTER[*]} /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
 		</dev/null >"$RUN/node$k/stdout" 2>&1
 done
 
@@ -304,4 +360,4 @@ if [ "$idle" -lt "$NODES" ]; then
 fi
 start_daemons_and_images
 write_env
-printf 'cluster up: %d nodes in %d ms; source build/cluster%s.env to use it\n' "$NODES" $((($(date +%s%N) - T0) / 1000000)) "$LAB_ID"
+printf 'cluster up: %d nodes of Slurm %s in %d ms; source build/cluster%s.env to use it\n' "$NODES" "$SLURM_VERSION_RUN" $((($(date +%s%N) - T0) / 1000000)) "$LAB_ID"

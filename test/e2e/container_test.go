@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -192,7 +193,12 @@ func TestWritable(t *testing.T) {
 // names the variable (pyxis's precedence); other host variables pass.
 func TestEnvironmentPrecedence(t *testing.T) {
 	show := `echo "$PATH|$PHPC_E2E"`
-	base := []string{"PATH=/host/bin:/usr/bin:/bin", "PHPC_E2E=from-host", "srun", "-N1", "--container-image=" + cluster["SMALL_IMAGE"]}
+	// The cluster's srun by its path: the PATH set here does not find it.
+	srunPath, err := exec.LookPath("srun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"PATH=/host/bin:/usr/bin:/bin", "PHPC_E2E=from-host", srunPath, "-N1", "--container-image=" + cluster["SMALL_IMAGE"]}
 	r := run(t, "env", append(base, "/bin/sh", "-c", show)...)
 	mustSucceed(t, r)
 	if got := strings.TrimSpace(r.stdout); strings.HasPrefix(got, "/host/bin") || !strings.HasSuffix(got, "|from-host") {

@@ -31,6 +31,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cluster = env
+	// A cluster of another Slurm (make cluster SLURM=24.11) has its commands
+	// in SLURM_BIN: srun, sbatch, scontrol... are those, for root and the
+	// test user alike.
+	if bin := cluster["SLURM_BIN"]; bin != "" {
+		os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	os.Exit(m.Run())
 }
 

@@ -402,6 +402,11 @@ func TestSecurityGlobalContainerProcessesEndWithJob(t *testing.T) {
 	if strings.TrimSpace(r.stdout) != "kept" {
 		t.Errorf("the next job does not see the kept filesystem: %q", r.stdout)
 	}
+	// That job ends (and parks the container again) a moment after srun
+	// returns; rm refuses a container a running job uses.
+	for i := 0; i < 50 && !strings.Contains(podmanHpcd(t, node, "ps").stdout, name+" (parked"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	rm := run(t, cluster["NODE_EXEC"], node, "runuser", "-u", cluster["TEST_USER"], "--", cluster["PODMAN_HPCD"], "rm",
 		"--socket", cluster["PODMAN_HPCD_SOCKET"], "--name", name)
 	mustSucceed(t, rm)
