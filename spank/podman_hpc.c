@@ -14,6 +14,7 @@
 #include <slurm/slurm_version.h>
 #include <slurm/spank.h>
 
+#include "pin.h"
 #include "podman_hpc.h"
 #include "version.h"
 
@@ -299,10 +300,13 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	switch (spank_context()) {
 	case S_CTX_LOCAL:
 	case S_CTX_ALLOCATOR:
-		return phpc_apply_env_options(sp, 0);
+		if (phpc_apply_env_options(sp, 0) < 0)
+			return -1;
+		return phpc_pin_image();
 	case S_CTX_REMOTE:
 		if (phpc_apply_env_options(sp, 1) < 0)
 			return -1;
+		phpc_stepd_apply_pin(sp);
 		return phpc_stepd_post_opt(sp);
 	default:
 		return 0;

@@ -92,6 +92,11 @@ func (f *fakeNode) Pull(ctx context.Context, ref string, r node.PullRequest) (*s
 	return nil, fmt.Errorf("pull %s: manifest unknown", ref)
 }
 
+func (f *fakeNode) PinForJob(ctx context.Context, job, ref string, r node.PullRequest) (string, error) {
+	f.record("PinForJob job=%s %s uid=%d", job, ref, r.UID)
+	return ref + "@sha256:" + strings.Repeat("a", 64), nil
+}
+
 func (f *fakeNode) Images(uid uint32) []squash.Image { return nil }
 
 func (f *fakeNode) RemoveImage(ref string, uid uint32) error {
@@ -317,7 +322,11 @@ func TestImageRequestsAsCaller(t *testing.T) {
 	if r, _ = ask(t, sock, wire.New(wire.Prune, "all", "1")); r.Type != wire.OK {
 		t.Errorf("prune: %+v", r)
 	}
-	if want := []string{"RemoveImage app:1 uid=1000", "Pull app:9 uid=1000", "Prune all=true uid=1000"}; !reflect.DeepEqual(f.called(), want) {
+	r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:2", "resolve", "1", "job", "77"))
+	if p, _ := r.Get("pinned"); r.Type != wire.OK || p != "app:2@sha256:"+strings.Repeat("a", 64) {
+		t.Errorf("resolve: %+v", r)
+	}
+	if want := []string{"RemoveImage app:1 uid=1000", "Pull app:9 uid=1000", "Prune all=true uid=1000", "PinForJob job=77 app:2 uid=1000"}; !reflect.DeepEqual(f.called(), want) {
 		t.Errorf("calls %q, want %q", f.called(), want)
 	}
 }

@@ -33,6 +33,18 @@ func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 		if auth != "" {
 			authJSON = []byte(auth)
 		}
+		if resolve, _ := m.Get("resolve"); resolve == "1" {
+			// The tag's digest for a job, without pulling (the plugin's
+			// helper, in srun or sbatch).
+			job, _ := m.Get("job")
+			pinned, err := s.images.PinForJob(ctx, job, ref, node.PullRequest{UID: p.UID, GID: p.GID, Auth: authJSON})
+			if err != nil {
+				log.Warn("resolve failed", "ref", ref, "job", job, "err", err, "duration", time.Since(start))
+				return wire.Write(c, errorf("%v", err))
+			}
+			reply = wire.New(wire.OK, "pinned", pinned)
+			break
+		}
 		progress := func(msg string) { wire.Write(c, wire.New(wire.Progress, "message", msg)) }
 		img, err := s.images.Pull(ctx, ref, node.PullRequest{UID: p.UID, GID: p.GID, Auth: authJSON, Progress: progress})
 		if err != nil {

@@ -50,7 +50,7 @@ install_binaries() {
 # write_plugin_configs: what the plugin and the daemons read (at every step
 # and start), rewritten on reuse too.
 write_plugin_configs() {
-	echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
+	echo "required $LAB/lib/spank_podman_hpc.so socket=$LAB/nodelocal/podman-hpcd.sock podman_hpcd=$LAB/bin/podman-hpcd daemon_config=$ETC/podman-hpcd.conf" >"$ETC/plugstack.conf"
 	cat >"$ETC/podman-hpcd.conf" <<-CONF
 	# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
 	# Node-local, on each node's private tmpfs:
@@ -61,7 +61,7 @@ write_plugin_configs() {
 	mounts = $RUN:$RUN
 	# The host's Slurm client for batch scripts, which run inside: their srun
 	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
-	batch_mounts = /usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,$ETC,$LAB/lib,/usr/lib/x86_64-linux-gnu/pmix2
+	batch_mounts = $LAB/bin/podman-hpcd,/usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,$ETC,$LAB/lib,/usr/lib/x86_64-linux-gnu/pmix2
 	registries_conf = $ETC/registries.conf
 	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
 	# and the host's Debian MPICH to swap for the image's.
