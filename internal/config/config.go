@@ -67,6 +67,9 @@ type Config struct {
 	TagTTL time.Duration
 	// Hooks are the OCI hooks and built-in modules (hooks.go).
 	Hooks Hooks
+	// SharedStore is the site image store ("": none): a directory every
+	// node mounts, root's, where one node builds an image for all.
+	SharedStore string
 }
 
 // Default returns the configuration of a node with no config file.
@@ -120,7 +123,7 @@ func Load(path string, explicit bool) (Config, error) {
 func (c *Config) set(key, value string) error {
 	paths := map[string]*string{
 		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
-		"registries_conf": &c.RegistriesConf, "policy": &c.Policy,
+		"registries_conf": &c.RegistriesConf, "policy": &c.Policy, "shared_store": &c.SharedStore,
 	}
 	if dst, ok := paths[key]; ok {
 		if !filepath.IsAbs(value) {
@@ -193,7 +196,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, %s)", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, shared_store, %s)", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

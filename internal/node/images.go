@@ -30,6 +30,7 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*
 		RegistriesConf:  cfg.RegistriesConf,
 		PolicyPath:      cfg.Policy,
 		TagTTL:          cfg.TagTTL,
+		SharedStore:     cfg.SharedStore,
 		Log:             log,
 	})
 	if err != nil {

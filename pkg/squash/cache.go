@@ -84,6 +84,12 @@ type Options struct {
 	ParallelDownloads int
 	// Mksquashfs and Unsquashfs are the binaries ("": from PATH).
 	Mksquashfs, Unsquashfs string
+	// SharedStore is the site image store ("": none), a directory on a
+	// file system every node mounts, owned by root and writable by it
+	// only: the first node that needs an image builds it there, the
+	// others copy it from there instead of pulling (shared.go). One that
+	// cannot be used is warned about, and the cache works without it.
+	SharedStore string
 	// Log receives one line per event (default: discard).
 	Log *slog.Logger
 }
@@ -159,6 +165,7 @@ type Cache struct {
 	dir, images, tmp  string
 	log               *slog.Logger
 	lockFile          *os.File
+	shared            *sharedStore // nil: none
 	flights           flightGroup
 	slots             *userSlots
 	bg                sync.WaitGroup
@@ -262,6 +269,11 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	}
 	defaultLimits(&c.o, cacheFS, tmpFS)
 	c.slots = newUserSlots(c.o.MaxPullsPerUser)
+	if o.SharedStore != "" {
+		if c.shared, err = openShared(o.SharedStore, c.log); err != nil {
+			c.log.Warn("site image store unusable: images are pulled by each node", "dir", o.SharedStore, "err", err)
+		}
+	}
 	if err := c.lock(); err != nil {
 		return nil, err
 	}

@@ -174,7 +174,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
 			src.acquire()
 			defer src.release()
-			return c.pull(ctx, src, report)
+			return c.pullVia(ctx, src, report)
 		})
 		if err != nil {
 			return nil, err

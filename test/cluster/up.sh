@@ -146,6 +146,7 @@ write_env() {
 	export PODMAN_HPCD=$LAB/bin/podman-hpcd
 	export PODMAN_HPCD_SOCKET=$LAB/nodelocal/podman-hpcd.sock
 	export TEST_USER=$TEST_USER
+	export SHARED_DIR=$LAB/shared
 	ENV
 	chmod 0644 "$LAB/cluster.env"
 	cp "$LAB/cluster.env" "$repo/build/cluster$LAB_ID.env"
@@ -163,8 +164,11 @@ fi
 "$here/down.sh" >/dev/null 2>&1 || true
 
 # ------------------------------------------------------------------- files
-mkdir -p "$ETC" "$RUN/munge" "$RUN/ctld/state" "$RUN/registry/data" "$LAB/nodelocal"
+mkdir -p "$ETC" "$RUN/munge" "$RUN/ctld/state" "$RUN/registry/data" "$LAB/nodelocal" "$LAB/shared"
 chmod 0755 "$LAB" "$RUN" "$ETC"
+# Outside every node's private mounts: one directory all nodes see, as a
+# parallel file system (a site image store: shared_store, off by default).
+chmod 0700 "$LAB/shared"
 for k in $(seq "$NODES"); do
 	mkdir -p "$RUN/node$k/spool" "$RUN/node$k/tmp"
 	chmod 1777 "$RUN/node$k/tmp"
