@@ -132,7 +132,7 @@ fail:
 	return rv;
 }
 
-int phpc_pin_image(void)
+int phpc_pin_image(spank_t sp)
 {
 	const char *image = phpc.args.image, *list = getenv(PHPC_PINS_ENV), *msg;
 	char pinned[4096] = "", err[1024] = "", *next = NULL;
@@ -173,6 +173,10 @@ int phpc_pin_image(void)
 		goto out;
 	}
 	slurm_verbose(PHPC_NAME ": %s is %s for this job", image, pinned);
+	/* A job yet to be allocated: its prolog on every node starts getting
+	 * the image (prolog.c). */
+	if (getenv("SLURM_JOB_ID") == NULL)
+		spank_job_control_setenv(sp, PHPC_PREFETCH_ENV, pinned, 1);
 	rv = 0;
 out:
 	free(next);

@@ -302,7 +302,7 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	case S_CTX_ALLOCATOR:
 		if (phpc_apply_env_options(sp, 0) < 0)
 			return -1;
-		return phpc_pin_image();
+		return phpc_pin_image(sp);
 	case S_CTX_REMOTE:
 		if (phpc_apply_env_options(sp, 1) < 0)
 			return -1;
@@ -339,6 +339,21 @@ int slurm_spank_task_exit(spank_t sp, int ac, char **av)
 	(void)ac;
 	(void)av;
 	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_exit(sp) : 0;
+}
+
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	char err[512];
+
+	if (spank_context() != S_CTX_JOB_SCRIPT)
+		return 0;
+	/* Never a failure: a failed prolog drains the node (prolog.c). */
+	phpc_config_defaults(&phpc.cfg);
+	if (phpc_config_parse(&phpc.cfg, ac, av, err, sizeof(err)) < 0) {
+		slurm_info(PHPC_NAME ": job prolog: %s; fix the podman-hpc line in plugstack.conf", err);
+		return 0;
+	}
+	return phpc_job_prolog(sp);
 }
 
 int slurm_spank_job_epilog(spank_t sp, int ac, char **av)

@@ -331,6 +331,28 @@ func TestImageRequestsAsCaller(t *testing.T) {
 	}
 }
 
+// Only root (the job prolog) prefetches for a user; the pull runs for that
+// user, in the background.
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	f := newFakeNode(t)
+	r, _ := ask(t, serveFake(t, f, 1000, "v1"), wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "1001", "gid", "1001"))
+	wantError(t, "user", r, "only the job prolog (root) may prefetch for a job; use podman-hpcd pull")
+	sock := serveFake(t, f, 0, "v1")
+	r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "x"))
+	wantError(t, "bad uid", r, "prefetch: needs ref, uid and gid")
+	if r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "1001", "gid", "1001", "job", "5")); r.Type != wire.OK {
+		t.Fatalf("prefetch: %+v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !reflect.DeepEqual(f.called(), []string{"Pull app:1 uid=1001"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %q", f.called())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A node without an image cache or containers says why.
 func TestNodeUnavailable(t *testing.T) {
 	t.Parallel()

@@ -206,6 +206,9 @@ nodelist="node[1-$NODES]"
 	# "nodes" share one /tmp (a shared TmpFS fails with EEXIST on the second).
 	TmpFS=$RUN/%n/tmp
 	MailProg=/bin/true
+	# The plugin's job prolog prefetches the job's image on every node at
+	# allocation (not at each node's first step).
+	PrologFlags=Alloc
 	# No Epilog: the plugin's job epilog removes a job's containers (the
 	# e2e tests prove it); contrib/slurm/epilog.sh is an optional extra.
 	SlurmctldDebug=info
