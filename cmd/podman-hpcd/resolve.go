@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
@@ -60,7 +59,7 @@ func resolveCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := squash.Pin(ctx, ref, squash.PinOptions{RegistriesConf: cfg.RegistriesConf, AuthFile: authFilePath()})
+	p, err := squash.Pin(ctx, ref, squash.PinOptions{RegistriesConf: cfg.RegistriesConf, AuthJSON: auth})
 	if err != nil {
 		return err
 	}
@@ -75,18 +74,4 @@ func noDaemon(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial" &&
 		(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR))
-}
-
-// authFilePath is the file readAuthFile reads ("": none).
-func authFilePath() string {
-	for _, a := range wire.AuthFiles {
-		dir := os.Getenv(a.Var)
-		if dir == "" {
-			continue
-		}
-		if fi, err := os.Stat(dir + a.Suffix); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
-			return dir + a.Suffix
-		}
-	}
-	return ""
 }

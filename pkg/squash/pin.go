@@ -3,8 +3,9 @@ package squash
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"path/filepath"
+	"strings"
 	"time"
 
 	"go.podman.io/image/v5/docker/reference"
@@ -16,9 +17,10 @@ import (
 type PinOptions struct {
 	// RegistriesConf and RegistriesConfDir as in Options.
 	RegistriesConf, RegistriesConfDir string
-	// AuthFile is the user's own auth.json ("": anonymous). Pin runs as
-	// the user, so credential helpers it names run as them too.
-	AuthFile string
+	// AuthJSON is the user's auth.json (nil: anonymous). As in the daemon,
+	// only its "auths" are used: credential helpers are not run, so that a
+	// tag resolves alike wherever it is asked.
+	AuthJSON []byte
 	// RegistryTimeout and RegistryAttempts as in Options.
 	RegistryTimeout  time.Duration
 	RegistryAttempts int
@@ -38,23 +40,38 @@ func Pin(ctx context.Context, ref string, o PinOptions) (string, error) {
 	if r.kind != kindRegistry {
 		return "", nil
 	}
+	// A directory of the caller's own (0700): the credentials' copy and the
+	// short-name alias file containers/image looks for go there, not into
+	// a /tmp where another user could have put an alias file first.
+	tmp, err := os.MkdirTemp("", "podman-hpc-resolve-")
+	if err != nil {
+		return "", classify("resolve", ref, "", err)
+	}
+	defer os.RemoveAll(tmp)
 	c := &Cache{o: Options{RegistriesConf: o.RegistriesConf, RegistriesConfDir: o.RegistriesConfDir},
 		registryTimeout: o.RegistryTimeout, registryAttempts: o.RegistryAttempts,
-		retryDelay: 500 * time.Millisecond, tmp: os.TempDir()}
+		retryDelay: 500 * time.Millisecond, tmp: tmp}
 	if c.registryTimeout <= 0 {
 		c.registryTimeout = 20 * time.Second
 	}
 	if c.registryAttempts <= 0 {
 		c.registryAttempts = 3
 	}
-	sys := c.sysContext(o.AuthFile)
-	if o.AuthFile == "" {
-		// No file of the user's: anonymous, as for the daemon.
-		sys.AuthFilePath = filepath.Join(os.TempDir(), "podman-hpc-no-auth.json")
-	}
-	named, host, err := c.pinName(ctx, sys, r)
+	authFile, dropped, removeAuth, err := c.writeAuth(o.AuthJSON)
 	if err != nil {
-		return "", classify("resolve", ref, host, err)
+		return "", classify("resolve", ref, "", err)
+	}
+	defer removeAuth()
+	named, host, err := c.pinName(ctx, c.sysContext(authFile), r)
+	if err != nil {
+		if dropped {
+			err = &helpersError{err}
+		}
+		err = classify("resolve", ref, host, err)
+		if dropped && !strings.Contains(err.Error(), helpersNote) {
+			return "", fmt.Errorf("%w (note: %s)", err, helpersNote)
+		}
+		return "", err
 	}
 	return named, nil
 }
@@ -121,4 +138,51 @@ func (c *Cache) PinFor(ctx context.Context, ref string, o PullOptions) (string, 
 		return "", classify("resolve", ref, host, err)
 	}
 	return pinnedName, nil
+}
+
+// noteJobTagLocked records, for uid only, the tag of a pinned reference
+// (NAME:TAG@DIGEST, as a job runs it) as one of uid's names of d, so that
+// podman-hpcd images shows it and rmi NAME:TAG finds it. The pin came from
+// the job's environment, which the user controls: the name is theirs
+// alone (it is never marked as resolved by a registry, so it serves nobody
+// within tag_ttl), and only their own claims on other digests move.
+func (c *Cache) noteJobTagLocked(d string, r imageRef, uid uint32) {
+	if r.kind != kindRegistry || r.short {
+		return
+	}
+	if _, ok := r.named.(reference.Canonical); !ok {
+		return
+	}
+	parsed, err := reference.ParseNormalizedNamed(strings.TrimPrefix(r.input, "docker://"))
+	if err != nil {
+		return
+	}
+	tagged, ok := parsed.(reference.NamedTagged)
+	if !ok {
+		return
+	}
+	name := "docker://" + reference.TrimNamed(tagged).String() + ":" + tagged.Tag()
+	e := c.ix.Images[d]
+	if e == nil {
+		return
+	}
+	for od, oe := range c.ix.Images {
+		if or := oe.Refs[name]; or != nil && od != d {
+			or.Users = removeUID(or.Users, uid)
+			if len(or.Users) == 0 {
+				delete(oe.Refs, name)
+			}
+		}
+	}
+	ru := e.Refs[name]
+	if ru == nil {
+		ru = &refUse{}
+		e.Refs[name] = ru
+	}
+	if !hasUID(ru.Users, uid) {
+		ru.Users = addUID(ru.Users, uid)
+		if err := c.ix.save(c.dir); err != nil {
+			c.log.Warn("cannot save the index", "err", err)
+		}
+	}
 }

@@ -4,7 +4,7 @@
 # node's own podman-hpcd, a plain-HTTP registry on the bridge holding the test
 # images, and the plugin in plugstack.conf. Writes build/cluster.env.
 #
-#   NODES=4 test/cluster/up.sh      (1..9 nodes, default 2)
+#   NODES=4 test/cluster/up.sh      (1..32 nodes, default 2)
 #
 # A healthy cluster of the same size is reused (binaries refreshed, daemons
 # restarted); anything else, including leftovers of a crash, is torn down and
@@ -21,7 +21,10 @@ CPUS=${CPUS:-4} # advertised per node (SlurmdParameters=config_overrides)
 T0=$(date +%s%N)
 
 [ "$(id -u)" = 0 ] || { echo "up.sh: must run as root (it creates network namespaces)" >&2; exit 1; }
-[[ $NODES =~ ^[1-9]$ ]] || { echo "up.sh: NODES must be 1..9, got '$NODES'" >&2; exit 1; }
+# Node k is $NET.1k (.11-.19, .110-.132): up to 32 fit in the /24 beside
+# the bridge (.1) and the controller (.2). Each node is a slurmd and a
+# podman-hpcd (~60 MB together) and tmpfs that holds only what is written.
+[[ $NODES =~ ^([1-9]|[12][0-9]|3[0-2])$ ]] || { echo "up.sh: NODES must be 1..32, got '$NODES'" >&2; exit 1; }
 for tool in slurmctld slurmd munged docker-registry skopeo nsenter unshare; do
 	command -v "$tool" >/dev/null || { echo "up.sh: $tool not found; run 'make deps'" >&2; exit 1; }
 done

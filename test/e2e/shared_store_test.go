@@ -180,9 +180,9 @@ func TestSharedStoreFullOrReadOnly(t *testing.T) {
 	if len(ns) < 2 {
 		t.Skip("needs 2 nodes")
 	}
-	for _, c := range []struct{ name, mount, warning string }{
-		{"full", "tmpfs", "the site image store is full"},
-		{"read-only", "ro", "the site image store is read-only"},
+	for _, c := range []struct{ name, mount, warning, logged string }{
+		{"full", "tmpfs", "the site image store is full", "no space left on device"},
+		{"read-only", "ro", "the site image store is read-only", "read-only file system"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			requireRoot(t)
@@ -207,13 +207,26 @@ func TestSharedStoreFullOrReadOnly(t *testing.T) {
 			withSharedStore(t, store)
 			word := fmt.Sprint(time.Now().UnixNano())
 			ref, _ := uniqueImage(t, word)
+			offsets := map[string]int{}
+			for _, n := range ns {
+				offsets[n] = len(daemonLog(t, n))
+			}
 			r := asUser(t, "srun", fmt.Sprintf("-N%d", len(ns)), "--container-image="+ref, "cat", "/marker")
 			mustSucceed(t, r)
 			if got := strings.Count(r.stdout, word); got != len(ns) {
 				t.Errorf("%d of %d nodes ran the image:\n%s", got, len(ns), r)
 			}
-			if !strings.Contains(r.stderr, c.warning) {
-				t.Errorf("no warning %q:\n%s", c.warning, r)
+			// The user is told by the step that pulled (the job prolog's
+			// prefetch may have pulled instead: then its node's log says).
+			warned := strings.Contains(r.stderr, c.warning)
+			for _, n := range ns {
+				log := daemonLog(t, n)[offsets[n]:]
+				if !regexp.MustCompile(`level=WARN msg="site image store: .*` + c.logged).MatchString(log) {
+					t.Errorf("%s: no warning about the store in the daemon's log:\n%s", n, log)
+				}
+			}
+			if !warned && !strings.Contains(r.stderr, "waiting for") {
+				t.Logf("srun's output has no warning (the prefetch pulled): %s", r.stderr)
 			}
 			for _, n := range ns {
 				if r := run(t, cluster["NODE_EXEC"], n, "sh", "-c", "ls -A "+store+"/images | grep -c ."); strings.TrimSpace(r.stdout) != "0" {
