@@ -89,8 +89,10 @@ func openShared(dir string, log *slog.Logger) (*sharedStore, error) {
 func (s *sharedStore) squashfsPath(d string) string {
 	return filepath.Join(s.images, digestHex(d)+".squashfs")
 }
-func (s *sharedStore) entryPath(d string) string { return filepath.Join(s.images, digestHex(d)+".json") }
-func (s *sharedStore) lockPath(d string) string  { return filepath.Join(s.locks, digestHex(d)+".lock") }
+func (s *sharedStore) entryPath(d string) string {
+	return filepath.Join(s.images, digestHex(d)+".json")
+}
+func (s *sharedStore) lockPath(d string) string { return filepath.Join(s.locks, digestHex(d)+".lock") }
 
 // lookup returns d's entry, or nil when the store does not have it whole.
 func (s *sharedStore) lookup(d string) (*sharedEntry, error) {
