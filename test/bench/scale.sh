@@ -81,20 +81,22 @@ declare -A cold_shared fetch_shared warm bare cold_local fetch_local
 ts=$(date +%s)
 echo "scale: site image store on" >&2
 echo "shared_store = $SHARED_DIR/store-$ts" >>"$conf"
+mkdir -p -m 0700 "$SHARED_DIR"
 mkdir -m 0700 "$SHARED_DIR/store-$ts"
 restart_daemons
 for n in $sizes; do
 	read -r "cold_shared[$n]" "fetch_shared[$n]" < <(cold "$n" "scale-s$n-$ts")
 	warm[$n]=$(median_s srun -N"$n" --container-image="$REGISTRY/podman-hpc/scale-s$n-$ts:t" true)
 	bare[$n]=$(median_s srun -N"$n" true)
-	echo "  N=$n cold ${cold_shared[$n]} s (${fetch_shared[$n]} blob fetches), warm ${warm[$n]} s, bare ${bare[$n]} s" >&2
+	printf '  %-52s %10s s (%s blob fetches)\n' "N=$n: cold, site image store" "${cold_shared[$n]}" "${fetch_shared[$n]}"
+	printf '  %-52s %10s s, bare %s s\n' "N=$n: warm" "${warm[$n]}" "${bare[$n]}"
 done
 echo "scale: node-local only (no store)" >&2
 cp "$conf.scale-orig" "$conf"
 restart_daemons
 for n in $sizes; do
 	read -r "cold_local[$n]" "fetch_local[$n]" < <(cold "$n" "scale-l$n-$ts")
-	echo "  N=$n cold ${cold_local[$n]} s (${fetch_local[$n]} blob fetches)" >&2
+	printf '  %-52s %10s s (%s blob fetches)\n' "N=$n: cold, node-local only" "${cold_local[$n]}" "${fetch_local[$n]}"
 done
 rm -rf "${SHARED_DIR:?}/store-$ts"
 
