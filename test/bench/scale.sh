@@ -81,7 +81,7 @@ declare -A cold_shared fetch_shared warm bare cold_local fetch_local
 ts=$(date +%s)
 echo "scale: site image store on" >&2
 echo "shared_store = $SHARED_DIR/store-$ts" >>"$conf"
-mkdir -p -m 0700 "$SHARED_DIR"
+[ -d "$SHARED_DIR" ] || mkdir -m 0700 "$SHARED_DIR"
 mkdir -m 0700 "$SHARED_DIR/store-$ts"
 restart_daemons
 for n in $sizes; do
