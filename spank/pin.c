@@ -147,8 +147,9 @@ int phpc_pin_image(spank_t sp)
 	}
 	rc = run_helper(image, pinned, sizeof(pinned), err, sizeof(err));
 	if (rc < 0) {
-		slurm_info(PHPC_NAME ": note: couldn't run %s to pin --container-image=%s to one digest (%s): each node resolves the tag itself; ask your admin to set podman_hpcd= in plugstack.conf",
-			   phpc.cfg.podman_hpcd, image, strerror(errno));
+		/* slurm_error: srun and sbatch do not show slurm_info. */
+		slurm_error(PHPC_NAME ": note: couldn't run %s to pin --container-image=%s to one digest (%s): each node resolves the tag itself; ask your admin to set podman_hpcd= in plugstack.conf",
+			    phpc.cfg.podman_hpcd, image, strerror(errno));
 		return 0;
 	}
 	if (rc != 0) {
@@ -162,7 +163,7 @@ int phpc_pin_image(spank_t sp)
 		return 0; /* nothing to pin (oci:, an archive) */
 	next = malloc(PINS_MAX);
 	if (next == NULL || phpc_pins_add(list, image, pinned, next, PINS_MAX) < 0) {
-		slurm_info(PHPC_NAME ": note: too many images to pin for this job; %s is resolved by each node", image);
+		slurm_error(PHPC_NAME ": note: too many images to pin for this job; %s is resolved by each node", image);
 		rv = 0;
 		goto out;
 	}
