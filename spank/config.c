@@ -8,7 +8,7 @@
 
 #include "config.h"
 
-#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout"
+#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout, podman_hpcd, daemon_config"
 
 void phpc_config_defaults(struct phpc_config *c)
 {
@@ -18,6 +18,8 @@ void phpc_config_defaults(struct phpc_config *c)
 	c->container_writable = 0;
 	c->sbatch_support = 1;
 	c->timeout = 600;
+	snprintf(c->podman_hpcd, sizeof(c->podman_hpcd), "%s", PHPC_DEFAULT_PODMAN_HPCD);
+	snprintf(c->daemon_config, sizeof(c->daemon_config), "%s", PHPC_DEFAULT_DAEMON_CONFIG);
 }
 
 static int parse_bool(const char *v, int *out)
@@ -58,6 +60,16 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 				return -1;
 			}
 			snprintf(c->socket, sizeof(c->socket), "%s", v);
+			continue;
+		} else if ((klen == 11 && strncmp(argv[i], "podman_hpcd", klen) == 0) ||
+			   (klen == 13 && strncmp(argv[i], "daemon_config", klen) == 0)) {
+			char *dst = klen == 11 ? c->podman_hpcd : c->daemon_config;
+
+			if (v[0] != '/' || strlen(v) >= PATH_MAX) {
+				snprintf(err, errlen, "plugstack.conf: %.*s=\"%s\" must be an absolute path", (int)klen, argv[i], v);
+				return -1;
+			}
+			snprintf(dst, PATH_MAX, "%s", v);
 			continue;
 		} else if (klen == 7 && strncmp(argv[i], "timeout", klen) == 0) {
 			n = strtol(v, &end, 10);

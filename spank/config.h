@@ -11,6 +11,10 @@
 #include <stddef.h>
 
 #define PHPC_DEFAULT_SOCKET "/run/podman-hpc/podman-hpcd.sock"
+#ifndef PHPC_DEFAULT_PODMAN_HPCD
+#define PHPC_DEFAULT_PODMAN_HPCD "/usr/bin/podman-hpcd"
+#endif
+#define PHPC_DEFAULT_DAEMON_CONFIG "/etc/podman-hpc/podman-hpcd.conf"
 
 struct phpc_config {
 	char socket[PATH_MAX];  /* the node daemon's Unix socket */
@@ -20,6 +24,8 @@ struct phpc_config {
 	int execute_entrypoint;   /* default for --[no-]container-entrypoint */
 	int scope_global;         /* container_scope=global: named containers outlive the job */
 	int timeout;              /* seconds to wait for the daemon per request */
+	char podman_hpcd[PATH_MAX];   /* the daemon's binary: srun and sbatch run its resolve (pin.c) */
+	char daemon_config[PATH_MAX]; /* its config, for registries_conf where no daemon runs */
 };
 
 void phpc_config_defaults(struct phpc_config *c);

@@ -15,6 +15,7 @@
 #include <slurm/slurm_version.h>
 #include <slurm/spank.h>
 
+#include "pin.h"
 #include "podman_hpc.h"
 #include "version.h"
 
@@ -333,10 +334,13 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 			return -1;
 		return check_before_job();
 	case S_CTX_ALLOCATOR:
-		return phpc_apply_env_options(sp, 0);
+		if (phpc_apply_env_options(sp, 0) < 0)
+			return -1;
+		return phpc_pin_image(sp);
 	case S_CTX_REMOTE:
 		if (phpc_apply_env_options(sp, 1) < 0)
 			return -1;
+		phpc_stepd_apply_pin(sp);
 		return phpc_stepd_post_opt(sp);
 	default:
 		return 0;
@@ -369,6 +373,21 @@ int slurm_spank_task_exit(spank_t sp, int ac, char **av)
 	(void)ac;
 	(void)av;
 	return spank_context() == S_CTX_REMOTE ? phpc_stepd_task_exit(sp) : 0;
+}
+
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	char err[512];
+
+	if (spank_context() != S_CTX_JOB_SCRIPT)
+		return 0;
+	/* Never a failure: a failed prolog drains the node (prolog.c). */
+	phpc_config_defaults(&phpc.cfg);
+	if (phpc_config_parse(&phpc.cfg, ac, av, err, sizeof(err)) < 0) {
+		slurm_info(PHPC_NAME ": job prolog: %s; fix the podman-hpc line in plugstack.conf", err);
+		return 0;
+	}
+	return phpc_job_prolog(sp);
 }
 
 int slurm_spank_job_epilog(spank_t sp, int ac, char **av)

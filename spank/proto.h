@@ -21,6 +21,7 @@
 enum phpc_msg_type {
 	PHPC_MSG_HELLO = 1,      /* client -> daemon: who I am, protocol check */
 	PHPC_MSG_CONTAINER = 2,  /* stepd -> daemon: a container for this step */
+	PHPC_MSG_PULL = 3,       /* user or root -> daemon: pull "ref" ("prefetch": the job prolog's) */
 	PHPC_MSG_RM = 8,         /* root -> daemon: remove the containers of "job" */
 	PHPC_MSG_END = 9,        /* stepd -> daemon: the step is over (save, remove) */
 	PHPC_MSG_OK = 64,        /* daemon -> client: request done */

@@ -2,7 +2,8 @@
 # bench.sh - benchmarks on the running test cluster (make bench). Each figure
 # is measured side by side with its baseline in the same run, as medians.
 # Prints a table and writes build/bench.json; the MPI figures come from
-# test/bench/mpi.sh.
+# test/bench/mpi.sh, the scale figures (and build/scale.png) from
+# test/bench/scale.sh.
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
 # shellcheck disable=SC1090,SC1091
@@ -111,6 +112,11 @@ row "  ratio (target <= 1.5)" "$(ratio "$(get join_burst_ms)" "$(get plain_burst
 echo
 "$repo/test/bench/mpi.sh" "$repo/build/bench-mpi.json"
 
+# Scale: 1 to 32 nodes, cold and warm, with the site image store and
+# without; the cluster is brought up at 32 nodes for it and back after.
+echo
+"$repo/test/bench/scale.sh" "$repo/build/bench-scale.json"
+
 cat >"$repo/build/bench.json" <<JSON
 {
   "pull_squash": {"ours_s": $(pull ours_s), "baseline_s": $(pull baseline_s), "ratio": $(pull ours_vs_baseline), "limit_s": $(pull zcat_parallel_s), "limit_ratio": $(pull ours_vs_limit), "image_bytes": $image_bytes, "peak_rss_mb": $(pull go_rss_mb), "written_per_squashfs_byte": $(pull written_per_squashfs_byte)},
@@ -118,7 +124,8 @@ cat >"$repo/build/bench.json" <<JSON
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
   "container_ready": {"ms": $ready},
   "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
-$(cat "$repo/build/bench-mpi.json")
+$(cat "$repo/build/bench-mpi.json"),
+$(cat "$repo/build/bench-scale.json")
 }
 JSON
 echo "wrote build/bench.json"

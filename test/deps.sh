@@ -25,6 +25,8 @@ packages=(
 	dpkg-dev rpm systemd python3
 	# lint
 	shellcheck
+	# make bench's scale plot (build/scale.png)
+	gnuplot-nox
 )
 TEST_USER=${TEST_USER:-phpc-user}
 

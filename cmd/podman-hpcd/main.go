@@ -36,6 +36,8 @@ Commands:
   rmi       remove an image from this node's cache (podman-hpcd rmi REF)
   prune     evict images by the cache's size and age limits (--all: every unused one);
             images kept mounted after their last container (image_linger) count as unused
+  resolve   print REF pinned to the digest its tag names now (the plugin's helper, run
+            as the user in srun and sbatch: one digest per job)
   ps        list this node's running containers (yours; root sees all)
   rm        remove a job's containers on this node (root: the job epilog's safety net),
             or --name NAME: your container_scope=global named container
@@ -74,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(rest, stdout, stderr)
 	case "check-config":
 		err = checkConfigCmd(rest, stdout, stderr)
+	case "resolve":
+		err = resolveCmd(rest, stdout, stderr)
 	case "pull", "images", "rmi", "prune", "ps", "rm":
 		err = imageCmd(cmd, rest, stdout, stderr)
 	case "import", "export":

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
@@ -48,6 +49,7 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m 
 		RegistriesConf:  cfg.RegistriesConf,
 		PolicyPath:      cfg.Policy,
 		TagTTL:          cfg.TagTTL,
+		SharedStore:     cfg.SharedStore,
 		Log:             log,
 		Evicted:         m.Evicted,
 	})
@@ -143,4 +145,62 @@ func (s *squashStore) pruneEvery(ctx context.Context, period time.Duration, log 
 			}
 		}
 	}
+}
+
+// jobPins is what each tag resolved to for a job on this node, its first
+// use there: every later step's srun on the node (those of a batch script
+// run on its first node) gets the same digest. Keyed by job, user and
+// reference: a user who names another job's id only reaches their own
+// entries. Dropped at the job's end (EndJob); bounded, oldest first.
+type jobPins struct {
+	mu    sync.Mutex
+	pins  map[jobPinKey]string
+	order []jobPinKey
+}
+
+type jobPinKey struct {
+	job string
+	uid uint32
+	ref string
+}
+
+// maxJobPins bounds the entries a node keeps (a few per running job).
+const maxJobPins = 4096
+
+func (p *jobPins) get(k jobPinKey) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.pins[k]
+	return v, ok
+}
+
+func (p *jobPins) put(k jobPinKey, v string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pins == nil {
+		p.pins = map[jobPinKey]string{}
+	}
+	if _, ok := p.pins[k]; ok {
+		return
+	}
+	for len(p.order) >= maxJobPins {
+		delete(p.pins, p.order[0])
+		p.order = p.order[1:]
+	}
+	p.pins[k] = v
+	p.order = append(p.order, k)
+}
+
+func (p *jobPins) dropJob(job string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.order[:0]
+	for _, k := range p.order {
+		if k.job == job {
+			delete(p.pins, k)
+			continue
+		}
+		kept = append(kept, k)
+	}
+	p.order = kept
 }

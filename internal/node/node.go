@@ -57,6 +57,7 @@ type Node struct {
 	mounts *imageMounts
 	mgr    *manager // nil when the node cannot run containers
 	cfg    config.Config
+	pins   jobPins
 }
 
 // Open opens the image cache, cleans what a previous daemon left in the
@@ -207,6 +208,7 @@ func (n *Node) Containers() []Container {
 // and a global-scope container it used is parked once no running job uses
 // it. It returns how many containers were removed and parked.
 func (n *Node) EndJob(ctx context.Context, job string) (removed, parked int) {
+	n.pins.dropJob(job)
 	if n.mgr == nil {
 		return 0, 0
 	}
@@ -245,6 +247,30 @@ func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Ima
 	o := pullOptions(ref, cred, r.Auth, r.Progress)
 	o.Refresh, o.Home, o.User = true, r.Home, acct.Name
 	return n.store.pull(ctx, ref, o)
+}
+
+// PinForJob returns ref pinned to one digest for the job (squash.Cache.PinFor):
+// asked of the registry at the job's first use on this node, the same
+// answer for the job's later uses here ("" for a reference that names
+// no registry image). job "" pins without remembering.
+func (n *Node) PinForJob(ctx context.Context, job, ref string, r PullRequest) (string, error) {
+	k := jobPinKey{job: job, uid: r.UID, ref: ref}
+	if job != "" {
+		if p, ok := n.pins.get(k); ok {
+			return p, nil
+		}
+	}
+	p, err := n.store.cache.PinFor(ctx, ref, squash.PullOptions{UID: r.UID, GID: r.GID, AuthJSON: r.Auth})
+	if err != nil {
+		return "", err
+	}
+	if job != "" {
+		n.pins.put(k, p)
+		// Two first uses at once: the first to finish wins for both.
+		p, _ = n.pins.get(k)
+	}
+	n.log.Info("tag pinned for the job", "job", job, "uid", r.UID, "ref", ref, "pinned", p)
+	return p, nil
 }
 
 // Images returns the cached images uid may see (root: all).

@@ -92,6 +92,11 @@ func (f *fakeNode) Pull(ctx context.Context, ref string, r node.PullRequest) (*s
 	return nil, fmt.Errorf("pull %s: manifest unknown", ref)
 }
 
+func (f *fakeNode) PinForJob(ctx context.Context, job, ref string, r node.PullRequest) (string, error) {
+	f.record("PinForJob job=%s %s uid=%d", job, ref, r.UID)
+	return ref + "@sha256:" + strings.Repeat("a", 64), nil
+}
+
 func (f *fakeNode) Images(uid uint32) []squash.Image { return nil }
 
 func (f *fakeNode) RemoveImage(ref string, uid uint32) error {
@@ -328,7 +333,11 @@ func TestImageRequestsAsCaller(t *testing.T) {
 	if r, _ = ask(t, sock, wire.New(wire.Prune, "all", "1")); r.Type != wire.OK {
 		t.Errorf("prune: %+v", r)
 	}
-	if want := []string{"RemoveImage app:1 uid=1000", "Pull app:9 uid=1000", "Prune all=true uid=1000"}; !reflect.DeepEqual(f.called(), want) {
+	r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:2", "resolve", "1", "job", "77"))
+	if p, _ := r.Get("pinned"); r.Type != wire.OK || p != "app:2@sha256:"+strings.Repeat("a", 64) {
+		t.Errorf("resolve: %+v", r)
+	}
+	if want := []string{"RemoveImage app:1 uid=1000", "Pull app:9 uid=1000", "Prune all=true uid=1000", "PinForJob job=77 app:2 uid=1000"}; !reflect.DeepEqual(f.called(), want) {
 		t.Errorf("calls %q, want %q", f.called(), want)
 	}
 }
@@ -354,6 +363,28 @@ func TestImportExportAsCaller(t *testing.T) {
 	want := []string{"Import podman://app:1 uid=1000 home=/home/u out=/home/u/a.sqsh force=true", "Export work job=7 uid=1000 out=/home/u/w.sqsh"}
 	if !reflect.DeepEqual(f.called(), want) {
 		t.Errorf("calls %q, want %q", f.called(), want)
+	}
+}
+
+// Only root (the job prolog) prefetches for a user; the pull runs for that
+// user, in the background.
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	f := newFakeNode(t)
+	r, _ := ask(t, serveFake(t, f, 1000, "v1"), wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "1001", "gid", "1001"))
+	wantError(t, "user", r, "only the job prolog (root) may prefetch for a job; use podman-hpcd pull")
+	sock := serveFake(t, f, 0, "v1")
+	r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "x"))
+	wantError(t, "bad uid", r, "prefetch: needs ref, uid and gid")
+	if r, _ = ask(t, sock, wire.New(wire.Pull, "ref", "app:1", "prefetch", "1", "uid", "1001", "gid", "1001", "job", "5")); r.Type != wire.OK {
+		t.Fatalf("prefetch: %+v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !reflect.DeepEqual(f.called(), []string{"Pull app:1 uid=1001"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %q", f.called())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

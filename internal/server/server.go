@@ -46,6 +46,7 @@ type Containers interface {
 // Images is what the server asks of the node's image cache (*node.Node).
 type Images interface {
 	Pull(ctx context.Context, ref string, r node.PullRequest) (*squash.Image, error)
+	PinForJob(ctx context.Context, job, ref string, r node.PullRequest) (string, error)
 	Images(uid uint32) []squash.Image
 	RemoveImage(ref string, uid uint32) error
 	Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error)

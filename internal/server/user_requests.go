@@ -30,6 +30,27 @@ func (s *Server) userRequest(ctx context.Context, c *net.UnixConn, p peer, m *wi
 	var reply *wire.Message
 	switch m.Type {
 	case wire.Pull:
+		auth, _ := m.Get("auth")
+		var authJSON []byte
+		if auth != "" {
+			authJSON = []byte(auth)
+		}
+		if prefetch, _ := m.Get("prefetch"); prefetch == "1" {
+			reply = s.prefetch(ctx, p, m, ref, log)
+			break
+		}
+		if resolve, _ := m.Get("resolve"); resolve == "1" {
+			// The tag's digest for a job, without pulling (the plugin's
+			// helper, in srun or sbatch).
+			job, _ := m.Get("job")
+			pinned, err := s.images.PinForJob(ctx, job, ref, node.PullRequest{UID: p.UID, GID: p.GID, Auth: authJSON})
+			if err != nil {
+				log.Warn("resolve failed", "ref", ref, "job", job, "err", err, "duration", time.Since(start))
+				return wire.Write(c, errorf("%v", err))
+			}
+			reply = wire.New(wire.OK, "pinned", pinned)
+			break
+		}
 		img, err := s.images.Pull(ctx, ref, pullRequest(c, p, m))
 		if err != nil {
 			log.Warn("pull failed", "ref", ref, "err", err, "duration", time.Since(start))
@@ -128,6 +149,40 @@ func (s *Server) toFile(ctx context.Context, c *net.UnixConn, p peer, m *wire.Me
 	}
 	log.Info("exported", "name", name, "container", id, "out", r.Out, "duration", time.Since(start))
 	return wire.New(wire.OK, "out", r.Out)
+}
+
+// prefetchTimeout bounds a prefetch nobody waits for.
+const prefetchTimeout = time.Hour
+
+// prefetch is the job prolog's (root's) request: the job user's image
+// starts coming onto the node now, in the background, anonymously (the
+// prolog reads no user's files); the job's first step shares the pull, or
+// pulls with the user's credentials what anonymous access could not get.
+func (s *Server) prefetch(ctx context.Context, p peer, m *wire.Message, ref string, log *slog.Logger) *wire.Message {
+	if !p.isRoot() {
+		return errorf("only the job prolog (root) may prefetch for a job; use podman-hpcd pull")
+	}
+	uidS, _ := m.Get("uid")
+	gidS, _ := m.Get("gid")
+	job, _ := m.Get("job")
+	uid, uerr := strconv.ParseUint(uidS, 10, 32)
+	gid, gerr := strconv.ParseUint(gidS, 10, 32)
+	if uerr != nil || gerr != nil || ref == "" {
+		return errorf("prefetch: needs ref, uid and gid")
+	}
+	log = log.With("job", job, "uid", uid, "ref", ref)
+	go func() {
+		start := time.Now()
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), prefetchTimeout)
+		defer cancel()
+		img, err := s.images.Pull(pctx, ref, node.PullRequest{UID: uint32(uid), GID: uint32(gid)})
+		if err != nil {
+			log.Warn("prefetch failed", "err", err, "duration", time.Since(start))
+			return
+		}
+		log.Info("prefetched", "digest", img.Digest, "duration", time.Since(start))
+	}()
+	return wire.New(wire.OK)
 }
 
 func imagesTable(imgs []squash.Image, root bool) *wire.Message {

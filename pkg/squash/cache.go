@@ -88,6 +88,12 @@ type Options struct {
 	// DockerSocket the Docker daemon's socket dockerd:// connects to as
 	// the user ("": DefaultDockerSocket).
 	Podman, DockerSocket string
+	// SharedStore is the site image store ("": none), a directory on a
+	// file system every node mounts, owned by root and writable by it
+	// only: the first node that needs an image builds it there, the
+	// others copy it from there instead of pulling (shared.go). One that
+	// cannot be used is warned about, and the cache works without it.
+	SharedStore string
 	// Log receives one line per event (default: discard).
 	Log *slog.Logger
 	// Evicted, if set, is told how many images the limits (MaxBytes,
@@ -171,6 +177,7 @@ type Cache struct {
 	dir, images, tmp  string
 	log               *slog.Logger
 	lockFile          *os.File
+	shared            *sharedStore // nil: none
 	flights           flightGroup
 	slots             *userSlots
 	bg                sync.WaitGroup
@@ -274,6 +281,11 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	}
 	defaultLimits(&c.o, cacheFS, tmpFS)
 	c.slots = newUserSlots(c.o.MaxPullsPerUser)
+	if o.SharedStore != "" {
+		if c.shared, err = openShared(o.SharedStore, c.log); err != nil {
+			c.log.Warn("site image store unusable: images are pulled by each node", "dir", o.SharedStore, "err", err)
+		}
+	}
 	if err := c.lock(); err != nil {
 		return nil, err
 	}

@@ -161,6 +161,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 	}
 	d := src.digest.String()
 	c.mu.Lock()
+	c.noteJobTagLocked(d, r, o.UID)
 	img := c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
 	c.mu.Unlock()
 	if img == nil {
@@ -174,12 +175,13 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
 			src.acquire()
 			defer src.release()
-			return c.pull(ctx, src, report)
+			return c.pullVia(ctx, src, report)
 		})
 		if err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
+		c.noteJobTagLocked(d, r, o.UID)
 		img = c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
 		c.mu.Unlock()
 		if img == nil {
@@ -226,7 +228,9 @@ func (c *Cache) fallback(name string, uid uint32, err error) *Image {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for d, e := range c.ix.Images {
-		if e.Refs[name] != nil && hasUID(e.Users, uid) {
+		// The user's own name for it: a job's pinned tag (noteJobTagLocked)
+		// is the word of the user who ran the job, not the registry's.
+		if r := e.Refs[name]; r != nil && hasUID(e.Users, uid) && hasUID(r.Users, uid) {
 			c.log.Warn("registry unreachable: using the cached image", "ref", name, "digest", d, "err", err)
 			return c.confirmLocked(d, name, uid, false)
 		}

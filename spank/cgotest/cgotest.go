@@ -1,5 +1,5 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, request.c, client.c, harden.c, pytorch.c) through cgo so that Go tests can
+// config.c, proto.c, request.c, client.c, harden.c, pytorch.c, pins.c) through cgo so that Go tests can
 // drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
@@ -17,6 +17,7 @@ package cgotest
 #include "../client.c"
 #include "../harden.c"
 #include "../pytorch.c"
+#include "../pins.c"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -741,4 +742,52 @@ func SlurmAPICheck(api, built uint32) error {
 		return errors.New(C.GoString(errbuf))
 	}
 	return nil
+}
+
+// PinsLookup is phpc_pins_lookup: ref's pinned form in list, or false.
+func PinsLookup(list, ref string) (string, bool) {
+	cl, cr := C.CString(list), C.CString(ref)
+	defer C.free(unsafe.Pointer(cl))
+	defer C.free(unsafe.Pointer(cr))
+	out := (*C.char)(C.malloc(4096))
+	defer C.free(unsafe.Pointer(out))
+	if C.phpc_pins_lookup(cl, cr, out, 4096) != 0 {
+		return "", false
+	}
+	return C.GoString(out), true
+}
+
+// PinsAdd is phpc_pins_add with an output of size n: the new list, or false.
+func PinsAdd(list, ref, pinned string, n int) (string, bool) {
+	cl, cr, cp := C.CString(list), C.CString(ref), C.CString(pinned)
+	defer C.free(unsafe.Pointer(cl))
+	defer C.free(unsafe.Pointer(cr))
+	defer C.free(unsafe.Pointer(cp))
+	out := (*C.char)(C.malloc(C.size_t(n)))
+	defer C.free(unsafe.Pointer(out))
+	if C.phpc_pins_add(cl, cr, cp, out, C.size_t(n)) != 0 {
+		return "", false
+	}
+	return C.GoString(out), true
+}
+
+// ResolveHelper parses plugstack.conf arguments and returns the resolve
+// helper's paths (podman_hpcd, daemon_config).
+func ResolveHelper(args ...string) (string, string, error) {
+	var c C.struct_phpc_config
+	C.phpc_config_defaults(&c)
+	argv := make([]*C.char, len(args)+1)
+	for i, a := range args {
+		argv[i] = C.CString(a)
+		defer C.free(unsafe.Pointer(argv[i]))
+	}
+	cargv := (**C.char)(C.malloc(C.size_t(len(argv)) * C.size_t(unsafe.Sizeof(argv[0]))))
+	defer C.free(unsafe.Pointer(cargv))
+	copy(unsafe.Slice(cargv, len(argv)), argv)
+	errbuf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(errbuf))
+	if C.phpc_config_parse(&c, C.int(len(args)), cargv, errbuf, 512) != 0 {
+		return "", "", errors.New(C.GoString(errbuf))
+	}
+	return C.GoString(&c.podman_hpcd[0]), C.GoString(&c.daemon_config[0]), nil
 }

@@ -17,9 +17,13 @@ start)
 		"$LAB/bin/podman-hpcd" serve --config "$ETC/podman-hpcd.conf" --socket "$sock" \
 		</dev/null >>"$RUN/$node/podman-hpcd.log" 2>&1 &
 	echo $! >"$pidfile"
-	for _ in $(seq 100); do
+	# Up to 20 s: 32 nodes' daemons starting on 2 cores take their time.
+	for _ in $(seq 400); do
 		"$LAB/bin/node-exec" "$node" test -S "$sock" && exit 0
-		alive "$pidfile" podman-hpcd || break
+		# Until the daemon is exec'd, the pid's comm is the shell's or
+		# nsenter's: gone or a zombie is what counts.
+		state=$(awk '{print $3}' "/proc/$(cat "$pidfile")/stat" 2>/dev/null || true)
+		if [ -z "$state" ] || [ "$state" = Z ]; then break; fi
 		sleep 0.05
 	done
 	echo "node-daemon: podman-hpcd did not start on $node; see $RUN/$node/podman-hpcd.log" >&2

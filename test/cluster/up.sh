@@ -4,7 +4,7 @@
 # node's own podman-hpcd, a plain-HTTP registry on the bridge holding the test
 # images, and the plugin in plugstack.conf. Writes build/cluster.env.
 #
-#   NODES=4 test/cluster/up.sh      (1..9 nodes, default 2)
+#   NODES=4 test/cluster/up.sh      (1..32 nodes, default 2)
 #   SLURM=24.11 test/cluster/up.sh  (Debian 13's Slurm: slurm2411.sh)
 #   INSTALLED=/usr test/cluster/up.sh  (the installed podman-hpc: dpkg -i, or
 #                                   make install's DESTDIR/PREFIX, not bin/)
@@ -37,7 +37,10 @@ SLURM_BATCH_MOUNTS=/usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontr
 write_slurm_wrappers() { :; }
 
 [ "$(id -u)" = 0 ] || { echo "up.sh: must run as root (it creates network namespaces)" >&2; exit 1; }
-[[ $NODES =~ ^[1-9]$ ]] || { echo "up.sh: NODES must be 1..9, got '$NODES'" >&2; exit 1; }
+# Node k is $NET.1k (.11-.19, .110-.132): up to 32 fit in the /24 beside
+# the bridge (.1) and the controller (.2). Each node is a slurmd and a
+# podman-hpcd (~60 MB together) and tmpfs that holds only what is written.
+[[ $NODES =~ ^([1-9]|[12][0-9]|3[0-2])$ ]] || { echo "up.sh: NODES must be 1..32, got '$NODES'" >&2; exit 1; }
 case $SLURM in
 "" | "$(cut -d. -f1,2 <<<"$SLURM_VERSION_RUN")") SLURM= ;;
 24.11)
@@ -96,7 +99,7 @@ install_binaries() {
 # write_plugin_configs: what the plugin and the daemons read (at every step
 # and start), rewritten on reuse too.
 write_plugin_configs() {
-	echo "required $PLUGIN socket=$LAB/nodelocal/podman-hpcd.sock" >"$ETC/plugstack.conf"
+	echo "required $PLUGIN socket=$LAB/nodelocal/podman-hpcd.sock podman_hpcd=$LAB/bin/podman-hpcd daemon_config=$ETC/podman-hpcd.conf" >"$ETC/plugstack.conf"
 	cat >"$ETC/podman-hpcd.conf" <<-CONF
 	# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
 	# Node-local, on each node's private tmpfs:
@@ -107,7 +110,7 @@ write_plugin_configs() {
 	mounts = $RUN:$RUN
 	# The host's Slurm client for batch scripts, which run inside: their srun
 	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
-	batch_mounts = $SLURM_BATCH_MOUNTS,$ETC,$LAB/lib
+	batch_mounts = $LAB/bin/podman-hpcd,$SLURM_BATCH_MOUNTS,$ETC,$LAB/lib
 	registries_conf = $ETC/registries.conf
 	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
 	# and the host's Debian MPICH to swap for the image's.
@@ -199,6 +202,7 @@ write_env() {
 	${SLURM_BIN:+export PATH=$SLURM_BIN:\$PATH}
 	# A plugin built for another Slurm release (it must refuse to load).
 	export OTHER_PLUGIN=$SLURM_OTHER_PLUGIN
+	export SHARED_DIR=$LAB/shared
 	ENV
 	chmod 0644 "$LAB/cluster.env"
 	cp "$LAB/cluster.env" "$repo/build/cluster$LAB_ID.env"
@@ -216,8 +220,11 @@ fi
 "$here/down.sh" >/dev/null 2>&1 || true
 
 # ------------------------------------------------------------------- files
-mkdir -p "$ETC" "$RUN/munge" "$RUN/ctld/state" "$RUN/registry/data" "$LAB/nodelocal"
+mkdir -p "$ETC" "$RUN/munge" "$RUN/ctld/state" "$RUN/registry/data" "$LAB/nodelocal" "$LAB/shared"
 chmod 0755 "$LAB" "$RUN" "$ETC"
+# Outside every node's private mounts: one directory all nodes see, as a
+# parallel file system (a site image store: shared_store, off by default).
+chmod 0700 "$LAB/shared"
 for k in $(seq "$NODES"); do
 	mkdir -p "$RUN/node$k/spool" "$RUN/node$k/tmp"
 	chmod 1777 "$RUN/node$k/tmp"
@@ -256,6 +263,9 @@ nodelist="node[1-$NODES]"
 	# "nodes" share one /tmp (a shared TmpFS fails with EEXIST on the second).
 	TmpFS=$RUN/%n/tmp
 	MailProg=/bin/true
+	# The plugin's job prolog prefetches the job's image on every node at
+	# allocation (not at each node's first step).
+	PrologFlags=Alloc
 	# No Epilog: the plugin's job epilog removes a job's containers (the
 	# e2e tests prove it); contrib/slurm/epilog.sh is an optional extra.
 	SlurmctldDebug=info

@@ -121,9 +121,11 @@ func TestImageCommands(t *testing.T) {
 }
 
 // A failed pull is reported once per node, not once per task, in pyxis's
-// words ("failed to import docker image: IMAGE: CAUSE").
+// words ("failed to import docker image: IMAGE: CAUSE"). (A missing tag
+// fails srun before any node: digest_test.go; a digest reference is not
+// resolved first.)
 func TestFailedPullReportedOncePerNode(t *testing.T) {
-	img := cluster["REGISTRY"] + "/podman-hpc/does-not-exist:2"
+	img := cluster["REGISTRY"] + "/podman-hpc/does-not-exist@sha256:" + strings.Repeat("0", 64)
 	r := srun(t, "-N2", "--ntasks-per-node=3", "--container-image="+img, "true")
 	if r.code == 0 {
 		t.Fatal("step succeeded with a missing image")

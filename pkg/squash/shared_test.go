@@ -1,0 +1,120 @@
+package squash
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func testShared(t *testing.T) *sharedStore {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	s, err := openShared(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.beat, s.lease, s.poll = 20*time.Millisecond, 200*time.Millisecond, 10*time.Millisecond
+	return s
+}
+
+const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// An image is in the store once exported whole, and a copy out checks it.
+func TestSharedExportLookup(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	if e, err := s.lookup(testDigest); e != nil || err != nil {
+		t.Fatalf("empty store: %v %v", e, err)
+	}
+	src := filepath.Join(t.TempDir(), "img.squashfs")
+	os.WriteFile(src, []byte("squashfs bytes"), 0o600)
+	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.lookup(testDigest)
+	if err != nil || e == nil || e.Size != 14 || e.Config.Cmd[0] != "sh" {
+		t.Fatalf("lookup: %+v %v", e, err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	os.WriteFile(dst, nil, 0o600)
+	if err := s.copyOut(testDigest, e, dst); err != nil {
+		t.Fatal(err)
+	}
+	// Same size, other bytes: refused.
+	os.WriteFile(s.squashfsPath(testDigest), []byte("squashfs BYTES"), 0o600)
+	if err := s.copyOut(testDigest, e, dst); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("changed file copied: %v", err)
+	}
+	// A file cut short is not in the store.
+	os.WriteFile(s.squashfsPath(testDigest), []byte("squash"), 0o600)
+	if e, _ := s.lookup(testDigest); e != nil {
+		t.Error("a cut file is in the store")
+	}
+}
+
+// One node holds the lock; another waits until it is released, or takes
+// it over once it goes unrenewed for the lease (the builder died), and the
+// dead builder's partial file goes.
+func TestSharedLockLease(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	release, err := s.lock(testDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.lock(testDigest); !errors.Is(err, errLockHeld) {
+		t.Fatalf("second lock: %v", err)
+	}
+	// Renewed: a waiter keeps waiting past the lease.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*s.lease)
+	err = s.wait(ctx, testDigest, func(Progress) {})
+	cancel()
+	if ctx.Err() == nil {
+		t.Fatalf("wait returned while the builder was alive: %v", err)
+	}
+	release()
+	if err := s.wait(context.Background(), testDigest, func(Progress) {}); err != nil {
+		t.Fatal(err)
+	}
+	// A dead builder: its lock is never renewed.
+	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x\n"), 0o600)
+	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
+	os.WriteFile(partial, []byte("half"), 0o600)
+	start := time.Now()
+	var notes []string
+	if err := s.wait(context.Background(), testDigest, func(p Progress) { notes = append(notes, p.Message) }); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < s.lease {
+		t.Errorf("took over before the lease ended")
+	}
+	if _, err := os.Stat(s.lockPath(testDigest)); err == nil {
+		t.Error("stale lock kept")
+	}
+	if _, err := os.Stat(partial); err == nil {
+		t.Error("the dead builder's partial file kept")
+	}
+	if len(notes) != 1 || notes[0] != "waiting for node9 to build it in the site image store" {
+		t.Errorf("notes %q", notes)
+	}
+	if r, err := s.lock(testDigest); err != nil {
+		t.Errorf("lock after takeover: %v", err)
+	} else {
+		r()
+	}
+}
+
+// A store anyone may write is refused.
+func TestSharedRefusesWritableDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	if _, err := openShared(dir, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a world-writable store was accepted")
+	}
+}
