@@ -33,7 +33,7 @@ func homeMount(req *wire.ContainerRequest, acct account) (m stagedMount, ok bool
 	if d := path.Clean(dst); d == "/" || d == wire.ReservedDir || strings.HasPrefix(d, wire.ReservedDir+"/") {
 		return stagedMount{}, false, wire.OptionErrorf("--container-mount-home", "$HOME %q: / and %s are podman-hpc's own; set HOME to your home, or use --no-container-mount-home", home, wire.ReservedDir)
 	}
-	return stagedMount{src: home, dst: dst}, true, nil
+	return stagedMount{src: home, dst: dst, option: "--container-mount-home"}, true, nil
 }
 
 // withHome sets HOME for the tasks to the bound home's path inside, when

@@ -39,6 +39,10 @@ func TestHomeMount(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case ok != (tc.dst != "") || m.src != tc.src || m.dst != tc.dst:
 			t.Errorf("%s: %+v (%v), want %s at %s", tc.name, m, ok, tc.src, tc.dst)
+		case ok && m.optionName() != "--container-mount-home":
+			// A home the user cannot reach is named as the home, not as
+			// one of their --container-mounts.
+			t.Errorf("%s: errors would name %s", tc.name, m.optionName())
 		}
 		env := withHome([]string{"A=1", "HOME=/image"}, &tc.req, acct)
 		want := []string{"A=1", "HOME=/image"}

@@ -77,6 +77,17 @@ type stagedMount struct {
 	// module: a module's (hooks.Result.UserMounts): skipped when the
 	// source does not exist.
 	module bool
+	// option is the user's option that asked for it, for errors ("":
+	// --container-mounts).
+	option string
+}
+
+// optionName is the option errors about m name.
+func (m stagedMount) optionName() string {
+	if m.option != "" {
+		return m.option
+	}
+	return "--container-mounts"
 }
 
 // stageAsUser opens every source as the job user and binds what was opened
@@ -87,9 +98,9 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	var se *stageError
 	switch {
 	case errors.As(err, &se) && !se.mount.module && errors.Is(se.err, unix.ENOENT):
-		return nil, nil, wire.OptionErrorf("--container-mounts", "source path does not exist: %s", se.mount.src)
+		return nil, nil, wire.OptionErrorf(se.mount.optionName(), "source path does not exist: %s", se.mount.src)
 	case errors.As(err, &se) && !se.mount.module:
-		return nil, nil, wire.OptionErrorf("--container-mounts", "%s: %v (as user %s)", se.mount.src, se.err, acct.Name)
+		return nil, nil, wire.OptionErrorf(se.mount.optionName(), "%s: %v (as user %s)", se.mount.src, se.err, acct.Name)
 	case errors.As(err, &se):
 		return nil, nil, fmt.Errorf("bind %s for the step (PMIx or a module's directory): %v (as user %s); check the job's PMIX_* variables", se.mount.src, se.err, acct.Name)
 	case err != nil:
@@ -111,7 +122,7 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	for i, f := range held {
 		stage, err := stageMount(f, filepath.Join(stages, strconv.Itoa(i)))
 		if err != nil {
-			return nil, held, wire.OptionErrorf("--container-mounts", "%s: %w", keep[i].src, err)
+			return nil, held, wire.OptionErrorf(keep[i].optionName(), "%s: %w", keep[i].src, err)
 		}
 		out = append(out, oci.BindMount(stage, keep[i].dst, append([]string{"nosuid", "nodev"}, keep[i].opts...)...))
 	}
