@@ -330,9 +330,9 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	(void)av;
 	switch (spank_context()) {
 	case S_CTX_LOCAL:
-		if (phpc_apply_env_options(sp, 0) < 0)
+		if (phpc_apply_env_options(sp, 0) < 0 || check_before_job() < 0)
 			return -1;
-		return check_before_job();
+		return phpc_pin_image(sp);
 	case S_CTX_ALLOCATOR:
 		if (phpc_apply_env_options(sp, 0) < 0)
 			return -1;

@@ -37,7 +37,8 @@ func TestMetrics(t *testing.T) {
 	podmanHpcd(t, node, "rmi", cluster["SMALL_IMAGE"])
 	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "true"))
 	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "true"))
-	if r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["REGISTRY"]+"/podman-hpc/no-such-image:1", "true"); r.code == 0 {
+	// A digest: a missing tag fails srun before the node (digest_test.go).
+	if r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["REGISTRY"]+"/podman-hpc/no-such-image@sha256:"+strings.Repeat("0", 64), "true"); r.code == 0 {
 		t.Fatalf("a step of a missing image succeeded: %s", r)
 	}
 	_, done := stepInBackground(t, node, "metrics-step", "--container-image="+cluster["SMALL_IMAGE"], "sleep", "3")
