@@ -132,6 +132,17 @@ fail:
 	return rv;
 }
 
+/* The helper's message names the image as `resolve "IMAGE": CAUSE`; the
+ * line srun prints names it once already. */
+static const char *without_resolve_prefix(const char *msg, const char *image)
+{
+	size_t n = strlen(image);
+
+	if (strncmp(msg, "resolve \"", 9) == 0 && strncmp(msg + 9, image, n) == 0 && strncmp(msg + 9 + n, "\": ", 3) == 0)
+		return msg + 9 + n + 3;
+	return msg;
+}
+
 int phpc_pin_image(spank_t sp)
 {
 	const char *image = phpc.args.image, *list = getenv(PHPC_PINS_ENV), *msg;
@@ -156,7 +167,10 @@ int phpc_pin_image(spank_t sp)
 		msg = err;
 		if (strncmp(msg, "podman-hpcd: ", 13) == 0)
 			msg += 13;
-		slurm_error(PHPC_NAME ": --container-image=%s: %s", image, msg[0] ? msg : "podman-hpcd resolve failed without saying why");
+		msg = without_resolve_prefix(msg, image);
+		/* pyxis's words, which sites' docs and scripts search for; the
+		 * image once. */
+		slurm_error(PHPC_NAME ": failed to import docker image: %s: %s", image, msg[0] ? msg : "podman-hpcd resolve failed without saying why");
 		return -1;
 	}
 	if (pinned[0] == '\0')

@@ -62,7 +62,11 @@ func Pin(ctx context.Context, ref string, o PinOptions) (string, error) {
 		return "", classify("resolve", ref, "", err)
 	}
 	defer removeAuth()
-	named, host, err := c.pinName(ctx, c.sysContext(authFile), r)
+	sys := c.sysContext(authFile)
+	// The caller's own scratch directory for containers/image's blob-info
+	// cache, not one under a $HOME that may be unreadable.
+	sys.BlobInfoCacheDir = tmp
+	named, host, err := c.pinName(ctx, sys, r)
 	if err != nil {
 		if dropped {
 			err = &helpersError{err}

@@ -66,6 +66,9 @@ func (s *source) release() {
 	}
 }
 
+// systemRegistriesDir is containers/image's system-wide registries.d.
+const systemRegistriesDir = "/etc/containers/registries.d"
+
 // sysContext is the containers/image configuration for one request.
 // authFile is always set: with no file of its own, containers/image would
 // read root's credentials (~/.docker/config.json, ...) on behalf of users.
@@ -77,8 +80,12 @@ func (c *Cache) sysContext(authFile string) *types.SystemContext {
 		SystemRegistriesConfPath:    c.o.RegistriesConf,
 		SystemRegistriesConfDirPath: c.o.RegistriesConfDir,
 		SignaturePolicyPath:         c.policy,
-		AuthFilePath:                authFile,
-		ShortNameMode:               &mode,
+		// The system's lookaside configuration, never one under $HOME:
+		// the resolve helper runs as the user, whose home may be
+		// unreadable (or theirs to fill), and root's has no say either.
+		RegistriesDirPath: systemRegistriesDir,
+		AuthFilePath:      authFile,
+		ShortNameMode:     &mode,
 		// Root's own alias cache has no say in users' short names.
 		UserShortNameAliasConfPath: filepath.Join(c.tmp, "no-short-name-aliases.conf"),
 		BigFilesTemporaryDir:       c.tmp,

@@ -80,7 +80,7 @@ func TestPrefetchMissingImageFailsAtSubmission(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("sbatch accepted a job whose image does not exist: %s", r)
 	}
-	if !strings.Contains(r.stderr, "podman-hpc: --container-image="+ref+": ") || !strings.Contains(r.stderr, "manifest unknown") {
+	if !strings.Contains(r.stderr, "podman-hpc: failed to import docker image: "+ref+": manifest unknown") || !strings.Contains(r.stderr, "manifest unknown") {
 		t.Errorf("sbatch's error does not name the image and the cause:\n%s", r.stderr)
 	}
 	r = asUser(t, "srun", "--container-image="+ref, "true")
