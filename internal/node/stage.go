@@ -36,9 +36,9 @@ const bundleIDFile = "id"
 
 // makeBundle creates the container's directory: root's alone (0700), so no
 // other user reads the job's writes or a private image's files in it, and
-// the job user cannot plant anything in it for root to follow. With
-// --container-remap-root the runtime reaches it as the job user's mapped
-// root: that one user may pass through (a POSIX ACL), no one else.
+// the job user cannot plant anything in it for root to follow. The runtime
+// reaches it from the container's user namespace, as the job user: that one
+// user may pass through (a POSIX ACL), no one else.
 func makeBundle(c *container) error {
 	parent := filepath.Dir(c.bundle)
 	if err := os.MkdirAll(parent, 0o711); err != nil {
@@ -53,10 +53,7 @@ func makeBundle(c *container) error {
 	if err := createFile(filepath.Join(c.bundle, bundleIDFile), []byte(c.id)); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
-	if c.req.RemapRoot {
-		return oci.AllowTraverse(c.bundle, c.req.UID)
-	}
-	return nil
+	return oci.AllowTraverse(c.bundle, c.req.UID)
 }
 
 // createFile creates a new file (never an existing one, never through a
@@ -100,10 +97,8 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	if err := os.Mkdir(stages, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, held, err
 	}
-	if c.req.RemapRoot {
-		if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
-			return nil, held, err
-		}
+	if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
+		return nil, held, err
 	}
 	var out []specs.Mount
 	for i, f := range held {
