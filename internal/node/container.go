@@ -445,6 +445,11 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 		return nil, nil, err
 	}
 	out = append(out, etc...)
+	apt, err := aptFakeRoot(c, m.mounted.root(c.img.Digest))
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, apt...)
 
 	// The user's own mounts (and home), opened as the user: the source is
 	// the opened file, so what was checked is what gets mounted.

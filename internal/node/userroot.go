@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
@@ -52,42 +53,52 @@ func (m *manager) userRoot(c *container, imageRoot string) (string, error) {
 }
 
 // maxForeignFile is the largest file of another owner that ownForeign copies
-// up; a larger one stays the overflow id's (read as other, not written).
+// up on its own; a larger one stays the overflow id's (read as other).
 const maxForeignFile = 16 << 20
 
-// foreignCache holds, by image digest, the image's directories and regular
-// files that another uid or gid than root's owns (images are content
-// addressed: a digest's list never changes).
-var foreignCache sync.Map // digest -> []string
+// foreignEntry is an entry of the image that another uid or gid than root's
+// owns, relative to the image's root; tree: a directory that the daemon
+// itself cannot search through the idmapped layer, copied whole.
+type foreignEntry struct {
+	rel  string
+	tree bool
+}
+
+// foreignCache holds each image's foreignEntry list, by digest (images are
+// content addressed: a digest's list never changes).
+var foreignCache sync.Map // digest -> []foreignEntry
 
 // ownForeign copies up, into upper, the image's directories and files that
 // another id than root owns (_apt's 0700 /var/lib/apt/lists/partial,
 // root:shadow's /etc/shadow), and the directories above them, as the user's
 // (uid, gid) with the image's modes: a mapping of a single id shows them as
 // nobody's, which the user could neither enter nor change, and a package
-// manager needs to (apt downloads into _apt's directories). Their contents
-// are copied; setuid and setgid bits stay (on a file of the user's, under
-// nosuid). imageRoot is the image's mount (not idmapped).
+// manager must (apt downloads into _apt's directories). Through the
+// idmapped layer such an entry is other's to everyone, the overlay's own
+// (root's) lookups included: a directory that other may not search or list
+// is copied with everything in it and made opaque, so that the overlay never
+// looks below it. Setuid and setgid bits stay (on a file of the user's,
+// under nosuid). imageRoot is the image's own mount (not idmapped).
 func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
-	var rels []string
+	var entries []foreignEntry
 	if v, ok := foreignCache.Load(digest); ok {
-		rels = v.([]string)
+		entries = v.([]foreignEntry)
 	} else {
 		var err error
-		if rels, err = findForeign(imageRoot); err != nil {
+		if entries, err = findForeign(imageRoot); err != nil {
 			return err
 		}
-		foreignCache.Store(digest, rels)
+		foreignCache.Store(digest, entries)
 	}
 	made := map[string]bool{".": true}
-	for _, rel := range rels {
+	for _, e := range entries {
 		// Its directories first (the walk is in lexical order, a
 		// directory before what it holds).
 		var chain []string
-		for d := path.Dir(rel); !made[d]; d = path.Dir(d) {
+		for d := path.Dir(e.rel); !made[d]; d = path.Dir(d) {
 			chain = append([]string{d}, chain...)
 		}
-		for _, d := range append(chain, rel) {
+		for _, d := range append(chain, e.rel) {
 			if made[d] {
 				continue
 			}
@@ -96,15 +107,20 @@ func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
 			}
 			made[d] = true
 		}
+		if e.tree {
+			if err := copyTreeAs(imageRoot, upper, e.rel, uid, gid); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// findForeign walks the image and returns the paths (relative, in lexical
-// order) of its directories and regular files (up to maxForeignFile) with
-// another owner or group than root's.
-func findForeign(imageRoot string) ([]string, error) {
-	var rels []string
+// findForeign walks the image and returns, in lexical order, its
+// directories and regular files (up to maxForeignFile) with another owner
+// or group than root's.
+func findForeign(imageRoot string) ([]foreignEntry, error) {
+	var out []foreignEntry
 	// The trailing slash: the root is /proc/self/fd/N, a link to follow.
 	root := imageRoot + "/"
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -122,21 +138,43 @@ func findForeign(imageRoot string) ([]string, error) {
 		if !ok || st.Uid == 0 && st.Gid == 0 {
 			return nil
 		}
-		if fi.IsDir() || fi.Mode().IsRegular() && fi.Size() <= maxForeignFile {
-			rels = append(rels, p[len(root):])
+		rel := p[len(root):]
+		switch {
+		case fi.IsDir() && st.Mode&0o005 != 0o005:
+			out = append(out, foreignEntry{rel: rel, tree: true})
+			return filepath.SkipDir
+		case fi.IsDir() || fi.Mode().IsRegular() && fi.Size() <= maxForeignFile:
+			out = append(out, foreignEntry{rel: rel})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the image: %w", err)
 	}
-	return rels, nil
+	return out, nil
 }
 
-// copyUpAs creates upper/rel like imageRoot/rel (a directory, or a regular
-// file with its contents), owned by uid and gid. Nothing is followed: upper
-// is the daemon's fresh directory, and rel was read from the image's own
-// directories.
+// copyTreeAs copies what the image's directory rel holds into upper/rel
+// (made by copyUpAs), as uid's and gid's, and makes it opaque: the overlay
+// takes it for the whole directory.
+func copyTreeAs(imageRoot, upper, rel string, uid, gid int) error {
+	top := filepath.Join(imageRoot, rel)
+	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == top {
+			return err
+		}
+		return copyUpAs(imageRoot, upper, rel+p[len(top):], uid, gid)
+	})
+	if err != nil {
+		return err
+	}
+	return unix.Lsetxattr(filepath.Join(upper, rel), "trusted.overlay.opaque", []byte("y"), 0)
+}
+
+// copyUpAs creates upper/rel like imageRoot/rel (a directory, a symlink, or
+// a regular file with its contents), owned by uid and gid; anything else is
+// left out. Nothing is followed: upper is the daemon's fresh directory, and
+// rel was read from the image's own directories.
 func copyUpAs(imageRoot, upper, rel string, uid, gid int) error {
 	src := filepath.Join(imageRoot, rel)
 	dst := filepath.Join(upper, rel)
@@ -144,7 +182,6 @@ func copyUpAs(imageRoot, upper, rel string, uid, gid int) error {
 	if err := unix.Lstat(src, &st); err != nil {
 		return err
 	}
-	mode := st.Mode & 0o7777
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if err := unix.Mkdir(dst, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -154,6 +191,15 @@ func copyUpAs(imageRoot, upper, rel string, uid, gid int) error {
 		if err := copyFileExcl(src, dst); err != nil {
 			return err
 		}
+	case unix.S_IFLNK:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, dst); err != nil {
+			return err
+		}
+		return unix.Lchown(dst, uid, gid)
 	default:
 		return nil
 	}
@@ -161,7 +207,7 @@ func copyUpAs(imageRoot, upper, rel string, uid, gid int) error {
 	if err := unix.Lchown(dst, uid, gid); err != nil {
 		return err
 	}
-	if err := unix.Fchmodat(unix.AT_FDCWD, dst, mode, 0); err != nil {
+	if err := unix.Fchmodat(unix.AT_FDCWD, dst, st.Mode&0o7777, 0); err != nil {
 		return err
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
@@ -179,6 +225,55 @@ func copyFileExcl(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, io.LimitReader(in, maxForeignFile))
+	_, err = io.Copy(out, in)
 	return errors.Join(err, out.Close())
+}
+
+// aptConf is the apt configuration a --container-remap-root container gets
+// when its image has apt: the seccomp filter makes apt's drop to the _apt
+// user succeed without effect (the user namespace maps a single id), so
+// apt's checks that the drop happened would fail it ("Could not switch
+// group"); the drop itself still runs.
+const aptConf = `// podman-hpc, --container-remap-root: the user namespace maps one id, and
+// the drop to APT::Sandbox::User succeeds without effect.
+APT::Sandbox::Verify::IDs "false";
+APT::Sandbox::Verify::Regain "false";
+`
+
+// aptConfDir is where apt reads its configuration, in an image.
+const aptConfDir = "etc/apt/apt.conf.d"
+
+// aptFakeRoot returns the bind of aptConf into the image's apt
+// configuration under --container-remap-root, when the image (mounted at
+// imageRoot) has apt; none otherwise.
+func aptFakeRoot(c *container, imageRoot string) ([]specs.Mount, error) {
+	if !c.req.RemapRoot || !dirInRoot(imageRoot, aptConfDir) {
+		return nil, nil
+	}
+	p := filepath.Join(c.bundle, "apt.conf")
+	if err := createFile(p, []byte(aptConf)); err != nil {
+		return nil, fmt.Errorf("write apt.conf: %w", err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(p, int(c.req.UID), int(c.req.GID)); err != nil {
+		return nil, err
+	}
+	return []specs.Mount{oci.BindMount(p, "/"+aptConfDir+"/99podman-hpc-remap-root", "ro", "nosuid", "nodev", "noexec")}, nil
+}
+
+// dirInRoot reports whether rel, resolved inside root, is a directory.
+func dirInRoot(root, rel string) bool {
+	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
 }
