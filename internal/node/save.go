@@ -33,7 +33,12 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	err = squash.SquashTree(ctx, c.rootfs, tmp.Name(), squash.TreeOptions{
+	root, unmount, err := m.saveView(c)
+	if err != nil {
+		return wire.OptionErrorf("--container-save", "%w", err)
+	}
+	defer unmount()
+	err = squash.SquashTree(ctx, root, tmp.Name(), squash.TreeOptions{
 		Compression: m.compression,
 		// Our init's mount point is not the user's.
 		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},

@@ -277,3 +277,44 @@ func dirInRoot(root, rel string) bool {
 	unix.Close(fd)
 	return true
 }
+
+// saveView mounts, for --container-save, the container's filesystem as an
+// image holds it, read-only: the image's files with their own owners (not
+// as userRoot shows them), over them the writable layer with the user's
+// uid and gid shown as root's (root's, the daemon's mount points, as the
+// user's). Saved as userRoot shows it, everything would be the user's, and
+// the saved image, run again, nobody's. It returns the view's root and
+// what unmounts it.
+func (m *manager) saveView(c *container) (string, func(), error) {
+	imageRoot := m.mounted.root(c.img.Digest)
+	if imageRoot == "" || c.req.UID == 0 && c.req.GID == 0 {
+		return c.rootfs, func() {}, nil
+	}
+	// The bundle whose layers the root is (another's, attached over).
+	layers := filepath.Dir(c.rootfs)
+	dir, err := os.MkdirTemp(c.bundle, "save-")
+	if err != nil {
+		return "", nil, err
+	}
+	upper, root := filepath.Join(dir, "upper"), filepath.Join(dir, "root")
+	done := func() {
+		oci.Unmount(root, true)
+		oci.Unmount(upper, true)
+		os.RemoveAll(dir)
+	}
+	userns, err := swapUserNS(c.req.UID, c.req.GID)
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	defer userns.Close()
+	if err := oci.MountIDMapped(filepath.Join(layers, "upper"), upper, userns); err != nil {
+		done()
+		return "", nil, err
+	}
+	if err := oci.MountReadOnlyOverlay([]string{upper, imageRoot}, root); err != nil {
+		done()
+		return "", nil, err
+	}
+	return root, done, nil
+}
