@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,9 +107,36 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 		if err != nil {
 			return nil, held, wire.OptionErrorf("--container-mounts", "%s: %w", keep[i].src, err)
 		}
-		out = append(out, oci.BindMount(stage, keep[i].dst, append([]string{"nosuid", "nodev"}, keep[i].opts...)...))
+		opts := append([]string{"nosuid", "nodev"}, keep[i].opts...)
+		out = append(out, oci.BindMount(stage, keep[i].dst, opts...))
+		subs, err := submounts(stage)
+		if err != nil {
+			return nil, held, err
+		}
+		for _, sub := range subs {
+			out = append(out, oci.BindMount(sub, path.Join(keep[i].dst, strings.TrimPrefix(sub, stage)), opts...))
+		}
 	}
 	return out, held, nil
+}
+
+// submounts returns the mount points below stage, parents first, each once.
+// crun 1.8 binds only a source's own mount into a container with a user
+// namespace (every container has one), not the mounts below it, so a tmpfs
+// or NFS mount inside a user's directory is bound on its own.
+func submounts(stage string) ([]string, error) {
+	all, err := oci.MountsUnder(stage)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(all) // deepest first: parents first
+	var out []string
+	for _, mp := range all {
+		if mp != stage && !slices.Contains(out, mp) {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
 }
 
 // credential is the job user's identity, for everything opened as them.

@@ -27,11 +27,11 @@ import (
 // root-only bundle: nothing of it is another user's, let alone root's, and
 // the squashfs below is never written. It returns the upper directory.
 func (m *manager) userRoot(c *container, imageRoot string) (string, error) {
-	userns, err := newUserNS(c.req.UID, c.req.GID)
+	userns, release, err := sharedUserNS(c.req.UID, c.req.GID)
 	if err != nil {
 		return "", err
 	}
-	defer userns.Close()
+	defer release()
 	if err := oci.MountIDMapped(imageRoot, filepath.Join(c.bundle, "lower"), userns); err != nil {
 		return "", err
 	}
