@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // aptInstall updates apt's lists from the apt image's own file:
@@ -52,5 +53,23 @@ srun --container-image=` + cluster["APT_IMAGE"] + ` --container-writable sh -c '
 	}
 	if !strings.Contains(r.stdout+r.stderr, "dpkg: error: requested operation requires superuser privilege") {
 		t.Errorf("dpkg as the user does not say it needs root:\n%s", r)
+	}
+	allocationEnded(t, r)
+	checkNothingLeft(t, nodes()[0])
+}
+
+// allocationEnded waits until the job of salloc's result r has ended (its
+// epilog removes its named containers), so that the next test finds the
+// nodes idle.
+func allocationEnded(t *testing.T, r result) {
+	t.Helper()
+	job := strings.TrimPrefix(regexpFind(r.stderr, `Granted job allocation \d+`), "Granted job allocation ")
+	if job == "" {
+		t.Fatalf("no job allocation in salloc's output:\n%s", r)
+	}
+	for deadline := time.Now().Add(time.Minute); !jobEnded(t, job); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not end in a minute", job)
+		}
 	}
 }

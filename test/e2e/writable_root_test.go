@@ -72,6 +72,7 @@ srun --container-name=wr --container-save=` + saved + ` sh -c 'cat /opt/tool/ver
 `
 	r := asUser(t, "salloc", "-N1", "sh", "-c", script)
 	mustSucceed(t, r)
+	allocationEnded(t, r)
 	if r.stdout != "v1\n"+uid+"\n" {
 		t.Errorf("named container: %q, want the first step's write, the user's", r.stdout)
 	}
