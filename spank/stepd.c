@@ -420,11 +420,15 @@ static int is_userns(int fd)
  * capabilities setns(2) needs and the one that empties the bounding set,
  * then drop every capability for good (harden.h). The namespaces not sent
  * are the host's, shared with the container, so Slurm's signals, accounting
- * and PMI work unchanged. Sets *remapped when a user namespace was joined. */
+ * and PMI work unchanged. Every container has a user namespace that maps
+ * the job user's one id: to itself, or to 0 with --container-remap-root.
+ * Sets *remapped when the task is root in the one it joined (and was not
+ * root before). */
 static int join_container(int *remapped)
 {
 	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT) | (1ULL << CAP_SETPCAP);
-	int rv = -1, saved;
+	int rv = -1, saved, userns = 0;
+	uid_t before = getuid();
 	size_t i;
 
 	*remapped = 0;
@@ -434,12 +438,13 @@ static int join_container(int *remapped)
 	}
 	for (i = 0; i < phpc.n_ns; i++) {
 		if (is_userns(phpc.ns_fds[i]))
-			*remapped = 1;
+			userns = 1;
 		if (setns(phpc.ns_fds[i], 0) < 0) {
 			slurm_error(PHPC_NAME ": couldn't join the container's namespaces: %s", strerror(errno));
 			goto out;
 		}
 	}
+	*remapped = userns && before != 0 && getuid() == 0;
 	rv = 0;
 out:
 	saved = errno;
@@ -603,7 +608,8 @@ int phpc_stepd_task_init(spank_t sp)
 	if (set_host_env(sp) < 0 || set_pytorch_env(sp) < 0)
 		return -1;
 	/* An attached named container remaps root if it was made so: what
-	 * counts is the user namespace joined, not this step's option. */
+	 * counts is the identity in the user namespace joined, not this
+	 * step's option. */
 	if (phpc_seccomp_install(remapped || phpc.args.remap_root == 1) < 0) {
 		slurm_error(PHPC_NAME ": couldn't install the task's seccomp filter: %s; is the kernel built with CONFIG_SECCOMP_FILTER?", strerror(errno));
 		return -1;

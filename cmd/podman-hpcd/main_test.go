@@ -115,6 +115,9 @@ func TestUnknownCommand(t *testing.T) {
 func TestCheckConfigAndServeRefuse(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	// A state_dir's parents are searchable (check-config wants them so).
+	os.Chmod(dir, 0o711)
+	os.Chmod(filepath.Dir(dir), 0o711)
 	conf := filepath.Join(dir, "c.conf")
 	os.WriteFile(conf, []byte("state_dir = "+dir+"/state\ncache_dir = "+dir+"/images\ncache_dirr = /x\nruntime = /no/such/crun\nmetrics_listen = 9464\n"), 0o644)
 	var out, errOut bytes.Buffer

@@ -36,7 +36,7 @@ func Check(c Config) (warnings []string, err error) {
 	if err := checkCacheDir(c.CacheDir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkDir("state_dir", c.StateDir); err != nil {
+	if err := checkStateDir(c.StateDir); err != nil {
 		errs = append(errs, err)
 	}
 	policy := c.Policy
@@ -96,6 +96,30 @@ func checkCacheDir(dir string) error {
 var statfs = unix.Statfs
 
 // checkDir: dir is a directory, or can be made in an existing one.
+// checkStateDir: state_dir, and each directory above it, must be searchable
+// by others: the container runtime sets a bundle up inside the container's
+// user namespace, which maps only the job's user (the bundles themselves
+// are 0700 with an ACL for that user); a 0700 parent fails every container
+// with the runtime's "make ROOTFS private: Permission denied".
+func checkStateDir(dir string) error {
+	p, err := nearestDir("state_dir", dir)
+	if err != nil {
+		return err
+	}
+	for ; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("state_dir %s: %v; set state_dir to a node-local directory", dir, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state_dir %s: %s is not searchable by others (mode %04o), and containers' runtimes work there as the job's user; chmod o+x %s, or set state_dir elsewhere", dir, p, fi.Mode().Perm(), p)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
 func checkDir(key, dir string) error {
 	_, err := nearestDir(key, dir)
 	return err

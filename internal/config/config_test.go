@@ -128,6 +128,9 @@ func writeConf(t *testing.T, body string) string {
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
+	// state_dir's parents must be searchable (checkStateDir).
+	os.Chmod(dir, 0o711)
+	os.Chmod(filepath.Dir(dir), 0o711)
 	policy := filepath.Join(dir, "policy.json")
 	os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
 	file := filepath.Join(dir, "file")
@@ -159,6 +162,15 @@ func TestCheck(t *testing.T) {
 	}
 	if len(w) != 1 || !strings.Contains(w[0], "metrics_listen 0.0.0.0:9464: not a loopback address") {
 		t.Errorf("warnings %q", w)
+	}
+
+	// A state_dir under a directory others cannot search.
+	private := filepath.Join(dir, "private")
+	os.Mkdir(private, 0o700)
+	inPrivate := good
+	inPrivate.StateDir = filepath.Join(private, "state")
+	if _, err := Check(inPrivate); !strings.Contains(fmt.Sprint(err), "state_dir "+inPrivate.StateDir+": "+private+" is not searchable by others (mode 0700)") {
+		t.Errorf("state_dir under a 0700 directory: %v", err)
 	}
 
 	// A cache on a full file system.

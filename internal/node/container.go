@@ -193,11 +193,9 @@ func (m *manager) rootfs(ctx context.Context, c *container, over *container, cre
 	}
 	if over != nil {
 		c.img, c.rootfs = over.img, over.rootfs
-		if c.req.RemapRoot {
-			// Its user's (forStep checked), reached as their mapped root.
-			if err := oci.AllowTraverse(over.bundle, c.req.UID); err != nil {
-				return err
-			}
+		// Its user's (forStep checked), reached from their user namespace.
+		if err := oci.AllowTraverse(over.bundle, c.req.UID); err != nil {
+			return err
 		}
 	} else if err := m.prepareRootfs(ctx, c, cred, progress); err != nil {
 		return err
@@ -233,6 +231,8 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	}
 	if c.req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(c.req.UID, c.req.GID))
+	} else {
+		opts = append(opts, oci.WithUserNamespace(c.req.UID, c.req.GID))
 	}
 	if slices.Contains(c.req.Unshare, specs.IPCNamespace) {
 		opts = append(opts, oci.WithPrivateIPC())
@@ -339,28 +339,11 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	}
 	c.mounted = true
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	lower, upper := imageRoot, filepath.Join(c.bundle, "upper")
-	if c.req.RemapRoot {
-		// The user, root inside, owns what root owns in the image: the
-		// lower layer shifted by an idmapped mount, and the upper
-		// layer's root directory theirs.
-		userns, err := newUserNS(c.req.UID, c.req.GID)
-		if err != nil {
-			return err
-		}
-		defer userns.Close()
-		lower = filepath.Join(c.bundle, "lower")
-		if err := oci.MountIDMapped(imageRoot, lower, userns); err != nil {
-			return err
-		}
-		if err := os.Mkdir(upper, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chown(upper, int(c.req.UID), int(c.req.GID)); err != nil {
-			return err
-		}
+	upper, err := m.userRoot(c, imageRoot)
+	if err != nil {
+		return err
 	}
-	return oci.MountOverlay(lower, upper, filepath.Join(c.bundle, "work"), c.rootfs)
+	return oci.MountOverlay(filepath.Join(c.bundle, "lower"), upper, filepath.Join(c.bundle, "work"), c.rootfs)
 }
 
 // openNamespaces opens the namespaces the tasks join, in the order they must
@@ -485,6 +468,11 @@ func (m *manager) mounts(c *container, acct account, cred credential, fromModule
 		return nil, nil, err
 	}
 	out = append(out, etc...)
+	apt, err := aptFakeRoot(c, m.mounted.root(c.img.Digest))
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, apt...)
 
 	// The user's own mounts (and home), opened as the user: the source is
 	// the opened file, so what was checked is what gets mounted.
@@ -561,12 +549,10 @@ func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, 
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.name, err)
 		}
-		// A remapped root sees the host's root as nobody: these are the
-		// user's, root's inside.
-		if c.req.RemapRoot {
-			if err := os.Chown(p, int(c.req.UID), int(c.req.GID)); err != nil {
-				return nil, err
-			}
+		// The container's user namespace sees the host's root as nobody:
+		// these are the user's, as the image's files are (userRoot).
+		if err := os.Chown(p, int(c.req.UID), int(c.req.GID)); err != nil {
+			return nil, err
 		}
 		mounts = append(mounts, oci.BindMount(p, "/etc/"+f.name, "ro", "nosuid", "nodev", "noexec"))
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,8 +87,13 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 			}
 		}
 	}
-	state := filepath.Join(t.TempDir(), "state")
-	os.MkdirAll(state, 0o700)
+	// As check-config wants state_dir: searchable by the job users that
+	// containers' user namespaces map.
+	base := t.TempDir()
+	os.Chmod(base, 0o711)
+	os.Chmod(filepath.Dir(base), 0o711)
+	state := filepath.Join(base, "state")
+	os.MkdirAll(state, 0o711)
 	rt, err := pickRuntime(context.Background(), config.Config{StateDir: state, Runtime: "auto"})
 	if err != nil {
 		t.Skipf("no OCI runtime works here: %v", err)
@@ -101,16 +107,27 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 	return newManager(log, rt, images, newImageMounts(0, images.pin, log), config.Config{StateDir: state}), images, state
 }
 
+// rootMountLine is the root's line of a mountinfo: not always the first
+// (the runtime lists a user namespace's /proc before it).
+func rootMountLine(mountinfo string) string {
+	return regexp.MustCompile(`(?m)^\S+ \S+ \S+ \S+ / .*$`).FindString(mountinfo)
+}
+
+// testAccount is the job user of these tests as the plugin sends it: not
+// 65534, the kernel's overflow id, which an idmapped image shows for every
+// id it does not map.
+var testAccount = &wire.Account{Name: "tester", Home: "/", Shell: "/bin/sh", Groups: []wire.Group{{GID: 4242, Name: "testers"}}}
+
 func TestContainerLifecycle(t *testing.T) {
 	m, images, state := testManager(t)
 	ctx := context.Background()
-	req := &wire.ContainerRequest{Job: "7", Step: "0", UID: 65534, GID: 65534, Image: "test"}
+	req := &wire.ContainerRequest{Job: "7", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}
 	c, _, err := m.forStep(ctx, req, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.initPid))
-	if !strings.Contains(string(status), "\nUid:\t65534\t65534\t65534\t65534\n") {
+	if !strings.Contains(string(status), "\nUid:\t4242\t4242\t4242\t4242\n") {
 		t.Errorf("init is not the job user:\n%s", status)
 	}
 	if strings.Contains(string(status), "CapEff:\t0000003") || !strings.Contains(string(status), "CapEff:\t0000000000000000") {
@@ -121,7 +138,7 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Errorf("image's os-release: %q, %v", osr, err)
 	}
 	passwd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/passwd", c.initPid))
-	if !strings.Contains(string(passwd), "nobody:x:65534:65534:") {
+	if !strings.Contains(string(passwd), "tester:x:4242:4242:") {
 		t.Errorf("passwd lacks the job user:\n%s", passwd)
 	}
 	if c.workdir != "/work" || len(c.env) != 1 || c.env[0] != "FOO=image" {
@@ -129,7 +146,7 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.initPid))
 	// Read-only, and a setuid file in the image counts for nothing.
-	if root := strings.SplitN(string(mi), "\n", 2)[0]; !strings.Contains(root, " / / ro,nosuid,nodev,") {
+	if root := rootMountLine(string(mi)); !strings.Contains(root, " / / ro,nosuid,nodev,") {
 		t.Errorf("root is not read-only, nosuid and nodev: %s", root)
 	}
 	if images.pinned != 1 {
@@ -162,9 +179,9 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 	m, images, state := testManager(t)
 	ctx := context.Background()
 	for name, req := range map[string]*wire.ContainerRequest{
-		"unknown image": {Job: "8", Step: "0", UID: 65534, GID: 65534, Image: "nope"},
-		"missing mount": {Job: "8", Step: "1", UID: 65534, GID: 65534, Image: "test", Mounts: []wire.UserMount{{Src: "/does/not/exist", Dst: "/x"}}},
-		"root-only dir": {Job: "8", Step: "2", UID: 65534, GID: 65534, Image: "test", Mounts: []wire.UserMount{{Src: "/root/.", Dst: "/x"}}},
+		"unknown image": {Job: "8", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "nope"},
+		"missing mount": {Job: "8", Step: "1", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Mounts: []wire.UserMount{{Src: "/does/not/exist", Dst: "/x"}}},
+		"root-only dir": {Job: "8", Step: "2", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Mounts: []wire.UserMount{{Src: "/root/.", Dst: "/x"}}},
 	} {
 		if _, _, err := m.forStep(ctx, req, func(string) {}); err == nil {
 			t.Errorf("%s: create succeeded", name)
@@ -191,6 +208,12 @@ func TestContainerHooks(t *testing.T) {
 	var logb strings.Builder
 	m.log = slog.New(slog.NewTextHandler(&syncWriter{w: &logb}, nil))
 	dir, out := t.TempDir(), t.TempDir()
+	// Hooks run with the runtime in the container's user namespace, which
+	// maps only the job user: what they read and write must let others in.
+	exe, _ := os.Executable() // the hooks' shim (hooks_run.go), as the daemon is
+	for _, d := range []string{dir, out, filepath.Dir(dir), filepath.Dir(out), filepath.Dir(exe), filepath.Dir(filepath.Dir(exe))} {
+		os.Chmod(d, 0o777)
+	}
 	write := func(name, body string) {
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
 	}
@@ -205,7 +228,7 @@ func TestContainerHooks(t *testing.T) {
 	m.hooks = &hookRunner{dirs: []string{dir}}
 
 	ctx := context.Background()
-	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "0", UID: 65534, GID: 65534, Image: "test", Hooks: "state"}, func(string) {})
+	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Hooks: "state"}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,14 +239,18 @@ func TestContainerHooks(t *testing.T) {
 		t.Errorf("createContainer hook's file: %q, %v", b, err)
 	}
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.initPid))
-	if root := strings.SplitN(string(mi), "\n", 2)[0]; !strings.Contains(root, " / / ro,nosuid,nodev") {
+	if root := rootMountLine(string(mi)); !strings.Contains(root, " / / ro,nosuid,nodev") {
 		t.Errorf("root is not read-only, nosuid, nodev after the hook: %s", root)
 	}
 	m.remove(ctx, c)
 	if _, err := os.Stat(filepath.Join(out, "stopped")); err != nil {
 		t.Errorf("poststop hook did not run: %v", err)
 	}
-	for _, want := range []string{"hook=01-state.json stage=createRuntime exit=0", "hook=02-root.json stage=createContainer exit=0", "hook=03-stop.json stage=poststop exit=0"} {
+	// A createContainer hook runs inside the container's user namespace,
+	// which cannot append to the root-only bundle's hooks.log: its timing
+	// is not logged (a known gap, README's hooks section); its file above
+	// shows it ran.
+	for _, want := range []string{"hook=01-state.json stage=createRuntime exit=0", "hook=03-stop.json stage=poststop exit=0"} {
 		if !strings.Contains(logb.String(), `msg="hook ran" job=9 step=0 container=phpc-9-0 `+want+" duration=") {
 			t.Errorf("log lacks %q:\n%s", want, logb.String())
 		}
@@ -237,7 +264,7 @@ func TestContainerHookFails(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "fail.sh"), []byte("#!/bin/sh\necho hook says no >&2\nexit 4\n"), 0o755)
 	os.WriteFile(filepath.Join(dir, "fail.json"), []byte(`{"version":"1.0.0","hook":{"path":"`+dir+`/fail.sh"},"when":{"always":true},"stages":["createRuntime"]}`), 0o644)
 	m.hooks = &hookRunner{dirs: []string{dir}}
-	_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "9", Step: "1", UID: 65534, GID: 65534, Image: "test"}, func(string) {})
+	_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "9", Step: "1", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, func(string) {})
 	if err == nil || !strings.Contains(err.Error(), "start container") {
 		t.Fatalf("err = %v", err)
 	}
@@ -294,7 +321,7 @@ func TestContainerModule(t *testing.T) {
 	m, _, _ := testManager(t)
 	m.hooks = &hookRunner{modules: []hooks.Module{devModule{}}}
 	ctx := context.Background()
-	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "2", UID: 65534, GID: 65534, Image: "test"}, func(string) {})
+	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "2", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,14 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 // squash writes c's filesystem as a squashfs at out (an existing file of
 // root's), read in squash.SquashTree's sandbox.
 func (m *manager) squash(ctx context.Context, c *container, out string) error {
-	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
+	// The image's own owners, and the user's writes as root's (saveView):
+	// the file runs again as the image did.
+	root, unmount, err := m.saveView(c)
+	if err != nil {
+		return err
+	}
+	defer unmount()
+	return squash.SquashTree(ctx, root, out, squash.TreeOptions{
 		Compression: m.compression,
 		// Our init's mount point is not the user's.
 		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,9 +37,9 @@ const bundleIDFile = "id"
 
 // makeBundle creates the container's directory: root's alone (0700), so no
 // other user reads the job's writes or a private image's files in it, and
-// the job user cannot plant anything in it for root to follow. With
-// --container-remap-root the runtime reaches it as the job user's mapped
-// root: that one user may pass through (a POSIX ACL), no one else.
+// the job user cannot plant anything in it for root to follow. The runtime
+// reaches it from the container's user namespace, as the job user: that one
+// user may pass through (a POSIX ACL), no one else.
 func makeBundle(c *container) error {
 	parent := filepath.Dir(c.bundle)
 	if err := os.MkdirAll(parent, 0o711); err != nil {
@@ -53,10 +54,7 @@ func makeBundle(c *container) error {
 	if err := createFile(filepath.Join(c.bundle, bundleIDFile), []byte(c.id)); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
-	if c.req.RemapRoot {
-		return oci.AllowTraverse(c.bundle, c.req.UID)
-	}
-	return nil
+	return oci.AllowTraverse(c.bundle, c.req.UID)
 }
 
 // createFile creates a new file (never an existing one, never through a
@@ -113,10 +111,8 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	if err := os.Mkdir(stages, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, held, err
 	}
-	if c.req.RemapRoot {
-		if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
-			return nil, held, err
-		}
+	if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
+		return nil, held, err
 	}
 	var out []specs.Mount
 	for i, f := range held {
@@ -124,9 +120,36 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 		if err != nil {
 			return nil, held, wire.OptionErrorf(keep[i].optionName(), "%s: %w", keep[i].src, err)
 		}
-		out = append(out, oci.BindMount(stage, keep[i].dst, append([]string{"nosuid", "nodev"}, keep[i].opts...)...))
+		opts := append([]string{"nosuid", "nodev"}, keep[i].opts...)
+		out = append(out, oci.BindMount(stage, keep[i].dst, opts...))
+		subs, err := submounts(stage)
+		if err != nil {
+			return nil, held, err
+		}
+		for _, sub := range subs {
+			out = append(out, oci.BindMount(sub, path.Join(keep[i].dst, strings.TrimPrefix(sub, stage)), opts...))
+		}
 	}
 	return out, held, nil
+}
+
+// submounts returns the mount points below stage, parents first, each once.
+// crun 1.8 binds only a source's own mount into a container with a user
+// namespace (every container has one), not the mounts below it, so a tmpfs
+// or NFS mount inside a user's directory is bound on its own.
+func submounts(stage string) ([]string, error) {
+	all, err := oci.MountsUnder(stage)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(all) // deepest first: parents first
+	var out []string
+	for _, mp := range all {
+		if mp != stage && !slices.Contains(out, mp) {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
 }
 
 // credential is the job user's identity, for everything opened as them.

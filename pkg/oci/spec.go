@@ -202,20 +202,41 @@ func WithAnnotations(a map[string]string) SpecOpt {
 	}
 }
 
+// WithUserNamespace gives the container a user namespace that maps the job
+// user's uid and gid to themselves and nothing else, as under pyxis and
+// enroot (/proc/self/uid_map reads "UID UID 1"): whatever the container
+// holds (its mount namespace, its mounts) is owned by a namespace in which
+// the user has no id but their own, so no privilege over anything of the
+// host. The process runs as uid and gid with no supplementary group (the
+// job's others are unmapped there; the tasks keep theirs).
+func WithUserNamespace(uid, gid uint32) SpecOpt {
+	return withSingleID(uid, gid, uid, gid)
+}
+
 // WithRemappedRoot gives the container a user namespace in which uid and gid
-// are root (0) and nothing else is mapped: the user appears as root inside,
-// with no privilege over anything of the host that the user lacks. A mount a
-// user namespace may not make over the host's namespaces (mqueue of its IPC
-// namespace) is dropped.
+// are root (0) and nothing else is mapped ("0 UID 1"): the user appears as
+// root inside, with no privilege over anything of the host that the user
+// lacks.
 func WithRemappedRoot(uid, gid uint32) SpecOpt {
+	return withSingleID(0, 0, uid, gid)
+}
+
+// withSingleID maps inUID and inGID inside to uid and gid outside, and runs
+// the process as them. A mount a user namespace may not make over the
+// host's namespaces (mqueue of the host's IPC namespace) is dropped.
+func withSingleID(inUID, inGID, uid, gid uint32) SpecOpt {
 	return func(s *specs.Spec) error {
 		s.Linux.Namespaces = append([]specs.LinuxNamespace{{Type: specs.UserNamespace}}, s.Linux.Namespaces...)
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uid, Size: 1}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: gid, Size: 1}}
-		s.Process.User = specs.User{UID: 0, GID: 0}
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: inUID, HostID: uid, Size: 1}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: inGID, HostID: gid, Size: 1}}
+		s.Process.User = specs.User{UID: inUID, GID: inGID}
+		privateIPC := false
+		for _, n := range s.Linux.Namespaces {
+			privateIPC = privateIPC || n.Type == specs.IPCNamespace
+		}
 		var mounts []specs.Mount
 		for _, m := range s.Mounts {
-			if m.Type == "mqueue" {
+			if m.Type == "mqueue" && !privateIPC {
 				continue
 			}
 			mounts = append(mounts, m)

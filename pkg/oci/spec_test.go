@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"slices"
 	"sort"
 	"testing"
 
@@ -75,4 +76,45 @@ func slicesIndex(mounts []specs.Mount, dst string) int {
 		}
 	}
 	return -1
+}
+
+// Both modes map one id alone, run the process as it inside with no
+// supplementary group (unmapped there), and drop the host IPC namespace's
+// mqueue mount unless the container has its own IPC namespace.
+func TestWithSingleIDUserNamespace(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		opt          SpecOpt
+		inUID, inGID uint32
+	}{
+		{"plain", WithUserNamespace(1001, 1002), 1001, 1002},
+		{"remap-root", WithRemappedRoot(1001, 1002), 0, 0},
+	} {
+		for _, ipc := range []bool{false, true} {
+			opts := []SpecOpt{WithUser(1001, 1002, []uint32{5, 6})}
+			if ipc {
+				opts = append(opts, WithNamespaces(specs.IPCNamespace))
+			}
+			s, err := NewSpec(append(opts, tc.opt)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Linux.Namespaces[0].Type != specs.UserNamespace {
+				t.Errorf("%s: user namespace not first: %+v", tc.name, s.Linux.Namespaces)
+			}
+			wantU := []specs.LinuxIDMapping{{ContainerID: tc.inUID, HostID: 1001, Size: 1}}
+			wantG := []specs.LinuxIDMapping{{ContainerID: tc.inGID, HostID: 1002, Size: 1}}
+			if !slices.Equal(s.Linux.UIDMappings, wantU) || !slices.Equal(s.Linux.GIDMappings, wantG) {
+				t.Errorf("%s: mappings %+v %+v, want %+v %+v", tc.name, s.Linux.UIDMappings, s.Linux.GIDMappings, wantU, wantG)
+			}
+			if u := s.Process.User; u.UID != tc.inUID || u.GID != tc.inGID || len(u.AdditionalGids) != 0 {
+				t.Errorf("%s: process user %+v", tc.name, u)
+			}
+			mq := slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Type == "mqueue" })
+			if mq != ipc {
+				t.Errorf("%s, private IPC %v: mqueue mounted %v", tc.name, ipc, mq)
+			}
+		}
+	}
 }

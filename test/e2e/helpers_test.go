@@ -107,6 +107,16 @@ func runEnv(t *testing.T, env []string, name string, args ...string) result {
 	return r
 }
 
+// mpichAcrossNodes is the environment of an MPICH step across test nodes.
+// UCX (MPICH's netmod) takes ranks with one boot id for one machine's, and
+// the test nodes share the kernel: it passes their messages through shared
+// memory. Its cross-memory attach and /proc/PID/fd handover need the two
+// processes in one user namespace, which two nodes' containers (as two
+// machines) are not; System V shared memory needs only the same uid. Over
+// TCP instead, Debian's MPICH 4.0.2 with UCX 1.13 now and then hangs in
+// MPI_Finalize, with or without containers.
+var mpichAcrossNodes = []string{"UCX_TLS=sysv,self"}
+
 // srun runs srun as root.
 func srun(t *testing.T, args ...string) result {
 	t.Helper()

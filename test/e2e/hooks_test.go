@@ -96,7 +96,7 @@ const imageMPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12"
 func TestModuleMPISwapsImageMPICH(t *testing.T) {
 	host := devIno(t, imageMPICH) // the host has Debian's MPICH at the same path
 	show := `stat -L -c "lib %d:%i" ` + imageMPICH + `; exec ` + cluster["MPI_RING_MPICH"]
-	r := srun(t, "-N2", "--ntasks-per-node=2", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], "--container-hooks=mpi", "sh", "-c", show)
+	r := runEnv(t, mpichAcrossNodes, "srun", "-N2", "--ntasks-per-node=2", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], "--container-hooks=mpi", "sh", "-c", show)
 	checkRing(t, r, 4, "MPICH Version:")
 	if got := strings.Count(r.stdout, "lib "+host+"\n"); got != 4 {
 		t.Errorf("%d of 4 ranks see the host's %s (%s):\n%s", got, imageMPICH, host, r)

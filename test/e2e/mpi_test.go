@@ -51,7 +51,7 @@ func TestMPIRingPMIxFourNodes(t *testing.T) {
 
 // MPICH over PMI-2, ranks on two nodes, in the image.
 func TestMPIRingPMI2(t *testing.T) {
-	r := srun(t, "-N2", "--ntasks-per-node=2", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], cluster["MPI_RING_MPICH"])
+	r := runEnv(t, mpichAcrossNodes, "srun", "-N2", "--ntasks-per-node=2", "--mpi=pmi2", "--container-image="+cluster["MPI_IMAGE"], cluster["MPI_RING_MPICH"])
 	checkRing(t, r, 4, "MPICH")
 }
 

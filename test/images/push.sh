@@ -16,13 +16,16 @@ outdir=$2
 command -v skopeo >/dev/null || die "skopeo not found"
 
 # layout name in OUTDIR -> repository in the registry
-declare -A repos=([small]=podman-hpc/small [mpi]=podman-hpc/mpi-ring)
+declare -A repos=([small]=podman-hpc/small [mpi]=podman-hpc/mpi-ring [apt]=podman-hpc/apt)
 
-for name in small mpi; do
+names=(small mpi)
+for name in "${names[@]}"; do
     [[ -f $outdir/$name/index.json ]] || die "$outdir/$name is not an OCI layout; run build.sh first"
 done
+# apt.sh's image, where it was built.
+[[ ! -f $outdir/apt/index.json ]] || names+=(apt)
 
-for name in small mpi; do
+for name in "${names[@]}"; do
     ref="$registry/${repos[$name]}:latest"
     # v2s2 because some registries and older clients still reject OCI
     # manifests; the test registry speaks plain HTTP, hence no TLS checks.

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The image's entries of other owners, and the directories above them, are
+// copied up as the user's with their modes; a directory the daemon could
+// not search through the idmapped layer is copied whole and opaque; the
+// rest of the image stays below.
+func TestOwnForeign(t *testing.T) {
+	requireRoot(t)
+	image := t.TempDir()
+	mk := func(rel string, mode os.FileMode, uid, gid int, data string) {
+		t.Helper()
+		p := filepath.Join(image, rel)
+		var err error
+		if data == "" {
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, []byte(data), 0o600)
+		}
+		if err == nil {
+			err = os.Lchown(p, uid, gid)
+		}
+		if err == nil {
+			err = os.Chmod(p, mode)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("etc", 0o755|os.ModeDir, 0, 0, "")
+	mk("etc/shadow", 0o640, 0, 42, "secret")
+	mk("usr", 0o755|os.ModeDir, 0, 0, "")
+	mk("usr/file", 0o644, 0, 0, "root's")
+	mk("var", 0o755|os.ModeDir, 0, 0, "")
+	mk("var/mail", 0o775|os.ModeDir|os.ModeSetgid, 0, 8, "")
+	mk("var/mail/root", 0o600, 0, 0, "mail")
+	mk("var/partial", 0o700|os.ModeDir, 42, 0, "")
+	mk("var/partial/f", 0o644, 0, 0, "inside")
+	if err := os.Symlink("f", filepath.Join(image, "var/partial/l")); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []string{"walked", "cached"} {
+		upper := t.TempDir()
+		if err := ownForeign(image, upper, "sha256:test-own-foreign", 1001, 1002); err != nil {
+			t.Fatalf("%s: %v", run, err)
+		}
+		for rel, mode := range map[string]uint32{
+			"etc": 0o755 | unix.S_IFDIR, "etc/shadow": 0o640 | unix.S_IFREG, "var": 0o755 | unix.S_IFDIR,
+			"var/mail": 0o2775 | unix.S_IFDIR, "var/partial": 0o700 | unix.S_IFDIR,
+			"var/partial/f": 0o644 | unix.S_IFREG, "var/partial/l": 0o777 | unix.S_IFLNK,
+		} {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(upper, rel), &st); err != nil {
+				t.Errorf("%s: %s not copied up: %v", run, rel, err)
+				continue
+			}
+			if st.Uid != 1001 || st.Gid != 1002 || st.Mode != mode {
+				t.Errorf("%s: %s: %d:%d %o, want 1001:1002 %o", run, rel, st.Uid, st.Gid, st.Mode, mode)
+			}
+		}
+		for _, rel := range []string{"usr", "var/mail/root"} {
+			if _, err := os.Lstat(filepath.Join(upper, rel)); err == nil {
+				t.Errorf("%s: %s (root's, not below a foreign directory) copied up", run, rel)
+			}
+		}
+		if b, _ := os.ReadFile(filepath.Join(upper, "etc/shadow")); string(b) != "secret" {
+			t.Errorf("%s: etc/shadow holds %q", run, b)
+		}
+		buf := make([]byte, 8)
+		n, err := unix.Lgetxattr(filepath.Join(upper, "var/partial"), "trusted.overlay.opaque", buf)
+		if err != nil || string(buf[:n]) != "y" {
+			t.Errorf("%s: var/partial not opaque: %q %v", run, buf[:n], err)
+		}
+		if _, err := unix.Lgetxattr(filepath.Join(upper, "var/mail"), "trusted.overlay.opaque", buf); err == nil {
+			t.Errorf("%s: var/mail (searchable by other) made opaque", run)
+		}
+	}
+}
