@@ -41,10 +41,12 @@ func (m *manager) userRoot(c *container, imageRoot string) (string, error) {
 	}
 	// Everything is written before the user's uid owns the top: no
 	// process of theirs can reach the layer yet (the bundle is root's).
-	if c.req.Writable {
-		if err := ownForeign(imageRoot, upper, c.img.Digest, int(c.req.UID), int(c.req.GID)); err != nil {
-			return "", fmt.Errorf("make the writable root the user's: %w", err)
-		}
+	// A read-only root too: through the idmapped layer a directory of
+	// another owner (a squashfs the user made holds their own uid) is the
+	// overflow id's, under which not even the daemon may make the mount
+	// points of the step's binds.
+	if err := ownForeign(imageRoot, upper, c.img.Digest, int(c.req.UID), int(c.req.GID)); err != nil {
+		return "", fmt.Errorf("make the container's root the user's: %w", err)
 	}
 	if err := os.Chown(upper, int(c.req.UID), int(c.req.GID)); err != nil {
 		return "", err

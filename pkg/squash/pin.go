@@ -48,7 +48,16 @@ func Pin(ctx context.Context, ref string, o PinOptions) (string, error) {
 		return "", classify("resolve", ref, "", err)
 	}
 	defer os.RemoveAll(tmp)
-	c := &Cache{o: Options{RegistriesConf: o.RegistriesConf, RegistriesConfDir: o.RegistriesConfDir},
+	// The system's registries.conf and .d, never ones under the user's
+	// $HOME (which may be unreadable, and is not the site's word).
+	regConf, regDir := o.RegistriesConf, o.RegistriesConfDir
+	if regConf == "" {
+		regConf = systemRegistriesConf
+	}
+	if regDir == "" {
+		regDir = systemRegistriesConfDir
+	}
+	c := &Cache{o: Options{RegistriesConf: regConf, RegistriesConfDir: regDir},
 		registryTimeout: o.RegistryTimeout, registryAttempts: o.RegistryAttempts,
 		retryDelay: 500 * time.Millisecond, tmp: tmp}
 	if c.registryTimeout <= 0 {

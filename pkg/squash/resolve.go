@@ -66,8 +66,12 @@ func (s *source) release() {
 	}
 }
 
-// systemRegistriesDir is containers/image's system-wide registries.d.
-const systemRegistriesDir = "/etc/containers/registries.d"
+// containers/image's system-wide configuration files.
+const (
+	systemRegistriesDir     = "/etc/containers/registries.d"
+	systemRegistriesConf    = "/etc/containers/registries.conf"
+	systemRegistriesConfDir = "/etc/containers/registries.conf.d"
+)
 
 // sysContext is the containers/image configuration for one request.
 // authFile is always set: with no file of its own, containers/image would
