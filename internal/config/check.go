@@ -120,11 +120,6 @@ func checkStateDir(dir string) error {
 	}
 }
 
-func checkDir(key, dir string) error {
-	_, err := nearestDir(key, dir)
-	return err
-}
-
 // nearestDir returns dir, or its nearest ancestor that exists: it must be
 // a directory (a file there stops the daemon making it).
 func nearestDir(key, dir string) (string, error) {
