@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,7 +54,9 @@ func stepInBackground(t *testing.T, node, name string, args ...string) (string, 
 	for i := 0; i < 100; i++ {
 		// Running only: an earlier job of the same name may still be completing.
 		job := strings.TrimSpace(run(t, "squeue", "-h", "-t", "RUNNING", "-n", name, "-o", "%i").stdout)
-		if job != "" {
+		// And its step: the job runs a moment before srun makes step 0,
+		// and a test's own srun --jobid would take that id first.
+		if job != "" && slices.Contains(strings.Fields(run(t, "squeue", "-h", "-s", "-j", job, "-o", "%i").stdout), job+".0") {
 			return job, done
 		}
 		select {
