@@ -223,7 +223,10 @@ func WithRemappedRoot(uid, gid uint32) SpecOpt {
 
 // withSingleID maps inUID and inGID inside to uid and gid outside, and runs
 // the process as them. A mount a user namespace may not make over the
-// host's namespaces (mqueue of the host's IPC namespace) is dropped.
+// host's namespaces (mqueue of the host's IPC namespace) becomes a bind of
+// the node's own: the container shares that IPC namespace, so its queues
+// are the tasks' already (mq_open), and /dev/mqueue stays where pyxis's
+// images expect it.
 func withSingleID(inUID, inGID, uid, gid uint32) SpecOpt {
 	return func(s *specs.Spec) error {
 		s.Linux.Namespaces = append([]specs.LinuxNamespace{{Type: specs.UserNamespace}}, s.Linux.Namespaces...)
@@ -237,7 +240,7 @@ func withSingleID(inUID, inGID, uid, gid uint32) SpecOpt {
 		var mounts []specs.Mount
 		for _, m := range s.Mounts {
 			if m.Type == "mqueue" && !privateIPC {
-				continue
+				m = BindMount("/dev/mqueue", m.Destination, "nosuid", "noexec", "nodev")
 			}
 			mounts = append(mounts, m)
 		}

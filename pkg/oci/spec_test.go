@@ -79,8 +79,9 @@ func slicesIndex(mounts []specs.Mount, dst string) int {
 }
 
 // Both modes map one id alone, run the process as it inside with no
-// supplementary group (unmapped there), and drop the host IPC namespace's
-// mqueue mount unless the container has its own IPC namespace.
+// supplementary group (unmapped there), and bind the node's /dev/mqueue
+// in place of a new mqueue mount unless the container has its own IPC
+// namespace (a user namespace may not mount the host's).
 func TestWithSingleIDUserNamespace(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -112,8 +113,11 @@ func TestWithSingleIDUserNamespace(t *testing.T) {
 				t.Errorf("%s: process user %+v", tc.name, u)
 			}
 			mq := slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Type == "mqueue" })
-			if mq != ipc {
-				t.Errorf("%s, private IPC %v: mqueue mounted %v", tc.name, ipc, mq)
+			bound := slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool {
+				return m.Destination == "/dev/mqueue" && m.Type == "bind" && m.Source == "/dev/mqueue"
+			})
+			if mq != ipc || bound == ipc {
+				t.Errorf("%s, private IPC %v: mqueue mounted %v, the node's bound %v", tc.name, ipc, mq, bound)
 			}
 		}
 	}
