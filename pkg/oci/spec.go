@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // SpecVersion is the runtime-spec version written into config.json.
@@ -221,12 +222,23 @@ func WithRemappedRoot(uid, gid uint32) SpecOpt {
 	return withSingleID(0, 0, uid, gid)
 }
 
+// hostHasMqueue says whether the node has an mqueue file system at
+// /dev/mqueue (hostHasMqueueFS; tests replace it).
+var hostHasMqueue = hostHasMqueueFS
+
+// mqueueMagic is the mqueue file system's f_type (linux/magic.h).
+const mqueueMagic = 0x19800202
+
+func hostHasMqueueFS() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/dev/mqueue", &st) == nil && st.Type == mqueueMagic
+}
+
 // withSingleID maps inUID and inGID inside to uid and gid outside, and runs
 // the process as them. A mount a user namespace may not make over the
 // host's namespaces (mqueue of the host's IPC namespace) becomes a bind of
-// the node's own: the container shares that IPC namespace, so its queues
-// are the tasks' already (mq_open), and /dev/mqueue stays where pyxis's
-// images expect it.
+// the node's own /dev/mqueue, where it has one: the container shares that
+// IPC namespace, so its queues are the tasks' already (mq_open).
 func withSingleID(inUID, inGID, uid, gid uint32) SpecOpt {
 	return func(s *specs.Spec) error {
 		s.Linux.Namespaces = append([]specs.LinuxNamespace{{Type: specs.UserNamespace}}, s.Linux.Namespaces...)
@@ -240,6 +252,9 @@ func withSingleID(inUID, inGID, uid, gid uint32) SpecOpt {
 		var mounts []specs.Mount
 		for _, m := range s.Mounts {
 			if m.Type == "mqueue" && !privateIPC {
+				if !hostHasMqueue() {
+					continue // as on the node: none
+				}
 				m = BindMount("/dev/mqueue", m.Destination, "nosuid", "noexec", "nodev")
 			}
 			mounts = append(mounts, m)

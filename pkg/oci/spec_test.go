@@ -83,7 +83,8 @@ func slicesIndex(mounts []specs.Mount, dst string) int {
 // in place of a new mqueue mount unless the container has its own IPC
 // namespace (a user namespace may not mount the host's).
 func TestWithSingleIDUserNamespace(t *testing.T) {
-	t.Parallel()
+	hostHasMqueue = func() bool { return true }
+	t.Cleanup(func() { hostHasMqueue = hostHasMqueueFS })
 	for _, tc := range []struct {
 		name         string
 		opt          SpecOpt

@@ -62,7 +62,10 @@ srun --container-name=private --container-unshare=uts true; echo "private-uts=$?
 func TestContainerUnshareIPCShmAndMqueue(t *testing.T) {
 	node := nodes()[0]
 	nodeShm := strings.TrimSpace(run(t, cluster["NODE_EXEC"], node, "stat", "-c", "%d", "/dev/shm").stdout)
-	show := []string{"sh", "-c", `stat -c %d /dev/shm /dev/mqueue; touch /dev/shm/phpc-e2e-ipc.$SLURM_JOB_ID; echo $SLURM_JOB_ID`}
+	// The node's /dev/mqueue, or "none" where it has no mqueue there: the
+	// container's is the same by default.
+	nodeMq := strings.TrimSpace(run(t, cluster["NODE_EXEC"], node, "sh", "-c", `[ "$(stat -f -c %T /dev/mqueue 2>/dev/null)" = mqueue ] && stat -c %d /dev/mqueue || echo none`).stdout)
+	show := []string{"sh", "-c", `stat -c %d /dev/shm; stat -c %d /dev/mqueue 2>/dev/null || echo none; touch /dev/shm/phpc-e2e-ipc.$SLURM_JOB_ID; echo $SLURM_JOB_ID`}
 	devs := func(args ...string) []string {
 		t.Helper()
 		r := srun(t, append(append([]string{"-N1", "-w", node, "--container-image=" + cluster["SMALL_IMAGE"]}, args...), show...)...)
@@ -79,13 +82,16 @@ func TestContainerUnshareIPCShmAndMqueue(t *testing.T) {
 	if shared[0] != nodeShm || shared[2] != "true" {
 		t.Errorf("default: /dev/shm is not the node's (%s, file on the node %s; node's %s)", shared[0], shared[2], nodeShm)
 	}
+	if shared[1] != nodeMq {
+		t.Errorf("default: /dev/mqueue %s, the node's %s", shared[1], nodeMq)
+	}
 	for _, args := range [][]string{{"--container-unshare=ipc"}, {"--container-unshare=ipc", "--container-remap-root"}} {
 		own := devs(args...)
 		if own[0] == nodeShm || own[2] != "false" {
 			t.Errorf("%q: /dev/shm is the node's (%s, file on the node %s)", args, own[0], own[2])
 		}
-		if own[1] == shared[1] {
-			t.Errorf("%q: /dev/mqueue is the node's IPC namespace's (%s)", args, own[1])
+		if own[1] == "none" || own[1] == nodeMq {
+			t.Errorf("%q: /dev/mqueue is not the container's own (%s; the node's %s)", args, own[1], nodeMq)
 		}
 	}
 }
