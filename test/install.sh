@@ -21,6 +21,10 @@ check() { # check WHAT COMMAND...: run COMMAND, report WHAT
 	if "${@:2}" >/dev/null 2>&1; then echo "ok    $1"; else echo "FAIL  $1" >&2; fail=1; fi
 }
 work=$(mktemp -d)
+# The daemon's state_dir is in it: others must be able to search the way
+# there (check-config refuses it otherwise; runtimes work in a user
+# namespace that maps only the job's user).
+chmod 0711 "$work"
 daemon='' notifier=''
 cleanup() {
 	[ -z "$daemon" ] || kill "$daemon" 2>/dev/null || true

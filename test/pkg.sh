@@ -29,6 +29,10 @@ rm -rf build/pkg
 make --no-print-directory deb rpm >&2
 deb=$(echo build/pkg/podman-hpc_*.deb) rpm=$(echo build/pkg/podman-hpc-*.rpm)
 work=$(mktemp -d)
+# The daemon's state_dir is in it: others must be able to search the way
+# there (check-config refuses it otherwise; runtimes work in a user
+# namespace that maps only the job's user).
+chmod 0711 "$work"
 daemon=
 cluster=
 cleanup() {
