@@ -286,8 +286,8 @@ type Config struct {
 	Timeout                                              int
 }
 
-// ParseConfig runs the plugstack.conf argument parser over the defaults.
-func ParseConfig(args ...string) (Config, error) {
+// parseConfig runs phpc_config_parse over the defaults.
+func parseConfig(args []string) (C.struct_phpc_config, error) {
 	var c C.struct_phpc_config
 	C.phpc_config_defaults(&c)
 	argv := make([]*C.char, len(args)+1)
@@ -301,7 +301,16 @@ func ParseConfig(args ...string) (Config, error) {
 	errbuf := (*C.char)(C.malloc(512))
 	defer C.free(unsafe.Pointer(errbuf))
 	if C.phpc_config_parse(&c, C.int(len(args)), cargv, errbuf, 512) != 0 {
-		return Config{}, errors.New(C.GoString(errbuf))
+		return c, errors.New(C.GoString(errbuf))
+	}
+	return c, nil
+}
+
+// ParseConfig runs the plugstack.conf argument parser over the defaults.
+func ParseConfig(args ...string) (Config, error) {
+	c, err := parseConfig(args)
+	if err != nil {
+		return Config{}, err
 	}
 	return Config{
 		Socket:             C.GoString(&c.socket[0]),
@@ -774,20 +783,9 @@ func PinsAdd(list, ref, pinned string, n int) (string, bool) {
 // ResolveHelper parses plugstack.conf arguments and returns the resolve
 // helper's paths (podman_hpcd, daemon_config).
 func ResolveHelper(args ...string) (string, string, error) {
-	var c C.struct_phpc_config
-	C.phpc_config_defaults(&c)
-	argv := make([]*C.char, len(args)+1)
-	for i, a := range args {
-		argv[i] = C.CString(a)
-		defer C.free(unsafe.Pointer(argv[i]))
-	}
-	cargv := (**C.char)(C.malloc(C.size_t(len(argv)) * C.size_t(unsafe.Sizeof(argv[0]))))
-	defer C.free(unsafe.Pointer(cargv))
-	copy(unsafe.Slice(cargv, len(argv)), argv)
-	errbuf := (*C.char)(C.malloc(512))
-	defer C.free(unsafe.Pointer(errbuf))
-	if C.phpc_config_parse(&c, C.int(len(args)), cargv, errbuf, 512) != 0 {
-		return "", "", errors.New(C.GoString(errbuf))
+	c, err := parseConfig(args)
+	if err != nil {
+		return "", "", err
 	}
 	return C.GoString(&c.podman_hpcd[0]), C.GoString(&c.daemon_config[0]), nil
 }
