@@ -1,6 +1,6 @@
 /*
  * prolog.c - the job prolog (in slurmd's prolog process, as root, on every
- * node of the allocation when it is made, with PrologFlags=Alloc): the
+ * node of the allocation when it is made, with PrologFlags=Alloc,NoHold): the
  * job's image, pinned by sbatch or srun (pin.c: SPANK_PODMAN_HPC_PREFETCH in
  * the job control environment), starts coming onto the node now, so that
  * the first step does not wait for it. The daemon pulls in the background

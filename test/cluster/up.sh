@@ -266,8 +266,9 @@ nodelist="node[1-$NODES]"
 	TmpFS=$RUN/%n/tmp
 	MailProg=/bin/true
 	# The plugin's job prolog prefetches the job's image on every node at
-	# allocation (not at each node's first step).
-	PrologFlags=Alloc
+	# allocation (not at each node's first step). NoHold: srun does not wait
+	# for the prolog (Alloc alone made every bare srun 3x slower here).
+	PrologFlags=Alloc,NoHold
 	# No Epilog: the plugin's job epilog removes a job's containers (the
 	# e2e tests prove it); contrib/slurm/epilog.sh is an optional extra.
 	SlurmctldDebug=info
