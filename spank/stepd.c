@@ -33,6 +33,7 @@
 #include "proto.h"
 #include "pytorch.h"
 #include "request.h"
+#include "savewait.h"
 
 /* The step wants a container: an image, or a named container to attach to. */
 static int wants_container(void)
@@ -120,6 +121,15 @@ static const char *const job_env_names[] = {
 };
 #define N_JOB_ENV (sizeof(job_env_names) / sizeof(job_env_names[0]))
 
+/* The step's first node saves (the path is usually on a shared file
+ * system). */
+static int saves_here(spank_t sp)
+{
+	uint32_t nodeid = 1;
+
+	return spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0;
+}
+
 /* The CONTAINER request (request.h), from the step's spank items; auth is
  * the user's auth file or NULL. */
 static int build_container_request(spank_t sp, struct phpc_msg *m, const char *auth)
@@ -132,7 +142,6 @@ static int build_container_request(spank_t sp, struct phpc_msg *m, const char *a
 	gid_t *sup = NULL;
 	int n_sup = 0;
 	char value[4096];
-	uint32_t nodeid = 1;
 	uid_t uid;
 	gid_t gid;
 	size_t i, n = 0;
@@ -157,7 +166,7 @@ static int build_container_request(spank_t sp, struct phpc_msg *m, const char *a
 	if (phpc_account_resolve(&acct, uid, gid, sup, (size_t)n_sup) < 0)
 		return -1;
 	phpc_account_to_request(&acct, &r);
-	r.saves = spank_get_item(sp, S_JOB_NODEID, &nodeid) == ESPANK_SUCCESS && nodeid == 0;
+	r.saves = saves_here(sp);
 	if (spank_get_item(sp, S_JOB_ARGV, &argc, &argv) == ESPANK_SUCCESS && argc > 0)
 		r.command = argv[0];
 	for (i = 0; job_env_names[i]; i++) {
@@ -359,6 +368,8 @@ int phpc_stepd_user_init(spank_t sp)
 			keep_error("podman-hpcd sent no namespace for the container%s; is the daemon the same version as the plugin?", "");
 		else if (keep_container(&reply) < 0)
 			keep_error("couldn't keep the container's settings: %s", strerror(errno));
+		else if (phpc.args.save != NULL && saves_here(sp))
+			phpc_savewait_prepare();
 	}
 	if (auth != NULL) {
 		explicit_bzero(auth, strlen(auth));
@@ -584,6 +595,7 @@ int phpc_stepd_task_init(spank_t sp)
 
 	if (!wants_container())
 		return 0;
+	phpc_savewait_open(phpc.cfg.socket);
 	if (join_container(&remapped) < 0)
 		return -1;
 	if (chdir(phpc.workdir) < 0) {
@@ -607,6 +619,8 @@ int phpc_stepd_task_init(spank_t sp)
 	}
 	if (set_host_env(sp) < 0 || set_pytorch_env(sp) < 0)
 		return -1;
+	if (phpc_savewait_fork(sp, phpc.args.save) < 0)
+		return -1;
 	/* An attached named container remaps root if it was made so: what
 	 * counts is the identity in the user namespace joined, not this
 	 * step's option. */
@@ -618,9 +632,9 @@ int phpc_stepd_task_init(spank_t sp)
 }
 
 /* In slurmstepd, as each task exits. When the last of the node's tasks has
- * exited, and the step saves its container, the daemon saves it now:
- * slurmstepd tells srun a task's exit after this callback, so srun returns
- * once the file is there. */
+ * exited, and the step saves its container, the daemon saves it now, unless
+ * the last task had it saved (savewait.h): slurmstepd tells srun a task's
+ * exit after this callback, so srun returns once the file is there. */
 int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
@@ -629,7 +643,8 @@ int phpc_stepd_task_exit(spank_t sp)
 
 	if (phpc.args.save == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
-	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks)
+	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks ||
+	    phpc_savewait_asked())
 		return 0;
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);

@@ -26,6 +26,7 @@ type fakeNode struct {
 	step    *node.Step
 	list    []node.Container
 	rmErr   error
+	saveErr error
 	ended   chan string // End's step ids
 }
 
@@ -67,7 +68,7 @@ func (f *fakeNode) Step(ctx context.Context, req *wire.ContainerRequest, progres
 
 func (f *fakeNode) Save(ctx context.Context, s *node.Step) error {
 	f.record("Save %s", s.ID)
-	return nil
+	return f.saveErr
 }
 
 func (f *fakeNode) End(ctx context.Context, s *node.Step) {

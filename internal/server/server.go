@@ -81,6 +81,7 @@ type Server struct {
 	statusOf   StatusSource
 	metrics    *metrics.Metrics
 	errors     lastErrors
+	saves      saves // the steps whose container is saved at their end
 
 	limits connLimits
 	conns  uidConns
@@ -328,6 +329,7 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 			u, err := s.container(ctx, c, m, log)
 			if u.step != nil {
 				uses = append(uses, u)
+				s.saves.add(u)
 			}
 			if err != nil {
 				log.Warn("write reply", "err", err)
@@ -338,6 +340,8 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 		switch m.Type {
 		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm, wire.Import, wire.Export:
 			err = s.userRequest(ctx, c, p, m, log)
+		case wire.Save:
+			err = wire.Write(c, s.saveNow(ctx, p, m, log))
 		default:
 			err = wire.Write(c, s.handle(p, m, log))
 		}
@@ -431,17 +435,12 @@ func (s *Server) versionNote(plugin string) string {
 	return fmt.Sprintf("%s: note: the plugin is version %s and podman-hpcd %s; ask your admin to install one version on every node", s.node, plugin, s.version)
 }
 
-// endStep saves the container if the step asked, and removes the step's
-// own. The error is the save's.
+// endStep saves the container if the step asked (unless its last task had
+// it saved), and removes the step's own. The error is the save's.
 func (s *Server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err error) {
-	if u.req.Save != "" {
-		start := time.Now()
-		if err = s.containers.Save(ctx, u.step); err != nil {
-			log.Warn("save failed", "container", u.step.ID, "path", u.req.Save, "err", err)
-			s.fail(metrics.ErrSave, u.req.UID, fmt.Sprintf("job %s step %s: %v", u.req.Job, u.req.Step, err))
-		} else {
-			log.Info("container saved", "container", u.step.ID, "path", u.req.Save, "duration", time.Since(start))
-		}
+	if ps := s.saves.get(u.req.Job, u.req.Step, 0); ps != nil && ps.use.step == u.step {
+		err = s.save(ctx, ps, log)
+		s.saves.remove(u)
 	}
 	start := time.Now()
 	s.containers.End(ctx, u.step)

@@ -47,6 +47,7 @@ const (
 	Import    Type = 10 // user -> daemon: "ref" as a squashfs file of the user's at "out"
 	Export    Type = 11 // user -> daemon: container "name"'s filesystem, likewise
 	Status    Type = 12 // anyone -> daemon: the node's status (a user sees their own part)
+	Save      Type = 13 // the job user's task -> daemon: save step "job"."step"'s container now
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user

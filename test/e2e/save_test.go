@@ -86,3 +86,56 @@ func TestContainerSaveWritable(t *testing.T) {
 		t.Errorf("the saved image holds %q", r.stdout)
 	}
 }
+
+// A save that fails once the tasks are done fails the step: srun exits
+// non-zero and prints the cause (pyxis leaves both to the node's log). The
+// step's directory is writable when it starts, and the task makes it
+// read-only: the daemon writes the file as the user. A task's own non-zero
+// status stays its own.
+func TestContainerSaveFailureFailsTheStep(t *testing.T) {
+	dir := userDir(t, "e2e-save-fails")
+	sub := dir + "/sub"
+	mustSucceed(t, asUser(t, "mkdir", sub))
+	img := cluster["SMALL_IMAGE"]
+	for _, c := range []struct {
+		task string
+		code int
+	}{{"chmod 0500 " + sub, 1}, {"chmod 0500 " + sub + "; exit 3", 3}} {
+		mustSucceed(t, asUser(t, "chmod", "0700", sub))
+		r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-mounts="+dir+":"+dir,
+			"--container-save="+sub+"/out.sqsh", "sh", "-c", c.task)
+		if r.code != c.code {
+			t.Errorf("%q: srun exited %d, want %d:\n%s", c.task, r.code, c.code, r)
+		}
+		want := "--container-save=" + sub + "/out.sqsh: "
+		if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "permission denied") {
+			t.Errorf("%q: srun does not say why the save failed (%q):\n%s", c.task, want, r)
+		}
+	}
+	// A batch script's save, likewise: the job's exit code.
+	mustSucceed(t, asUser(t, "chmod", "0700", sub))
+	id, _ := sbatchAsUser(t, dir, "#!/bin/sh\nchmod 0500 "+sub+"\n", "-N1", "--container-image="+img,
+		"--container-mounts="+dir+":"+dir, "--container-save="+sub+"/batch.sqsh")
+	waitJob(t, id)
+	r := run(t, "scontrol", "show", "job", id)
+	if !strings.Contains(r.stdout, "ExitCode=1:0") {
+		t.Errorf("the batch job's failed save left its exit code alone:\n%s", r.stdout)
+	}
+	checkNothingLeft(t, nodes()[0])
+}
+
+// The save comes once every task of the node has ended, whichever ends
+// last, and before srun returns: each of three tasks writes its file at its
+// own time, and the saved image holds all three.
+func TestContainerSaveWaitsForEveryTask(t *testing.T) {
+	dir := userDir(t, "e2e-save-tasks")
+	out := dir + "/tasks.sqsh"
+	r := asUser(t, "srun", "-N1", "-n3", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable",
+		"--container-save="+out, "sh", "-c", `sleep $((SLURM_PROCID * 2 % 3)).$SLURM_PROCID; echo $SLURM_PROCID >/task-$SLURM_PROCID`)
+	mustSucceed(t, r)
+	r = asUser(t, "srun", "-N1", "--container-image="+out, "sh", "-c", "cat /task-*")
+	mustSucceed(t, r)
+	if r.stdout != "0\n1\n2\n" {
+		t.Errorf("the saved image holds %q of the tasks' files, want all three", r.stdout)
+	}
+}
