@@ -139,3 +139,22 @@ func TestContainerSaveWaitsForEveryTask(t *testing.T) {
 		t.Errorf("the saved image holds %q of the tasks' files, want all three", r.stdout)
 	}
 }
+
+// A task that kills its parent (the small one that waits for its program on
+// the saving node) does not lose the save: slurmstepd has it done at the
+// step's end, as before.
+func TestContainerSaveWithoutTheTasksParent(t *testing.T) {
+	dir := userDir(t, "e2e-save-orphan")
+	out := dir + "/orphan.sqsh"
+	r := asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable",
+		"--container-save="+out, "sh", "-c", "echo kept >/f; kill -9 $PPID")
+	if r.code == 0 {
+		t.Errorf("srun did not see the task's parent killed:\n%s", r)
+	}
+	r = asUser(t, "srun", "-N1", "--container-image="+out, "cat", "/f")
+	mustSucceed(t, r)
+	if r.stdout != "kept\n" {
+		t.Errorf("the saved image holds %q", r.stdout)
+	}
+	checkNothingLeft(t, nodes()[0])
+}
