@@ -260,10 +260,12 @@ int phpc_fstab_unescape(const char *in, char *out, size_t outlen)
  * fstab escapes: the daemon decodes them (pkg/wire). */
 static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t errlen)
 {
-	char *src = entry, *dst, *flags = NULL;
+	char *src = entry, *dst, *flags = NULL, given[512];
 	struct phpc_mount *m;
 	int special;
 
+	/* The entry as the user wrote it, for the messages (it is split in place). */
+	snprintf(given, sizeof(given), "%s", entry);
 	dst = strchr(src, ':');
 	if (dst != NULL) {
 		*dst++ = '\0';
@@ -271,7 +273,7 @@ static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t err
 		if (flags != NULL) {
 			*flags++ = '\0';
 			if (strchr(flags, ':') != NULL) {
-				snprintf(err, errlen, "--container-mounts: \"%s\" has too many ':' (want SRC:DST[:FLAGS])", entry);
+				snprintf(err, errlen, "--container-mounts: \"%s\" has too many ':' (want SRC:DST[:FLAGS])", given);
 				return -1;
 			}
 		}
@@ -280,7 +282,7 @@ static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t err
 	}
 	special = is_special_source(src);
 	if (*src == '\0' || *dst == '\0') {
-		snprintf(err, errlen, "--container-mounts: empty source or destination in \"%s\" (want SRC:DST[:FLAGS])", entry);
+		snprintf(err, errlen, "--container-mounts: empty source or destination in \"%s\" (want SRC:DST[:FLAGS])", given);
 		return -1;
 	}
 	if (special && dst == src) {
