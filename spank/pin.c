@@ -72,13 +72,20 @@ static void chomp(char *s)
 	s[n] = '\0';
 }
 
-/* Runs the helper; returns its exit status (0: *pinned set, maybe empty),
- * or -1 when it could not be run (errno). err gets its error line. */
-static int run_helper(const char *image, char *pinned, size_t plen, char *err, size_t elen)
+/* The helper of this process, from its start to its end (one per srun,
+ * sbatch or salloc: one image). */
+static struct {
+	pid_t pid; /* 0: none running */
+	int out_fd, err_fd;
+} helper;
+
+/* Starts the helper for image. Returns 0, or -1 when it could not be run
+ * (errno). */
+static int start_helper(const char *image)
 {
 	const char *job = getenv("SLURM_JOB_ID");
 	char *argv[12];
-	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, status, rv = -1, i = 0, e;
+	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, i = 0, e;
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
 
@@ -105,23 +112,16 @@ static int run_helper(const char *image, char *pinned, size_t plen, char *err, s
 	posix_spawn_file_actions_destroy(&fa);
 	close(out_pipe[1]);
 	close(err_pipe[1]);
-	out_pipe[1] = err_pipe[1] = -1;
 	if (e != 0) {
+		close(out_pipe[0]);
+		close(err_pipe[0]);
 		errno = e;
-		goto fail;
+		return -1;
 	}
-	drain(out_pipe[0], pinned, plen, err_pipe[0], err, elen);
-	out_pipe[0] = err_pipe[0] = -1;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			goto fail;
-	chomp(pinned);
-	chomp(err);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-		errno = ENOENT;
-		goto fail;
-	}
-	rv = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	helper.pid = pid;
+	helper.out_fd = out_pipe[0];
+	helper.err_fd = err_pipe[0];
+	return 0;
 fail:
 	for (i = 0; i < 2; i++) {
 		if (out_pipe[i] >= 0)
@@ -129,7 +129,28 @@ fail:
 		if (err_pipe[i] >= 0)
 			close(err_pipe[i]);
 	}
-	return rv;
+	return -1;
+}
+
+/* Waits for the helper; returns its exit status (0: *pinned set, maybe
+ * empty), or -1 when it could not be run (errno). err gets its error line. */
+static int wait_helper(char *pinned, size_t plen, char *err, size_t elen)
+{
+	int status;
+	pid_t pid = helper.pid;
+
+	helper.pid = 0;
+	drain(helper.out_fd, pinned, plen, helper.err_fd, err, elen);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	chomp(pinned);
+	chomp(err);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		errno = ENOENT;
+		return -1;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
 /* The helper's message names the image as `resolve "IMAGE": CAUSE`; the
@@ -143,24 +164,50 @@ static const char *without_resolve_prefix(const char *msg, const char *image)
 	return msg;
 }
 
-int phpc_pin_image(spank_t sp)
+/* A path names its content already; so does a digest; and a job that has
+ * the image pinned keeps it. */
+static int needs_pin(void)
+{
+	const char *image = phpc.args.image;
+	char pinned[4096];
+
+	if (image == NULL || image[0] == '/' || image[0] == '.' || strstr(image, "@sha256:") != NULL)
+		return 0;
+	if (phpc_pins_lookup(getenv(PHPC_PINS_ENV), image, pinned, sizeof(pinned)) == 0) {
+		slurm_verbose(PHPC_NAME ": %s is %s for this job", image, pinned);
+		return 0;
+	}
+	return 1;
+}
+
+static void cannot_run_helper(void)
+{
+	/* slurm_error: srun and sbatch do not show slurm_info. */
+	slurm_error(PHPC_NAME ": note: couldn't run %s to pin --container-image=%s to one digest (%s): each node resolves the tag itself; ask your admin to set podman_hpcd= in plugstack.conf",
+		    phpc.cfg.podman_hpcd, phpc.args.image, strerror(errno));
+}
+
+int phpc_pin_start(spank_t sp)
+{
+	(void)sp;
+	if (helper.pid != 0 || !needs_pin())
+		return 0;
+	if (start_helper(phpc.args.image) < 0)
+		cannot_run_helper();
+	return 0;
+}
+
+int phpc_pin_finish(spank_t sp, int prefetch)
 {
 	const char *image = phpc.args.image, *list = getenv(PHPC_PINS_ENV), *msg;
 	char pinned[4096] = "", err[1024] = "", *next = NULL;
 	int rc, rv = -1;
 
-	/* A path names its content already; so does a digest. */
-	if (image == NULL || image[0] == '/' || image[0] == '.' || strstr(image, "@sha256:") != NULL)
+	if (helper.pid == 0)
 		return 0;
-	if (phpc_pins_lookup(list, image, pinned, sizeof(pinned)) == 0) {
-		slurm_verbose(PHPC_NAME ": %s is %s for this job", image, pinned);
-		return 0;
-	}
-	rc = run_helper(image, pinned, sizeof(pinned), err, sizeof(err));
+	rc = wait_helper(pinned, sizeof(pinned), err, sizeof(err));
 	if (rc < 0) {
-		/* slurm_error: srun and sbatch do not show slurm_info. */
-		slurm_error(PHPC_NAME ": note: couldn't run %s to pin --container-image=%s to one digest (%s): each node resolves the tag itself; ask your admin to set podman_hpcd= in plugstack.conf",
-			    phpc.cfg.podman_hpcd, image, strerror(errno));
+		cannot_run_helper();
 		return 0;
 	}
 	if (rc != 0) {
@@ -182,7 +229,8 @@ int phpc_pin_image(spank_t sp)
 		goto out;
 	}
 	/* srun and sbatch pass their environment to the job: every node, the
-	 * batch script and the sruns inside it see it. */
+	 * batch script and the sruns inside it see it (srun merges it into
+	 * the step's after local_user_init). */
 	if (setenv(PHPC_PINS_ENV, next, 1) < 0) {
 		slurm_error(PHPC_NAME ": couldn't set %s: %s", PHPC_PINS_ENV, strerror(errno));
 		goto out;
@@ -190,12 +238,26 @@ int phpc_pin_image(spank_t sp)
 	slurm_verbose(PHPC_NAME ": %s is %s for this job", image, pinned);
 	/* A job yet to be allocated: its prolog on every node starts getting
 	 * the image (prolog.c). */
-	if (getenv("SLURM_JOB_ID") == NULL)
+	if (prefetch && getenv("SLURM_JOB_ID") == NULL)
 		spank_job_control_setenv(sp, PHPC_PREFETCH_ENV, pinned, 1);
 	rv = 0;
 out:
 	free(next);
 	return rv;
+}
+
+void phpc_pin_abandon(void)
+{
+	int status;
+
+	if (helper.pid == 0)
+		return;
+	kill(helper.pid, SIGKILL);
+	close(helper.out_fd);
+	close(helper.err_fd);
+	while (waitpid(helper.pid, &status, 0) < 0 && errno == EINTR)
+		;
+	helper.pid = 0;
 }
 
 int phpc_stepd_apply_pin(spank_t sp)

@@ -330,13 +330,16 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	(void)av;
 	switch (spank_context()) {
 	case S_CTX_LOCAL:
+		/* The digest is waited for in local_user_init, once the job is
+		 * allocated: srun does not wait for the registry first. */
 		if (phpc_apply_env_options(sp, 0) < 0 || check_before_job() < 0)
 			return -1;
-		return phpc_pin_image(sp);
+		return phpc_pin_start(sp);
 	case S_CTX_ALLOCATOR:
-		if (phpc_apply_env_options(sp, 0) < 0)
+		/* The job's environment is settled at submission. */
+		if (phpc_apply_env_options(sp, 0) < 0 || phpc_pin_start(sp) < 0)
 			return -1;
-		return phpc_pin_image(sp);
+		return phpc_pin_finish(sp, 1);
 	case S_CTX_REMOTE:
 		if (phpc_apply_env_options(sp, 1) < 0)
 			return -1;
@@ -345,6 +348,15 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	default:
 		return 0;
 	}
+}
+
+int slurm_spank_local_user_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	/* srun merges its environment into the step's after this callback. An
+	 * srun allocation's prolog has started already: no prefetch. */
+	return spank_context() == S_CTX_LOCAL ? phpc_pin_finish(sp, 0) : 0;
 }
 
 int slurm_spank_user_init(spank_t sp, int ac, char **av)
@@ -412,6 +424,7 @@ int slurm_spank_exit(spank_t sp, int ac, char **av)
 	(void)av;
 	if (spank_context() == S_CTX_REMOTE)
 		phpc_stepd_exit(sp);
+	phpc_pin_abandon();
 	phpc_args_free(&phpc.args);
 	return 0;
 }
