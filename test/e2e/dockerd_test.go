@@ -33,61 +33,64 @@ func privateDockerd(t *testing.T, node, group string) (string, []string) {
 	dir := filepath.Join(cluster["LAB"], "nodelocal", fmt.Sprintf("dockerd-%d", os.Getpid()))
 	sock := dir + "/docker.sock"
 	cli := []string{docker, "-H", "unix://" + sock}
-	r := onNode(t, node, "", `mkdir -p "$1" && echo '{}' >"$1/daemon.json" && setsid "$2" --config-file "$1/daemon.json" \
-		-H "unix://$1/docker.sock" --group "$3" --data-root "$1/data" --exec-root "$1/exec" --pidfile "$1/dockerd.pid" \
-		--bridge=none --iptables=false --ip6tables=false --ip-masq=false </dev/null >"$1/dockerd.log" 2>&1 & echo $!`,
-		dir, dockerd, group)
-	pid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	mustSucceed(t, onNode(t, node, "", `mkdir -p "$1" && echo '{}' >"$1/daemon.json"`, dir))
+	log, err := os.Create(filepath.Join(t.TempDir(), "dockerd.log"))
 	if err != nil {
-		t.Fatalf("dockerd did not start: %s", r)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopDockerd(t, node, dir, pid) })
+	defer log.Close()
+	// node-exec enters the namespaces and execs: the pid is dockerd's.
+	cmd := exec.Command(cluster["NODE_EXEC"], node, dockerd, "--config-file", dir+"/daemon.json",
+		"-H", "unix://"+sock, "--group", group, "--data-root", dir+"/data", "--exec-root", dir+"/exec",
+		"--pidfile", dir+"/dockerd.pid", "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { stopDockerd(t, node, dir, cmd.Process.Pid, exited) })
 	for i := 0; ; i++ {
 		v := onNode(t, node, "", `"$@" version`, cli...)
 		if v.code == 0 {
 			break
 		}
-		if i == 300 || syscall.Kill(pid, 0) != nil {
-			log := onNode(t, node, "", `tail -n 5 "$1/dockerd.log"`, dir)
-			t.Fatalf("dockerd did not come up in node %s: %s\ndockerd.log:\n%s", node, v, log.stdout)
+		select {
+		case <-exited:
+			i = 300
+		default:
+		}
+		if i >= 300 {
+			b, _ := os.ReadFile(log.Name())
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			t.Fatalf("dockerd did not come up in node %s: %s\ndockerd's log ends:\n%s", node, v, strings.Join(lines[max(0, len(lines)-5):], "\n"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return sock, cli
 }
 
-// stopDockerd stops dockerd and its containerd (SIGTERM, SIGKILL after
-// ten seconds), both by pid, unmounts what they left under dir and
-// removes it.
-func stopDockerd(t *testing.T, node, dir string, pid int) {
-	pids := []int{pid}
+// stopDockerd stops dockerd (SIGTERM, SIGKILL after ten seconds) and the
+// containerd it started, if that outlives it, both by pid; unmounts what
+// they left under dir and removes it.
+func stopDockerd(t *testing.T, node, dir string, pid int, exited chan struct{}) {
+	containerd := 0
 	if b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "root", dir, "exec/containerd/containerd.pid")); err == nil {
-		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			pids = append(pids, p)
-		}
-	}
-	ours := func(p int) bool { // not a pid reused since
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
-		return strings.Contains(string(b), dir+"/")
+		containerd, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		alive := 0
-		for _, p := range pids {
-			if ours(p) {
-				alive++
-				if time.Now().After(deadline) {
-					syscall.Kill(p, syscall.SIGKILL)
-				}
-			}
-		}
-		if alive == 0 {
-			break
-		}
-		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Errorf("dockerd %v still runs", pids)
-			return
-		}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("dockerd (pid %d) ignored SIGTERM for 10s: killed", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-exited
+	}
+	// Its containerd, unless gone or its pid reused since.
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", containerd)); containerd > 0 && strings.Contains(string(b), dir+"/") {
+		t.Errorf("containerd (pid %d) outlived dockerd: killed", containerd)
+		syscall.Kill(containerd, syscall.SIGKILL)
 	}
 	r := onNode(t, node, "", `awk -v d="$1/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l; rm -rf "$1"`, dir)
 	if r.code != 0 {
