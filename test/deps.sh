@@ -54,10 +54,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 	# A system dockerd would listen on /var/run/docker.sock for the docker
 	# group and put its docker0 bridge and NAT rules on the host: masked
-	# (before the units exist, which works), for good. The dockerd:// test
-	# starts a private one of its own in a test node's namespaces.
+	# (before the units exist, which works), for good; its init script is
+	# policy-rc.d's. The dockerd:// test starts a private one of its own in
+	# a test node's namespaces.
 	if [[ " ${missing[*]} " == *" docker.io "* ]]; then
-		systemctl mask docker.service docker.socket containerd.service
+		for unit in docker.service docker.socket containerd.service; do
+			# what systemctl mask does, also where systemd is not installed yet
+			mkdir -p /etc/systemd/system && ln -sfn /dev/null "/etc/systemd/system/$unit"
+		done
 	fi
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
