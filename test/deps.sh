@@ -19,6 +19,9 @@ packages=(
 	openmpi-bin libopenmpi-dev mpich libmpich-dev
 	# the seeds' container-per-rank baseline in make bench
 	podman
+	# dockerd:// end-to-end: the test starts its own dockerd in a node's
+	# namespaces; the system's units are masked below
+	docker.io
 	# a user only NSS knows (directory-service users): libnss-extrausers
 	libnss-extrausers
 	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate)
@@ -48,6 +51,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod +x /usr/sbin/policy-rc.d
 		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	# A system dockerd would listen on /var/run/docker.sock for the docker
+	# group and put its docker0 bridge and NAT rules on the host: masked
+	# (before the units exist, which works), for good; its init script is
+	# policy-rc.d's. The dockerd:// test starts a private one of its own in
+	# a test node's namespaces.
+	if [[ " ${missing[*]} " == *" docker.io "* ]]; then
+		for unit in docker.service docker.socket containerd.service; do
+			# what systemctl mask does, also where systemd is not installed yet
+			mkdir -p /etc/systemd/system && ln -sfn /dev/null "/etc/systemd/system/$unit"
+		done
 	fi
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -73,6 +73,9 @@ type Config struct {
 	// SharedStore is the site image store ("": none): a directory every
 	// node mounts, root's, where one node builds an image for all.
 	SharedStore string
+	// DockerSocket is the Docker daemon's socket dockerd:// connects to,
+	// as the user ("": squash.DefaultDockerSocket).
+	DockerSocket string
 }
 
 // Default returns the configuration of a node with no config file.
@@ -134,6 +137,7 @@ func (c *Config) set(key, value string) error {
 	paths := map[string]*string{
 		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
 		"registries_conf": &c.RegistriesConf, "policy": &c.Policy, "shared_store": &c.SharedStore,
+		"docker_socket": &c.DockerSocket,
 	}
 	if dst, ok := paths[key]; ok {
 		if !filepath.IsAbs(value) {
@@ -213,7 +217,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

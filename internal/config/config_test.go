@@ -44,6 +44,9 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 {
 		t.Errorf("auto limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
 	}
+	if c, err := Load(write("docker_socket = /x/docker.sock\n"), true); err != nil || c.DockerSocket != "/x/docker.sock" {
+		t.Errorf("docker_socket: %q, %v", c.DockerSocket, err)
+	}
 	if c, err := Load(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -54,6 +57,7 @@ func TestLoadConfig(t *testing.T) {
 		"bogus = 1\n":               `unknown key "bogus"`,
 		"socket\n":                  "want key = value",
 		"socket = rel\n":            "not an absolute path",
+		"docker_socket = d.sock\n":  `docker_socket "d.sock": not an absolute path`,
 		"log_level = loud\n":        "want debug, info, warn or error",
 		"tag_ttl = soon\n":          `tag_ttl "soon": want a duration`,
 		"max_image_size = big\n":    `max_image_size "big": want a size`,

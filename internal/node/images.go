@@ -50,6 +50,7 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m 
 		PolicyPath:      cfg.Policy,
 		TagTTL:          cfg.TagTTL,
 		SharedStore:     cfg.SharedStore,
+		DockerSocket:    cfg.DockerSocket,
 		Log:             log,
 		Evicted:         m.Evicted,
 	})

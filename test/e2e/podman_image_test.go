@@ -92,11 +92,9 @@ func TestPodmanImage(t *testing.T) {
 	}
 }
 
-// The Docker daemon's socket is root's: dockerd:// is only for users who may
-// connect to it themselves. The test bed runs no dockerd in its nodes (it
-// needs iptables, cgroups and a bridge of its own per node), so this is the
-// refusal a node without one gives; the permission check itself is
-// pkg/squash's TestGetDockerd, against a Docker API on a socket of mode 0600.
+// A node without a Docker daemon at the default socket refuses dockerd://
+// with that cause; TestDockerdImage runs a real one (and its refusal of a
+// user its socket does not let in) at a socket of its own.
 func TestDockerdWithoutDocker(t *testing.T) {
 	if _, err := os.Stat("/var/run/docker.sock"); err == nil {
 		t.Skip("this machine runs a Docker daemon")
