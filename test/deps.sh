@@ -24,7 +24,8 @@ packages=(
 	docker.io
 	# a user only NSS knows (directory-service users): libnss-extrausers
 	libnss-extrausers
-	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate)
+	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate); rpm's rpmbuild also
+	# builds the rpm test image's packages (test/images/rpm.sh)
 	dpkg-dev rpm systemd python3
 	# lint
 	shellcheck

@@ -76,6 +76,7 @@ id "$TEST_USER" >/dev/null 2>&1 || { echo "up.sh: test user $TEST_USER missing; 
 # The images first: a cold build takes minutes and needs no cluster.
 "$repo/test/images/build.sh" "$repo/build/images"
 "$repo/test/images/apt.sh" "$repo/build/images"
+"$repo/test/images/rpm.sh" "$repo/build/images"
 
 # install_binaries: copy the build under $LAB, atomically (a plugin replaced
 # in place under a running srun or slurmstepd would crash it).
@@ -190,6 +191,7 @@ write_env() {
 	export SMALL_IMAGE=$REGISTRY_ADDR/podman-hpc/small:latest
 	export MPI_IMAGE=$REGISTRY_ADDR/podman-hpc/mpi-ring:latest
 	export APT_IMAGE=$REGISTRY_ADDR/podman-hpc/apt:latest
+	export RPM_IMAGE=$REGISTRY_ADDR/podman-hpc/rpm:latest
 	export MPI_RING=/usr/local/bin/ring
 	export MPI_RING_MPICH=/usr/local/bin/ring-mpich
 	export NODES="$nodes"

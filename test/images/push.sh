@@ -16,14 +16,16 @@ outdir=$2
 command -v skopeo >/dev/null || die "skopeo not found"
 
 # layout name in OUTDIR -> repository in the registry
-declare -A repos=([small]=podman-hpc/small [mpi]=podman-hpc/mpi-ring [apt]=podman-hpc/apt)
+declare -A repos=([small]=podman-hpc/small [mpi]=podman-hpc/mpi-ring [apt]=podman-hpc/apt [rpm]=podman-hpc/rpm)
 
 names=(small mpi)
 for name in "${names[@]}"; do
     [[ -f $outdir/$name/index.json ]] || die "$outdir/$name is not an OCI layout; run build.sh first"
 done
-# apt.sh's image, where it was built.
-[[ ! -f $outdir/apt/index.json ]] || names+=(apt)
+# apt.sh's and rpm.sh's images, where they were built.
+for name in apt rpm; do
+    [[ ! -f $outdir/$name/index.json ]] || names+=("$name")
+done
 
 for name in "${names[@]}"; do
     ref="$registry/${repos[$name]}:latest"
