@@ -45,6 +45,9 @@ const (
 	sharedBeat  = 2 * time.Second
 	sharedLease = 15 * time.Second
 	sharedPoll  = 250 * time.Millisecond
+	// sharedPollFirst is a waiter's first look; each next one waits twice
+	// as long, up to sharedPoll.
+	sharedPollFirst = 10 * time.Millisecond
 )
 
 // errLockHeld: another node builds the image.
@@ -191,7 +194,11 @@ func (s *sharedStore) wait(ctx context.Context, d string, report func(Progress))
 	var last time.Time
 	seen := time.Now()
 	said := false
-	t := time.NewTicker(s.poll)
+	// Soon at first (a small image is built in a fraction of a second),
+	// then every s.poll: a thousand waiting nodes stat the store's metadata
+	// server a few times each, not a storm.
+	delay := min(sharedPollFirst, s.poll)
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
 		if e, err := s.lookup(d); err != nil || e != nil {
@@ -230,6 +237,8 @@ func (s *sharedStore) wait(ctx context.Context, d string, report func(Progress))
 			return context.Cause(ctx)
 		case <-t.C:
 		}
+		delay = min(2*delay, s.poll)
+		t.Reset(delay)
 	}
 }
 
