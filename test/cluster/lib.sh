@@ -5,7 +5,13 @@
 # PHPC_LAB_ID=N (1-9) runs a second, independent cluster beside the default
 # one: its own directory, network, bridge and namespace names.
 LAB_ID=${PHPC_LAB_ID:-}
-LAB=${LAB:-/run/podman-hpc-lab$LAB_ID}
+# An inherited LAB (build/clusterN.env exports it) must be this cluster's:
+# another's would mix its directory with this one's network and namespaces.
+if [ -n "${LAB:-}" ] && [ "$LAB" != "/run/podman-hpc-lab$LAB_ID" ]; then
+	echo "test/cluster: LAB=$LAB is not cluster ${LAB_ID:-(default)}'s (PHPC_LAB_ID=${PHPC_LAB_ID:-}); unset LAB, or source that cluster's build/cluster*.env" >&2
+	exit 1
+fi
+LAB=/run/podman-hpc-lab$LAB_ID
 RUN=$LAB/run
 ETC=$LAB/etc
 NS=phpc$LAB_ID # namespace name prefix: $NS-ctl, $NS-n1...

@@ -60,7 +60,13 @@ echo done >finished
 	// The upgrade, while step 1 sleeps in the named container.
 	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
 	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
-	if !strings.Contains(daemonLog(t, node), "container adopted from the previous daemon") {
+	// The socket is there (node-daemon start returns) a moment before the
+	// new daemon has looked at what the old one left.
+	adopted := false
+	for deadline := time.Now().Add(10 * time.Second); !adopted && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		adopted = strings.Contains(daemonLog(t, node), "container adopted from the previous daemon")
+	}
+	if !adopted {
 		t.Errorf("the new daemon adopted nothing")
 	}
 	// The new daemon knows the named container.
