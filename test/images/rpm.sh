@@ -25,7 +25,7 @@ base=$out/mpi
 for cmd in umoci rpmbuild; do
     command -v "$cmd" >/dev/null || { echo "$0: $cmd not found (make deps)" >&2; exit 1; }
 done
-key=$(cat "$0" "$base/index.json" | sha256sum | cut -d' ' -f1)
+key=$(cat "$0" "$(dirname "$(readlink -f "$0")")/chroot.sh" "$base/index.json" | sha256sum | cut -d' ' -f1)
 if [[ -f $out/rpm/$KEYFILE && $(<"$out/rpm/$KEYFILE") == "$key" ]]; then
     exit 0
 fi
@@ -43,21 +43,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 readonly rpms=/srv/podman-hpc-rpms
 
-# in_chroot CMD...: run CMD in the image with /proc, a few /dev nodes and the
-# host's resolver (apt fetches from the mirror), none of which stays.
-in_chroot() {
-    local rc=0
-    mount -t proc proc "$root/proc"
-    mount -t tmpfs -o mode=0755,size=16m podman-hpc-dev "$root/dev"
-    mknod -m 0666 "$root/dev/null" c 1 3
-    mknod -m 0666 "$root/dev/urandom" c 1 9
-    cp /etc/resolv.conf "$root/etc/resolv.conf"
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive \
-        /usr/sbin/chroot "$root" "$@" || rc=$?
-    rm -f "$root/etc/resolv.conf"
-    umount "$root/dev" "$root/proc"
-    return "$rc"
-}
+# in_chroot ROOT CMD...: the image builds' own (chroot.sh).
+readonly IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=test/images/chroot.sh
+. "$(dirname "$(readlink -f "$0")")/chroot.sh"
 
 # The two packages, built on the host (rpmbuild is make deps's, for make rpm).
 spec=$work/specs
@@ -107,9 +96,9 @@ cp -a "$base" "$work/layout"
 rm -f "$work/layout/$KEYFILE"
 umoci unpack --image "$work/layout:latest" "$work/bundle"
 log=$work/apt.log
-if ! { in_chroot apt-get -q -o Acquire::Languages=none update &&
-    in_chroot apt-get -q install -y --no-install-recommends rpm dnf &&
-    in_chroot apt-get clean; } >"$log" 2>&1; then
+if ! { in_chroot "$root" apt-get -q -o Acquire::Languages=none update &&
+    in_chroot "$root" apt-get -q install -y --no-install-recommends rpm dnf &&
+    in_chroot "$root" apt-get clean; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     exit 1
 fi
@@ -125,7 +114,7 @@ install -m 0644 "$work"/rpmbuild/RPMS/noarch/podman-hpc-hello-1.0-1.noarch.rpm "
 # the system's, and under --container-remap-root /root may be the user's home.
 mkdir -p "$root/etc/rpm" "$root/var/lib/rpm"
 echo '%_dbpath /var/lib/rpm' >"$root/etc/rpm/macros.dbpath"
-in_chroot rpm -i --force-debian /tmp/podman-hpc-base-1.0-1.noarch.rpm
+in_chroot "$root" rpm -i --force-debian /tmp/podman-hpc-base-1.0-1.noarch.rpm
 rm -f "$root/tmp/podman-hpc-base-1.0-1.noarch.rpm"
 umoci repack --refresh-bundle --history.created_by "rpm, dnf, and the local package podman-hpc-hello" \
     --image "$work/layout:latest" "$work/bundle"
