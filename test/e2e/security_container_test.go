@@ -441,3 +441,32 @@ func TestSecurityEntrypointOutputDoesNotBloatTheDaemon(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// The SAVE request (the last task's, as the job user) is one any user may
+// send: another user asking for the test user's saving step gets it refused,
+// and nothing is saved before the step's own tasks are done; the owner's
+// step then saves as usual.
+func TestSecuritySaveOfAnotherUsersStep(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	client := buildWireclient(t)
+	dir := userDir(t, "e2e-sec-save")
+	out := dir + "/mine.sqsh"
+	job, done := stepInBackground(t, node, "sec-save", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable",
+		"--container-save="+out, "sh", "-c", "sleep 3; echo late >/late")
+	r := run(t, cluster["NODE_EXEC"], node, "runuser", "-u", nssUser, "--", client, "-socket", cluster["PODMAN_HPCD_SOCKET"],
+		"-type", "13", "job="+job, "step=0")
+	if !strings.Contains(r.stdout, "type 65") || !strings.Contains(r.stdout, "no step "+job+".0 of yours saves its container") {
+		t.Errorf("another user's SAVE of the step was not refused:\n%s", r)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("the step was saved before its tasks were done")
+	}
+	mustSucceed(t, <-done)
+	r = asUser(t, "srun", "-N1", "-w", node, "--container-image="+out, "cat", "/late")
+	mustSucceed(t, r)
+	if r.stdout != "late\n" {
+		t.Errorf("the saved image holds %q", r.stdout)
+	}
+	checkNothingLeft(t, node)
+}
