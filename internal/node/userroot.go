@@ -58,6 +58,27 @@ func (m *manager) userRoot(c *container, imageRoot string) (string, error) {
 // up on its own; a larger one stays the overflow id's (read as other).
 const maxForeignFile = 16 << 20
 
+// foreignBudget bounds what ownForeign copies into a container's bundle, at
+// every container's start: an image whose files are all a user's (a squashfs
+// they made without -all-root) would otherwise be copied whole, every step,
+// onto the node's disk. Variables for the tests.
+var foreignBudget = copyBudget{bytes: 256 << 20, entries: 50000}
+
+// copyBudget is what is left to copy up.
+type copyBudget struct{ bytes, entries int64 }
+
+// take counts one entry of size bytes, or fails once the budget is spent.
+func (b *copyBudget) take(size int64) error {
+	b.entries--
+	b.bytes -= size
+	if b.entries < 0 || b.bytes < 0 {
+		return errors.New("the image holds more files of other owners than root than a container may copy up " +
+			fmt.Sprintf("(%d entries, %d MiB): rebuild it with its files root's (mksquashfs -all-root, or podman-hpcd import)",
+				foreignBudget.entries, foreignBudget.bytes>>20))
+	}
+	return nil
+}
+
 // foreignEntry is an entry of the image that another uid or gid than root's
 // owns, relative to the image's root; tree: a directory that the daemon
 // itself cannot search through the idmapped layer, copied whole.
@@ -93,6 +114,7 @@ func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
 		foreignCache.Store(digest, entries)
 	}
 	made := map[string]bool{".": true}
+	budget := foreignBudget
 	for _, e := range entries {
 		// Its directories first (the walk is in lexical order, a
 		// directory before what it holds).
@@ -104,13 +126,13 @@ func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
 			if made[d] {
 				continue
 			}
-			if err := copyUpAs(imageRoot, upper, d, uid, gid); err != nil {
+			if err := copyUpAs(imageRoot, upper, d, uid, gid, &budget); err != nil {
 				return err
 			}
 			made[d] = true
 		}
 		if e.tree {
-			if err := copyTreeAs(imageRoot, upper, e.rel, uid, gid); err != nil {
+			if err := copyTreeAs(imageRoot, upper, e.rel, uid, gid, &budget); err != nil {
 				return err
 			}
 		}
@@ -159,13 +181,13 @@ func findForeign(imageRoot string) ([]foreignEntry, error) {
 // copyTreeAs copies what the image's directory rel holds into upper/rel
 // (made by copyUpAs), as uid's and gid's, and makes it opaque: the overlay
 // takes it for the whole directory.
-func copyTreeAs(imageRoot, upper, rel string, uid, gid int) error {
+func copyTreeAs(imageRoot, upper, rel string, uid, gid int, budget *copyBudget) error {
 	top := filepath.Join(imageRoot, rel)
 	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == top {
 			return err
 		}
-		return copyUpAs(imageRoot, upper, rel+p[len(top):], uid, gid)
+		return copyUpAs(imageRoot, upper, rel+p[len(top):], uid, gid, budget)
 	})
 	if err != nil {
 		return err
@@ -176,12 +198,16 @@ func copyTreeAs(imageRoot, upper, rel string, uid, gid int) error {
 // copyUpAs creates upper/rel like imageRoot/rel (a directory, a symlink, or
 // a regular file with its contents), owned by uid and gid; anything else is
 // left out. Nothing is followed: upper is the daemon's fresh directory, and
-// rel was read from the image's own directories.
-func copyUpAs(imageRoot, upper, rel string, uid, gid int) error {
+// rel was read from the image's own directories. Each entry is taken from
+// budget.
+func copyUpAs(imageRoot, upper, rel string, uid, gid int, budget *copyBudget) error {
 	src := filepath.Join(imageRoot, rel)
 	dst := filepath.Join(upper, rel)
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
+		return err
+	}
+	if err := budget.take(st.Size); err != nil {
 		return err
 	}
 	switch st.Mode & unix.S_IFMT {

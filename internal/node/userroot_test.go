@@ -3,6 +3,7 @@ package node
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -81,5 +82,37 @@ func TestOwnForeign(t *testing.T) {
 		if _, err := unix.Lgetxattr(filepath.Join(upper, "var/mail"), "trusted.overlay.opaque", buf); err == nil {
 			t.Errorf("%s: var/mail (searchable by other) made opaque", run)
 		}
+	}
+}
+
+// An image whose files are all another owner's is not copied up whole at
+// every container's start: past the budget, the container fails with the
+// cause and the fix.
+func TestOwnForeignBudget(t *testing.T) {
+	requireRoot(t)
+	image := t.TempDir()
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(image, "f"+string(rune('a'+i)))
+		if err := os.WriteFile(p, []byte("the user's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 1001, 1001); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved := foreignBudget
+	t.Cleanup(func() { foreignBudget = saved })
+	foreignBudget = copyBudget{bytes: 1 << 20, entries: 3}
+	err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001)
+	if err == nil || !strings.Contains(err.Error(), "mksquashfs -all-root") {
+		t.Fatalf("5 foreign files against a budget of 3: %v", err)
+	}
+	foreignBudget = copyBudget{bytes: 1 << 20, entries: 5}
+	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001); err != nil {
+		t.Errorf("5 foreign files within a budget of 5: %v", err)
+	}
+	foreignBudget = copyBudget{bytes: 20, entries: 5}
+	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001); err == nil {
+		t.Errorf("50 bytes copied against a budget of 20")
 	}
 }
