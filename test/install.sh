@@ -36,7 +36,7 @@ root=$work/root
 
 make --no-print-directory install DESTDIR="$root" PREFIX=/usr SYSCONFDIR=/etc >/dev/null
 unit=$root/usr/lib/systemd/system/podman-hpcd.service socket_unit=$root/usr/lib/systemd/system/podman-hpcd.socket
-for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/lib/slurm/spank_podman_hpc.so /usr/lib/systemd/system/podman-hpcd.service \
+for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser /usr/lib/slurm/spank_podman_hpc.so /usr/lib/systemd/system/podman-hpcd.service \
 	/usr/lib/systemd/system/podman-hpcd.socket /etc/podman-hpc/podman-hpcd.conf /etc/slurm/plugstack.conf.d/podman-hpc.conf; do
 	check "make install writes $f" test -e "$root$f"
 done

@@ -46,7 +46,7 @@ trap cleanup EXIT
 # The .deb, as dpkg sees it.
 check "deb file name" test -f "$deb" -a "$(basename "$deb")" = "podman-hpc_$(dpkg-deb -f "$deb" Version)_$(dpkg --print-architecture).deb"
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/files"
-for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/lib/slurm/spank_podman_hpc.so \
+for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser /usr/lib/slurm/spank_podman_hpc.so \
 	/usr/lib/systemd/system/podman-hpcd.service /usr/lib/systemd/system/podman-hpcd.socket \
 	/etc/slurm/plugstack.conf.d/podman-hpc.conf /etc/podman-hpc/podman-hpcd.conf \
 	/usr/libexec/podman-hpc/epilog.sh /usr/share/podman-hpc/podman-hpcd.conf.example /usr/share/podman-hpc/README.md; do
@@ -117,7 +117,7 @@ check "socket no longer enabled" test ! -e /etc/systemd/system/sockets.target.wa
 # The .rpm, as rpm sees it.
 check "rpm file name" test -f "$rpm" -a "$(basename "$rpm")" = "podman-hpc-$(rpm -qp --qf '%{VERSION}.%{ARCH}' "$rpm").rpm"
 rpm -qlp "$rpm" >"$work/rpmfiles" 2>/dev/null
-for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/lib/slurm/spank_podman_hpc.so /usr/lib/systemd/system/podman-hpcd.socket; do
+for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser /usr/lib/slurm/spank_podman_hpc.so /usr/lib/systemd/system/podman-hpcd.socket; do
 	check "rpm holds $f" grep -qx "$f" "$work/rpmfiles"
 done
 check "rpm config files" test "$(rpm -qp --configfiles "$rpm" 2>/dev/null | sort | tr '\n' ' ')" = "/etc/podman-hpc/podman-hpcd.conf /etc/slurm/plugstack.conf.d/podman-hpc.conf "

@@ -1,27 +1,36 @@
-// Package asuser runs the daemon's work on a job user's behalf as that
-// user: the one place where root (podman-hpcd) becomes a user to open what
-// the user names (mount sources, save paths, image files and layouts).
+// Package asuser is the daemon's one way of touching what a user names
+// (mount sources, the home directory, save and export targets, image files
+// and layouts, the Docker socket): the work runs in a short-lived helper
+// process (podman-hpc-asuser) whose credentials are the user's: uid, gid,
+// supplementary groups, no capability. The helper sends back what it opened
+// as descriptors (SCM_RIGHTS), or streams what it read into a pipe.
 //
-// The work runs on an OS thread of its own that has fully become the
-// user: real, effective, saved and file-system uid and gid, and the
-// supplementary groups, are the user's, and the thread has no
-// capabilities (setresuid to a non-zero uid clears them). So the user's
-// permissions apply to every directory along a path and to the file
-// itself, as they would to the user's own process, and nothing root may do
-// is left to the work. The system calls are the raw, per-thread ones (Go's
-// wrappers change every thread); the goroutine ends locked, so the Go
-// runtime destroys the thread instead of reusing it, and threads it
-// needs meanwhile come from its template thread, not from this one.
+// Why a process and not a thread of the daemon that became the user: a
+// thread shares the daemon's file descriptors and its /proc/self, and a
+// magic link such as /proc/self/fd/N, /dev/fd/N or /proc/PID/root needs no
+// permission on the directories of what it points to; the daemon's own
+// descriptors (other users' images) were reachable that way. The helper
+// holds nothing of the daemon's: its /proc/self is itself, and the daemon's
+// /proc entries are another uid's. It also refuses every magic link
+// (openat2 RESOLVE_NO_MAGICLINKS), and a FIFO, a socket or a device where a
+// file is wanted. A path on a file system that never answers (a user's
+// FUSE mount) blocks the helper, not the daemon: every call has a deadline,
+// after which the helper is killed and the call fails with the reason.
 //
-// It promises: the work never runs with root's identity unless the user
-// is root; a thread that could not fully become the user runs nothing.
+// It promises: no path is resolved with the daemon's identity, its
+// descriptors or its /proc; what comes back is checked again by the daemon
+// (the helper is the user's process, and the user may tamper with it); a
+// descriptor on a FUSE file system a user mounted is refused (the daemon
+// would block on it).
 package asuser
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"runtime"
-	"unsafe"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,80 +41,122 @@ type Credential struct {
 	Groups   []uint32
 }
 
-// Do runs fn as cred on a thread of its own and returns fn's error, or why
-// the thread could not become cred. fn must not start goroutines (they
-// would run as root, elsewhere) nor keep state that outlives it.
-func Do(cred Credential, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		if err := become(cred); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
+// Timeout bounds a call that opens, connects or unlinks: long enough for a
+// slow network file system, short enough that a hung one fails the step
+// well before Slurm's own timeouts. A variable for the tests.
+var Timeout = 30 * time.Second
+
+// ErrNotRegular is a path that names something else than a regular file
+// where one is wanted (a FIFO, a socket, a device, a directory).
+var ErrNotRegular = errors.New("not a regular file")
+
+// ErrUserFUSE is a path on a FUSE file system that a user mounted.
+var ErrUserFUSE = errors.New("on a FUSE file system mounted by a user (the daemon does not read those: it would wait on their answers); copy it to a file system the node mounts")
+
+// ErrMagicLink wraps ELOOP: the path went through a symlink loop or a
+// /proc magic link, which is never followed.
+var ErrMagicLink = errors.New("it leads through a symlink loop or a /proc link (/proc/*/fd, /dev/fd, /proc/*/root, /proc/*/cwd), which is never followed")
+
+// Want is one path to open, as open(2)'s flags (O_CLOEXEC added) and mode.
+type Want struct {
+	Path  string
+	Flags int
+	Mode  uint32
+	// Regular refuses anything but a regular file (ErrNotRegular).
+	Regular bool
+	// Optional: a missing path gives a nil file, not an error.
+	Optional bool
 }
 
-// Open opens each path as cred, with open(2)'s flags (O_CLOEXEC added)
-// and mode, and returns the files in order; the caller closes them. On an
-// error (an *os.PathError naming the path) none is left open. With O_PATH
-// the user's permissions apply to the directories along the path, while
-// the file's own mode keeps applying to whoever uses the descriptor later;
-// binding the descriptor instead of the path closes the race of a symlink
-// swapped in after the check.
-func Open(cred Credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
-	var files []*os.File
-	err := Do(cred, func() error {
-		for _, p := range paths {
-			fd, err := unix.Open(p, flags|unix.O_CLOEXEC, mode)
-			if err != nil {
-				return &os.PathError{Op: "open", Path: p, Err: err}
-			}
-			files = append(files, os.NewFile(uintptr(fd), p))
-		}
-		return nil
-	})
+// OpenFiles opens each want as cred, in order, and returns the files (nil
+// for a missing Optional one); the caller closes them. On an error (an
+// *os.PathError naming the path) none is left open. With O_PATH the user's
+// permissions apply to the directories along the path, while the file's own
+// mode keeps applying to whoever uses the descriptor later; binding the
+// descriptor instead of the path closes the race of a symlink swapped in
+// after the check.
+func OpenFiles(cred Credential, wants []Want) ([]*os.File, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	files, err := call(ctx, cred, request{Op: opOpen, Wants: wants}, nil)
 	if err != nil {
-		for _, f := range files {
-			f.Close()
-		}
 		return nil, err
+	}
+	for i, f := range files {
+		if f == nil {
+			continue
+		}
+		if err := checkReceived(f, wants[i]); err != nil {
+			closeAll(files)
+			return nil, &os.PathError{Op: "open", Path: wants[i].Path, Err: err}
+		}
 	}
 	return files, nil
 }
 
-// become makes the calling thread cred, and checks that it holds no
-// capability afterwards (for a non-root cred).
-func become(c Credential) error {
-	groups := append([]uint32(nil), c.Groups...)
-	var gp uintptr
-	if len(groups) > 0 {
-		gp = uintptr(unsafe.Pointer(&groups[0]))
+// Open opens each path as cred with the same flags and mode; see OpenFiles.
+func Open(cred Credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
+	wants := make([]Want, len(paths))
+	for i, p := range paths {
+		wants[i] = Want{Path: p, Flags: flags, Mode: mode}
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), gp, 0); e != 0 {
-		return fmt.Errorf("become uid %d: setgroups: %w", c.UID, e)
+	return OpenFiles(cred, wants)
+}
+
+// OpenRegular opens the regular file p read-only as cred, without waiting
+// for a FIFO's writer or taking a controlling terminal.
+func OpenRegular(cred Credential, p string) (*os.File, error) {
+	files, err := OpenFiles(cred, []Want{{Path: p, Flags: unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY, Regular: true}})
+	if err != nil {
+		return nil, err
 	}
-	runtime.KeepAlive(groups)
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.GID), uintptr(c.GID)); e != 0 {
-		return fmt.Errorf("become uid %d: setresgid %d: %w", c.UID, c.GID, e)
+	return files[0], nil
+}
+
+// Unlink removes the file p as cred.
+func Unlink(cred Credential, p string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	_, err := call(ctx, cred, request{Op: opUnlink, Path: p}, nil)
+	return err
+}
+
+// Dial connects to the Unix stream socket at p as cred (the kernel checks
+// the socket file's permissions against the user) and returns the
+// connected socket.
+func Dial(cred Credential, p string) (*os.File, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	files, err := call(ctx, cred, request{Op: opDial, Path: p}, nil)
+	if err != nil {
+		return nil, err
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.UID), uintptr(c.UID)); e != 0 {
-		return fmt.Errorf("become uid %d: setresuid: %w", c.UID, e)
+	if len(files) != 1 || files[0] == nil {
+		closeAll(files)
+		return nil, fmt.Errorf("connect %s: the helper sent no socket", p)
 	}
-	if c.UID == 0 {
-		return nil
+	var st unix.Stat_t
+	if err := unix.Fstat(int(files[0].Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		files[0].Close()
+		return nil, fmt.Errorf("connect %s: the helper sent no socket", p)
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("become uid %d: capget: %w", c.UID, err)
-	}
-	for _, d := range data {
-		if d.Effective|d.Permitted|d.Inheritable != 0 {
-			return fmt.Errorf("become uid %d: capabilities left (effective %#x, permitted %#x)", c.UID, d.Effective, d.Permitted)
+	return files[0], nil
+}
+
+// TarLayout writes the OCI layout at dir, read as cred, to w as a tar
+// stream of its regular files (oci-layout, index.json, blobs/ALG/HEX):
+// the helper walks and reads the directory, the daemon only copies the
+// stream. ctx bounds the whole copy; a helper that sends nothing for
+// Timeout is killed.
+func TarLayout(ctx context.Context, cred Credential, dir string, w io.Writer) error {
+	_, err := call(ctx, cred, request{Op: opLayout, Path: dir}, w)
+	return err
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
 		}
 	}
-	return nil
 }

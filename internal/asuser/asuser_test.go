@@ -2,12 +2,16 @@ package asuser
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,27 +24,66 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// The work runs as the user entirely: ids, groups, no capabilities.
-func TestDoIsTheUser(t *testing.T) {
+// TestMain lets the test binary serve as the helper (reexec), as the
+// daemon's main does.
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// The helper runs as the user entirely: ids, groups, no capabilities, no
+// new privileges, not dumpable. Seen while it waits on a FIFO.
+func TestHelperIsTheUser(t *testing.T) {
 	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	fifo := filepath.Join(dir, "fifo")
+	unix.Mkfifo(fifo, 0o666)
+	done := make(chan error, 1)
+	go func() {
+		f, err := Open(Credential{UID: nobody, GID: nobody, Groups: []uint32{12345}}, []string{fifo}, unix.O_RDONLY, 0)
+		if err == nil {
+			f[0].Close()
+		}
+		done <- err
+	}()
 	var status string
-	err := Do(Credential{UID: nobody, GID: nobody, Groups: []uint32{12345}}, func() error {
-		b, err := os.ReadFile("/proc/thread-self/status")
-		status = string(b)
-		return err
-	})
+	for i := 0; i < 200 && status == ""; i++ {
+		time.Sleep(10 * time.Millisecond)
+		status = childStatus(t, "Uid:\t65534")
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // lets the helper go on
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "Groups:\t12345", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000"} {
+	w.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "Gid:\t65534\t65534\t65534\t65534", "Groups:\t12345", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "NoNewPrivs:\t1"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("status lacks %q:\n%s", want, status)
 		}
 	}
-	// And the daemon's other threads are still root.
-	if os.Geteuid() != 0 {
-		t.Fatal("the caller lost root")
+}
+
+// childStatus is /proc/PID/status of a child of this process that holds
+// has, or "".
+func childStatus(t *testing.T, has string) string {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", os.Getpid()))
+	for _, c := range tasks {
+		b, _ := os.ReadFile(c)
+		for _, pid := range strings.Fields(string(b)) {
+			st, _ := os.ReadFile("/proc/" + pid + "/status")
+			if strings.Contains(string(st), has) {
+				return string(st)
+			}
+		}
 	}
+	return ""
 }
 
 // A directory the user may not pass keeps its files out of reach; what
@@ -94,14 +137,127 @@ func TestOpenWithTheUsersPermissions(t *testing.T) {
 	}
 }
 
-// Without the right to become the user, the work does not run.
-func TestDoRefusesWhenItCannotBecomeTheUser(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root may become any user")
+// No magic link is followed, by any spelling of the daemon's own
+// descriptors, root, cwd or the helper's: the class of paths that reached
+// another user's image through the daemon's file descriptors.
+func TestNoMagicLinks(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o700) // the daemon's: nobody may pass
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("s"), 0o644)
+	held, err := os.Open(secret) // a descriptor of the daemon's
+	if err != nil {
+		t.Fatal(err)
 	}
-	ran := false
-	err := Do(Credential{UID: 0, GID: 0}, func() error { ran = true; return nil })
-	if err == nil || ran {
-		t.Errorf("ran as root from a user: err %v, ran %v", err, ran)
+	defer held.Close()
+	fd := int(held.Fd())
+	pid := os.Getpid()
+	for _, cred := range []Credential{{UID: nobody, GID: nobody}, {}} {
+		for _, p := range []string{
+			fmt.Sprintf("/proc/self/fd/%d", fd),
+			fmt.Sprintf("/proc/thread-self/fd/%d", fd),
+			fmt.Sprintf("/proc/%d/fd/%d", pid, fd),
+			fmt.Sprintf("/dev/fd/%d", fd),
+			fmt.Sprintf("/proc/%d/root%s", pid, secret),
+			fmt.Sprintf("/proc/%d/cwd", pid),
+			"/proc/self/root" + secret,
+			"/proc/self/fd/3",
+		} {
+			f, err := Open(cred, []string{p}, unix.O_PATH, 0)
+			if err == nil {
+				f[0].Close()
+				t.Errorf("uid %d: %s opened", cred.UID, p)
+			}
+		}
 	}
+}
+
+// A FIFO, a socket or a device where a file is wanted is refused at once,
+// never waited on; creating a file over a FIFO does not wait for a reader.
+func TestOnlyRegularFiles(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o777)
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	nob := Credential{UID: nobody, GID: nobody}
+	for _, p := range []string{fifo, "/dev/null", dir} {
+		if f, err := OpenRegular(nob, p); !errors.Is(err, ErrNotRegular) {
+			if f != nil {
+				f.Close()
+			}
+			t.Errorf("%s: %v, want not a regular file", p, err)
+		}
+	}
+	w := Want{Path: fifo, Flags: unix.O_WRONLY | unix.O_CREAT | unix.O_NONBLOCK | unix.O_NOCTTY, Mode: 0o644, Regular: true}
+	if f, err := OpenFiles(nob, []Want{w}); err == nil {
+		f[0].Close()
+		t.Error("a FIFO opened for writing")
+	}
+}
+
+// A path whose open never ends (a FIFO opened without O_NONBLOCK, as a
+// FUSE server that never answers would) fails after the timeout, with the
+// reason; the helper is killed and the daemon goes on.
+func TestHungPathTimesOut(t *testing.T) {
+	requireRoot(t)
+	old := Timeout
+	Timeout = 300 * time.Millisecond
+	defer func() { Timeout = old }()
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	fifo := filepath.Join(dir, "fifo")
+	unix.Mkfifo(fifo, 0o666)
+	start := time.Now()
+	_, err := Open(Credential{UID: nobody, GID: nobody}, []string{fifo}, unix.O_RDONLY, 0)
+	if err == nil || !strings.Contains(err.Error(), "no answer after") {
+		t.Fatalf("got %v, want the timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s", d)
+	}
+}
+
+// Unlink and Dial run as the user too.
+func TestUnlinkAndDialAsTheUser(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	f := filepath.Join(dir, "f")
+	os.WriteFile(f, nil, 0o644)
+	nob := Credential{UID: nobody, GID: nobody}
+	if err := Unlink(nob, f); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("unlink in root's directory: %v, want permission denied", err)
+	}
+	if err := Unlink(Credential{}, f); err != nil {
+		t.Errorf("unlink as root: %v", err)
+	}
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	os.Chmod(sock, 0o700)
+	if _, err := Dial(nob, sock); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("dial a root-only socket: %v, want permission denied", err)
+	}
+	os.Chmod(sock, 0o777)
+	c, err := Dial(nob, sock)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.Close()
 }

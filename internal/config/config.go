@@ -65,6 +65,10 @@ type Config struct {
 	// TagTTL: a tag the registry confirmed for a user this recently is
 	// not asked again for that user (0: ask every time).
 	TagTTL time.Duration
+	// UserPathTimeout bounds each open of what a user names, done by a
+	// helper process of theirs (internal/asuser): a file system that does
+	// not answer fails the step after this long instead of holding it.
+	UserPathTimeout time.Duration
 	// MetricsListen is the host:port of the Prometheus metrics listener
 	// ("": none). Check warns of one that is not a loopback address.
 	MetricsListen string
@@ -87,6 +91,7 @@ func Default() Config {
 		CacheDir:        "/var/lib/podman-hpc/images",
 		Runtime:         "auto",
 		TagTTL:          time.Minute,
+		UserPathTimeout: 30 * time.Second,
 		MaxPullsPerUser: squash.DefaultMaxPullsPerUser,
 		ImageLinger:     5 * time.Minute,
 		Hooks:           defaultHooks(),
@@ -194,6 +199,12 @@ func (c *Config) set(key, value string) error {
 			n = -1
 		}
 		c.MaxPullsPerUser = n
+	case "user_path_timeout":
+		d, err := time.ParseDuration(value)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("user_path_timeout %q: want a duration such as 30s", value)
+		}
+		c.UserPathTimeout = d
 	case "cache_max_age", "image_linger", "tag_ttl":
 		d, err := parseAge(value)
 		if err != nil {
@@ -217,7 +228,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -130,7 +130,7 @@ func writeAsUser(r FileRequest, src io.Reader) error {
 	if r.Force {
 		flags = flags&^unix.O_EXCL | unix.O_TRUNC
 	}
-	files, err := asuser.Open(cred, []string{r.Out}, flags, 0o644)
+	files, err := asuser.OpenFiles(cred, []asuser.Want{{Path: r.Out, Flags: flags, Mode: 0o644, Regular: true}})
 	if errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("%s: file exists: remove it, or use -f to replace it", r.Out)
 	}
@@ -139,10 +139,6 @@ func writeAsUser(r FileRequest, src io.Reader) error {
 	}
 	dst := files[0]
 	defer dst.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(dst.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s: not a regular file", r.Out)
-	}
 	_, err = io.Copy(dst, src)
 	if err == nil {
 		err = dst.Sync()
@@ -151,7 +147,7 @@ func writeAsUser(r FileRequest, src io.Reader) error {
 		dst.Truncate(0)
 		if !r.Force {
 			// Ours: made by the O_EXCL open. Unlinked as the user.
-			asuser.Do(cred, func() error { return unix.Unlink(r.Out) })
+			asuser.Unlink(cred, r.Out)
 		}
 		return fmt.Errorf("write %s: %w", r.Out, err)
 	}

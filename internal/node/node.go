@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
@@ -73,6 +74,9 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		return nil, err
 	}
 	store.widenAfter = o.WidenAfter
+	if cfg.UserPathTimeout > 0 {
+		asuser.Timeout = cfg.UserPathTimeout // one daemon a process
+	}
 	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log), cfg: cfg}
 	// Traversable (see create: a remapped root reaches the root file
 	// system as the user), never listable.

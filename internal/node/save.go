@@ -36,7 +36,9 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	if err := m.squash(ctx, c, tmp.Name()); err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}
-	files, err := asuser.Open(cred, []string{req.Save}, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	// Only a regular file: a FIFO's open would wait for a reader, a
+	// device's write go anywhere.
+	files, err := asuser.OpenFiles(cred, []asuser.Want{{Path: req.Save, Flags: unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY, Mode: 0o644, Regular: true}})
 	if err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}

@@ -163,29 +163,32 @@ type stageError struct {
 
 func (e *stageError) Error() string { return e.mount.src + ": " + e.err.Error() }
 
-// openStaged opens every source with O_PATH as the user, on one thread
-// (internal/asuser): the user's permissions apply to every directory along
-// the path, while the file's own mode keeps applying to whoever uses it
-// later. The user's own sources must all open; a module's that does not
-// exist is left out. It returns the files and the mounts they are for, in
-// order; on an error (a *stageError) none is left open.
+// openStaged opens every source with O_PATH as the user, in one helper
+// process of theirs (internal/asuser): the user's permissions apply to
+// every directory along the path, while the file's own mode keeps applying
+// to whoever uses it later. The user's own sources must all open; a
+// module's that does not exist is left out. It returns the files and the
+// mounts they are for, in order; on an error (a *stageError) none is left
+// open.
 func openStaged(cred credential, mounts []stagedMount) (held []*os.File, keep []stagedMount, err error) {
-	err = asuser.Do(cred, func() error {
-		for _, sm := range mounts {
-			fd, err := unix.Open(sm.src, unix.O_PATH|unix.O_CLOEXEC, 0)
-			if sm.module && errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			if err != nil {
-				return &stageError{sm, err}
-			}
-			held, keep = append(held, os.NewFile(uintptr(fd), sm.src)), append(keep, sm)
-		}
-		return nil
-	})
+	wants := make([]asuser.Want, len(mounts))
+	for i, sm := range mounts {
+		wants[i] = asuser.Want{Path: sm.src, Flags: unix.O_PATH, Optional: sm.module}
+	}
+	files, err := asuser.OpenFiles(cred, wants)
 	if err != nil {
-		closeAll(held)
+		var pe *os.PathError
+		for _, sm := range mounts {
+			if errors.As(err, &pe) && pe.Path == sm.src {
+				return nil, nil, &stageError{sm, pe.Err}
+			}
+		}
 		return nil, nil, err
+	}
+	for i, f := range files {
+		if f != nil {
+			held, keep = append(held, f), append(keep, mounts[i])
+		}
 	}
 	return held, keep, nil
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -89,25 +88,7 @@ func ctxOr(ctx context.Context, err error) error {
 // dialAsUser connects to the Unix socket at path as cred. A user who may
 // not connect gets ErrPermission, naming the socket and the fix.
 func dialAsUser(path string, cred credential) (net.Conn, error) {
-	var fd int
-	connect := func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		return nil
-	}
-	var err error
-	if cred.UID == 0 {
-		err = connect()
-	} else {
-		err = asuser.Do(cred, connect)
-	}
+	f, err := asuser.Dial(cred, path)
 	switch {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return nil, &opError{kind: ErrPermission, detail: "you may not use the node's Docker daemon (" + path + ")", hint: "dockerd:// is for the users its socket lets in (the docker group): ask your admin"}
@@ -116,7 +97,6 @@ func dialAsUser(path string, cred credential) (net.Conn, error) {
 	case err != nil:
 		return nil, fmt.Errorf("docker daemon at %s: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	return net.FileConn(f)
 }

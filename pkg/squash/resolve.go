@@ -250,7 +250,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 			return nil, err
 		}
 	} else if r.kind == kindOCILayout {
-		if err := tarLayoutAsUser(r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
+		if err := tarLayoutAsUser(ctx, r.path, cred, copyPath, c.o.MaxImageSize); err != nil {
 			return nil, err
 		}
 		// The path as named: the helper resolves it as the user.

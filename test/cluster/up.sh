@@ -60,11 +60,11 @@ done
 if [ -n "$INSTALLED" ]; then
 	INSTALLED=$(readlink -f "$INSTALLED")
 	SLURM_PLUGIN_SRC=$INSTALLED/lib/slurm/spank_podman_hpc.so
-	for f in "$INSTALLED/bin/podman-hpcd" "$INSTALLED/bin/podman-hpc-init" "$SLURM_PLUGIN_SRC"; do
+	for f in "$INSTALLED/bin/podman-hpcd" "$INSTALLED/bin/podman-hpc-init" "$INSTALLED/bin/podman-hpc-asuser" "$SLURM_PLUGIN_SRC"; do
 		[ -e "$f" ] || { echo "up.sh: $f missing; is podman-hpc installed under $INSTALLED (PREFIX)?" >&2; exit 1; }
 	done
 else
-	for f in bin/podman-hpcd bin/podman-hpc-init "${SLURM_PLUGIN_SRC#"$repo"/}"; do
+	for f in bin/podman-hpcd bin/podman-hpc-init bin/podman-hpc-asuser "${SLURM_PLUGIN_SRC#"$repo"/}"; do
 		[ -e "$repo/$f" ] || { echo "up.sh: $f missing; run 'make build${SLURM:+ SLURM=$SLURM}'" >&2; exit 1; }
 	done
 fi
@@ -86,7 +86,8 @@ install_binaries() {
 	ln -sfn "$here/node-daemon.sh" "$LAB/bin/node-daemon"
 	write_slurm_wrappers
 	if [ -n "$INSTALLED" ]; then
-		# The installed binary itself (it finds podman-hpc-init beside it).
+		# The installed binary itself (it finds podman-hpc-init and
+		# podman-hpc-asuser beside it).
 		ln -sfn "$INSTALLED/bin/podman-hpcd" "$LAB/bin/podman-hpcd"
 		return
 	fi
@@ -94,6 +95,8 @@ install_binaries() {
 	mv -f "$LAB/bin/.podman-hpcd.new" "$LAB/bin/podman-hpcd"
 	install -m 0755 "$repo/bin/podman-hpc-init" "$LAB/bin/.podman-hpc-init.new"
 	mv -f "$LAB/bin/.podman-hpc-init.new" "$LAB/bin/podman-hpc-init"
+	install -m 0755 "$repo/bin/podman-hpc-asuser" "$LAB/bin/.podman-hpc-asuser.new"
+	mv -f "$LAB/bin/.podman-hpc-asuser.new" "$LAB/bin/podman-hpc-asuser"
 	install -m 0644 "$SLURM_PLUGIN_SRC" "$LAB/lib/.spank_podman_hpc.so.new"
 	mv -f "$LAB/lib/.spank_podman_hpc.so.new" "$LAB/lib/spank_podman_hpc.so"
 }
@@ -114,6 +117,9 @@ write_plugin_configs() {
 	# starts steps that inherit the image (its mpi/pmix plugin loads the host PMIx).
 	batch_mounts = $LAB/bin/podman-hpcd,$SLURM_BATCH_MOUNTS,$ETC,$LAB/lib
 	registries_conf = $ETC/registries.conf
+	# A user's path that does not answer (test/e2e/security_paths_test.go's
+	# FUSE mount) fails its step after this long.
+	user_path_timeout = 5s
 	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
 	# and the host's Debian MPICH to swap for the image's.
 	hooks_dirs = $ETC/hooks.d
