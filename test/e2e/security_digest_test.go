@@ -208,13 +208,15 @@ func TestSecurityManifestAsFile(t *testing.T) {
 	if line == "" || !strings.Contains(line, mine) || !strings.Contains(line, "not a usable squashfs image") {
 		t.Errorf("no one-line refusal naming the file and why:\n%s", r)
 	}
+	t.Logf("B sees: %s", line)
 	checkNothingLeft(t, node)
 }
 
 // An OCI archive holding A's manifest (and its config) but none of its
 // layers is refused with that reason: from a node's cache, and from the
 // site image store on a node that never had the image (which copied the
-// whole image out of the store for B). Nothing is copied for B.
+// whole image out of the store for B). Nothing is copied for B; B's own
+// copy of the whole archive runs the image without a new pull.
 func TestSecurityManifestOnlyArchive(t *testing.T) {
 	requireRoot(t)
 	ns := nodes()
@@ -254,9 +256,11 @@ func TestSecurityManifestOnlyArchive(t *testing.T) {
 				if strings.Contains(r.stdout, secret) || r.code == 0 {
 					t.Fatalf("%s: B ran A's image from an archive without its layers:\n%s", name, r)
 				}
-				if line := refusal(r.stderr); !strings.Contains(line, archive) || !strings.Contains(line, "lacks the image's layers") {
+				line := refusal(r.stderr)
+				if !strings.Contains(line, archive) || !strings.Contains(line, "lacks the image's layers") {
 					t.Errorf("%s: no one-line refusal saying the archive lacks the image's layers:\n%s", name, r)
 				}
+				t.Logf("B sees: %s", line)
 			}
 			log := daemonLog(t, node)[off:]
 			if strings.Contains(log, "image copied from the site image store") || strings.Contains(log, "image pulled") {
@@ -268,6 +272,24 @@ func TestSecurityManifestOnlyArchive(t *testing.T) {
 				}
 			}
 			checkNothingLeft(t, node)
+
+			// B's own copy of the whole archive runs, from the node's cache
+			// or the store: not pulled again.
+			whole, err := os.ReadFile(strings.TrimPrefix(ref, "oci-archive:"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied := filepath.Join(dir, "whole.tar")
+			giveTo(t, otherUser, copied, whole)
+			off = len(daemonLog(t, node))
+			r = asOther(t, "srun", "-N1", "-w", node, "--container-image=oci-archive:"+copied, "cat", "/secret")
+			mustSucceed(t, r)
+			if !strings.Contains(r.stdout, secret) {
+				t.Errorf("B's whole archive did not run the image:\n%s", r)
+			}
+			if log := daemonLog(t, node)[off:]; strings.Contains(log, "image pulled") {
+				t.Errorf("%s pulled the image again for B's whole archive:\n%s", node, log)
+			}
 		})
 	}
 }
