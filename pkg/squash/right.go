@@ -117,9 +117,10 @@ func (c *Cache) show(ctx context.Context, p *proof) error {
 // hands out goes through here.
 func (c *Cache) handOut(ctx context.Context, d string, r imageRef, name string, uid uint32, p *proof) (*Image, error) {
 	for {
+		shown := p.isShown() // not under c.mu: show holds p while it reads
 		c.mu.Lock()
 		e := c.ix.Images[d]
-		if e == nil || hasUID(e.Users, uid) || p.isShown() {
+		if e == nil || shown || hasUID(e.Users, uid) {
 			c.noteJobTagLocked(d, r, uid)
 			img := c.confirmLocked(d, name, uid, r.kind == kindRegistry)
 			c.mu.Unlock()
@@ -155,11 +156,19 @@ func (c *Cache) verifyBlobs(ctx context.Context, src *source, what string) error
 			continue
 		}
 		seen[l.Digest] = true
+		// As pull refuses them, before containers/image would fetch a
+		// foreign blob's URLs (the user's) as root.
+		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
+			return fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
+		}
 		if err := verifyBlob(ctx, src, l, budget); err != nil {
 			return incomplete(ctx, err, fmt.Sprintf("the %s lacks the image's layers: layer %d of %d (%s)", what, i+1, len(layers), l.Digest))
 		}
 	}
 	if cfg := img.ConfigInfo(); cfg.Digest != "" {
+		if len(cfg.URLs) > 0 {
+			return fmt.Errorf("%w: config %s is foreign", ErrUnsupported, cfg.Digest)
+		}
 		if err := verifyBlob(ctx, src, cfg, budget); err != nil {
 			return incomplete(ctx, err, fmt.Sprintf("the %s lacks the image's config (%s)", what, cfg.Digest))
 		}

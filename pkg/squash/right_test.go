@@ -4,12 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // Issue 21, item 4: a user who holds only the bytes of another user's
@@ -249,5 +255,31 @@ func TestOpenDropsImagesKeyedTogether(t *testing.T) {
 	defer c2.Close()
 	if imgs := c2.List(0); len(imgs) != 0 {
 		t.Errorf("kept %d images keyed the old way", len(imgs))
+	}
+}
+
+// A manifest whose layer is foreign (URLs) is refused before anything
+// fetches the URL: the user chose it, and the daemon is root.
+func TestForeignLayerNotFetched(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	var m map[string]any
+	if err := json.Unmarshal(im.manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["layers"].([]any)[0].(map[string]any)["urls"] = []string{srv.URL + "/layer"}
+	im.manifest, _ = json.Marshal(m)
+	im.digest = digest.FromBytes(im.manifest)
+	c := openTestCache(t, nil, nil)
+	fakeEntries(t, c, map[string]int64{im.digest.String(): 10}, nil, nil) // as if cached
+	ref := "oci-archive:" + archiveOf(t, im, withoutLayers(im, false))
+	_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("%v; want ErrUnsupported", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the layer's URL was fetched %d times", n)
 	}
 }
