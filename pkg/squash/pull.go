@@ -172,8 +172,9 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		return img, err
 	}
 	// Not cached. An image the site store holds would reach the user
-	// without their source being read: it shows the image first, here
-	// rather than in a pull other users may share.
+	// without their source being read: the source shows the image first,
+	// here rather than in a pull other users may join (its failure would
+	// be theirs).
 	if !p.isShown() && c.shared != nil {
 		if e, _ := c.shared.lookup(d); e != nil {
 			if err := c.show(ctx, p); err != nil {

@@ -318,7 +318,7 @@ const (
 // cannot be written makes this node pull for itself, with a note to the
 // user and a warning in the log. A pull from src shows p.
 func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(Progress)) (*Image, error) {
-	pull := func() (*Image, error) {
+	pullSrc := func() (*Image, error) {
 		_, err := c.pull(ctx, src, report)
 		if err == nil {
 			p.read()
@@ -327,7 +327,7 @@ func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(
 	}
 	s := c.shared
 	if s == nil {
-		return pull()
+		return pullSrc()
 	}
 	d := src.digest.String()
 	for {
@@ -341,7 +341,7 @@ func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(
 		if err != nil {
 			c.log.Warn("site image store: cannot read the image", "digest", d, "err", err)
 			report(Progress{Phase: "note", Message: storeProblem(err, pullsItself)})
-			return pull()
+			return pullSrc()
 		}
 		release, err := s.lock(d)
 		if errors.Is(err, errLockHeld) {
@@ -350,21 +350,21 @@ func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(
 					return nil, err
 				}
 				c.log.Warn("site image store: cannot wait for the builder", "digest", d, "err", err)
-				return pull()
+				return pullSrc()
 			}
 			continue
 		}
 		if err != nil {
 			c.log.Warn("site image store: cannot take the build lock; pulling for this node only", "digest", d, "err", err)
 			report(Progress{Phase: "note", Message: storeProblem(err, pullsItself)})
-			return pull()
+			return pullSrc()
 		}
 		// Built between our look and our lock?
 		if ok, err := c.fromShared(ctx, d, p, report); ok || refused(ctx, err) {
 			release()
 			return nil, err
 		}
-		_, err = pull()
+		_, err = pullSrc()
 		if err == nil {
 			c.exportShared(d, report)
 		}
