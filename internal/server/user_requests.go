@@ -228,7 +228,8 @@ func (s *Server) containersTable(p peer) *wire.Message {
 }
 
 func shortDigest(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+	// LastIndex: a squashfs file's key is squashfs:sha256:HEX.
+	if i := strings.LastIndexByte(d, ':'); i >= 0 && len(d) > i+13 {
 		return d[:i+13]
 	}
 	return d

@@ -154,8 +154,10 @@ type ImageConfig struct {
 
 // Image is a cached image as one user may see it.
 type Image struct {
-	// Digest names the content: the image manifest's digest for pulled
-	// images, the file's sha256 for squashfs files.
+	// Digest names the content, and is the image's key in the cache: the
+	// image manifest's digest for pulled images ("sha256:HEX"), the file's
+	// sha256 for squashfs files, in a space of its own
+	// ("squashfs:sha256:HEX": the two never match).
 	Digest string
 	// Path is the squashfs file, root-owned in the cache; mount it
 	// read-only, nosuid, nodev. It is never rewritten, only removed.
@@ -406,7 +408,7 @@ func (c *Cache) recover() error {
 			continue
 		}
 		if e.Checks < contentChecks {
-			c.log.Warn("dropping an image made before its content was checked as it is now", "digest", d)
+			c.log.Warn("dropping an image cached before its content, or who may have it, was checked as it is now", "digest", d)
 			delete(ix.Images, d)
 			continue
 		}
@@ -430,11 +432,11 @@ func (c *Cache) recover() error {
 }
 
 func (c *Cache) imagePath(d string) string {
-	return filepath.Join(c.images, digestHex(d)+".squashfs")
+	return filepath.Join(c.images, keyStem(d)+".squashfs")
 }
 
 func (c *Cache) configPath(d string) string {
-	return filepath.Join(c.images, digestHex(d)+".json")
+	return filepath.Join(c.images, keyStem(d)+".json")
 }
 
 func digestHex(d string) string {
@@ -707,10 +709,11 @@ func (c *Cache) Prune(ctx context.Context, all bool, uid uint32) ([]Image, error
 }
 
 // indexNames returns the index keys (a digest, or canonical names) that
-// ref may denote, asking no registry: a short name gives every candidate
+// ref may denote, asking no registry: a digest or a squashfs file's key
+// (squashfs:sha256:...) itself; a short name gives every candidate
 // registries.conf lists for it.
 func (c *Cache) indexNames(ref string) (map[string]bool, error) {
-	if d := strings.TrimPrefix(ref, "@"); looksLikeDigest(d) {
+	if d := strings.TrimPrefix(ref, "@"); looksLikeDigest(strings.TrimPrefix(d, fileKeyPrefix)) {
 		return map[string]bool{d: true}, nil
 	}
 	r, err := parseReference(ref)

@@ -6,7 +6,8 @@
 //
 //	index.json              what is cached, for whom, under which names
 //	images/<hex>.squashfs   one image, named by its manifest digest
-//	                        (a squashfs file given by a user: its sha256)
+//	                        (a squashfs file given by a user:
+//	                        squashfs-<hex>, its sha256)
 //	images/<hex>.json       its ImageConfig
 //	tmp/                    work in progress (Options.TmpDir)
 //
@@ -15,7 +16,9 @@
 // asks the registry for the manifest with the user's own credentials (the
 // auths of their auth.json only: no credential helper runs as root),
 // applies policy.json (to cached images and squashfs files too), then
-// either hands out the cached image or pulls it, within the per-user
+// either hands out the cached image, once the user has shown the right to
+// it (right.go: the registry's answer to their credentials, or every blob
+// of it in their own archive), or pulls it, within the per-user
 // limits (MaxPullsPerUser, MaxImageSize):
 // layers download in parallel and are verified against their digests,
 // each is applied in order (in a chrooted helper, after a header scan

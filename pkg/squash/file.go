@@ -3,7 +3,6 @@ package squash
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +13,8 @@ import (
 // A squashfs file a user names is never mounted where it lies: the kernel
 // would parse an image the user can rewrite while it is mounted, and
 // squashfs is not hardened against that. We copy it into the root-owned
-// cache, keyed by the sha256 of its content, and check the copy. A second
+// cache, keyed by the sha256 of its content (fileKey: apart from
+// manifests' digests, right.go), and check the copy. A second
 // use of the same unchanged file (same device, inode, size, mtime and
 // ctime, which a user cannot set back) is not read again.
 
@@ -114,7 +114,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	if err := tmp.Close(); err != nil {
 		return nil, err
 	}
-	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	d := fileKey(h.Sum(nil))
 
 	c.mu.Lock()
 	if c.ix.Images[d] != nil {

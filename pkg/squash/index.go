@@ -40,10 +40,14 @@ type entry struct {
 	config ImageConfig // from <hex>.json, loaded by Open
 }
 
-// contentChecks counts the revisions of what an image may not hold: 1
-// refuses device nodes, setuid files and trusted.*/security.* xattrs in
-// squashfs files, and trusted.* xattrs and sparse files in layers.
-const contentChecks = 1
+// contentChecks counts the revisions of what an image may not hold, and
+// of who may have been handed it: 1 refuses device nodes, setuid files and
+// trusted.*/security.* xattrs in squashfs files, and trusted.* xattrs and
+// sparse files in layers; 2 keys squashfs files apart from manifests, and
+// hands a local archive's image out only for its layers (right.go). Before
+// 2, a file's entry could not be told from a manifest's, nor a user who
+// showed the layers from one who showed a manifest alone.
+const contentChecks = 2
 
 // refUse records a name an entry was reached by.
 type refUse struct {

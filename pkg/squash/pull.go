@@ -24,14 +24,17 @@ import (
 // Concurrent calls share the work: one resolution per user and reference,
 // one download and one squash per digest. A cached image is handed to a
 // user only once the registry has confirmed that user's access (their own
-// credentials fetched the same digest), or once they read the same file;
-// when the registry cannot be reached, a user already confirmed for what
-// the reference last resolved to gets that, with a warning in the log.
+// credentials fetched the same digest), once their own archive, layout or
+// store export held every blob of it, or once they read the same file
+// (right.go); when the registry cannot be reached, a user already
+// confirmed for what the reference last resolved to gets that, with a
+// warning in the log.
 // Paths in ref (squashfs files, oci:, oci-archive:, docker-archive:) are
 // read with o's credentials. policy.json decides every image handed out,
 // cached or not (policy.go). The error is one line naming ref and the
 // cause, wrapping a sentinel (ErrManifestUnknown, ErrUnauthorized,
-// ErrPolicy, ErrTooLarge, ErrUnsafeFile, ErrUnsafeLayer, ...);
+// ErrPolicy, ErrTooLarge, ErrUnsafeFile, ErrUnsafeLayer,
+// ErrIncompleteImage, ...);
 // ctx ending returns context.Cause(ctx), and the shared work goes on
 // while other callers still wait for it.
 func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, error) {
@@ -160,33 +163,48 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		return nil, err
 	}
 	d := src.digest.String()
-	c.mu.Lock()
-	c.noteJobTagLocked(d, r, o.UID)
-	img := c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
-	c.mu.Unlock()
-	if img == nil {
-		if r.kind == kindRegistry {
-			release, err := c.slots.acquire(ctx, o.UID, report)
-			if err != nil {
+	p := newProof(src, r)
+	img, err := c.handOut(ctx, d, r, name, o.UID, p)
+	if err != nil || img != nil {
+		if err == nil {
+			report(Progress{Phase: "done"})
+		}
+		return img, err
+	}
+	// Not cached. An image the site store holds would reach the user
+	// without their source being read: the source shows the image first,
+	// here rather than in a pull other users may join (its failure would
+	// be theirs).
+	if !p.isShown() && c.shared != nil {
+		if e, _ := c.shared.lookup(d); e != nil {
+			if err := c.show(ctx, p); err != nil {
 				return nil, err
 			}
-			defer release()
 		}
-		_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
-			src.acquire()
-			defer src.release()
-			return c.pullVia(ctx, src, report)
-		})
+	}
+	if r.kind == kindRegistry {
+		release, err := c.slots.acquire(ctx, o.UID, report)
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		c.noteJobTagLocked(d, r, o.UID)
-		img = c.confirmLocked(d, name, o.UID, r.kind == kindRegistry)
-		c.mu.Unlock()
-		if img == nil {
-			return nil, fmt.Errorf("%w: evicted as soon as it was pulled: the cache is too small for it", ErrNoSpace)
-		}
+		defer release()
+	}
+	_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
+		src.acquire()
+		defer src.release()
+		return c.pullVia(ctx, src, p, report)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Another user's pull may have made it: handOut has this source
+	// show it then.
+	img, err = c.handOut(ctx, d, r, name, o.UID, p)
+	if err != nil {
+		return nil, err
+	}
+	if img == nil {
+		return nil, fmt.Errorf("%w: evicted as soon as it was pulled: the cache is too small for it", ErrNoSpace)
 	}
 	report(Progress{Phase: "done"})
 	return img, nil

@@ -435,7 +435,7 @@ func classify(verb, ref, registry string, err error) error {
 	case errors.Is(err, ErrDigestMismatch):
 		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:
-		for _, k := range []error{ErrNoImage, ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
+		for _, k := range []error{ErrIncompleteImage, ErrNoImage, ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
 			if errors.Is(err, k) {
 				e.kind, e.detail = k, without(err, k)
 				return e

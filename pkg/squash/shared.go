@@ -312,25 +312,36 @@ const (
 )
 
 // pullVia is pull through the site image store, when there is one: the
-// image comes from the store if a node put it there; else this node takes
-// the build lock, pulls, and puts it there; else it waits for the node that
-// builds it. A store that cannot be written makes this node pull for
-// itself, with a note to the user and a warning in the log.
-func (c *Cache) pullVia(ctx context.Context, src *source, report func(Progress)) (*Image, error) {
+// image comes from the store if a node put it there (once p's source has
+// shown it: right.go); else this node takes the build lock, pulls, and
+// puts it there; else it waits for the node that builds it. A store that
+// cannot be written makes this node pull for itself, with a note to the
+// user and a warning in the log. A pull from src shows p.
+func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(Progress)) (*Image, error) {
+	pullSrc := func() (*Image, error) {
+		_, err := c.pull(ctx, src, report)
+		if err == nil {
+			p.read()
+		}
+		return nil, err
+	}
 	s := c.shared
 	if s == nil {
-		return c.pull(ctx, src, report)
+		return pullSrc()
 	}
 	d := src.digest.String()
 	for {
-		ok, err := c.fromShared(d, report)
+		ok, err := c.fromShared(ctx, d, p, report)
 		if ok {
 			return nil, nil
+		}
+		if refused(ctx, err) {
+			return nil, err
 		}
 		if err != nil {
 			c.log.Warn("site image store: cannot read the image", "digest", d, "err", err)
 			report(Progress{Phase: "note", Message: storeProblem(err, pullsItself)})
-			return c.pull(ctx, src, report)
+			return pullSrc()
 		}
 		release, err := s.lock(d)
 		if errors.Is(err, errLockHeld) {
@@ -339,21 +350,21 @@ func (c *Cache) pullVia(ctx context.Context, src *source, report func(Progress))
 					return nil, err
 				}
 				c.log.Warn("site image store: cannot wait for the builder", "digest", d, "err", err)
-				return c.pull(ctx, src, report)
+				return pullSrc()
 			}
 			continue
 		}
 		if err != nil {
 			c.log.Warn("site image store: cannot take the build lock; pulling for this node only", "digest", d, "err", err)
 			report(Progress{Phase: "note", Message: storeProblem(err, pullsItself)})
-			return c.pull(ctx, src, report)
+			return pullSrc()
 		}
 		// Built between our look and our lock?
-		if ok, _ := c.fromShared(d, report); ok {
+		if ok, err := c.fromShared(ctx, d, p, report); ok || refused(ctx, err) {
 			release()
-			return nil, nil
+			return nil, err
 		}
-		_, err = c.pull(ctx, src, report)
+		_, err = pullSrc()
 		if err == nil {
 			c.exportShared(d, report)
 		}
@@ -362,10 +373,20 @@ func (c *Cache) pullVia(ctx context.Context, src *source, report func(Progress))
 	}
 }
 
-// fromShared copies d from the store into the cache, if the store has it.
-func (c *Cache) fromShared(d string, report func(Progress)) (bool, error) {
+// refused: fromShared failed for the caller's source or context, not for
+// the store.
+func refused(ctx context.Context, err error) bool {
+	return err != nil && (ctx.Err() != nil || errors.Is(err, ErrIncompleteImage) || errors.Is(err, ErrTooLarge))
+}
+
+// fromShared copies d from the store into the cache, if the store has it
+// and p's source has shown it.
+func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(Progress)) (bool, error) {
 	e, err := c.shared.lookup(d)
 	if err != nil || e == nil {
+		return false, err
+	}
+	if err := c.show(ctx, p); err != nil {
 		return false, err
 	}
 	start := time.Now()
