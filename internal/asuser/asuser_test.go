@@ -53,7 +53,7 @@ func TestHelperIsTheUser(t *testing.T) {
 	var status string
 	for i := 0; i < 200 && status == ""; i++ {
 		time.Sleep(10 * time.Millisecond)
-		status = childStatus(t, "Uid:\t65534")
+		status = childStatus(t, "Groups:\t12345")
 	}
 	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // lets the helper go on
 	if err != nil {

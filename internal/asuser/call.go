@@ -114,6 +114,12 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 		return nil, helperError(ctx, cred, req, err, &tail)
 	}
 	files, err = receive(uc, req)
+	var refused *refusal
+	if errors.As(err, &refused) {
+		// The helper's own answer (permission denied, not a regular
+		// file...): the path's error, as the user's open gave it.
+		return nil, refused.err
+	}
 	if err != nil {
 		return nil, helperError(ctx, cred, req, err, &tail)
 	}
@@ -160,7 +166,7 @@ func receive(uc *net.UnixConn, req request) ([]*os.File, error) {
 				f.Close()
 			}
 			closeAll(files)
-			return nil, r.error(req, i)
+			return nil, &refusal{r.error(req, i)}
 		}
 		if f == nil && !(r.Missing && req.Op == opOpen && req.Wants[i].Optional) && req.Op != opUnlink && req.Op != opLayout {
 			closeAll(files)
@@ -238,6 +244,11 @@ func copyIdle(w io.Writer, r *os.File, idle time.Duration) error {
 		}
 	}
 }
+
+// refusal is an error the helper answered with.
+type refusal struct{ err error }
+
+func (e *refusal) Error() string { return e.err.Error() }
 
 // budgetError is the stream's writer's own error (a size limit, a full
 // disk), passed on as it is.
