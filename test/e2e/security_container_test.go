@@ -365,6 +365,45 @@ wait
 	}
 }
 
+// The save's reader is the user, by construction: mksquashfs has the job
+// user's uid and gid, in a user namespace that maps only them (to 0), and
+// none of the daemon's groups. It was root.
+func TestSecuritySaveRunsAsTheUser(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, "e2e-sec-save-user")
+	done := make(chan result, 1)
+	go func() {
+		done <- asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["MPI_IMAGE"], "--container-writable",
+			"--container-save="+dir+"/mpi.sqsh", "true")
+	}()
+	// The test clusters share the host's PID namespace: this cluster's
+	// mksquashfs is the one chrooted under its state directory.
+	seen := onNode(t, node, "", `for i in $(seq 1000); do
+	for p in $(pgrep -x mksquashfs); do
+		case $(readlink /proc/$p/root) in "$1"/*)
+			grep -E '^(Uid|Gid|Groups):' /proc/$p/status && cat /proc/$p/uid_map /proc/$p/gid_map && exit 0;;
+		esac
+	done
+	sleep 0.01
+done; exit 1`, cluster["LAB"])
+	mustSucceed(t, <-done)
+	if seen.code != 0 {
+		t.Fatalf("no mksquashfs of this cluster seen during the save:\n%s", seen)
+	}
+	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
+	gid := strings.TrimSpace(asUser(t, "id", "-g").stdout)
+	fields := strings.Fields(seen.stdout)
+	want := []string{"Uid:", uid, uid, uid, uid, "Gid:", gid, gid, gid, gid, "Groups:"}
+	if len(fields) < len(want)+6 || !slices.Equal(fields[:len(want)], want) || slices.Contains(fields[len(want):len(fields)-6], "0") {
+		t.Fatalf("mksquashfs is not the user (uid %s, gid %s), or has root's group:\n%s", uid, gid, seen.stdout)
+	}
+	maps := strings.Join(fields[len(fields)-6:], " ")
+	if maps != "0 "+uid+" 1 0 "+gid+" 1" {
+		t.Errorf("mksquashfs's user namespace maps %q, want only the user's uid and gid", maps)
+	}
+}
+
 // filesHolding unpacks the squashfs file f and returns its files whose
 // contents hold s.
 func filesHolding(t *testing.T, f, s string) []string {
