@@ -104,13 +104,17 @@ func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 }
 
 // srcPaths rewrites the tree's paths in mksquashfs's messages ("Failed to
-// read file /src/etc/x") as they are in the tree ("/etc/x"); errors.Is
-// still sees what err wraps (ErrNoSpace).
+// read file /src/etc/x") as they are in the tree ("/etc/x"), and says why
+// a file may not be read; errors.Is still sees what err wraps (ErrNoSpace).
 func srcPaths(err error) error {
 	if err == nil || !strings.Contains(err.Error(), " /src/") {
 		return err
 	}
-	return &rewordedError{strings.ReplaceAll(err.Error(), " /src/", " /"), err}
+	msg := strings.ReplaceAll(err.Error(), " /src/", " /")
+	if strings.Contains(msg, "Failed to read file") {
+		msg += " (it changed while it was read, or the tree's owner, whose permissions read it, may not read it)"
+	}
+	return &rewordedError{msg, err}
 }
 
 // rewordedError is err with another message.
