@@ -53,13 +53,14 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 // the container's own root, as the container's tasks see it (without their
 // mounts), with the user's own credentials (squash.SquashTree): whatever
 // the user changes in it while it is read, the save holds only what they
-// could read themselves. Reading, as root, an overlay of the container's
-// live writable layer let a file swapped for a symlink put a root-only file
-// of the node into the user's image (issue 21).
+// could read themselves. It read, as root, an overlay mounted over the
+// container's live writable layer, which overlayfs leaves undefined while
+// the layer changes (issue 21).
 func (m *manager) squash(ctx context.Context, c *container, out string) error {
 	_, cred, err := lookupAccount(c.req)
 	if err != nil {
-		return err
+		// A user the daemon's /etc/passwd lacks: their uid and gid only.
+		cred = credential{UID: c.req.UID, GID: c.req.GID}
 	}
 	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
 		Compression: m.compression,

@@ -38,22 +38,22 @@ type Owner struct {
 
 // SquashTree writes the directory tree dir as a squashfs at out, every
 // entry recorded as root's (as enroot export and pyxis save), reading dir
-// with the credentials of its owner (o.Owner), because dir
-// is theirs to change while it is read (a running container's root: a file
-// swapped for a symlink to a root-only file of the node mid-read put that
-// file into the user's image, issue 21).
+// with the credentials of its owner (o.Owner), because dir is theirs to
+// change while it is read (a running container's root): root reading it,
+// even chrooted, would read with root's rights whatever a symlink, a swap
+// or the kernel's handling of a tree changed under a mount leads to.
 //
 // mksquashfs runs in a user namespace of its own that maps only the
-// owner's uid and gid, each to 0, with the owner's groups: to the kernel it is the
-// user, and its capabilities there reach only the user's own files (their
-// files of mode 0 included, which they could chmod). Whatever a symlink,
-// a swap or a layer of the tree leads to, it opens only what the user could
-// open themselves. It is also chrooted into a root of its own, in a mount
+// owner's uid and gid, each to 0, with the owner's groups: to the kernel
+// it is the owner, and its capabilities there reach only the owner's own
+// files (of mode 0 too, which they could chmod). Whatever a symlink, a swap
+// or a layer of the tree leads to, it opens only what the owner could open
+// themselves. It is also chrooted into a root of its own, in a mount
 // namespace of its own: a tmpfs holding only the host's /usr (and the
 // merged-usr links or library directories beside it) read-only, dir
 // read-only at /src, and out at /out. out must exist (it is bound, not
 // created) and is given to the user for the write; dir's own submounts are
-// not included. An entry the user cannot read fails the squash, naming it.
+// not included. An entry the owner cannot read fails the squash, naming it.
 func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 	comp, err := parseCompression(o.Compression)
 	if err != nil {
