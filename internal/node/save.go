@@ -20,8 +20,7 @@ import (
 //
 // The container's tree is the user's to change while it is read (another
 // step in a named container, a process left running): mksquashfs reads it
-// in squash.SquashTree's sandbox, where no symlink leads to the host's files,
-// into a temporary file of this save's own.
+// as the user (squash), into a temporary file of this save's own.
 func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerRequest) error {
 	_, cred, err := lookupAccount(req)
 	if err != nil {
@@ -52,19 +51,24 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 }
 
 // squash writes c's filesystem as a squashfs at out (an existing file of
-// root's), read in squash.SquashTree's sandbox.
+// root's, in a directory only root may enter), every entry root's. It reads
+// the container's own root, as the container's tasks see it (without their
+// mounts), with the user's own credentials (squash.SquashTree): whatever
+// the user changes in it while it is read, the save holds only what they
+// could read themselves. It read, as root, an overlay mounted over the
+// container's live writable layer, which overlayfs leaves undefined while
+// the layer changes (issue 21).
 func (m *manager) squash(ctx context.Context, c *container, out string) error {
-	// The image's own owners, and the user's writes as root's (saveView):
-	// the file runs again as the image did.
-	root, unmount, err := m.saveView(c)
+	_, cred, err := lookupAccount(c.req)
 	if err != nil {
-		return err
+		// A user the daemon's /etc/passwd lacks: their uid and gid only.
+		cred = credential{UID: c.req.UID, GID: c.req.GID}
 	}
-	defer unmount()
-	return squash.SquashTree(ctx, root, out, squash.TreeOptions{
+	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
 		Compression: m.compression,
 		// Our init's mount point is not the user's.
 		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},
 		Scratch: m.stateDir,
+		Owner:   squash.Owner{UID: cred.UID, GID: cred.GID, Groups: cred.Groups},
 	})
 }

@@ -48,15 +48,6 @@ func newUserNS(uid, gid uint32) (*os.File, error) {
 		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: int(gid), Size: 1}})
 }
 
-// swapUserNS returns a user namespace that swaps uid and 0, and gid and 0
-// (uid, gid: not 0): an idmapped mount through it shows the user's files as
-// root's, and root's as the user's.
-func swapUserNS(uid, gid uint32) (*os.File, error) {
-	return newUserNSMapped(
-		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: int(uid), Size: 1}, {ContainerID: int(uid), HostID: 0, Size: 1}},
-		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: int(gid), Size: 1}, {ContainerID: int(gid), HostID: 0, Size: 1}})
-}
-
 // newUserNSMapped returns a user namespace with these mappings. A
 // short-lived process of ours (init, which only waits) makes it.
 func newUserNSMapped(uids, gids []syscall.SysProcIDMap) (*os.File, error) {

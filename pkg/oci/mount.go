@@ -111,18 +111,3 @@ func MountIDMapped(src, dst string, userns *os.File) error {
 	}
 	return nil
 }
-
-// MountReadOnlyOverlay mounts the layers (the top one first) read-only on
-// dir, which it creates. A layer may be another overlay's upper directory
-// (a snapshot of a container's writes): with index=off the kernel allows
-// that, as the overlays share no index.
-func MountReadOnlyOverlay(layers []string, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("overlay: %w", err)
-	}
-	data := "index=off,lowerdir=" + strings.Join(layers, ":")
-	if err := unix.Mount("overlay", dir, "overlay", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
-		return fmt.Errorf("mount overlay on %s: %w", dir, err)
-	}
-	return nil
-}

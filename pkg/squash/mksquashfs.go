@@ -66,6 +66,7 @@ type mksquashfs struct {
 	Comp       compressor
 	Processors int
 	Exclude    []string // paths relative to the source left out (-e)
+	AllRoot    bool     // every entry recorded as root's (-all-root)
 }
 
 // args renders the command line that squashes dir into out.
@@ -88,6 +89,9 @@ func (m mksquashfs) args(dir, out string) []string {
 	if m.Processors > 0 {
 		a = append(a, "-processors", strconv.Itoa(m.Processors))
 	}
+	if m.AllRoot {
+		a = append(a, "-all-root")
+	}
 	if len(m.Exclude) > 0 {
 		a = append(append(a, "-e"), m.Exclude...)
 	}
@@ -97,15 +101,27 @@ func (m mksquashfs) args(dir, out string) []string {
 // run squashes dir into out. On failure out may exist; the caller removes
 // its work directory. A full file system is reported as ErrNoSpace.
 func (m mksquashfs) run(ctx context.Context, dir, out string) error {
-	return m.runIn(ctx, "", dir, out)
+	return m.runIn(ctx, "", dir, out, nil)
 }
 
-// runIn is run chrooted into root ("": none); dir and out are paths there.
-func (m mksquashfs) runIn(ctx context.Context, root, dir, out string) error {
+// runIn is run chrooted into root ("": none), where dir and out are
+// paths. With as, mksquashfs is as's uid and gid, mapped to 0 in a user
+// namespace of its own that maps no other id, with the caller's thread's
+// groups (set them first: the namespace denies setgroups).
+func (m mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner) error {
 	cmd := exec.CommandContext(ctx, m.Command, m.args(dir, out)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if root != "" {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.SysProcAttr.Chroot = root
 		cmd.Dir = "/"
+	}
+	if as != nil {
+		// chroot comes before setuid (as the creator's uid, root's
+		// directories are open to it); from setuid on it is the user.
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(as.UID), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(as.GID), Size: 1}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	var outBuf tailBuffer
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,20 +25,35 @@ type TreeOptions struct {
 	Scratch string
 	// Command is the mksquashfs binary ("mksquashfs" when empty).
 	Command string
+	// Owner is who reads the tree: mksquashfs has their credentials
+	// (see SquashTree).
+	Owner Owner
 }
 
-// SquashTree writes the directory tree dir as a squashfs at out, reading
-// dir as root but inside a sandbox, because dir belongs to somebody else
-// (a running container's root, which its user may change while it is read:
-// a directory swapped for a symlink to /etc between mksquashfs's lstat and
-// its open would copy the host's /etc/shadow into the user's file).
+// Owner is a user's credentials: their uid, gid and other groups.
+type Owner struct {
+	UID, GID uint32
+	Groups   []uint32
+}
+
+// SquashTree writes the directory tree dir as a squashfs at out, every
+// entry recorded as root's (as enroot export and pyxis save), reading dir
+// with the credentials of its owner (o.Owner), because dir is theirs to
+// change while it is read (a running container's root): root reading it,
+// even chrooted, would read with root's rights whatever a symlink, a swap
+// or the kernel's handling of a tree changed under a mount leads to.
 //
-// mksquashfs runs chrooted into a root of its own, in a mount namespace of
-// its own: a tmpfs holding only the host's /usr (and the merged-usr links or
-// library directories beside it) read-only, dir read-only at /src, and out
-// at /out. Whatever symlink the tree's owner plants resolves inside that
-// root, where nothing but the host's programs and libraries exists. out must
-// exist (it is bound, not created); dir's own submounts are not included.
+// mksquashfs runs in a user namespace of its own that maps only the
+// owner's uid and gid, each to 0, with the owner's groups: to the kernel
+// it is the owner, and its capabilities there reach only the owner's own
+// files (of mode 0 too, which they could chmod). Whatever a symlink, a swap
+// or a layer of the tree leads to, it opens only what the owner could open
+// themselves. It is also chrooted into a root of its own, in a mount
+// namespace of its own: a tmpfs holding only the host's /usr (and the
+// merged-usr links or library directories beside it) read-only, dir
+// read-only at /src, and out at /out. out must exist (it is bound, not
+// created) and is given to the user for the write; dir's own submounts are
+// not included. An entry the owner cannot read fails the squash, naming it.
 func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 	comp, err := parseCompression(o.Compression)
 	if err != nil {
@@ -53,25 +69,62 @@ func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 	if !filepath.IsAbs(bin) {
 		return fmt.Errorf("mksquashfs %q: want an absolute path", bin)
 	}
+	if err := os.Chown(out, int(o.Owner.UID), int(o.Owner.GID)); err != nil {
+		return err
+	}
 	sandbox, err := os.MkdirTemp(o.Scratch, "squash-sandbox-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(sandbox)
-	m := mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude}
+	m := mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude, AllRoot: true}
 	errc := make(chan error, 1)
-	// The namespace is this thread's: the goroutine never unlocks it, so
-	// the thread (and the sandbox's mounts) end with it.
+	// The namespace and the groups are this thread's: the goroutine never
+	// unlocks it, so the thread (and the sandbox's mounts) end with it.
 	go func() {
 		runtime.LockOSThread()
 		if err := enterSandbox(sandbox, dir, out); err != nil {
 			errc <- fmt.Errorf("squash %s: sandbox: %w", dir, err)
 			return
 		}
-		errc <- m.runIn(ctx, sandbox, "/src", "/out")
+		// mksquashfs inherits this thread's groups: in a user namespace
+		// whose setgroups is denied it cannot set its own, and the
+		// daemon's would count for access to the host's files.
+		groups := make([]int, len(o.Owner.Groups))
+		for i, g := range o.Owner.Groups {
+			groups[i] = int(g)
+		}
+		if err := unix.Setgroups(groups); err != nil {
+			errc <- fmt.Errorf("squash %s: set the reader's groups: %w", dir, err)
+			return
+		}
+		errc <- m.runIn(ctx, sandbox, "/src", "/out", &o.Owner)
 	}()
-	return <-errc
+	return srcPaths(<-errc)
 }
+
+// srcPaths rewrites the tree's paths in mksquashfs's messages ("Failed to
+// read file /src/etc/x") as they are in the tree ("/etc/x"), and says why
+// a file may not be read; errors.Is still sees what err wraps (ErrNoSpace).
+func srcPaths(err error) error {
+	if err == nil || !strings.Contains(err.Error(), " /src/") {
+		return err
+	}
+	msg := strings.ReplaceAll(err.Error(), " /src/", " /")
+	if strings.Contains(msg, "Failed to read file") {
+		msg += " (it changed while it was read, or the tree's owner, whose permissions read it, may not read it)"
+	}
+	return &rewordedError{msg, err}
+}
+
+// rewordedError is err with another message.
+type rewordedError struct {
+	msg string
+	err error
+}
+
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }
 
 // enterSandbox gives the calling thread a private mount namespace with the
 // sandbox's root mounted at root.

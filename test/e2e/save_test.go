@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,6 +67,48 @@ func TestContainerSavePaths(t *testing.T) {
 	r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-save=/root/nope.sqfs", "true")
 	if !strings.Contains(r.stderr, "--container-save=/root/nope.sqfs: --container-save: open /root/nope.sqfs: permission denied") {
 		t.Errorf("a failed save does not say why:\n%s", r)
+	}
+	checkNothingLeft(t, nodes()[0])
+}
+
+// A save holds every file as root's, as pyxis's (enroot export's) do, and
+// its package manager works again: apt and dnf install in the image saved
+// after an install, as fake root, with nothing of the image's other owners
+// (_apt's lists) left to copy up.
+func TestContainerSaveInstallsAgain(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skipf("%q not found in PATH", "unsquashfs")
+	}
+	dir := userDir(t, "e2e-save-install")
+	for _, c := range []struct{ name, image, install, again, want string }{
+		{"apt", cluster["APT_IMAGE"], aptInstall, "apt-get -q update && apt-get -q install --reinstall -y podman-hpc-hello && podman-hpc-hello", "Setting up podman-hpc-hello (1.0) ...\nhello from podman-hpc-hello\n"},
+		{"dnf", cluster["RPM_IMAGE"], dnfInstall, "rpm -e podman-hpc-hello && " + dnfInstall + " && " + rpmCheck, rpmWant},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, c.name+".sqsh")
+			mustSucceed(t, asUser(t, "srun", "-N1", "--container-image="+c.image, "--container-remap-root", "--container-writable",
+				"--container-save="+out, "sh", "-c", c.install))
+			list, err := exec.Command("unsquashfs", "-lls", out).CombinedOutput()
+			if err != nil {
+				t.Fatalf("unsquashfs: %v\n%s", err, list)
+			}
+			for _, line := range strings.Split(string(list), "\n") {
+				if strings.Contains(line, "squashfs-root") && !strings.Contains(line, " root/root ") {
+					t.Errorf("not root's in the saved image: %s", line)
+				}
+			}
+			r := asUser(t, "srun", "-N1", "--container-image="+out, "--container-remap-root", "--container-writable",
+				"sh", "-c", "podman-hpc-hello && "+c.again)
+			mustSucceed(t, r)
+			// dpkg ends its progress lines with \r.
+			if !strings.HasSuffix(strings.ReplaceAll(r.stdout, "\r", ""), c.want) {
+				t.Errorf("the saved image, again: want it to end with %q:\n%s", c.want, r)
+			}
+			if m := aptComplaint.FindAllString(r.stdout+r.stderr, -1); len(m) > 0 || strings.Contains(r.stdout+r.stderr, "error:") {
+				t.Errorf("the package manager complained:\n%s", r)
+			}
+		})
 	}
 	checkNothingLeft(t, nodes()[0])
 }

@@ -297,6 +297,133 @@ wait
 	checkNothingLeft(t, node)
 }
 
+// Issue 21, item 1: the save read an overlay built over the container's
+// live writable layer, as root, and a file swapped for a symlink to a
+// root-only file of the node while it was saved put that file into the
+// user's image (4 saves in 6, with /etc/shadow; a file in /root too). The
+// save now reads the container's own root as the user, who cannot read it.
+// The target is a 0600 file of random bytes in the node's /root; every file
+// of every saved image is compared with it.
+func TestSecuritySaveSwapReadsNoRootFile(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skipf("%q not found in PATH", "unsquashfs")
+	}
+	node := nodes()[0]
+	secret := onNode(t, node, "", `umask 077; f=$(mktemp /root/phpc-e2e-secret-XXXXXX) && head -c 1500 /dev/urandom | base64 -w0 >"$f" && echo "$f"`)
+	mustSucceed(t, secret)
+	target := strings.TrimSpace(secret.stdout)
+	t.Cleanup(func() { onNode(t, node, "", `rm -f "$1"`, target) })
+	content := onNode(t, node, "", `cat "$1"`, target).stdout
+	if len(content) != 2000 {
+		t.Fatalf("secret %s: %d bytes, want 2000", target, len(content))
+	}
+	for _, mode := range []string{"--container-remap-root", "--no-container-remap-root"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := userDir(t, "e2e-sec-save-swap")
+			script := filepath.Join(dir, "job.sh")
+			// Step 2 swaps each of 100 files of the secret's size (stat
+			// needs no permission, and mksquashfs checks the size it
+			// read) for a symlink to it and back; step 3 saves, again
+			// and again, while it does.
+			os.WriteFile(script, []byte(`#!/bin/sh
+cd "$1"; size=$2; target=$3; mode=$4
+srun -n1 --container-image=`+cluster["SMALL_IMAGE"]+` --container-name=swap $mode --container-writable sh -c '
+mkdir /w && head -c "$1" /dev/zero >/w/r && for i in $(seq 100); do cp /w/r /w/x$i; done' sh "$size" || exit 1
+srun --overlap -n1 --container-name=swap sh -c '
+end=$(($(date +%s)+12))
+while [ $(date +%s) -lt $end ]; do
+	for i in $(seq 100); do
+		ln -sf "$1" /w/t$i; mv -f /w/t$i /w/x$i; cp /w/r /w/u$i; mv -f /w/u$i /w/x$i
+	done
+done' sh "$target" &
+sleep 2
+end=$(($(date +%s)+8)); i=0
+while [ $(date +%s) -lt $end ]; do
+	i=$((i+1)); srun --overlap -n1 --container-name=swap --container-save="$1/out$i.sqsh" true
+done
+wait
+`), 0o755)
+			r := asUser(t, "salloc", "-N1", "-n2", "-t", "2", "-w", node, "-Q", script, dir, "2000", target, mode)
+			if r.code != 0 {
+				t.Logf("the job (saves may fail while the tree changes under them):\n%s", r)
+			}
+			saves, _ := filepath.Glob(filepath.Join(dir, "out*.sqsh"))
+			if len(saves) == 0 {
+				t.Fatalf("no save written:\n%s", r)
+			}
+			leaked := 0
+			for _, f := range saves {
+				if n := filesHolding(t, f, content[:100]); len(n) > 0 {
+					leaked++
+					t.Errorf("%s holds the node's root-only %s as %s", filepath.Base(f), target, strings.Join(n, ", "))
+				}
+			}
+			t.Logf("%d saves, %d holding the secret", len(saves), leaked)
+			checkNothingLeft(t, node)
+		})
+	}
+}
+
+// The save's reader is the user, by construction: mksquashfs has the job
+// user's uid and gid, in a user namespace that maps only them (to 0), and
+// none of the daemon's groups. It was root.
+func TestSecuritySaveRunsAsTheUser(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, "e2e-sec-save-user")
+	done := make(chan result, 1)
+	go func() {
+		done <- asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["MPI_IMAGE"], "--container-writable",
+			"--container-save="+dir+"/mpi.sqsh", "true")
+	}()
+	// The test clusters share the host's PID namespace: this cluster's
+	// mksquashfs is the one chrooted under its state directory.
+	seen := onNode(t, node, "", `for i in $(seq 1000); do
+	for p in $(pgrep -x mksquashfs); do
+		case $(readlink /proc/$p/root) in "$1"/*)
+			grep -E '^(Uid|Gid|Groups):' /proc/$p/status && cat /proc/$p/uid_map /proc/$p/gid_map && exit 0;;
+		esac
+	done
+	sleep 0.01
+done; exit 1`, cluster["LAB"])
+	mustSucceed(t, <-done)
+	if seen.code != 0 {
+		t.Fatalf("no mksquashfs of this cluster seen during the save:\n%s", seen)
+	}
+	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
+	gid := strings.TrimSpace(asUser(t, "id", "-g").stdout)
+	fields := strings.Fields(seen.stdout)
+	want := []string{"Uid:", uid, uid, uid, uid, "Gid:", gid, gid, gid, gid, "Groups:"}
+	if len(fields) < len(want)+6 || !slices.Equal(fields[:len(want)], want) || slices.Contains(fields[len(want):len(fields)-6], "0") {
+		t.Fatalf("mksquashfs is not the user (uid %s, gid %s), or has root's group:\n%s", uid, gid, seen.stdout)
+	}
+	maps := strings.Join(fields[len(fields)-6:], " ")
+	if maps != "0 "+uid+" 1 0 "+gid+" 1" {
+		t.Errorf("mksquashfs's user namespace maps %q, want only the user's uid and gid", maps)
+	}
+}
+
+// filesHolding unpacks the squashfs file f and returns its files whose
+// contents hold s.
+func filesHolding(t *testing.T, f, s string) []string {
+	t.Helper()
+	tree := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("unsquashfs", "-no-xattrs", "-d", tree, f).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs %s: %v\n%s", f, err, out)
+	}
+	var found []string
+	filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), s) {
+				found = append(found, p[len(tree):])
+			}
+		}
+		return nil
+	})
+	return found
+}
+
 // Item 10: attaching matched job id and name only, and job ids are reused:
 // a request for another user's named container of the same job id is
 // refused. The request is sent on the socket, as root, the way a
