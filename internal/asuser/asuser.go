@@ -51,7 +51,7 @@ var Timeout = 30 * time.Second
 var ErrNotRegular = errors.New("not a regular file")
 
 // ErrUserFUSE is a path on a FUSE file system that a user mounted.
-var ErrUserFUSE = errors.New("on a FUSE file system mounted by a user (the daemon does not read those: it would wait on their answers); copy it to a file system the node mounts")
+var ErrUserFUSE = errors.New("on a FUSE file system that a user mounted, which the daemon does not use (it would wait on its server): use a file system the node mounts")
 
 // ErrMagicLink wraps ELOOP: the path went through a symlink loop or a
 // /proc magic link, which is never followed.
