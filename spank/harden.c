@@ -51,48 +51,68 @@ int phpc_drop_privileges(void)
 	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
-/* Only a privileged process could use these; no HPC program needs them.
- * (ptrace, perf_event_open, unshare and mount stay: debuggers, profilers
- * and rootless tools inside use them.) */
-static const int denied[] = {
-	SYS_kexec_load,
+/* A refused call and the errno it returns. */
+struct denial {
+	int nr;
+	int err;
+};
+
+/* Only a privileged process could use the first ones; no HPC program needs
+ * any of them. The last ones are what Docker's, Podman's and crun's default
+ * filters refuse too: io_uring (much of the kernel's recent attack surface;
+ * ENOSYS, so that a library falls back to read and write), userfaultfd and
+ * the kernel keyrings. ptrace, perf_event_open (the node's
+ * perf_event_paranoid governs it, as on bare metal: profilers such as perf,
+ * Nsight and VTune need it), unshare and mount stay: debuggers, profilers
+ * and rootless tools inside use them. pkg/oci/seccomp.go gives the
+ * container's own processes the same filter (a test compares the two). */
+static const struct denial denied[] = {
+	{ SYS_kexec_load, EPERM },
 #ifdef SYS_kexec_file_load
-	SYS_kexec_file_load,
+	{ SYS_kexec_file_load, EPERM },
 #endif
-	SYS_init_module,
-	SYS_finit_module,
-	SYS_delete_module,
+	{ SYS_init_module, EPERM },
+	{ SYS_finit_module, EPERM },
+	{ SYS_delete_module, EPERM },
 #ifdef SYS_create_module
-	SYS_create_module,
+	{ SYS_create_module, EPERM },
 #endif
 #ifdef SYS_query_module
-	SYS_query_module,
+	{ SYS_query_module, EPERM },
 #endif
 #ifdef SYS_get_kernel_syms
-	SYS_get_kernel_syms,
+	{ SYS_get_kernel_syms, EPERM },
 #endif
-	SYS_open_by_handle_at,
-	SYS_reboot,
-	SYS_swapon,
-	SYS_swapoff,
-	SYS_acct,
-	SYS_settimeofday,
-	SYS_clock_settime,
-	SYS_vhangup,
-	SYS_lookup_dcookie,
-	SYS_nfsservctl,
+	{ SYS_open_by_handle_at, EPERM },
+	{ SYS_reboot, EPERM },
+	{ SYS_swapon, EPERM },
+	{ SYS_swapoff, EPERM },
+	{ SYS_acct, EPERM },
+	{ SYS_settimeofday, EPERM },
+	{ SYS_clock_settime, EPERM },
+	{ SYS_vhangup, EPERM },
+	{ SYS_lookup_dcookie, EPERM },
+	{ SYS_nfsservctl, EPERM },
 #ifdef SYS_iopl
-	SYS_iopl,
+	{ SYS_iopl, EPERM },
 #endif
 #ifdef SYS_ioperm
-	SYS_ioperm,
+	{ SYS_ioperm, EPERM },
 #endif
 #ifdef SYS_uselib
-	SYS_uselib,
+	{ SYS_uselib, EPERM },
 #endif
 #ifdef SYS__sysctl
-	SYS__sysctl,
+	{ SYS__sysctl, EPERM },
 #endif
+	/* The numbers are the same on x86_64 and aarch64. */
+	{ 425 /* io_uring_setup */, ENOSYS },
+	{ 426 /* io_uring_enter */, ENOSYS },
+	{ 427 /* io_uring_register */, ENOSYS },
+	{ SYS_userfaultfd, EPERM },
+	{ SYS_keyctl, EPERM },
+	{ SYS_add_key, EPERM },
+	{ SYS_request_key, EPERM },
 };
 
 /* Under --container-remap-root the user namespace maps one uid and one gid:
@@ -151,7 +171,7 @@ size_t phpc_seccomp_build(int remap_root, struct sock_filter *prog, size_t max)
 	emit(prog, &n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
 #endif
 	for (i = 0; i < N(denied); i++)
-		emit_if(prog, &n, denied[i], SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+		emit_if(prog, &n, denied[i].nr, SECCOMP_RET_ERRNO | ((uint32_t)denied[i].err & SECCOMP_RET_DATA));
 	/* SECCOMP_RET_ERRNO with 0: the call returns 0 and does nothing. */
 	for (i = 0; remap_root && i < N(faked); i++)
 		emit_if(prog, &n, faked[i], SECCOMP_RET_ERRNO | 0);

@@ -497,6 +497,22 @@ func FilterLen(remap bool) int {
 	return int(C.phpc_seccomp_build(boolC(remap), &prog[0], C.PHPC_SECCOMP_MAX))
 }
 
+// FilterRules is the tasks' filter as its rules: for each system call
+// number it names, the value it returns (SECCOMP_RET_ERRNO | errno).
+func FilterRules(remap bool) map[uint32]uint32 {
+	prog := make([]C.struct_sock_filter, C.PHPC_SECCOMP_MAX)
+	n := int(C.phpc_seccomp_build(boolC(remap), &prog[0], C.PHPC_SECCOMP_MAX))
+	rules := map[uint32]uint32{}
+	for i := 0; i+1 < n; i++ {
+		// emit_if: "jeq k, 0, 1" then "ret v".
+		jeq, ret := prog[i], prog[i+1]
+		if jeq.code == C.BPF_JMP|C.BPF_JEQ|C.BPF_K && jeq.jt == 0 && jeq.jf == 1 && ret.code == C.BPF_RET|C.BPF_K {
+			rules[uint32(jeq.k)] = uint32(ret.k)
+		}
+	}
+	return rules
+}
+
 // MsgTypes are the C message types, by name, to check against pkg/wire's.
 func MsgTypes() map[string]uint8 {
 	return map[string]uint8{

@@ -4,11 +4,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"syscall"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -179,6 +183,50 @@ func TestMsgTypesMatchWire(t *testing.T) {
 	for name, c := range MsgTypes() {
 		if uint8(want[name]) != c {
 			t.Errorf("%s: C %d, Go %d", name, c, want[name])
+		}
+	}
+}
+
+// The container's own processes get the tasks' filter through the spec
+// (pkg/oci/seccomp.go): the same calls, with the same errnos, in both
+// modes.
+func TestSeccompFilterMatchesTheContainers(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the numbers below are x86_64's")
+	}
+	numbers := map[string]uint32{
+		"kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
+		"create_module": 174, "query_module": 178, "get_kernel_syms": 177, "open_by_handle_at": 304, "reboot": 169,
+		"swapon": 167, "swapoff": 168, "acct": 163, "settimeofday": 164, "clock_settime": 227, "vhangup": 153,
+		"lookup_dcookie": 212, "nfsservctl": 180, "iopl": 172, "ioperm": 173, "uselib": 134, "_sysctl": 156,
+		"userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249,
+		"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+		"setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117, "setresgid": 119,
+		"setgroups": 116, "setfsuid": 122, "setfsgid": 123, "chown": 92, "lchown": 94, "fchown": 93, "fchownat": 260,
+	}
+	for _, remap := range []bool{false, true} {
+		want := FilterRules(remap)
+		got := map[uint32]uint32{}
+		s := oci.TaskSeccomp(remap)
+		if s.DefaultAction != specs.ActAllow || len(s.Architectures) != 1 || s.Architectures[0] != specs.ArchX86_64 {
+			t.Errorf("remap %v: default %s, architectures %v", remap, s.DefaultAction, s.Architectures)
+		}
+		for _, sc := range s.Syscalls {
+			if sc.Action != specs.ActErrno || sc.ErrnoRet == nil {
+				t.Errorf("remap %v: %v: action %s", remap, sc.Names, sc.Action)
+				continue
+			}
+			for _, name := range sc.Names {
+				nr, ok := numbers[name]
+				if !ok {
+					t.Errorf("no number for %q: add it here", name)
+					continue
+				}
+				got[nr] = 0x00050000 | uint32(*sc.ErrnoRet) // SECCOMP_RET_ERRNO
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("remap %v: the spec's filter differs from the tasks'\n spec:  %v\n tasks: %v", remap, got, want)
 		}
 	}
 }
