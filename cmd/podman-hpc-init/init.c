@@ -15,6 +15,7 @@
  */
 #include <signal.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 int main(void)
@@ -22,6 +23,12 @@ int main(void)
 	sigset_t set;
 	int sig;
 
+	/* Not dumpable: the tasks run as the same user in the same user
+	 * namespace, and must not ptrace it into running something outside
+	 * their step (ptrace now needs CAP_SYS_PTRACE over the container's
+	 * user namespace, which no task holds). */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return 1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
