@@ -67,8 +67,9 @@ type container struct {
 	mounted bool // the image's squashfs mount counts this container
 	created time.Time
 
-	entrypointLog string // the image entrypoint's output, when it ran
-	named         bool   // outlives its step: removed with its job (or by rm)
+	entrypointLog string      // the image entrypoint's output, when it ran
+	output        *oci.Output // the runtime's and the container's output, bounded
+	named         bool        // outlives its step: removed with its job (or by rm)
 	// A global-scope named container (container_scope=global) outlives
 	// its jobs: jobs are those using it now; once the last ends, its
 	// processes are stopped (parked) and its filesystem kept for the
@@ -160,7 +161,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if err != nil {
 		return c, err
 	}
-	if err := m.start(ctx, c, hk, log); err != nil {
+	if err := m.start(ctx, c, spec, hk, log); err != nil {
 		return c, err
 	}
 	c.env = withHome(c.env, req, acct)
@@ -224,6 +225,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 		oci.WithUser(c.req.UID, c.req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
 		oci.WithNamespaces(c.req.Unshare...),
+		// The init, the image's entrypoint and what it leaves running
+		// are confined as the tasks are (spank/harden.c).
+		oci.WithSeccomp(c.req.RemapRoot),
 		hk.opt,
 		// Last, so that no mount before it (the user's, a module's) can
 		// cover the container's first process.
@@ -257,17 +261,30 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 
 // start runs the container (its init, or the image's entrypoint first) and
 // waits until it is running its init, which it leaves at the lowest
-// priority.
-func (m *manager) start(ctx context.Context, c *container, hk *prepared, log *slog.Logger) (err error) {
+// priority. With an entrypoint, the namespaces the tasks join are opened
+// between the runtime's create and start, before any of the image's code
+// runs: an entrypoint that made namespaces of its own (unshare) cannot
+// have them handed to slurmstepd, or entered by the daemon.
+func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk *prepared, log *slog.Logger) (err error) {
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	err = m.rt.Run(ctx, c.id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+	c.output = oci.NewOutput()
+	opts := oci.RunOpts{Bundle: c.bundle, PidFile: pidFile, Output: c.output}
+	if c.req.Entrypoint {
+		opts.Created = func(pid int) error {
+			c.initPid = pid
+			return c.openNamespaces(spec)
+		}
+	}
+	err = m.rt.Run(ctx, c.id, opts)
 	if err != nil && ctx.Err() == nil {
 		// runc 1.1 now and then loses its init under concurrent starts
 		// ("error during container init: %!w(<nil>)"): once more, after
 		// clearing what it left.
 		log.Warn("container start failed, retrying once", "container", c.id, "err", err)
+		closeAll(c.nsFiles)
+		c.nsFiles, c.nsNames = nil, nil
 		m.rt.Delete(ctx, c.id, oci.DeleteOpts{Force: true})
-		err = m.rt.Run(ctx, c.id, oci.RunOpts{Bundle: c.bundle, PidFile: pidFile})
+		err = m.rt.Run(ctx, c.id, opts)
 	}
 	m.hooks.logTimings(c, log)
 	if err != nil {
@@ -285,6 +302,9 @@ func (m *manager) start(ctx context.Context, c *container, hk *prepared, log *sl
 			return err
 		}
 	}
+	// The init runs: what writes from now on is what the entrypoint
+	// left running, and gets a bounded share.
+	c.output.Limit()
 	// The init only waits: at the lowest priority, its death at the
 	// removal (the container's mounts go with it) yields the CPU too.
 	unix.Setpriority(unix.PRIO_PROCESS, c.initPid, oci.BackgroundNice)
@@ -295,8 +315,10 @@ func (m *manager) start(ctx context.Context, c *container, hk *prepared, log *sl
 // they join, opened; its root sealed (nosuid, nodev, and read-only unless
 // writable); a private network's loopback up; the working directory.
 func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly bool) error {
-	if err := c.openNamespaces(spec); err != nil {
-		return err
+	if c.nsFiles == nil { // else opened at its creation (start)
+		if err := c.openNamespaces(spec); err != nil {
+			return err
+		}
 	}
 	if err := oci.SealRoot(c.nsFiles[len(c.nsFiles)-1], readonly); err != nil {
 		return err

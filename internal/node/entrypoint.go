@@ -5,11 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // entrypointTimeout bounds how long an image's entrypoint may take before it
@@ -19,7 +16,8 @@ const entrypointTimeout = 2 * time.Minute
 // waitEntrypoint waits until the image's entrypoint has run its arguments,
 // that is exec'd our init, and returns the environment it left: what the
 // entrypoint exported reaches the tasks, as under pyxis. Its output (in the
-// bundle's runtime.log) is kept for --container-entrypoint-log and errors.
+// bounded output, oci.Output) is kept for --container-entrypoint-log and
+// errors.
 func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, error) {
 	want := []byte(initPath + "\x00init\x00")
 	deadline := time.Now().Add(entrypointTimeout)
@@ -27,7 +25,7 @@ func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, e
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.initPid))
 		done := err != nil || zombie(c.initPid) || bytes.Equal(cmdline, want) || time.Now().After(deadline)
 		if done {
-			c.entrypointLog = readLog(filepath.Join(c.bundle, "runtime.log"))
+			c.entrypointLog = withoutNULs(c.output.Settle())
 		}
 		switch {
 		// An empty cmdline is a process in the middle of execve: wait.
@@ -59,29 +57,10 @@ func zombie(pid int) bool {
 	return i < 0 || i+2 >= len(st) || st[i+2] == 'Z' || st[i+2] == 'X'
 }
 
-// logTail is how much of the entrypoint's output is kept.
-const logTail = 16 << 10
-
-// readLog returns the end of a log file, at most logTail bytes. The file is
-// the container's output, which the user's entrypoint writes, as much as it
-// likes: only its end is read, only from a regular file, without NULs.
-func readLog(path string) string {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	off := max(fi.Size()-logTail, 0)
-	b := make([]byte, fi.Size()-off)
-	n, _ := f.ReadAt(b, off)
-	// It goes to the plugin as a C string: a NUL in the output (a binary
-	// written to stdout) would make the whole answer unsendable.
-	return string(bytes.ReplaceAll(b[:n], []byte{0}, nil))
-}
+// withoutNULs is the output as it goes to the plugin, as a C string: a NUL
+// in it (a binary written to stdout) would make the whole answer
+// unsendable.
+func withoutNULs(s string) string { return strings.ReplaceAll(s, "\x00", "") }
 
 // oneLine squeezes a log into one line for an error message: srun shows
 // errors line by line.

@@ -27,6 +27,9 @@ func (m *manager) stop(ctx context.Context, c *container, background bool) {
 		unix.Close(c.initFD)
 	}
 	c.initFD, c.initPid = 0, 0
+	if c.output != nil {
+		c.output.Close()
+	}
 	m.hooks.logTimings(c, m.log.With("job", c.req.Job, "step", c.req.Step)) // poststop
 }
 

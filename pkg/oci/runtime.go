@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +39,11 @@ var ErrNotExist = errors.New("container does not exist")
 
 // RunOpts are the options of Runtime.Run.
 type RunOpts struct {
+	// Output takes the runtime's and the container's output (nil: one
+	// of Run's own, closed when it returns).
+	Output *Output
+	// Created, if set, is called between create and start (Run).
+	Created func(pid int) error
 	Bundle  string // directory holding config.json
 	PidFile string // where the runtime writes the init's pid
 }
@@ -78,27 +83,63 @@ type State struct {
 }
 
 // Run creates and starts container id detached: when it returns nil, the
-// init process runs. The runtime's output, and the init's, go to
-// Bundle/runtime.log: a pipe would be inherited by the init and never reach
-// EOF, so the runtime's output is a file.
+// init process runs. The runtime's output, and the container's (the image's
+// entrypoint, and whatever it leaves running), go to o.Output, a bounded
+// pipe (output.go): a file would let the container's processes fill the
+// daemon's state directory. With o.Created, Run creates the container,
+// calls Created with its first process's pid before anything of the image
+// has run (the caller opens its namespaces there: an entrypoint may not
+// swap in namespaces of its own), then starts it.
 func (r *Runtime) Run(ctx context.Context, id string, o RunOpts) error {
-	logPath := filepath.Join(o.Bundle, "runtime.log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	out := o.Output
+	if out == nil {
+		out = NewOutput()
+		defer out.Close()
+	}
+	w, err := out.writer()
 	if err != nil {
 		return fmt.Errorf("%s run %s: %w", r.Command, id, err)
 	}
-	defer f.Close()
-	cmd := r.command(ctx, o.args(id)...)
-	cmd.Stdout, cmd.Stderr = f, f
+	defer w.Close()
+	if o.Created == nil {
+		return r.runStage(ctx, "run", o.args(id), w, out)
+	}
+	create := []string{"create", "--bundle", o.Bundle, "--pid-file", o.PidFile, id}
+	if err := r.runStage(ctx, "create", create, w, out); err != nil {
+		return err
+	}
+	pid, err := readPidFile(o.PidFile)
+	if err == nil {
+		err = o.Created(pid)
+	}
+	if err != nil {
+		return fmt.Errorf("%s create %s: %w", r.Command, id, err)
+	}
+	return r.runStage(ctx, "start", []string{"start", id}, w, out)
+}
+
+// runStage runs the runtime with args, its output to w; an error carries
+// what it and the container wrote.
+func (r *Runtime) runStage(ctx context.Context, verb string, args []string, w *os.File, out *Output) error {
+	cmd := r.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = w, w
 	// Not /dev/null: crun 1.8 hands the container's stdio to the
 	// container's user (fchown) when it has a user namespace, and
 	// would make the node's /dev/null theirs. An empty pipe instead.
 	cmd.Stdin = strings.NewReader("")
 	if err := r.run(ctx, cmd, 0); err != nil {
-		out, _ := os.ReadFile(logPath)
-		return &runtimeError{cmd: r.Command + " run", stderr: string(out), err: err}
+		return &runtimeError{cmd: r.Command + " " + verb, stderr: out.Settle(), err: err}
 	}
 	return nil
+}
+
+// readPidFile reads the pid the runtime wrote.
+func readPidFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // Delete removes the container's runtime state (and with Force, kills it).

@@ -1,0 +1,129 @@
+package oci
+
+import (
+	"os"
+	"sync"
+	"time"
+)
+
+// OutputLimit is how much a container's processes may write to their
+// output once its init runs (what the image's entrypoint left running)
+// before the daemon stops reading: its read end is closed, and a further
+// write fails with EPIPE (SIGPIPE). Until then (the runtime, and the
+// entrypoint itself, which entrypointTimeout bounds) the output is drained
+// and only its end kept. Nothing of it lands in a file of root's. A
+// variable for the tests.
+var OutputLimit int64 = 1 << 20
+
+// outputTail is how much of the output is kept, the last of it: an
+// entrypoint's messages, a runtime's error.
+const outputTail = 16 << 10
+
+// Output is a container's output: a pipe the runtime and the container
+// write, drained by the daemon into a bounded tail.
+type Output struct {
+	once    sync.Once
+	r, w    *os.File
+	err     error
+	mu      sync.Mutex
+	tail    []byte
+	total   int64
+	stopped chan struct{} // closed when the reader ends
+	last    time.Time     // of the last read
+	// limitFrom is total when Limit was called; -1 before.
+	limitFrom int64
+}
+
+// NewOutput returns an Output; the pipe is made at its first writer.
+func NewOutput() *Output { return &Output{stopped: make(chan struct{}), limitFrom: -1} }
+
+// Limit bounds what is read from now on to OutputLimit: the container's
+// init runs, and nothing of the image's is expected to write any more.
+func (o *Output) Limit() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.limitFrom < 0 {
+		o.limitFrom = o.total
+	}
+}
+
+// writer returns the pipe's write end, the caller's to close once the
+// runtime is done with it (the container's processes keep their copies).
+func (o *Output) writer() (*os.File, error) {
+	o.once.Do(func() {
+		o.r, o.w, o.err = os.Pipe()
+		if o.err == nil {
+			go o.drain()
+		} else {
+			close(o.stopped)
+		}
+	})
+	return o.w, o.err
+}
+
+func (o *Output) drain() {
+	defer close(o.stopped)
+	defer o.r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := o.r.Read(buf)
+		o.mu.Lock()
+		o.tail = append(o.tail, buf[:n]...)
+		if len(o.tail) > outputTail {
+			o.tail = append(o.tail[:0], o.tail[len(o.tail)-outputTail:]...)
+		}
+		o.total += int64(n)
+		o.last = time.Now()
+		over := o.limitFrom >= 0 && o.total-o.limitFrom > OutputLimit
+		if over {
+			o.tail = append(o.tail, "\n[podman-hpc: more output than the limit after the container started; the rest was refused]\n"...)
+		}
+		o.mu.Unlock()
+		if err != nil || over {
+			return
+		}
+	}
+}
+
+// String is the end of what was written so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return string(o.tail)
+}
+
+// Total is how many bytes were read.
+func (o *Output) Total() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.total
+}
+
+// Settle waits a moment for what a process that just exited wrote (up to
+// 200 ms, until 20 ms pass without more), then returns String.
+func (o *Output) Settle() string {
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		select {
+		case <-o.stopped:
+			return o.String()
+		case <-time.After(20 * time.Millisecond):
+		}
+		o.mu.Lock()
+		quiet := time.Since(o.last) >= 20*time.Millisecond
+		o.mu.Unlock()
+		if quiet {
+			break
+		}
+	}
+	return o.String()
+}
+
+// Close stops reading: writers get EPIPE from now on.
+func (o *Output) Close() {
+	o.once.Do(func() { close(o.stopped) }) // never written: no pipe
+	if o.r != nil {
+		o.r.Close()
+	}
+	<-o.stopped
+}
