@@ -156,3 +156,43 @@ func TestSecurityEntrypointNamespacesAreNotTheTasks(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// syscallsC calls what the tasks' filter refuses beyond privileged calls
+// (io_uring, userfaultfd, the keyrings) and what it leaves
+// (perf_event_open is the node's perf_event_paranoid's to refuse), and
+// prints each errno.
+const syscallsC = `#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static void try(const char *name, long rc) {
+	printf("%s %s\n", name, rc < 0 ? strerror(errno) : "ok");
+}
+int main(void) {
+	char params[120] = {0};
+	try("io_uring_setup", syscall(425, 1, params));
+	try("userfaultfd", syscall(SYS_userfaultfd, 1 /* UFFD_USER_MODE_ONLY */));
+	try("keyctl", syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
+	try("add_key", syscall(SYS_add_key, "user", "k", "v", 1, -3));
+	return 0;
+}
+`
+
+// In a task (and in the container's own processes, which get the same
+// filter), io_uring is unknown (ENOSYS: libraries fall back), userfaultfd
+// and the keyrings are refused.
+func TestSecurityTaskFilterRefusesIoUringAndKeyrings(t *testing.T) {
+	requireRoot(t)
+	dir := readableTempDir(t)
+	src := filepath.Join(dir, "calls.c")
+	os.WriteFile(src, []byte(syscallsC), 0o644)
+	mustSucceed(t, run(t, "gcc", "-static", "-O2", "-o", filepath.Join(dir, "calls"), src))
+	r := asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-mounts="+dir+":/t", "/t/calls")
+	mustSucceed(t, r)
+	for _, want := range []string{"io_uring_setup Function not implemented", "userfaultfd Operation not permitted", "keyctl Operation not permitted", "add_key Operation not permitted"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("want %q:\n%s", want, r)
+		}
+	}
+}
