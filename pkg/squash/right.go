@@ -40,9 +40,9 @@ import (
 //
 // A registry's word alone is not enough: anyone may serve the bytes of
 // another user's manifest from a registry of their own, or a repository
-// of theirs on a shared one (a registry checks that a manifest's blobs
-// exist in the repository it is pushed to, but a server of the user's
-// checks nothing). It is the word of the repository the image came from
+// of theirs on a shared one (a registry may check that a manifest's blobs
+// exist in the repository it is pushed to; a server of the user's checks
+// nothing). It is the word of the repository the image came from
 // that counts, as its access control is what guards the image.
 //
 // Once shown, the user is among the image's Users, and their next Get of
