@@ -496,9 +496,10 @@ func cloneConfig(c ImageConfig) ImageConfig {
 }
 
 // confirmLocked records that uid may use entry d by the name ref (""
-// for none), resolved now by a registry if resolved is set, and marks it
-// used. It returns uid's view, or nil if d is not cached.
-func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool) *Image {
+// for none), resolved now by a registry if resolved is set, and that d is
+// known by the registry repository source ("" for none: right.go), and
+// marks it used. It returns uid's view, or nil if d is not cached.
+func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool, source string) *Image {
 	e := c.ix.Images[d]
 	if e == nil {
 		return nil
@@ -506,6 +507,10 @@ func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool) *Image {
 	now := c.now()
 	changed := !hasUID(e.Users, uid)
 	e.Users = addUID(e.Users, uid)
+	if source != "" && !slices.Contains(e.Sources, source) {
+		e.Sources = addSource(e.Sources, source)
+		changed = true
+	}
 	e.LastUsed = now
 	if ref != "" {
 		// A name points to one digest at a time (a tag moved: the old

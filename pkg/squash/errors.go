@@ -47,9 +47,10 @@ var (
 	// ErrNoImage: the local image store (podman://, dockerd://) has no
 	// such image.
 	ErrNoImage = errors.New("no such image")
-	// ErrIncompleteImage: a local archive, layout or store export names an
-	// image but lacks some of its blobs, or holds other bytes under their
-	// names (a manifest alone is not the image).
+	// ErrIncompleteImage: a local archive, layout or store export, or a
+	// registry repository a cached image is not known by, names an image
+	// but lacks some of its blobs, or holds other bytes under their names
+	// (a manifest alone is not the image).
 	ErrIncompleteImage = errors.New("incomplete image")
 	// ErrUnsupported: the image uses a feature this package does not
 	// handle (encrypted or foreign layers, unknown media types).

@@ -80,7 +80,7 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File, uid uint32, report func(Progress)) (*Image, error) {
 	c.mu.Lock()
 	if d, ok := c.files[id]; ok {
-		if img := c.confirmLocked(d, name, uid, false); img != nil {
+		if img := c.confirmLocked(d, name, uid, false, ""); img != nil {
 			c.mu.Unlock()
 			return img, nil
 		}
@@ -119,7 +119,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	c.mu.Lock()
 	if c.ix.Images[d] != nil {
 		c.files[id] = d
-		img := c.confirmLocked(d, name, uid, false)
+		img := c.confirmLocked(d, name, uid, false, "")
 		c.mu.Unlock()
 		return img, nil
 	}
@@ -127,13 +127,13 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	if err := checkSquashfs(ctx, c.unsquashfs, tmp.Name()); err != nil {
 		return nil, err
 	}
-	if err := c.publish(d, tmp.Name(), ImageConfig{}); err != nil {
+	if err := c.publish(d, tmp.Name(), ImageConfig{}, nil); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.files[id] = d
-	img := c.confirmLocked(d, name, uid, false)
+	img := c.confirmLocked(d, name, uid, false, "")
 	if img == nil {
 		return nil, fmt.Errorf("%w: evicted as soon as it was copied: the cache is too small for it", ErrNoSpace)
 	}

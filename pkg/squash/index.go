@@ -33,6 +33,13 @@ type entry struct {
 	LastUsed time.Time          `json:"lastUsed"`
 	Users    []uint32           `json:"users"` // uids the registry (or the file) confirmed
 	Refs     map[string]*refUse `json:"refs,omitempty"`
+	// Sources are the registry repositories (HOST/NAME, sorted) that
+	// served the image's blobs, to the pull that made it or to a user who
+	// showed them since: a registry's answer from one of them is the
+	// right to the image, from any other it is not (right.go). None (an
+	// entry of an older daemon, or of a local archive): every user not
+	// among Users shows the blobs.
+	Sources []string `json:"sources,omitempty"`
 	// Checks is the contentChecks the image was made under; Open drops
 	// images made under older ones, which may hold what is now refused.
 	Checks int `json:"checks,omitempty"`

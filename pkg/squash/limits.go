@@ -159,6 +159,39 @@ func (s *userSlots) release(uid uint32) {
 	s.freed = make(chan struct{})
 }
 
+// slotOnce is one of uid's slots for one Get: taken by the first hold,
+// kept by the next ones, given back by free (idempotent).
+type slotOnce struct {
+	slots  *userSlots
+	uid    uint32
+	report func(Progress)
+
+	mu      sync.Mutex
+	release func()
+}
+
+func (s *slotOnce) hold(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release != nil {
+		return nil
+	}
+	release, err := s.slots.acquire(ctx, s.uid, s.report)
+	if err != nil {
+		return err
+	}
+	s.release = release
+	return nil
+}
+
+func (s *slotOnce) free() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release != nil {
+		s.release()
+	}
+}
+
 // running is how many slots uid holds (for tests and logs).
 func (s *userSlots) running(uid uint32) int {
 	s.mu.Lock()

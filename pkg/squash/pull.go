@@ -163,7 +163,16 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		return nil, err
 	}
 	d := src.digest.String()
-	p := newProof(src, r)
+	// A registry is read for a pull, or to show its blobs (right.go): one
+	// of the user's pull slots, taken once, when first needed. A local
+	// source's is held already.
+	var hold func(context.Context) error
+	if r.kind == kindRegistry {
+		slot := &slotOnce{slots: c.slots, uid: o.UID, report: report}
+		defer slot.free()
+		hold = slot.hold
+	}
+	p := newProof(src, r, hold, report)
 	img, err := c.handOut(ctx, d, r, name, o.UID, p)
 	if err != nil || img != nil {
 		if err == nil {
@@ -177,17 +186,15 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 	// be theirs).
 	if !p.isShown() && c.shared != nil {
 		if e, _ := c.shared.lookup(d); e != nil {
-			if err := c.show(ctx, p); err != nil {
+			if err := c.showStored(ctx, d, e, p); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if r.kind == kindRegistry {
-		release, err := c.slots.acquire(ctx, o.UID, report)
-		if err != nil {
+	if hold != nil {
+		if err := hold(ctx); err != nil {
 			return nil, err
 		}
-		defer release()
 	}
 	_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
 		src.acquire()
@@ -231,7 +238,7 @@ func (c *Cache) fresh(name string, uid uint32) *Image {
 			continue
 		}
 		if byDigest || (c.o.TagTTL > 0 && c.now().Sub(r.Resolved) < c.o.TagTTL) {
-			return c.confirmLocked(d, name, uid, false)
+			return c.confirmLocked(d, name, uid, false, "")
 		}
 	}
 	return nil
@@ -250,7 +257,7 @@ func (c *Cache) fallback(name string, uid uint32, err error) *Image {
 		// is the word of the user who ran the job, not the registry's.
 		if r := e.Refs[name]; r != nil && hasUID(e.Users, uid) && hasUID(r.Users, uid) {
 			c.log.Warn("registry unreachable: using the cached image", "ref", name, "digest", d, "err", err)
-			return c.confirmLocked(d, name, uid, false)
+			return c.confirmLocked(d, name, uid, false, "")
 		}
 	}
 	return nil
@@ -310,7 +317,8 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	if err := c.mks.run(ctx, rootfs, out); err != nil {
 		return nil, err
 	}
-	if err := c.publish(src.digest.String(), out, cfg); err != nil {
+	// Every blob came from src: a repository is known by the image.
+	if err := c.publish(src.digest.String(), out, cfg, addSource(nil, src.repo)); err != nil {
 		return nil, err
 	}
 	c.log.Info("image pulled", "digest", src.digest, "layers", len(layers),
@@ -383,54 +391,64 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 // failure that may pass is retried from scratch.
 func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, dst string, report func(Progress)) error {
 	return c.retryBlob(ctx, func(ctx context.Context) error {
-		ctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		rc, size, err := src.src.GetBlob(ctx, info, none.NoCache)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		if size < 0 {
-			size = info.Size
-		}
 		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := info.Digest.Validate(); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnsupported, err)
-		}
-		dg := info.Digest.Algorithm().Digester()
-		// A blob may not be longer than the manifest says: a hostile
-		// source (a device node in a local archive, a broken registry)
-		// could otherwise stream until the disk is full.
-		var body io.Reader = rc
-		if info.Size >= 0 {
-			body = io.LimitReader(rc, info.Size+1)
-		}
-		pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
-		stall := time.AfterFunc(c.registryTimeout, func() {
-			cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
-		})
-		defer stall.Stop()
-		pr.onRead = func() { stall.Reset(c.registryTimeout) }
-		n, err := io.Copy(io.MultiWriter(f, dg.Hash()), pr)
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		if err != nil {
+		if err := c.fetchBlob(ctx, src, info, f, report); err != nil {
 			return err
 		}
-		if info.Size >= 0 && n > info.Size {
-			return fmt.Errorf("%w: more than the %d bytes the manifest says", ErrDigestMismatch, info.Size)
-		}
-		if got := dg.Digest(); got != info.Digest {
-			return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)
-		}
-		pr.final()
 		return f.Close()
 	})
+}
+
+// fetchBlob copies one blob of src to w, once, and verifies its digest
+// (ErrDigestMismatch), reporting progress. A connection that delivers
+// nothing for registryTimeout is given up.
+func (c *Cache) fetchBlob(ctx context.Context, src *source, info types.BlobInfo, w io.Writer, report func(Progress)) error {
+	if err := info.Digest.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rc, size, err := src.src.GetBlob(ctx, info, none.NoCache)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if size < 0 {
+		size = info.Size
+	}
+	dg := info.Digest.Algorithm().Digester()
+	// A blob may not be longer than the manifest says: a hostile source
+	// (a device node in a local archive, a broken registry) could
+	// otherwise stream until the disk is full.
+	var body io.Reader = rc
+	if info.Size >= 0 {
+		body = io.LimitReader(rc, info.Size+1)
+	}
+	pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
+	stall := time.AfterFunc(c.registryTimeout, func() {
+		cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
+	})
+	defer stall.Stop()
+	pr.onRead = func() { stall.Reset(c.registryTimeout) }
+	n, err := io.Copy(io.MultiWriter(w, dg.Hash()), pr)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if info.Size >= 0 && n > info.Size {
+		return fmt.Errorf("%w: more than the %d bytes the manifest says", ErrDigestMismatch, info.Size)
+	}
+	if got := dg.Digest(); got != info.Digest {
+		return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)
+	}
+	pr.final()
+	return nil
 }
 
 // retryBlob is retry without the per-attempt deadline: a big layer
@@ -480,11 +498,12 @@ func (p *progressReader) final() {
 }
 
 // publish moves a finished squashfs (and its config) into images/ and
-// records it, then applies the cache's limits. Files go first and the
+// records it, known by the registry repositories sources (sorted; see
+// right.go), then applies the cache's limits. Files go first and the
 // index last, so a crash in between leaves files Open removes, never an
 // entry without its file. The squashfs is fsynced first: after a power
 // loss the index must not point at a file of zeroes.
-func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
+func (c *Cache) publish(d, squashfs string, cfg ImageConfig, sources []string) error {
 	f, err := os.Open(squashfs)
 	if err != nil {
 		return err
@@ -520,7 +539,7 @@ func (c *Cache) publish(d, squashfs string, cfg ImageConfig) error {
 	}
 	now := c.now()
 	c.ix.Images[d] = &entry{Digest: d, Size: fi.Size(), Created: now, LastUsed: now,
-		Refs: map[string]*refUse{}, Checks: contentChecks, config: cfg}
+		Refs: map[string]*refUse{}, Checks: contentChecks, Sources: sources, config: cfg}
 	if err := c.ix.save(c.dir); err != nil {
 		delete(c.ix.Images, d)
 		os.Remove(c.imagePath(d))

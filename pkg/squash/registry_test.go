@@ -120,12 +120,17 @@ type fakeRegistry struct {
 	long         map[digest.Digest]bool // served with 1 MiB more
 	stall        map[digest.Digest]bool
 	blobDelay    time.Duration
+	// only: repo -> the only manifests and blobs it holds (a repository
+	// not named holds all of them)
+	only map[string]map[digest.Digest]bool
+	// repoBlobGets: repo -> GETs of its blobs
+	repoBlobGets map[string]int
 }
 
 func newFakeRegistry(t testing.TB) *fakeRegistry {
 	r := &fakeRegistry{manifests: map[string]digest.Digest{}, blobs: map[digest.Digest][]byte{},
 		blobGets: map[digest.Digest]int{}, corrupt: map[digest.Digest]bool{}, long: map[digest.Digest]bool{},
-		stall: map[digest.Digest]bool{}}
+		stall: map[digest.Digest]bool{}, only: map[string]map[digest.Digest]bool{}, repoBlobGets: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	r.host = strings.TrimPrefix(r.srv.URL, "http://")
@@ -159,6 +164,25 @@ func (r *fakeRegistry) addIndex(repo, tag string, images map[string]*testImage) 
 	r.blobs[d] = b
 	r.manifests[repo+":"+tag] = d
 	return r.host + "/" + repo + ":" + tag, d
+}
+
+// addManifestOnly has repo hold im's manifest alone, under tag: the
+// bytes of another user's manifest, served without its blobs.
+func (r *fakeRegistry) addManifestOnly(repo, tag string, im *testImage) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.blobs[im.digest] = im.manifest
+	r.manifests[repo+":"+tag] = im.digest
+	r.only[repo] = map[digest.Digest]bool{im.digest: true}
+	return r.host + "/" + repo + ":" + tag
+}
+
+// repoGets is how many GETs of repo's blobs the registry served or
+// refused.
+func (r *fakeRegistry) repoGets(repo string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repoBlobGets[repo]
 }
 
 func (r *fakeRegistry) counts(d digest.Digest) (manifests, blobs int) {
@@ -214,8 +238,14 @@ func (r *fakeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	case "blobs":
 		d = digest.Digest(ref)
 		r.blobGets[d]++
+		if req.Method == http.MethodGet {
+			r.repoBlobGets[repo]++
+		}
 	}
 	b, ok := r.blobs[d]
+	if only := r.only[repo]; only != nil && !only[d] {
+		ok = false
+	}
 	corrupt, stall, delay := r.corrupt[d], r.stall[d], r.blobDelay
 	if r.long[d] {
 		b = append(bytes.Clone(b), make([]byte, 1<<20)...)

@@ -38,6 +38,10 @@ type source struct {
 	digest   digest.Digest        // of unparsed's manifest
 	sys      *types.SystemContext
 	registry string // for messages; "" for local images
+	// repo is the registry repository (HOST/NAME) the user named, as
+	// registries.conf resolved it (its mirrors are the admin's); "" for
+	// local images.
+	repo string
 	// policyRef is the name policy.json judges a local image by: what
 	// the user named, not the daemon's copy (nil: unparsed's own).
 	policyRef types.ImageReference
@@ -186,7 +190,7 @@ func (c *Cache) resolveRegistry(ctx context.Context, sys *types.SystemContext, n
 	if err != nil {
 		return nil, err
 	}
-	s := &source{src: src, sys: sys, registry: reference.Domain(named), holders: 1}
+	s := &source{src: src, sys: sys, registry: reference.Domain(named), repo: reference.TrimNamed(named).Name(), holders: 1}
 	if err := c.pickInstance(ctx, s); err != nil {
 		src.Close()
 		return nil, err

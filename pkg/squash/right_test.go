@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,5 +282,203 @@ func TestForeignLayerNotFetched(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the layer's URL was fetched %d times", n)
+	}
+}
+
+// A registry's word is taken for a cached image only from a repository
+// the image is known by: one serving another user's manifest alone, on
+// the same registry or one of the user's own, by tag or by digest, is
+// refused with the reason and the fix; nothing is handed out.
+func TestRegistryManifestAloneIsNotTheImage(t *testing.T) {
+	reg := newFakeRegistry(t)
+	own := newFakeRegistry(t) // a registry the user runs themselves
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	ref := reg.add("private/app", "1", im)
+	c := openTestCache(t, []string{reg.host, own.host}, nil)
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	sameRegistry := reg.addManifestOnly("mine/x", "t", im)
+	ownRegistry := own.addManifestOnly("x", "t", im)
+	for _, ref := range []string{sameRegistry, ownRegistry,
+		strings.TrimSuffix(sameRegistry, ":t") + "@" + im.digest.String()} {
+		t.Run(ref, func(t *testing.T) {
+			_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
+			if !errors.Is(err, ErrIncompleteImage) {
+				t.Fatalf("%v; want ErrIncompleteImage", err)
+			}
+			repo, _, _ := strings.Cut(strings.TrimSuffix(ref, ":t"), "@")
+			assertOneLine(t, err, ref, "repository "+repo+" lacks the image's layers", "pull it from the repository it was pushed to")
+			if imgs := c.List(nobody); len(imgs) != 0 {
+				t.Errorf("nobody got %+v", imgs)
+			}
+		})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if got := c.ix.Images[im.digest.String()].Sources; !slices.Equal(got, []string{reg.host + "/private/app"}) {
+		t.Errorf("known by %q, want the repository it was pulled from only", got)
+	}
+}
+
+// The honest paths stay cheap: another user pulling the image from the
+// repository it came from (by tag, or by digest) fetches no blob; so does
+// one whose repository showed the blobs once. A repository holding the
+// whole image shows it by its blobs (read once, the image not made
+// again), and is known by it from then on.
+func TestRegistryKnownSourceFetchesNoBlob(t *testing.T) {
+	reg := newFakeRegistry(t)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	ref := reg.add("private/app", "1", im)
+	c := openTestCache(t, []string{reg.host}, nil)
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(c.imagePath(im.digest.String()))
+	pulled := reg.repoGets("private/app")
+	for uid, ref := range map[uint32]string{1002: ref, 1003: reg.host + "/private/app@" + im.digest.String()} {
+		if img, err := c.Get(context.Background(), ref, PullOptions{UID: uid}); err != nil || img.Digest != im.digest.String() {
+			t.Fatalf("uid %d, %s: %v, %v", uid, ref, img, err)
+		}
+	}
+	if n := reg.repoGets("private/app") - pulled; n != 0 {
+		t.Errorf("%d blob GETs for users of the repository the image came from", n)
+	}
+
+	// The whole image in another repository: its blobs are read, once.
+	whole := reg.add("mirror/app", "2", im)
+	start := time.Now()
+	img, err := c.Get(context.Background(), whole, PullOptions{UID: 1004})
+	if err != nil || img.Digest != im.digest.String() {
+		t.Fatalf("the whole image from another repository: %v, %v", img, err)
+	}
+	took := time.Since(start)
+	if n, want := reg.repoGets("mirror/app"), len(im.layers)+1; n != want {
+		t.Errorf("the other repository's blobs were read %d times, want %d (each once)", n, want)
+	}
+	if after, _ := os.Stat(img.Path); !os.SameFile(before, after) {
+		t.Error("the cached image was made again")
+	}
+	// Known by it now: the next user of that repository fetches nothing.
+	again := fastest(t, 3, func() error {
+		_, err := c.Get(context.Background(), whole, PullOptions{UID: 1005})
+		return err
+	})
+	t.Logf("first Get from another repository (reads the blobs): %v; from a known one: %v", took, again)
+	if n, want := reg.repoGets("mirror/app"), len(im.layers)+1; n != want {
+		t.Errorf("%d blob GETs from a repository the image is known by", n-want)
+	}
+	c.mu.Lock()
+	got := slices.Clone(c.ix.Images[im.digest.String()].Sources)
+	c.mu.Unlock()
+	if want := []string{reg.host + "/mirror/app", reg.host + "/private/app"}; !slices.Equal(got, want) {
+		t.Errorf("known by %q, want %q", got, want)
+	}
+	// Kept across a restart.
+	c.Close()
+	c2, err := Open(context.Background(), c.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got := c2.ix.Images[im.digest.String()].Sources; len(got) != 2 {
+		t.Errorf("after a restart known by %q", got)
+	}
+}
+
+// An entry of an older daemon records no sources: it is known by none,
+// and a registry user not among its users shows the blobs once (the
+// repository is then known); its users are not asked.
+func TestRegistryEntryWithoutSources(t *testing.T) {
+	reg := newFakeRegistry(t)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	ref := reg.add("private/app", "1", im)
+	c := openTestCache(t, []string{reg.host}, nil)
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.ix.Images[im.digest.String()].Sources = nil
+	if err := c.ix.save(c.dir); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Unlock()
+	b, _ := os.ReadFile(filepath.Join(c.dir, indexName))
+	if strings.Contains(string(b), `"sources"`) {
+		t.Fatalf("an entry without sources is written with them:\n%s", b)
+	}
+	pulled := reg.repoGets("private/app")
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.repoGets("private/app") - pulled; n != 0 {
+		t.Errorf("one of the image's users fetched %d blobs", n)
+	}
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1002}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.repoGets("private/app") - pulled; n != len(im.layers)+1 {
+		t.Errorf("a new user fetched %d blobs, want %d", n, len(im.layers)+1)
+	}
+	_, err := c.Get(context.Background(), reg.addManifestOnly("mine/x", "t", im), PullOptions{UID: nobody})
+	if !errors.Is(err, ErrIncompleteImage) {
+		t.Errorf("the manifest alone: %v; want ErrIncompleteImage", err)
+	}
+}
+
+// With a site image store, on a node that never had the image: a
+// repository serving the manifest alone copies nothing out of the store;
+// the repository the image came from gets it copied without a blob
+// fetched; another repository's blobs are read once, and the store's
+// entry records it for every node.
+func TestRegistryManifestAloneForTheStore(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	shared := func(o *Options) { o.SharedStore = store }
+	reg := newFakeRegistry(t)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	ref := reg.add("private/app", "1", im)
+	builder := openTestCache(t, []string{reg.host}, shared)
+	if _, err := builder.Get(context.Background(), ref, PullOptions{UID: 1001}); err != nil {
+		t.Fatal(err)
+	}
+	d := im.digest.String()
+	if e, _ := builder.shared.lookup(d); e == nil || !slices.Equal(e.Sources, []string{reg.host + "/private/app"}) {
+		t.Fatalf("the store's entry: %+v", e)
+	}
+	c := openTestCache(t, []string{reg.host}, shared)
+	mine := reg.addManifestOnly("mine/x", "t", im)
+	_, err := c.Get(context.Background(), mine, PullOptions{UID: nobody, GID: nobody})
+	if !errors.Is(err, ErrIncompleteImage) {
+		t.Fatalf("%v; want ErrIncompleteImage", err)
+	}
+	assertOneLine(t, err, mine, "lacks the image's layers")
+	if imgs := c.List(0); len(imgs) != 0 {
+		t.Errorf("copied out of the store: %+v", imgs)
+	}
+	pulled := reg.repoGets("private/app")
+	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1002}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.repoGets("private/app") - pulled; n != 0 {
+		t.Errorf("%d blob GETs to copy the image out of the store for its own repository", n)
+	}
+	if got := c.List(0); len(got) != 1 || !slices.Equal(c.ix.Images[d].Sources, []string{reg.host + "/private/app"}) {
+		t.Errorf("not copied, or not known by its repository: %+v", got)
+	}
+
+	// Another node, another repository holding the whole image.
+	other := openTestCache(t, []string{reg.host}, shared)
+	whole := reg.add("mirror/app", "2", im)
+	if _, err := other.Get(context.Background(), whole, PullOptions{UID: 1003}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.repoGets("mirror/app"); n != len(im.layers)+1 {
+		t.Errorf("the other repository's blobs were read %d times, want %d", n, len(im.layers)+1)
+	}
+	if e, _ := other.shared.lookup(d); e == nil || len(e.Sources) != 2 {
+		t.Errorf("the store's entry does not record the repository that showed the blobs: %+v", e)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -59,6 +60,11 @@ type sharedEntry struct {
 	SHA256 string      `json:"sha256"`
 	Config ImageConfig `json:"config"`
 	Node   string      `json:"node"`
+	// Sources are the registry repositories the image is known by, as an
+	// entry's of the cache (index.go): its builder's source, and those a
+	// user showed the blobs from since. None (an older daemon's): every
+	// user shows them.
+	Sources []string `json:"sources,omitempty"`
 }
 
 // openShared prepares dir; an error means the store cannot be used (the
@@ -254,10 +260,10 @@ func firstField(s string) string {
 	return s
 }
 
-// export puts the node-local squashfs src into the store as d: the file
-// under a temporary name, synced, renamed; its entry last. A failure
-// leaves no file the store would use.
-func (s *sharedStore) export(d, src string, cfg ImageConfig) (err error) {
+// export puts the node-local squashfs src into the store as d, known by
+// sources: the file under a temporary name, synced, renamed; its entry
+// last. A failure leaves no file the store would use.
+func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -287,7 +293,14 @@ func (s *sharedStore) export(d, src string, cfg ImageConfig) (err error) {
 	if err = os.Rename(tmp.Name(), s.squashfsPath(d)); err != nil {
 		return err
 	}
-	b, err := json.Marshal(sharedEntry{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Config: cfg, Node: s.node})
+	return s.record(d, &sharedEntry{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Config: cfg, Node: s.node, Sources: sources})
+}
+
+// record writes d's entry e (a whole one: its file is in place). Two
+// nodes adding a source at once may lose one of them: a user then shows
+// the blobs once more.
+func (s *sharedStore) record(d string, e *sharedEntry) error {
+	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
@@ -386,7 +399,7 @@ func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(
 	if err != nil || e == nil {
 		return false, err
 	}
-	if err := c.show(ctx, p); err != nil {
+	if err := c.showStored(ctx, d, e, p); err != nil {
 		return false, err
 	}
 	start := time.Now()
@@ -399,11 +412,29 @@ func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(
 	if err := c.shared.copyOut(d, e, out); err != nil {
 		return false, err
 	}
-	if err := c.publish(d, out, e.Config); err != nil {
+	if err := c.publish(d, out, e.Config, e.Sources); err != nil {
 		return false, err
 	}
 	c.log.Info("image copied from the site image store", "digest", d, "size", e.Size, "built_by", e.Node, "duration", time.Since(start))
 	return true, nil
+}
+
+// showStored has p's source show d, which the store holds as e: a
+// repository e is known by shows it by its word, any other source by its
+// blobs, and a repository that showed them is recorded in the store's
+// entry (its failure is the store's, not the user's).
+func (c *Cache) showStored(ctx context.Context, d string, e *sharedEntry, p *proof) error {
+	if err := c.show(ctx, p, e.Sources); err != nil {
+		return err
+	}
+	if p.repo == "" || slices.Contains(e.Sources, p.repo) {
+		return nil
+	}
+	e.Sources = addSource(slices.Clone(e.Sources), p.repo)
+	if err := c.shared.record(d, e); err != nil {
+		c.log.Warn("site image store: cannot record a source of the image", "digest", d, "source", p.repo, "err", err)
+	}
+	return nil
 }
 
 // exportShared puts the freshly pulled d into the store; a failure is
@@ -416,12 +447,13 @@ func (c *Cache) exportShared(d string, report func(Progress)) {
 	defer release()
 	c.mu.Lock()
 	var cfg ImageConfig
+	var sources []string
 	if e := c.ix.Images[d]; e != nil {
-		cfg = cloneConfig(e.config)
+		cfg, sources = cloneConfig(e.config), slices.Clone(e.Sources)
 	}
 	c.mu.Unlock()
 	start := time.Now()
-	if err := c.shared.export(d, c.imagePath(d), cfg); err != nil {
+	if err := c.shared.export(d, c.imagePath(d), cfg, sources); err != nil {
 		c.log.Warn("site image store: cannot store the image; other nodes pull it themselves", "digest", d, "err", err)
 		report(Progress{Phase: "note", Message: storeProblem(err, othersPullIt)})
 		return

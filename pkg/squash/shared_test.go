@@ -33,7 +33,7 @@ func TestSharedExportLookup(t *testing.T) {
 	}
 	src := filepath.Join(t.TempDir(), "img.squashfs")
 	os.WriteFile(src, []byte("squashfs bytes"), 0o600)
-	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	e, err := s.lookup(testDigest)

@@ -18,6 +18,9 @@ NS=phpc$LAB_ID # namespace name prefix: $NS-ctl, $NS-n1...
 BR=${NS}br0
 NET=10.77.${LAB_ID:-0}
 REGISTRY_ADDR=$NET.1:5000
+# Where an e2e test may run a registry server of its own (plain HTTP, like
+# the test registry): security_registry_test.go's.
+TEST_REGISTRY_ADDR=$NET.1:5001
 TEST_USER=${TEST_USER:-phpc-user}
 
 # running PID COMM: PID is COMM and has not exited. A zombie counts as gone:

@@ -135,6 +135,10 @@ write_plugin_configs() {
 	[[registry]]
 	location = "$REGISTRY_ADDR"
 	insecure = true
+	# a test's own registry server (test/e2e), when one runs
+	[[registry]]
+	location = "$TEST_REGISTRY_ADDR"
+	insecure = true
 	CONF
 	chmod 0644 "$ETC/plugstack.conf" "$ETC/podman-hpcd.conf" "$ETC/registries.conf"
 }
@@ -194,6 +198,7 @@ write_env() {
 	export LAB=$LAB
 	export SLURM_CONF=$ETC/slurm.conf
 	export REGISTRY=$REGISTRY_ADDR
+	export TEST_REGISTRY=$TEST_REGISTRY_ADDR
 	export SMALL_IMAGE=$REGISTRY_ADDR/podman-hpc/small:latest
 	export MPI_IMAGE=$REGISTRY_ADDR/podman-hpc/mpi-ring:latest
 	export APT_IMAGE=$REGISTRY_ADDR/podman-hpc/apt:latest
