@@ -11,11 +11,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
@@ -52,6 +54,10 @@ func serveCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cleanup()
+	// What the daemon was started with beyond stdio (systemd's sockets,
+	// now ours, or a launcher's stray descriptors) reaches none of its
+	// children: the runtime, mksquashfs, a user's helper.
+	closeOnExecAbove(2)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -133,4 +139,17 @@ func listen(path string) (net.Listener, func(), error) {
 		return nil, nil, fmt.Errorf("chmod socket: %w", err)
 	}
 	return ln, func() { ln.Close() }, nil
+}
+
+// closeOnExecAbove marks every open descriptor above fd close-on-exec.
+func closeOnExecAbove(fd int) {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > fd {
+			unix.CloseOnExec(n)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package asuser
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -260,4 +261,47 @@ func TestUnlinkAndDialAsTheUser(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	c.Close()
+}
+
+// limitedWriter fails once more than n bytes were written to it.
+type limitedWriter struct{ n int }
+
+var errFull = errors.New("the writer is full")
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if w.n -= len(p); w.n < 0 {
+		return 0, errFull
+	}
+	return len(p), nil
+}
+
+// A layout stream the daemon stops taking (a size limit, a full disk)
+// ends the call at once with the writer's error, and the helper, blocked
+// on the pipe, is killed: it once waited there forever, and the step with
+// it.
+func TestTarLayoutStopsWithItsWriter(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{}`), 0o644)
+	os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755)
+	big := filepath.Join(dir, "blobs", "sha256", strings.Repeat("1", 64))
+	f, _ := os.Create(big)
+	f.Truncate(64 << 20)
+	f.Close()
+	os.Chmod(big, 0o644)
+	start := time.Now()
+	err := TarLayout(context.Background(), Credential{UID: nobody, GID: nobody}, dir, &limitedWriter{n: 1 << 20})
+	if !errors.Is(err, errFull) {
+		t.Fatalf("got %v, want the writer's error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s", d)
+	}
+	var w strings.Builder
+	if err := TarLayout(context.Background(), Credential{UID: nobody, GID: nobody}, dir, &w); err != nil || w.Len() < 64<<20 {
+		t.Errorf("the whole layout: %d bytes, %v", w.Len(), err)
+	}
 }

@@ -98,10 +98,20 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 	}()
 
 	// The stream runs beside the replies; a helper that stops sending
-	// for Timeout is killed (ctx bounds the whole).
+	// for Timeout is killed (ctx bounds the whole). A stream the daemon
+	// stops taking (its writer's limit, a full disk) ends the call at
+	// once: the helper would wait on the pipe forever.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	copied := make(chan error, 1)
 	if stream != nil {
-		go func() { copied <- copyIdle(stream, pr, Timeout) }()
+		go func() {
+			err := copyIdle(stream, pr, Timeout)
+			if err != nil {
+				cancel()
+			}
+			copied <- err
+		}()
 	}
 	stop := context.AfterFunc(ctx, func() { uc.SetReadDeadline(time.Unix(1, 0)); pr.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -120,13 +130,14 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 		// file...): the path's error, as the user's open gave it.
 		return nil, refused.err
 	}
+	if stream != nil {
+		// The stream's own failure says more than the reply's absence.
+		if cerr := <-copied; cerr != nil {
+			return nil, helperError(ctx, cred, req, cerr, &tail)
+		}
+	}
 	if err != nil {
 		return nil, helperError(ctx, cred, req, err, &tail)
-	}
-	if stream != nil {
-		if err := <-copied; err != nil {
-			return nil, helperError(ctx, cred, req, err, &tail)
-		}
 	}
 	ended = true
 	if err := cmd.Wait(); err != nil && files != nil {
@@ -211,12 +222,12 @@ func helperError(ctx context.Context, cred Credential, req request, err error, t
 	if req.Op == opOpen && len(req.Wants) > 0 {
 		what = req.Wants[0].Path
 	}
-	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%s: no answer after %s: a file system that does not answer? (read as uid %d)", what, Timeout, cred.UID)
-	}
 	var bw *budgetError
 	if errors.As(err, &bw) {
 		return bw.err
+	}
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%s: no answer after %s: a file system that does not answer? (read as uid %d)", what, Timeout, cred.UID)
 	}
 	if s := tail.String(); s != "" {
 		return fmt.Errorf("%s: as uid %d: %s", what, cred.UID, lastLine(s))
