@@ -183,3 +183,60 @@ func limitOut(s string, n int) string {
 	}
 	return s
 }
+
+// A FIFO where the user's registry credentials are looked for
+// (REGISTRY_AUTH_FILE, auth.json under XDG_RUNTIME_DIR) held slurmstepd,
+// and the node in COMPLETING, until a writer came: it is skipped as any
+// file that is not a regular one. The reference is pinned (a digest), so
+// that srun's own resolve, the user's process, does not read it first.
+func TestSecurityAuthFileFIFO(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, fmt.Sprintf("e2e-auth-fifo-%d", time.Now().UnixNano()))
+	mustSucceed(t, asUser(t, "sh", "-c", `mkdir -p "$1/xdg/containers" && mkfifo "$1/fifo" "$1/xdg/containers/auth.json"`, "sh", dir))
+	digest := strings.TrimSpace(run(t, "skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}", "docker://"+cluster["SMALL_IMAGE"]).stdout)
+	if !strings.HasPrefix(digest, "sha256:") {
+		t.Fatalf("skopeo gave %q", digest)
+	}
+	pinned := cluster["SMALL_IMAGE"] + "@" + digest
+	for _, env := range []string{"REGISTRY_AUTH_FILE=" + dir + "/fifo", "XDG_RUNTIME_DIR=" + dir + "/xdg"} {
+		start := time.Now()
+		r := asUser(t, "env", env, "timeout", "60", "srun", "-N1", "-w", node, "--container-image="+pinned, "true")
+		mustSucceed(t, r)
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s: the step took %s", env, d)
+		}
+	}
+	checkNothingLeft(t, node)
+}
+
+// An OCI layout past max_image_size (here one blob of 3 GiB, sparse)
+// fails the step at once with the reason; the helper streaming it, which
+// waited on the daemon forever, is gone, and nothing is left in the cache.
+func TestSecurityLayoutPastTheLimit(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, fmt.Sprintf("e2e-big-layout-%d", time.Now().UnixNano()))
+	layout := filepath.Join(dir, "big")
+	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
+	mustSucceed(t, run(t, "truncate", "-s", "3G", filepath.Join(layout, "blobs", "sha256", strings.Repeat("1", 64))))
+	mustSucceed(t, run(t, "chown", "-R", cluster["TEST_USER"], layout))
+	start := time.Now()
+	r := asUser(t, "timeout", "120", "srun", "-N1", "-w", node, "--container-image=oci:"+layout+":latest", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "too large") {
+		t.Errorf("the layout past the limit: want a refusal saying too large (%s):\n%s", time.Since(start), r)
+	}
+	// The copy is removed a moment after the step's end.
+	var left string
+	for i := 0; i < 50; i++ {
+		left = onNode(t, node, "", `pgrep -u $1 -f podman-hpc-asuser; find $2/nodelocal/images/tmp -mindepth 1 2>/dev/null`, cluster["TEST_USER"], cluster["LAB"]).stdout
+		if strings.TrimSpace(left) == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.TrimSpace(left) != "" {
+		t.Errorf("left behind:\n%s", left)
+	}
+	checkNothingLeft(t, node)
+}
