@@ -253,6 +253,11 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	if err := checkUserDestinations(c.rootfs, c.req.Mounts); err != nil {
 		return nil, err
 	}
+	// And the daemon's own (the home, /tmp, the modules'): the last, the
+	// init's, is the one mount that belongs there.
+	if err := checkImageDestinations(c.rootfs, spec.Mounts[:len(spec.Mounts)-1]); err != nil {
+		return nil, err
+	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {
 		return nil, err
 	}

@@ -245,6 +245,32 @@ func checkUserDestinations(root string, mounts []wire.UserMount) error {
 	return nil
 }
 
+// checkImageDestinations refuses a container whose image leads one of the
+// daemon's own mounts (the home, /tmp, /proc, a module's) to the root or
+// into wire.ReservedDir through a symlink of its own (/tmp ->
+// /.podman-hpc): only what the daemon means to put there goes there.
+func checkImageDestinations(root string, mounts []specs.Mount) error {
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFd)
+	reserved := func(p string) bool { return p == wire.ReservedDir || strings.HasPrefix(p, wire.ReservedDir+"/") }
+	for _, m := range mounts {
+		if reserved(path.Clean(m.Destination)) {
+			continue // the daemon's own, there on purpose (a module's file)
+		}
+		resolved, err := resolveInRoot(rootFd, m.Destination)
+		if err != nil {
+			return fmt.Errorf("the image's %s: %w", m.Destination, err)
+		}
+		if resolved == "/" || reserved(resolved) {
+			return fmt.Errorf("the image's %s leads to %s, which podman-hpc keeps for itself: the image cannot run as it is (fix its symlink)", m.Destination, resolved)
+		}
+	}
+	return nil
+}
+
 // resolveInRoot returns where dst leads inside the root open at rootFd, as
 // a path of the container's: its longest existing prefix resolved (the
 // image's symlinks followed, inside the root), then the rest as written.

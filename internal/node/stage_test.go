@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
@@ -52,6 +53,25 @@ func TestResolveInRoot(t *testing.T) {
 	for in, want := range map[string]string{"/": "/", "/a/b": "/a/b", "/l/b/c/d": "/a/b/c/d", "/x/y": "/x/y", "/l/../../l": "/a"} {
 		if got, err := resolveInRoot(fd, in); err != nil || got != want {
 			t.Errorf("%s: %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// The image may not lead one of the daemon's own mounts (its /tmp, the
+// home) into the daemon's directory or onto the root through a symlink;
+// a mount the daemon puts there on purpose is left alone.
+func TestCheckImageDestinations(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, ".podman-hpc", "dev"), 0o755)
+	os.Mkdir(filepath.Join(root, "proc"), 0o755)
+	os.Symlink("/.podman-hpc", filepath.Join(root, "tmp"))
+	os.Symlink("..", filepath.Join(root, "home"))
+	for dst, refused := range map[string]bool{
+		"/proc": false, "/.podman-hpc/dev/os-release": false, "/tmp": true, "/tmp/x": true, "/home": true,
+	} {
+		err := checkImageDestinations(root, []specs.Mount{{Destination: dst}})
+		if (err != nil) != refused {
+			t.Errorf("%s: %v, want refused %v", dst, err, refused)
 		}
 	}
 }
