@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,6 +81,11 @@ func srunInBackground(limit time.Duration, args ...string) chan result {
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "runuser", append([]string{"-u", cluster["TEST_USER"], "--", "env", "SLURM_CONF=" + cluster["SLURM_CONF"], "srun"}, args...)...)
+		// A process group of its own, ended as a whole: what srun signals
+		// is its own, never the test's.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
 		var out, errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
