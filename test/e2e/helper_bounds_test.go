@@ -111,7 +111,8 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // A podman:// image whose user's configuration makes podman run a program
-// that never ends: status shows the export meanwhile (to root and to the
+// that never ends: a podman-hpcd pull of it that is interrupted stops it at
+// once; through srun, status shows the export meanwhile (to root and to the
 // user), the step fails by helper_timeout with the reason, and the program
 // and all it started are gone. scancel of such a job does not hold the node
 // past that deadline either (Slurm tells a step nothing before its tasks
@@ -127,6 +128,24 @@ func TestPodmanHangingHelper(t *testing.T) {
 			t.Errorf("left running: %s", l)
 		}
 	})
+
+	// podman-hpcd pull, interrupted: the pull nobody waits for stops.
+	pull := exec.Command(cluster["NODE_EXEC"], node, "runuser", "-u", cluster["TEST_USER"], "--", "env", "HOME=/home/"+cluster["TEST_USER"],
+		cluster["PODMAN_HPCD"], "pull", "--socket", cluster["PODMAN_HPCD_SOCKET"], "podman://"+name)
+	pull.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := pull.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return len(marked(marker)) == 2 }) {
+		syscall.Kill(-pull.Process.Pid, syscall.SIGKILL)
+		pull.Wait()
+		t.Fatalf("the mount_program never ran under podman-hpcd pull: %q", marked(marker))
+	}
+	syscall.Kill(-pull.Process.Pid, syscall.SIGKILL)
+	pull.Wait()
+	if !waitFor(5*time.Second, func() bool { return len(marked(marker)) == 0 }) {
+		t.Errorf("podman-hpcd pull killed: the mount_program's processes run on: %q", marked(marker))
+	}
 
 	start := time.Now()
 	done := srunInBackground(90*time.Second, "-N1", "-w", node, "--container-image=podman://"+name, "true")
