@@ -69,6 +69,12 @@ type Config struct {
 	// helper process of theirs (internal/asuser): a file system that does
 	// not answer fails the step after this long instead of holding it.
 	UserPathTimeout time.Duration
+	// HelperTimeout bounds a program run on a user's behalf whose work
+	// the user's files or configuration decide: podman save for
+	// podman:// (squash.Options.HelperTimeout), and mksquashfs for
+	// podman-hpcd export and --container-save. Past it the program is
+	// killed with every process it started.
+	HelperTimeout time.Duration
 	// MetricsListen is the host:port of the Prometheus metrics listener
 	// ("": none). Check warns of one that is not a loopback address.
 	MetricsListen string
@@ -92,6 +98,7 @@ func Default() Config {
 		Runtime:         "auto",
 		TagTTL:          time.Minute,
 		UserPathTimeout: 30 * time.Second,
+		HelperTimeout:   squash.DefaultHelperTimeout,
 		MaxPullsPerUser: squash.DefaultMaxPullsPerUser,
 		ImageLinger:     5 * time.Minute,
 		Hooks:           defaultHooks(),
@@ -199,12 +206,12 @@ func (c *Config) set(key, value string) error {
 			n = -1
 		}
 		c.MaxPullsPerUser = n
-	case "user_path_timeout":
+	case "user_path_timeout", "helper_timeout":
 		d, err := time.ParseDuration(value)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("user_path_timeout %q: want a duration such as 30s", value)
+			return fmt.Errorf("%s %q: want a duration such as 30s", key, value)
 		}
-		c.UserPathTimeout = d
+		*map[string]*time.Duration{"user_path_timeout": &c.UserPathTimeout, "helper_timeout": &c.HelperTimeout}[key] = d
 	case "cache_max_age", "image_linger", "tag_ttl":
 		d, err := parseAge(value)
 		if err != nil {
@@ -228,7 +235,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -44,6 +44,12 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 {
 		t.Errorf("auto limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
 	}
+	if c := Default(); c.HelperTimeout != 15*time.Minute {
+		t.Errorf("default helper_timeout %v", c.HelperTimeout)
+	}
+	if c, err := Load(write("helper_timeout = 90s\n"), true); err != nil || c.HelperTimeout != 90*time.Second {
+		t.Errorf("helper_timeout: %v, %v", c.HelperTimeout, err)
+	}
 	if c, err := Load(write("docker_socket = /x/docker.sock\n"), true); err != nil || c.DockerSocket != "/x/docker.sock" {
 		t.Errorf("docker_socket: %q, %v", c.DockerSocket, err)
 	}
@@ -60,6 +66,7 @@ func TestLoadConfig(t *testing.T) {
 		"docker_socket = d.sock\n":  `docker_socket "d.sock": not an absolute path`,
 		"log_level = loud\n":        "want debug, info, warn or error",
 		"tag_ttl = soon\n":          `tag_ttl "soon": want a duration`,
+		"helper_timeout = 0\n":      `helper_timeout "0": want a duration`,
 		"max_image_size = big\n":    `max_image_size "big": want a size`,
 		"max_pulls_per_user = -1\n": `max_pulls_per_user "-1": want a number`,
 	} {

@@ -64,13 +64,22 @@ func (n *Node) Export(ctx context.Context, name, job string, r FileRequest) (str
 	if err != nil {
 		return "", err
 	}
+	// One at a time per user, refused rather than queued: a client that
+	// waited would hold one of the user's connections for it.
+	release, err := n.squashes.take(ctx, r.UID, false)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	tmp, err := os.CreateTemp(n.mgr.stateDir, "export-*.sqfs")
 	if err != nil {
 		return "", err
 	}
+	// Removed whatever happens: a failed, stopped or too large squash
+	// leaves nothing in state_dir.
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := n.mgr.squash(ctx, c, tmp.Name()); err != nil {
+	if err := n.mgr.squash(ctx, c, tmp.Name(), n.squashLimits()); err != nil {
 		return "", err
 	}
 	if !n.mgr.has(c) {

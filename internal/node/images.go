@@ -44,6 +44,7 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m 
 		MaxBytes:        cfg.CacheMaxBytes,
 		MaxImageSize:    cfg.MaxImageSize,
 		MaxPullsPerUser: cfg.MaxPullsPerUser,
+		HelperTimeout:   cfg.HelperTimeout,
 		MaxAge:          cfg.CacheMaxAge,
 		Compression:     cfg.Compression,
 		RegistriesConf:  cfg.RegistriesConf,
@@ -124,6 +125,8 @@ func describe(ref string, p squash.Progress) string {
 		return fmt.Sprintf("%s: downloaded %.1f of %.1f MB", ref, float64(p.Done)/(1<<20), float64(p.Total)/(1<<20))
 	case "squashing":
 		return fmt.Sprintf("%s: making the squashfs (%s)", ref, p.Message)
+	case "exporting":
+		return fmt.Sprintf("%s: exporting the image from your store (%s)", ref, p.Message)
 	case "done":
 		return ref + ": image ready"
 	}

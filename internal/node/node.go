@@ -59,6 +59,8 @@ type Node struct {
 	mgr    *manager // nil when the node cannot run containers
 	cfg    config.Config
 	pins   jobPins
+	// squashes: one export or save per user at a time (squash_bounds.go).
+	squashes userSquashes
 }
 
 // Open opens the image cache, cleans what a previous daemon left in the
@@ -166,7 +168,14 @@ func (n *Node) Save(ctx context.Context, s *Step) error {
 	if s.req.Save == "" {
 		return nil
 	}
-	return n.mgr.save(ctx, s.c, s.req)
+	// The step's end waits for the user's export or other save: its
+	// save is what they asked for.
+	release, err := n.squashes.take(ctx, s.req.UID, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return n.mgr.save(ctx, s.c, s.req, n.squashLimits())
 }
 
 // End ends the step's use of its container: the step's own goes (at the

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -21,7 +22,7 @@ import (
 // The container's tree is the user's to change while it is read (another
 // step in a named container, a process left running): mksquashfs reads it
 // as the user (squash), into a temporary file of this save's own.
-func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerRequest) error {
+func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerRequest, lim squashLimits) error {
 	_, cred, err := lookupAccount(req)
 	if err != nil {
 		return err
@@ -32,7 +33,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := m.squash(ctx, c, tmp.Name()); err != nil {
+	if err := m.squash(ctx, c, tmp.Name(), lim); err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}
 	// Only a regular file: a FIFO's open would wait for a reader, a
@@ -58,13 +59,20 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 // could read themselves. It read, as root, an overlay mounted over the
 // container's live writable layer, which overlayfs leaves undefined while
 // the layer changes (issue 21).
-func (m *manager) squash(ctx context.Context, c *container, out string) error {
+func (m *manager) squash(ctx context.Context, c *container, out string, lim squashLimits) error {
 	_, cred, err := lookupAccount(c.req)
 	if err != nil {
 		// A user the daemon's /etc/passwd lacks: their uid and gid only.
 		cred = credential{UID: c.req.UID, GID: c.req.GID}
 	}
+	if lim.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, lim.timeout,
+			fmt.Errorf("mksquashfs ran longer than %s (the node's helper_timeout) and was stopped", lim.timeout))
+		defer cancel()
+	}
 	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
+		MaxSize:     lim.maxSize,
 		Compression: m.compression,
 		// Our init's mount point is not the user's.
 		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},

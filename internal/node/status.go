@@ -109,11 +109,14 @@ func (f *pullsInFlight) list() []Pull {
 func (p *pullWatch) watch(next func(squash.Progress)) func(squash.Progress) {
 	return func(r squash.Progress) {
 		p.mu.Lock()
-		if r.Phase != "note" {
+		if r.Phase == "exporting" {
+			// Which program, as whom: what an admin looks for.
+			p.phase = r.Phase + " (" + r.Message + ")"
+		} else if r.Phase != "note" {
 			p.phase = r.Phase
 		}
 		switch {
-		case r.Phase == "downloading" || r.Phase == "squashing",
+		case r.Phase == "downloading" || r.Phase == "squashing" || r.Phase == "exporting",
 			r.Phase == "resolving" && strings.HasPrefix(r.Message, "copying "):
 			p.pulled = true
 		}

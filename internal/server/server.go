@@ -326,7 +326,11 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 			continue
 		}
 		if m.Type == wire.Container && p.isRoot() {
-			u, err := s.container(ctx, c, m, log)
+			// A slurmstepd that dies (or closes) while its container is
+			// being made takes its pull and helpers with it.
+			rctx, stop := untilHangup(ctx, c)
+			u, err := s.container(rctx, c, m, log)
+			stop()
 			if u.step != nil {
 				uses = append(uses, u)
 				s.saves.add(u)
@@ -338,7 +342,12 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 			continue
 		}
 		switch m.Type {
-		case wire.Pull, wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm, wire.Import, wire.Export:
+		case wire.Pull, wire.Import, wire.Export:
+			// Long: what they start stops when the client hangs up.
+			rctx, stop := untilHangup(ctx, c)
+			err = s.userRequest(rctx, c, p, m, log)
+			stop()
+		case wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm:
 			err = s.userRequest(ctx, c, p, m, log)
 		case wire.Save:
 			err = wire.Write(c, s.saveNow(ctx, p, m, log))

@@ -84,6 +84,13 @@ type Options struct {
 	ParallelDownloads int
 	// Mksquashfs and Unsquashfs are the binaries ("": from PATH).
 	Mksquashfs, Unsquashfs string
+	// HelperTimeout bounds the whole export of a user's local store
+	// (podman save for podman://, the Docker daemon's export for
+	// dockerd://): past it the export is stopped, podman with every
+	// process it started (a mount_program the user's storage.conf
+	// names, say), and the Get fails with ErrHelperTimeout. Default
+	// DefaultHelperTimeout.
+	HelperTimeout time.Duration
 	// Podman is the binary podman:// runs as the user ("": from PATH);
 	// DockerSocket the Docker daemon's socket dockerd:// connects to as
 	// the user ("": DefaultDockerSocket).

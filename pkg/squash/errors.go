@@ -55,6 +55,10 @@ var (
 	// ErrUnsupported: the image uses a feature this package does not
 	// handle (encrypted or foreign layers, unknown media types).
 	ErrUnsupported = errors.New("unsupported image")
+	// ErrHelperTimeout: a program run on a user's behalf (podman save for
+	// podman://, the Docker daemon's export for dockerd://) ran past
+	// Options.HelperTimeout and was stopped.
+	ErrHelperTimeout = errors.New("stopped after its deadline")
 )
 
 // opError is what the user sees: `verb "ref": kind: detail: hint`, always

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +21,9 @@ const (
 	// DefaultMaxImageSize is the most Options.MaxImageSize defaults to;
 	// less on a file system smaller than twice that.
 	DefaultMaxImageSize = 64 << 30
+	// DefaultHelperTimeout is Options.HelperTimeout's default: a podman
+	// save of a large image takes minutes, not a quarter of an hour.
+	DefaultHelperTimeout = 15 * time.Minute
 )
 
 // fsSize is the size in bytes of the file system holding dir.
@@ -46,6 +50,9 @@ func defaultLimits(o *Options, cacheFS, tmpFS int64) {
 	}
 	if o.MaxPullsPerUser == 0 {
 		o.MaxPullsPerUser = DefaultMaxPullsPerUser
+	}
+	if o.HelperTimeout <= 0 {
+		o.HelperTimeout = DefaultHelperTimeout
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCompression is zstd level 3: on the project's test image it
@@ -67,6 +69,10 @@ type mksquashfs struct {
 	Processors int
 	Exclude    []string // paths relative to the source left out (-e)
 	AllRoot    bool     // every entry recorded as root's (-all-root)
+	// MaxSize (> 0) bounds the file mksquashfs writes, as its
+	// RLIMIT_FSIZE: past it the kernel stops the write and mksquashfs
+	// (SIGXFSZ), and the squash fails with ErrTooLarge.
+	MaxSize int64
 }
 
 // args renders the command line that squashes dir into out.
@@ -126,14 +132,37 @@ func (m mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	var outBuf tailBuffer
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil && m.MaxSize > 0 {
+		// Set as soon as mksquashfs runs, while it still reads the tree:
+		// it writes its output from then on. os/exec cannot set a
+		// child's limit before exec, and the daemon's own must stay.
+		lim := unix.Rlimit{Cur: uint64(m.MaxSize), Max: uint64(m.MaxSize)}
+		if err = unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return fmt.Errorf("mksquashfs: limit its output: %w", err)
+		}
+	}
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if err == nil {
 		return nil
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGXFSZ {
+			return tooLarge("squashes to", m.MaxSize)
+		}
+	}
 	msg := strings.TrimSpace(outBuf.String())
+	if m.MaxSize > 0 && strings.Contains(msg, "File too large") {
+		return tooLarge("squashes to", m.MaxSize)
+	}
 	if strings.Contains(msg, "No space left on device") {
 		return fmt.Errorf("mksquashfs: %w", ErrNoSpace)
 	}

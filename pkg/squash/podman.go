@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
@@ -91,9 +92,17 @@ func exportPodman(ctx context.Context, podman, name string, cred credential, use
 	cmd.Stdout = &budgetWriter{w: out, b: budget}
 	stderr := &tailBuffer{}
 	cmd.Stderr = stderr
+	// Should a process of the namespace hold the pipes past its end (one
+	// stuck in the kernel), Wait gives up on them.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("podman save: %w", err)
 	}
+	// The helper is the namespace's init: killed, it takes every process
+	// of the namespace with it (the kernel kills them, and reaps them before
+	// Wait returns), whatever podman or a program of the user's started,
+	// daemons included. os.Process signals through a pidfd: never another
+	// process that got the helper's pid.
 	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
 	err = cmd.Wait()
 	stop()

@@ -154,7 +154,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 			return nil, err
 		}
 		defer release()
-		if src, err = c.resolveLocal(ctx, sys, r, o); err != nil {
+		if src, err = c.resolveLocal(ctx, sys, r, o, report); err != nil {
 			return nil, err
 		}
 	}

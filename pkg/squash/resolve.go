@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -236,7 +237,7 @@ func (c *Cache) pickInstance(ctx context.Context, s *source) error {
 
 // resolveLocal makes a root-owned copy of a local layout or archive, read
 // with the user's permissions (o's), and opens it with containers/image.
-func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, o PullOptions) (_ *source, err error) {
+func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r imageRef, o PullOptions, report func(Progress)) (_ *source, err error) {
 	cred := o.credential()
 	work, err := os.MkdirTemp(c.tmp, "local-")
 	if err != nil {
@@ -250,7 +251,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 	copyPath := filepath.Join(work, "image.tar")
 	var policyRef types.ImageReference
 	if r.kind == kindPodman || r.kind == kindDockerd {
-		if policyRef, err = c.exportStore(ctx, r, cred, o.User, o.Home, copyPath); err != nil {
+		if policyRef, err = c.exportStore(ctx, r, cred, o.User, o.Home, copyPath, report); err != nil {
 			return nil, err
 		}
 	} else if r.kind == kindOCILayout {
@@ -307,17 +308,30 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 // dockerd://) as a docker-archive at out, read on cred's behalf (podman.go,
 // dockerd.go), and returns the name policy.json judges it by: the store's
 // transport (containers-storage, docker-daemon) and the image's name.
-func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, user, home, out string) (types.ImageReference, error) {
+// The export is reported as phase "exporting" (status shows it) and ends
+// at Options.HelperTimeout: what podman runs is the user's configuration's
+// to decide (a storage.conf's mount_program is their own program), and it
+// may never finish.
+func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, user, home, out string, report func(Progress)) (types.ImageReference, error) {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	transport := "containers-storage"
+	helper, transport := "podman save", "containers-storage"
+	hint := "check what your containers configuration (~/.config/containers) makes podman run, or ask your admin"
+	if r.kind == kindDockerd {
+		helper, transport, hint = "the Docker daemon's export", "docker-daemon", "ask your admin"
+	}
+	limit := c.o.HelperTimeout
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, &opError{kind: ErrHelperTimeout,
+		detail: fmt.Sprintf("%s ran longer than %s (the node's helper_timeout) and was stopped, with every process it started", helper, limit),
+		hint:   hint})
+	defer cancel()
+	report(Progress{Phase: "exporting", Message: helper + " as uid " + strconv.FormatUint(uint64(cred.UID), 10)})
 	if r.kind == kindPodman {
 		err = exportPodman(ctx, c.o.Podman, r.image, cred, user, home, f, c.o.MaxImageSize)
 	} else {
-		transport = "docker-daemon"
 		err = exportDockerd(ctx, c.o.DockerSocket, r.image, cred, f, c.o.MaxImageSize)
 	}
 	if err != nil {

@@ -28,6 +28,10 @@ type TreeOptions struct {
 	// Owner is who reads the tree: mksquashfs has their credentials
 	// (see SquashTree).
 	Owner Owner
+	// MaxSize (> 0) bounds the squashfs as it is written: one that
+	// would be larger fails with ErrTooLarge, its writing stopped by
+	// the kernel (mksquashfs's RLIMIT_FSIZE) before it passes the bound.
+	MaxSize int64
 }
 
 // Owner is a user's credentials: their uid, gid and other groups.
@@ -77,7 +81,7 @@ func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 		return err
 	}
 	defer os.Remove(sandbox)
-	m := mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude, AllRoot: true}
+	m := mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude, AllRoot: true, MaxSize: o.MaxSize}
 	errc := make(chan error, 1)
 	// The namespace and the groups are this thread's: the goroutine never
 	// unlocks it, so the thread (and the sandbox's mounts) end with it.

@@ -2,6 +2,8 @@ package squash
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,5 +104,56 @@ func TestSquashTreeReadsAsOwner(t *testing.T) {
 				t.Errorf("the link is not saved as a symlink:\n%s", list)
 			}
 		})
+	}
+}
+
+// A squash bounded by MaxSize stops writing at the bound: the file never
+// grows past it, and the error says why.
+func TestSquashTreeMaxSize(t *testing.T) {
+	requireRoot(t)
+	requireBinary(t, "mksquashfs")
+	const uid, gid = 4242, 4243
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// 8 MiB that do not compress.
+	data := make([]byte, 8<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{tree, filepath.Join(tree, "big")} {
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		max     int64
+		wantErr bool
+	}{{max: 1 << 20, wantErr: true}, {max: 64 << 20}} {
+		out := filepath.Join(t.TempDir(), "out.sqsh")
+		if err := os.WriteFile(out, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := SquashTree(context.Background(), tree, out, TreeOptions{
+			Compression: "lz4", Scratch: t.TempDir(), Owner: Owner{UID: uid, GID: gid}, MaxSize: tc.max,
+		})
+		fi, serr := os.Stat(out)
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		if tc.wantErr {
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max_image_size") {
+				t.Errorf("max %d: err = %v, want ErrTooLarge naming max_image_size", tc.max, err)
+			}
+			if fi.Size() > tc.max {
+				t.Errorf("max %d: the file grew to %d", tc.max, fi.Size())
+			}
+		} else if err != nil || fi.Size() < 8<<20 {
+			t.Errorf("max %d: err %v, size %d", tc.max, err, fi.Size())
+		}
 	}
 }

@@ -120,6 +120,9 @@ write_plugin_configs() {
 	# A user's path that does not answer (test/e2e/security_paths_test.go's
 	# FUSE mount) fails its step after this long.
 	user_path_timeout = 5s
+	# podman save (podman://) and an export's mksquashfs end after this long
+	# (test/e2e/podman_image_test.go's hanging mount_program).
+	helper_timeout = 20s
 	# Hooks and modules (test/e2e/hooks_test.go): the test's hooks.d only,
 	# and the host's Debian MPICH to swap for the image's.
 	hooks_dirs = $ETC/hooks.d
