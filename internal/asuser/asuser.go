@@ -82,25 +82,17 @@ func OpenFiles(cred Credential, wants []Want) ([]*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	var mounts mountTable
 	for i, f := range files {
 		if f == nil {
 			continue
 		}
-		if err := checkReceived(f, wants[i]); err != nil {
+		if err := checkReceived(f, wants[i], &mounts); err != nil {
 			closeAll(files)
 			return nil, &os.PathError{Op: "open", Path: wants[i].Path, Err: err}
 		}
 	}
 	return files, nil
-}
-
-// Open opens each path as cred with the same flags and mode; see OpenFiles.
-func Open(cred Credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
-	wants := make([]Want, len(paths))
-	for i, p := range paths {
-		wants[i] = Want{Path: p, Flags: flags, Mode: mode}
-	}
-	return OpenFiles(cred, wants)
 }
 
 // OpenRegular opens the regular file p read-only as cred, without waiting

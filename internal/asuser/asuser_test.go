@@ -45,7 +45,7 @@ func TestHelperIsTheUser(t *testing.T) {
 	unix.Mkfifo(fifo, 0o666)
 	done := make(chan error, 1)
 	go func() {
-		f, err := Open(Credential{UID: nobody, GID: nobody, Groups: []uint32{12345}}, []string{fifo}, unix.O_RDONLY, 0)
+		f, err := openAll(Credential{UID: nobody, GID: nobody, Groups: []uint32{12345}}, []string{fifo}, unix.O_RDONLY, 0)
 		if err == nil {
 			f[0].Close()
 		}
@@ -99,12 +99,12 @@ func TestOpenWithTheUsersPermissions(t *testing.T) {
 	os.WriteFile(filepath.Join(private, "secret"), []byte("s"), 0o644)
 	os.WriteFile(filepath.Join(dir, "open"), []byte("o"), 0o644)
 	nob := Credential{UID: nobody, GID: nobody}
-	_, err := Open(nob, []string{filepath.Join(dir, "open"), filepath.Join(private, "secret")}, unix.O_RDONLY, 0)
+	_, err := openAll(nob, []string{filepath.Join(dir, "open"), filepath.Join(private, "secret")}, unix.O_RDONLY, 0)
 	var pe *os.PathError
 	if !errors.As(err, &pe) || pe.Path != filepath.Join(private, "secret") || !errors.Is(err, fs.ErrPermission) {
 		t.Fatalf("got %v, want permission denied on the secret", err)
 	}
-	files, err := Open(nob, []string{filepath.Join(dir, "open")}, unix.O_PATH, 0)
+	files, err := openAll(nob, []string{filepath.Join(dir, "open")}, unix.O_PATH, 0)
 	if err != nil || len(files) != 1 {
 		t.Fatalf("open: %v", err)
 	}
@@ -112,14 +112,14 @@ func TestOpenWithTheUsersPermissions(t *testing.T) {
 	if fi, err := files[0].Stat(); err != nil || fi.Size() != 1 {
 		t.Errorf("stat of the opened file: %v %v", fi, err)
 	}
-	if _, err := Open(nob, []string{filepath.Join(dir, "missing")}, unix.O_PATH, 0); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := openAll(nob, []string{filepath.Join(dir, "missing")}, unix.O_PATH, 0); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing path: %v, want not found", err)
 	}
 	// The daemon's other threads keep root's view, and root may open it all.
 	if _, err := os.Stat(filepath.Join(private, "secret")); err != nil {
 		t.Errorf("root lost access: %v", err)
 	}
-	if f, err := Open(Credential{}, []string{filepath.Join(private, "secret")}, unix.O_RDONLY, 0); err != nil {
+	if f, err := openAll(Credential{}, []string{filepath.Join(private, "secret")}, unix.O_RDONLY, 0); err != nil {
 		t.Errorf("as root: %v", err)
 	} else {
 		f[0].Close()
@@ -127,7 +127,7 @@ func TestOpenWithTheUsersPermissions(t *testing.T) {
 	// Created as the user: theirs.
 	made := filepath.Join(dir, "made")
 	os.Chmod(dir, 0o777)
-	f, err := Open(nob, []string{made}, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	f, err := openAll(nob, []string{made}, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestNoMagicLinks(t *testing.T) {
 			"/proc/self/root" + secret,
 			"/proc/self/fd/3",
 		} {
-			f, err := Open(cred, []string{p}, unix.O_PATH, 0)
+			f, err := openAll(cred, []string{p}, unix.O_PATH, 0)
 			if err == nil {
 				f[0].Close()
 				t.Errorf("uid %d: %s opened", cred.UID, p)
@@ -216,7 +216,7 @@ func TestHungPathTimesOut(t *testing.T) {
 	fifo := filepath.Join(dir, "fifo")
 	unix.Mkfifo(fifo, 0o666)
 	start := time.Now()
-	_, err := Open(Credential{UID: nobody, GID: nobody}, []string{fifo}, unix.O_RDONLY, 0)
+	_, err := openAll(Credential{UID: nobody, GID: nobody}, []string{fifo}, unix.O_RDONLY, 0)
 	if err == nil || !strings.Contains(err.Error(), "no answer after") {
 		t.Fatalf("got %v, want the timeout", err)
 	}
@@ -304,4 +304,13 @@ func TestTarLayoutStopsWithItsWriter(t *testing.T) {
 	if err := TarLayout(context.Background(), Credential{UID: nobody, GID: nobody}, dir, &w); err != nil || w.Len() < 64<<20 {
 		t.Errorf("the whole layout: %d bytes, %v", w.Len(), err)
 	}
+}
+
+// openAll opens each path as cred with the same flags and mode.
+func openAll(cred Credential, paths []string, flags int, mode uint32) ([]*os.File, error) {
+	wants := make([]Want, len(paths))
+	for i, p := range paths {
+		wants[i] = Want{Path: p, Flags: flags, Mode: mode}
+	}
+	return OpenFiles(cred, wants)
 }

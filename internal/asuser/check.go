@@ -16,12 +16,16 @@ import (
 // a regular file is wanted. Neither check calls into the file system (the
 // mount id from fdinfo, the mount table, statx with AT_STATX_DONT_SYNC),
 // so a FUSE server that never answers cannot block the daemon here.
-func checkReceived(f *os.File, w Want) error {
+func checkReceived(f *os.File, w Want, mounts *mountTable) error {
 	mntID, err := fdMountID(f)
 	if err != nil {
 		return err
 	}
-	uid, fuse, err := fuseOwner(mntID)
+	table, err := mounts.read()
+	if err != nil {
+		return err
+	}
+	uid, fuse, err := fuseOwnerIn(table, mntID)
 	if err != nil {
 		return err
 	}
@@ -56,17 +60,23 @@ func fdMountID(f *os.File) (uint64, error) {
 	return 0, fmt.Errorf("no mnt_id in fdinfo")
 }
 
-// fuseOwner looks the mount up in the daemon's mount table: whether it is
-// a FUSE file system, and the uid that mounted it (its user_id option).
-func fuseOwner(mntID uint64) (uid uint64, fuse bool, err error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return 0, false, err
+// mountTable is the daemon's mount table, read once for all the
+// descriptors of one call (every step opens its home and mount sources).
+type mountTable struct{ b []byte }
+
+func (m *mountTable) read() ([]byte, error) {
+	if m.b == nil {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return nil, err
+		}
+		m.b = b
 	}
-	return fuseOwnerIn(b, mntID)
+	return m.b, nil
 }
 
-// fuseOwnerIn is fuseOwner on the mount table b.
+// fuseOwnerIn looks the mount up in the mount table b: whether it is a
+// FUSE file system, and the uid that mounted it (its user_id option).
 func fuseOwnerIn(b []byte, mntID uint64) (uid uint64, fuse bool, err error) {
 	id := strconv.FormatUint(mntID, 10) + " "
 	sc := bufio.NewScanner(bytes.NewReader(b))

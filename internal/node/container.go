@@ -603,6 +603,15 @@ func readInRoot(root, rel string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 16<<20))
 }
 
+// credentialOf is lookupAccount's credential, or, for a user the daemon's
+// /etc/passwd lacks (and no account sent), their uid and gid alone.
+func credentialOf(req *wire.ContainerRequest) credential {
+	if _, cred, err := lookupAccount(req); err == nil {
+		return cred
+	}
+	return credential{UID: req.UID, GID: req.GID}
+}
+
 // lookupAccount is the job user: as the plugin resolved them in slurmstepd
 // through the node's own NSS (LDAP and SSSD users included) with the job's
 // groups from Slurm, or, from a plugin that does not send the account, as

@@ -130,11 +130,7 @@ func (m *manager) has(c *container) bool {
 // leaves no file of ours behind. Only a regular file is written: the open
 // does not wait for a FIFO's reader nor take a terminal.
 func writeAsUser(r FileRequest, src io.Reader) error {
-	_, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
-	if err != nil {
-		// A user the daemon's /etc/passwd lacks: their uid and gid only.
-		cred = credential{UID: r.UID, GID: r.GID}
-	}
+	cred := credentialOf(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_EXCL
 	if r.Force {
 		flags = flags&^unix.O_EXCL | unix.O_TRUNC

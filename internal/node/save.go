@@ -60,11 +60,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 // container's live writable layer, which overlayfs leaves undefined while
 // the layer changes (issue 21).
 func (m *manager) squash(ctx context.Context, c *container, out string, lim squashLimits) error {
-	_, cred, err := lookupAccount(c.req)
-	if err != nil {
-		// A user the daemon's /etc/passwd lacks: their uid and gid only.
-		cred = credential{UID: c.req.UID, GID: c.req.GID}
-	}
+	cred := credentialOf(c.req)
 	if lim.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, lim.timeout,

@@ -225,50 +225,69 @@ func stageMount(f *os.File, stage string) (string, error) {
 // would otherwise let --container-mounts=DIR:/x land there). The request's
 // own paths were checked as written (wire.ParseUserMount).
 func checkUserDestinations(root string, mounts []wire.UserMount) error {
-	if len(mounts) == 0 {
-		return nil
+	dsts := make([]string, len(mounts))
+	for i, um := range mounts {
+		dsts[i] = um.Dst
 	}
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(rootFd)
-	for _, um := range mounts {
-		resolved, err := resolveInRoot(rootFd, um.Dst)
-		if err != nil {
-			return wire.OptionErrorf("--container-mounts", "destination %s: %w", um.Dst, err)
-		}
-		if resolved == "/" || resolved == wire.ReservedDir || strings.HasPrefix(resolved, wire.ReservedDir+"/") {
-			return wire.OptionErrorf("--container-mounts", "destination %s leads to %s in the image, which podman-hpc keeps for itself; pick another destination", um.Dst, resolved)
-		}
+	dst, resolved, err := reservedDestination(root, dsts)
+	switch {
+	case err != nil:
+		return wire.OptionErrorf("--container-mounts", "destination %s: %w", dst, err)
+	case resolved != "":
+		return wire.OptionErrorf("--container-mounts", "destination %s leads to %s in the image, which podman-hpc keeps for itself; pick another destination", dst, resolved)
 	}
 	return nil
 }
 
 // checkImageDestinations refuses a container whose image leads one of the
-// daemon's own mounts (the home, /tmp, /proc, a module's) to the root or
-// into wire.ReservedDir through a symlink of its own (/tmp ->
-// /.podman-hpc): only what the daemon means to put there goes there.
+// daemon's own mounts (the home, /tmp, /proc) to the root or into
+// wire.ReservedDir through a symlink of its own (/tmp -> /.podman-hpc):
+// only what the daemon means to put there goes there (a module's files,
+// written there).
 func checkImageDestinations(root string, mounts []specs.Mount) error {
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(rootFd)
-	reserved := func(p string) bool { return p == wire.ReservedDir || strings.HasPrefix(p, wire.ReservedDir+"/") }
+	var dsts []string
 	for _, m := range mounts {
-		if reserved(path.Clean(m.Destination)) {
-			continue // the daemon's own, there on purpose (a module's file)
+		if !isReserved(path.Clean(m.Destination)) {
+			dsts = append(dsts, m.Destination)
 		}
-		resolved, err := resolveInRoot(rootFd, m.Destination)
-		if err != nil {
-			return fmt.Errorf("the image's %s: %w", m.Destination, err)
-		}
-		if resolved == "/" || reserved(resolved) {
-			return fmt.Errorf("the image's %s leads to %s, which podman-hpc keeps for itself: the image cannot run as it is (fix its symlink)", m.Destination, resolved)
-		}
+	}
+	dst, resolved, err := reservedDestination(root, dsts)
+	switch {
+	case err != nil:
+		return fmt.Errorf("the image's %s: %w", dst, err)
+	case resolved != "":
+		return fmt.Errorf("the image's %s leads to %s, which podman-hpc keeps for itself: the image cannot run as it is (fix its symlink)", dst, resolved)
 	}
 	return nil
+}
+
+// reservedDestination resolves each of dsts inside root and returns the
+// first that leads to the root itself or into wire.ReservedDir, with where
+// it leads ("" for none), or the one that could not be resolved.
+func reservedDestination(root string, dsts []string) (dst, resolved string, err error) {
+	if len(dsts) == 0 {
+		return "", "", nil
+	}
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return root, "", err
+	}
+	defer unix.Close(rootFd)
+	for _, dst := range dsts {
+		resolved, err := resolveInRoot(rootFd, dst)
+		if err != nil {
+			return dst, "", err
+		}
+		if resolved == "/" || isReserved(resolved) {
+			return dst, resolved, nil
+		}
+	}
+	return "", "", nil
+}
+
+// isReserved says whether p (clean, absolute) is wire.ReservedDir or in it.
+func isReserved(p string) bool {
+	return p == wire.ReservedDir || strings.HasPrefix(p, wire.ReservedDir+"/")
 }
 
 // resolveInRoot returns where dst leads inside the root open at rootFd, as
