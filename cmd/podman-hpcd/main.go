@@ -43,7 +43,8 @@ Commands:
             or --name NAME: your container_scope=global named container
   import    write an image as a squashfs file of yours, as enroot import does
             (podman-hpcd import [-o FILE] [-f] URI; any --container-image reference)
-  export    write a container's filesystem as a squashfs file of yours, as enroot export
+  export    write a container's filesystem as a squashfs file of yours, every file root's,
+            as enroot export; one at a time per user and node, within helper_timeout
             (podman-hpcd export [-o FILE] [-f] [--job JOBID] NAME; a step's own is JOBID.STEPID)
   version   print the version
   help      show this text
