@@ -240,3 +240,25 @@ func TestSecurityLayoutPastTheLimit(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// An image whose /home is a symlink into /.podman-hpc (the daemon's, where
+// the init lives) had the user's home mounted there, as the daemon's own
+// mounts (the home, /tmp) were not resolved in the image first. The step is
+// refused with the symlink named, and nothing is left.
+func TestSecurityImageSymlinkSteersNoDaemonMount(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	// The image holds /.podman-hpc itself, so that the mount point can
+	// be made through the symlink.
+	img := imageWithTree(t, func(tree string) {
+		os.Mkdir(filepath.Join(tree, ".podman-hpc"), 0o755)
+		if err := os.Symlink("/.podman-hpc", filepath.Join(tree, "home")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "--container-mount-home", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "leads to /.podman-hpc") {
+		t.Errorf("the image steered the home mount into /.podman-hpc:\n%s", r)
+	}
+	checkNothingLeft(t, node)
+}
