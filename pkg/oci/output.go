@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // OutputLimit is how much a container's processes may write to their
@@ -99,24 +101,45 @@ func (o *Output) Total() int64 {
 	return o.total
 }
 
-// Settle waits a moment for what a process that just exited wrote (up to
-// 200 ms, until 20 ms pass without more), then returns String.
+// Settle returns String once what was written so far has been read: the
+// pipe holds nothing unread (FIONREAD, TIOCINQ here) twice, a millisecond apart (a read
+// in flight is in the tail by then), or 200 ms have passed. It waits for
+// nothing that is not there: the entrypoint's start pays for it.
 func (o *Output) Settle() string {
 	deadline := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	for empty := 0; empty < 2 && time.Now().Before(deadline); {
 		select {
 		case <-o.stopped:
 			return o.String()
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		o.mu.Lock()
-		quiet := time.Since(o.last) >= 20*time.Millisecond
-		o.mu.Unlock()
-		if quiet {
-			break
+		if o.unread() == 0 {
+			empty++
+		} else {
+			empty = 0
 		}
+		time.Sleep(time.Millisecond)
 	}
 	return o.String()
+}
+
+// unread is how many bytes the pipe holds (-1: unknown).
+func (o *Output) unread() int {
+	if o.r == nil {
+		return 0
+	}
+	rc, err := o.r.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	rc.Control(func(fd uintptr) {
+		// TIOCINQ is FIONREAD.
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // Close stops reading: writers get EPIPE from now on.
