@@ -120,7 +120,7 @@ func readRecord(bundle string) (*record, error) {
 // ended while no daemon listened, goes once no task is left in it.
 func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 	c := &container{id: r.ID, req: r.Req, img: &r.Img, bundle: bundle, rootfs: r.Rootfs, env: r.Env,
-		workdir: r.Workdir, named: r.Named, created: r.Created, initPid: r.InitPid}
+		workdir: r.Workdir, named: r.Named, created: r.Created, initPid: r.InitPid, ready: true}
 	var err error
 	if c.initFD, err = unix.PidfdOpen(r.InitPid, 0); err != nil {
 		return fmt.Errorf("its init (pid %d): %w", r.InitPid, err)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -58,14 +59,16 @@ type container struct {
 	bundle  string
 	rootfs  string
 	initPid int
-	initFD  int        // pidfd of the init (0: none): teardown kills it through this
-	nsFiles []*os.File // the namespaces the tasks join, sent to the plugin
-	nsNames []string   // their names, in the same order
-	env     []string   // the image's environment, for the tasks
+	initFD  int               // pidfd of the init (0: none): teardown kills it through this
+	place   stepcgroup.Target // the step's (or, named, the job's) cgroups its init goes into
+	nsFiles []*os.File        // the namespaces the tasks join, sent to the plugin
+	nsNames []string          // their names, in the same order
+	env     []string          // the image's environment, for the tasks
 	workdir string
 	unpin   func()
 	mounted bool // the image's squashfs mount counts this container
 	created time.Time
+	ready   bool // made: steps may attach (under the manager's mu)
 
 	entrypointLog string      // the image entrypoint's output, when it ran
 	output        *oci.Output // the runtime's and the container's output, bounded
@@ -123,10 +126,11 @@ func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *i
 // Its stages, in order: the root filesystem (rootfs), the hooks' and
 // modules' additions and the mounts (mounts), the OCI spec (buildSpec), the
 // start (start), and what the tasks need to join it (attachable).
-func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id string, over *container, progress func(string)) (c *container, err error) {
+func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id string, over *container, place stepcgroup.Target, progress func(string)) (c *container, err error) {
 	if c, err = m.add(req, id); err != nil {
 		return nil, err
 	}
+	c.place = place
 	defer func() {
 		if err != nil {
 			m.remove(context.WithoutCancel(ctx), c)
@@ -165,7 +169,13 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 		return c, err
 	}
 	c.env = withHome(c.env, req, acct)
-	return c, c.attachable(ctx, spec, readonly)
+	if err := c.attachable(ctx, spec, readonly); err != nil {
+		return c, err
+	}
+	m.mu.Lock()
+	c.ready = true
+	m.mu.Unlock()
+	return c, nil
 }
 
 // add enters a new container of id into the manager's table, with a fresh
@@ -277,6 +287,11 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 	if c.req.Entrypoint {
 		opts.Created = func(pid int) error {
 			c.initPid = pid
+			// Before the image's entrypoint runs: what it starts is
+			// the step's too.
+			if err := c.place.Join(pid); err != nil {
+				return err
+			}
 			return c.openNamespaces(spec)
 		}
 	}
@@ -300,6 +315,12 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 	}
 	if c.initFD, err = unix.PidfdOpen(c.initPid, 0); err != nil {
 		return fmt.Errorf("the container's init (pid %d): %w", c.initPid, err)
+	}
+	if !c.req.Entrypoint {
+		// The init has only started waiting: nothing of the image runs.
+		if err := c.place.Join(c.initPid); err != nil {
+			return err
+		}
 	}
 	c.env = hk.env
 	if c.req.Entrypoint {

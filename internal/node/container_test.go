@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/devices"
 	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
@@ -122,7 +123,7 @@ func TestContainerLifecycle(t *testing.T) {
 	m, images, state := testManager(t)
 	ctx := context.Background()
 	req := &wire.ContainerRequest{Job: "7", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}
-	c, _, err := m.forStep(ctx, req, func(string) {})
+	c, _, err := m.forStep(ctx, req, stepcgroup.Target{}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 		"missing mount": {Job: "8", Step: "1", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Mounts: []wire.UserMount{{Src: "/does/not/exist", Dst: "/x"}}},
 		"root-only dir": {Job: "8", Step: "2", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Mounts: []wire.UserMount{{Src: "/root/.", Dst: "/x"}}},
 	} {
-		if _, _, err := m.forStep(ctx, req, func(string) {}); err == nil {
+		if _, _, err := m.forStep(ctx, req, stepcgroup.Target{}, func(string) {}); err == nil {
 			t.Errorf("%s: create succeeded", name)
 		} else if name != "unknown image" && !strings.Contains(err.Error(), "--container-mounts: ") {
 			t.Errorf("%s: error %q does not name the option", name, err)
@@ -228,7 +229,7 @@ func TestContainerHooks(t *testing.T) {
 	m.hooks = &hookRunner{dirs: []string{dir}}
 
 	ctx := context.Background()
-	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Hooks: "state"}, func(string) {})
+	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Hooks: "state"}, stepcgroup.Target{}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestContainerHookFails(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "fail.sh"), []byte("#!/bin/sh\necho hook says no >&2\nexit 4\n"), 0o755)
 	os.WriteFile(filepath.Join(dir, "fail.json"), []byte(`{"version":"1.0.0","hook":{"path":"`+dir+`/fail.sh"},"when":{"always":true},"stages":["createRuntime"]}`), 0o644)
 	m.hooks = &hookRunner{dirs: []string{dir}}
-	_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "9", Step: "1", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, func(string) {})
+	_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "9", Step: "1", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, stepcgroup.Target{}, func(string) {})
 	if err == nil || !strings.Contains(err.Error(), "start container") {
 		t.Fatalf("err = %v", err)
 	}
@@ -321,7 +322,7 @@ func TestContainerModule(t *testing.T) {
 	m, _, _ := testManager(t)
 	m.hooks = &hookRunner{modules: []hooks.Module{devModule{}}}
 	ctx := context.Background()
-	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "2", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, func(string) {})
+	c, _, err := m.forStep(ctx, &wire.ContainerRequest{Job: "9", Step: "2", UID: 4242, GID: 4242, Account: testAccount, Image: "test"}, stepcgroup.Target{}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -27,6 +28,8 @@ func (m *manager) stop(ctx context.Context, c *container, background bool) {
 		unix.Close(c.initFD)
 	}
 	c.initFD, c.initPid = 0, 0
+	// Its init is gone (Delete awaits it): the job's cgroup it held can go.
+	c.place.Release()
 	if c.output != nil {
 		c.output.Close()
 	}
@@ -65,11 +68,11 @@ func (m *manager) endJob(ctx context.Context, job string) (removed, parked int) 
 // revive runs a new container for req over a parked one's filesystem, under
 // the same id; it then owns the parked one (holds). The caller holds the
 // name's lock. On failure the parked container stays as it was.
-func (m *manager) revive(ctx context.Context, req *wire.ContainerRequest, parked *container, progress func(string)) (*container, error) {
+func (m *manager) revive(ctx context.Context, req *wire.ContainerRequest, parked *container, place stepcgroup.Target, progress func(string)) (*container, error) {
 	m.mu.Lock()
 	delete(m.containers, parked.id)
 	m.mu.Unlock()
-	c, err := m.create(ctx, req, parked.id, parked, progress)
+	c, err := m.create(ctx, req, parked.id, parked, place, progress)
 	if err != nil {
 		m.mu.Lock()
 		if _, taken := m.containers[parked.id]; !taken {

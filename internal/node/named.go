@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -41,9 +42,9 @@ var stepName = regexp.MustCompile(`^([0-9]+)\.([0-9]+)$`)
 // holds the container: one being removed is either still whole or gone,
 // never half (pyxis#181). A step that attaches counts as running in the
 // container until it ends (detach).
-func (m *manager) forStep(ctx context.Context, req *wire.ContainerRequest, progress func(string)) (*container, bool, error) {
+func (m *manager) forStep(ctx context.Context, req *wire.ContainerRequest, place stepcgroup.Target, progress func(string)) (*container, bool, error) {
 	if req.Name == "" {
-		c, err := m.create(ctx, req, stepID(req), nil, progress)
+		c, err := m.create(ctx, req, stepID(req), nil, place, progress)
 		return c, true, err
 	}
 	if stepName.MatchString(req.Name) {
@@ -76,7 +77,7 @@ func (m *manager) forStep(ctx context.Context, req *wire.ContainerRequest, progr
 		// Its writes are its point: a named container is writable.
 		r := *req
 		r.Writable = true
-		c, err := m.create(ctx, &r, id, nil, progress)
+		c, err := m.create(ctx, &r, id, nil, place, progress)
 		if err != nil {
 			return nil, false, err
 		}
@@ -87,7 +88,7 @@ func (m *manager) forStep(ctx context.Context, req *wire.ContainerRequest, progr
 		// with processes of this job's.
 		r := *req
 		r.Writable = true
-		c, err := m.revive(ctx, &r, nc, progress)
+		c, err := m.revive(ctx, &r, nc, place, progress)
 		if err != nil {
 			return nil, false, err
 		}
@@ -107,7 +108,7 @@ func (m *manager) forStep(ctx context.Context, req *wire.ContainerRequest, progr
 		m.mu.Unlock()
 	}
 	if req.NameMode == "no_exec" {
-		c, err := m.create(ctx, req, stepID(req), nc, progress)
+		c, err := m.create(ctx, req, stepID(req), nc, place, progress)
 		return c, true, err
 	}
 	m.attach(nc)
@@ -137,6 +138,9 @@ func (m *manager) forStepOf(req *wire.ContainerRequest) (*container, error) {
 		return nil, wire.OptionErrorf(flag, "no container of step %s runs on this node; attach while the step runs, on one of its nodes", req.Name)
 	case c.req.UID != req.UID:
 		return nil, wire.OptionErrorf(flag, "the container of step %s belongs to another user", req.Name)
+	case !c.ready:
+		// Its creation is under way: nothing in it to join yet.
+		return nil, wire.OptionErrorf(flag, "the container of step %s is still starting; retry in a moment", req.Name)
 	}
 	if err := sharesWanted(c, req); err != nil {
 		return nil, err

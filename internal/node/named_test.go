@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -50,13 +51,16 @@ func TestForStepAttach(t *testing.T) {
 		{"named without one", wire.ContainerRequest{Job: "7", Step: "1", UID: 1000, Name: "n", NameMode: "auto", Scope: "job", Unshare: []specs.LinuxNamespaceType{specs.UTSNamespace}},
 			"--container-unshare=uts: the container n shares the node's uts namespace", false},
 		{"parked global, exec", wire.ContainerRequest{Job: "4", Step: "0", UID: 1000, Name: "g", NameMode: "exec", Scope: "global"}, "the container exists but is not running", false},
+		// Its creation under way (its image not there yet): not joined.
+		{"a step still starting", wire.ContainerRequest{Job: "7", Step: "1", UID: 1000, Name: "7.1", NameMode: "auto"}, "--container-name=7.1:auto: the container of step 7.1 is still starting", false},
 	} {
-		step := &container{id: "phpc-7-0", req: mine}
+		step := &container{id: "phpc-7-0", req: mine, ready: true}
+		starting := &container{id: "phpc-7-1", req: mine}
 		named := &container{id: "phpc-7-n-n", req: netted, named: true}
 		parked := &container{id: "phpc-u1000-n-g", req: global, named: true, parked: true}
-		m := tableManager(step, named, parked)
+		m := tableManager(step, starting, named, parked)
 		req := tc.req
-		c, owned, err := m.forStep(context.Background(), &req, func(string) {})
+		c, owned, err := m.forStep(context.Background(), &req, stepcgroup.Target{}, func(string) {})
 		switch {
 		case err != nil:
 			if !strings.Contains(err.Error(), tc.want) {
@@ -85,7 +89,7 @@ func TestNamedExecWhileRunning(t *testing.T) {
 	named := &container{id: "phpc-7-n-n", req: &wire.ContainerRequest{Job: "7", UID: 1000, Name: "n", Scope: "job"}, named: true}
 	m := tableManager(named)
 	exec := func() error {
-		_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "7", Step: "2", UID: 1000, Name: "n", NameMode: "exec", Scope: "job"}, func(string) {})
+		_, _, err := m.forStep(context.Background(), &wire.ContainerRequest{Job: "7", Step: "2", UID: 1000, Name: "n", NameMode: "exec", Scope: "job"}, stepcgroup.Target{}, func(string) {})
 		return err
 	}
 	if err := exec(); err == nil {

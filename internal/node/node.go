@@ -34,6 +34,8 @@ import (
 	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -131,17 +133,31 @@ type Step struct {
 
 	c   *container
 	req *wire.ContainerRequest
+	// savePlace is where --container-save's mksquashfs goes: the job's
+	// cgroups, which outlive the step's end, when the save runs.
+	savePlace stepcgroup.Target
 }
 
 // Step gets the step of req its container: a new one of its own, or the
 // named container it names (pyxis's modes, see forStep), started from the
 // image (pulled if needed, as the user, with progress lines for the user).
 // req is the container's from then on: the caller must not change it.
-func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress func(string)) (*Step, error) {
+// stepd is the pid of the slurmstepd that asked (the kernel's word): a
+// container it makes goes into that step's cgroups (stepcgroup), so that
+// Slurm tracks, limits and ends it; 0 for none.
+func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*Step, error) {
 	if n.mgr == nil {
 		return nil, errNoContainers
 	}
-	c, owned, err := n.mgr.forStep(ctx, req, progress)
+	place, err := n.stepPlace(stepd, req)
+	if err != nil {
+		return nil, err
+	}
+	// The step's helpers (podman save for podman://) are the step's too.
+	if !place.Empty() {
+		ctx = charge.With(ctx, place.Join)
+	}
+	c, owned, err := n.mgr.forStep(ctx, req, place, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +173,7 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, progress fu
 		ID: c.id, Attached: !owned, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
 		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, EntrypointLog: c.entrypointLog,
-		c: c, req: req,
+		c: c, req: req, savePlace: n.savePlace(stepd, req, place),
 	}, nil
 }
 
@@ -175,6 +191,9 @@ func (n *Node) Save(ctx context.Context, s *Step) error {
 		return err
 	}
 	defer release()
+	if !s.savePlace.Empty() {
+		ctx = charge.With(ctx, s.savePlace.Join)
+	}
 	return n.mgr.save(ctx, s.c, s.req, n.squashLimits())
 }
 

@@ -59,3 +59,13 @@ func untilHangup(ctx context.Context, c *net.UnixConn) (context.Context, func())
 		})
 	}
 }
+
+// watchHangup runs f with untilHangup's context, and ends the watch however
+// f returns: a panic in f (which serveConn recovers) must not leave the
+// watch's copy of c open, or the peer would wait on a connection nobody
+// serves.
+func watchHangup[T any](ctx context.Context, c *net.UnixConn, f func(context.Context) (T, error)) (T, error) {
+	rctx, stop := untilHangup(ctx, c)
+	defer stop()
+	return f(rctx)
+}

@@ -1,10 +1,15 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 )
 
 // peer is who is on the other end of a connection, as the kernel says
@@ -32,4 +37,27 @@ func peerOf(c *net.UnixConn) (peer, error) {
 		return peer{}, fmt.Errorf("peer credentials: %w", credErr)
 	}
 	return peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}, nil
+}
+
+// chargedTo is ctx whose helpers (podman save, mksquashfs) a user's request
+// starts go into the user's own cgroups: those of their process that asked
+// (their job's, or their session's), under their limits and accounting.
+// Root's requests (a job's prefetch, from its prolog) keep the daemon's.
+func chargedTo(ctx context.Context, p peer, log *slog.Logger) context.Context {
+	if p.isRoot() || p.PID <= 0 {
+		return ctx
+	}
+	return charge.With(ctx, func(pid int) error {
+		mounts, err := stepcgroup.ReadMounts()
+		if err != nil {
+			return err
+		}
+		t, err := stepcgroup.OfProcess(int(p.PID), mounts)
+		if err != nil {
+			// The user's process is gone: so is the request's reason.
+			return err
+		}
+		log.Debug("helper charged to the user", "pid", pid, "cgroups", t.Dirs)
+		return t.Join(pid)
+	})
 }

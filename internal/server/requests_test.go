@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"reflect"
@@ -23,6 +24,7 @@ type fakeNode struct {
 	mu      sync.Mutex
 	calls   []string
 	stepErr error
+	panics  bool // Step panics
 	step    *node.Step
 	list    []node.Container
 	rmErr   error
@@ -57,8 +59,11 @@ func (f *fakeNode) called() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeNode) Step(ctx context.Context, req *wire.ContainerRequest, progress func(string)) (*node.Step, error) {
+func (f *fakeNode) Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*node.Step, error) {
 	f.record("Step job=%s step=%s uid=%d image=%s", req.Job, req.Step, req.UID, req.Image)
+	if f.panics {
+		panic("step")
+	}
 	if f.stepErr != nil {
 		return nil, f.stepErr
 	}
@@ -176,6 +181,23 @@ func TestContainerRefusedToUsers(t *testing.T) {
 	wantError(t, "a user's CONTAINER", r, "only slurmstepd may request a container; use srun --container-image")
 	if c := f.called(); len(c) != 0 {
 		t.Errorf("the node was asked %q", c)
+	}
+}
+
+// A panic while a container is made closes the connection: slurmstepd,
+// which waits for the answer, sees the end at once (the hangup watch's copy
+// of the socket once kept it open, and the step hung).
+func TestContainerPanicClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	f := newFakeNode(t)
+	f.panics = true
+	c := dial(t, serveFake(t, f, 0, "v1"))
+	if err := wire.Write(c, containerRequest()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if m, err := wire.Read(c); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the panic: %+v, %v; want the connection closed", m, err)
 	}
 }
 

@@ -34,7 +34,7 @@ import (
 // Containers is what the server asks of the node's containers
 // (*node.Node implements it; node's doc comments give each contract).
 type Containers interface {
-	Step(ctx context.Context, req *wire.ContainerRequest, progress func(string)) (*node.Step, error)
+	Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*node.Step, error)
 	Save(ctx context.Context, s *node.Step) error
 	End(ctx context.Context, s *node.Step)
 	Containers() []node.Container
@@ -328,9 +328,9 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 		if m.Type == wire.Container && p.isRoot() {
 			// A slurmstepd that dies (or closes) while its container is
 			// being made takes its pull and helpers with it.
-			rctx, stop := untilHangup(ctx, c)
-			u, err := s.container(rctx, c, m, log)
-			stop()
+			u, err := watchHangup(ctx, c, func(rctx context.Context) (stepUse, error) {
+				return s.container(rctx, c, p, m, log)
+			})
 			if u.step != nil {
 				uses = append(uses, u)
 				s.saves.add(u)
@@ -344,9 +344,9 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 		switch m.Type {
 		case wire.Pull, wire.Import, wire.Export:
 			// Long: what they start stops when the client hangs up.
-			rctx, stop := untilHangup(ctx, c)
-			err = s.userRequest(rctx, c, p, m, log)
-			stop()
+			_, err = watchHangup(ctx, c, func(rctx context.Context) (struct{}, error) {
+				return struct{}{}, s.userRequest(chargedTo(rctx, p, log), c, p, m, log)
+			})
 		case wire.Images, wire.Rmi, wire.Prune, wire.Ps, wire.Rm:
 			err = s.userRequest(ctx, c, p, m, log)
 		case wire.Save:
@@ -379,7 +379,7 @@ type stepUse struct {
 // descriptors: no pid to go stale), the working directory and the
 // environment. Errors go to the plugin; the returned error is only a
 // failure to write to it.
-func (s *Server) container(ctx context.Context, c *net.UnixConn, m *wire.Message, log *slog.Logger) (stepUse, error) {
+func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger) (stepUse, error) {
 	start := time.Now()
 	req, err := wire.ParseContainerRequest(m)
 	if err != nil {
@@ -398,7 +398,7 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, m *wire.Message
 		log.Warn("plugin and daemon versions differ", "plugin_version", req.PluginVersion, "version", s.version)
 		progress(note)
 	}
-	st, err := s.containers.Step(ctx, req, progress)
+	st, err := s.containers.Step(ctx, req, int(p.PID), progress)
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
 		msg := userMessage(err, req)

@@ -109,6 +109,37 @@ func target(procCgroup []byte, job, step string, wholeJob bool, mounts Mounts, e
 	return t, sc.Err()
 }
 
+// OfProcess is where pid is now, in every hierarchy the daemon sees: for a
+// helper that works for a user who asked over the socket (an export from
+// their shell or their job), so that it is charged where they are. A
+// process can only have put itself in cgroups it may write to: the place is
+// the user's own (their job's, or their session's).
+func OfProcess(pid int, mounts Mounts) (Target, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return Target{}, fmt.Errorf("the cgroups of pid %d: %w", pid, err)
+	}
+	return processTarget(data, mounts), nil
+}
+
+func processTarget(procCgroup []byte, mounts Mounts) Target {
+	var t Target
+	sc := bufio.NewScanner(bytes.NewReader(procCgroup))
+	for sc.Scan() {
+		fields := strings.SplitN(sc.Text(), ":", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		v2 := fields[0] == "0" && fields[1] == ""
+		if mnt, ok := mounts.mountOf(fields[1], v2); ok {
+			if dir, ok := mnt.dir(fields[2]); ok {
+				t.Dirs = append(t.Dirs, dir)
+			}
+		}
+	}
+	return t
+}
+
 // jobPrefix is p up to and including its job_<job> element.
 func jobPrefix(p, job string) (string, bool) {
 	elems := strings.Split(path.Clean(p), "/")

@@ -103,6 +103,15 @@ func TestMountRoot(t *testing.T) {
 	}
 }
 
+// A user's process is placed where it is, in each hierarchy the daemon sees.
+func TestProcessTarget(t *testing.T) {
+	got := processTarget([]byte("6:freezer:/slurm_node1/uid_5/job_7/step_0\n9:pids:/user.slice\n0::/user.slice/user-5.slice/session-3.scope\n"), parseMounts([]byte(hybridMountinfo)))
+	want := []string{"/sys/fs/cgroup/freezer/slurm_node1/uid_5/job_7/step_0", "/sys/fs/cgroup/unified/user.slice/user-5.slice/session-3.scope"}
+	if !reflect.DeepEqual(got.Dirs, want) {
+		t.Fatalf("dirs %q, want %q", got.Dirs, want)
+	}
+}
+
 func TestUnescape(t *testing.T) {
 	if got := unescape(`/a\040b\`); got != `/a b\` {
 		t.Fatalf("%q", got)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 )
 
 // DefaultCompression is zstd level 3: on the project's test image it
@@ -133,6 +135,15 @@ func (m mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
 	err := cmd.Start()
+	if err == nil {
+		// Charged to the step or user it works for (its cgroups), from
+		// its first milliseconds on: it starts no process of its own.
+		if err = charge.Place(ctx, cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return fmt.Errorf("mksquashfs: %w", err)
+		}
+	}
 	if err == nil && m.MaxSize > 0 {
 		// Set as soon as mksquashfs runs, while it still reads the tree:
 		// it writes its output from then on. os/exec cannot set a

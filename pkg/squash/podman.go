@@ -14,6 +14,8 @@ import (
 
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 )
 
 // podman://IMAGE is an image in the user's own podman storage (what their
@@ -95,9 +97,27 @@ func exportPodman(ctx context.Context, podman, name string, cred credential, use
 	// Should a process of the namespace hold the pipes past its end (one
 	// stuck in the kernel), Wait gives up on them.
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	// The helper waits on gate (its fd 3) until it is where the request's
+	// processes belong (charge): podman, and whatever a user's
+	// configuration makes it run, start there.
+	gate, open, err := os.Pipe()
+	if err != nil {
 		return fmt.Errorf("podman save: %w", err)
 	}
+	defer open.Close()
+	cmd.ExtraFiles = []*os.File{gate}
+	err = cmd.Start()
+	gate.Close()
+	if err != nil {
+		return fmt.Errorf("podman save: %w", err)
+	}
+	if err := charge.Place(ctx, cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("podman save: %w", err)
+	}
+	open.Write([]byte{1})
+	open.Close()
 	// The helper is the namespace's init: killed, it takes every process
 	// of the namespace with it (the kernel kills them, and reaps them before
 	// Wait returns), whatever podman or a program of the user's started,
@@ -160,6 +180,13 @@ func podmanSave(args []string) int {
 	if len(args) != 2 || os.Getpid() != 1 || os.Getenv("_CONTAINERS_USERNS_CONFIGURED") == "" {
 		return fail("%s: not run by podman-hpcd", podmanHelper)
 	}
+	// The daemon's go-ahead: this process is in the cgroups it belongs
+	// in, and so will be all it starts.
+	gate := os.NewFile(3, "gate")
+	if n, _ := gate.Read(make([]byte, 1)); n != 1 {
+		return fail("%s: the daemon did not let it start", podmanHelper)
+	}
+	gate.Close()
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fail("make mounts slaves: %v", err)
 	}

@@ -32,6 +32,7 @@ SLURM_OTHER_PLUGIN=$repo/build/slurm-24.11/spank_podman_hpc.so # built for anoth
 SLURM_ENTER=()
 SLURM_BIN=
 SLURM_CONF_EXTRA=
+PROCTRACK=${PROCTRACK:-cgroup}
 SLURM_TOOLS=(slurmctld slurmd)
 SLURM_BATCH_MOUNTS=/usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,/usr/lib/x86_64-linux-gnu/pmix2
 write_slurm_wrappers() { :; }
@@ -289,8 +290,7 @@ nodelist="node[1-$NODES]"
 	# e2e tests prove it); contrib/slurm/epilog.sh is an optional extra.
 	SlurmctldDebug=info
 	SlurmdDebug=info
-	# This VM's hybrid cgroup layout: no cgroup-based tracking or task plugins.
-	ProctrackType=proctrack/linuxproc
+	ProctrackType=proctrack/$PROCTRACK
 	TaskPlugin=task/none
 	JobAcctGatherType=jobacct_gather/none
 	AccountingStorageType=accounting_storage/none
@@ -303,6 +303,9 @@ nodelist="node[1-$NODES]"
 	PlugStackConfig=$ETC/plugstack.conf
 	$SLURM_CONF_EXTRA
 	InactiveLimit=0
+	# Job numbers of their own: cgroups (proctrack/cgroup) are named by
+	# node and job, and every cluster's nodes are node1, node2...
+	FirstJobId=$(( ${LAB_ID:-0} * 100000 + 1 ))
 	KillWait=5
 	MinJobAge=300
 	SlurmdTimeout=60
@@ -313,6 +316,15 @@ nodelist="node[1-$NODES]"
 	done
 	echo "PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP"
 } >"$ETC/slurm.conf"
+# proctrack/cgroup on this VM's cgroup v1 hierarchies: Slurm tracks, signals
+# and kills a step by its freezer cgroup, which the daemon puts each
+# container's init into. Each slurmd's cgroups are under slurm_<node>
+# (%n), and each cluster numbers its jobs from its own FirstJobId, so that
+# clusters side by side never share a job's cgroup.
+cat >"$ETC/cgroup.conf" <<-CONF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+CONF
 cat >"$ETC/registry.yml" <<-CONF
 version: 0.1
 log:
