@@ -183,6 +183,16 @@ func TestPodmanHangingHelper(t *testing.T) {
 		t.Fatalf("the mount_program never ran the second time")
 	}
 	id := strings.TrimSpace(run(t, "squeue", "-h", "-n", job, "-o", "%i").stdout)
+	if conf, _ := os.ReadFile(cluster["LAB"] + "/etc/slurm.conf"); strings.Contains(string(conf), "proctrack/cgroup") {
+		// What the user's configuration made podman run is the step's:
+		// in its cgroup, under its limits (podman save starts there).
+		for _, l := range marked(marker) {
+			pid, _, _ := strings.Cut(l, " ")
+			if cg := freezerOf(t, node, pid); !strings.HasSuffix(cg, "/job_"+id+"/step_0") {
+				t.Errorf("the mount_program's process %q is in freezer cgroup %q, not job %s's step 0", l, cg, id)
+			}
+		}
+	}
 	mustSucceed(t, run(t, "scancel", id))
 	if !waitFor(helperTimeout+20*time.Second, func() bool { return jobEnded(t, id) }) {
 		t.Errorf("job %s still not over %s after it started (helper_timeout %s)", id, time.Since(start).Round(time.Second), helperTimeout)
