@@ -160,11 +160,11 @@ cluster-down: ## stop the test cluster and remove all it made
 lint: ## gofmt, go vet, staticcheck and shellcheck
 	@test -z "$$(gofmt -l cmd internal pkg spank test)" || { gofmt -l cmd internal pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
-	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh \
+	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh contrib/slurm/nhc/*.nhc \
 		contrib/pkg/*.sh contrib/pkg/debian/postinst contrib/pkg/debian/prerm contrib/pkg/debian/postrm
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags "$(GO_TAGS) e2e" ./...
 
-install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet and config example (PREFIX, DESTDIR)
+install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet, config example and health checks (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd
 	install -D -m 0755 bin/podman-hpc-init $(DESTDIR)$(BINDIR)/podman-hpc-init
 	install -D -m 0755 bin/podman-hpc-asuser $(DESTDIR)$(BINDIR)/podman-hpc-asuser
@@ -175,6 +175,8 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
 		>$(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d/podman-hpc.conf
 	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
+	install -m 0755 contrib/slurm/podman-hpc-healthcheck.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/podman-hpc-healthcheck.sh
+	install -D -m 0644 contrib/slurm/nhc/podman_hpc.nhc $(DESTDIR)$(DATADIR)/nhc/podman_hpc.nhc
 	install -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(DATADIR)/podman-hpcd.conf.example
 	install -m 0644 README.md SECURITY.md LICENSE $(DESTDIR)$(DATADIR)/
 	cp -r contrib/slurm/examples $(DESTDIR)$(DATADIR)/

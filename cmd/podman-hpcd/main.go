@@ -3,6 +3,7 @@
 //	podman-hpcd serve [--config FILE] [--socket PATH]   run the daemon
 //	podman-hpcd status [--socket PATH]                  ask the running daemon
 //	podman-hpcd check-config [--config FILE]            check a config file
+//	podman-hpcd preflight [--config FILE]               check the node's features
 //	podman-hpcd version                                 print the version
 package main
 
@@ -28,9 +29,14 @@ Container support for Slurm: the per-node daemon and its client.
 Commands:
   serve     run the daemon (under systemd with socket activation, or --socket PATH)
   status    show the running daemon's version, runtime, cache and its limits, images,
-            containers, pulls in progress and last errors (yours; root sees all)
+            containers, pulls in progress and last errors (yours; root sees all);
+            exits 1 when the node cannot run containers or the daemon does not answer
   check-config  check the config file as serve would (--config FILE): unknown keys,
             bad values, unusable paths, one line each; serve refuses to start on them
+  preflight check, as root, every kernel, file system and tool feature containers
+            need, as the daemon uses them, on the config's directories (user
+            namespaces, POSIX ACLs, squashfs, idmapped mounts, overlay, the runtime):
+            one line each, the fix under each failure; exits 1 when one fails
   pull      pull an image into this node's cache, asking the registry now (podman-hpcd pull REF)
   images    list this node's cached images (yours; root sees all)
   rmi       remove an image from this node's cache (podman-hpcd rmi REF)
@@ -77,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(rest, stdout, stderr)
 	case "check-config":
 		err = checkConfigCmd(rest, stdout, stderr)
+	case "preflight":
+		err = preflightCmd(rest, stdout, stderr)
 	case "resolve":
 		err = resolveCmd(rest, stdout, stderr)
 	case "pull", "images", "rmi", "prune", "ps", "rm":

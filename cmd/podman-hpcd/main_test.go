@@ -17,7 +17,11 @@ import (
 
 // startServer serves on a socket made by listen, in a temp dir, until the
 // test ends.
-func startServer(t *testing.T) string {
+func startServer(t *testing.T) string { return startServerOf(t, errors.New("test")) }
+
+// startServerOf is startServer of a daemon whose containers are
+// unavailable for that reason (nil: available).
+func startServerOf(t *testing.T, unavailable error) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	ln, cleanup, err := listen(sock)
@@ -25,7 +29,7 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	s := server.New(server.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: version, Unavailable: errors.New("test")})
+	s := server.New(server.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: version, Unavailable: unavailable})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -38,17 +42,59 @@ func startServer(t *testing.T) string {
 	return sock
 }
 
+// status exits 0 only when the node can run containers: a health check
+// drains the node on anything else.
 func TestStatusTalksToServer(t *testing.T) {
 	t.Parallel()
-	sock := startServer(t)
-	var out, errOut bytes.Buffer
-	if rc := run([]string{"status", "--socket", sock}, &out, &errOut); rc != 0 {
-		t.Fatalf("status rc=%d stderr=%s", rc, errOut.String())
+	for _, tc := range []struct {
+		name        string
+		unavailable error
+		rc          int
+	}{
+		{"ready", nil, 0},
+		{"cannot run containers", errors.New("this node cannot run containers: POSIX ACLs on state_dir /x: operation not supported; fix: use tmpfs"), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := startServerOf(t, tc.unavailable)
+			var out, errOut bytes.Buffer
+			if rc := run([]string{"status", "--socket", sock}, &out, &errOut); rc != tc.rc {
+				t.Fatalf("status rc=%d, want %d; stderr=%s", rc, tc.rc, errOut.String())
+			}
+			host, _ := os.Hostname()
+			want := "podman-hpcd " + version + " on " + host + ": up "
+			if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "protocol 1") {
+				t.Errorf("status printed %q, want prefix %q", out.String(), want)
+			}
+			unavailable := strings.Contains(out.String(), "\nUNAVAILABLE: ")
+			if tc.unavailable == nil {
+				if unavailable || errOut.Len() > 0 {
+					t.Errorf("a ready node's status:\n%s%s", out.String(), errOut.String())
+				}
+				return
+			}
+			if !strings.Contains(out.String(), "\nUNAVAILABLE: "+tc.unavailable.Error()+"\n") {
+				t.Errorf("status lacks the reason:\n%s", out.String())
+			}
+			if errOut.String() != "podman-hpcd: "+errCannotRun.Error()+"\n" {
+				t.Errorf("stderr %q", errOut.String())
+			}
+		})
 	}
-	host, _ := os.Hostname()
-	want := "podman-hpcd " + version + " on " + host + ": up "
-	if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "protocol 1") {
-		t.Errorf("status printed %q, want prefix %q", out.String(), want)
+}
+
+// systemd hears READY only from a daemon that can run containers; one that
+// cannot gives its reason as the unit's status, on one line.
+func TestNotifyState(t *testing.T) {
+	t.Parallel()
+	if got := notifyState(nil); got != "READY=1\nSTATUS=ready: containers can run" {
+		t.Errorf("ready: %q", got)
+	}
+	got := notifyState(errors.New("this node cannot run containers: overlay:\nno"))
+	if got != "STATUS=not ready: this node cannot run containers: overlay: no" {
+		t.Errorf("not ready: %q", got)
+	}
+	if long := notifyState(errors.New(strings.Repeat("x", 5000))); len(long) > 1100 || strings.Contains(long, "READY=1") {
+		t.Errorf("a long reason: %d bytes", len(long))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +78,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	o := server.Options{Log: log, Version: version, Metrics: m}
 	n, err := node.Open(ctx, node.Options{Config: cfg, Log: log, WidenAfter: newProcs().widenAfter, Metrics: m})
 	o.Unavailable = err
+	m.SetNodeReady(err == nil, checkResults(n))
 	if n != nil {
 		defer n.Close()
 		o.Images, o.Status = n, n
@@ -91,13 +93,52 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	srv := server.New(o)
 	log.Info("serving", "socket", ln.Addr().String(), "version", version, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
-	// Ready only once the listener accepts; a notify failure (no systemd) is not fatal.
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		log.Warn("sd_notify READY failed", "err", err)
+	// Ready only once the listener accepts, and only on a node that can
+	// run containers; a notify failure (no systemd) is not fatal.
+	if _, err := daemon.SdNotify(false, notifyState(o.Unavailable)); err != nil {
+		log.Warn("sd_notify failed", "err", err)
 	}
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped", "err", err)
 	return err
+}
+
+// notifyState is what the daemon tells systemd once it serves. READY only
+// when the node can run containers: one that cannot (unavailable says
+// why) serves status and gives the plugin the reason, but its unit stays
+// "activating" with the reason as its status line, until systemd's start
+// timeout fails it and Restart= starts it again, checking the node anew.
+// A unit that is active is then a node that can run containers.
+func notifyState(unavailable error) string {
+	if unavailable == nil {
+		return daemon.SdNotifyReady + "\nSTATUS=ready: containers can run"
+	}
+	why := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, unavailable.Error())
+	const max = 1000 // systemctl status shows one line
+	if len(why) > max {
+		why = why[:max] + "..."
+	}
+	return "STATUS=not ready: " + why
+}
+
+// checkResults are the node's checks (node.Preflight) by id, for the
+// metrics; a node whose image cache did not open has that alone.
+func checkResults(n *node.Node) map[string]bool {
+	if n == nil {
+		return map[string]bool{"image_cache": false}
+	}
+	out := map[string]bool{"image_cache": true}
+	if r := n.Preflight(); r != nil {
+		for _, c := range r.Checks {
+			out[c.ID] = c.OK()
+		}
+	}
+	return out
 }
 
 // listen takes the socket systemd passed (socket activation), or creates

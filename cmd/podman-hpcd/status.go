@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +15,7 @@ import (
 
 // statusCmd prints the daemon's status (STATUS): root sees the whole node,
 // a user the node's facts and their own images, containers, pulls and
-// errors.
+// errors. It fails (errCannotRun) when the node cannot run containers.
 func statusCmd(args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("status", flag.ContinueOnError)
 	fl.SetOutput(stderr)
@@ -42,8 +43,17 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	section(stdout, "containers", "CONTAINER\tNAME\tJOB\tSTEP\tUSER\tIMAGE\tUP", reply.All("container"))
 	section(stdout, "pulls in progress", "REFERENCE\tUSER\tPHASE\tFOR", reply.All("pull"))
 	section(stdout, "last errors", "TIME\tKIND\tUSER\tMESSAGE", reply.All("error"))
+	if get("unavailable") != "" {
+		// A health check (contrib/slurm/podman-hpc-healthcheck.sh) drains
+		// the node on this.
+		return errCannotRun
+	}
 	return nil
 }
+
+// errCannotRun is status's error on a node whose daemon cannot run
+// containers: it exits 1, as when the daemon does not answer.
+var errCannotRun = errors.New("this node cannot run containers (UNAVAILABLE above); podman-hpcd preflight lists what it lacks, each with its fix")
 
 // section prints a titled table, or "title: none".
 func section(w io.Writer, title, header string, rows []string) {

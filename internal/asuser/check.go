@@ -66,7 +66,7 @@ type mountTable struct{ b []byte }
 
 func (m *mountTable) read() ([]byte, error) {
 	if m.b == nil {
-		b, err := os.ReadFile("/proc/self/mountinfo")
+		b, err := os.ReadFile("/proc/thread-self/mountinfo")
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,8 @@ type Metrics struct {
 	startSeconds prometheus.Histogram
 	errs         *prometheus.CounterVec
 	active       atomic.Pointer[func() int]
+	ready        prometheus.Gauge
+	checks       *prometheus.GaugeVec
 }
 
 // New returns the daemon's metrics, podman_hpc_build_info carrying version.
@@ -87,6 +89,12 @@ func New(version string) *Metrics {
 		}
 		return 0
 	}))
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "podman_hpc_node_ready",
+		Help: "1 when the node can run containers (every required check of podman-hpcd preflight passed at the daemon's start), 0 when it cannot: podman_hpc_node_check_ok says which check failed, podman-hpcd status why."})
+	f(m.ready)
+	m.checks = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "podman_hpc_node_check_ok",
+		Help: "Each check of the node's features at the daemon's start (podman-hpcd preflight): 1 passed, 0 failed or not tried."}, []string{"check"})
+	f(m.checks)
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "podman_hpc_build_info",
 		Help: "1, labelled with the daemon's version.", ConstLabels: prometheus.Labels{"version": version}})
 	info.Set(1)
@@ -101,6 +109,26 @@ func (m *Metrics) SetActive(fn func() int) {
 	if m != nil {
 		m.active.Store(&fn)
 	}
+}
+
+// SetNodeReady records whether the node can run containers, and each
+// check's result (by check id: podman_hpc_node_check_ok's label).
+func (m *Metrics) SetNodeReady(ready bool, checks map[string]bool) {
+	if m == nil {
+		return
+	}
+	m.ready.Set(b2f(ready))
+	m.checks.Reset()
+	for id, ok := range checks {
+		m.checks.WithLabelValues(id).Set(b2f(ok))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Pulled counts one pull, its downloaded bytes and its duration.

@@ -22,6 +22,8 @@ func TestMetricsText(t *testing.T) {
 	m.Evicted(2)
 	m.ContainerStarted(300 * time.Millisecond)
 	m.Error(ErrContainer)
+	m.SetNodeReady(true, map[string]bool{"overlay": false})
+	m.SetNodeReady(false, map[string]bool{"state_dir_acl": false, "runtime": true})
 
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -58,10 +60,17 @@ func TestMetricsText(t *testing.T) {
 		`podman_hpc_active_containers 3`,
 		`podman_hpc_build_info{version="v1.2"} 1`,
 		"# TYPE podman_hpc_container_start_seconds histogram",
+		// The last readiness, alone.
+		`podman_hpc_node_ready 0`,
+		`podman_hpc_node_check_ok{check="runtime"} 1`,
+		`podman_hpc_node_check_ok{check="state_dir_acl"} 0`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("no %q in the metrics", want)
 		}
+	}
+	if strings.Contains(body, `check="overlay"`) {
+		t.Error("a check of an earlier readiness is still shown")
 	}
 	// Only GET /metrics.
 	if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err != nil || resp.StatusCode != http.StatusNotFound {
@@ -79,6 +88,7 @@ func TestNilMetrics(t *testing.T) {
 	m.Evicted(1)
 	m.ContainerStarted(time.Second)
 	m.Error(ErrPull)
+	m.SetNodeReady(true, map[string]bool{"runtime": true})
 }
 
 func TestListenBusy(t *testing.T) {

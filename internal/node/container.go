@@ -387,7 +387,7 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	}
 	c.mounted = true
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	upper, err := m.userRoot(c, imageRoot)
+	upper, err := userRoot(c, imageRoot)
 	if err != nil {
 		return err
 	}

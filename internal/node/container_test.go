@@ -95,7 +95,7 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 	os.Chmod(filepath.Dir(base), 0o711)
 	state := filepath.Join(base, "state")
 	os.MkdirAll(state, 0o711)
-	rt, err := pickRuntime(context.Background(), config.Config{StateDir: state, Runtime: "auto"})
+	rt, err := pickRuntime(context.Background(), config.Config{StateDir: state, Runtime: "auto"}, probe(state))
 	if err != nil {
 		t.Skipf("no OCI runtime works here: %v", err)
 	}

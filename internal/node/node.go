@@ -60,13 +60,17 @@ type Node struct {
 	mounts *imageMounts
 	mgr    *manager // nil when the node cannot run containers
 	cfg    config.Config
-	pins   jobPins
+	// preflight is Open's check of the node (nil: the image cache did
+	// not open, and nothing was checked).
+	preflight *Report
+	pins      jobPins
 	// squashes: one export or save per user at a time (squash_bounds.go).
 	squashes userSquashes
 }
 
 // Open opens the image cache, cleans what a previous daemon left in the
-// state directory, and finds a working OCI runtime. It returns (nil, err)
+// state directory, checks the node's features (Preflight) and keeps the
+// OCI runtime that passed. It returns (nil, err)
 // when the image cache cannot be opened; (n, err) with n serving images
 // only (no container) when the node cannot run containers; (n, nil) when it
 // can do both. The caller calls Close.
@@ -94,16 +98,24 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	// mounts kept; the others' go.
 	keep := adoptable(cfg.StateDir)
 	unmounted := unmountStale(cfg.StateDir, keep, log)
-	rt, err := pickRuntime(ctx, cfg)
-	if err != nil {
-		log.Error("no OCI runtime", "err", err)
+	// Every feature a container needs, tried as a job uses it: a node
+	// that passed an empty-root probe and then failed every job was a
+	// black hole (issue 24).
+	n.preflight = Preflight(ctx, cfg, log)
+	if err := n.preflight.Err(); err != nil {
+		log.Error("node cannot run containers; podman-hpcd preflight lists its checks", "err", err)
 		return n, err
 	}
+	rt := n.preflight.rt
 	n.mgr = newManager(log, rt, store, n.mounts, cfg)
 	n.mgr.cleanStale(ctx, unmounted, keep)
 	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
 	return n, nil
 }
+
+// Preflight returns Open's check of the node's features: why it cannot run
+// containers, or that it can.
+func (n *Node) Preflight() *Report { return n.preflight }
 
 // Close closes the image cache. Containers are left as they are: their
 // tasks keep running, and the next daemon's Open removes them once those

@@ -13,15 +13,16 @@ import (
 )
 
 // pickRuntime returns the configured runtime, or with "auto" the first of
-// crun and runc that starts a real container on this node.
-func pickRuntime(ctx context.Context, cfg config.Config) (*oci.Runtime, error) {
+// crun and runc that starts a real container on this node (probe: see
+// Preflight).
+func pickRuntime(ctx context.Context, cfg config.Config, probe oci.Probe) (*oci.Runtime, error) {
 	candidates := oci.DefaultRuntimes
 	if cfg.Runtime != "auto" {
 		candidates = []string{cfg.Runtime}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return oci.Detect(ctx, candidates, runtimeSetup(cfg.StateDir, cgroupRoot), probe(cfg.StateDir))
+	return oci.Detect(ctx, candidates, runtimeSetup(cfg.StateDir, cgroupRoot), probe)
 }
 
 // cgroupRoot is where the host mounts its cgroups.
@@ -61,8 +62,9 @@ func runtimeSetup(stateDir, cgroups string) oci.Setup {
 	}
 }
 
-// probe starts the same kind of container the jobs get, on an empty root,
-// running the daemon's init as nobody, and removes it.
+// probe starts a container on an empty root, running the daemon's init as
+// nobody, and removes it: Preflight's probe of the runtime alone, when an
+// image's root cannot be had (imageProbe).
 func probe(stateDir string) oci.Probe {
 	return func(ctx context.Context, rt *oci.Runtime) error {
 		dir, err := os.MkdirTemp(stateDir, "probe-")

@@ -41,6 +41,14 @@ const bundleIDFile = "id"
 // reaches it from the container's user namespace, as the job user: that one
 // user may pass through (a POSIX ACL), no one else.
 func makeBundle(c *container) error {
+	if err := createBundle(c); err != nil {
+		return err
+	}
+	return oci.AllowTraverse(c.bundle, c.req.UID)
+}
+
+// createBundle is makeBundle but the ACL: the directory and its id file.
+func createBundle(c *container) error {
 	parent := filepath.Dir(c.bundle)
 	if err := os.MkdirAll(parent, 0o711); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
@@ -54,7 +62,7 @@ func makeBundle(c *container) error {
 	if err := createFile(filepath.Join(c.bundle, bundleIDFile), []byte(c.id)); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
-	return oci.AllowTraverse(c.bundle, c.req.UID)
+	return nil
 }
 
 // createFile creates a new file (never an existing one, never through a

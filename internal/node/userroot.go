@@ -26,7 +26,7 @@ import (
 // what they create there is owned by their uid on the host, in the
 // root-only bundle: nothing of it is another user's, let alone root's, and
 // the squashfs below is never written. It returns the upper directory.
-func (m *manager) userRoot(c *container, imageRoot string) (string, error) {
+func userRoot(c *container, imageRoot string) (string, error) {
 	userns, release, err := sharedUserNS(c.req.UID, c.req.GID)
 	if err != nil {
 		return "", err

@@ -40,10 +40,16 @@ func Unmount(dir string, lazy bool) error {
 	return fmt.Errorf("unmount %s: %w", dir, err)
 }
 
-// MountsUnder lists the mount points at or below dir, deepest first, from
-// /proc/self/mountinfo.
+// MountsUnder lists the mount points at or below dir, deepest first, in
+// the calling thread's mount namespace. /proc/self is the main thread's,
+// which is not always the process's: a goroutine that locked its thread and
+// unshared its mount namespace (squash.SquashTree's sandbox) and then
+// exited on the main thread leaves that thread parked in its namespace for
+// good (Go cannot end the main thread), and its table lacks every mount
+// made since: a container's teardown would then unmount nothing and remove
+// its bundle through mounts that are still there.
 func MountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}

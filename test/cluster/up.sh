@@ -85,6 +85,17 @@ install_binaries() {
 	mkdir -p "$LAB/bin" "$LAB/lib"
 	ln -sfn "$here/node-exec.sh" "$LAB/bin/node-exec"
 	ln -sfn "$here/node-daemon.sh" "$LAB/bin/node-daemon"
+	# What slurm.conf's HealthCheckProgram would name: slurmd runs it with
+	# SLURMD_NODENAME alone in its environment; the cluster's settings are
+	# here (a site sets them in /etc/default/podman-hpc-healthcheck).
+	cat >"$LAB/bin/.healthcheck.new" <<-SH
+	#!/bin/sh
+	export SLURM_CONF=$ETC/slurm.conf PODMAN_HPCD=$LAB/bin/podman-hpcd PODMAN_HPCD_SOCKET=$LAB/nodelocal/podman-hpcd.sock
+	export PODMAN_HPC_HEALTHCHECK_CONF=/nonexistent
+	exec $repo/contrib/slurm/podman-hpc-healthcheck.sh "\$@"
+	SH
+	chmod 0755 "$LAB/bin/.healthcheck.new"
+	mv -f "$LAB/bin/.healthcheck.new" "$LAB/bin/healthcheck"
 	write_slurm_wrappers
 	if [ -n "$INSTALLED" ]; then
 		# The installed binary itself (it finds podman-hpc-init and
@@ -212,6 +223,8 @@ write_env() {
 	export NODES="$nodes"
 	export NODE_EXEC=$LAB/bin/node-exec
 	export NODE_DAEMON=$LAB/bin/node-daemon
+	export HEALTHCHECK=$LAB/bin/healthcheck
+	export NHC_CHECK=$repo/contrib/slurm/nhc/podman_hpc.nhc
 	export PODMAN_HPCD=$LAB/bin/podman-hpcd
 	export PODMAN_HPCD_SOCKET=$LAB/nodelocal/podman-hpcd.sock
 	export TEST_USER=$TEST_USER
