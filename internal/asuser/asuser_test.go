@@ -51,8 +51,10 @@ func TestHelperIsTheUser(t *testing.T) {
 		}
 		done <- err
 	}()
+	// Until the helper has dropped everything and waits on the FIFO: a
+	// look between the fork's setgroups and its setuid would see root.
 	var status string
-	for i := 0; i < 200 && status == ""; i++ {
+	for i := 0; i < 200 && !strings.Contains(status, "NoNewPrivs:\t1"); i++ {
 		time.Sleep(10 * time.Millisecond)
 		status = childStatus(t, "Groups:\t12345")
 	}

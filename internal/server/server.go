@@ -328,13 +328,14 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 		if m.Type == wire.Container && p.isRoot() {
 			// A slurmstepd that dies (or closes) while its container is
 			// being made takes its pull and helpers with it.
-			u, err := watchHangup(ctx, c, func(rctx context.Context) (stepUse, error) {
-				return s.container(rctx, c, p, m, log)
+			// The step is the connection's (and its save known) before
+			// the answer goes: a task may ask for its save at once.
+			_, err := watchHangup(ctx, c, func(rctx context.Context) (stepUse, error) {
+				return s.container(rctx, c, p, m, log, func(u stepUse) {
+					uses = append(uses, u)
+					s.saves.add(u)
+				})
 			})
-			if u.step != nil {
-				uses = append(uses, u)
-				s.saves.add(u)
-			}
 			if err != nil {
 				log.Warn("write reply", "err", err)
 				return
@@ -378,8 +379,9 @@ type stepUse struct {
 // the plugin what its tasks need to join it: the namespaces (as file
 // descriptors: no pid to go stale), the working directory and the
 // environment. Errors go to the plugin; the returned error is only a
-// failure to write to it.
-func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger) (stepUse, error) {
+// failure to write to it. got has the step's use just before the answer
+// goes out.
+func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire.Message, log *slog.Logger, got func(stepUse)) (stepUse, error) {
 	start := time.Now()
 	req, err := wire.ParseContainerRequest(m)
 	if err != nil {
@@ -417,7 +419,9 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire
 	if req.EntrypointLog && st.EntrypointLog != "" {
 		reply.Add("entrypoint_log", st.EntrypointLog)
 	}
-	return stepUse{step: st, req: req}, wire.WriteUnix(c, reply, st.Namespaces...)
+	u := stepUse{step: st, req: req}
+	got(u)
+	return u, wire.WriteUnix(c, reply, st.Namespaces...)
 }
 
 // userMessage is the line srun shows for a container that could not be

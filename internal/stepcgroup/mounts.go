@@ -34,9 +34,11 @@ type Mounts struct {
 	v2 *mountPoint
 }
 
-// ReadMounts reads the daemon's (/proc/self/mountinfo).
+// ReadMounts reads the calling thread's (/proc/thread-self/mountinfo: the
+// main thread's may be parked in a sandbox's mount namespace, see
+// oci.MountsUnder).
 func ReadMounts() (Mounts, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return Mounts{}, fmt.Errorf("cgroup mounts: %w", err)
 	}
