@@ -23,7 +23,10 @@ PLUGIN_2411 := build/slurm-24.11/spank_podman_hpc.so
 E2E_NODES  ?= 4
 # The binaries' and the packages' version: VERSION's X.Y.Z, and past it
 # X.Y.Z+N.gHASH (contrib/pkg/version.sh says how these sort).
-VERSION    ?= $(shell contrib/pkg/version.sh)
+# Worked out once per make, unless given.
+ifeq ($(origin VERSION),undefined)
+VERSION    := $(shell contrib/pkg/version.sh)
+endif
 
 GO         ?= go
 # make lint's staticcheck, run through the Go module proxy (no install step).
