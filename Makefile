@@ -211,7 +211,7 @@ deb: dist ## the Debian packages from source (dpkg-buildpackage against the inst
 rpm: dist ## the source RPM from the tarball, and the RPM rebuilt from it (rpmbuild against slurm-devel's headers), in build/pkg
 	contrib/pkg/rpm.sh $(DIST) $(PKG_OUT)
 
-pkg-test: deps build ## the packages as an admin gets them: build, dpkg -i, socket activation and readiness, purge; the rpm's contents
+pkg-test: deps build ## both packages built from source: their versions, Slurm dependency and files; dpkg -i, the plugin left for the admin to enable, socket activation and readiness, the test cluster from the installed files, purge
 	test/pkg.sh
 
 clean: ## remove build outputs (keeps the cached test images in build/images)

@@ -13,7 +13,7 @@ repo=$(readlink -f "$(dirname "$0")/../..")
 mkdir -p "$1"
 out=$(readlink -f "$1")
 cd "$repo"
-for tool in git go tar gzip dpkg-parsechangelog; do
+for tool in git go tar gzip; do
 	command -v "$tool" >/dev/null || { echo "dist.sh: $tool not found; run 'make deps'" >&2; exit 1; }
 done
 version=$(contrib/pkg/version.sh)
@@ -30,9 +30,11 @@ go mod vendor -o "$stage/$name/vendor"
 cd "$stage/$name"
 echo "$version" >VERSION
 sed -i "s/^Version:.*/Version:        $version/" podman-hpc.spec
-if [ "$(dpkg-parsechangelog -S Version)" != "$version-1" ]; then
+# (sed, not dpkg-parsechangelog: an RPM host makes tarballs too)
+if [ "$(sed -n '1s/^podman-hpc (\([^)]*\)).*/\1/p' debian/changelog)" != "$version-1" ]; then
+	maintainer=$(sed -n 's/^ -- \(.*>\)  .*/\1/p' debian/changelog | head -1)
 	entry=$(printf 'podman-hpc (%s-1) UNRELEASED; urgency=medium\n\n  * Snapshot %s of the tree.\n\n -- %s  %s\n' \
-		"$version" "$version" "$(dpkg-parsechangelog -S Maintainer)" "$(date -R)")
+		"$version" "$version" "$maintainer" "$(date -R -d "@$(git -C "$repo" log -1 --format=%ct)")")
 	printf '%s\n\n%s\n' "$entry" "$(cat debian/changelog)" >debian/changelog
 fi
 cd "$stage"
