@@ -6,6 +6,11 @@ LIBDIR     ?= $(PREFIX)/lib
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(LIBDIR)/systemd/system
 DATADIR    ?= $(PREFIX)/share/podman-hpc
+# Where make install puts the plugstack snippet. Slurm reads it there when
+# plugstack.conf includes plugstack.conf.d/* (Debian's does): make install
+# enables the plugin; the packages put it in DATADIR instead, for the admin
+# to link (see the README).
+PLUGSTACKDIR ?= $(SYSCONFDIR)/slurm/plugstack.conf.d
 DESTDIR    ?=
 NODES      ?= 2
 # The Slurm the test cluster runs (make cluster, make e2e): empty for the
@@ -16,9 +21,12 @@ SLURM      ?=
 PLUGIN_2411 := build/slurm-24.11/spank_podman_hpc.so
 # The end-to-end suite's cluster: the MPI tests run a ring across 4 nodes.
 E2E_NODES  ?= 4
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-# Packages' version: Debian and RPM want a leading digit.
-PKG_VERSION ?= 0.1.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)
+# The binaries' and the packages' version: VERSION's X.Y.Z, and past it
+# X.Y.Z+N.gHASH (contrib/pkg/version.sh says how these sort).
+# Worked out once per make, unless given.
+ifeq ($(origin VERSION),undefined)
+VERSION    := $(shell contrib/pkg/version.sh)
+endif
 
 GO         ?= go
 # make lint's staticcheck, run through the Go module proxy (no install step).
@@ -30,7 +38,9 @@ GO_LDFLAGS := -X main.version=$(VERSION)
 
 CC         ?= gcc
 CFLAGS     ?= -O2 -g
-SPANK_CFLAGS  := -std=gnu11 -fPIC -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 \
+# _FORTIFY_SOURCE unless CFLAGS sets it (a distribution's build flags:
+# rpm's optflags set it, and a second definition would be an error).
+SPANK_CFLAGS  := -std=gnu11 -fPIC -Wall -Wextra -Werror $(if $(findstring _FORTIFY_SOURCE,$(CFLAGS)),,-D_FORTIFY_SOURCE=2) \
 		-fstack-protector-strong -DPHPC_VERSION='"$(VERSION)"'
 SPANK_LDFLAGS := -shared -Wl,-z,relro,-z,now -Wl,--version-script=spank/exports.map
 SPANK_SRCS := $(wildcard spank/*.c)
@@ -40,7 +50,7 @@ GO_SRCS    := $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go')
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: FORCE help deps build build-24.11 test fuzz e2e e2e-24.11 check demo bench cluster cluster-down install install-test deb rpm pkg-test clean lint
+.PHONY: FORCE help deps build build-24.11 test fuzz e2e e2e-24.11 check demo bench cluster cluster-down install install-test dist deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -161,7 +171,7 @@ lint: ## gofmt, go vet, staticcheck and shellcheck
 	@test -z "$$(gofmt -l cmd internal pkg spank test)" || { gofmt -l cmd internal pkg spank test; exit 1; }
 	$(GO) vet $(GO_FLAGS) ./...
 	shellcheck -x test/*.sh test/bench/*.sh test/bench/*/*.sh test/cluster/*.sh test/images/*.sh .ci/run contrib/slurm/*.sh contrib/slurm/nhc/*.nhc \
-		contrib/pkg/*.sh contrib/pkg/debian/postinst contrib/pkg/debian/prerm contrib/pkg/debian/postrm
+		contrib/pkg/*.sh debian/postrm
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags "$(GO_TAGS) e2e" ./...
 
 install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet, config example and health checks (PREFIX, DESTDIR)
@@ -169,11 +179,11 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	install -D -m 0755 bin/podman-hpc-init $(DESTDIR)$(BINDIR)/podman-hpc-init
 	install -D -m 0755 bin/podman-hpc-asuser $(DESTDIR)$(BINDIR)/podman-hpc-asuser
 	install -D -m 0755 bin/spank_podman_hpc.so $(DESTDIR)$(LIBDIR)/slurm/spank_podman_hpc.so
-	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d $(DESTDIR)$(DATADIR)
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PLUGSTACKDIR) $(DESTDIR)$(DATADIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/podman-hpcd.service >$(DESTDIR)$(UNITDIR)/podman-hpcd.service
 	install -m 0644 contrib/slurm/podman-hpcd.socket $(DESTDIR)$(UNITDIR)/podman-hpcd.socket
 	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
-		>$(DESTDIR)$(SYSCONFDIR)/slurm/plugstack.conf.d/podman-hpc.conf
+		>$(DESTDIR)$(PLUGSTACKDIR)/podman-hpc.conf
 	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
 	install -m 0755 contrib/slurm/podman-hpc-healthcheck.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/podman-hpc-healthcheck.sh
 	install -D -m 0644 contrib/slurm/nhc/podman_hpc.nhc $(DESTDIR)$(DATADIR)/nhc/podman_hpc.nhc
@@ -187,22 +197,23 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 install-test: build ## make install DESTDIR= PREFIX=/usr and the units as shipped: ExecStart, socket activation, READY=1, status, metrics, a bad config refused
 	test/install.sh
 
-# Packages are made from what make install writes, with /usr and /etc.
-PKG_ROOT := build/pkg/root
+# Packages are built from source, from the release tarball that make dist
+# makes (the tree and its Go modules, vendored: the builds download
+# nothing), with the distributions' own tools: the plugin against the build
+# host's Slurm headers, and each package requires that Slurm release.
+PKG_OUT := build/pkg
+DIST    := $(PKG_OUT)/podman-hpc-$(VERSION).tar.gz
 
-deb: build ## the Debian package, build/pkg/podman-hpc_VERSION_ARCH.deb (dpkg-deb)
-	rm -rf $(PKG_ROOT)
-	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKG_ROOT) PREFIX=/usr SYSCONFDIR=/etc
-	contrib/pkg/deb.sh $(PKG_ROOT) $(PKG_VERSION) build/pkg
-	rm -rf $(PKG_ROOT)
+dist: ## the release tarball, build/pkg/podman-hpc-VERSION.tar.gz: the tree, its Go modules (vendor/), the spec and debian/ stamped with VERSION
+	contrib/pkg/dist.sh $(PKG_OUT) >/dev/null
 
-rpm: build ## the RPM, build/pkg/podman-hpc-VERSION.ARCH.rpm (rpmbuild)
-	rm -rf $(PKG_ROOT)
-	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKG_ROOT) PREFIX=/usr SYSCONFDIR=/etc
-	contrib/pkg/rpm.sh $(PKG_ROOT) $(PKG_VERSION) build/pkg
-	rm -rf $(PKG_ROOT)
+deb: dist ## the Debian packages from source (dpkg-buildpackage against the installed libslurm-dev), in build/pkg
+	contrib/pkg/deb.sh $(DIST) $(PKG_OUT)
 
-pkg-test: deps build ## the packages as an admin gets them: build, dpkg -i, socket activation and readiness, purge; the rpm's contents
+rpm: dist ## the source RPM from the tarball, and the RPM rebuilt from it (rpmbuild against slurm-devel's headers), in build/pkg
+	contrib/pkg/rpm.sh $(DIST) $(PKG_OUT)
+
+pkg-test: deps build ## both packages built from source: their versions, Slurm dependency and files; dpkg -i, the plugin left for the admin to enable, socket activation and readiness, the test cluster from the installed files, purge
 	test/pkg.sh
 
 clean: ## remove build outputs (keeps the cached test images in build/images)

@@ -24,9 +24,10 @@ packages=(
 	docker.io
 	# a user only NSS knows (directory-service users): libnss-extrausers
 	libnss-extrausers
-	# packages (make deb, make rpm, make pkg-test: systemd-socket-activate); rpm's rpmbuild also
+	# packages (make deb: dpkg-buildpackage, debhelper; make rpm: rpmbuild; make pkg-test: cpio,
+	# systemd-socket-activate); rpm's rpmbuild also
 	# builds the rpm test image's packages (test/images/rpm.sh)
-	dpkg-dev rpm systemd python3
+	dpkg-dev debhelper rpm cpio systemd python3
 	# lint
 	shellcheck
 	# make bench's scale plot (build/scale.png)

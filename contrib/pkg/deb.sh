@@ -1,23 +1,32 @@
 #!/bin/bash
-# deb.sh ROOT VERSION OUTDIR: make the Debian package of the installed tree
-# ROOT (make install DESTDIR=ROOT PREFIX=/usr SYSCONFDIR=/etc) with
-# dpkg-deb, as OUTDIR/podman-hpc_VERSION_ARCH.deb. The maintainer scripts
-# and control fields are contrib/pkg/debian/; every file under /etc is a
-# conffile (an admin's edits survive upgrades).
+# deb.sh TARBALL OUTDIR: the Debian packages built from source, from the
+# release tarball (make dist) as its .orig.tar.gz, with dpkg-buildpackage
+# and debian/ (debhelper): the source package (.dsc) and the binary ones
+# (.deb: the plugin built against the installed Slurm headers), in OUTDIR.
+# Prints the .deb's path.
 set -euo pipefail
-[ $# -eq 3 ] || { echo "usage: $0 ROOT VERSION OUTDIR" >&2; exit 2; }
-root=$1 version=$2 out=$3
-here=$(dirname "$(readlink -f "$0")")
-arch=$(dpkg --print-architecture)
-command -v dpkg-deb >/dev/null || { echo "deb.sh: dpkg-deb not found (dpkg)" >&2; exit 1; }
-
-mkdir -p "$root/DEBIAN" "$out"
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" \
-	-e "s/@SIZE@/$(du -sk --exclude=DEBIAN "$root" | cut -f1)/" "$here/debian/control" >"$root/DEBIAN/control"
-(cd "$root" && find etc -type f | sort | sed 's|^|/|') >"$root/DEBIAN/conffiles"
-for s in postinst prerm postrm; do
-	install -m 0755 "$here/debian/$s" "$root/DEBIAN/$s"
+[ $# -eq 2 ] || { echo "usage: $0 TARBALL OUTDIR" >&2; exit 2; }
+tarball=$(readlink -f "$1")
+mkdir -p "$2"
+out=$(readlink -f "$2")
+for tool in dpkg-buildpackage dh; do
+	command -v "$tool" >/dev/null || { echo "deb.sh: $tool not found (Debian: apt-get install dpkg-dev debhelper; or make deps)" >&2; exit 1; }
 done
-deb=$out/podman-hpc_${version}_${arch}.deb
-dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null
-echo "$deb"
+name=$(basename "$tarball" .tar.gz)
+version=${name#podman-hpc-}
+work=$(mktemp -d "$out/.debbuild.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+ln -s "$tarball" "$work/podman-hpc_$version.orig.tar.gz"
+tar -xzf "$tarball" -C "$work"
+(cd "$work/$name" && dpkg-buildpackage --build=full --no-sign) >"$work/build.log" 2>&1 || {
+	tail -40 "$work/build.log" >&2
+	echo "deb.sh: dpkg-buildpackage failed" >&2
+	exit 1
+}
+arch=$(dpkg --print-architecture)
+for f in "$work"/podman-hpc*_"$version"-*; do
+	mv -f "$f" "$out/"
+done
+# The .dsc's upstream tarball, beside it.
+ln -sfn "$(basename "$tarball")" "$out/podman-hpc_$version.orig.tar.gz"
+echo "$out/podman-hpc_$version-1_$arch.deb"
