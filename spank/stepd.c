@@ -17,9 +17,11 @@
 #include <string.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -27,6 +29,7 @@
 #include <slurm/spank.h>
 
 #include "account.h"
+#include "cancel.h"
 #include "client.h"
 #include "harden.h"
 #include "podman_hpc.h"
@@ -47,11 +50,45 @@ static void keep_error(const char *fmt, const char *detail)
 		snprintf(phpc.error, sizeof(phpc.error), fmt, detail);
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the daemon has something to say, or deadline passes, or the
+ * job has ended meanwhile (cancel.h: Slurm holds a starting step's kill).
+ * Returns 0 when the daemon's answer can be read, -1 after keeping the
+ * reason. job 0: no check. */
+static int await_daemon(uint32_t job, long long deadline)
+{
+	struct pollfd p = { .fd = phpc.daemon_fd, .events = POLLIN };
+	long long left;
+	int n;
+
+	for (;;) {
+		left = deadline - monotonic_ms();
+		if (left <= 0)
+			return 0; /* phpc_recv then times out, saying so */
+		n = poll(&p, 1, (int)(left < PHPC_CANCEL_CHECK_MS ? left : PHPC_CANCEL_CHECK_MS));
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return 0;
+		if (n == 0 && job != 0 && phpc_job_ended(job)) {
+			keep_error("the job ended (cancelled, or out of its time) while its container was being made; no task ran%s", "");
+			return -1;
+		}
+	}
+}
+
 /* Sends m and waits for the daemon's final answer; PROGRESS lines go to
  * srun's output. The file descriptors sent with an OK answer (the
  * container's namespaces) are kept in phpc.ns_fds. Returns 0 on OK, -1 after
  * keeping the reason. */
-static int request(struct phpc_msg *m, struct phpc_msg *reply)
+static int request(struct phpc_msg *m, struct phpc_msg *reply, uint32_t job)
 {
 	int fds[PHPC_MAX_NS];
 	size_t n_fds, i;
@@ -63,6 +100,8 @@ static int request(struct phpc_msg *m, struct phpc_msg *reply)
 	for (;;) {
 		phpc_msg_free(reply);
 		n_fds = 0;
+		if (await_daemon(job, monotonic_ms() + (long long)phpc.cfg.timeout * 1000) < 0)
+			return -1;
 		if (phpc_recv(phpc.daemon_fd, reply, phpc.cfg.timeout * 1000, fds, PHPC_MAX_NS, &n_fds) < 0) {
 			keep_error("no answer from podman-hpcd: %s; see the daemon's log on this node", strerror(errno));
 			for (i = 0; i < n_fds; i++)
@@ -356,9 +395,11 @@ int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
 	char *auth = NULL;
+	uint32_t job = 0;
 
 	if (!wants_container() || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
+	spank_get_item(sp, S_JOB_ID, &job);
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);
@@ -366,13 +407,18 @@ int phpc_stepd_user_init(spank_t sp)
 		/* kept */
 	} else if (build_container_request(sp, &req, auth) < 0) {
 		keep_error("couldn't build the container request: %s", strerror(errno));
-	} else if (request(&req, &reply) == 0) {
+	} else if (request(&req, &reply, job) == 0) {
 		if (phpc.n_ns == 0)
 			keep_error("podman-hpcd sent no namespace for the container%s; is the daemon the same version as the plugin?", "");
 		else if (keep_container(&reply) < 0)
 			keep_error("couldn't keep the container's settings: %s", strerror(errno));
 		else if (phpc.args.save != NULL && saves_here(sp))
 			phpc_savewait_prepare();
+	} else if (phpc.n_ns == 0) {
+		/* No container: the connection goes now, and with it what the
+		 * daemon still does for the step (a pull nobody waits for). */
+		close(phpc.daemon_fd);
+		phpc.daemon_fd = -1;
 	}
 	if (auth != NULL) {
 		explicit_bzero(auth, strlen(auth));
@@ -651,7 +697,8 @@ int phpc_stepd_task_exit(spank_t sp)
 		return 0;
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);
-	if (request(&end, &reply) < 0) {
+	/* A save at the job's end is still wanted: no check of the job. */
+	if (request(&end, &reply, 0) < 0) {
 		slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
 		rv = -1;
 	}

@@ -174,11 +174,15 @@ func TestPodmanHangingHelper(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 
-	// scancel while podman hangs: the job is over by the deadline, with
-	// nothing left; it does not wait for the plugin's timeout (600 s).
+	// scancel while podman hangs: the job is over at once (the plugin
+	// asks Slurm while it waits, as Slurm holds a starting step's kill),
+	// podman and all it started are gone, and the step's command never
+	// runs; before, the job waited for the helper's deadline.
 	job := fmt.Sprintf("phpc-e2e-hang-%d", time.Now().UnixNano())
 	start = time.Now()
-	done = srunInBackground(90*time.Second, "-N1", "-w", node, "-J", job, "--container-image=podman://"+name, "true")
+	ran := readableTempDir(t)
+	done = srunInBackground(90*time.Second, "-N1", "-w", node, "-J", job, "--container-image=podman://"+name,
+		"--container-mounts="+ran+":/t", "touch", "/t/ran")
 	if !waitFor(30*time.Second, func() bool { return len(marked(marker)) == 2 }) {
 		t.Fatalf("the mount_program never ran the second time")
 	}
@@ -193,12 +197,20 @@ func TestPodmanHangingHelper(t *testing.T) {
 			}
 		}
 	}
+	cancelled := time.Now()
 	mustSucceed(t, run(t, "scancel", id))
 	if !waitFor(helperTimeout+20*time.Second, func() bool { return jobEnded(t, id) }) {
 		t.Errorf("job %s still not over %s after it started (helper_timeout %s)", id, time.Since(start).Round(time.Second), helperTimeout)
 	}
-	t.Logf("the cancelled job ended %s after it started", time.Since(start).Round(time.Second))
+	// Well before the helper's deadline: the plugin asks every 3 s.
+	if took := time.Since(cancelled); took > helperTimeout/2 {
+		t.Errorf("the cancelled job ended %s after scancel, near the helper's deadline (%s)", took.Round(time.Second), helperTimeout)
+	}
+	t.Logf("the cancelled job ended %s after scancel", time.Since(cancelled).Round(100*time.Millisecond))
 	<-done
+	if _, err := os.Stat(ran + "/ran"); err == nil {
+		t.Error("the cancelled step's command ran")
+	}
 	if !waitFor(5*time.Second, func() bool { return len(marked(marker)) == 0 }) {
 		t.Errorf("after scancel: the mount_program's processes run on: %q", marked(marker))
 	}
