@@ -188,8 +188,7 @@ out:
 	return rv;
 }
 
-/* A new string: a then b (cgo builds this file without _GNU_SOURCE:
- * no asprintf). */
+/* A new string: a then b. */
 static char *join_path(const char *a, const char *b)
 {
 	size_t n = strlen(a) + strlen(b) + 1;

@@ -8,7 +8,7 @@
 
 #include "config.h"
 
-#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout, podman_hpcd, daemon_config"
+#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout, podman_hpcd, daemon_config, partitions"
 
 void phpc_config_defaults(struct phpc_config *c)
 {
@@ -87,6 +87,15 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 			flag = &c->sbatch_support;
 		} else if (klen == 18 && strncmp(argv[i], "execute_entrypoint", klen) == 0) {
 			flag = &c->execute_entrypoint;
+		} else if (klen == 10 && strncmp(argv[i], "partitions", klen) == 0) {
+			if (*v == '\0' || *v == ',' || strlen(v) >= sizeof(c->partitions) ||
+			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-,") != strlen(v) ||
+			    strstr(v, ",,") != NULL || v[strlen(v) - 1] == ',') {
+				snprintf(err, errlen, "plugstack.conf: partitions=\"%s\" must be a comma-separated list of partition names", v);
+				return -1;
+			}
+			snprintf(c->partitions, sizeof(c->partitions), "%s", v);
+			continue;
 		} else if (klen == 15 && strncmp(argv[i], "container_scope", klen) == 0) {
 			if (strcmp(v, "job") != 0 && strcmp(v, "global") != 0) {
 				snprintf(err, errlen, "plugstack.conf: container_scope=\"%s\" must be job or global", v);
@@ -105,4 +114,25 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 		}
 	}
 	return 0;
+}
+
+int phpc_config_partition_enabled(const struct phpc_config *c, const char *partition)
+{
+	const char *p = c->partitions, *comma;
+	size_t len, plen;
+
+	if (*p == '\0')
+		return 1;
+	if (partition == NULL || *partition == '\0')
+		return 0;
+	plen = strlen(partition);
+	for (;;) {
+		comma = strchr(p, ',');
+		len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == plen && strncmp(p, partition, len) == 0)
+			return 1;
+		if (comma == NULL)
+			return 0;
+		p = comma + 1;
+	}
 }

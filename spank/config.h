@@ -26,6 +26,7 @@ struct phpc_config {
 	int timeout;              /* seconds to wait for the daemon per request */
 	char podman_hpcd[PATH_MAX];   /* the daemon's binary: srun and sbatch run its resolve (pin.c) */
 	char daemon_config[PATH_MAX]; /* its config, for registries_conf where no daemon runs */
+	char partitions[1024];        /* "": every partition; else the comma list containers run in */
 };
 
 void phpc_config_defaults(struct phpc_config *c);
@@ -33,5 +34,9 @@ void phpc_config_defaults(struct phpc_config *c);
 /* Parses argv ("key=value" each) over the defaults; returns 0, or -1 with the
  * offending argument and the list of known keys in err. */
 int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Whether containers run in a job of partition (a pilot may enable them on
+ * some partitions only: partitions=a,b). */
+int phpc_config_partition_enabled(const struct phpc_config *c, const char *partition);
 
 #endif

@@ -15,6 +15,7 @@
 #include <slurm/slurm_version.h>
 #include <slurm/spank.h>
 
+#include "coexist.h"
 #include "pin.h"
 #include "podman_hpc.h"
 #include "version.h"
@@ -287,6 +288,7 @@ __attribute__((constructor)) static void warn_at_load(void)
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	spank_context_t ctx = spank_context();
+	char pyxis[256];
 	size_t i;
 
 	if (check_slurm_version(sp) < 0)
@@ -300,6 +302,13 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 		return 0;
 	if (ctx == S_CTX_ALLOCATOR && !phpc.cfg.sbatch_support)
 		return 0;
+	if (phpc_pyxis_loaded(pyxis, sizeof(pyxis))) {
+		slurm_error(PHPC_NAME ": %s (pyxis) is loaded here too, and it and podman-hpc both provide "
+				      "--container-image and the other --container-* options: load one of them in "
+				      "plugstack.conf (README: Coming from pyxis)",
+			    pyxis);
+		return -1;
+	}
 	for (i = 0; options[i].name; i++) {
 		if (spank_option_register(sp, &options[i]) != ESPANK_SUCCESS) {
 			slurm_error(PHPC_NAME ": couldn't register option --%s", options[i].name);

@@ -38,6 +38,9 @@ int phpc_job_prolog(spank_t sp)
 
 	if (ref == NULL || ref[0] == '\0')
 		return 0;
+	/* A partition without containers (partitions=): nothing to fetch. */
+	if (!phpc_config_partition_enabled(&phpc.cfg, getenv("SLURM_JOB_PARTITION")))
+		return 0;
 	if (spank_get_item(sp, S_JOB_ID, &job) != ESPANK_SUCCESS || spank_get_item(sp, S_JOB_UID, &uid) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_GID, &gid) != ESPANK_SUCCESS)
 		return 0;

@@ -391,6 +391,24 @@ static int resolve_paths(spank_t sp)
 	return 0;
 }
 
+/* Whether the job's partition runs containers (partitions=, a pilot's):
+ * if not, the reason is kept for the tasks. Slurm sets SLURM_JOB_PARTITION
+ * in the job's environment, over any value of the user's. */
+static int partition_enabled(spank_t sp)
+{
+	char part[256] = "";
+
+	if (phpc.cfg.partitions[0] == '\0')
+		return 1;
+	spank_getenv(sp, "SLURM_JOB_PARTITION", part, sizeof(part));
+	if (phpc_config_partition_enabled(&phpc.cfg, part))
+		return 1;
+	snprintf(phpc.error, sizeof(phpc.error),
+		 "containers are not enabled on partition %.64s (only on %.256s, for now): submit to one of those, or ask your admin",
+		 part[0] ? part : "(unknown)", phpc.cfg.partitions);
+	return 0;
+}
+
 int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
@@ -400,6 +418,11 @@ int phpc_stepd_user_init(spank_t sp)
 	if (!wants_container() || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
 	spank_get_item(sp, S_JOB_ID, &job);
+	if (!partition_enabled(sp)) {
+		close(phpc.daemon_fd);
+		phpc.daemon_fd = -1;
+		return 0;
+	}
 	phpc_msg_init(&req, PHPC_MSG_CONTAINER);
 	phpc_msg_init(&reply, 0);
 	auth = read_auth_file(sp);

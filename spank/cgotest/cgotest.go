@@ -1,5 +1,5 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, request.c, client.c, harden.c, pytorch.c, pins.c) through cgo so that Go tests can
+// config.c, proto.c, request.c, client.c, harden.c, pytorch.c, pins.c, coexist.c) through cgo so that Go tests can
 // drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
@@ -7,7 +7,10 @@ package cgotest
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/.. -Wall -Wextra -Werror -Wno-unused-parameter
+#cgo LDFLAGS: -ldl
+#define _GNU_SOURCE
 #include <stdlib.h>
+#include <dlfcn.h>
 #include "../args.c"
 #include "../config.c"
 #include "../proto.c"
@@ -18,6 +21,7 @@ package cgotest
 #include "../harden.c"
 #include "../pytorch.c"
 #include "../pins.c"
+#include "../coexist.c"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -284,6 +288,7 @@ type Config struct {
 	ContainerMountHome, ContainerWritable, SbatchSupport bool
 	ExecuteEntrypoint, ScopeGlobal                       bool
 	Timeout                                              int
+	Partitions                                           string
 }
 
 // parseConfig runs phpc_config_parse over the defaults.
@@ -320,7 +325,40 @@ func ParseConfig(args ...string) (Config, error) {
 		ExecuteEntrypoint:  c.execute_entrypoint != 0,
 		ScopeGlobal:        c.scope_global != 0,
 		Timeout:            int(c.timeout),
+		Partitions:         C.GoString(&c.partitions[0]),
 	}, nil
+}
+
+// PartitionEnabled runs phpc_config_partition_enabled for the config of
+// args.
+func PartitionEnabled(partition string, args ...string) (bool, error) {
+	c, err := parseConfig(args)
+	if err != nil {
+		return false, err
+	}
+	p := C.CString(partition)
+	defer C.free(unsafe.Pointer(p))
+	return C.phpc_config_partition_enabled(&c, p) != 0, nil
+}
+
+// PyxisLoaded runs phpc_pyxis_loaded: the file name of a loaded pyxis.
+func PyxisLoaded() (string, bool) {
+	buf := (*C.char)(C.malloc(256))
+	defer C.free(unsafe.Pointer(buf))
+	if C.phpc_pyxis_loaded(buf, 256) == 0 {
+		return "", false
+	}
+	return C.GoString(buf), true
+}
+
+// Dlopen loads the shared object at path into the test process.
+func Dlopen(path string) error {
+	p := C.CString(path)
+	defer C.free(unsafe.Pointer(p))
+	if C.dlopen(p, C.RTLD_NOW|C.RTLD_LOCAL) == nil {
+		return errors.New(C.GoString(C.dlerror()))
+	}
+	return nil
 }
 
 // Field is a key/value pair of a protocol message.

@@ -116,7 +116,9 @@ install_binaries() {
 # write_plugin_configs: what the plugin and the daemons read (at every step
 # and start), rewritten on reuse too.
 write_plugin_configs() {
-	echo "required $PLUGIN socket=$LAB/nodelocal/podman-hpcd.sock podman_hpcd=$LAB/bin/podman-hpcd daemon_config=$ETC/podman-hpcd.conf" >"$ETC/plugstack.conf"
+	# partitions=debug: the "nocontainers" partition is a pilot's other
+	# partitions (containers refused there, jobs run as ever).
+	echo "required $PLUGIN socket=$LAB/nodelocal/podman-hpcd.sock podman_hpcd=$LAB/bin/podman-hpcd daemon_config=$ETC/podman-hpcd.conf partitions=debug" >"$ETC/plugstack.conf"
 	cat >"$ETC/podman-hpcd.conf" <<-CONF
 	# the test cluster's podman-hpcd (every key: contrib/slurm/podman-hpcd.conf)
 	# Node-local, on each node's private tmpfs:
@@ -328,6 +330,7 @@ nodelist="node[1-$NODES]"
 		echo "NodeName=node$k NodeAddr=$NET.1$k NodeHostname=node$k CPUs=$CPUS Sockets=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=4000 State=UNKNOWN"
 	done
 	echo "PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP"
+	echo "PartitionName=nocontainers Nodes=$nodelist Default=NO MaxTime=INFINITE State=UP"
 } >"$ETC/slurm.conf"
 # proctrack/cgroup on this VM's cgroup v1 hierarchies: Slurm tracks, signals
 # and kills a step by its freezer cgroup, which the daemon puts each
