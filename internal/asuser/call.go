@@ -16,6 +16,8 @@ import (
 
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/spawn"
 )
 
 // HelperName is the helper's binary, installed next to podman-hpcd; when it
@@ -81,7 +83,9 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 		defer pr.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, pw)
 	}
-	if err := cmd.Start(); err != nil {
+	// From the spawner thread: Pdeathsig fires when the daemon dies, not
+	// when some thread of it ends.
+	if err := spawn.Start(cmd); err != nil {
 		if pw != nil {
 			pw.Close()
 		}

@@ -1,0 +1,5 @@
+package spawn
+
+import "golang.org/x/sys/unix"
+
+func gettid() int { return unix.Gettid() }
