@@ -253,9 +253,9 @@ int phpc_fstab_unescape(const char *in, char *out, size_t outlen)
 	return 0;
 }
 
-/* One "SRC[:DST[:FLAGS]]" entry. DST defaults to SRC, as in pyxis; a
- * relative DST is read from the container's root (sent with a leading
- * '/'). SRC may be "tmpfs" or "umount" (with a DST). Paths keep their
+/* One "SRC[:DST[:FLAGS]]" entry. DST defaults to SRC, as in pyxis; a DST
+ * given is absolute (a relative SRC as DST is read from the container's
+ * root, sent with a leading '/'). SRC may be "tmpfs" or "umount" (with a DST). Paths keep their
  * fstab escapes: the daemon decodes them (pkg/wire). */
 static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t errlen)
 {
@@ -290,6 +290,12 @@ static int add_one_mount(struct phpc_args *a, char *entry, char *err, size_t err
 	}
 	if (climbs_out(dst)) {
 		snprintf(err, errlen, "--container-mounts: destination \"%s\" climbs out of the container's root: Invalid cross-device link", dst);
+		return -1;
+	}
+	/* A target given is absolute, as pyxis wants it (one left out is the
+	 * source's path). */
+	if (dst != src && dst[0] != '/') {
+		snprintf(err, errlen, "--container-mounts: destination \"%s\" in \"%s\" is relative: give the absolute path in the container (/%s)", dst, given, dst);
 		return -1;
 	}
 	if (strcmp(src, PHPC_UMOUNT_SOURCE) == 0 && flags != NULL && *flags != '\0') {

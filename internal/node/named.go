@@ -158,7 +158,7 @@ func sharesWanted(c *container, req *wire.ContainerRequest) error {
 			continue
 		}
 		n := wire.UnshareName(t)
-		return wire.OptionErrorf("--container-unshare="+n, "the container %s shares the node's %s namespace (it was started without --container-unshare=%s), and attaching cannot unshare it; leave it out, or use a new container", req.Name, n, n)
+		return wire.OptionErrorf("--container-unshare="+n, "the container %s is not in a separate %s namespace (it was started without --container-unshare=%s), and attaching cannot unshare it; leave it out, or use a new container", req.Name, n, n)
 	}
 	return nil
 }

@@ -42,13 +42,15 @@ func TestArgs(t *testing.T) {
 			}, Writable: -1, MountHome: -1},
 		},
 		{
-			name: "relative destinations are in the root; tmpfs, umount, unbindable, escapes",
-			opts: []Option{{"mounts", `/a:b,./x:./y,tmpfs:/t:size=1g+mode=1777+huge=within_size,umount:/root,/tmp:/mnt:unbindable+ro,/my\040dir:/d`}},
+			name: "a relative source as its own destination is in the root; tmpfs, umount, unbindable, escapes",
+			opts: []Option{{"mounts", `/a:/b,./x,tmpfs:/t:size=1g+mode=1777+huge=within_size,umount:/root,/tmp:/mnt:unbindable+ro,/my\040dir:/d`}},
 			want: Args{Mounts: []Mount{
-				{"/a", "/b", ""}, {"./x", "/./y", ""}, {"tmpfs", "/t", "size=1g+mode=1777+huge=within_size"}, {"umount", "/root", ""},
+				{"/a", "/b", ""}, {"./x", "/./x", ""}, {"tmpfs", "/t", "size=1g+mode=1777+huge=within_size"}, {"umount", "/root", ""},
 				{"/tmp", "/mnt", "unbindable+ro"}, {`/my\040dir`, "/d", ""},
 			}, Writable: -1, MountHome: -1},
 		},
+		{name: "relative destination, as pyxis refuses it", opts: []Option{{"mounts", "/tmp:mnt"}}, wantErr: `destination "mnt" in "/tmp:mnt" is relative: give the absolute path in the container (/mnt)`},
+		{name: "relative destination of a tmpfs", opts: []Option{{"mounts", "tmpfs:t"}}, wantErr: "is relative"},
 		{name: "destination climbs out", opts: []Option{{"mounts", "/home:../home"}}, wantErr: `destination "../home" climbs out of the container's root: Invalid cross-device link`},
 		{name: "destination climbs out later", opts: []Option{{"mounts", "/home:/a/../../b"}}, wantErr: "Invalid cross-device link"},
 		{name: "tmpfs without a destination", opts: []Option{{"mounts", "tmpfs"}}, wantErr: "needs a destination"},

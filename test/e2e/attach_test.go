@@ -62,7 +62,7 @@ func TestAttachToRunningStep(t *testing.T) {
 	// The step's container shares the node's network: attaching cannot
 	// give it a private one.
 	if r := attach("--container-name="+ref, "--container-unshare=net", "true"); r.code == 0 ||
-		!strings.Contains(r.stderr, "--container-unshare=net: the container "+ref+" shares the node's net namespace") {
+		!strings.Contains(r.stderr, "--container-unshare=net: the container "+ref+" is not in a separate net namespace") {
 		t.Errorf("--container-unshare=net on a step's container without one:\n%s", r)
 	}
 	// Another job of the same user, and another user's job.

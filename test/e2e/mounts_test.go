@@ -190,3 +190,11 @@ func TestSecurityMountsRefusedByDaemon(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// A relative target is refused in srun, before any job, as pyxis does.
+func TestMountsRelativeTargetRefused(t *testing.T) {
+	r := asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-mounts=/tmp:mnt", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `destination "mnt" in "/tmp:mnt" is relative: give the absolute path in the container (/mnt)`) {
+		t.Errorf("a relative target:\n%s", r)
+	}
+}

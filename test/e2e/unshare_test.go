@@ -45,8 +45,8 @@ srun --container-name=private --container-unshare=uts true; echo "private-uts=$?
 	mustSucceed(t, r)
 	for _, want := range []string{
 		"shared-net=1", "private-net=0", "private-uts=1",
-		"--container-unshare=net: the container shared shares the node's net namespace",
-		"--container-unshare=uts: the container private shares the node's uts namespace",
+		"--container-unshare=net: the container shared is not in a separate net namespace",
+		"--container-unshare=uts: the container private is not in a separate uts namespace",
 	} {
 		if !strings.Contains(r.stdout+r.stderr, want) {
 			t.Errorf("lacks %q:\n%s", want, r)
