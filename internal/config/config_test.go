@@ -226,7 +226,7 @@ func TestCheck(t *testing.T) {
 
 	// A policy that is not JSON, or not a policy.
 	for body, want := range map[string]string{
-		"default: reject\n":                `policy %s: invalid policy in "%[1]s": invalid character 'd' looking for beginning of value; fix it (containers-policy.json(5)), or set policy to another file`,
+		"default: reject\n":              `policy %s: invalid policy in "%[1]s": invalid character 'd' looking for beginning of value; fix it (containers-policy.json(5)), or set policy to another file`,
 		`{"default":[{"type":"bogus"}]}`: `policy %s: invalid policy in "%[1]s": Unknown policy requirement type "bogus"; fix it`,
 	} {
 		bad := good
