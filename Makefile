@@ -182,7 +182,7 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PLUGSTACKDIR) $(DESTDIR)$(DATADIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/podman-hpcd.service >$(DESTDIR)$(UNITDIR)/podman-hpcd.service
 	install -m 0644 contrib/slurm/podman-hpcd.socket $(DESTDIR)$(UNITDIR)/podman-hpcd.socket
-	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
 		>$(DESTDIR)$(PLUGSTACKDIR)/podman-hpc.conf
 	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
 	install -m 0755 contrib/slurm/podman-hpc-healthcheck.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/podman-hpc-healthcheck.sh
