@@ -13,6 +13,12 @@ DATADIR    ?= $(PREFIX)/share/podman-hpc
 PLUGSTACKDIR ?= $(SYSCONFDIR)/slurm/plugstack.conf.d
 DESTDIR    ?=
 NODES      ?= 2
+# build/cluster.env exports NODES as the running cluster's node names
+# ("node1 node2"), which a shell that sourced it passes to make: here NODES
+# is a count, so count them (make cluster then reuses that cluster).
+ifneq ($(filter node%,$(NODES)),)
+override NODES := $(words $(NODES))
+endif
 # The Slurm the test cluster runs (make cluster, make e2e): empty for the
 # host's; 24.11 for Debian 13's, from a root filesystem that
 # test/cluster/rootfs.sh makes (and caches) under /var/cache.
