@@ -143,11 +143,12 @@ for d in /run/systemd /run/log /var/log/journal; do mkdir -p "$d" && mount -t tm
 "$journald" & j=$!
 for _ in $(seq 50); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.1; done
 # As a unit's ExecStart: JOURNAL_STREAM is the stream's DEVICE:INODE.
-serve() { systemd-cat -t podman-hpcd-test sh -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" serve --config "$1" --socket "$2"' "$bin" "$1" "$work/journal.sock"; }
-serve "$good" & d=$!
+# systemd-cat and sh exec: $! is the daemon's pid.
+serve=(systemd-cat -t podman-hpcd-test sh -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" serve --config "$1" --socket "$2"' "$bin")
+"${serve[@]}" "$good" "$work/journal.sock" & d=$!
 for _ in $(seq 100); do "$bin" status --socket "$work/journal.sock" >/dev/null 2>&1 && break; sleep 0.1; done
 kill "$d"; wait "$d"
-serve "$bad"
+"${serve[@]}" "$bad" "$work/journal.sock"
 sleep 0.5 # journald reads the stream as it likes
 for p in err warning info; do
 	echo "== -p $p"
@@ -174,7 +175,8 @@ SH
 	journal_info() {
 		local s
 		s=$(section info)
-		grep -q '^{"level":"INFO","msg":"serving",' <<<"$s" && ! grep -q '"time":' <<<"$s"
+		grep -q '^{"level":"INFO","msg":"serving",' <<<"$s" && grep -q '^{"level":"INFO","msg":"stopped"' <<<"$s" &&
+			! grep -q '"time":' <<<"$s"
 	}
 	check "journal: -p err shows the bad config's lines, each one, and nothing else" journal_err
 	check "journal: -p warning adds the config's warning, a JSON line (log_format = json)" journal_warning
