@@ -13,6 +13,12 @@ DATADIR    ?= $(PREFIX)/share/podman-hpc
 PLUGSTACKDIR ?= $(SYSCONFDIR)/slurm/plugstack.conf.d
 DESTDIR    ?=
 NODES      ?= 2
+# build/cluster.env exports NODES as the running cluster's node names
+# ("node1 node2"), which a shell that sourced it passes to make: here NODES
+# is a count, so count them (make cluster then reuses that cluster).
+ifneq ($(filter node%,$(NODES)),)
+override NODES := $(words $(NODES))
+endif
 # The Slurm the test cluster runs (make cluster, make e2e): empty for the
 # host's; 24.11 for Debian 13's, from a root filesystem that
 # test/cluster/rootfs.sh makes (and caches) under /var/cache.
@@ -182,7 +188,7 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PLUGSTACKDIR) $(DESTDIR)$(DATADIR)
 	sed 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/podman-hpcd.service >$(DESTDIR)$(UNITDIR)/podman-hpcd.service
 	install -m 0644 contrib/slurm/podman-hpcd.socket $(DESTDIR)$(UNITDIR)/podman-hpcd.socket
-	sed 's|@LIBDIR@|$(LIBDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' contrib/slurm/plugstack.conf.d/podman-hpc.conf \
 		>$(DESTDIR)$(PLUGSTACKDIR)/podman-hpc.conf
 	install -D -m 0755 contrib/slurm/epilog.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/epilog.sh
 	install -m 0755 contrib/slurm/podman-hpc-healthcheck.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/podman-hpc-healthcheck.sh

@@ -7,8 +7,9 @@
 # the unit's ExecStart says, with the socket the installed .socket unit
 # names passed by systemd-socket-activate (LISTEN_FDS), tells NOTIFY_SOCKET
 # READY=1; podman-hpcd status answers through the activated socket; the
-# opt-in metrics listener serves; and on a bad config the daemon refuses to
-# start, one line per problem naming the key, before READY.
+# opt-in metrics listener serves; on a bad config the daemon refuses to
+# start, one line per problem naming the key, before READY; and on the
+# journal its lines carry their priorities (journalctl -p err).
 set -euo pipefail
 repo=$(readlink -f "$(dirname "$0")/..")
 cd "$repo"
@@ -40,6 +41,12 @@ for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuse
 	/usr/lib/systemd/system/podman-hpcd.socket /etc/podman-hpc/podman-hpcd.conf /etc/slurm/plugstack.conf.d/podman-hpc.conf; do
 	check "make install writes $f" test -e "$root$f"
 done
+snippet=$root/etc/slurm/plugstack.conf.d/podman-hpc.conf
+check "the plugstack snippet names the plugin and podman_hpcd= (one digest per job)" grep -qx 'required /usr/lib/slurm/spank_podman_hpc.so podman_hpcd=/usr/bin/podman-hpcd' "$snippet"
+# Another PREFIX: the snippet names that tree's binaries, not the plugin's default (/usr/bin).
+make --no-print-directory install DESTDIR="$work/opt" PREFIX=/opt/phpc SYSCONFDIR=/etc >/dev/null
+check "PREFIX=/opt/phpc: the snippet names /opt/phpc's plugin and daemon" grep -qx 'required /opt/phpc/lib/slurm/spank_podman_hpc.so podman_hpcd=/opt/phpc/bin/podman-hpcd' "$work/opt/etc/slurm/plugstack.conf.d/podman-hpc.conf"
+rm -rf "$work/opt"
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 check "ExecStart names /usr/bin/podman-hpcd" test "${exec_start%% *}" = /usr/bin/podman-hpcd
 check "Type=notify" grep -qx 'Type=notify' "$unit"
@@ -112,5 +119,69 @@ check "a bad config: no READY" test ! -s "$work/notified"
 check "a bad config: the unknown key named" grep -q "bad.conf:[0-9]*: unknown key \"cache_dirr\"" "$work/daemon.log"
 check "a bad config: the missing runtime named, with the fix" grep -q '^runtime "/no/such/runtime": not found or not executable; install it, or set runtime = auto$' "$work/daemon.log"
 
-[ "$fail" = 0 ] || { echo "install.sh: FAILED; the daemon's log:" >&2; cat "$work/daemon.log" >&2; exit 1; }
+# On the journal, as systemd runs it: each line has its syslog priority
+# (journalctl -p filters), JSON with log_format = json. A journald of this
+# test's own, in a mount namespace whose /run/systemd, /run/log and
+# /var/log/journal are fresh tmpfs; systemd-cat connects the daemon's
+# stdout and stderr to it, and JOURNAL_STREAM names that stream, as
+# systemd's does for a unit. The good config warns (a site image store
+# not there); the bad one stops the daemon with error lines.
+journald=
+for p in /usr/lib/systemd/systemd-journald /lib/systemd/systemd-journald; do [ -x "$p" ] && journald=$p && break; done
+jconf=$work/journal.conf
+cp "$conf" "$jconf"
+printf 'log_format = json\nshared_store = %s\n' "$work/no-store" >>"$jconf"
+sed -i '/^metrics_listen/d' "$jconf"
+if [ -z "$journald" ] || ! command -v systemd-cat >/dev/null || ! command -v journalctl >/dev/null; then
+	echo "FAIL  systemd-journald, systemd-cat or journalctl not found; run 'make deps'" >&2
+	fail=1
+else
+	unshare --mount --propagation private bash -s "$journald" "$root/usr/bin/podman-hpcd" "$jconf" "$bad" "$work" >"$work/journal.out" 2>&1 <<'SH' || true
+set -u
+journald=$1 bin=$2 good=$3 bad=$4 work=$5
+for d in /run/systemd /run/log /var/log/journal; do mkdir -p "$d" && mount -t tmpfs tmpfs "$d"; done
+"$journald" & j=$!
+for _ in $(seq 50); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.1; done
+# As a unit's ExecStart: JOURNAL_STREAM is the stream's DEVICE:INODE.
+# systemd-cat and sh exec: $! is the daemon's pid.
+serve=(systemd-cat -t podman-hpcd-test sh -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" serve --config "$1" --socket "$2"' "$bin")
+"${serve[@]}" "$good" "$work/journal.sock" & d=$!
+for _ in $(seq 100); do "$bin" status --socket "$work/journal.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+kill "$d"; wait "$d"
+"${serve[@]}" "$bad" "$work/journal.sock"
+sleep 0.5 # journald reads the stream as it likes
+for p in err warning info; do
+	echo "== -p $p"
+	journalctl -D /run/log/journal -t podman-hpcd-test -o cat -p "$p"
+done
+kill "$j"; wait "$j"
+SH
+	# journal.out: "== -p PRIORITY" and the lines journalctl shows for it.
+	section() { sed -n "/^== -p $1\$/,/^== /p" "$work/journal.out" | sed '1d;/^== /d'; }
+	journal_err() {
+		local s
+		s=$(section err)
+		grep -q '^podman-hpcd: .*bad.conf: the config has errors' <<<"$s" &&
+			grep -q 'bad.conf:[0-9]*: unknown key "cache_dirr"' <<<"$s" &&
+			grep -q '^runtime "/no/such/runtime": not found' <<<"$s" &&
+			! grep -qv -e 'bad.conf' -e '^runtime ' <<<"$s"
+	}
+	journal_warning() {
+		local s
+		s=$(section warning)
+		grep -q '^{"level":"WARN","msg":"config: shared_store .*: missing' <<<"$s" &&
+			grep -q 'unknown key "cache_dirr"' <<<"$s" && ! grep -q '"level":"INFO"' <<<"$s"
+	}
+	journal_info() {
+		local s
+		s=$(section info)
+		grep -q '^{"level":"INFO","msg":"serving",' <<<"$s" && grep -q '^{"level":"INFO","msg":"stopped"' <<<"$s" &&
+			! grep -q '"time":' <<<"$s"
+	}
+	check "journal: -p err shows the bad config's lines, each one, and nothing else" journal_err
+	check "journal: -p warning adds the config's warning, a JSON line (log_format = json)" journal_warning
+	check "journal: -p info adds the info lines, JSON without a time (journald stamps them)" journal_info
+fi
+
+[ "$fail" = 0 ] || { echo "install.sh: FAILED; the daemon's log:" >&2; cat "$work/daemon.log" >&2; [ ! -e "$work/journal.out" ] || cat "$work/journal.out" >&2; exit 1; }
 echo "install.sh: make install and the units ok"

@@ -120,7 +120,7 @@ check "deb postrm purges the cache" grep -q 'rm -rf /var/lib/podman-hpc' "$work/
 check "dpkg -i" dpkg -i "$deb"
 check "installed podman-hpcd runs" sh -c '/usr/bin/podman-hpcd version | grep -q "^podman-hpcd "'
 check "unit ExecStart names /usr/bin/podman-hpcd" grep -q '^ExecStart=/usr/bin/podman-hpcd serve ' "$unitdir/podman-hpcd.service"
-check "plugstack snippet names the installed plugin" grep -qx 'required /usr/lib/slurm/spank_podman_hpc.so' /usr/share/podman-hpc/podman-hpc.conf
+check "plugstack snippet names the installed plugin and daemon" grep -qx 'required /usr/lib/slurm/spank_podman_hpc.so podman_hpcd=/usr/bin/podman-hpcd' /usr/share/podman-hpc/podman-hpc.conf
 check "socket enabled (sockets.target.wants)" test -L /etc/systemd/system/sockets.target.wants/podman-hpcd.socket
 check "service not enabled (the socket starts it)" test ! -e /etc/systemd/system/multi-user.target.wants/podman-hpcd.service
 

@@ -12,10 +12,12 @@ import (
 // checkConfigCmd reports what serve would refuse to start on: unknown keys,
 // bad values, unusable paths, one line each; and warnings.
 func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("check-config", "check-config [--config FILE]", `
+Check the config file as serve would: unknown keys, keys given twice, bad
+values, unusable paths, one line each naming the key and the fix; serve
+refuses to start on them. Warnings are printed too.`, stdout, stderr)
 	configPath := fl.String("config", config.DefaultPath, "config file")
-	if err := fl.Parse(args); err != nil {
+	if _, err := fl.parse(args, 0, 0); err != nil {
 		return err
 	}
 	explicit := false

@@ -1,16 +1,26 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
+
+// fileCommands are import's and export's synopses and help.
+var fileCommands = map[string]struct{ synopsis, about string }{
+	"import": {"import [-o FILE] [-f] [--socket PATH] URI", `
+Write an image as a squashfs file of yours, as enroot import does. URI is any
+--container-image reference.`},
+	"export": {"export [-o FILE] [-f] [--job JOBID] [--socket PATH] NAME", `
+Write a container's filesystem as a squashfs file of yours, every file
+root's, as enroot export does; one at a time per user and node, within
+helper_timeout. NAME is a named container of yours, or a step's own as
+JOBID.STEPID.`},
+}
 
 // fileCmd runs enroot's import and export, for scripts written for them:
 //
@@ -21,9 +31,8 @@ import (
 // socket), so the file is theirs; a relative FILE is relative to the
 // working directory here. Flags may come before or after the argument.
 func fileCmd(cmd string, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
+	fl := newFlags(cmd, fileCommands[cmd].synopsis, fileCommands[cmd].about, stdout, stderr)
+	socket := fl.socketFlag()
 	var out string
 	var force bool
 	fl.StringVar(&out, "o", "", "the squashfs file to write (default: named after the "+map[string]string{"import": "image", "export": "container"}[cmd]+", in this directory)")
@@ -34,19 +43,9 @@ func fileCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	if cmd == "export" {
 		fl.StringVar(&job, "job", os.Getenv("SLURM_JOB_ID"), "the job whose container NAME is (default: $SLURM_JOB_ID; needed only when several jobs have one)")
 	}
-	var pos []string
-	for {
-		if err := fl.Parse(args); err != nil {
-			return err
-		}
-		if fl.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fl.Arg(0)), fl.Args()[1:]
-	}
-	what := map[string]string{"import": "URI", "export": "NAME"}[cmd]
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: podman-hpcd %s [-o FILE] [-f] [--socket PATH] %s", cmd, what)
+	pos, err := fl.parse(args, 1, 1)
+	if err != nil {
+		return err
 	}
 	arg := pos[0]
 	if out == "" {

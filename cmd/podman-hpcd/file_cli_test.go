@@ -37,7 +37,7 @@ func TestFileCmdUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"import"}, {"import", "a", "b"}, {"export", "-o", "x"}} {
 		var out, errOut bytes.Buffer
-		if rc := run(args, &out, &errOut); rc != 1 || !strings.Contains(errOut.String(), "usage: podman-hpcd "+args[0]) {
+		if rc := run(args, &out, &errOut); rc != 2 || !strings.Contains(errOut.String(), "usage: podman-hpcd "+args[0]) {
 			t.Errorf("%q: rc %d, stderr %q", args, rc, errOut.String())
 		}
 	}

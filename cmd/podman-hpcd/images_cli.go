@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,31 +11,61 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
+// The client commands that manage the node's cache and list its
+// containers, each with its own options: synopsis and help.
+var imageCommands = map[string]struct{ synopsis, about string }{
+	"pull": {"pull [--socket PATH] REF", `
+Pull REF into this node's cache, asking the registry now (a tag is looked up
+again, even within tag_ttl), and print its digest. REF is any
+--container-image reference; your registry credentials (auth.json) are sent
+with it.`},
+	"images": {"images [--socket PATH]", `
+List this node's cached images (yours; root sees all).`},
+	"rmi": {"rmi [--socket PATH] REF", `
+Remove REF from this node's cache.`},
+	"prune": {"prune [--socket PATH] [--all]", `
+Evict images by the cache's size and age limits (cache_max_size,
+cache_max_age; --all: every image no container uses) and list those removed.
+Images kept mounted after their last container (image_linger) count as
+unused.`},
+	"ps": {"ps [--socket PATH]", `
+List this node's containers, parked ones too (yours; root sees all).`},
+	"rm": {"rm [--socket PATH] --job JOBID | --name NAME [--uid UID]", `
+Remove a job's containers on this node (root: the job epilog's safety net),
+or your container_scope=global named container NAME.`},
+}
+
 // imageCmd runs the client commands that manage the node's cache and list
-// its containers. They run as the user, so the user's own auth.json is read
-// here and sent; the daemon identifies the user by the socket.
+// its containers. They run as the user, so the user's own auth.json is
+// read here and sent; the daemon identifies the user by the socket.
 func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
-	all := fl.Bool("all", false, "prune: remove every image no container uses")
-	job := fl.String("job", "", "rm: the job whose containers go (root; the job epilog's safety net)")
-	name := fl.String("name", "", "rm: your container_scope=global named container NAME goes")
-	uid := fl.String("uid", "", "rm --name: root: whose container")
-	if err := fl.Parse(args); err != nil {
+	fl := newFlags(cmd, imageCommands[cmd].synopsis, imageCommands[cmd].about, stdout, stderr)
+	socket := fl.socketFlag()
+	var all *bool
+	var job, name, uid *string
+	switch cmd {
+	case "prune":
+		all = fl.Bool("all", false, "remove every image no container uses, not only those beyond the limits")
+	case "rm":
+		job = fl.String("job", "", "the job whose containers go (root)")
+		name = fl.String("name", "", "your container_scope=global named container NAME goes")
+		uid = fl.String("uid", "", "with --name, root: whose container")
+	}
+	n := 0 // arguments: REF for pull and rmi, none for the others
+	if cmd == "pull" || cmd == "rmi" {
+		n = 1
+	}
+	pos, err := fl.parse(args, n, n)
+	if err != nil {
 		return err
 	}
 	var req *wire.Message
 	switch cmd {
 	case "pull", "rmi":
-		if fl.NArg() != 1 {
-			return fmt.Errorf("usage: podman-hpcd %s [--socket PATH] REF", cmd)
-		}
-		ref := fl.Arg(0)
+		ref := pos[0]
 		if strings.HasPrefix(ref, ".") {
 			if abs, err := filepath.Abs(ref); err == nil {
 				ref = abs
@@ -64,15 +93,19 @@ func imageCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 		req = wire.New(wire.Ps)
 	case "rm":
 		switch {
-		case *job != "" && *name == "":
+		case *job != "" && *name != "":
+			return fl.usageError("--job or --name, not both")
+		case *job == "" && *name == "":
+			return fl.usageError("--job JOBID or --name NAME needed")
+		case *uid != "" && *name == "":
+			return fl.usageError("--uid goes with --name")
+		case *job != "":
 			req = wire.New(wire.Rm, "job", *job)
-		case *name != "" && *job == "":
+		default:
 			req = wire.New(wire.Rm, "name", *name)
 			if *uid != "" {
 				req.Add("uid", *uid)
 			}
-		default:
-			return fmt.Errorf("usage: podman-hpcd rm [--socket PATH] --job JOBID | --name NAME [--uid UID]")
 		}
 	}
 	reply, err := callWithProgress(*socket, req, stderr)

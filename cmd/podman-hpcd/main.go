@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.podman.io/storage/pkg/reexec"
 
+	"github.com/podman-hpc/podman-hpc/internal/logging"
 	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 )
 
@@ -55,7 +57,8 @@ Commands:
   version   print the version
   help      show this text
 
-Run 'podman-hpcd COMMAND --help' for a command's options.
+Run 'podman-hpcd help COMMAND' (or COMMAND --help) for a command's options.
+A command line a command cannot take exits 2; any other failure exits 1.
 `
 
 func main() {
@@ -78,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case hooks.TimedCommand: // run by the OCI runtime as a hook; not listed in usage
 		return hooks.RunTimed(rest, os.Stdin, stdout, stderr)
 	case "serve":
-		err = serveCmd(rest, stderr)
+		err = serveCmd(rest, stdout, stderr)
 	case "status":
 		err = statusCmd(rest, stdout, stderr)
 	case "check-config":
@@ -94,19 +97,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "init": // inside containers only; not listed in usage
 		err = initCmd()
 	case "version", "--version":
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "podman-hpcd version: unexpected argument %q\n", rest[0])
+			return 2
+		}
 		fmt.Fprintf(stdout, "podman-hpcd %s\n", version)
 	case "help", "--help", "-h":
+		if len(rest) > 1 {
+			fmt.Fprintf(stderr, "podman-hpcd help: want at most one COMMAND\n\n%s", usage)
+			return 2
+		}
+		if len(rest) == 1 && !slices.Contains([]string{"help", "--help", "-h", "version", "--version", "init", hooks.TimedCommand}, rest[0]) {
+			// A command's own help, with its options (an unknown one: exit 2).
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "podman-hpcd: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errUsage):
+		return 2 // said already, with the command's usage
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "podman-hpcd: %v\n", err)
-		return 1
+	msg := fmt.Sprintf("podman-hpcd: %v\n", err)
+	if args[0] == "serve" {
+		// Under systemd, the reason the daemon stopped is an error in
+		// the journal (journalctl -p err), each of its lines.
+		logging.PrefixLines(stderr, msg, logging.PriorityErr, onJournal(stderr))
+	} else {
+		io.WriteString(stderr, msg)
 	}
-	return 0
+	return 1
+}
+
+// onJournal: w is the systemd journal's stream (logging.Journal).
+func onJournal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && logging.Journal(f)
 }

@@ -193,7 +193,9 @@ func TestCheckConfigAndServeRefuse(t *testing.T) {
 		t.Error("serve listened on a bad config")
 	}
 	// A good file.
-	os.WriteFile(conf, []byte("state_dir = "+dir+"/state\ncache_dir = "+dir+"/images\nruntime = sh\npolicy = "+conf+"\nmetrics_listen = 10.1.2.3:9464\n"), 0o644)
+	policy := filepath.Join(dir, "policy.json")
+	os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
+	os.WriteFile(conf, []byte("state_dir = "+dir+"/state\ncache_dir = "+dir+"/images\nruntime = sh\npolicy = "+policy+"\nhooks_dirs = "+dir+"/hooks.d\nmetrics_listen = 10.1.2.3:9464\n"), 0o644)
 	out.Reset()
 	errOut.Reset()
 	if rc := run([]string{"check-config", "--config", conf}, &out, &errOut); rc != 0 || out.String() != conf+": ok\n" ||

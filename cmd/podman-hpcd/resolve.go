@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -25,18 +24,18 @@ import (
 // node gets the same digest. Elsewhere (a login node without a daemon) the
 // tag is resolved here, as the user, with the daemon's registries.conf.
 func resolveCmd(args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("resolve", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
+	fl := newFlags("resolve", "resolve [--socket PATH] [--config FILE] [--job ID] REF", `
+Print REF pinned to the digest its tag names now (NAME:TAG@sha256:...), or
+nothing for a reference that names no registry image: the plugin's helper,
+run as the user in srun and sbatch (one digest per job).`, stdout, stderr)
+	socket := fl.socketFlag()
 	cfgPath := fl.String("config", config.DefaultPath, "the daemon's config (for registries_conf), where no daemon runs")
 	job := fl.String("job", "", "the job the digest is for")
-	if err := fl.Parse(args); err != nil {
+	pos, err := fl.parse(args, 1, 1)
+	if err != nil {
 		return err
 	}
-	if fl.NArg() != 1 {
-		return errors.New("usage: podman-hpcd resolve [--socket PATH] [--config FILE] [--job ID] REF")
-	}
-	ref := fl.Arg(0)
+	ref := pos[0]
 	auth := readAuthFile()
 	req := wire.New(wire.Pull, "ref", ref, "resolve", "1", "job", *job)
 	if auth != nil {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -21,17 +20,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/internal/logging"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/internal/server"
 )
 
-func serveCmd(args []string, stderr io.Writer) error {
-	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+func serveCmd(args []string, stdout, stderr io.Writer) error {
+	fl := newFlags("serve", "serve [--config FILE] [--socket PATH]", `
+Run the daemon: as root, under systemd with socket activation
+(podman-hpcd.socket), or listening on --socket PATH.`, stdout, stderr)
 	configPath := fl.String("config", config.DefaultPath, "config file")
 	socket := fl.String("socket", "", "listen on this Unix socket when systemd passes none (overrides the config's socket)")
-	if err := fl.Parse(args); err != nil {
+	if _, err := fl.parse(args, 0, 0); err != nil {
 		return err
 	}
 	explicit := false
@@ -45,7 +46,8 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if *socket != "" {
 		cfg.Socket = *socket
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := logging.New(stderr, logging.Options{Level: cfg.LogLevel, JSON: cfg.LogFormat == "json", Journal: onJournal(stderr)})
+	logging.CaptureLogrus(log)
 	for _, w := range warnings {
 		log.Warn("config: " + w)
 	}

@@ -2,14 +2,13 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
-	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -17,10 +16,11 @@ import (
 // a user the node's facts and their own images, containers, pulls and
 // errors. It fails (errCannotRun) when the node cannot run containers.
 func statusCmd(args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("status", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	socket := fl.String("socket", config.DefaultSocket, "the daemon's socket")
-	if err := fl.Parse(args); err != nil {
+	fl := newFlags("status", "status [--socket PATH]", `
+Show the running daemon's version, runtime, cache and its limits, images,
+containers, pulls in progress and last errors (yours; root sees all).`, stdout, stderr)
+	socket := fl.socketFlag()
+	if _, err := fl.parse(args, 0, 0); err != nil {
 		return err
 	}
 	reply, err := callWithProgress(*socket, wire.New(wire.Status), io.Discard)
@@ -101,9 +101,25 @@ func limit(s string) string {
 	return size(s)
 }
 
+// age writes cache_max_age (time.Duration's "1h30m0s") as the config
+// does: 30d, 12h, 1h30m, 30m, 90s is 1m30s; 0 is no limit.
 func age(s string) string {
-	if s == "0s" || s == "" {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return s
+	case d <= 0:
 		return "no limit"
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(s, "0s"), "0m")
+	// Only whole zero units go: "30m0s" is 30m, "2h0m0s" 2h; "10m0s" keeps its 10m.
+	s = d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

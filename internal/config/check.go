@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
+	"go.podman.io/image/v5/signature"
 	"golang.org/x/sys/unix"
 
+	"github.com/podman-hpc/podman-hpc/pkg/hooks"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
@@ -24,10 +27,13 @@ const MinCacheFree = 256 << 20
 // Check reports what in c the daemon cannot work with, beyond what Load
 // parses: a runtime that is not installed, a cache on a file system
 // without space, a state directory, registries or policy file that is not
-// what it must be. The error joins one line per problem, each naming the
-// key and the fix; serve refuses to start on it, and check-config prints
-// it. Warnings are what works but an admin should know (a metrics
-// listener every host on the network can reach).
+// what it must be (a policy that containers/image does not parse), a
+// hooks.d file podman's code refuses, a site image store others can write.
+// The error joins one line per problem, each naming the key and the fix;
+// serve refuses to start on it, and check-config prints it. Warnings are
+// what works but an admin should know (a metrics listener every host on
+// the network can reach, a hook whose program is missing, a site image
+// store not mounted).
 func Check(c Config) (warnings []string, err error) {
 	var errs []error
 	if err := checkRuntime(c.Runtime); err != nil {
@@ -43,12 +49,30 @@ func Check(c Config) (warnings []string, err error) {
 	if policy == "" {
 		policy = squash.DefaultPolicyPath
 	}
-	if err := checkFile("policy", policy, "install containers-common's policy.json there, or set policy to a containers-policy.json(5) file"); err != nil {
+	if err := checkPolicy(policy); err != nil {
 		errs = append(errs, err)
 	}
 	if c.RegistriesConf != "" {
 		if err := checkFile("registries_conf", c.RegistriesConf, "fix the path, or remove the key for the system's"); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// Read as the daemon reads them at every container: a file podman's
+	// code refuses fails every container until it is fixed.
+	_, hookWarnings, err := hooks.ReadDirs(c.Hooks.Dirs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("hooks_dirs: %w; fix the file (oci-hooks(5)) or remove it", err))
+	}
+	for _, w := range hookWarnings {
+		warnings = append(warnings, "hooks_dirs: "+w)
+	}
+	if c.SharedStore != "" {
+		warning, err := checkSharedStore(c.SharedStore)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
 		}
 	}
 	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
@@ -149,6 +173,52 @@ func checkFile(key, path, fix string) error {
 		return fmt.Errorf("%s %s: not a regular file; %s", key, path, fix)
 	}
 	return nil
+}
+
+// checkPolicy: policy is a file containers/image reads as a policy, as
+// every pull does (a policy that does not parse fails them all).
+func checkPolicy(path string) error {
+	const fix = "install containers-common's policy.json there, or set policy to a containers-policy.json(5) file"
+	if err := checkFile("policy", path, fix); err != nil {
+		return err
+	}
+	if _, err := signature.NewPolicyFromFile(path); err != nil {
+		return fmt.Errorf("policy %s: %v; fix it (containers-policy.json(5)), or set policy to another file", path, err)
+	}
+	return nil
+}
+
+// checkSharedStore: the site image store is what the daemon trusts as its
+// own cache (squash's openShared): a directory, not a symlink, owned by the
+// daemon's user (root) and writable by it only. Whoever else could write
+// it would choose what every node's containers run. The daemon skips a
+// store it cannot use (each node pulls for itself), so one that is not
+// there (its file system not mounted yet) is a warning; one that others
+// could write is an error, to be fixed before the daemon starts.
+func checkSharedStore(dir string) (warning string, err error) {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("shared_store %s: missing (its file system not mounted?): each node pulls for itself until it is there; create it (root's, mode 0700) or remove the key", dir), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("shared_store %s: %v; fix it, or remove the key", dir, err)
+	}
+	owner := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		owner = int(st.Uid)
+	}
+	uid := os.Geteuid()
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", fmt.Errorf("shared_store %s: a symlink; set shared_store to the directory it names", dir)
+	case !fi.IsDir():
+		return "", fmt.Errorf("shared_store %s: not a directory; set shared_store to a directory (root's, mode 0700)", dir)
+	case owner != uid:
+		return "", fmt.Errorf("shared_store %s: owned by uid %d, not %d (the daemon's): its owner would choose what every node runs; chown %d %s", dir, owner, uid, uid, dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return "", fmt.Errorf("shared_store %s: writable by others (mode %04o): anyone could put an image there that every node runs; chmod go-w %s (0700)", dir, fi.Mode().Perm(), dir)
+	}
+	return "", nil
 }
 
 // checkListen accepts HOST:PORT with an IP address (or localhost, or none:

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,12 +34,16 @@ const DefaultSocket = "/run/podman-hpc/podman-hpcd.sock"
 // Config is the daemon's configuration; contrib/slurm/podman-hpcd.conf
 // documents every key.
 type Config struct {
-	Socket   string           // used when systemd passes no socket
-	LogLevel slog.Level       // debug, info, warn, error
-	StateDir string           // node-local: bundles, mounts, the runtime's state
-	CacheDir string           // node-local: the squashfs image cache
-	Runtime  string           // "auto", or the OCI runtime's name or path
-	Mounts   []wire.UserMount // the site's mounts for every container
+	Socket   string     // used when systemd passes no socket
+	LogLevel slog.Level // debug, info, warn, error
+	// LogFormat is the log's line format: "text" (slog's key=value) or
+	// "json" (one JSON object a line). Either way, on the journal's
+	// stream each line carries its syslog priority (internal/logging).
+	LogFormat string
+	StateDir  string           // node-local: bundles, mounts, the runtime's state
+	CacheDir  string           // node-local: the squashfs image cache
+	Runtime   string           // "auto", or the OCI runtime's name or path
+	Mounts    []wire.UserMount // the site's mounts for every container
 	// BatchMounts are bound into the batch script's container only: the
 	// host's Slurm client, so that the script's srun, which runs inside,
 	// starts steps that inherit the image. Missing sources are skipped.
@@ -93,6 +98,7 @@ func Default() Config {
 	return Config{
 		Socket:          DefaultSocket,
 		LogLevel:        slog.LevelInfo,
+		LogFormat:       "text",
 		StateDir:        "/run/podman-hpc/state",
 		CacheDir:        "/var/lib/podman-hpc/images",
 		Runtime:         "auto",
@@ -110,6 +116,9 @@ func Default() Config {
 // admin who names a file means it. Every bad line is reported, one line
 // each ("FILE:LINE: KEY ...: the fix"), joined in the error, with the
 // Config of the lines that loaded; a file it cannot read, the zero Config.
+// A key given twice is an error naming both lines (the first stays): an
+// admin who appends a line to change a key must not find the other one
+// silently in force after a later edit.
 func Load(path string, explicit bool) (Config, error) {
 	c := Default()
 	f, err := os.Open(path)
@@ -121,6 +130,7 @@ func Load(path string, explicit bool) (Config, error) {
 	}
 	defer f.Close()
 	var errs []error
+	seen := map[string]int{} // key: the line it was first given on
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -135,7 +145,13 @@ func Load(path string, explicit bool) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s:%d: want key = value, got %q", path, n, line))
 			continue
 		}
-		if err := c.set(strings.TrimSpace(key), strings.TrimSpace(value)); err != nil {
+		key = strings.TrimSpace(key)
+		if first, ok := seen[key]; ok {
+			errs = append(errs, fmt.Errorf("%s:%d: %s given again (first on line %d); keep one of the two lines", path, n, key, first))
+			continue
+		}
+		seen[key] = n
+		if err := c.set(key, strings.TrimSpace(value)); err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: %w", path, n, err))
 		}
 	}
@@ -219,6 +235,9 @@ func (c *Config) set(key, value string) error {
 		}
 		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL}[key] = d
 	case "compression":
+		if err := squash.CheckCompression(value); err != nil {
+			return fmt.Errorf("%w (or remove the line for %s)", err, squash.DefaultCompression)
+		}
 		c.Compression = value
 	case "metrics_listen":
 		if value != "" {
@@ -227,6 +246,11 @@ func (c *Config) set(key, value string) error {
 			}
 		}
 		c.MetricsListen = value
+	case "log_format":
+		if value != "text" && value != "json" {
+			return fmt.Errorf("log_format %q: want text or json", value)
+		}
+		c.LogFormat = value
 	case "log_level":
 		if err := c.LogLevel.UnmarshalText([]byte(value)); err != nil {
 			return fmt.Errorf("log_level %q: want debug, info, warn or error", value)
@@ -235,7 +259,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }
@@ -262,8 +286,15 @@ func parseSize(s string) (int64, error) {
 	if err != nil || v < 0 {
 		return 0, fmt.Errorf("want a size such as 500G")
 	}
+	// Beyond int64, v*mult would wrap, to a negative size (no limit).
+	if v > math.MaxInt64/mult {
+		return 0, fmt.Errorf("too large (at most %dT)", math.MaxInt64>>40)
+	}
 	return v * mult, nil
 }
+
+// maxDays is the longest age in days a time.Duration holds (106751d).
+const maxDays = int(math.MaxInt64 / int64(24*time.Hour))
 
 // parseAge reads a duration, with d for days besides Go's units.
 func parseAge(s string) (time.Duration, error) {
@@ -271,6 +302,9 @@ func parseAge(s string) (time.Duration, error) {
 		days, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
 		if err != nil || days < 0 {
 			return 0, fmt.Errorf("want a duration such as 30d or 12h")
+		}
+		if days > maxDays {
+			return 0, fmt.Errorf("too long (at most %dd)", maxDays)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
 	}

@@ -53,6 +53,15 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := Load(write("docker_socket = /x/docker.sock\n"), true); err != nil || c.DockerSocket != "/x/docker.sock" {
 		t.Errorf("docker_socket: %q, %v", c.DockerSocket, err)
 	}
+	if c, err := Load(write("max_image_size = 8388607T\ncache_max_age = 106751d\n"), true); err != nil || c.MaxImageSize != 8388607<<40 || c.CacheMaxAge != 106751*24*time.Hour {
+		t.Errorf("the largest size and age: %d %v, %v", c.MaxImageSize, c.CacheMaxAge, err)
+	}
+	if c, err := Load(write("compression = lz4\nlog_format = json\n"), true); err != nil || c.Compression != "lz4" || c.LogFormat != "json" {
+		t.Errorf("compression lz4, log_format json: %q %q, %v", c.Compression, c.LogFormat, err)
+	}
+	if c := Default(); c.LogFormat != "text" {
+		t.Errorf("default log_format %q", c.LogFormat)
+	}
 	if c, err := Load(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -69,6 +78,13 @@ func TestLoadConfig(t *testing.T) {
 		"helper_timeout = 0\n":      `helper_timeout "0": want a duration`,
 		"max_image_size = big\n":    `max_image_size "big": want a size`,
 		"max_pulls_per_user = -1\n": `max_pulls_per_user "-1": want a number`,
+		// Beyond int64: it wrapped to a negative size, "no limit".
+		"max_image_size = 9223372036854775807G\n": `max_image_size "9223372036854775807G": too large (at most 8388607T)`,
+		"cache_max_size = 8388608T\n":             `cache_max_size "8388608T": too large`,
+		"cache_max_age = 106752d\n":               `cache_max_age "106752d": too long (at most 106751d)`,
+		"compression = brotli:99\n":               `compression "brotli:99": not one the kernel can mount (gzip, zstd, lzo, xz, lz4) (or remove the line for zstd:3)`,
+		"compression = zstd:99\n":                 `compression "zstd:99": level must be 1 to 22`,
+		"log_format = xml\n":                      `log_format "xml": want text or json`,
 	} {
 		_, err := Load(write(body), true)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {
@@ -113,19 +129,42 @@ func TestConfigExampleIsComplete(t *testing.T) {
 func TestLoadReportsEveryLine(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "c.conf")
-	os.WriteFile(p, []byte("bogus = 1\nlog_level = loud\nmetrics_listen = 127.0.0.1:9464\nmetrics_listen = 9464\nmetrics_listen = host.example:9464\nmetrics_listen = 127.0.0.1:0\n"), 0o644)
+	os.WriteFile(p, []byte("bogus = 1\nlog_level = loud\nsocket = /s\nmetrics_listen = 9464\nlog_format = yaml\nsocket = /t\n"), 0o644)
 	_, err := Load(p, true)
 	lines := strings.Split(fmt.Sprint(err), "\n")
 	for i, want := range []string{
 		`:1: unknown key "bogus"`, `:2: log_level "loud"`, `:4: metrics_listen "9464": want HOST:PORT`,
-		`:5: metrics_listen "host.example:9464": host "host.example": want an IP address`, `:6: metrics_listen "127.0.0.1:0": port "0"`,
+		`:5: log_format "yaml"`, `:6: socket given again (first on line 3)`,
 	} {
 		if i >= len(lines) || !strings.Contains(lines[i], want) {
 			t.Errorf("line %d of the error: want %q in\n%v", i, want, err)
 		}
 	}
+	for body, want := range map[string]string{
+		"metrics_listen = host.example:9464\n": `:1: metrics_listen "host.example:9464": host "host.example": want an IP address`,
+		"metrics_listen = 127.0.0.1:0\n":       `:1: metrics_listen "127.0.0.1:0": port "0"`,
+	} {
+		if _, err := Load(writeConf(t, body), true); !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("%q: want %q in %v", body, want, err)
+		}
+	}
 	if c, err := Load(writeConf(t, "metrics_listen = [::1]:9464\n"), true); err != nil || c.MetricsListen != "[::1]:9464" {
 		t.Errorf("metrics_listen [::1]:9464: %q, %v", c.MetricsListen, err)
+	}
+}
+
+// A key given twice is refused, naming both lines; the first stays.
+func TestLoadRefusesDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	p := writeConf(t, "cache_dir = /a\n# cache_dir = /c\nlog_level = debug\n  cache_dir= /b\nmodules = gpu\nmodules = mpi\n")
+	c, err := Load(p, true)
+	want := p + ":4: cache_dir given again (first on line 1); keep one of the two lines\n" +
+		p + ":6: modules given again (first on line 5); keep one of the two lines"
+	if fmt.Sprint(err) != want {
+		t.Errorf("err =\n%v\nwant\n%s", err, want)
+	}
+	if c.CacheDir != "/a" || !reflect.DeepEqual(c.Hooks.Modules, []string{"gpu"}) {
+		t.Errorf("cache_dir %q modules %q: want the first lines'", c.CacheDir, c.Hooks.Modules)
 	}
 }
 
@@ -148,6 +187,7 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	good := Default()
 	good.Runtime, good.CacheDir, good.StateDir, good.Policy = "sh", filepath.Join(dir, "cache", "images"), filepath.Join(dir, "state"), policy
+	good.Hooks.Dirs = []string{filepath.Join(dir, "hooks.d")}
 	if w, err := Check(good); err != nil || len(w) != 0 {
 		t.Fatalf("a good config: warnings %q, %v", w, err)
 	}
@@ -182,6 +222,69 @@ func TestCheck(t *testing.T) {
 	inPrivate.StateDir = filepath.Join(private, "state")
 	if _, err := Check(inPrivate); !strings.Contains(fmt.Sprint(err), "state_dir "+inPrivate.StateDir+": "+private+" is not searchable by others (mode 0700)") {
 		t.Errorf("state_dir under a 0700 directory: %v", err)
+	}
+
+	// A policy that is not JSON, or not a policy.
+	for body, want := range map[string]string{
+		"default: reject\n":              `policy %s: invalid policy in "%[1]s": invalid character 'd' looking for beginning of value; fix it (containers-policy.json(5)), or set policy to another file`,
+		`{"default":[{"type":"bogus"}]}`: `policy %s: invalid policy in "%[1]s": Unknown policy requirement type "bogus"; fix it`,
+	} {
+		bad := good
+		bad.Policy = filepath.Join(t.TempDir(), "policy.json")
+		os.WriteFile(bad.Policy, []byte(body), 0o644)
+		if _, err := Check(bad); !strings.HasPrefix(fmt.Sprint(err), fmt.Sprintf(want, bad.Policy)) {
+			t.Errorf("policy %q: %v\nwant %s", body, err, fmt.Sprintf(want, bad.Policy))
+		}
+	}
+	// The squashfs transport's scopes (README) are a policy that loads.
+	os.WriteFile(policy, []byte(`{"default":[{"type":"reject"}],"transports":{"squashfs":{"/shared/images":[{"type":"insecureAcceptAnything"}]}}}`), 0o644)
+	if _, err := Check(good); err != nil {
+		t.Errorf("a policy with squashfs scopes: %v", err)
+	}
+
+	// A hooks.d file podman's code refuses fails every container: refused
+	// here; a hook whose program is missing is left out, with a warning.
+	hooksDir := good.Hooks.Dirs[0]
+	os.Mkdir(hooksDir, 0o755)
+	os.WriteFile(filepath.Join(hooksDir, "missing.json"), []byte(`{"version":"1.0.0","hook":{"path":"/no/such/hook"},"when":{"always":true},"stages":["prestart"]}`), 0o644)
+	if w, err := Check(good); err != nil || len(w) != 1 || !strings.HasPrefix(w[0], "hooks_dirs: hooks.d: "+hooksDir+"/missing.json left out: ") {
+		t.Errorf("a hook with a missing program: warnings %q, %v", w, err)
+	}
+	os.WriteFile(filepath.Join(hooksDir, "broken.json"), []byte(`{"version":"1.0.0",`), 0o644)
+	if _, err := Check(good); !strings.HasPrefix(fmt.Sprint(err), "hooks_dirs: hooks.d: "+hooksDir+"/broken.json: ") ||
+		!strings.HasSuffix(fmt.Sprint(err), "; fix the file (oci-hooks(5)) or remove it") {
+		t.Errorf("an unparsable hooks.d file: %v", err)
+	}
+	os.RemoveAll(hooksDir)
+
+	// The site image store: root's (the daemon's) and written by it only.
+	store := filepath.Join(dir, "store")
+	os.Mkdir(store, 0o700)
+	withStore := good
+	withStore.SharedStore = store
+	if w, err := Check(withStore); err != nil || len(w) != 0 {
+		t.Errorf("a good shared_store: warnings %q, %v", w, err)
+	}
+	os.Chmod(store, 0o777)
+	if _, err := Check(withStore); fmt.Sprint(err) != "shared_store "+store+": writable by others (mode 0777): anyone could put an image there that every node runs; chmod go-w "+store+" (0700)" {
+		t.Errorf("a world-writable shared_store: %v", err)
+	}
+	os.Chmod(store, 0o700)
+	if os.Geteuid() == 0 { // only root gives a file away
+		os.Chown(store, 1000, -1)
+		if _, err := Check(withStore); !strings.HasPrefix(fmt.Sprint(err), "shared_store "+store+": owned by uid 1000, not 0 (the daemon's)") {
+			t.Errorf("a shared_store of another user's: %v", err)
+		}
+	}
+	link := filepath.Join(dir, "store-link")
+	os.Symlink(store, link)
+	withStore.SharedStore = link
+	if _, err := Check(withStore); fmt.Sprint(err) != "shared_store "+link+": a symlink; set shared_store to the directory it names" {
+		t.Errorf("a symlink shared_store: %v", err)
+	}
+	withStore.SharedStore = filepath.Join(dir, "not-mounted")
+	if w, err := Check(withStore); err != nil || len(w) != 1 || !strings.HasPrefix(w[0], "shared_store "+withStore.SharedStore+": missing (its file system not mounted?)") {
+		t.Errorf("a missing shared_store: warnings %q, %v", w, err)
 	}
 
 	// A cache on a full file system.

@@ -64,6 +64,9 @@ func parseCompression(s string) (compressor, error) {
 	return c, nil
 }
 
+// CheckCompression returns the error New would return for Options.Compression s; nil when it is one the kernel mounts.
+func CheckCompression(s string) error { _, err := parseCompression(s); return err }
+
 // mksquashfs runs mksquashfs as a binary (so tests can swap in a script).
 type mksquashfs struct {
 	Command    string // path or name of mksquashfs

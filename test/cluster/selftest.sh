@@ -2,7 +2,8 @@
 # selftest.sh up|down: the test bed's own checks, run by make e2e around the
 # Go suite.
 #   up:   a second up.sh reuses the running cluster; after a crash (daemons
-#         killed with SIGKILL) up.sh recovers; jobs run afterwards.
+#         killed with SIGKILL) up.sh recovers; jobs run afterwards; make
+#         cluster in a shell that sourced cluster.env reuses it too.
 #   down: after down.sh, no process, namespace, bridge, mount or $LAB is left.
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
@@ -24,7 +25,12 @@ up)
 	. "$LAB/cluster.env"
 	n=$(wc -w <<<"$NODES")
 	srun -N"$n" true || fail "srun -N$n true failed after recovery"
-	echo "selftest: reuse and crash recovery ok"
+	# A shell that sourced cluster.env (NODES: the node names) runs make
+	# cluster: the Makefile counts them, and the cluster is reused.
+	out=$(make -C "$here/../.." --no-print-directory cluster SLURM="${SLURM:-}" 2>&1) ||
+		fail "make cluster after sourcing cluster.env failed: $(tail -5 <<<"$out")"
+	grep -q "already up ($n nodes)" <<<"$out" || fail "make cluster after sourcing cluster.env did not reuse the cluster: $(tail -5 <<<"$out")"
+	echo "selftest: reuse, crash recovery and make cluster from cluster.env's shell ok"
 	;;
 down)
 	leftovers=$(ip netns list | grep -c "^$NS-" || true)

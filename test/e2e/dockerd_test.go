@@ -98,8 +98,8 @@ func stopDockerd(t *testing.T, node, dir string, pid int, exited chan struct{}) 
 	}
 }
 
-// withConfigLine appends line to every daemon's config until the test
-// ends.
+// withConfigLine sets line ("key = value") in every daemon's config until
+// the test ends.
 func withConfigLine(t *testing.T, line string) {
 	t.Helper()
 	conf := filepath.Join(cluster["LAB"], "etc", "podman-hpcd.conf")
@@ -107,7 +107,7 @@ func withConfigLine(t *testing.T, line string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, append(append([]byte{}, orig...), line+"\n"...), 0o644); err != nil {
+	if err := os.WriteFile(conf, configWith(orig, line), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

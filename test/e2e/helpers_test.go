@@ -268,3 +268,23 @@ func imageWithTree(t *testing.T, build func(tree string), config ...string) stri
 	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
 	return "oci:" + layout + ":latest"
 }
+
+// configWith returns the daemon config conf with lines ("key = value"
+// each) in force: a key conf gives already is replaced (the daemon refuses
+// a key given twice), the others are added.
+func configWith(conf []byte, lines string) []byte {
+	keys := map[string]bool{}
+	for _, l := range strings.Split(lines, "\n") {
+		if k, _, ok := strings.Cut(l, "="); ok {
+			keys[strings.TrimSpace(k)] = true
+		}
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(conf), "\n"), "\n") {
+		if k, _, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(strings.TrimSpace(l), "#") && keys[strings.TrimSpace(k)] {
+			continue
+		}
+		out = append(out, l)
+	}
+	return []byte(strings.Join(out, "\n") + "\n" + lines + "\n")
+}

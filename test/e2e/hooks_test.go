@@ -122,7 +122,7 @@ func TestModuleEnvReachesTasks(t *testing.T) {
 	}
 }
 
-// withDaemonConfig appends lines to the daemons' config and restarts them,
+// withDaemonConfig sets lines in the daemons' config (configWith) and restarts them,
 // until the test ends.
 func withDaemonConfig(t *testing.T, lines string) {
 	t.Helper()
@@ -142,7 +142,7 @@ func withDaemonConfig(t *testing.T, lines string) {
 		os.WriteFile(conf, orig, 0o644)
 		restart()
 	})
-	if err := os.WriteFile(conf, append(orig, []byte("\n"+lines+"\n")...), 0o644); err != nil {
+	if err := os.WriteFile(conf, configWith(orig, lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	restart()

@@ -36,7 +36,7 @@ func withSharedStore(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, append(append([]byte{}, orig...), "shared_store = "+dir+"\n"...), 0o644); err != nil {
+	if err := os.WriteFile(conf, configWith(orig, "shared_store = "+dir), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
