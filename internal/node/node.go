@@ -154,10 +154,10 @@ type Step struct {
 // named container it names (pyxis's modes, see forStep), started from the
 // image (pulled if needed, as the user, with progress lines for the user).
 // req is the container's from then on: the caller must not change it.
-// stepd is the pid of the slurmstepd that asked (the kernel's word): a
-// container it makes goes into that step's cgroups (stepcgroup), so that
-// Slurm tracks, limits and ends it; 0 for none.
-func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*Step, error) {
+// stepd is the slurmstepd that asked (the kernel's word: its pid and a
+// pidfd): a container it makes goes into that step's cgroups (stepcgroup),
+// so that Slurm tracks, limits and ends it; PID 0 for none.
+func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepcgroup.Proc, progress func(string)) (*Step, error) {
 	if n.mgr == nil {
 		return nil, errNoContainers
 	}

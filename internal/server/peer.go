@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -17,7 +18,14 @@ import (
 type peer struct {
 	PID      int32
 	UID, GID uint32
+	// pidfd is the connecting process itself (SO_PEERPIDFD), whatever
+	// happens to its pid later; nil where the kernel gives none. The
+	// connection's server closes it.
+	pidfd *os.File
 }
+
+// proc is the peer as a process whose cgroups may be read.
+func (p peer) proc() stepcgroup.Proc { return stepcgroup.Proc{PID: int(p.PID), FD: p.pidfd} }
 
 func (p peer) isRoot() bool { return p.UID == 0 }
 
@@ -36,7 +44,21 @@ func peerOf(c *net.UnixConn) (peer, error) {
 	if credErr != nil {
 		return peer{}, fmt.Errorf("peer credentials: %w", credErr)
 	}
-	return peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}, nil
+	p := peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}
+	pidfd := -1
+	raw.Control(func(fd uintptr) {
+		pidfd, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+	})
+	if pidfd <= 0 {
+		// Before Linux 6.5: a pidfd of the pid now, checked against
+		// the peer's uid where it matters (stepcgroup.OfProcess).
+		pidfd, _ = unix.PidfdOpen(int(cred.Pid), 0)
+	}
+	if pidfd > 0 {
+		unix.CloseOnExec(pidfd)
+		p.pidfd = os.NewFile(uintptr(pidfd), "peer-pidfd")
+	}
+	return p, nil
 }
 
 // chargedTo is ctx whose helpers (podman save, mksquashfs) a user's request
@@ -52,7 +74,7 @@ func chargedTo(ctx context.Context, p peer, log *slog.Logger) context.Context {
 		if err != nil {
 			return err
 		}
-		t, err := stepcgroup.OfProcess(int(p.PID), mounts)
+		t, err := stepcgroup.OfProcess(p.proc(), p.UID, mounts)
 		if err != nil {
 			// The user's process is gone: so is the request's reason.
 			return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/node"
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -59,7 +60,7 @@ func (f *fakeNode) called() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeNode) Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*node.Step, error) {
+func (f *fakeNode) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepcgroup.Proc, progress func(string)) (*node.Step, error) {
 	f.record("Step job=%s step=%s uid=%d image=%s", req.Job, req.Step, req.UID, req.Image)
 	if f.panics {
 		panic("step")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
+	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -34,7 +35,7 @@ import (
 // Containers is what the server asks of the node's containers
 // (*node.Node implements it; node's doc comments give each contract).
 type Containers interface {
-	Step(ctx context.Context, req *wire.ContainerRequest, stepd int, progress func(string)) (*node.Step, error)
+	Step(ctx context.Context, req *wire.ContainerRequest, stepd stepcgroup.Proc, progress func(string)) (*node.Step, error)
 	Save(ctx context.Context, s *node.Step) error
 	End(ctx context.Context, s *node.Step)
 	Containers() []node.Container
@@ -213,6 +214,9 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	if err != nil {
 		s.log.Warn("reject connection", "err", err)
 		return
+	}
+	if p.pidfd != nil {
+		defer p.pidfd.Close()
 	}
 	if !p.isRoot() {
 		if !s.conns.acquire(p.UID, s.limits.perUID) {
@@ -400,7 +404,7 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire
 		log.Warn("plugin and daemon versions differ", "plugin_version", req.PluginVersion, "version", s.version)
 		progress(note)
 	}
-	st, err := s.containers.Step(ctx, req, int(p.PID), progress)
+	st, err := s.containers.Step(ctx, req, p.proc(), progress)
 	if err != nil {
 		log.Warn("container failed", "err", err, "duration", time.Since(start))
 		msg := userMessage(err, req)

@@ -67,8 +67,8 @@ var ErrNoStep = errors.New("the step's cgroup is missing")
 // (pid). With wholeJob, the process outlives the step (a named container)
 // and goes to the job's level instead. mounts maps each hierarchy to where
 // it is mounted (Mounts reads the daemon's).
-func Of(pid int, job, step string, wholeJob bool, mounts Mounts) (Target, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+func Of(stepd Proc, job, step string, wholeJob bool, mounts Mounts) (Target, error) {
+	data, err := stepd.read("cgroup")
 	if err != nil {
 		return Target{}, fmt.Errorf("slurmstepd's cgroups: %w", err)
 	}
@@ -109,15 +109,24 @@ func target(procCgroup []byte, job, step string, wholeJob bool, mounts Mounts, e
 	return t, sc.Err()
 }
 
-// OfProcess is where pid is now, in every hierarchy the daemon sees: for a
+// OfProcess is where p is now, in every hierarchy the daemon sees: for a
 // helper that works for a user who asked over the socket (an export from
 // their shell or their job), so that it is charged where they are. A
 // process can only have put itself in cgroups it may write to: the place is
 // the user's own (their job's, or their session's).
-func OfProcess(pid int, mounts Mounts) (Target, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+func OfProcess(p Proc, uid uint32, mounts Mounts) (Target, error) {
+	// The user's own process: a pidfd taken at connect time (a pid
+	// reused since is not followed), and its uid theirs.
+	owner, err := p.uid()
 	if err != nil {
-		return Target{}, fmt.Errorf("the cgroups of pid %d: %w", pid, err)
+		return Target{}, err
+	}
+	if owner != uid {
+		return Target{}, fmt.Errorf("pid %d is uid %d's, not the asking user's (%d): %w", p.PID, owner, uid, errGone)
+	}
+	data, err := p.read("cgroup")
+	if err != nil {
+		return Target{}, fmt.Errorf("the cgroups of pid %d: %w", p.PID, err)
 	}
 	return processTarget(data, mounts), nil
 }
