@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <slurm/spank.h>
@@ -53,6 +56,34 @@ static int connect_waiting(char *err, size_t errlen)
 	}
 }
 
+/* The daemon cannot be reached: the job's end is recorded beside its
+ * socket (ended-jobs/JOB, in a directory of root's), and the next daemon
+ * removes the job's containers as it starts. A named container would
+ * otherwise be adopted, and outlive its job. */
+static void record_end(uint32_t job)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	struct stat st;
+	char *slash;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s", phpc.cfg.socket);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return;
+	snprintf(slash, sizeof(dir) - (size_t)(slash - dir), "/ended-jobs");
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return;
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0022) != 0)
+		return;
+	snprintf(path, sizeof(path), "%s/%" PRIu32, dir, job);
+	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		close(fd);
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: recorded its end for the next podman-hpcd", job);
+	}
+}
+
 /* Always 0: a failed epilog drains the node; a problem is one line in
  * slurmd's log. */
 int phpc_job_epilog(spank_t sp)
@@ -67,6 +98,7 @@ int phpc_job_epilog(spank_t sp)
 	fd = connect_waiting(err, sizeof(err));
 	if (fd < 0) {
 		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: %s", job, err);
+		record_end(job);
 		return 0;
 	}
 	snprintf(id, sizeof(id), "%" PRIu32, job);

@@ -87,6 +87,9 @@ Run the daemon: as root, under systemd with socket activation
 		m.SetActive(func() int { return len(n.Containers()) })
 		if err == nil {
 			o.Containers = n
+			// Jobs that ended while no daemon ran: their containers,
+			// adopted above, go now.
+			n.EndRecordedJobs(ctx, node.EndedJobsDir(ln.Addr().String()))
 		}
 		if cfg.CacheMaxAge > 0 {
 			// Age only evicts when something looks: look now and then.

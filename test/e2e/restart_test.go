@@ -92,3 +92,48 @@ echo done >finished
 	}
 	checkNothingLeft(t, node)
 }
+
+// A job that ends while its node's daemon is down (an upgrade, a crash)
+// leaves no named container behind: the epilog records the job's end, and
+// the next daemon removes the container it adopted (its init sits in the
+// job's cgroup, which Slurm does not end).
+func TestJobEndedWhileDaemonDown(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := readableTempDir(t)
+	script := dir + "/job.sh"
+	os.WriteFile(script, []byte("#!/bin/sh\n"+
+		"srun --container-image="+cluster["SMALL_IMAGE"]+" --container-name=down true\n"+
+		"while [ ! -e "+dir+"/go ]; do sleep 0.1; done\n"), 0o755)
+	r := asUser(t, "sbatch", "--parsable", "-N1", "-w", node, "-o", "/dev/null", "-D", dir, script)
+	mustSucceed(t, r)
+	job := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
+	var pid string
+	for i := 0; i < 100 && pid == ""; i++ {
+		time.Sleep(100 * time.Millisecond)
+		pid = strings.TrimSpace(onNode(t, node, "", `for p in $(pgrep -f '^/[.]podman-hpc/init'); do grep -qsF "$1/" /proc/$p/mountinfo && echo $p; done`, cluster["LAB"]).stdout)
+	}
+	if pid == "" {
+		t.Fatal("the named container never ran")
+	}
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+	restarted := false
+	defer func() {
+		if !restarted {
+			run(t, cluster["NODE_DAEMON"], "start", node)
+		}
+	}()
+	os.WriteFile(dir+"/go", nil, 0o644)
+	for i := 0; i < 300 && !jobEnded(t, job); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !jobEnded(t, job) {
+		t.Fatalf("job %s did not end", job)
+	}
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	restarted = true
+	checkNothingLeft(t, node)
+	if ps := podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, "phpc-"+job+"-n-down") {
+		t.Errorf("the ended job's named container is still listed:\n%s", ps)
+	}
+}
