@@ -38,6 +38,25 @@ last_job() {
 	{ grep -ho ' job=[0-9]*' "$LAB"/run/node*/podman-hpcd.log || true; } | cut -d= -f2 | sort -n | tail -1 | awk '{print $1+0} END {if (!NR) print 0}'
 }
 
+# daemons_cpu_ms: the CPU time, in ms, the nodes' daemons and the children
+# they waited for (the runtime, the user helper, hooks) have used so far.
+daemons_cpu_ms() {
+	local hz n pid total=0
+	hz=$(getconf CLK_TCK)
+	for n in $NODES; do
+		pid=$(cat "$LAB/run/$n/podman-hpcd.pid")
+		# utime stime cutime cstime: fields 14-17, after the comm's ')'.
+		total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}')))
+	done
+	echo $((total * 1000 / hz))
+}
+
+# machine_cpu_ms: the CPU time, in ms, the whole machine has used so far
+# (every process: slurmd, slurmstepd, srun, the daemons).
+machine_cpu_ms() {
+	awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" {printf "%d\n", ($2 + $3 + $4 + $7 + $8) * 1000 / hz}' /proc/stat
+}
+
 row() { printf '  %-52s %10s %s\n' "$1" "$2" "$3"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
@@ -69,10 +88,24 @@ before=$(last_job)
 # the runs weighs on both alike; after the pull benchmark's gigabytes have
 # been written back, which otherwise goes on during the first block.
 sync
+m0=$(machine_cpu_ms)
 bare1=$(times_us srun -N2 -n8 true)
+m1=$(machine_cpu_ms)
+d1=$(daemons_cpu_ms)
 ours1=$(times_us srun -N2 -n8 --container-image="$img" true)
 ours2=$(times_us srun -N2 -n8 --container-image="$img" true)
+d2=$(daemons_cpu_ms)
+m2=$(machine_cpu_ms)
 bare2=$(times_us srun -N2 -n8 true)
+m3=$(machine_cpu_ms)
+# CPU per node and step: each step starts one container on each of its 2
+# nodes. Bare: the whole machine's CPU for a bare step, per node (Slurm's
+# own cost, srun's included); ours: the daemon's and its children's only,
+# and the machine's for a container step, per node.
+starts=$((RUNS * 2 * 2))
+cpu_start=$(awk -v d=$((d2 - d1)) -v n="$starts" 'BEGIN {printf "%.1f", d / n}')
+cpu_bare=$(awk -v m=$((m1 - m0 + m3 - m2)) -v n="$starts" 'BEGIN {printf "%.1f", m / n}')
+cpu_ours=$(awk -v m=$((m2 - m1)) -v n="$starts" 'BEGIN {printf "%.1f", m / n}')
 bare=$(printf '%s\n%s\n' "$bare1" "$bare2" | median_ms)
 ours=$(printf '%s\n%s\n' "$ours1" "$ours2" | median_ms)
 
@@ -83,6 +116,9 @@ row "  ratio (target <= 1.10)" "$(ratio "$ours" "$bare")" ""
 # The daemons' own measure, request to container ready, for the steps above.
 ready=$(ready_ms "$before")
 row "request to container ready, per node (target < 50)" "$ready" ms
+row "CPU per container start: daemon + runtime (target <= 5)" "$cpu_start" ms
+row "CPU per node and step, whole machine: container step" "$cpu_ours" ms
+row "CPU per node and step, whole machine: bare step" "$cpu_bare" ms
 
 # Joining: a step parks a container; join.c measures setns+exec against
 # fork+exec on that node, alone and 64 at once.
@@ -123,6 +159,7 @@ cat >"$repo/build/bench.json" <<JSON
   "cached_reuse": {"ms": $(pull reuse_ms)},
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
   "container_ready": {"ms": $ready},
+  "container_start_cpu": {"daemon_and_runtime_ms": $cpu_start, "target_ms": 5, "machine_per_node_step_ms": $cpu_ours, "bare_machine_per_node_step_ms": $cpu_bare},
   "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
 $(cat "$repo/build/bench-mpi.json"),
 $(cat "$repo/build/bench-scale.json")
