@@ -6,6 +6,7 @@ LIBDIR     ?= $(PREFIX)/lib
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(LIBDIR)/systemd/system
 DATADIR    ?= $(PREFIX)/share/podman-hpc
+MANDIR     ?= $(PREFIX)/share/man
 # Where make install puts the plugstack snippet. Slurm reads it there when
 # plugstack.conf includes plugstack.conf.d/* (Debian's does): make install
 # enables the plugin; the packages put it in DATADIR instead, for the admin
@@ -56,7 +57,7 @@ GO_SRCS    := $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go')
 export GOFLAGS
 
 .DEFAULT_GOAL := build
-.PHONY: FORCE help deps build build-24.11 test fuzz e2e e2e-24.11 check demo bench cluster cluster-down install install-test dist deb rpm pkg-test clean lint
+.PHONY: FORCE help deps build build-24.11 man test fuzz e2e e2e-24.11 check demo bench cluster cluster-down install install-test dist deb rpm pkg-test clean lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +101,19 @@ bin/podman-hpc-init: cmd/podman-hpc-init/init.c Makefile
 bin/spank_podman_hpc.so: $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile bin/.version
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(SPANK_CFLAGS) $(SPANK_LDFLAGS) -o $@.tmp $(SPANK_SRCS)
+	mv -f $@.tmp $@
+
+# The man pages, each from its markdown source in docs/man, by go-md2man:
+# a Go tool dependency (go.mod's tool line), so the release tarball's
+# vendor/ holds it and a package build downloads nothing.
+MAN_SRCS  := $(wildcard docs/man/*.md)
+MAN_PAGES := $(patsubst docs/man/%.md,build/man/%,$(MAN_SRCS))
+
+man: $(MAN_PAGES) ## the man pages podman-hpcd(8), podman-hpcd.conf(5) and podman-hpc(1) from docs/man, into build/man
+
+build/man/%: docs/man/%.md go.mod
+	@mkdir -p build/man
+	$(GO) tool go-md2man -in $< -out $@.tmp
 	mv -f $@.tmp $@
 
 # Slurm 24.11's headers, from the root filesystem the 24.11 test cluster runs.
@@ -180,7 +194,7 @@ lint: ## gofmt, go vet, staticcheck and shellcheck
 		contrib/pkg/*.sh debian/postrm
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags "$(GO_TAGS) e2e" ./...
 
-install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippet, config example and health checks (PREFIX, DESTDIR)
+install: build man ## install daemon, plugin, systemd units, plugstack.conf.d snippet, config example, health checks, man pages and docs (PREFIX, DESTDIR)
 	install -D -m 0755 bin/podman-hpcd $(DESTDIR)$(BINDIR)/podman-hpcd
 	install -D -m 0755 bin/podman-hpc-init $(DESTDIR)$(BINDIR)/podman-hpc-init
 	install -D -m 0755 bin/podman-hpc-asuser $(DESTDIR)$(BINDIR)/podman-hpc-asuser
@@ -194,7 +208,12 @@ install: build ## install daemon, plugin, systemd units, plugstack.conf.d snippe
 	install -m 0755 contrib/slurm/podman-hpc-healthcheck.sh $(DESTDIR)$(PREFIX)/libexec/podman-hpc/podman-hpc-healthcheck.sh
 	install -D -m 0644 contrib/slurm/nhc/podman_hpc.nhc $(DESTDIR)$(DATADIR)/nhc/podman_hpc.nhc
 	install -m 0644 contrib/slurm/podman-hpcd.conf $(DESTDIR)$(DATADIR)/podman-hpcd.conf.example
-	install -m 0644 README.md SECURITY.md LICENSE $(DESTDIR)$(DATADIR)/
+	install -m 0644 README.md SECURITY.md CHANGELOG.md LICENSE $(DESTDIR)$(DATADIR)/
+	install -d $(DESTDIR)$(DATADIR)/docs
+	install -m 0644 $(wildcard docs/*.md docs/*.png) $(DESTDIR)$(DATADIR)/docs/
+	for p in $(MAN_PAGES); do \
+		s=$${p##*.}; install -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$s/$${p##*/} || exit 1; \
+	done
 	cp -r contrib/slurm/examples $(DESTDIR)$(DATADIR)/
 	@# An admin's edited config is never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/podman-hpc/podman-hpcd.conf ] || \
@@ -223,4 +242,4 @@ pkg-test: deps build ## both packages built from source: their versions, Slurm d
 	test/pkg.sh
 
 clean: ## remove build outputs (keeps the cached test images in build/images)
-	rm -rf bin build/slurm-24.11 build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg
+	rm -rf bin build/man build/slurm-24.11 build/cluster-logs build/bench.json build/bench-mpi.json build/ring build/pingpong build/pkg

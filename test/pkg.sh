@@ -106,7 +106,8 @@ dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/files"
 for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser /usr/lib/slurm/spank_podman_hpc.so \
 	"$unitdir/podman-hpcd.service" "$unitdir/podman-hpcd.socket" /etc/podman-hpc/podman-hpcd.conf \
 	/usr/share/podman-hpc/podman-hpc.conf /usr/libexec/podman-hpc/epilog.sh /usr/share/podman-hpc/podman-hpcd.conf.example \
-	/usr/share/podman-hpc/README.md; do
+	/usr/share/podman-hpc/README.md \
+	/usr/share/man/man1/podman-hpc.1.gz /usr/share/man/man5/podman-hpcd.conf.5.gz /usr/share/man/man8/podman-hpcd.8.gz; do
 	check "deb holds $f" grep -qx "$f" "$work/files"
 done
 check "deb puts nothing where Slurm reads (/etc/slurm)" sh -c "! grep -q '^/etc/slurm' '$work/files'"
@@ -204,6 +205,10 @@ rpm -qlp "$rpm" >"$work/rpmfiles" 2>/dev/null
 for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser "$libdir/slurm/spank_podman_hpc.so" \
 	/usr/lib/systemd/system/podman-hpcd.service /usr/lib/systemd/system/podman-hpcd.socket /usr/share/podman-hpc/podman-hpc.conf; do
 	check "rpm holds $f" grep -qx "$f" "$work/rpmfiles"
+done
+# (compressed or not, as the build host's rpm macros do it)
+for f in /usr/share/man/man1/podman-hpc.1 /usr/share/man/man5/podman-hpcd.conf.5 /usr/share/man/man8/podman-hpcd.8; do
+	check "rpm holds $f" grep -Eqx "$f(\.gz|\.bz2|\.xz|\.zst)?" "$work/rpmfiles"
 done
 check "rpm puts nothing where Slurm reads (/etc/slurm)" sh -c "! grep -q '^/etc/slurm' '$work/rpmfiles'"
 mkdir "$work/rpmroot"
