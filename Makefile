@@ -10,7 +10,7 @@ MANDIR     ?= $(PREFIX)/share/man
 # Where make install puts the plugstack snippet. Slurm reads it there when
 # plugstack.conf includes plugstack.conf.d/* (Debian's does): make install
 # enables the plugin; the packages put it in DATADIR instead, for the admin
-# to link (see the README).
+# to link (see docs/admin-guide.md).
 PLUGSTACKDIR ?= $(SYSCONFDIR)/slurm/plugstack.conf.d
 DESTDIR    ?=
 NODES      ?= 2
@@ -129,7 +129,7 @@ $(PLUGIN_2411): $(SPANK_SRCS) $(SPANK_HDRS) spank/exports.map Makefile bin/.vers
 
 test: build ## unit tests (Go and the plugin's C through cgo), then each fuzz target briefly; root-only tests skip
 	$(GO) vet $(GO_FLAGS) ./...
-	CGO_ENABLED=0 $(GO) test $(GO_FLAGS) -count=1 ./cmd/... ./internal/... ./pkg/...
+	CGO_ENABLED=0 $(GO) test $(GO_FLAGS) -count=1 ./cmd/... ./internal/... ./pkg/... ./docs/...
 	$(GO) test $(GO_FLAGS) -count=1 ./spank/...
 	$(call run-fuzz,$(FUZZTIME_TEST))
 

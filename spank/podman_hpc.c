@@ -305,7 +305,7 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	if (phpc_pyxis_loaded(pyxis, sizeof(pyxis))) {
 		slurm_error(PHPC_NAME ": %s (pyxis) is loaded here too, and it and podman-hpc both provide "
 				      "--container-image and the other --container-* options: load one of them in "
-				      "plugstack.conf (README: Coming from pyxis)",
+				      "plugstack.conf (docs/admin-guide.md: Moving a site from pyxis)",
 			    pyxis);
 		return -1;
 	}

@@ -29,7 +29,7 @@ if dpkg-query -W -f='${Status}' podman-hpc 2>/dev/null | grep -q 'install ok ins
 	echo "pkg.sh: the podman-hpc package is installed on this machine already; remove it first (dpkg --purge podman-hpc)" >&2
 	exit 1
 fi
-# Where this test enables the plugin, as the README tells an admin to.
+# Where this test enables the plugin, as the admins' guide tells an admin to.
 enable_link=/etc/slurm/plugstack.conf.d/podman-hpc.conf
 if [ -e "$enable_link" ] || [ -L "$enable_link" ]; then
 	echo "pkg.sh: $enable_link exists on this machine; this test makes and removes it itself" >&2
@@ -106,7 +106,7 @@ dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/files"
 for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser /usr/lib/slurm/spank_podman_hpc.so \
 	"$unitdir/podman-hpcd.service" "$unitdir/podman-hpcd.socket" /etc/podman-hpc/podman-hpcd.conf \
 	/usr/share/podman-hpc/podman-hpc.conf /usr/libexec/podman-hpc/epilog.sh /usr/share/podman-hpc/podman-hpcd.conf.example \
-	/usr/share/podman-hpc/README.md \
+	/usr/share/podman-hpc/README.md /usr/share/podman-hpc/docs/admin-guide.md \
 	/usr/share/man/man1/podman-hpc.1.gz /usr/share/man/man5/podman-hpcd.conf.5.gz /usr/share/man/man8/podman-hpcd.8.gz; do
 	check "deb holds $f" grep -qx "$f" "$work/files"
 done
@@ -127,7 +127,7 @@ check "service not enabled (the socket starts it)" test ! -e /etc/systemd/system
 
 # The plugin is the admin's to enable: srun, with a plugstack.conf that
 # includes plugstack.conf.d/*.conf (Debian's does), has no --container-*
-# option until the snippet is linked there, as the README says.
+# option until the snippet is linked there, as the admins' guide says.
 cat >"$work/slurm.conf" <<CONF
 ClusterName=pkgtest
 SlurmctldHost=localhost
@@ -203,7 +203,8 @@ check "socket no longer enabled" test ! -e /etc/systemd/system/sockets.target.wa
 libdir=$(rpm --eval '%{_libdir}')
 rpm -qlp "$rpm" >"$work/rpmfiles" 2>/dev/null
 for f in /usr/bin/podman-hpcd /usr/bin/podman-hpc-init /usr/bin/podman-hpc-asuser "$libdir/slurm/spank_podman_hpc.so" \
-	/usr/lib/systemd/system/podman-hpcd.service /usr/lib/systemd/system/podman-hpcd.socket /usr/share/podman-hpc/podman-hpc.conf; do
+	/usr/lib/systemd/system/podman-hpcd.service /usr/lib/systemd/system/podman-hpcd.socket /usr/share/podman-hpc/podman-hpc.conf \
+	/usr/share/podman-hpc/docs/admin-guide.md; do
 	check "rpm holds $f" grep -qx "$f" "$work/rpmfiles"
 done
 # (compressed or not, as the build host's rpm macros do it)
