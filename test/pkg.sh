@@ -214,7 +214,7 @@ done
 check "rpm puts nothing where Slurm reads (/etc/slurm)" sh -c "! grep -q '^/etc/slurm' '$work/rpmfiles'"
 mkdir "$work/rpmroot"
 rpm2cpio "$rpm" | (cd "$work/rpmroot" && cpio -id --quiet ./usr/share/podman-hpc/podman-hpc.conf)
-check "rpm's plugstack snippet names its plugin" grep -qx "required $libdir/slurm/spank_podman_hpc.so" "$work/rpmroot/usr/share/podman-hpc/podman-hpc.conf"
+check "rpm's plugstack snippet names its plugin and daemon" grep -qx "required $libdir/slurm/spank_podman_hpc.so podman_hpcd=/usr/bin/podman-hpcd" "$work/rpmroot/usr/share/podman-hpc/podman-hpc.conf"
 check "rpm config files" test "$(rpm -qp --configfiles "$rpm" 2>/dev/null | sort | tr '\n' ' ')" = "/etc/podman-hpc/podman-hpcd.conf "
 check "rpm %post enables the socket" sh -c "rpm -qp --scripts '$rpm' 2>/dev/null | grep -q 'systemctl enable --now podman-hpcd.socket'"
 
