@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/hooks"
+	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
@@ -43,6 +44,11 @@ func Check(c Config) (warnings []string, err error) {
 		errs = append(errs, err)
 	}
 	if err := checkStateDir(c.StateDir); err != nil {
+		errs = append(errs, err)
+	}
+	w, err := checkWritable(c)
+	warnings = append(warnings, w...)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	policy := c.Policy
@@ -114,6 +120,34 @@ func checkCacheDir(dir string) error {
 		return fmt.Errorf("cache_dir %s: its file system has %s free (at least %s needed); free space there, or set cache_dir to another file system", dir, human(free), human(MinCacheFree))
 	}
 	return nil
+}
+
+// checkWritable: writable containers' directory (or what it will be made
+// in) is a directory, mke2fs is there to make their file systems, and a
+// user may have at least one. A directory on a tmpfs, or with less room
+// than one container, works but is what writable_dir exists to avoid.
+func checkWritable(c Config) (warnings []string, err error) {
+	if c.WritableMaxPerUser > 0 && c.WritableMaxPerUser < c.WritableSize {
+		return nil, fmt.Errorf("writable_max_per_user %s is less than writable_size %s: no user could have a writable container; raise it, or lower writable_size", human(c.WritableMaxPerUser), human(c.WritableSize))
+	}
+	if _, err := exec.LookPath(loopfs.Mkfs); err != nil {
+		return nil, fmt.Errorf("writable_dir: %s not found in PATH, and it makes each writable container's file system; install e2fsprogs", loopfs.Mkfs)
+	}
+	existing, err := nearestDir("writable_dir", c.WritableDir)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := statfs(existing, &st); err != nil {
+		return nil, fmt.Errorf("writable_dir %s: %v; set writable_dir to a node-local directory", c.WritableDir, err)
+	}
+	if st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC {
+		warnings = append(warnings, fmt.Sprintf("writable_dir %s: on a tmpfs: containers' writes take the node's memory; set writable_dir to a directory on node-local disk", c.WritableDir))
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < c.WritableSize { //nolint:gosec // block counts fit
+		warnings = append(warnings, fmt.Sprintf("writable_dir %s: its file system has %s free, less than one writable container's writable_size %s: writable containers are refused until there is room", c.WritableDir, human(free), human(c.WritableSize)))
+	}
+	return warnings, nil
 }
 
 // statfs is unix.Statfs; tests fill a disk without one.

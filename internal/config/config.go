@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -30,6 +31,10 @@ const DefaultPath = "/etc/podman-hpc/podman-hpcd.conf"
 // DefaultSocket is the socket serve listens on without systemd, and the one
 // the client commands dial.
 const DefaultSocket = "/run/podman-hpc/podman-hpcd.sock"
+
+// DefaultWritableSize is writable_size's default: room for a pip or conda
+// install of a large framework (PyTorch with CUDA takes about 6 GiB).
+const DefaultWritableSize = 16 << 30
 
 // Config is the daemon's configuration; contrib/slurm/podman-hpcd.conf
 // documents every key.
@@ -80,6 +85,14 @@ type Config struct {
 	// podman-hpcd export and --container-save. Past it the program is
 	// killed with every process it started.
 	HelperTimeout time.Duration
+	// WritableDir is where writable containers' writes go (node-local
+	// disk, root's): each in a file system of its own of WritableSize
+	// bytes (pkg/loopfs), a file that goes with the container. A user's
+	// writable containers on the node (named and parked ones included)
+	// hold at most WritableMaxPerUser bytes together (-1: no limit).
+	WritableDir        string
+	WritableSize       int64
+	WritableMaxPerUser int64
 	// MetricsListen is the host:port of the Prometheus metrics listener
 	// ("": none). Check warns of one that is not a loopback address.
 	MetricsListen string
@@ -96,18 +109,23 @@ type Config struct {
 // Default returns the configuration of a node with no config file.
 func Default() Config {
 	return Config{
-		Socket:          DefaultSocket,
-		LogLevel:        slog.LevelInfo,
-		LogFormat:       "text",
-		StateDir:        "/run/podman-hpc/state",
-		CacheDir:        "/var/lib/podman-hpc/images",
-		Runtime:         "auto",
-		TagTTL:          time.Minute,
-		UserPathTimeout: 30 * time.Second,
-		HelperTimeout:   squash.DefaultHelperTimeout,
-		MaxPullsPerUser: squash.DefaultMaxPullsPerUser,
-		ImageLinger:     5 * time.Minute,
-		Hooks:           defaultHooks(),
+		Socket:    DefaultSocket,
+		LogLevel:  slog.LevelInfo,
+		LogFormat: "text",
+		StateDir:  "/run/podman-hpc/state",
+		CacheDir:  "/var/lib/podman-hpc/images",
+		// Beside the cache: the node-local disk the admin has already
+		// given podman-hpc, not the tmpfs under /run that slurmd needs.
+		WritableDir:        "/var/lib/podman-hpc/writable",
+		WritableSize:       DefaultWritableSize,
+		WritableMaxPerUser: 4 * DefaultWritableSize,
+		Runtime:            "auto",
+		TagTTL:             time.Minute,
+		UserPathTimeout:    30 * time.Second,
+		HelperTimeout:      squash.DefaultHelperTimeout,
+		MaxPullsPerUser:    squash.DefaultMaxPullsPerUser,
+		ImageLinger:        5 * time.Minute,
+		Hooks:              defaultHooks(),
 	}
 }
 
@@ -165,7 +183,7 @@ func (c *Config) set(key, value string) error {
 	paths := map[string]*string{
 		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
 		"registries_conf": &c.RegistriesConf, "policy": &c.Policy, "shared_store": &c.SharedStore,
-		"docker_socket": &c.DockerSocket,
+		"docker_socket": &c.DockerSocket, "writable_dir": &c.WritableDir,
 	}
 	if dst, ok := paths[key]; ok {
 		if !filepath.IsAbs(value) {
@@ -213,6 +231,21 @@ func (c *Config) set(key, value string) error {
 			}
 		}
 		*map[string]*int64{"cache_max_size": &c.CacheMaxBytes, "max_image_size": &c.MaxImageSize}[key] = n
+	case "writable_size":
+		n, err := parseSize(value)
+		if err != nil || n < loopfs.MinSize {
+			return fmt.Errorf("writable_size %q: want a size of at least 16M, such as 16G (each writable container's own file system)", value)
+		}
+		c.WritableSize = n
+	case "writable_max_per_user":
+		n, err := parseSize(value)
+		if err != nil {
+			return fmt.Errorf("writable_max_per_user %q: %w (or 0 for no limit)", value, err)
+		}
+		if n == 0 {
+			n = -1
+		}
+		c.WritableMaxPerUser = n
 	case "max_pulls_per_user":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
@@ -259,7 +292,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -62,6 +62,13 @@ func TestLoadConfig(t *testing.T) {
 	if c := Default(); c.LogFormat != "text" {
 		t.Errorf("default log_format %q", c.LogFormat)
 	}
+	if c := Default(); c.WritableDir != "/var/lib/podman-hpc/writable" || c.WritableSize != 16<<30 || c.WritableMaxPerUser != 64<<30 {
+		t.Errorf("default writable: %q %d %d", c.WritableDir, c.WritableSize, c.WritableMaxPerUser)
+	}
+	c, err = Load(write("writable_dir = /scratch/w\nwritable_size = 2G\nwritable_max_per_user = 0\n"), true)
+	if err != nil || c.WritableDir != "/scratch/w" || c.WritableSize != 2<<30 || c.WritableMaxPerUser != -1 {
+		t.Errorf("writable: %q %d %d, %v", c.WritableDir, c.WritableSize, c.WritableMaxPerUser, err)
+	}
 	if c, err := Load(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -85,6 +92,10 @@ func TestLoadConfig(t *testing.T) {
 		"compression = brotli:99\n":               `compression "brotli:99": not one the kernel can mount (gzip, zstd, lzo, xz, lz4) (or remove the line for zstd:3)`,
 		"compression = zstd:99\n":                 `compression "zstd:99": level must be 1 to 22`,
 		"log_format = xml\n":                      `log_format "xml": want text or json`,
+		"writable_dir = w\n":                      `writable_dir "w": not an absolute path`,
+		"writable_size = 1M\n":                    `writable_size "1M": want a size of at least 16M`,
+		"writable_size = 0\n":                     `writable_size "0": want a size of at least 16M`,
+		"writable_max_per_user = x\n":             `writable_max_per_user "x": want a size`,
 	} {
 		_, err := Load(write(body), true)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {
@@ -188,6 +199,7 @@ func TestCheck(t *testing.T) {
 	good := Default()
 	good.Runtime, good.CacheDir, good.StateDir, good.Policy = "sh", filepath.Join(dir, "cache", "images"), filepath.Join(dir, "state"), policy
 	good.Hooks.Dirs = []string{filepath.Join(dir, "hooks.d")}
+	good.WritableDir, good.WritableSize, good.WritableMaxPerUser = filepath.Join(dir, "writable"), 16<<20, 64<<20
 	if w, err := Check(good); err != nil || len(w) != 0 {
 		t.Fatalf("a good config: warnings %q, %v", w, err)
 	}
@@ -287,11 +299,27 @@ func TestCheck(t *testing.T) {
 		t.Errorf("a missing shared_store: warnings %q, %v", w, err)
 	}
 
+	// No user could have a writable container.
+	tight := good
+	tight.WritableMaxPerUser = 8 << 20
+	if _, err := Check(tight); !strings.Contains(fmt.Sprint(err), "writable_max_per_user 8M is less than writable_size 16M") {
+		t.Errorf("writable_max_per_user below writable_size: %v", err)
+	}
+
 	// A cache on a full file system.
 	statfs = func(path string, st *unix.Statfs_t) error { st.Bavail, st.Bsize = 10, 4096; return nil }
 	defer func() { statfs = unix.Statfs }()
 	_, err = Check(good)
 	if want := "cache_dir " + good.CacheDir + ": its file system has 40K free (at least 256M needed); free space there, or set cache_dir to another file system"; fmt.Sprint(err) != want {
 		t.Errorf("full disk: %v\nwant %s", err, want)
+	}
+	// writable_dir on a tmpfs (with room): it works, and the admin is told.
+	statfs = func(path string, st *unix.Statfs_t) error {
+		st.Bavail, st.Bsize, st.Type = 1<<20, 4096, unix.TMPFS_MAGIC
+		return nil
+	}
+	w, err = Check(good)
+	if err != nil || len(w) != 1 || !strings.Contains(w[0], "writable_dir "+good.WritableDir+": on a tmpfs: containers' writes take the node's memory") {
+		t.Errorf("writable_dir on a tmpfs: warnings %q, %v", w, err)
 	}
 }

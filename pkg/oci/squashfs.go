@@ -1,11 +1,12 @@
 package oci
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 )
 
 // MountSquashfs mounts a squashfs file read-only, nosuid and nodev, as a
@@ -17,7 +18,7 @@ import (
 // (shared/notes/measurements.md); nosuid and nodev keep a setuid file or a
 // device node in the image from counting.
 func MountSquashfs(image string) (*os.File, error) {
-	loop, err := attachLoop(image)
+	loop, err := loopfs.Attach(image, true)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", image, err)
 	}
@@ -43,41 +44,4 @@ func MountSquashfs(image string) (*os.File, error) {
 		return nil, fmt.Errorf("mount %s: fsmount: %w", image, err)
 	}
 	return os.NewFile(uintptr(mfd), image), nil
-}
-
-// attachLoop attaches image, read-only, to a free loop device that frees
-// itself when its last user goes.
-func attachLoop(image string) (*os.File, error) {
-	f, err := os.Open(image)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer ctl.Close()
-	// Another process may take the device between our asking for a free
-	// one and configuring it: then ask again.
-	for attempt := 0; ; attempt++ {
-		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
-		if err != nil {
-			return nil, fmt.Errorf("no free loop device: %w", err)
-		}
-		loop, err := os.OpenFile(fmt.Sprintf("/dev/loop%d", n), os.O_RDONLY, 0)
-		if err != nil {
-			return nil, err
-		}
-		cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
-		cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
-		err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
-		if err == nil {
-			return loop, nil
-		}
-		loop.Close()
-		if !errors.Is(err, unix.EBUSY) || attempt == 20 {
-			return nil, fmt.Errorf("loop device %d: %w", n, err)
-		}
-	}
 }
