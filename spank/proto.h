@@ -25,6 +25,7 @@ enum phpc_msg_type {
 	PHPC_MSG_RM = 8,         /* root -> daemon: remove the containers of "job" */
 	PHPC_MSG_END = 9,        /* stepd -> daemon: the step is over (save, remove) */
 	PHPC_MSG_SAVE = 13,      /* the job user's task -> daemon: save step "job"."step" now */
+	PHPC_MSG_NOTES = 14,     /* stepd -> daemon: lines for the user at the step's end ("message"s) */
 	PHPC_MSG_OK = 64,        /* daemon -> client: request done */
 	PHPC_MSG_ERROR = 65,     /* daemon -> client: "message" says why */
 	PHPC_MSG_PROGRESS = 66,  /* daemon -> client: "message" for the user */

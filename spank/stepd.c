@@ -703,20 +703,45 @@ int phpc_stepd_task_init(spank_t sp)
 	return 0;
 }
 
+/* The daemon's lines for the user about the step's container, asked as the
+ * node's last task exits (a writable root that filled up: the writes that
+ * failed said only "No space left on device"). A daemon that does not know
+ * the request answers an error, which says nothing to the user. */
+static void show_notes(void)
+{
+	struct phpc_msg notes, reply;
+	const char *key, *value;
+	size_t off = 0;
+
+	phpc_msg_init(&notes, PHPC_MSG_NOTES);
+	phpc_msg_init(&reply, 0);
+	if (request(&notes, &reply, 0) == 0) {
+		while (phpc_msg_next(&reply, &off, &key, &value))
+			if (strcmp(key, "message") == 0)
+				slurm_error(PHPC_NAME ": %s", value);
+	}
+	phpc.error[0] = '\0';
+	phpc_msg_free(&notes);
+	phpc_msg_free(&reply);
+}
+
 /* In slurmstepd, as each task exits. When the last of the node's tasks has
- * exited, and the step saves its container, the daemon saves it now, unless
- * the last task had it saved (savewait.h): slurmstepd tells srun a task's
- * exit after this callback, so srun returns once the file is there. */
+ * exited, the daemon's notes about the container are shown; and when the
+ * step saves its container, the daemon saves it now, unless the last task
+ * had it saved (savewait.h): slurmstepd tells srun a task's exit after
+ * this callback, so srun returns once the file is there. */
 int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
 	uint32_t tasks = 0;
 	int rv = 0;
 
-	if (phpc.args.save == NULL || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
+	if (phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
-	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks ||
-	    phpc_savewait_asked())
+	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks)
+		return 0;
+	show_notes();
+	if (phpc.args.save == NULL || phpc_savewait_asked())
 		return 0;
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);

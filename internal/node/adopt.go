@@ -43,6 +43,10 @@ type record struct {
 	// of another container's init, has another mount namespace.
 	InitPid   int
 	InitMntNS [2]uint64
+	// Layer is its writable file system's file in writable_dir, mounted
+	// at LayerDir ("": none); LayerDir is also that of the container it
+	// runs over.
+	Layer, LayerDir string
 }
 
 // persist writes c's record into its bundle (replacing an older one).
@@ -58,7 +62,7 @@ func (m *manager) persist(c *container) {
 	}
 	r := record{ID: c.id, Req: c.req, Img: *c.img, Rootfs: c.rootfs, Env: c.env, Workdir: c.workdir,
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
-		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}}
+		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir}
 	for j := range c.jobs {
 		r.Jobs = append(r.Jobs, j)
 	}
@@ -140,6 +144,13 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 		c.nsFiles = append(c.nsFiles, f)
 		c.nsNames = append(c.nsNames, name)
 	}
+	// Its writes count for its user again. A record of another
+	// writable_dir (the config changed) leaves the file where it is.
+	if r.Layer != "" && r.Layer == m.writes.fileFor(bundle) {
+		c.layer = r.Layer
+		m.writes.adopt(c.layer, c.req.UID)
+	}
+	c.layerDir = r.LayerDir
 	if len(r.Jobs) > 0 {
 		c.jobs = map[string]bool{}
 		for _, j := range r.Jobs {

@@ -67,6 +67,11 @@ type container struct {
 	workdir string
 	unpin   func()
 	mounted bool // the image's squashfs mount counts this container
+	// layer is a writable container's own file system, a file in
+	// writable_dir (writable.go); layerDir is where the one it writes
+	// into is mounted: its own, or that of the container it runs over.
+	layer    string
+	layerDir string
 	created time.Time
 	ready   bool // made: steps may attach (under the manager's mu)
 
@@ -100,6 +105,7 @@ type manager struct {
 	batch    []wire.UserMount // and for batch scripts' containers ("batch_mounts")
 	hooks    *hookRunner      // hooks.d and the modules
 	mounted  *imageMounts
+	writes   *writeSpace // writable_dir: writable containers' file systems
 	// compression of --container-save's squashfs: the cache's.
 	compression string
 
@@ -114,6 +120,7 @@ func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *i
 		compression: cfg.Compression,
 		hooks:       newHookRunner(cfg.Hooks),
 		mounted:     mounted,
+		writes:      newWriteSpace(cfg),
 		containers:  map[string]*container{},
 	}
 }
@@ -203,7 +210,7 @@ func (m *manager) rootfs(ctx context.Context, c *container, over *container, cre
 		return err
 	}
 	if over != nil {
-		c.img, c.rootfs = over.img, over.rootfs
+		c.img, c.rootfs, c.layerDir = over.img, over.rootfs, over.layerDir
 		// Its user's (forStep checked), reached from their user namespace.
 		if err := oci.AllowTraverse(over.bundle, c.req.UID); err != nil {
 			return err
@@ -387,11 +394,20 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	}
 	c.mounted = true
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	upper, err := userRoot(c, imageRoot)
+	// A read-only root's upper layer holds only mount points and what
+	// userRoot copies up (bounded): it stays in the bundle. A writable
+	// one's takes the user's writes: in a file system of its own.
+	layer := c.bundle
+	if c.req.Writable {
+		if layer, err = m.writableLayer(ctx, c); err != nil {
+			return err
+		}
+	}
+	upper, err := userRoot(c, imageRoot, layer)
 	if err != nil {
 		return err
 	}
-	return oci.MountOverlay(filepath.Join(c.bundle, "lower"), upper, filepath.Join(c.bundle, "work"), c.rootfs)
+	return oci.MountOverlay(filepath.Join(c.bundle, "lower"), upper, filepath.Join(layer, "work"), c.rootfs)
 }
 
 // openNamespaces opens the namespaces the tasks join, in the order they must
@@ -484,6 +500,11 @@ func (m *manager) release(ctx context.Context, c *container, background bool) {
 	}
 	if err := os.RemoveAll(c.bundle); err != nil {
 		m.log.Warn("remove bundle", "container", c.id, "err", err)
+	}
+	if c.layer != "" {
+		if err := m.writes.release(c.layer); err != nil {
+			m.log.Warn("remove writable layer", "container", c.id, "err", err)
+		}
 	}
 }
 

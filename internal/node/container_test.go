@@ -105,7 +105,12 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 	})
 	images := &fakeImages{img: &image{Digest: "sha256:feed", Path: testSquashfs(t), Env: []string{"FOO=image"}, WorkingDir: "/work"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return newManager(log, rt, images, newImageMounts(0, images.pin, log), config.Config{StateDir: state}), images, state
+	cfg := config.Config{StateDir: state, WritableDir: filepath.Join(base, "writable"), WritableSize: 32 << 20, WritableMaxPerUser: 80 << 20}
+	m := newManager(log, rt, images, newImageMounts(0, images.pin, log), cfg)
+	if err := m.writes.open(); err != nil {
+		t.Fatal(err)
+	}
+	return m, images, state
 }
 
 // rootMountLine is the root's line of a mountinfo: not always the first

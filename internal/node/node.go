@@ -108,8 +108,13 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	}
 	rt := n.preflight.rt
 	n.mgr = newManager(log, rt, store, n.mounts, cfg)
+	if err := n.mgr.writes.open(); err != nil {
+		n.mgr = nil
+		log.Error("node cannot run containers", "err", err)
+		return n, err
+	}
 	n.mgr.cleanStale(ctx, unmounted, keep)
-	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir)
+	log.Info("containers ready", "runtime", rt.Command, "runtime_args", strings.Join(rt.Args, " "), "runtime_own_mount_namespace", rt.NS != nil, "state_dir", cfg.StateDir, "cache_dir", cfg.CacheDir, "writable_dir", cfg.WritableDir, "writable_size", cfg.WritableSize)
 	return n, nil
 }
 
@@ -218,6 +223,16 @@ func (n *Node) End(ctx context.Context, s *Step) {
 		return
 	}
 	n.mgr.removeInBackground(ctx, s.c)
+}
+
+// Notes returns the lines for the user about the step's container as its
+// tasks end: that its writable root is full, so that their writes past it
+// failed. None when all is well.
+func (n *Node) Notes(s *Step) []string {
+	if note := layerNote(s.c, n.cfg.WritableSize); note != "" {
+		return []string{note}
+	}
+	return nil
 }
 
 // Container is one of the node's containers, as ps shows it.

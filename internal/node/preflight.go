@@ -15,6 +15,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
@@ -188,6 +189,11 @@ func (p *preflight) run(ctx context.Context) {
 			return nil
 		})
 
+	// A writable container's file system, as writableLayer makes it.
+	p.check(Check{ID: "writable_dir", What: "a writable container's file system in writable_dir " + cfg.WritableDir,
+		Fix: "make writable_dir a node-local directory of root's with room for writable_size, install e2fsprogs (mke2fs), and load the loop and ext4 modules"},
+		nil, func() error { return preflightLayer(ctx, cfg) })
+
 	// A squashfs as an image's: made in cache_dir's tmp, mounted from there.
 	tmp := filepath.Join(cfg.CacheDir, "tmp")
 	var scratch string
@@ -287,6 +293,36 @@ func (p *preflight) run(ctx context.Context) {
 	}
 }
 
+// preflightLayer makes, mounts and removes a writable container's file
+// system of the smallest size in writable_dir.
+func preflightLayer(ctx context.Context, cfg config.Config) error {
+	w := newWriteSpace(cfg)
+	if err := w.open(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(w.dir, "preflight-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "layer.ext4")
+	if err := loopfs.Make(ctx, file, loopfs.MinSize); err != nil {
+		return err
+	}
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		return err
+	}
+	if err := loopfs.Mount(file, mnt); err != nil {
+		return err
+	}
+	defer oci.Unmount(mnt, true)
+	if err := unix.Lsetxattr(mnt, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		return fmt.Errorf("setxattr trusted.overlay.opaque: %w", err)
+	}
+	return oci.Unmount(mnt, false)
+}
+
 // preflightFile is the file of preflight's squashfs.
 const preflightFile = "etc/podman-hpc-preflight"
 
@@ -330,7 +366,7 @@ func newPreflightRoot(stateDir, imageRoot string) (*preflightRoot, error) {
 	if err := makeBundle(c); err != nil {
 		return r, err
 	}
-	_, err = userRoot(c, imageRoot)
+	_, err = userRoot(c, imageRoot, bundle)
 	return r, err
 }
 

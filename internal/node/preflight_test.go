@@ -86,6 +86,9 @@ func preflightDirs(t *testing.T) (state, cache string) {
 
 func runPreflight(t *testing.T, cfg config.Config) *Report {
 	t.Helper()
+	if cfg.WritableDir == "" {
+		cfg.WritableDir = filepath.Join(filepath.Dir(cfg.StateDir), "writable")
+	}
 	r := Preflight(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if r.rt != nil {
 		t.Cleanup(r.rt.NS.Close)
@@ -132,12 +135,36 @@ func TestPreflightPasses(t *testing.T) {
 	if r.rt == nil || checkOf(t, r, "runtime").Detail == "" {
 		t.Errorf("ready, but no runtime kept: %+v", checkOf(t, r, "runtime"))
 	}
-	for _, id := range []string{"userns", "state_dir", "state_dir_acl", "state_dir_xattr", "cache_dir", "mksquashfs", "squashfs_mount", "idmapped_mount", "overlay", "user_helper", "runtime"} {
+	for _, id := range []string{"userns", "state_dir", "state_dir_acl", "state_dir_xattr", "writable_dir", "cache_dir", "mksquashfs", "squashfs_mount", "idmapped_mount", "overlay", "user_helper", "runtime"} {
 		if c := checkOf(t, r, id); !c.OK() {
 			t.Errorf("%s: %+v", id, c)
 		}
 	}
 	nothingLeft(t, state, cache)
+	if e, _ := os.ReadDir(filepath.Join(filepath.Dir(state), "writable")); len(e) > 0 {
+		t.Errorf("left in writable_dir: %v", e)
+	}
+}
+
+// A writable_dir that is not root's alone (a user's directory, or a
+// symlink) fails its check: root would make and mount files there.
+func TestPreflightWritableDirNotRoots(t *testing.T) {
+	state, cache := preflightDirs(t)
+	users := filepath.Join(filepath.Dir(state), "users")
+	os.Mkdir(users, 0o700)
+	os.Chown(users, 4242, 4242)
+	link := filepath.Join(filepath.Dir(state), "link")
+	os.Symlink(state, link)
+	for _, dir := range []string{users, link} {
+		r := runPreflight(t, config.Config{StateDir: state, CacheDir: cache, Runtime: "auto", WritableDir: dir})
+		c := checkOf(t, r, "writable_dir")
+		if c.Err == nil || !strings.Contains(c.Err.Error(), "not a directory of root's") || r.Ready() {
+			t.Errorf("%s: %+v", dir, c)
+		}
+	}
+	if e, _ := os.ReadDir(users); len(e) > 0 {
+		t.Errorf("made in the user's directory: %v", e)
+	}
 }
 
 // A state_dir without POSIX ACLs (ramfs) passed the old probe, an empty

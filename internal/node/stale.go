@@ -85,6 +85,9 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int, keep map[string
 		}
 		os.RemoveAll(bundle)
 	}
+	// The writable layers of the containers not adopted: a mount that a
+	// task still holds keeps its file's blocks until it goes.
+	layers := m.writes.cleanStale()
 	// images/ held the image mounts of daemons before detached mounts.
 	os.RemoveAll(filepath.Join(m.stateDir, "images"))
 	// What saves and exports in progress left (save.go, export.go, squash.SquashTree).
@@ -94,8 +97,8 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int, keep map[string
 			os.Remove(p)
 		}
 	}
-	if len(entries)+unmounted > 0 {
-		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "adopted", adopted, "mounts", unmounted, "kept_in_use", kept)
+	if len(entries)+unmounted+layers > 0 {
+		m.log.Info("cleaned state of a previous daemon", "containers", len(entries), "adopted", adopted, "mounts", unmounted, "kept_in_use", kept, "writable_layers_removed", layers)
 	}
 }
 

@@ -25,8 +25,10 @@ import (
 // writable root then takes the user's writes anywhere (touch /newfile), and
 // what they create there is owned by their uid on the host, in the
 // root-only bundle: nothing of it is another user's, let alone root's, and
-// the squashfs below is never written. It returns the upper directory.
-func userRoot(c *container, imageRoot string) (string, error) {
+// the squashfs below is never written. The upper directory is made in
+// layer (the bundle, or a writable container's own file system), which it
+// returns.
+func userRoot(c *container, imageRoot, layer string) (string, error) {
 	userns, release, err := sharedUserNS(c.req.UID, c.req.GID)
 	if err != nil {
 		return "", err
@@ -35,7 +37,7 @@ func userRoot(c *container, imageRoot string) (string, error) {
 	if err := oci.MountIDMapped(imageRoot, filepath.Join(c.bundle, "lower"), userns); err != nil {
 		return "", err
 	}
-	upper := filepath.Join(c.bundle, "upper")
+	upper := filepath.Join(layer, "upper")
 	if err := os.Mkdir(upper, 0o755); err != nil {
 		return "", err
 	}

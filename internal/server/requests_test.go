@@ -31,6 +31,7 @@ type fakeNode struct {
 	rmErr   error
 	saveErr error
 	ended   chan string // End's step ids
+	notes   []string    // Notes' answer
 }
 
 func newFakeNode(t *testing.T) *fakeNode {
@@ -80,6 +81,11 @@ func (f *fakeNode) Save(ctx context.Context, s *node.Step) error {
 func (f *fakeNode) End(ctx context.Context, s *node.Step) {
 	f.record("End %s", s.ID)
 	f.ended <- s.ID
+}
+
+func (f *fakeNode) Notes(s *node.Step) []string {
+	f.record("Notes %s", s.ID)
+	return f.notes
 }
 
 func (f *fakeNode) Containers() []node.Container { return f.list }

@@ -98,3 +98,31 @@ func TestSaveFailureReachesTheTask(t *testing.T) {
 		t.Errorf("saved %d times, want once", n)
 	}
 }
+
+// NOTES, from the step's slurmstepd as its tasks end, answers the node's
+// lines for the user about the step's container, and ends nothing; a
+// user cannot ask it.
+func TestNotesAtTheStepsEnd(t *testing.T) {
+	f := newFakeNode(t)
+	f.notes = []string{"the container's writable root on node1 is full", "second"}
+	var uid atomic.Uint32
+	sock := serveAs(t, f, &uid)
+	stepd := dial(t, sock)
+	if r, _ := askOn(t, stepd, wire.New(wire.Notes)); r.Type != wire.OK || len(r.All("message")) != 0 {
+		t.Errorf("NOTES before any container: %v", r)
+	}
+	if r, _ := askOn(t, stepd, containerRequest()); r.Type != wire.OK {
+		t.Fatalf("container: %v", r)
+	}
+	r, _ := askOn(t, stepd, wire.New(wire.Notes))
+	if got := r.All("message"); r.Type != wire.OK || !slices.Equal(got, f.notes) {
+		t.Errorf("NOTES: %v %q, want %q", r.Type, got, f.notes)
+	}
+	if calls := f.called(); slices.Contains(calls, "End phpc-5-0") {
+		t.Errorf("NOTES ended the step: %v", calls)
+	}
+	uid.Store(1000)
+	if r, _ := ask(t, sock, wire.New(wire.Notes)); r.Type != wire.Error {
+		t.Errorf("a user's NOTES: %v", r)
+	}
+}

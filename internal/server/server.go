@@ -38,6 +38,9 @@ type Containers interface {
 	Step(ctx context.Context, req *wire.ContainerRequest, stepd stepcgroup.Proc, progress func(string)) (*node.Step, error)
 	Save(ctx context.Context, s *node.Step) error
 	End(ctx context.Context, s *node.Step)
+	// Notes are the lines for the user about the step's container as
+	// its tasks end (its writable root full).
+	Notes(s *node.Step) []string
 	Containers() []node.Container
 	EndJob(ctx context.Context, job string) (removed, parked int)
 	RemoveGlobal(ctx context.Context, uid uint32, name string) (int, error)
@@ -324,6 +327,19 @@ func (s *Server) handleConn(ctx context.Context, c *net.UnixConn, p peer) {
 				}
 			}
 			uses = nil
+			if err := wire.Write(c, reply); err != nil {
+				return
+			}
+			continue
+		}
+		if m.Type == wire.Notes && p.isRoot() {
+			reply := wire.New(wire.OK)
+			for _, u := range uses {
+				for _, n := range s.containers.Notes(u.step) {
+					log.Info("note for the user", "job", u.req.Job, "step", u.req.Step, "note", n)
+					reply.Add("message", n)
+				}
+			}
 			if err := wire.Write(c, reply); err != nil {
 				return
 			}

@@ -48,6 +48,7 @@ const (
 	Export    Type = 11 // user -> daemon: container "name"'s filesystem, likewise
 	Status    Type = 12 // anyone -> daemon: the node's status (a user sees their own part)
 	Save      Type = 13 // the job user's task -> daemon: save step "job"."step"'s container now
+	Notes     Type = 14 // slurmstepd -> daemon: lines for the user at the step's end (OK's "message"s)
 	OK        Type = 64 // daemon -> client: done
 	Error     Type = 65 // daemon -> client: "message" says why
 	Progress  Type = 66 // daemon -> client: "message" for the user

@@ -554,7 +554,7 @@ func FilterRules(remap bool) map[uint32]uint32 {
 // MsgTypes are the C message types, by name, to check against pkg/wire's.
 func MsgTypes() map[string]uint8 {
 	return map[string]uint8{
-		"Hello": C.PHPC_MSG_HELLO, "Container": C.PHPC_MSG_CONTAINER, "Rm": C.PHPC_MSG_RM, "End": C.PHPC_MSG_END,
+		"Hello": C.PHPC_MSG_HELLO, "Container": C.PHPC_MSG_CONTAINER, "Rm": C.PHPC_MSG_RM, "End": C.PHPC_MSG_END, "Notes": C.PHPC_MSG_NOTES,
 		"OK": C.PHPC_MSG_OK, "Error": C.PHPC_MSG_ERROR, "Progress": C.PHPC_MSG_PROGRESS,
 	}
 }

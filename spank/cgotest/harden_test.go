@@ -177,7 +177,7 @@ func TestConnectIsCloseOnExec(t *testing.T) {
 // The C message types are pkg/wire's.
 func TestMsgTypesMatchWire(t *testing.T) {
 	want := map[string]wire.Type{
-		"Hello": wire.Hello, "Container": wire.Container, "Rm": wire.Rm, "End": wire.End,
+		"Hello": wire.Hello, "Container": wire.Container, "Rm": wire.Rm, "End": wire.End, "Notes": wire.Notes,
 		"OK": wire.OK, "Error": wire.Error, "Progress": wire.Progress,
 	}
 	for name, c := range MsgTypes() {
