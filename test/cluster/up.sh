@@ -124,6 +124,12 @@ write_plugin_configs() {
 	# Node-local, on each node's private tmpfs:
 	state_dir = $LAB/nodelocal/state
 	cache_dir = $LAB/nodelocal/images
+	# Writable containers' file systems, on each node's "disk" (a tmpfs of
+	# its own beside nodelocal, as a real node's disk is not its /run):
+	# small, so that test/e2e/writable_bounds_test.go fills them quickly.
+	writable_dir = $LAB/nodelocal/disk/writable
+	writable_size = 256M
+	writable_max_per_user = 2G
 	# Slurm's spool and TmpFS (per node, under $RUN) at the same paths inside:
 	# PMIx's server directories and the batch script live there.
 	mounts = $RUN:$RUN
@@ -389,7 +395,8 @@ export SLURM_CONF=$ETC/slurm.conf
 # nsenter --net, not "ip netns exec" (which remounts /sys); unshare gives the
 # UTS namespace (hostname) and a mount namespace whose propagation is slave:
 # host mounts are seen, node mounts stay on the node. $LAB/nodelocal is a
-# private tmpfs on every node: the same path is each node's local disk. Each
+# private tmpfs on every node: the same path is each node's local disk, and
+# $LAB/nodelocal/disk another (writable containers' writable_dir). Each
 # node has its own /dev/shm too, as real nodes do: Open MPI names its shared
 # memory files by host name and job, and nodes (or clusters) sharing the
 # host's /dev/shm would open each other's.
@@ -399,7 +406,7 @@ nsenter --net="/run/netns/$NS-ctl" unshare --uts --mount --propagation slave \
 	</dev/null >"$RUN/ctld/stdout" 2>&1
 for k in $(seq "$NODES"); do
 	nsenter --net="/run/netns/$NS-n$k" unshare --uts --mount --propagation slave \
-		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g shm-node$k /dev/shm && exec ${SLURM_ENTER[*]} /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
+		sh -c "hostname node$k && mount -t tmpfs -o mode=0755,size=2g nodelocal-node$k $LAB/nodelocal && mkdir $LAB/nodelocal/disk && mount -t tmpfs -o mode=0755,size=4g disk-node$k $LAB/nodelocal/disk && mount -t tmpfs -o mode=1777,nosuid,nodev,size=1g shm-node$k /dev/shm && exec ${SLURM_ENTER[*]} /usr/sbin/slurmd -f $ETC/slurm.conf -N node$k" \
 		</dev/null >"$RUN/node$k/stdout" 2>&1
 done
 

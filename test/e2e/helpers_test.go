@@ -219,14 +219,19 @@ func checkNothingLeft(t *testing.T, node string) {
 				// Nodes share the host's PID namespace with other test
 				// clusters: count only inits that see this one's files.
 				"for p in $(pgrep -f '^/[.]podman-hpc/init'); do grep -qsF '"+cluster["LAB"]+"/' /proc/$p/mountinfo && echo $p; done | wc -l; "+
-				"stat -c %u:%g /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | grep -vc '^0:0$'")
-		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0 0 0" {
+				"stat -c %u:%g /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | grep -vc '^0:0$'; "+
+				// Writable containers' file systems, and their loop devices.
+				"ls "+writableDir()+" | wc -l; grep -lF '"+writableDir()+"/' /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l")
+		if got = strings.Join(strings.Fields(r.stdout), " "); got == "0 0 0 0 0 0 0 0" {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Errorf("%s: mounts (node, daemon), runtime containers, bundles, inits left, host devices not root's: %q", node, got)
+	t.Errorf("%s: mounts (node, daemon), runtime containers, bundles, inits left, host devices not root's, writable layers, their loop devices: %q", node, got)
 }
+
+// writableDir is the nodes' writable_dir (test/cluster/up.sh).
+func writableDir() string { return cluster["LAB"] + "/nodelocal/disk/writable" }
 
 // readableTempDir is a temporary directory the test user may enter and read.
 func readableTempDir(t *testing.T) string {

@@ -16,7 +16,8 @@ import (
 // /var/lib/apt/lists/partial). On the host, everything of theirs in the
 // writable layer is owned by their uid, in the root-only bundle: no file of
 // root's or another user's, no setuid file but of their own uid; and the
-// image below stays as it was.
+// image below stays as it was. The layer is the container's own file
+// system (writable_dir), mounted in the bundle (rw).
 func TestWritableRootIsTheUsers(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
@@ -34,9 +35,9 @@ touch /ready; sleep 3`
 	// and the user's setuid copy.
 	var r result
 	for i := 0; i < 100; i++ {
-		r = onNode(t, node, "", `test -e "$1/upper/ready" || exit 1
-find "$1/upper" \( -type c -a -uid 0 \) -prune -o ! -uid "$2" \( -perm /6000 -o -type f ! -empty -o ! -type d ! -type f \) -printf 'not the user'"'"'s: %U %m %p\n'
-stat -c '%u %a' "$1/upper/ls-suid"`, bundle, uid)
+		r = onNode(t, node, "", `test -e "$1/rw/upper/ready" || exit 1
+find "$1/rw/upper" \( -type c -a -uid 0 \) -prune -o ! -uid "$2" \( -perm /6000 -o -type f ! -empty -o ! -type d ! -type f \) -printf 'not the user'"'"'s: %U %m %p\n'
+stat -c '%u %a' "$1/rw/upper/ls-suid"`, bundle, uid)
 		if r.code == 0 {
 			break
 		}
