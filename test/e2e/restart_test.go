@@ -22,12 +22,12 @@ func TestRestartAdoptsContainers(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	img := cluster["SMALL_IMAGE"]
 	script := `#!/bin/sh
-srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/tmp/marker; readlink /proc/self/ns/mnt' >ns1
+srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/tmp/marker; echo kept >/rootmark; readlink /proc/self/ns/mnt' >ns1
 srun --container-name=up sh -c 'touch ` + dir + `/started; sleep 4; echo during:$(cat /tmp/marker)' >during 2>&1 &
 while [ ! -e started ]; do sleep 0.1; done
 touch ready
 while [ ! -e restarted ]; do sleep 0.1; done
-srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker); readlink /proc/self/ns/mnt' >after 2>after.err
+srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker):$(cat /rootmark); readlink /proc/self/ns/mnt' >after 2>after.err
 srun --overlap --container-image=` + img + ` sh -c 'grep ^ID= /etc/os-release' >next 2>next.err
 wait
 echo done >finished
@@ -74,6 +74,10 @@ echo done >finished
 	if !strings.Contains(ps.stdout, "phpc-"+job+"-n-up") {
 		t.Errorf("status after the restart does not list the named container:\n%s", ps)
 	}
+	// Its writable layer is the new daemon's now: kept, not cleaned.
+	if r := onNode(t, node, "", `ls "$1"`, writableDir()); strings.Count(r.stdout, ".ext4") != 1 {
+		t.Errorf("writable_dir after the restart: %s, want the named container's layer", r)
+	}
 	os.WriteFile(filepath.Join(dir, "restarted"), nil, 0o644)
 	waitFor("finished", time.Minute)
 
@@ -81,8 +85,8 @@ echo done >finished
 		t.Errorf("the step running across the restart: %q", got)
 	}
 	after := strings.Fields(read("after"))
-	if len(after) != 2 || after[0] != "after:before" || after[1] != read("ns1") {
-		t.Errorf("the named container after the restart: %q, want after:before and its mount namespace %s", after, read("ns1"))
+	if len(after) != 2 || after[0] != "after:before:kept" || after[1] != read("ns1") {
+		t.Errorf("the named container after the restart: %q, want after:before:kept (its writable root's file kept) and its mount namespace %s", after, read("ns1"))
 	}
 	if got := read("next"); got != "ID=podman-hpc-small" {
 		t.Errorf("the next step after the restart: %q", got)
