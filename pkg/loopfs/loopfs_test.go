@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -94,8 +95,18 @@ func TestMakeMountFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	mounted = false
-	if l := loopsOf(t, img); len(l) != 0 {
-		t.Errorf("loop device left after the unmount: %v", l)
+	// The device is let go as the unmount's last reference drops, which
+	// the kernel may finish a moment later.
+	for i := 0; ; i++ {
+		l := loopsOf(t, img)
+		if len(l) == 0 {
+			break
+		}
+		if i == 100 {
+			t.Errorf("loop device left after the unmount: %v", l)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
