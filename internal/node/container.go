@@ -72,8 +72,8 @@ type container struct {
 	// into is mounted: its own, or that of the container it runs over.
 	layer    string
 	layerDir string
-	created time.Time
-	ready   bool // made: steps may attach (under the manager's mu)
+	created  time.Time
+	ready    bool // made: steps may attach (under the manager's mu)
 
 	entrypointLog string      // the image entrypoint's output, when it ran
 	output        *oci.Output // the runtime's and the container's output, bounded

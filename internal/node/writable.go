@@ -216,7 +216,10 @@ func (m *manager) refusal(c *container, err error) error {
 		return wire.OptionErrorf(opt, "%s's disk for writable containers (writable_dir) has %s left of what its writable containers may write, and each takes %s (writable_size); retry later, or ask your admin", host, gib(be.disk), gib(m.writes.size))
 	}
 	var yours []string
-	for _, o := range m.list() {
+	m.mu.Lock() // the others' jobs and parking change under it
+	defer m.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(m.containers)) {
+		o := m.containers[id]
 		if o.req.UID != c.req.UID || o == c || (o.layer == "" && (o.holds == nil || o.holds.layer == "")) {
 			continue
 		}
@@ -246,7 +249,6 @@ func gib(n int64) string {
 		return fmt.Sprintf("%dM", n>>20)
 	}
 }
-
 
 // layerNote is the line for the user at the end of a step whose container
 // c's writable layer is full: their writes past it failed ("" when it is
