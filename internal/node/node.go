@@ -12,6 +12,9 @@
 //   - every path the user names is opened as the user (asuser.go), and root
 //     never creates or follows anything in a directory the user can write;
 //   - a named container is only ever its own user's;
+//   - a writable container writes only into a file system of its own in
+//     writable_dir (writable.go), of writable_size, gone with it; a user's
+//     writable containers on the node reserve at most writable_max_per_user;
 //   - removing or pruning images first drops the image mounts that only
 //     linger (RemoveImage, Prune): a lingering mount pins its image;
 //   - a previous daemon's containers whose init runs are adopted at Open
