@@ -147,11 +147,12 @@ func TestNamedContainerExecParkedGlobal(t *testing.T) {
 	// Remapped: the root is the user's to write (the image's files are root's).
 	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "--container-remap-root", "--container-name="+name, "sh", "-c", "echo kept >/kept"))
 	waitParked(t, node, name)
-	// Parked, its filesystem is in state_dir (SECURITY.md), the test
-	// cluster's $LAB/nodelocal/state: not on a disk of its own.
+	// Parked, its filesystem is its own, a file in writable_dir
+	// (SECURITY.md), mounted in its bundle; nothing of it in state_dir.
 	state := filepath.Join(cluster["LAB"], "nodelocal", "state", "containers")
-	if r := run(t, cluster["NODE_EXEC"], node, "sh", "-c", "cat "+state+"/*/upper/kept"); !strings.Contains(r.stdout, "kept") {
-		t.Errorf("the parked container's /kept is not under %s:\n%s", state, r)
+	if r := run(t, cluster["NODE_EXEC"], node, "sh", "-c", "cat "+state+"/*/rw/upper/kept; ls "+writableDir()+"; ls "+state+"/*/upper 2>&1"); !strings.HasPrefix(r.stdout, "kept\n") ||
+		!strings.Contains(r.stdout, ".ext4\n") || !strings.Contains(r.stdout, "No such file") {
+		t.Errorf("the parked container's /kept is not in its own file system (writable_dir %s):\n%s", writableDir(), r)
 	}
 	r := asUser(t, "srun", "-N1", "-w", node, "--container-name="+name+":exec", "--container-remap-root", "cat", "/kept")
 	if r.code == 0 || !strings.Contains(r.stderr, "--container-name="+name+":exec: the container exists but is not running") {

@@ -215,7 +215,9 @@ func TestSecurityPMIxDirFromEnvironmentAsUser(t *testing.T) {
 
 // Item 6: a writable container's upper layer was 0755 at a predictable
 // path: any local user read what the job wrote. The bundle is at an
-// unguessable path, root's alone (and the job user's, with remap-root).
+// unguessable path, root's alone (and the job user's, with remap-root); the
+// writes are in a file system of the container's own, whose file is root's
+// alone in writable_dir.
 func TestSecurityWritableLayerIsPrivate(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
@@ -233,7 +235,7 @@ func TestSecurityWritableLayerIsPrivate(t *testing.T) {
 		}
 		var r result
 		for i := 0; i < 50; i++ {
-			if r = onNode(t, node, "", `cat "$1/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Count(r.stdout, "job-private") == 2 {
+			if r = onNode(t, node, "", `cat "$1/rw/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Count(r.stdout, "job-private") == 2 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -241,8 +243,18 @@ func TestSecurityWritableLayerIsPrivate(t *testing.T) {
 		if strings.Count(r.stdout, "job-private") != 2 {
 			t.Fatalf("%s: the write is not where the test looks:\n%s", mode, r)
 		}
-		if r := onNode(t, node, "nobody", `cat "$1/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Contains(r.stdout, "job-private") {
+		if r := onNode(t, node, "nobody", `cat "$1/rw/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Contains(r.stdout, "job-private") {
 			t.Errorf("%s: another user read the job's write:\n%s", mode, r)
+		}
+		// Nor the file system's file in writable_dir, the job user
+		// included: root's, 0600, in root's 0700 directory.
+		for _, user := range []string{"nobody", cluster["TEST_USER"]} {
+			if r := onNode(t, node, user, `cat "$1"/*.ext4 2>/dev/null | grep -c job-private; ls "$1" 2>/dev/null | wc -l`, writableDir()); r.stdout != "0\n0\n" {
+				t.Errorf("%s: %s reads writable_dir or its files:\n%s", mode, user, r)
+			}
+		}
+		if r := onNode(t, node, "", `stat -c '%u %a' "$1" "$1"/*.ext4`, writableDir()); r.stdout != "0 700\n0 600\n" {
+			t.Errorf("%s: writable_dir and its file: %q, want root's 0700 and 0600", mode, r.stdout)
 		}
 		mustSucceed(t, <-done)
 	}
