@@ -135,11 +135,9 @@ func TestMountsDestinationClimbsOut(t *testing.T) {
 		r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-mounts=/home:"+dst, "true")
 		mustFailWith(t, r, "Invalid cross-device link")
 	}
-	r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-mounts=/home:./inside/", "sh", "-c", "grep -c ' /inside ' /proc/self/mounts")
-	mustSucceed(t, r)
-	if strings.TrimSpace(r.stdout) == "0" {
-		t.Errorf("./inside/ is not /inside:\n%s", r)
-	}
+	// A relative target that stays inside is refused too, as pyxis does.
+	r := asUser(t, "srun", "-N1", "--container-image="+img, "--container-mounts=/home:./inside/", "true")
+	mustFailWith(t, r, "is relative: give the absolute path in the container")
 }
 
 // A step attaching to a running named container with --container-mounts
