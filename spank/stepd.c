@@ -726,10 +726,11 @@ static void show_notes(void)
 }
 
 /* In slurmstepd, as each task exits. When the last of the node's tasks has
- * exited, the daemon's notes about the container are shown; and when the
- * step saves its container, the daemon saves it now, unless the last task
- * had it saved (savewait.h): slurmstepd tells srun a task's exit after
- * this callback, so srun returns once the file is there. */
+ * exited, the daemon's notes about the container are shown, and the step
+ * ends its container (END): when the step saves its container, the daemon
+ * saves it first, unless the last task had it saved (savewait.h);
+ * slurmstepd tells srun a task's exit after this callback, so srun returns
+ * once the file is there. */
 int phpc_stepd_task_exit(spank_t sp)
 {
 	struct phpc_msg end, reply;
@@ -741,12 +742,15 @@ int phpc_stepd_task_exit(spank_t sp)
 	if (spank_get_item(sp, S_JOB_LOCAL_TASK_COUNT, &tasks) != ESPANK_SUCCESS || ++phpc.tasks_exited < tasks)
 		return 0;
 	show_notes();
-	if (phpc.args.save == NULL || phpc_savewait_asked())
-		return 0;
+	/* The step's container ends now, with its last task, before Slurm
+	 * kills what is left in the step's cgroups and waits for it to be
+	 * empty: its init is there, and a wait that finds anything sleeps a
+	 * second before it looks again (a second added to every container
+	 * step). A save the last task had made is not made again. */
 	phpc_msg_init(&end, PHPC_MSG_END);
 	phpc_msg_init(&reply, 0);
 	/* A save at the job's end is still wanted: no check of the job. */
-	if (request(&end, &reply, 0) < 0) {
+	if (request(&end, &reply, 0) < 0 && phpc.args.save != NULL && !phpc_savewait_asked()) {
 		slurm_error(PHPC_NAME ": --container-save=%s: %s", phpc.args.save, phpc.error);
 		rv = -1;
 	}
