@@ -72,6 +72,11 @@ type Config struct {
 	// ImageLinger: how long an image stays mounted after its last
 	// container (0: unmounted with it).
 	ImageLinger time.Duration
+	// ReuseIdle: how long a step's container is kept, once its last step
+	// has ended, for the job's next step of the same image and options
+	// to join (node.reuse.go); never past the job's end. 0: every step
+	// gets a container of its own.
+	ReuseIdle time.Duration
 	// TagTTL: a tag the registry confirmed for a user this recently is
 	// not asked again for that user (0: ask every time).
 	TagTTL time.Duration
@@ -125,6 +130,7 @@ func Default() Config {
 		HelperTimeout:      squash.DefaultHelperTimeout,
 		MaxPullsPerUser:    squash.DefaultMaxPullsPerUser,
 		ImageLinger:        5 * time.Minute,
+		ReuseIdle:          5 * time.Minute,
 		Hooks:              defaultHooks(),
 	}
 }
@@ -261,12 +267,12 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("%s %q: want a duration such as 30s", key, value)
 		}
 		*map[string]*time.Duration{"user_path_timeout": &c.UserPathTimeout, "helper_timeout": &c.HelperTimeout}[key] = d
-	case "cache_max_age", "image_linger", "tag_ttl":
+	case "cache_max_age", "image_linger", "tag_ttl", "reuse_idle":
 		d, err := parseAge(value)
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", key, value, err)
 		}
-		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL}[key] = d
+		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL, "reuse_idle": &c.ReuseIdle}[key] = d
 	case "compression":
 		if err := squash.CheckCompression(value); err != nil {
 			return fmt.Errorf("%w (or remove the line for %s)", err, squash.DefaultCompression)
@@ -292,7 +298,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

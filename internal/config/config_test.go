@@ -28,8 +28,8 @@ func TestLoadConfig(t *testing.T) {
 	if c.Socket != "/x/d.sock" || c.LogLevel != slog.LevelDebug {
 		t.Errorf("got %+v", c)
 	}
-	c, err = Load(write("cache_max_age = 30d\nimage_linger = 0\ntag_ttl = 90s\n"), true)
-	if err != nil || c.CacheMaxAge != 30*24*time.Hour || c.ImageLinger != 0 || c.TagTTL != 90*time.Second {
+	c, err = Load(write("cache_max_age = 30d\nimage_linger = 0\ntag_ttl = 90s\nreuse_idle = 0\n"), true)
+	if err != nil || c.CacheMaxAge != 30*24*time.Hour || c.ImageLinger != 0 || c.TagTTL != 90*time.Second || c.ReuseIdle != 0 {
 		t.Errorf("durations: age %v linger %v ttl %v, %v", c.CacheMaxAge, c.ImageLinger, c.TagTTL, err)
 	}
 	// Limits: auto is derived from the disk (0 for squash), 0 is none (-1).

@@ -47,6 +47,8 @@ type record struct {
 	// at LayerDir ("": none); LayerDir is also that of the container it
 	// runs over.
 	Layer, LayerDir string
+	// Kept: kept for the job's next steps (reuse.go); nil when not.
+	Kept *keptRecord `json:",omitempty"`
 }
 
 // persist writes c's record into its bundle (replacing an older one).
@@ -62,7 +64,7 @@ func (m *manager) persist(c *container) {
 	}
 	r := record{ID: c.id, Req: c.req, Img: *c.img, Rootfs: c.rootfs, Env: c.env, Workdir: c.workdir,
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
-		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir}
+		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir, Kept: keptRecordOf(c)}
 	for j := range c.jobs {
 		r.Jobs = append(r.Jobs, j)
 	}
@@ -175,7 +177,7 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 	}
 	m.containers[c.id] = c
 	m.mu.Unlock()
-	if !c.named {
+	if !c.named && !m.adoptKept(c, r.Kept) {
 		go m.removeWhenDone(ctx, c)
 	}
 	return nil

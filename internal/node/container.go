@@ -92,6 +92,8 @@ type container struct {
 
 	// hooksLogged is how far the hooks' timings (bundle/hooks.log) are logged.
 	hooksLogged int64
+	// reuse: whether, and for which steps, it is kept (reuse.go).
+	reuse reuseState
 }
 
 // manager creates and removes containers; the image mounts they share are
@@ -112,6 +114,7 @@ type manager struct {
 	mu         sync.Mutex
 	containers map[string]*container
 	nameLocks  map[string]*sync.Mutex // named container id -> its creation lock
+	kept       keptContainers         // the step containers later steps may join (reuse.go)
 }
 
 func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *imageMounts, cfg config.Config) *manager {
@@ -122,6 +125,7 @@ func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *i
 		mounted:     mounted,
 		writes:      newWriteSpace(cfg),
 		containers:  map[string]*container{},
+		kept:        keptContainers{idle: cfg.ReuseIdle},
 	}
 }
 

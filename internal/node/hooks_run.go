@@ -74,6 +74,10 @@ func (h *hookRunner) prepare(ctx context.Context, c *container, acct account, im
 		ann["org.podman-hpc.hook."+n] = "true"
 	}
 	p := &prepared{}
+	// What of the step decides this container's hooks and modules, beyond
+	// what it is made of: whether another step may join it (reuse.go).
+	c.reuse.hooksOnCommand, c.reuse.hooksOnStep = set.StepDependence("org.podman-hpc.step")
+	c.reuse.stepDirs = pmiStepDirs(mods)
 	node, _ := os.Hostname()
 	req := hooks.Request{Job: c.req.Job, Step: c.req.Step, UID: c.req.UID, Node: strings.Split(node, ".")[0],
 		HostRoot: "/", ImageRoot: imageRoot, Env: c.req.Env, Writable: c.req.Writable}

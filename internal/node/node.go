@@ -138,10 +138,13 @@ var errNoContainers = errors.New("this node cannot run containers")
 // need to join it. The caller must not change it.
 type Step struct {
 	ID       string // the container's id (phpc-JOB-STEP, or a named one's)
-	Attached bool   // a named container the step joined: End leaves it
-	Digest   string // the image's
-	Workdir  string // where the tasks start
-	Env      []string
+	Attached bool   // a named or kept container the step joined: End leaves it
+	// Kept: the container stays for the job's next steps (reuse.go),
+	// whether this step made it or joined it.
+	Kept    bool
+	Digest  string // the image's
+	Workdir string // where the tasks start
+	Env     []string
 	// Namespaces are the namespaces the tasks join, in the order they
 	// join them (a user namespace first, the mount namespace last), named
 	// in NamespaceNames ("user", "ipc", "uts", "net", "mnt"). They are
@@ -158,9 +161,11 @@ type Step struct {
 	savePlace stepcgroup.Target
 }
 
-// Step gets the step of req its container: a new one of its own, or the
-// named container it names (pyxis's modes, see forStep), started from the
-// image (pulled if needed, as the user, with progress lines for the user).
+// Step gets the step of req its container: a new one of its own, the
+// named container it names (pyxis's modes, see forStep), or the one an
+// earlier step of the job made with the same image and options (reuse.go),
+// started from the image (pulled if needed, as the user, with progress
+// lines for the user).
 // req is the container's from then on: the caller must not change it.
 // stepd is the slurmstepd that asked (the kernel's word: its pid and a
 // pidfd): a container it makes goes into that step's cgroups (stepcgroup),
@@ -169,18 +174,31 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepc
 	if n.mgr == nil {
 		return nil, errNoContainers
 	}
-	place, err := n.stepPlace(stepd, req)
-	if err != nil {
-		return nil, err
+	// A step the job's kept container serves joins it; one that may be
+	// served later makes it in the job's cgroups (reuse.go).
+	key, place, job := n.reuseFor(stepd, req)
+	if key == "" {
+		var err error
+		if place, err = n.stepPlace(stepd, req); err != nil {
+			return nil, err
+		}
 	}
 	// The step's helpers (podman save for podman://) are the step's too.
 	if !place.Empty() {
 		ctx = charge.With(ctx, place.Join)
 	}
+	if key != "" {
+		if c := n.mgr.join(ctx, req, key, job, progress); c != nil {
+			return &Step{ID: c.id, Attached: true, Kept: true, Digest: c.img.Digest,
+				Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
+				Namespaces: c.nsFiles, NamespaceNames: c.nsNames, c: c, req: req, savePlace: place}, nil
+		}
+	}
 	c, owned, err := n.mgr.forStep(ctx, req, place, progress)
 	if err != nil {
 		return nil, err
 	}
+	kept := key != "" && owned && n.mgr.keep(c, key, job)
 	// What a restarted daemon adopts (adopt.go); a global container's
 	// jobs change as they join.
 	n.mgr.persist(c)
@@ -190,7 +208,7 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepc
 		}
 	}
 	return &Step{
-		ID: c.id, Attached: !owned, Digest: c.img.Digest,
+		ID: c.id, Attached: !owned, Kept: kept, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
 		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, EntrypointLog: c.entrypointLog,
 		c: c, req: req, savePlace: n.savePlace(stepd, req, place),
@@ -221,6 +239,10 @@ func (n *Node) Save(ctx context.Context, s *Step) error {
 // lowest priority: nobody waits for it), a named one stays for its job (no
 // longer running, in pyxis's sense, once no step is in it).
 func (n *Node) End(ctx context.Context, s *Step) {
+	if s.Kept {
+		n.mgr.leave(ctx, s.c)
+		return
+	}
 	if s.Attached {
 		n.mgr.detach(s.c)
 		return
@@ -274,6 +296,7 @@ func (n *Node) EndJob(ctx context.Context, job string) (removed, parked int) {
 	if n.mgr == nil {
 		return 0, 0
 	}
+	n.mgr.endKept(job)
 	return n.mgr.endJob(ctx, job)
 }
 

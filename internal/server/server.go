@@ -428,7 +428,7 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire
 		return stepUse{}, wire.Write(c, errorf("%s", msg))
 	}
 	s.metrics.ContainerStarted(time.Since(start))
-	log.Info("container ready", "container", st.ID, "digest", st.Digest, "attached", st.Attached, "duration", time.Since(start))
+	log.Info("container ready", "container", st.ID, "digest", st.Digest, "attached", st.Attached, "kept", st.Kept, "duration", time.Since(start))
 	reply := wire.New(wire.OK, "container", st.ID, "workdir", st.Workdir)
 	for _, n := range st.NamespaceNames {
 		reply.Add("ns", n)
@@ -477,7 +477,7 @@ func (s *Server) endStep(ctx context.Context, u stepUse, log *slog.Logger) (err 
 	}
 	start := time.Now()
 	s.containers.End(ctx, u.step)
-	if !u.step.Attached {
+	if !u.step.Attached && !u.step.Kept {
 		log.Info("container removed", "container", u.step.ID, "job", u.req.Job, "step", u.req.Step, "duration", time.Since(start))
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -238,4 +239,25 @@ func FromSpec(name string, h *specs.Hooks) []Matched {
 		}
 	}
 	return out
+}
+
+// StepDependence says what of a step, beyond what its container is made
+// of, may change which hooks Select returns: Command, when a hook has a
+// "commands" condition; the step itself, when a hook's annotation
+// condition may match stepAnnotation's key (the step's id is its value).
+// A container made for one step serves another (node's reuse) only when
+// neither differs.
+func (s *Set) StepDependence(stepAnnotation string) (command, step bool) {
+	for _, h := range s.hooks {
+		if len(h.When.Commands) > 0 {
+			command = true
+		}
+		for k := range h.When.Annotations {
+			// A pattern that does not compile fails Select anyway.
+			if ok, err := regexp.MatchString(k, stepAnnotation); err != nil || ok {
+				step = true
+			}
+		}
+	}
+	return command, step
 }

@@ -248,3 +248,30 @@ func TestHooksDirsReadAgainOnlyWhenChanged(t *testing.T) {
 		t.Errorf("a file made bad: %v, want an error naming it", err)
 	}
 }
+
+// What of a step may change which hooks a container gets: a "commands"
+// condition makes the command count, an annotation condition that may match
+// the step's key the step itself.
+func TestHooksStepDependence(t *testing.T) {
+	t.Parallel()
+	const step = "org.podman-hpc.step"
+	for _, tc := range []struct {
+		name          string
+		hook          string
+		command, byID bool
+	}{
+		{"always", `{"version":"1.0.0","hook":{"path":"HOOK"},"when":{"always":true},"stages":["prestart"]}`, false, false},
+		{"commands", `{"version":"1.0.0","hook":{"path":"HOOK"},"when":{"commands":[".*/app$"]},"stages":["prestart"]}`, true, false},
+		{"another annotation", `{"version":"1.0.0","hook":{"path":"HOOK"},"when":{"annotations":{"^org\\.podman-hpc\\.hook\\.marker$":"true"}},"stages":["prestart"]}`, false, false},
+		{"the step's", `{"version":"1.0.0","hook":{"path":"HOOK"},"when":{"annotations":{"^org\\.podman-hpc\\.step$":"^0$"}},"stages":["prestart"]}`, false, true},
+		{"any annotation", `{"version":"1.0.0","hook":{"path":"HOOK"},"when":{"annotations":{"podman-hpc":".*"}},"stages":["prestart"]}`, false, true},
+	} {
+		s, _, err := ReadDirs([]string{hookDir(t, map[string]string{"h.json": tc.hook})})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c, st := s.StepDependence(step); c != tc.command || st != tc.byID {
+			t.Errorf("%s: command %v step %v, want %v %v", tc.name, c, st, tc.command, tc.byID)
+		}
+	}
+}
