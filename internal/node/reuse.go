@@ -283,7 +283,12 @@ func (m *manager) join(ctx context.Context, req *wire.ContainerRequest, key stri
 	}
 	c.steps++
 	m.mu.Unlock()
-	if why := m.changed(ctx, c, req, progress); why != "" {
+	why := m.changed(ctx, c, req, progress)
+	if c.initFD <= 0 || unix.PidfdSendSignal(c.initFD, 0, nil, 0) != nil {
+		// Its user killed its init: nothing holds its processes' place.
+		why = "its init is gone"
+	}
+	if why != "" {
 		m.log.Info("kept container not joined", "container", c.id, "job", req.Job, "step", req.Step, "reason", why)
 		m.mu.Lock()
 		if m.kept.byKey[key] == c {

@@ -38,11 +38,13 @@ func listpids(t *testing.T, node, job string) string {
 // A container's init is in its step's cgroup: Slurm lists it with the
 // step's tasks, and would signal, freeze, limit and account for it with
 // them. Before, it lived in the daemon's cgroup, out of the job's reach.
+// (A container kept for the job's next steps is in the job's instead:
+// TestReuseSteps. A writable one never is.)
 func TestSecurityContainerInitInStepCgroup(t *testing.T) {
 	requireRoot(t)
 	requireCgroupTracking(t)
 	node := nodes()[0]
-	job, done := stepInBackground(t, node, "sec-cgroup-init", "--container-image="+cluster["SMALL_IMAGE"], "sleep", "4")
+	job, done := stepInBackground(t, node, "sec-cgroup-init", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable", "sleep", "4")
 	pid := waitForInit(t, node)
 	if cg := freezerOf(t, node, pid); !strings.HasSuffix(cg, "/job_"+job+"/step_0") {
 		t.Errorf("the init (pid %s) is in freezer cgroup %q, not job %s's step 0", pid, cg, job)
