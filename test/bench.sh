@@ -144,6 +144,10 @@ row "64 tasks at once: setns + exec" "$(get join_burst_ms)" ms
 row "64 tasks at once: plain fork + exec" "$(get plain_burst_ms)" ms
 row "  ratio (target <= 1.5)" "$(ratio "$(get join_burst_ms)" "$(get plain_burst_ms)")" ""
 
+# A job's later steps inside one allocation: reused, and reuse off.
+echo
+"$repo/test/bench/steps.sh" "$repo/build/bench-steps.json"
+
 # MPI: the ring three ways (bare, ours, podman per rank), pingpong.
 echo
 "$repo/test/bench/mpi.sh" "$repo/build/bench-mpi.json"
@@ -161,6 +165,7 @@ cat >"$repo/build/bench.json" <<JSON
   "container_ready": {"ms": $ready},
   "container_start_cpu": {"daemon_and_runtime_ms": $cpu_start, "target_ms": 5, "machine_per_node_step_ms": $cpu_ours, "bare_machine_per_node_step_ms": $cpu_bare},
   "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
+$(cat "$repo/build/bench-steps.json"),
 $(cat "$repo/build/bench-mpi.json"),
 $(cat "$repo/build/bench-scale.json")
 }

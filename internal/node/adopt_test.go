@@ -30,6 +30,19 @@ func TestRecordRoundTrip(t *testing.T) {
 		len(r.Jobs) != 1 || r.Jobs[0] != "5" || !r.Created.Equal(c.created) || r.InitMntNS == [2]uint64{} {
 		t.Errorf("read back %+v", r)
 	}
+	if r.Kept != nil {
+		t.Errorf("a named container recorded as kept: %+v", r.Kept)
+	}
+	// A kept step container's reuse state reads back: the next daemon
+	// keeps it for the job's steps.
+	c.reuse = reuseState{key: "k", job: jobIdentity{Dirs: []string{"/cg/job_5"}, ID: fileID{1, 2}}, hooksOnCommand: true,
+		binds: []bindIdentity{{Src: "/data", ID: fileID{3, 4}}}, stepDirs: []string{"/p.%s"}}
+	m.persist(c)
+	if r, err := readRecord(bundle); err != nil || r.Kept == nil || r.Kept.Key != "k" || !r.Kept.Job.equal(c.reuse.job) ||
+		!r.Kept.HooksOnCommand || len(r.Kept.Binds) != 1 || r.Kept.Binds[0] != c.reuse.binds[0] || r.Kept.StepDirs[0] != "/p.%s" {
+		t.Errorf("kept record read back %+v, %v", r, err)
+	}
+	c.reuse = reuseState{}
 	// A container removed meanwhile is not written.
 	os.Remove(filepath.Join(bundle, recordFile))
 	delete(m.containers, c.id)

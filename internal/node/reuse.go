@@ -10,10 +10,11 @@ package node
 //   - the whole request is equal but for the step's id (reuseKey: a field
 //     added to wire.ContainerRequest counts unless reuseKey drops it), so
 //     the same image reference, mounts, workdir, environment options,
-//     remap-root, unshare, hooks and modules, the step variables they read
+//     unshare, hooks and modules, the step variables they read
 //     (GPUs, PMIx, HOME) and the account;
 //   - never a writable root (pyxis gives each step a fresh one), a save,
-//     the image's entrypoint (it runs once per container), a named
+//     the image's entrypoint (it runs once per container), remap-root (its
+//     tasks may hold capabilities in the container's namespaces), a named
 //     container (its own rules, named.go) or a batch, extern or
 //     interactive step;
 //   - the command too where a hooks.d hook matches on commands, and never
@@ -110,7 +111,10 @@ func statID(p string) (fileID, bool) {
 // command (compared where hooks match on it, see join). "" when req's step
 // must have a container of its own.
 func reuseKey(req *wire.ContainerRequest) string {
-	if req.Name != "" || req.Writable || req.Save != "" || req.Entrypoint || req.Script != "" || !regularStep(req.Step) {
+	// Under remap-root the tasks are root in the container's user namespace
+	// and may be given capabilities there (a mount, a hostname), whose
+	// effects would outlive their step into the next one's.
+	if req.Name != "" || req.Writable || req.Save != "" || req.Entrypoint || req.RemapRoot || req.Script != "" || !regularStep(req.Step) {
 		return ""
 	}
 	r := *req

@@ -48,7 +48,7 @@ func TestReuseKey(t *testing.T) {
 		{"other GPUs", func(r *wire.ContainerRequest) { r.Env["SLURM_STEP_GPUS"] = "1" }, false, false},
 		{"PMIx's directory", func(r *wire.ContainerRequest) { r.Env["PMIX_SERVER_TMPDIR"] = "/tmp/x" }, false, false},
 		{"another HOME", func(r *wire.ContainerRequest) { r.Env["HOME"] = "/home/v" }, false, false},
-		{"remap-root", func(r *wire.ContainerRequest) { r.RemapRoot = true }, false, false},
+		{"remap-root", func(r *wire.ContainerRequest) { r.RemapRoot = true }, false, true},
 		{"unshare", func(r *wire.ContainerRequest) { r.Unshare = []specs.LinuxNamespaceType{specs.NetworkNamespace} }, false, false},
 		{"other hooks", func(r *wire.ContainerRequest) { r.Hooks = "none" }, false, false},
 		{"other groups", func(r *wire.ContainerRequest) {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readyContainers are the containers the node's daemon gave job's steps, by
@@ -139,6 +140,37 @@ func TestReuseOnlyOwnJob(t *testing.T) {
 		if m[1] != job && m[2] == "phpc-"+job+"-0" {
 			t.Errorf("job %s ran in job %s's container", m[1], job)
 		}
+	}
+	checkNothingLeft(t, node)
+}
+
+// A restarted daemon (an upgrade) adopts a kept container as kept: the job's
+// next step joins it, and it still ends with the job.
+func TestReuseAcrossRestart(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, "e2e-reuse-restart")
+	run := "srun --container-image=" + cluster["SMALL_IMAGE"] + " "
+	script := "#!/bin/sh\n" + run + "sh -c 'echo kept >/tmp/mark'\ntouch held\n" +
+		"while [ ! -e restarted ]; do sleep 0.1; done\n" + run + "cat /tmp/mark\n"
+	job, out := sbatchAsUser(t, dir, script, "-N1", "-w", node)
+	waitFile(t, dir+"/held", job)
+	mustSucceed(t, runEnv(t, nil, cluster["NODE_DAEMON"], "stop", node))
+	mustSucceed(t, runEnv(t, nil, cluster["NODE_DAEMON"], "start", node))
+	adopted := false
+	for deadline := time.Now().Add(10 * time.Second); !adopted && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		adopted = regexp.MustCompile(`container adopted from the previous daemon.*phpc-` + job + `-0`).MatchString(daemonLog(t, node))
+	}
+	if !adopted {
+		t.Errorf("the new daemon did not adopt phpc-%s-0", job)
+	}
+	os.WriteFile(filepath.Join(dir, "restarted"), nil, 0o644)
+	waitJob(t, job)
+	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "kept" {
+		t.Errorf("the step after the restart printed %q, want the kept container's /tmp", b)
+	}
+	if ids := readyContainers(t, node, job); ids["1"] != "phpc-"+job+"-0" {
+		t.Errorf("step 1 ran in %q, not the adopted phpc-%s-0", ids["1"], job)
 	}
 	checkNothingLeft(t, node)
 }
