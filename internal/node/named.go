@@ -133,6 +133,14 @@ func (m *manager) forStepOf(req *wire.ContainerRequest) (*container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.containers[stepID(&wire.ContainerRequest{Job: job, Step: step})]
+	// A step that joined a kept container runs in an earlier step's
+	// (reuse.go), and that step's id names a kept container only while
+	// that step runs in it.
+	if kc := m.keptRunning(job, step); kc != nil {
+		c = kc
+	} else if c != nil && c.reuse.key != "" {
+		c = nil
+	}
 	switch {
 	case c == nil || c.named:
 		return nil, wire.OptionErrorf(flag, "no container of step %s runs on this node; attach while the step runs, on one of its nodes", req.Name)

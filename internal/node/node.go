@@ -239,8 +239,10 @@ func (n *Node) Save(ctx context.Context, s *Step) error {
 // lowest priority: nobody waits for it), a named one stays for its job (no
 // longer running, in pyxis's sense, once no step is in it).
 func (n *Node) End(ctx context.Context, s *Step) {
-	if s.Kept {
-		n.mgr.leave(ctx, s.c)
+	// A kept container, joined or attached to (JOBID.STEPID), waits for
+	// the job's next step once none runs in it.
+	if s.Kept || n.mgr.isKept(s.c) {
+		n.mgr.leave(ctx, s.c, s.req.Step)
 		return
 	}
 	if s.Attached {

@@ -73,9 +73,10 @@ type reuseState struct {
 	key     string
 	job     jobIdentity
 	binds   []bindIdentity
-	adopted bool        // a restarted daemon's: the previous one's steps may run in it
-	lastEnd time.Time   // when its last step ended (manager.mu)
-	timer   *time.Timer // ends it reuse_idle after lastEnd
+	adopted bool            // a restarted daemon's: the previous one's steps may run in it
+	running map[string]bool // the steps in it now, by id (manager.mu): JOBID.STEPID attaches
+	lastEnd time.Time       // when its last step ended (manager.mu)
+	timer   *time.Timer     // ends it reuse_idle after lastEnd
 }
 
 // fileID tells files apart.
@@ -243,6 +244,7 @@ func (m *manager) keep(c *container, key string, job jobIdentity) bool {
 		return false
 	}
 	c.reuse.key, c.reuse.job, c.reuse.binds = key, job, binds
+	c.reuse.running = map[string]bool{c.req.Step: true}
 	c.steps = 1
 	if m.kept.byKey == nil {
 		m.kept.byKey = map[string]*container{}
@@ -286,6 +288,7 @@ func (m *manager) join(ctx context.Context, req *wire.ContainerRequest, key stri
 		return nil
 	}
 	c.steps++
+	c.reuse.running[req.Step] = true
 	m.mu.Unlock()
 	why := m.changed(ctx, c, req, progress)
 	if c.initFD <= 0 || unix.PidfdSendSignal(c.initFD, 0, nil, 0) != nil {
@@ -301,7 +304,7 @@ func (m *manager) join(ctx context.Context, req *wire.ContainerRequest, key stri
 			delete(m.kept.byKey, key)
 		}
 		m.mu.Unlock()
-		m.leave(context.WithoutCancel(ctx), c)
+		m.leave(context.WithoutCancel(ctx), c, req.Step)
 		return nil
 	}
 	clear(req.Auth)
@@ -341,14 +344,15 @@ func (m *manager) changed(ctx context.Context, c *container, req *wire.Container
 	return ""
 }
 
-// leave is the end of a step in the kept container c: once none runs in
-// it, it waits reuse_idle for the next, or goes now if no step can join it
-// any more.
-func (m *manager) leave(ctx context.Context, c *container) {
+// leave is the end of step in the kept container c: once none runs in it,
+// it waits reuse_idle for the next, or goes now if no step can join it any
+// more.
+func (m *manager) leave(ctx context.Context, c *container, step string) {
 	m.mu.Lock()
 	if c.steps > 0 {
 		c.steps--
 	}
+	delete(c.reuse.running, step)
 	idle := c.steps == 0
 	current := m.kept.byKey[c.reuse.key] == c && m.containers[c.id] == c
 	if idle {
@@ -407,6 +411,24 @@ func mountNSInUseBy(c *container) bool {
 	return ok && (mountNSUsers(ns, c.initPid) > 0 || mountNSHeld(ns))
 }
 
+// isKept: c is kept for the job's next steps.
+func (m *manager) isKept(c *container) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return c.reuse.key != ""
+}
+
+// keptRunning is the kept container job's step runs in now, or nil. The
+// caller holds m.mu.
+func (m *manager) keptRunning(job, step string) *container {
+	for _, c := range m.containers {
+		if c.reuse.key != "" && c.req.Job == job && c.reuse.running[step] {
+			return c
+		}
+	}
+	return nil
+}
+
 // endKept forgets the job's kept containers (its end removes them).
 func (m *manager) endKept(job string) {
 	m.mu.Lock()
@@ -447,7 +469,7 @@ func (m *manager) adoptKept(c *container, r *keptRecord) bool {
 		return false
 	}
 	c.reuse = reuseState{hooksOnCommand: r.HooksOnCommand, stepDirs: r.StepDirs, key: r.Key, job: r.Job,
-		binds: r.Binds, adopted: true, lastEnd: time.Now()}
+		binds: r.Binds, adopted: true, lastEnd: time.Now(), running: map[string]bool{}}
 	m.mu.Lock()
 	if m.kept.byKey == nil {
 		m.kept.byKey = map[string]*container{}

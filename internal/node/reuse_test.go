@@ -211,8 +211,8 @@ func TestReuseJoinLeaveIdle(t *testing.T) {
 	if m.join(ctx, mk("2"), key, jobIdentity{Dirs: []string{"/sys/fs/cgroup/x/job_7"}}, func(string) {}) != nil {
 		t.Error("a later job of the same id joined")
 	}
-	m.leave(ctx, c)
-	m.leave(ctx, c)
+	m.leave(ctx, c, "0")
+	m.leave(ctx, c, "1")
 	time.Sleep(100 * time.Millisecond)
 	if m.containers[c.id] != c {
 		t.Fatal("gone before reuse_idle")
@@ -221,7 +221,21 @@ func TestReuseJoinLeaveIdle(t *testing.T) {
 	if j := m.join(ctx, mk("3"), key, jobIdentity{}, func(string) {}); j != c {
 		t.Fatal("step 3 did not join")
 	}
-	m.leave(ctx, c)
+	// JOBID.STEPID names the container a step runs in, while it runs.
+	attach := func(step string) *container {
+		r := mk("9")
+		r.Name, r.NameMode = "7."+step, "exec"
+		c, err := m.forStepOf(r)
+		if err != nil {
+			return nil
+		}
+		m.detach(c)
+		return c
+	}
+	if attach("3") != c || attach("0") != nil {
+		t.Errorf("7.3 (running in step 0's container) and 7.0 (ended) attach to %v and %v", attach("3"), attach("0"))
+	}
+	m.leave(ctx, c, "3")
 	// The bind's source replaced: a fresh container would bind the new one.
 	os.Rename(data, data+".old")
 	os.Mkdir(data, 0o755)
@@ -237,7 +251,7 @@ func TestReuseJoinLeaveIdle(t *testing.T) {
 	if err != nil || !m.keep(c, key, jobIdentity{}) {
 		t.Fatal(err)
 	}
-	m.leave(ctx, c)
+	m.leave(ctx, c, "5")
 	m.endKept("7")
 	if removed, _ := m.endJob(ctx, "7"); removed != 1 || len(m.kept.byKey) != 0 {
 		t.Errorf("the job's end removed %d, kept %d", removed, len(m.kept.byKey))
@@ -254,7 +268,7 @@ func TestReuseIdleEnds(t *testing.T) {
 	if err != nil || !m.keep(c, reuseKey(req), jobIdentity{}) {
 		t.Fatal(err)
 	}
-	m.leave(ctx, c)
+	m.leave(ctx, c, "0")
 	waitGone(t, m, c, 3*time.Second)
 	if len(m.kept.byKey) != 0 {
 		t.Error("still findable")
