@@ -176,23 +176,24 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepc
 	}
 	// A step the job's kept container serves joins it; one that may be
 	// served later makes it in the job's cgroups (reuse.go).
-	key, place, job := n.reuseFor(stepd, req)
-	if key == "" {
-		var err error
-		if place, err = n.stepPlace(stepd, req); err != nil {
-			return nil, err
-		}
+	stepPlace, err := n.stepPlace(stepd, req)
+	if err != nil {
+		return nil, err
 	}
-	// The step's helpers (podman save for podman://) are the step's too.
-	if !place.Empty() {
-		ctx = charge.With(ctx, place.Join)
+	// The step's helpers (podman save for podman://) are the step's too,
+	// wherever its container goes.
+	if !stepPlace.Empty() {
+		ctx = charge.With(ctx, stepPlace.Join)
 	}
+	place := stepPlace
+	key, jobPlace, job := n.reuseFor(stepd, req)
 	if key != "" {
 		if c := n.mgr.join(ctx, req, key, job, progress); c != nil {
 			return &Step{ID: c.id, Attached: true, Kept: true, Digest: c.img.Digest,
 				Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
-				Namespaces: c.nsFiles, NamespaceNames: c.nsNames, c: c, req: req, savePlace: place}, nil
+				Namespaces: c.nsFiles, NamespaceNames: c.nsNames, c: c, req: req, savePlace: stepPlace}, nil
 		}
+		place = jobPlace
 	}
 	c, owned, err := n.mgr.forStep(ctx, req, place, progress)
 	if err != nil {
