@@ -188,7 +188,10 @@ func (n *Node) reuseFor(stepd stepcgroup.Proc, req *wire.ContainerRequest) (stri
 		return "", stepcgroup.Target{}, jobIdentity{}
 	}
 	key := reuseKey(req)
-	if key == "" || !n.mgr.mayKeep(req.Job, key) {
+	// An MPI step with PMIx directories of its own (the pmi module binds
+	// them) neither joins nor is kept: its container goes into the step's
+	// cgroups, as every step's did before reuse.
+	if key == "" || stepDirPresent(pmiStepDirs(n.mgr.hooks.modules), req) || !n.mgr.mayKeep(req.Job, key) {
 		return "", stepcgroup.Target{}, jobIdentity{}
 	}
 	if stepd.PID <= 0 {
@@ -313,12 +316,9 @@ func (m *manager) join(ctx context.Context, req *wire.ContainerRequest, key stri
 }
 
 // changed says what of the container c differs from what a fresh one for
-// req would have ("" for nothing): the step's own PMIx directories, a bind's
-// source, the image the reference names now.
+// req would have ("" for nothing): a bind's source, the image the reference
+// names now. (The step's own PMIx directories keep it from asking: reuseFor.)
 func (m *manager) changed(ctx context.Context, c *container, req *wire.ContainerRequest, progress func(string)) string {
-	if stepDirPresent(c.reuse.stepDirs, req) {
-		return "the step has PMIx directories of its own"
-	}
 	for _, b := range c.reuse.binds {
 		id, ok := statID(b.Src)
 		if ok == b.Absent || id != b.ID {

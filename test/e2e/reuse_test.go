@@ -174,3 +174,19 @@ func TestReuseAcrossRestart(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// An MPI step under mpi/pmix has PMIx directories of its own, which a fresh
+// container binds: it gets its own container, and the job's plain steps
+// around it share theirs.
+func TestReuseNotForPMIxSteps(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	run := "srun -N1 --container-image=" + cluster["MPI_IMAGE"] + " "
+	script := "#!/bin/sh\n" + run + "true\n" + run + "--mpi=pmix true\n" + run + "true\n"
+	job, out := sbatch(t, script, "-N1", "-w", node)
+	ids := readyContainers(t, node, job)
+	if ids["0"] != "phpc-"+job+"-0" || ids["1"] != "phpc-"+job+"-1" || ids["2"] != "phpc-"+job+"-0" {
+		t.Errorf("containers by step %v: want the pmix step 1 in its own, 0 and 2 sharing one\n%s", ids, out)
+	}
+	checkNothingLeft(t, node)
+}
