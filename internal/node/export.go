@@ -102,7 +102,7 @@ func (m *manager) find(uid uint32, name, job string) (*container, error) {
 		if job != "" && !slices.Contains(jobs, job) {
 			continue
 		}
-		if (c.named && c.req.Name == name) || (!c.named && c.req.Job+"."+c.req.Step == name) {
+		if (c.named && c.req.Name == name) || (!c.named && m.namesStep(c, name)) {
 			found = append(found, c)
 		}
 	}

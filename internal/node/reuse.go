@@ -418,6 +418,18 @@ func (m *manager) isKept(c *container) bool {
 	return c.reuse.key != ""
 }
 
+// namesStep: JOBID.STEPID name is a step that runs in the step container c
+// now (a kept one: any step that joined it; else the step that made it).
+func (m *manager) namesStep(c *container, name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c.reuse.key == "" {
+		return c.req.Job+"."+c.req.Step == name
+	}
+	job, step, ok := strings.Cut(name, ".")
+	return ok && job == c.req.Job && c.reuse.running[step]
+}
+
 // keptRunning is the kept container job's step runs in now, or nil. The
 // caller holds m.mu.
 func (m *manager) keptRunning(job, step string) *container {

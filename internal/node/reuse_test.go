@@ -232,6 +232,12 @@ func TestReuseJoinLeaveIdle(t *testing.T) {
 		m.detach(c)
 		return c
 	}
+	if f, err := m.find(4242, "7.3", ""); err != nil || f != c {
+		t.Errorf("export of 7.3 finds %v, %v", f, err)
+	}
+	if _, err := m.find(4242, "7.0", ""); err == nil {
+		t.Error("export of the ended 7.0 finds a container")
+	}
 	if attach("3") != c || attach("0") != nil {
 		t.Errorf("7.3 (running in step 0's container) and 7.0 (ended) attach to %v and %v", attach("3"), attach("0"))
 	}
