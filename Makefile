@@ -85,7 +85,7 @@ bin/podman-hpcd: $(GO_SRCS) Makefile bin/.version
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build $(GO_FLAGS) -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/podman-hpcd
 
-# The daemon's helper for work done as a user (internal/asuser): a small
+# The daemon's helper for work done as a user (pkg/asuser): a small
 # binary, as it starts at every step (podman-hpcd stands in when it is
 # missing, at about 7 ms a start instead of 1).
 bin/podman-hpc-asuser: $(GO_SRCS) Makefile

@@ -1,5 +1,5 @@
 // Command podman-hpc-asuser is the daemon's helper for the work it does on
-// a user's behalf (internal/asuser): started by podman-hpcd with the
+// a user's behalf (pkg/asuser): started by podman-hpcd with the
 // user's credentials, it opens what the user names and sends the
 // descriptors back. Not for running by hand.
 package main
@@ -7,7 +7,7 @@ package main
 import (
 	"os"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 )
 
 func main() {

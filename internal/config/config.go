@@ -81,7 +81,7 @@ type Config struct {
 	// not asked again for that user (0: ask every time).
 	TagTTL time.Duration
 	// UserPathTimeout bounds each open of what a user names, done by a
-	// helper process of theirs (internal/asuser): a file system that does
+	// helper process of theirs (pkg/asuser): a file system that does
 	// not answer fails the step after this long instead of holding it.
 	UserPathTimeout time.Duration
 	// HelperTimeout bounds a program run on a user's behalf whose work

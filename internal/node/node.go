@@ -34,10 +34,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"

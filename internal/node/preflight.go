@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
 	"github.com/podman-hpc/podman-hpc/internal/config"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"

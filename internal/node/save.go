@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )

@@ -16,7 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -172,7 +172,7 @@ type stageError struct {
 func (e *stageError) Error() string { return e.mount.src + ": " + e.err.Error() }
 
 // openStaged opens every source with O_PATH as the user, in one helper
-// process of theirs (internal/asuser): the user's permissions apply to
+// process of theirs (pkg/asuser): the user's permissions apply to
 // every directory along the path, while the file's own mode keeps applying
 // to whoever uses it later. The user's own sources must all open; a
 // module's that does not exist is left out. It returns the files and the

@@ -8,13 +8,13 @@ import (
 	"os/user"
 	"strconv"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 )
 
 // The daemon is root; a path a user names must be read with that user's
 // permissions, or any user could make root read files they cannot. The
 // opens (and the walk of an OCI layout directory) run in a helper process
-// of the user's (internal/asuser, the daemon's one way of acting as a
+// of the user's (pkg/asuser, the daemon's one way of acting as a
 // user); the data is read from the descriptors it sends back, or from the
 // stream it writes. What the kernel or containers/image then parse is only
 // ever our own root-owned copy.

@@ -32,7 +32,7 @@
 // go.podman.io/storage/pkg/reexec first thing in main (and return if it
 // returns true): layers are applied by re-executed copies of the program
 // (containers/storage's chrootarchive). Open fails if they did not. Files
-// a user names are read as the user through internal/asuser.
+// a user names are read as the user through pkg/asuser.
 //
 // The daemon needs squashfs-tools 4.5 or later, a policy.json (there is
 // no built-in default) and a registries.conf with the site's registries,

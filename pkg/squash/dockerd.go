@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podman-hpc/podman-hpc/internal/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 )
 
 // DefaultDockerSocket is where dockerd:// finds the node's Docker daemon.
@@ -24,7 +24,7 @@ const DefaultDockerSocket = "/var/run/docker.sock"
 // root-equivalent (whoever talks to it can run a privileged container), so
 // a user may read images through it only if they could talk to it
 // themselves: the socket is connected to by a thread that has become the
-// user (internal/asuser), where the kernel checks the socket file's
+// user (pkg/asuser), where the kernel checks the socket file's
 // permissions against the user's ids and groups (the docker group, as
 // Docker's own client would be). Root then uses that connection for one
 // request only, GET /images/get (docker save), and reads the archive into

@@ -19,7 +19,7 @@ import (
 // is refused with its reason, as the unprivileged test user through srun
 // (or the socket, for import), nothing is left mounted, and the daemon
 // still answers status at once. The paths are opened by a helper process
-// of the user's (internal/asuser): the daemon's /proc/self/fd/N once
+// of the user's (pkg/asuser): the daemon's /proc/self/fd/N once
 // mounted another user's private image.
 func TestSecurityHostilePaths(t *testing.T) {
 	requireRoot(t)
