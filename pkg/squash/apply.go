@@ -12,6 +12,8 @@ import (
 	"go.podman.io/storage/pkg/chrootarchive"
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // applyLayer applies one compressed (gzip, zstd) or plain layer blob onto
@@ -24,7 +26,7 @@ import (
 // reported as an *entryError; nothing of it reaches the extractor. The
 // layer's uncompressed bytes are taken from budget (may be nil): the
 // extractor stops, with ErrTooLarge, once the image has used it up.
-func applyLayer(ctx context.Context, rootfs, blob string, budget *sizeBudget) error {
+func applyLayer(ctx context.Context, rootfs, blob string, budget *image.Budget) error {
 	f, err := os.Open(blob)
 	if err != nil {
 		return err
@@ -50,7 +52,7 @@ func applyLayer(ctx context.Context, rootfs, blob string, budget *sizeBudget) er
 	}
 	scanned := make(chan error, 1)
 	go func() {
-		err := scanLayer(newScanner(rootfs), plain, &budgetWriter{w: pw, b: budget})
+		err := scanLayer(newScanner(rootfs), plain, budget.Writer(pw))
 		pw.Close()
 		scanned <- err
 	}()

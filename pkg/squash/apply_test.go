@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // applyAll applies layers (gzip-compressed as a registry serves them) onto
@@ -78,8 +80,8 @@ func TestApplyLayerRefusesUnsafeEntries(t *testing.T) {
 			if err == nil {
 				t.Fatal("applied; want a refusal")
 			}
-			if !errors.Is(err, ErrUnsafeLayer) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q; want ErrUnsafeLayer containing %q", err, tc.want)
+			if !errors.Is(err, image.ErrUnsafeLayer) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q; want image.ErrUnsafeLayer containing %q", err, tc.want)
 			}
 			if ents, _ := os.ReadDir(host); len(ents) != 0 {
 				t.Fatalf("the host directory got %v", ents[0].Name())

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // The daemon is root; a path a user names must be read with that user's
@@ -55,8 +56,8 @@ func (e *causeError) Unwrap() error { return e.cause }
 // asUserError makes the kernel's "permission denied" for the user this
 // package's ErrPermission.
 func asUserError(err error) error {
-	if err != nil && errors.Is(err, fs.ErrPermission) && !errors.Is(err, ErrPermission) {
-		return &causeError{err.Error(), ErrPermission}
+	if err != nil && errors.Is(err, fs.ErrPermission) && !errors.Is(err, image.ErrPermission) {
+		return &causeError{err.Error(), image.ErrPermission}
 	}
 	return err
 }
@@ -79,10 +80,10 @@ func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out strin
 	}
 	defer f.Close()
 	// Counted as written: the user may make the layout anything.
-	budget := &sizeBudget{limit: limit}
-	if err := asuser.TarLayout(ctx, cred, dir, &budgetWriter{w: f, b: budget}); err != nil {
-		if limit > 0 && budget.used.Load() > limit {
-			return tooLarge("is", limit)
+	budget := &image.Budget{Limit: limit}
+	if err := asuser.TarLayout(ctx, cred, dir, budget.Writer(f)); err != nil {
+		if limit > 0 && budget.Used() > limit {
+			return image.TooLarge("is", limit)
 		}
 		return asUserError(err)
 	}

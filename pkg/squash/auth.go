@@ -8,6 +8,8 @@ import (
 
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/types"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // A user's auth.json reaches containers/image, which runs as root here,
@@ -44,12 +46,12 @@ type authEntry struct {
 // wrong shape) wrap ErrUnauthorized.
 func sanitizeAuth(b []byte) (clean []byte, droppedHelpers bool, err error) {
 	if len(b) > maxAuthJSON {
-		return nil, false, fmt.Errorf("%w: auth.json is larger than %d bytes", ErrUnauthorized, maxAuthJSON)
+		return nil, false, fmt.Errorf("%w: auth.json is larger than %d bytes", image.ErrUnauthorized, maxAuthJSON)
 	}
 	var top map[string]json.RawMessage
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &top); err != nil {
-			return nil, false, fmt.Errorf("%w: auth.json is not a JSON object", ErrUnauthorized)
+			return nil, false, fmt.Errorf("%w: auth.json is not a JSON object", image.ErrUnauthorized)
 		}
 	}
 	for _, k := range []string{"credHelpers", "credsStore"} {
@@ -61,7 +63,7 @@ func sanitizeAuth(b []byte) (clean []byte, droppedHelpers bool, err error) {
 	if raw, ok := top["auths"]; ok && !emptyJSON(raw) {
 		var in map[string]authEntry
 		if err := json.Unmarshal(raw, &in); err != nil {
-			return nil, droppedHelpers, fmt.Errorf("%w: auth.json: \"auths\" is not an object of {\"auth\": ...} entries", ErrUnauthorized)
+			return nil, droppedHelpers, fmt.Errorf("%w: auth.json: \"auths\" is not an object of {\"auth\": ...} entries", image.ErrUnauthorized)
 		}
 		for k, v := range in {
 			// Docker writes "host": {} for a registry whose secret is in

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func TestSanitizeAuth(t *testing.T) {
@@ -32,8 +34,8 @@ func TestSanitizeAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, dropped, err := sanitizeAuth([]byte(tc.in))
 			if tc.bad {
-				if !errors.Is(err, ErrUnauthorized) {
-					t.Fatalf("err = %v, want ErrUnauthorized", err)
+				if !errors.Is(err, image.ErrUnauthorized) {
+					t.Fatalf("err = %v, want image.ErrUnauthorized", err)
 				}
 				return
 			}
@@ -91,8 +93,8 @@ func TestCredentialHelpersNotRun(t *testing.T) {
 		t.Fatalf("public image: %v", err)
 	}
 	_, err := c.Get(context.Background(), privRef, o)
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("private image: %v, want ErrUnauthorized", err)
+	if !errors.Is(err, image.ErrUnauthorized) {
+		t.Fatalf("private image: %v, want image.ErrUnauthorized", err)
 	}
 	assertOneLine(t, err, privRef, "unauthorized", "credential helpers (credsStore/credHelpers) in your auth file are not run on the node", "under auths")
 	if b, err := os.ReadFile(marker); err == nil {
@@ -137,8 +139,8 @@ func TestRootCredentialsNotUsed(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", docker)
 	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(docker, "config.json"))
 	for _, auth := range [][]byte{nil, []byte(`{"auths":{}}`), authJSON("other.example", "u", "p")} {
-		if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1000, AuthJSON: auth}); !errors.Is(err, ErrUnauthorized) {
-			t.Errorf("auth %s: %v, want ErrUnauthorized (root's credentials used?)", auth, err)
+		if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1000, AuthJSON: auth}); !errors.Is(err, image.ErrUnauthorized) {
+			t.Errorf("auth %s: %v, want image.ErrUnauthorized (root's credentials used?)", auth, err)
 		}
 	}
 	if _, err := c.Get(context.Background(), ref, PullOptions{UID: 1000, AuthJSON: rootAuth}); err != nil {

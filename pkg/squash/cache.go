@@ -19,6 +19,8 @@ import (
 	"go.podman.io/image/v5/pkg/shortnames"
 	"go.podman.io/image/v5/signature"
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // DefaultPolicyPath is containers-policy.json(5)'s system location.
@@ -141,14 +143,9 @@ type PullOptions struct {
 	Refresh bool
 }
 
-// Progress is one progress report.
-type Progress struct {
-	Phase   string
-	Layer   string
-	Done    int64
-	Total   int64
-	Message string
-}
+// Progress is one progress report (package image's: the sources report
+// too).
+type Progress = image.Progress
 
 // ImageConfig is the part of the image's configuration a container needs.
 type ImageConfig struct {
@@ -257,7 +254,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		c.tmp = filepath.Clean(o.TmpDir)
 	}
 	if _, err := signature.NewPolicyFromFile(c.policy); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", ErrPolicy, c.policy, err)
+		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", image.ErrPolicy, c.policy, err)
 	}
 	if err := checkCredentialHelpers(c.sysContext("")); err != nil {
 		return nil, err
@@ -363,7 +360,7 @@ func (c *Cache) lock() error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("%w: %s", ErrLocked, c.dir)
+			return fmt.Errorf("%w: %s", image.ErrLocked, c.dir)
 		}
 		return err
 	}
@@ -559,7 +556,7 @@ func (c *Cache) Pin(digest string) (release func(), err error) {
 	defer c.mu.Unlock()
 	e := c.ix.Images[digest]
 	if e == nil {
-		return nil, fmt.Errorf("pin %q: %w", digest, ErrNotFound)
+		return nil, fmt.Errorf("pin %q: %w", digest, image.ErrNotFound)
 	}
 	c.pins[digest]++
 	e.LastUsed = c.now()
@@ -629,11 +626,11 @@ func (c *Cache) Remove(ref string, uid uint32) error {
 		}
 	}
 	if len(hits) == 0 {
-		return fmt.Errorf("remove %q: %w", ref, ErrNotFound)
+		return fmt.Errorf("remove %q: %w", ref, image.ErrNotFound)
 	}
 	for _, e := range hits {
 		if c.pins[e.Digest] > 0 && (uid == 0 || len(e.Users) == 1) {
-			return fmt.Errorf("remove %q: %w by a running container", ref, ErrInUse)
+			return fmt.Errorf("remove %q: %w by a running container", ref, image.ErrInUse)
 		}
 	}
 	for _, e := range hits {
@@ -736,7 +733,7 @@ func (c *Cache) indexNames(ref string) (map[string]bool, error) {
 	if r.kind == kindRegistry && r.short {
 		res, err := shortnames.Resolve(c.sysContext(""), r.shortName)
 		if err != nil {
-			return nil, classify("remove", ref, "", fmt.Errorf("%w: %v", ErrShortName, err))
+			return nil, classify("remove", ref, "", fmt.Errorf("%w: %v", image.ErrShortName, err))
 		}
 		for _, pc := range res.PullCandidates {
 			names["docker://"+pinned(pc.Value).String()] = true

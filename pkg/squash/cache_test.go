@@ -14,6 +14,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // baseLayers is a small image: a setuid binary, a hard link, a symlink,
@@ -215,15 +217,15 @@ func TestPrivateImageNeedsTheRegistrysWord(t *testing.T) {
 	} {
 		_, err := c.Get(context.Background(), ref, o)
 		t.Logf("uid %d sees: %v", o.UID, err)
-		if !errors.Is(err, ErrUnauthorized) {
-			t.Errorf("uid %d: %v, want ErrUnauthorized", o.UID, err)
+		if !errors.Is(err, image.ErrUnauthorized) {
+			t.Errorf("uid %d: %v, want image.ErrUnauthorized", o.UID, err)
 		}
 		if imgs := c.List(o.UID); len(imgs) != 0 {
 			t.Errorf("uid %d sees %v", o.UID, imgs)
 		}
 		// Not by digest either.
-		if _, err := c.Get(context.Background(), reg.host+"/private/app@"+im.digest.String(), o); !errors.Is(err, ErrUnauthorized) {
-			t.Errorf("uid %d by digest: %v, want ErrUnauthorized", o.UID, err)
+		if _, err := c.Get(context.Background(), reg.host+"/private/app@"+im.digest.String(), o); !errors.Is(err, image.ErrUnauthorized) {
+			t.Errorf("uid %d by digest: %v, want image.ErrUnauthorized", o.UID, err)
 		}
 	}
 	// carol has access: the registry confirms the digest, no download.

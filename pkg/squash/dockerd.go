@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // DefaultDockerSocket is where dockerd:// finds the node's Docker daemon.
@@ -45,7 +46,7 @@ func exportDockerd(ctx context.Context, socket, name string, cred credential, ou
 	defer stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/images/get?names="+url.QueryEscape(name), nil)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadReference, err)
+		return fmt.Errorf("%w: %v", image.ErrBadReference, err)
 	}
 	if err := req.Write(conn); err != nil {
 		return ctxOr(ctx, fmt.Errorf("docker daemon at %s: %w", socket, err))
@@ -62,14 +63,14 @@ func exportDockerd(ctx context.Context, socket, name string, cred credential, ou
 			e.Message = strings.TrimSpace(string(b))
 		}
 		if resp.StatusCode == http.StatusNotFound {
-			return &opError{kind: ErrNoImage, detail: "the node's Docker daemon: " + e.Message, hint: "docker images lists its images"}
+			return &opError{kind: image.ErrNoImage, detail: "the node's Docker daemon: " + e.Message, hint: "docker images lists its images"}
 		}
 		return fmt.Errorf("docker daemon at %s: %s: %s", socket, resp.Status, e.Message)
 	}
-	budget := &sizeBudget{limit: limit}
-	if _, err := io.Copy(&budgetWriter{w: out, b: budget}, resp.Body); err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			return tooLarge("is", limit)
+	budget := &image.Budget{Limit: limit}
+	if _, err := io.Copy(budget.Writer(out), resp.Body); err != nil {
+		if errors.Is(err, image.ErrTooLarge) {
+			return image.TooLarge("is", limit)
 		}
 		return ctxOr(ctx, fmt.Errorf("docker daemon at %s: %w", socket, err))
 	}
@@ -91,9 +92,9 @@ func dialAsUser(path string, cred credential) (net.Conn, error) {
 	f, err := asuser.Dial(cred, path)
 	switch {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return nil, &opError{kind: ErrPermission, detail: "you may not use the node's Docker daemon (" + path + ")", hint: "dockerd:// is for the users its socket lets in (the docker group): ask your admin"}
+		return nil, &opError{kind: image.ErrPermission, detail: "you may not use the node's Docker daemon (" + path + ")", hint: "dockerd:// is for the users its socket lets in (the docker group): ask your admin"}
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ECONNREFUSED):
-		return nil, &opError{kind: ErrUnsupported, detail: fmt.Sprintf("no Docker daemon on this node (%s: %v)", path, err), hint: "use another image reference"}
+		return nil, &opError{kind: image.ErrUnsupported, detail: fmt.Sprintf("no Docker daemon on this node (%s: %v)", path, err), hint: "use another image reference"}
 	case err != nil:
 		return nil, fmt.Errorf("docker daemon at %s: %w", path, err)
 	}

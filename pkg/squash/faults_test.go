@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // assertClean checks that a failed Get left nothing behind: no entry, no
@@ -78,14 +80,14 @@ func TestGetFaults(t *testing.T) {
 		kind error
 		want []string
 	}{
-		{"test/base:2", ErrManifestUnknown, []string{"manifest unknown: check the image name and tag"}},
-		{"test/nothing:1", ErrManifestUnknown, []string{"manifest unknown"}},
-		{"test/corrupt:1", ErrDigestMismatch, []string{"content does not match its digest", digestOf(corrupt.layers[0]).String(), "retry"}},
-		{"test/long:1", ErrDigestMismatch, []string{"more than the", "bytes the manifest says"}},
-		{"unsafe/dotdot:1", ErrUnsafeLayer, []string{"layer 2 of 2", `entry "../../../../tmp/escaped": path leaves the image root`}},
-		{"unsafe/abslink:1", ErrUnsafeLayer, []string{`entry "evil/pwned": goes through absolute symlink "evil"`}},
-		{"unsafe/hardlink:1", ErrUnsafeLayer, []string{`entry "shadow": hard link to "../../../etc/shadow", outside the image root`}},
-		{"unsafe/device:1", ErrUnsafeLayer, []string{`entry "dev/sda": is a block device (8,0)`}},
+		{"test/base:2", image.ErrManifestUnknown, []string{"manifest unknown: check the image name and tag"}},
+		{"test/nothing:1", image.ErrManifestUnknown, []string{"manifest unknown"}},
+		{"test/corrupt:1", image.ErrDigestMismatch, []string{"content does not match its digest", digestOf(corrupt.layers[0]).String(), "retry"}},
+		{"test/long:1", image.ErrDigestMismatch, []string{"more than the", "bytes the manifest says"}},
+		{"unsafe/dotdot:1", image.ErrUnsafeLayer, []string{"layer 2 of 2", `entry "../../../../tmp/escaped": path leaves the image root`}},
+		{"unsafe/abslink:1", image.ErrUnsafeLayer, []string{`entry "evil/pwned": goes through absolute symlink "evil"`}},
+		{"unsafe/hardlink:1", image.ErrUnsafeLayer, []string{`entry "shadow": hard link to "../../../etc/shadow", outside the image root`}},
+		{"unsafe/device:1", image.ErrUnsafeLayer, []string{`entry "dev/sda": is a block device (8,0)`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.ref, func(t *testing.T) {
@@ -131,8 +133,8 @@ func TestGetRegistryDown(t *testing.T) {
 			start := time.Now()
 			_, err := c.Get(context.Background(), ref, PullOptions{})
 			took := time.Since(start)
-			if !errors.Is(err, ErrRegistryUnreachable) {
-				t.Fatalf("error %v; want ErrRegistryUnreachable", err)
+			if !errors.Is(err, image.ErrRegistryUnreachable) {
+				t.Fatalf("error %v; want image.ErrRegistryUnreachable", err)
 			}
 			assertOneLine(t, err, ref, "registry unreachable: registry "+host, "check the name and that the registry is up")
 			// 3 attempts of 0.5 s plus back-off.
@@ -152,8 +154,8 @@ func TestGetStalledDownload(t *testing.T) {
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.RegistryTimeout, o.RegistryAttempts = 300*time.Millisecond, 1 })
 	start := time.Now()
 	_, err := c.Get(context.Background(), ref, PullOptions{})
-	if !errors.Is(err, ErrRegistryUnreachable) || time.Since(start) > 5*time.Second {
-		t.Fatalf("after %s: %v; want ErrRegistryUnreachable quickly", time.Since(start), err)
+	if !errors.Is(err, image.ErrRegistryUnreachable) || time.Since(start) > 5*time.Second {
+		t.Fatalf("after %s: %v; want image.ErrRegistryUnreachable quickly", time.Since(start), err)
 	}
 	assertOneLine(t, err, ref, "no data for 300ms")
 	assertClean(t, c)
@@ -175,8 +177,8 @@ func TestGetWrongCredentials(t *testing.T) {
 	c := openTestCache(t, []string{host}, nil)
 	for _, auth := range [][]byte{authJSON(host, "alice", "wrong"), nil, authJSON(host, "mallory", "s3cret")} {
 		_, err := c.Get(context.Background(), ref, PullOptions{UID: 1000, AuthJSON: auth})
-		if !errors.Is(err, ErrUnauthorized) {
-			t.Fatalf("error %v; want ErrUnauthorized", err)
+		if !errors.Is(err, image.ErrUnauthorized) {
+			t.Fatalf("error %v; want image.ErrUnauthorized", err)
 		}
 		assertOneLine(t, err, ref, "unauthorized: registry "+host+" refused access", "auth.json")
 	}
@@ -190,7 +192,7 @@ func TestGetWrongCredentials(t *testing.T) {
 	}
 	// The unknown-tag case against the real registry too.
 	_, err = c.Get(context.Background(), host+"/team/app:2", PullOptions{UID: 1000, AuthJSON: authJSON(host, "alice", "s3cret")})
-	if !errors.Is(err, ErrManifestUnknown) {
+	if !errors.Is(err, image.ErrManifestUnknown) {
 		t.Fatalf("unknown tag: %v", err)
 	}
 	// The auth files written for these pulls are gone.
@@ -218,8 +220,8 @@ func TestGetDiskFullMidSquash(t *testing.T) {
 	// Without max_image_size, which would refuse the image before.
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Dir, o.MaxImageSize = filepath.Join(mnt, "cache"), -1 })
 	_, err := c.Get(context.Background(), big, PullOptions{})
-	if !errors.Is(err, ErrNoSpace) {
-		t.Fatalf("error %v; want ErrNoSpace", err)
+	if !errors.Is(err, image.ErrNoSpace) {
+		t.Fatalf("error %v; want image.ErrNoSpace", err)
 	}
 	assertOneLine(t, err, big, "no space left on device", "cache is full")
 	assertClean(t, c)
@@ -281,8 +283,8 @@ func TestGetPolicyRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Get(context.Background(), ref, PullOptions{})
-	if !errors.Is(err, ErrPolicy) {
-		t.Fatalf("%v; want ErrPolicy", err)
+	if !errors.Is(err, image.ErrPolicy) {
+		t.Fatalf("%v; want image.ErrPolicy", err)
 	}
 	assertOneLine(t, err, ref, "rejected by policy")
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // A squashfs file a user names is never mounted where it lies: the kernel
@@ -51,7 +53,7 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 		return nil, classify("use", input, "", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", ErrNotSquashfs))
+		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", image.ErrNotSquashfs))
 	}
 	real, err := fdPath(f)
 	if err != nil {
@@ -88,7 +90,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	c.mu.Unlock()
 
 	if c.o.MaxImageSize > 0 && id.size > c.o.MaxImageSize {
-		return nil, tooLarge("is", c.o.MaxImageSize)
+		return nil, image.TooLarge("is", c.o.MaxImageSize)
 	}
 	release, err := c.slots.acquire(ctx, uid, report)
 	if err != nil {
@@ -109,7 +111,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 		return nil, fmt.Errorf("copying: %w", err)
 	}
 	if n != id.size {
-		return nil, fmt.Errorf("%w: the file shrank while it was copied", ErrNotSquashfs)
+		return nil, fmt.Errorf("%w: the file shrank while it was copied", image.ErrNotSquashfs)
 	}
 	if err := tmp.Close(); err != nil {
 		return nil, err
@@ -135,7 +137,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	c.files[id] = d
 	img := c.confirmLocked(d, name, uid, false, "")
 	if img == nil {
-		return nil, fmt.Errorf("%w: evicted as soon as it was copied: the cache is too small for it", ErrNoSpace)
+		return nil, fmt.Errorf("%w: evicted as soon as it was copied: the cache is too small for it", image.ErrNoSpace)
 	}
 	report(Progress{Phase: "done"})
 	return img, nil

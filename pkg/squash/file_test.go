@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 const nobody = 65534
@@ -58,7 +60,7 @@ func TestGetSquashfsFile(t *testing.T) {
 	if _, err := c.Get(context.Background(), "./"+filepath.Base(src), PullOptions{Cwd: filepath.Dir(src)}); err != nil {
 		t.Errorf("relative path with Cwd: %v", err)
 	}
-	if _, err := c.Get(context.Background(), "./x.sqsh", PullOptions{}); !errors.Is(err, ErrBadReference) {
+	if _, err := c.Get(context.Background(), "./x.sqsh", PullOptions{}); !errors.Is(err, image.ErrBadReference) {
 		t.Errorf("relative path without Cwd: %v", err)
 	}
 }
@@ -69,7 +71,7 @@ func TestGetSquashfsFileAsUser(t *testing.T) {
 	c := openTestCache(t, nil, nil)
 	src := publicCopy(t, makeSquashfs(t, map[string]string{"secret": "root only"}), 0o600) // root's file
 	_, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody})
-	if !errors.Is(err, ErrPermission) {
+	if !errors.Is(err, image.ErrPermission) {
 		t.Fatalf("nobody read root's file: %v", err)
 	}
 	assertOneLine(t, err, src, "permission denied")
@@ -113,8 +115,8 @@ func TestGetSquashfsFileCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := c.Get(context.Background(), p, PullOptions{})
-		if !errors.Is(err, ErrNotSquashfs) {
-			t.Fatalf("%s: %v; want ErrNotSquashfs", name, err)
+		if !errors.Is(err, image.ErrNotSquashfs) {
+			t.Fatalf("%s: %v; want image.ErrNotSquashfs", name, err)
 		}
 		assertOneLine(t, err, p, "not a usable squashfs image")
 	}

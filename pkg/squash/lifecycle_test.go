@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func TestOpenRecoversFromAKilledDaemon(t *testing.T) {
@@ -97,9 +99,9 @@ func TestOpenErrors(t *testing.T) {
 		is   error
 		want string
 	}{
-		{Options{Dir: dir, PolicyPath: policy}, ErrLocked, dir},
-		{Options{Dir: t.TempDir(), PolicyPath: missing}, ErrPolicy, missing},
-		{Options{Dir: t.TempDir(), PolicyPath: bad}, ErrPolicy, bad},
+		{Options{Dir: dir, PolicyPath: policy}, image.ErrLocked, dir},
+		{Options{Dir: t.TempDir(), PolicyPath: missing}, image.ErrPolicy, missing},
+		{Options{Dir: t.TempDir(), PolicyPath: bad}, image.ErrPolicy, bad},
 		{Options{Dir: t.TempDir(), PolicyPath: policy, Compression: "lzma"}, nil, "kernel can mount"},
 		{Options{PolicyPath: policy}, nil, "Dir is empty"},
 	}
@@ -241,10 +243,10 @@ func TestPinRemoveListPerUser(t *testing.T) {
 	if got := c.List(0); len(got) != 2 {
 		t.Errorf("List(0) has %d images", len(got))
 	}
-	if err := c.Remove(other, 1001); !errors.Is(err, ErrNotFound) {
+	if err := c.Remove(other, 1001); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("1001 removing 1003's image: %v", err)
 	}
-	if _, err := c.Pin("sha256:" + strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Pin("sha256:" + strings.Repeat("0", 64)); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("Pin(unknown) = %v", err)
 	}
 	release, err := c.Pin(im.digest.String())
@@ -260,7 +262,7 @@ func TestPinRemoveListPerUser(t *testing.T) {
 	}
 	// Deleting it is not, for the last user or for root.
 	for _, uid := range []uint32{1002, 0} {
-		if err := c.Remove(ref, uid); !errors.Is(err, ErrInUse) {
+		if err := c.Remove(ref, uid); !errors.Is(err, image.ErrInUse) {
 			t.Errorf("Remove by %d while pinned: %v", uid, err)
 		}
 	}
@@ -319,9 +321,9 @@ func TestShortNames(t *testing.T) {
 		{name: "alias", conf: fmt.Sprintf("[aliases]\n\"myapp\" = %q", reg.host+"/tools/aliased"),
 			ref: "myapp:2", canon: "docker://" + reg.host + "/tools/aliased:2"},
 		{name: "ambiguous", conf: fmt.Sprintf("unqualified-search-registries = [%q, \"registry.invalid\"]", reg.host),
-			ref: "library/app:1", err: ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1: use a fully qualified name"},
+			ref: "library/app:1", err: image.ErrShortName, want: "ambiguous: it could be " + reg.host + "/library/app:1 or registry.invalid/library/app:1: use a fully qualified name"},
 		{name: "search registry down", conf: fmt.Sprintf("unqualified-search-registries = [%q]", down),
-			ref: "library/app:1", err: ErrRegistryUnreachable, want: "registry " + down + ": dial tcp"},
+			ref: "library/app:1", err: image.ErrRegistryUnreachable, want: "registry " + down + ": dial tcp"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,7 +337,7 @@ func TestShortNames(t *testing.T) {
 					t.Fatalf("%v; want %v", err, tc.err)
 				}
 				assertOneLine(t, err, tc.ref, tc.want)
-				if errors.Is(err, ErrShortName) && !strings.Contains(err.Error(), "use a fully qualified name") {
+				if errors.Is(err, image.ErrShortName) && !strings.Contains(err.Error(), "use a fully qualified name") {
 					t.Errorf("no hint in %q", err)
 				}
 				return
@@ -395,7 +397,7 @@ func TestTagTTLAndRegistryOutage(t *testing.T) {
 	if _, err := c.Get(ctx, ref, PullOptions{UID: 1000}); err != nil {
 		t.Errorf("confirmed user during an outage: %v", err)
 	}
-	if _, err := c.Get(ctx, ref, PullOptions{UID: 3000}); !errors.Is(err, ErrRegistryUnreachable) {
+	if _, err := c.Get(ctx, ref, PullOptions{UID: 3000}); !errors.Is(err, image.ErrRegistryUnreachable) {
 		t.Errorf("unconfirmed user during an outage: %v", err)
 	}
 }

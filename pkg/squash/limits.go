@@ -3,9 +3,7 @@ package squash
 import (
 	"context"
 	"fmt"
-	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,60 +52,6 @@ func defaultLimits(o *Options, cacheFS, tmpFS int64) {
 	if o.HelperTimeout <= 0 {
 		o.HelperTimeout = DefaultHelperTimeout
 	}
-}
-
-// humanSize renders n bytes as the config file writes sizes: 64G, 500M.
-func humanSize(n int64) string {
-	for _, u := range []struct {
-		shift uint
-		unit  string
-	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
-		if n >= 1<<u.shift {
-			if n%(1<<u.shift) == 0 {
-				return fmt.Sprintf("%d%s", n>>u.shift, u.unit)
-			}
-			return fmt.Sprintf("%.1f%s", float64(n)/float64(int64(1)<<u.shift), u.unit)
-		}
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// tooLarge is the error for an image over MaxImageSize; what says how
-// it was found ("unpacks to", "has layers of").
-func tooLarge(what string, limit int64) error {
-	return fmt.Errorf("%w: it %s more than %s (the node's max_image_size)", ErrTooLarge, what, humanSize(limit))
-}
-
-// sizeBudget counts the bytes one pull writes to disk, across layers and
-// the goroutines that apply them.
-type sizeBudget struct {
-	limit int64 // <= 0: none
-	used  atomic.Int64
-}
-
-// take accounts for n more bytes and fails once the total passes the
-// limit.
-func (b *sizeBudget) take(n int64) error {
-	if b == nil || b.limit <= 0 {
-		return nil
-	}
-	if b.used.Add(n) > b.limit {
-		return tooLarge("unpacks to", b.limit)
-	}
-	return nil
-}
-
-// budgetWriter passes writes on to w while the budget lasts.
-type budgetWriter struct {
-	w io.Writer
-	b *sizeBudget
-}
-
-func (w *budgetWriter) Write(p []byte) (int, error) {
-	if err := w.b.take(int64(len(p))); err != nil {
-		return 0, err
-	}
-	return w.w.Write(p)
 }
 
 // userSlots bounds how many pulls each user has running at once; a pull

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func TestDefaultLimits(t *testing.T) {
@@ -39,12 +41,6 @@ func TestDefaultLimits(t *testing.T) {
 			t.Errorf("%s: got %d %d %d, want %d %d %d", tc.name, o.MaxBytes, o.MaxImageSize, o.MaxPullsPerUser,
 				tc.want.MaxBytes, tc.want.MaxImageSize, tc.want.MaxPullsPerUser)
 		}
-	}
-	if got := humanSize(64 << 30); got != "64G" {
-		t.Errorf("humanSize(64G) = %q", got)
-	}
-	if got := humanSize(1536 << 20); got != "1.5G" {
-		t.Errorf("humanSize(1.5G) = %q", got)
 	}
 }
 
@@ -83,16 +79,16 @@ func TestMaxImageSize(t *testing.T) {
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxImageSize = 32 << 10 })
 
 	_, err := c.Get(context.Background(), bigRef, PullOptions{UID: 1000})
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("declared: %v, want ErrTooLarge", err)
+	if !errors.Is(err, image.ErrTooLarge) {
+		t.Fatalf("declared: %v, want image.ErrTooLarge", err)
 	}
 	assertOneLine(t, err, bigRef, "image too large", "has layers of more than 32K", "max_image_size", "ask your admin")
 	if _, n := reg.counts(digestOf(big.layers[0])); n != 0 {
 		t.Errorf("the too-large layer was downloaded %d times", n)
 	}
 	_, err = c.Get(context.Background(), bombRef, PullOptions{UID: 1000})
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("unpacked: %v, want ErrTooLarge", err)
+	if !errors.Is(err, image.ErrTooLarge) {
+		t.Fatalf("unpacked: %v, want image.ErrTooLarge", err)
 	}
 	assertOneLine(t, err, bombRef, "image too large", "unpacks to more than 32K", "ask your admin")
 	assertClean(t, c)
@@ -101,8 +97,8 @@ func TestMaxImageSize(t *testing.T) {
 	}
 
 	file := publicCopy(t, makeSquashfs(t, map[string]string{"random": randomBody(t, 64<<10)}, "-noI", "-noD"), 0o644)
-	if _, err := c.Get(context.Background(), file, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("squashfs file: %v, want ErrTooLarge", err)
+	if _, err := c.Get(context.Background(), file, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrTooLarge) {
+		t.Errorf("squashfs file: %v, want image.ErrTooLarge", err)
 	} else {
 		assertOneLine(t, err, file, "image too large", "is more than 32K")
 	}
@@ -115,8 +111,8 @@ func TestMaxImageSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	big.writeLayout(t, dir, "1")
-	if _, err := c.Get(context.Background(), "oci:"+dir+":1", PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("oci layout: %v, want ErrTooLarge", err)
+	if _, err := c.Get(context.Background(), "oci:"+dir+":1", PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrTooLarge) {
+		t.Errorf("oci layout: %v, want image.ErrTooLarge", err)
 	}
 }
 
@@ -216,8 +212,8 @@ func TestScanRefusesSparseFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = scanLayer(newScanner(t.TempDir()), bytes.NewReader(b), io.Discard)
-		if !errors.Is(err, ErrUnsafeLayer) || !strings.Contains(err.Error(), "sparse") {
-			t.Errorf("%s sparse entry: %v, want ErrUnsafeLayer", format, err)
+		if !errors.Is(err, image.ErrUnsafeLayer) || !strings.Contains(err.Error(), "sparse") {
+			t.Errorf("%s sparse entry: %v, want image.ErrUnsafeLayer", format, err)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // tarDir writes the regular files under dir as a tar file (a fixture).
@@ -103,8 +105,8 @@ func TestGetLocalImages(t *testing.T) {
 				if mode == 0o700 {
 					// root's directory: nobody may not read it, so neither
 					// may the daemon on nobody's behalf.
-					if !errors.Is(err, ErrPermission) {
-						t.Fatalf("%v; want ErrPermission", err)
+					if !errors.Is(err, image.ErrPermission) {
+						t.Fatalf("%v; want image.ErrPermission", err)
 					}
 					assertOneLine(t, err, ref, "permission denied")
 					return
@@ -208,7 +210,7 @@ func TestGetHostileArchives(t *testing.T) {
 		// The layout helper sends regular files only: /dev/zero is skipped
 		// and the layer is then missing.
 		{"oci:" + layout + ":v1", nil, digestOf(im.layers[0]).Encoded()},
-		{"oci-archive:" + tarball, ErrBadReference, "is not a regular file or directory"},
+		{"oci-archive:" + tarball, image.ErrBadReference, "is not a regular file or directory"},
 	}
 	for _, tc := range cases {
 		_, err := c.Get(context.Background(), tc.ref, PullOptions{})

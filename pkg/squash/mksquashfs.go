@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // DefaultCompression is zstd level 3: on the project's test image it
@@ -170,15 +171,15 @@ func (m mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGXFSZ {
-			return tooLarge("squashes to", m.MaxSize)
+			return image.TooLarge("squashes to", m.MaxSize)
 		}
 	}
 	msg := strings.TrimSpace(outBuf.String())
 	if m.MaxSize > 0 && strings.Contains(msg, "File too large") {
-		return tooLarge("squashes to", m.MaxSize)
+		return image.TooLarge("squashes to", m.MaxSize)
 	}
 	if strings.Contains(msg, "No space left on device") {
-		return fmt.Errorf("mksquashfs: %w", ErrNoSpace)
+		return fmt.Errorf("mksquashfs: %w", image.ErrNoSpace)
 	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%q not found: install squashfs-tools: %w", m.Command, err)
@@ -268,10 +269,10 @@ func checkSquashfs(ctx context.Context, unsquashfs, path string) error {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
 		}
-		return fmt.Errorf("%w: unsquashfs -s: %s", ErrNotSquashfs, lastLine(out.String(), err))
+		return fmt.Errorf("%w: unsquashfs -s: %s", image.ErrNotSquashfs, lastLine(out.String(), err))
 	}
 	if s := out.String(); strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read") {
-		return fmt.Errorf("%w: unsquashfs -s: %s", ErrNotSquashfs, lastLine(s, nil))
+		return fmt.Errorf("%w: unsquashfs -s: %s", image.ErrNotSquashfs, lastLine(s, nil))
 	}
 	if err := checkXattrs(f, fi.Size(), sb); err != nil {
 		return err
@@ -307,9 +308,9 @@ func checkTree(ctx context.Context, unsquashfs, path string) error {
 	case listErr != nil:
 		return listErr
 	case werr != nil:
-		return fmt.Errorf("%w: unsquashfs -l: %s", ErrNotSquashfs, lastLine(s, werr))
+		return fmt.Errorf("%w: unsquashfs -l: %s", image.ErrNotSquashfs, lastLine(s, werr))
 	case strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read"):
-		return fmt.Errorf("%w: unsquashfs -l: %s", ErrNotSquashfs, lastLine(s, nil))
+		return fmt.Errorf("%w: unsquashfs -l: %s", image.ErrNotSquashfs, lastLine(s, nil))
 	}
 	return nil
 }
@@ -320,23 +321,23 @@ func checkTree(ctx context.Context, unsquashfs, path string) error {
 func readSuperblock(r io.ReaderAt, size int64) (superblock, error) {
 	var sb superblock
 	if err := binary.Read(io.NewSectionReader(r, 0, 96), binary.LittleEndian, &sb); err != nil {
-		return sb, fmt.Errorf("%w: too short for a superblock (%d bytes)", ErrNotSquashfs, size)
+		return sb, fmt.Errorf("%w: too short for a superblock (%d bytes)", image.ErrNotSquashfs, size)
 	}
 	switch {
 	case sb.Magic != squashfsMagic:
-		return sb, fmt.Errorf("%w: bad magic (not a squashfs file)", ErrNotSquashfs)
+		return sb, fmt.Errorf("%w: bad magic (not a squashfs file)", image.ErrNotSquashfs)
 	case sb.Major != 4 || sb.Minor != 0:
-		return sb, fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", ErrNotSquashfs, sb.Major, sb.Minor)
+		return sb, fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", image.ErrNotSquashfs, sb.Major, sb.Minor)
 	case squashfsCompressors[sb.Compression] == "":
-		return sb, fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", ErrNotSquashfs, sb.Compression)
+		return sb, fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", image.ErrNotSquashfs, sb.Compression)
 	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
-		return sb, fmt.Errorf("%w: corrupt superblock (block size %d)", ErrNotSquashfs, sb.BlockSize)
+		return sb, fmt.Errorf("%w: corrupt superblock (block size %d)", image.ErrNotSquashfs, sb.BlockSize)
 	case sb.BytesUsed > uint64(size):
-		return sb, fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", ErrNotSquashfs, sb.BytesUsed, size)
+		return sb, fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", image.ErrNotSquashfs, sb.BytesUsed, size)
 	}
 	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
 		if t >= sb.BytesUsed {
-			return sb, fmt.Errorf("%w: corrupt superblock (table beyond the end)", ErrNotSquashfs)
+			return sb, fmt.Errorf("%w: corrupt superblock (table beyond the end)", image.ErrNotSquashfs)
 		}
 	}
 	return sb, nil

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func TestParseCompression(t *testing.T) {
@@ -78,7 +80,7 @@ func TestMksquashfsFailure(t *testing.T) {
 		is   error
 		want string
 	}{
-		{script("echo 'Write failed because No space left on device' >&2; exit 1"), ErrNoSpace, "no space left"},
+		{script("echo 'Write failed because No space left on device' >&2; exit 1"), image.ErrNoSpace, "no space left"},
 		{script("echo line1; echo line2; echo 'FATAL ERROR: bad thing' >&2; exit 1"), nil, "exit status 1: line1; line2; FATAL ERROR: bad thing"},
 		{filepath.Join(dir, "absent"), nil, "install squashfs-tools"},
 	}
@@ -161,8 +163,8 @@ func TestCheckSquashfs(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrNotSquashfs) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("%v; want ErrNotSquashfs with %q", err, tc.want)
+			if !errors.Is(err, image.ErrNotSquashfs) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v; want image.ErrNotSquashfs with %q", err, tc.want)
 			}
 			t.Log(err)
 		})

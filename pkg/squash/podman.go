@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // podman://IMAGE is an image in the user's own podman storage (what their
@@ -56,14 +57,14 @@ func init() { reexec.Register(podmanHelper, podmanSaveMain) }
 func exportPodman(ctx context.Context, podman, name string, cred credential, user, home string, out io.Writer, limit int64) error {
 	if cred.UID == 0 {
 		// Root's podman storage is the node's: not a user's to name.
-		return &opError{kind: ErrPermission, detail: "podman:// reads a user's own podman storage, and root's is the node's"}
+		return &opError{kind: image.ErrPermission, detail: "podman:// reads a user's own podman storage, and root's is the node's"}
 	}
 	if home == "" || !strings.HasPrefix(home, "/") {
-		return &opError{kind: ErrBadReference, detail: "podman:// needs your home directory (where your podman storage is), and the daemon was not told it"}
+		return &opError{kind: image.ErrBadReference, detail: "podman:// needs your home directory (where your podman storage is), and the daemon was not told it"}
 	}
 	bin, err := exec.LookPath(or(podman, "podman"))
 	if err != nil {
-		return &opError{kind: ErrUnsupported, detail: "podman:// needs podman on the node: " + err.Error(), hint: "ask your admin"}
+		return &opError{kind: image.ErrUnsupported, detail: "podman:// needs podman on the node: " + err.Error(), hint: "ask your admin"}
 	}
 	uids, err := subIDs(subUIDFile, cred.UID, user)
 	if err != nil {
@@ -90,8 +91,8 @@ func exportPodman(ctx context.Context, podman, name string, cred credential, use
 		Credential: &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}},
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	budget := &sizeBudget{limit: limit}
-	cmd.Stdout = &budgetWriter{w: out, b: budget}
+	budget := &image.Budget{Limit: limit}
+	cmd.Stdout = budget.Writer(out)
 	stderr := &tailBuffer{}
 	cmd.Stderr = stderr
 	// Should a process of the namespace hold the pipes past its end (one
@@ -131,12 +132,12 @@ func exportPodman(ctx context.Context, podman, name string, cred credential, use
 		return nil
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	case limit > 0 && budget.used.Load() > limit:
-		return tooLarge("is", limit)
+	case limit > 0 && budget.Used() > limit:
+		return image.TooLarge("is", limit)
 	}
 	msg := podmanMessage(stderr.String())
 	if strings.Contains(msg, "image not known") || strings.Contains(msg, "no such image") {
-		return &opError{kind: ErrNoImage, detail: fmt.Sprintf("your podman storage on this node has no image %q", name), hint: "podman images lists yours (run podman build or podman pull on this node)"}
+		return &opError{kind: image.ErrNoImage, detail: fmt.Sprintf("your podman storage on this node has no image %q", name), hint: "podman images lists yours (run podman build or podman pull on this node)"}
 	}
 	if msg == "" {
 		msg = err.Error()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // hangingPodman is a podman that, as a hostile mount_program would, starts
@@ -66,8 +68,8 @@ func TestPodmanExportDeadline(t *testing.T) {
 	_, err := c.Get(context.Background(), "podman://localhost/app:1", PullOptions{UID: nobody, GID: nobody, Home: home,
 		Progress: func(p Progress) { mu.Lock(); phases = append(phases, p.Phase); mu.Unlock() }})
 	took := time.Since(start)
-	if !errors.Is(err, ErrHelperTimeout) || !strings.Contains(err.Error(), "helper_timeout") {
-		t.Fatalf("Get: %v; want ErrHelperTimeout naming helper_timeout", err)
+	if !errors.Is(err, image.ErrHelperTimeout) || !strings.Contains(err.Error(), "helper_timeout") {
+		t.Fatalf("Get: %v; want image.ErrHelperTimeout naming helper_timeout", err)
 	}
 	assertOneLine(t, err, "podman://localhost/app:1", "stopped after its deadline")
 	if took > 10*time.Second {

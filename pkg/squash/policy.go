@@ -11,6 +11,8 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // policy.json (containers-policy.json(5)) decides every image handed out,
@@ -42,11 +44,11 @@ const SquashfsTransport = "squashfs"
 func (c *Cache) loadPolicy() (*signature.PolicyContext, error) {
 	p, err := signature.NewPolicyFromFile(c.policy)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
+		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, c.policy, err)
 	}
 	pc, err := signature.NewPolicyContext(p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrPolicy, c.policy, err)
+		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, c.policy, err)
 	}
 	return pc, nil
 }
@@ -62,7 +64,7 @@ func (c *Cache) allowed(ctx context.Context, img types.UnparsedImage) error {
 		if err == nil {
 			err = errors.New("not allowed")
 		}
-		return fmt.Errorf("%w: %v", ErrPolicy, err)
+		return fmt.Errorf("%w: %v", image.ErrPolicy, err)
 	}
 	return nil
 }

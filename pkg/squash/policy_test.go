@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func writePolicy(t *testing.T, c *Cache, policy string) {
@@ -35,8 +37,8 @@ func TestPolicySquashfsFiles(t *testing.T) {
 
 	writePolicy(t, c, `{"default":[{"type":"reject"}],"transports":{"docker":{"registry.example":[{"type":"insecureAcceptAnything"}]}}}`)
 	_, err := c.Get(context.Background(), file, o)
-	if !errors.Is(err, ErrPolicy) {
-		t.Fatalf("reject-all policy: %v, want ErrPolicy", err)
+	if !errors.Is(err, image.ErrPolicy) {
+		t.Fatalf("reject-all policy: %v, want image.ErrPolicy", err)
 	}
 	assertOneLine(t, err, file, "rejected by policy", "ask your admin")
 
@@ -47,18 +49,18 @@ func TestPolicySquashfsFiles(t *testing.T) {
 	if _, err := c.Get(context.Background(), link, o); err != nil {
 		t.Errorf("symlink to it: %v", err)
 	}
-	if _, err := c.Get(context.Background(), other, o); !errors.Is(err, ErrPolicy) {
-		t.Errorf("file elsewhere: %v, want ErrPolicy", err)
+	if _, err := c.Get(context.Background(), other, o); !errors.Is(err, image.ErrPolicy) {
+		t.Errorf("file elsewhere: %v, want image.ErrPolicy", err)
 	}
 	// Cached now; the policy still decides the next use.
 	writePolicy(t, c, `{"default":[{"type":"reject"}]}`)
-	if _, err := c.Get(context.Background(), file, o); !errors.Is(err, ErrPolicy) {
-		t.Errorf("cached file under a tightened policy: %v, want ErrPolicy", err)
+	if _, err := c.Get(context.Background(), file, o); !errors.Is(err, image.ErrPolicy) {
+		t.Errorf("cached file under a tightened policy: %v, want image.ErrPolicy", err)
 	}
 	// Files carry no signatures.
 	writePolicy(t, c, `{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/dev/null"}]}`)
-	if _, err := c.Get(context.Background(), file, o); !errors.Is(err, ErrPolicy) {
-		t.Errorf("signedBy: %v, want ErrPolicy", err)
+	if _, err := c.Get(context.Background(), file, o); !errors.Is(err, image.ErrPolicy) {
+		t.Errorf("signedBy: %v, want image.ErrPolicy", err)
 	}
 }
 
@@ -93,8 +95,8 @@ func TestPolicyCachedImages(t *testing.T) {
 	writePolicy(t, c, `{"default":[{"type":"reject"}],"transports":{"docker":{"registry.example":[{"type":"insecureAcceptAnything"}]}}}`)
 	for _, r := range []string{ref, byDigest} {
 		_, err := c.Get(context.Background(), r, o)
-		if !errors.Is(err, ErrPolicy) {
-			t.Errorf("%s: %v, want ErrPolicy", r, err)
+		if !errors.Is(err, image.ErrPolicy) {
+			t.Errorf("%s: %v, want image.ErrPolicy", r, err)
 		} else {
 			assertOneLine(t, err, r, "rejected by policy")
 		}
@@ -102,8 +104,8 @@ func TestPolicyCachedImages(t *testing.T) {
 	// Signatures wanted: the registry is asked (and has none).
 	writePolicy(t, c, `{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"`+reg.host+`":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/dev/null"}]}}}`)
 	m0, _ := reg.counts("")
-	if _, err := c.Get(context.Background(), ref, o); !errors.Is(err, ErrPolicy) {
-		t.Errorf("signedBy: %v, want ErrPolicy", err)
+	if _, err := c.Get(context.Background(), ref, o); !errors.Is(err, image.ErrPolicy) {
+		t.Errorf("signedBy: %v, want image.ErrPolicy", err)
 	}
 	if m1, _ := reg.counts(""); m1 == m0 {
 		t.Errorf("signedBy: served from the cache without asking the registry")
@@ -138,8 +140,8 @@ func TestPolicyLocalArchives(t *testing.T) {
 		{"oci:" + layout + ":1", `{"default":[{"type":"insecureAcceptAnything"}],"transports":{"oci":{"` + dir + `":[{"type":"reject"}]}}}`},
 	} {
 		writePolicy(t, c, tc.policy)
-		if _, err := c.Get(context.Background(), tc.ref, o); !errors.Is(err, ErrPolicy) {
-			t.Errorf("%s under a policy rejecting %s: %v, want ErrPolicy", tc.ref, dir, err)
+		if _, err := c.Get(context.Background(), tc.ref, o); !errors.Is(err, image.ErrPolicy) {
+			t.Errorf("%s under a policy rejecting %s: %v, want image.ErrPolicy", tc.ref, dir, err)
 		}
 		writePolicy(t, c, strings.Replace(tc.policy, dir, "/elsewhere", 1))
 		if _, err := c.Get(context.Background(), tc.ref, o); err != nil {

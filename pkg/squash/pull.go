@@ -14,10 +14,12 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/image"
+	ciimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // Get returns the image ref names, pulling and squashing it if needed.
@@ -45,7 +47,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 	}
 	if r.kind != kindRegistry && r.kind != kindPodman && r.kind != kindDockerd && !filepath.IsAbs(r.path) {
 		if !filepath.IsAbs(o.Cwd) {
-			return nil, classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", ErrBadReference))
+			return nil, classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", image.ErrBadReference))
 		}
 		r.path = filepath.Join(o.Cwd, r.path)
 	}
@@ -211,7 +213,7 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		return nil, err
 	}
 	if img == nil {
-		return nil, fmt.Errorf("%w: evicted as soon as it was pulled: the cache is too small for it", ErrNoSpace)
+		return nil, fmt.Errorf("%w: evicted as soon as it was pulled: the cache is too small for it", image.ErrNoSpace)
 	}
 	report(Progress{Phase: "done"})
 	return img, nil
@@ -269,7 +271,7 @@ func (c *Cache) fallback(name string, uid uint32, err error) *Image {
 // callers take the entry from the index.
 func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*Image, error) {
 	start := time.Now()
-	img, err := image.FromUnparsedImage(ctx, src.sys, src.unparsed)
+	img, err := ciimage.FromUnparsedImage(ctx, src.sys, src.unparsed)
 	if err != nil {
 		return nil, err
 	}
@@ -283,13 +285,13 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 	var declared int64
 	for _, l := range layers {
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
-			return nil, fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
+			return nil, fmt.Errorf("%w: layer %s is foreign or encrypted", image.ErrUnsupported, l.Digest)
 		}
 		declared += max(l.Size, 0)
 	}
 	// Compressed sizes: the image unpacks to at least that much.
 	if c.o.MaxImageSize > 0 && declared > c.o.MaxImageSize {
-		return nil, tooLarge("has layers of", c.o.MaxImageSize)
+		return nil, image.TooLarge("has layers of", c.o.MaxImageSize)
 	}
 	work, err := os.MkdirTemp(c.tmp, "pull-")
 	if err != nil {
@@ -357,7 +359,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 		}
 	}()
 	var applyErr error
-	budget := &sizeBudget{limit: c.o.MaxImageSize}
+	budget := &image.Budget{Limit: c.o.MaxImageSize}
 	for i, l := range layers {
 		select {
 		case <-ready[l.Digest]:
@@ -408,7 +410,7 @@ func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, 
 // nothing for registryTimeout is given up.
 func (c *Cache) fetchBlob(ctx context.Context, src *source, info types.BlobInfo, w io.Writer, report func(Progress)) error {
 	if err := info.Digest.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return fmt.Errorf("%w: %v", image.ErrUnsupported, err)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -430,7 +432,7 @@ func (c *Cache) fetchBlob(ctx context.Context, src *source, info types.BlobInfo,
 	}
 	pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
 	stall := time.AfterFunc(c.registryTimeout, func() {
-		cancel(fmt.Errorf("%w: no data for %s", ErrRegistryUnreachable, c.registryTimeout))
+		cancel(fmt.Errorf("%w: no data for %s", image.ErrRegistryUnreachable, c.registryTimeout))
 	})
 	defer stall.Stop()
 	pr.onRead = func() { stall.Reset(c.registryTimeout) }
@@ -442,10 +444,10 @@ func (c *Cache) fetchBlob(ctx context.Context, src *source, info types.BlobInfo,
 		return err
 	}
 	if info.Size >= 0 && n > info.Size {
-		return fmt.Errorf("%w: more than the %d bytes the manifest says", ErrDigestMismatch, info.Size)
+		return fmt.Errorf("%w: more than the %d bytes the manifest says", image.ErrDigestMismatch, info.Size)
 	}
 	if got := dg.Digest(); got != info.Digest {
-		return fmt.Errorf("%w: got %s (%d bytes)", ErrDigestMismatch, got, n)
+		return fmt.Errorf("%w: got %s (%d bytes)", image.ErrDigestMismatch, got, n)
 	}
 	pr.final()
 	return nil
@@ -457,7 +459,7 @@ func (c *Cache) retryBlob(ctx context.Context, fn func(context.Context) error) e
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = fn(ctx)
-		if err == nil || errors.Is(err, ErrDigestMismatch) || !transient(err) || attempt >= c.registryAttempts || ctx.Err() != nil {
+		if err == nil || errors.Is(err, image.ErrDigestMismatch) || !transient(err) || attempt >= c.registryAttempts || ctx.Err() != nil {
 			return err
 		}
 		c.log.Warn("layer download failed, retrying", "attempt", attempt, "err", err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // refKind says where an image comes from.
@@ -134,7 +136,7 @@ func (r imageRef) registry() string {
 func parseReference(s string) (imageRef, error) {
 	r := imageRef{input: s}
 	bad := func(format string, a ...any) (imageRef, error) {
-		return imageRef{}, &opError{verb: "parse", ref: s, kind: ErrBadReference, detail: fmt.Sprintf(format, a...)}
+		return imageRef{}, &opError{verb: "parse", ref: s, kind: image.ErrBadReference, detail: fmt.Sprintf(format, a...)}
 	}
 	if s == "" {
 		return bad("empty")

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // FuzzParseReference: the parser takes what users type; it must never
@@ -20,8 +22,8 @@ func FuzzParseReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := parseReference(s)
 		if err != nil {
-			if !errors.Is(err, ErrBadReference) {
-				t.Fatalf("parseReference(%q): error %v does not wrap ErrBadReference", s, err)
+			if !errors.Is(err, image.ErrBadReference) {
+				t.Fatalf("parseReference(%q): error %v does not wrap image.ErrBadReference", s, err)
 			}
 			if strings.ContainsAny(err.Error(), "\n\r") {
 				t.Fatalf("parseReference(%q): error spans lines: %q", s, err)

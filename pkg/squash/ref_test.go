@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func TestParseReference(t *testing.T) {
@@ -83,8 +85,8 @@ func TestParseReference(t *testing.T) {
 		t.Run(tc.in, func(t *testing.T) {
 			r, err := parseReference(tc.in)
 			if tc.err != "" {
-				if err == nil || !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseReference(%q) = %v, %v; want ErrBadReference with %q", tc.in, r, err, tc.err)
+				if err == nil || !errors.Is(err, image.ErrBadReference) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("parseReference(%q) = %v, %v; want image.ErrBadReference with %q", tc.in, r, err, tc.err)
 				}
 				return
 			}

@@ -21,13 +21,15 @@ import (
 	"go.podman.io/image/v5/docker"
 	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/image"
+	ciimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	ociarchive "go.podman.io/image/v5/oci/archive"
 	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/shortnames"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/types"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // source is an image resolved to one single-platform manifest, ready to
@@ -35,8 +37,8 @@ import (
 // the download, by the pull; the last release closes it.
 type source struct {
 	src      types.ImageSource
-	unparsed *image.UnparsedImage // the platform's image (an instance of a list, or the top level)
-	digest   digest.Digest        // of unparsed's manifest
+	unparsed *ciimage.UnparsedImage // the platform's image (an instance of a list, or the top level)
+	digest   digest.Digest          // of unparsed's manifest
 	sys      *types.SystemContext
 	registry string // for messages; "" for local images
 	// repo is the registry repository (HOST/NAME) the user named, as
@@ -115,12 +117,12 @@ func shortCandidates(sys *types.SystemContext, short string) (reference.Named, e
 		// docker.io/library/redis:5.0.8).
 		named, perr := reference.ParseNormalizedNamed(short)
 		if perr != nil {
-			return nil, &opError{verb: "pull", ref: short, kind: ErrBadReference, detail: perr.Error()}
+			return nil, &opError{verb: "pull", ref: short, kind: image.ErrBadReference, detail: perr.Error()}
 		}
 		return pinned(named), nil
 	}
 	if err != nil {
-		return nil, &opError{verb: "pull", ref: short, kind: ErrShortName, detail: err.Error(),
+		return nil, &opError{verb: "pull", ref: short, kind: image.ErrShortName, detail: err.Error(),
 			hint: "use a fully qualified name (registry/name:tag), or ask your admin for an alias in registries.conf"}
 	}
 	if len(res.PullCandidates) != 1 {
@@ -128,7 +130,7 @@ func shortCandidates(sys *types.SystemContext, short string) (reference.Named, e
 		for _, pc := range res.PullCandidates {
 			names = append(names, pc.Value.String())
 		}
-		return nil, &opError{verb: "pull", ref: short, kind: ErrShortName,
+		return nil, &opError{verb: "pull", ref: short, kind: image.ErrShortName,
 			detail: "ambiguous: it could be " + strings.Join(names, " or "),
 			hint:   "use a fully qualified name"}
 	}
@@ -202,7 +204,7 @@ func (c *Cache) resolveRegistry(ctx context.Context, sys *types.SystemContext, n
 // pickInstance sets s.unparsed and s.digest: the top-level image, or the
 // instance of a manifest list that matches this machine.
 func (c *Cache) pickInstance(ctx context.Context, s *source) error {
-	top := image.UnparsedInstance(s.src, nil)
+	top := ciimage.UnparsedInstance(s.src, nil)
 	var raw []byte
 	var mt string
 	err := c.retry(ctx, func(ctx context.Context) (err error) {
@@ -220,9 +222,9 @@ func (c *Cache) pickInstance(ctx context.Context, s *source) error {
 		}
 		d, err := list.ChooseInstance(s.sys)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnsupported, err)
+			return fmt.Errorf("%w: %v", image.ErrUnsupported, err)
 		}
-		s.unparsed = image.UnparsedInstance(s.src, &d)
+		s.unparsed = ciimage.UnparsedInstance(s.src, &d)
 		err = c.retry(ctx, func(ctx context.Context) (err error) {
 			raw, _, err = s.unparsed.Manifest(ctx)
 			return err
@@ -290,7 +292,7 @@ func (c *Cache) resolveLocal(ctx context.Context, sys *types.SystemContext, r im
 		ref, err = ociarchive.ParseReference(within)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadReference, err)
+		return nil, fmt.Errorf("%w: %v", image.ErrBadReference, err)
 	}
 	src, err := ref.NewImageSource(ctx, sys)
 	if err != nil {
@@ -324,7 +326,7 @@ func (c *Cache) exportStore(ctx context.Context, r imageRef, cred credential, us
 		helper, transport, hint = "the Docker daemon's export", "docker-daemon", "ask your admin"
 	}
 	limit := c.o.HelperTimeout
-	ctx, cancel := context.WithTimeoutCause(ctx, limit, &opError{kind: ErrHelperTimeout,
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, &opError{kind: image.ErrHelperTimeout,
 		detail: fmt.Sprintf("%s ran longer than %s (the node's helper_timeout) and was stopped, with every process it started", helper, limit),
 		hint:   hint})
 	defer cancel()
@@ -356,12 +358,12 @@ func checkArchive(p string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: oci-archive: %v", ErrBadReference, err)
+			return fmt.Errorf("%w: oci-archive: %v", image.ErrBadReference, err)
 		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeDir, tar.TypeXGlobalHeader:
 		default:
-			return fmt.Errorf("%w: oci-archive: %q is not a regular file or directory", ErrBadReference, h.Name)
+			return fmt.Errorf("%w: oci-archive: %q is not a regular file or directory", image.ErrBadReference, h.Name)
 		}
 	}
 }
@@ -385,9 +387,9 @@ func copyAsUser(ctx context.Context, p string, cred credential, out string, limi
 	}
 	defer f.Close()
 	// Counted as it is copied: the user may be growing the file.
-	if _, err := io.Copy(&budgetWriter{w: f, b: &sizeBudget{limit: limit}}, in); err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			return "", tooLarge("is", limit)
+	if _, err := io.Copy((&image.Budget{Limit: limit}).Writer(f), in); err != nil {
+		if errors.Is(err, image.ErrTooLarge) {
+			return "", image.TooLarge("is", limit)
 		}
 		return "", err
 	}
@@ -424,36 +426,36 @@ func classify(verb, ref, registry string, err error) error {
 	var ue docker.UnexpectedHTTPStatusError
 	var ee *entryError
 	switch {
-	case errors.Is(err, ErrUnsafeLayer) && errors.As(err, &ee):
-		e.kind, e.detail, e.hint = ErrUnsafeLayer, err.Error(), "the image is refused"
-	case errors.Is(err, ErrUnsafeFile):
-		e.kind, e.detail, e.hint = ErrUnsafeFile, without(err, ErrUnsafeFile), "the file is refused"
-	case errors.Is(err, ErrTooLarge):
-		e.kind, e.detail, e.hint = ErrTooLarge, without(err, ErrTooLarge), "ask your admin"
-	case errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
-		e.kind, e.hint = ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
-	case errors.As(err, &unauth), errors.Is(err, ErrUnauthorized),
+	case errors.Is(err, image.ErrUnsafeLayer) && errors.As(err, &ee):
+		e.kind, e.detail, e.hint = image.ErrUnsafeLayer, err.Error(), "the image is refused"
+	case errors.Is(err, image.ErrUnsafeFile):
+		e.kind, e.detail, e.hint = image.ErrUnsafeFile, without(err, image.ErrUnsafeFile), "the file is refused"
+	case errors.Is(err, image.ErrTooLarge):
+		e.kind, e.detail, e.hint = image.ErrTooLarge, without(err, image.ErrTooLarge), "ask your admin"
+	case errors.Is(err, image.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
+		e.kind, e.hint = image.ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
+	case errors.As(err, &unauth), errors.Is(err, image.ErrUnauthorized),
 		errors.As(err, &ec) && (ec.ErrorCode() == errcode.ErrorCodeUnauthorized || ec.ErrorCode() == errcode.ErrorCodeDenied):
-		e.kind, e.detail, e.hint = ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"
+		e.kind, e.detail, e.hint = image.ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"
 		if errors.As(err, new(*helpersError)) {
 			e.hint = helpersNote
 		}
 	case errors.As(err, &ec) && (ec.ErrorCode() == v2.ErrorCodeManifestUnknown || ec.ErrorCode() == v2.ErrorCodeNameUnknown),
 		errors.As(err, &ue) && ue.StatusCode == 404,
 		strings.Contains(err.Error(), "manifest unknown"):
-		e.kind, e.hint = ErrManifestUnknown, "check the image name and tag"
+		e.kind, e.hint = image.ErrManifestUnknown, "check the image name and tag"
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
-	case errors.Is(err, ErrRegistryUnreachable) || (registry != "" && transient(err)):
-		e.kind, e.detail, e.hint = ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
-	case errors.Is(err, ErrPolicy):
-		e.kind, e.detail, e.hint = ErrPolicy, strings.TrimSuffix(without(err, ErrPolicy), "."), "the site's containers-policy.json does not allow it: ask your admin"
-	case errors.Is(err, ErrPermission):
-		e.kind, e.detail, e.hint = ErrPermission, without(err, ErrPermission), "it is read with your permissions: make it readable by you"
-	case errors.Is(err, ErrDigestMismatch):
-		e.kind, e.detail, e.hint = ErrDigestMismatch, without(err, ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
+		e.kind, e.detail, e.hint = image.ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
+	case errors.Is(err, image.ErrRegistryUnreachable) || (registry != "" && transient(err)):
+		e.kind, e.detail, e.hint = image.ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
+	case errors.Is(err, image.ErrPolicy):
+		e.kind, e.detail, e.hint = image.ErrPolicy, strings.TrimSuffix(without(err, image.ErrPolicy), "."), "the site's containers-policy.json does not allow it: ask your admin"
+	case errors.Is(err, image.ErrPermission):
+		e.kind, e.detail, e.hint = image.ErrPermission, without(err, image.ErrPermission), "it is read with your permissions: make it readable by you"
+	case errors.Is(err, image.ErrDigestMismatch):
+		e.kind, e.detail, e.hint = image.ErrDigestMismatch, without(err, image.ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:
-		for _, k := range []error{ErrIncompleteImage, ErrNoImage, ErrPolicy, ErrShortName, ErrBadReference, ErrNotSquashfs, ErrPermission, ErrUnsupported, ErrNotFound, ErrInUse} {
+		for _, k := range []error{image.ErrIncompleteImage, image.ErrNoImage, image.ErrPolicy, image.ErrShortName, image.ErrBadReference, image.ErrNotSquashfs, image.ErrPermission, image.ErrUnsupported, image.ErrNotFound, image.ErrInUse} {
 			if errors.Is(err, k) {
 				e.kind, e.detail = k, without(err, k)
 				return e
@@ -464,7 +466,7 @@ func classify(verb, ref, registry string, err error) error {
 			return e
 		}
 		if errors.Is(err, errNotRegular) {
-			e.kind, e.detail = ErrBadReference, err.Error()
+			e.kind, e.detail = image.ErrBadReference, err.Error()
 			return e
 		}
 		e.kind = errors.New("failed")
@@ -487,8 +489,8 @@ func without(err, kind error) string {
 func netCause(err error) string {
 	var oe *net.OpError
 	switch {
-	case errors.Is(err, ErrRegistryUnreachable):
-		return without(err, ErrRegistryUnreachable)
+	case errors.Is(err, image.ErrRegistryUnreachable):
+		return without(err, image.ErrRegistryUnreachable)
 	case errors.As(err, &oe):
 		return oe.Error()
 	case errors.Is(err, context.DeadlineExceeded):

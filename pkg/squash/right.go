@@ -15,9 +15,11 @@ import (
 	v2 "github.com/docker/distribution/registry/api/v2"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker"
-	"go.podman.io/image/v5/image"
+	ciimage "go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // Who is handed a cached image. The cache holds one copy of an image for
@@ -202,11 +204,11 @@ var (
 // the archive once more, or downloading the layers, costs).
 func (c *Cache) verifyBlobs(ctx context.Context, p *proof) error {
 	src, what := p.src, p.what
-	img, err := image.FromUnparsedImage(ctx, src.sys, src.unparsed)
+	img, err := ciimage.FromUnparsedImage(ctx, src.sys, src.unparsed)
 	if err != nil {
 		return err
 	}
-	budget := &sizeBudget{limit: c.o.MaxImageSize}
+	budget := &image.Budget{Limit: c.o.MaxImageSize}
 	layers := img.LayerInfos()
 	seen := map[digest.Digest]bool{}
 	for i, l := range layers {
@@ -217,7 +219,7 @@ func (c *Cache) verifyBlobs(ctx context.Context, p *proof) error {
 		// As pull refuses them, before containers/image would fetch a
 		// foreign blob's URLs (the user's) as root.
 		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
-			return fmt.Errorf("%w: layer %s is foreign or encrypted", ErrUnsupported, l.Digest)
+			return fmt.Errorf("%w: layer %s is foreign or encrypted", image.ErrUnsupported, l.Digest)
 		}
 		if err := c.verifyBlob(ctx, p, l, budget); err != nil {
 			return incomplete(ctx, p, err, fmt.Sprintf("the %s lacks the image's layers: layer %d of %d (%s)", what, i+1, len(layers), l.Digest))
@@ -225,7 +227,7 @@ func (c *Cache) verifyBlobs(ctx context.Context, p *proof) error {
 	}
 	if cfg := img.ConfigInfo(); cfg.Digest != "" {
 		if len(cfg.URLs) > 0 {
-			return fmt.Errorf("%w: config %s is foreign", ErrUnsupported, cfg.Digest)
+			return fmt.Errorf("%w: config %s is foreign", image.ErrUnsupported, cfg.Digest)
 		}
 		if err := c.verifyBlob(ctx, p, cfg, budget); err != nil {
 			return incomplete(ctx, p, err, fmt.Sprintf("the %s lacks the image's config (%s)", what, cfg.Digest))
@@ -237,19 +239,19 @@ func (c *Cache) verifyBlobs(ctx context.Context, p *proof) error {
 // verifyBlob reads one blob of p's source into nothing, checked against
 // its digest: from a registry as a pull downloads it (retried, given up
 // when it stalls), from a local source straight from the file.
-func (c *Cache) verifyBlob(ctx context.Context, p *proof, info types.BlobInfo, budget *sizeBudget) error {
+func (c *Cache) verifyBlob(ctx context.Context, p *proof, info types.BlobInfo, budget *image.Budget) error {
 	if p.repo == "" {
 		return verifyLocalBlob(ctx, p.src, info, budget)
 	}
-	start := budget.used.Load()
+	start := budget.Used()
 	err := c.retryBlob(ctx, func(ctx context.Context) error {
-		budget.used.Store(start) // a retry reads the blob again
-		return c.fetchBlob(ctx, p.src, info, &budgetWriter{w: io.Discard, b: budget}, p.report)
+		budget.SetUsed(start) // a retry reads the blob again
+		return c.fetchBlob(ctx, p.src, info, budget.Writer(io.Discard), p.report)
 	})
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrDigestMismatch):
+	case errors.Is(err, image.ErrDigestMismatch):
 		return errBlobMismatch
 	case blobUnknown(err):
 		return errBlobMissing
@@ -277,26 +279,26 @@ func incomplete(ctx context.Context, p *proof, err error, what string) error {
 	switch {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, image.ErrTooLarge):
 		return err
-	case p.repo != "" && (transient(err) || errors.Is(err, ErrRegistryUnreachable)):
+	case p.repo != "" && (transient(err) || errors.Is(err, image.ErrRegistryUnreachable)):
 		return err
 	case errors.Is(err, errBlobMissing):
 		if hint == "" {
 			hint = ": a manifest alone does not give the image"
 		}
-		return fmt.Errorf("%w: %s %v%s", ErrIncompleteImage, what, err, hint)
+		return fmt.Errorf("%w: %s %v%s", image.ErrIncompleteImage, what, err, hint)
 	case errors.Is(err, errBlobMismatch):
-		return fmt.Errorf("%w: %s %v%s", ErrIncompleteImage, what, err, hint)
+		return fmt.Errorf("%w: %s %v%s", image.ErrIncompleteImage, what, err, hint)
 	}
-	return fmt.Errorf("%w: %s: %v%s", ErrIncompleteImage, what, oneLine(err.Error()), hint)
+	return fmt.Errorf("%w: %s: %v%s", image.ErrIncompleteImage, what, oneLine(err.Error()), hint)
 }
 
 // verifyLocalBlob reads the blob info names from src and checks its
 // digest (and that it is no longer than the manifest says).
-func verifyLocalBlob(ctx context.Context, src *source, info types.BlobInfo, budget *sizeBudget) error {
+func verifyLocalBlob(ctx context.Context, src *source, info types.BlobInfo, budget *image.Budget) error {
 	if err := info.Digest.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return fmt.Errorf("%w: %v", image.ErrUnsupported, err)
 	}
 	rc, _, err := src.src.GetBlob(ctx, info, none.NoCache)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -311,7 +313,7 @@ func verifyLocalBlob(ctx context.Context, src *source, info types.BlobInfo, budg
 		body = io.LimitReader(rc, info.Size+1)
 	}
 	dg := info.Digest.Algorithm().Digester()
-	n, err := io.Copy(&budgetWriter{w: dg.Hash(), b: budget}, &ctxReader{ctx, body})
+	n, err := io.Copy(budget.Writer(dg.Hash()), &ctxReader{ctx, body})
 	if err != nil {
 		return err
 	}

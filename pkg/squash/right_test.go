@@ -17,6 +17,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // Issue 21, item 4: a user who holds only the bytes of another user's
@@ -75,8 +77,8 @@ func TestManifestAsFileIsNotTheImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Get(context.Background(), file, PullOptions{UID: nobody, GID: nobody})
-	if !errors.Is(err, ErrNotSquashfs) {
-		t.Fatalf("a file of the manifest's bytes: %v; want ErrNotSquashfs", err)
+	if !errors.Is(err, image.ErrNotSquashfs) {
+		t.Fatalf("a file of the manifest's bytes: %v; want image.ErrNotSquashfs", err)
 	}
 	assertOneLine(t, err, file, "not a usable squashfs image")
 	if imgs := c.List(nobody); len(imgs) != 0 {
@@ -139,8 +141,8 @@ func TestArchiveMustHoldTheLayers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := "oci-archive:" + archiveOf(t, im, tc.drop)
 			_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
-			if !errors.Is(err, ErrIncompleteImage) {
-				t.Fatalf("%v; want ErrIncompleteImage", err)
+			if !errors.Is(err, image.ErrIncompleteImage) {
+				t.Fatalf("%v; want image.ErrIncompleteImage", err)
 			}
 			assertOneLine(t, err, ref, tc.want)
 			if imgs := c.List(nobody); len(imgs) != 0 {
@@ -191,8 +193,8 @@ func TestArchiveMustHoldTheLayersForTheStore(t *testing.T) {
 	c := openTestCache(t, nil, shared)
 	ref := "oci-archive:" + archiveOf(t, im, withoutLayers(im, true))
 	_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
-	if !errors.Is(err, ErrIncompleteImage) {
-		t.Fatalf("%v; want ErrIncompleteImage", err)
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Fatalf("%v; want image.ErrIncompleteImage", err)
 	}
 	assertOneLine(t, err, ref, "lacks the image's layers")
 	if imgs := c.List(0); len(imgs) != 0 {
@@ -229,8 +231,8 @@ func TestArchiveWithoutLayersJoiningAPull(t *testing.T) {
 	if err := <-pulled; err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(err, ErrIncompleteImage) {
-		t.Fatalf("%v; want ErrIncompleteImage", err)
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Fatalf("%v; want image.ErrIncompleteImage", err)
 	}
 	if imgs := c.List(nobody); len(imgs) != 0 {
 		t.Errorf("nobody got %+v", imgs)
@@ -277,8 +279,8 @@ func TestForeignLayerNotFetched(t *testing.T) {
 	fakeEntries(t, c, map[string]int64{im.digest.String(): 10}, nil, nil) // as if cached
 	ref := "oci-archive:" + archiveOf(t, im, withoutLayers(im, false))
 	_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
-	if !errors.Is(err, ErrUnsupported) {
-		t.Errorf("%v; want ErrUnsupported", err)
+	if !errors.Is(err, image.ErrUnsupported) {
+		t.Errorf("%v; want image.ErrUnsupported", err)
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the layer's URL was fetched %d times", n)
@@ -304,8 +306,8 @@ func TestRegistryManifestAloneIsNotTheImage(t *testing.T) {
 		strings.TrimSuffix(sameRegistry, ":t") + "@" + im.digest.String()} {
 		t.Run(ref, func(t *testing.T) {
 			_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
-			if !errors.Is(err, ErrIncompleteImage) {
-				t.Fatalf("%v; want ErrIncompleteImage", err)
+			if !errors.Is(err, image.ErrIncompleteImage) {
+				t.Fatalf("%v; want image.ErrIncompleteImage", err)
 			}
 			repo, _, _ := strings.Cut(strings.TrimSuffix(ref, ":t"), "@")
 			assertOneLine(t, err, ref, "repository "+repo+" lacks the image's layers", "pull it from the repository it was pushed to")
@@ -421,8 +423,8 @@ func TestRegistryEntryWithoutSources(t *testing.T) {
 		t.Errorf("a new user fetched %d blobs, want %d", n, len(im.layers)+1)
 	}
 	_, err := c.Get(context.Background(), reg.addManifestOnly("mine/x", "t", im), PullOptions{UID: nobody})
-	if !errors.Is(err, ErrIncompleteImage) {
-		t.Errorf("the manifest alone: %v; want ErrIncompleteImage", err)
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Errorf("the manifest alone: %v; want image.ErrIncompleteImage", err)
 	}
 }
 
@@ -451,8 +453,8 @@ func TestRegistryManifestAloneForTheStore(t *testing.T) {
 	c := openTestCache(t, []string{reg.host}, shared)
 	mine := reg.addManifestOnly("mine/x", "t", im)
 	_, err := c.Get(context.Background(), mine, PullOptions{UID: nobody, GID: nobody})
-	if !errors.Is(err, ErrIncompleteImage) {
-		t.Fatalf("%v; want ErrIncompleteImage", err)
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Fatalf("%v; want image.ErrIncompleteImage", err)
 	}
 	assertOneLine(t, err, mine, "lacks the image's layers")
 	if imgs := c.List(0); len(imgs) != 0 {

@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // The layer scanner reads tar headers only (it extracts nothing) and
@@ -26,7 +28,7 @@ type entryError struct {
 }
 
 func (e *entryError) Error() string { return fmt.Sprintf("entry %q: %s", e.entry, e.reason) }
-func (e *entryError) Unwrap() error { return ErrUnsafeLayer }
+func (e *entryError) Unwrap() error { return image.ErrUnsafeLayer }
 
 // maxLinkHops bounds symlink resolution, like the kernel's 40.
 const maxLinkHops = 40

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // The site image store: a directory on a file system every node mounts
@@ -142,7 +144,7 @@ func (s *sharedStore) copyOut(d string, e *sharedEntry, dst string) error {
 		return err
 	}
 	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
-		return fmt.Errorf("%w: %s in the site image store does not match its record", ErrDigestMismatch, s.squashfsPath(d))
+		return fmt.Errorf("%w: %s in the site image store does not match its record", image.ErrDigestMismatch, s.squashfsPath(d))
 	}
 	return out.Close()
 }
@@ -389,7 +391,7 @@ func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(
 // refused: fromShared failed for the caller's source or context, not for
 // the store.
 func refused(ctx context.Context, err error) bool {
-	return err != nil && (ctx.Err() != nil || errors.Is(err, ErrIncompleteImage) || errors.Is(err, ErrTooLarge))
+	return err != nil && (ctx.Err() != nil || errors.Is(err, image.ErrIncompleteImage) || errors.Is(err, image.ErrTooLarge))
 }
 
 // fromShared copies d from the store into the cache, if the store has it

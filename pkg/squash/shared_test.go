@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 func testShared(t *testing.T) *sharedStore {
@@ -47,7 +49,7 @@ func TestSharedExportLookup(t *testing.T) {
 	}
 	// Same size, other bytes: refused.
 	os.WriteFile(s.squashfsPath(testDigest), []byte("squashfs BYTES"), 0o600)
-	if err := s.copyOut(testDigest, e, dst); !errors.Is(err, ErrDigestMismatch) {
+	if err := s.copyOut(testDigest, e, dst); !errors.Is(err, image.ErrDigestMismatch) {
 		t.Errorf("changed file copied: %v", err)
 	}
 	// A file cut short is not in the store.

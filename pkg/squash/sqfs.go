@@ -12,6 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // A squashfs file a user names is checked in userspace before the kernel
@@ -32,7 +34,7 @@ import (
 type unsafeFile struct{ path, reason string }
 
 func (e *unsafeFile) Error() string { return fmt.Sprintf("%s %s", e.path, e.reason) }
-func (e *unsafeFile) Unwrap() error { return ErrUnsafeFile }
+func (e *unsafeFile) Unwrap() error { return image.ErrUnsafeFile }
 
 // lsMode starts every entry's line of unsquashfs -lln -UTC -d ""; lsLine
 // is the whole line: mode, uid/gid, size (or major, minor), date, time,
@@ -70,7 +72,7 @@ func checkListing(r io.Reader) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%w: reading the listing: %v", ErrNotSquashfs, err)
+		return fmt.Errorf("%w: reading the listing: %v", image.ErrNotSquashfs, err)
 	}
 	return nil
 }
@@ -101,7 +103,7 @@ func checkXattrs(r io.ReaderAt, size int64, sb superblock) error {
 		return nil
 	}
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: xattr table: %s", ErrNotSquashfs, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: xattr table: %s", image.ErrNotSquashfs, fmt.Sprintf(format, a...))
 	}
 	if sb.XattrTable > uint64(size)-16 || sb.XattrTable >= sb.BytesUsed {
 		return bad("beyond the end")

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // sqfsEntry is one file of a test squashfs: its mode and xattrs.
@@ -95,8 +97,8 @@ func TestSquashfsFileContent(t *testing.T) {
 					}
 					return
 				}
-				if !errors.Is(err, ErrUnsafeFile) {
-					t.Fatalf("err = %v, want ErrUnsafeFile", err)
+				if !errors.Is(err, image.ErrUnsafeFile) {
+					t.Fatalf("err = %v, want image.ErrUnsafeFile", err)
 				}
 				assertOneLine(t, err, src, "unsafe squashfs file", tc.want, "the file is refused")
 			})
@@ -104,11 +106,11 @@ func TestSquashfsFileContent(t *testing.T) {
 	}
 	// lzo: modes are checked; xattrs cannot be, and are refused.
 	src := publicCopy(t, makeSquashfsWith(t, map[string]sqfsEntry{"a": {}}, "-comp", "lzo", "-no-xattrs", "-p", "mem c 666 0 0 1 1"), 0o644)
-	if _, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrUnsafeFile) {
+	if _, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrUnsafeFile) {
 		t.Errorf("lzo device node: %v", err)
 	}
 	src = publicCopy(t, makeSquashfsWith(t, map[string]sqfsEntry{"a": {xattrs: map[string]string{"user.a": "b"}}}, "-comp", "lzo"), 0o644)
-	if _, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, ErrUnsafeFile) || !strings.Contains(err.Error(), "-no-xattrs") {
+	if _, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrUnsafeFile) || !strings.Contains(err.Error(), "-no-xattrs") {
 		t.Errorf("lzo with xattrs: %v", err)
 	}
 	src = publicCopy(t, makeSquashfsWith(t, map[string]sqfsEntry{"a": {}}, "-comp", "lzo", "-no-xattrs"), 0o644)
@@ -149,8 +151,8 @@ func TestLayersRefuseTrustedXattrs(t *testing.T) {
 		t.Errorf("/bin/su: %q, want setuid kept", l)
 	}
 	_, err = c.Get(context.Background(), bad, PullOptions{UID: 1000})
-	if !errors.Is(err, ErrUnsafeLayer) {
-		t.Fatalf("trusted xattr: %v, want ErrUnsafeLayer", err)
+	if !errors.Is(err, image.ErrUnsafeLayer) {
+		t.Fatalf("trusted xattr: %v, want image.ErrUnsafeLayer", err)
 	}
 	assertOneLine(t, err, bad, "unsafe layer", `"trusted.foo"`, "images may not carry trusted.* xattrs")
 }
@@ -221,7 +223,7 @@ func TestCheckListing(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, ErrUnsafeFile) || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, image.ErrUnsafeFile) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.want)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // Fuzz targets for the parsers of what a user sends (image references:
@@ -30,8 +32,8 @@ func FuzzSanitizeAuth(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		clean, _, err := sanitizeAuth(b)
 		if err != nil {
-			if !errors.Is(err, ErrUnauthorized) {
-				t.Fatalf("%q: %v does not wrap ErrUnauthorized", b, err)
+			if !errors.Is(err, image.ErrUnauthorized) {
+				t.Fatalf("%q: %v does not wrap image.ErrUnauthorized", b, err)
 			}
 			return
 		}
@@ -94,7 +96,7 @@ func FuzzCheckListing(f *testing.F) {
 		_ = checkListing(strings.NewReader(s))
 		dev := s + "\ncrw-rw-rw- 0/0 1,  3 2026-12-01 06:54 /dev/null\n"
 		if strings.Count(s, "\n") < 1000 && !strings.ContainsRune(s, '\r') {
-			if err := checkListing(strings.NewReader(dev)); !errors.Is(err, ErrUnsafeFile) && !errors.Is(err, ErrNotSquashfs) {
+			if err := checkListing(strings.NewReader(dev)); !errors.Is(err, image.ErrUnsafeFile) && !errors.Is(err, image.ErrNotSquashfs) {
 				t.Fatalf("a device line after %q passed: %v", s, err)
 			}
 		}

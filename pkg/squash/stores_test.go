@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // fakeDocker serves Docker's GET /images/get from a docker-archive, for
@@ -78,8 +80,8 @@ func TestGetDockerd(t *testing.T) {
 
 	ref := "dockerd://example.org/other:1"
 	_, err = c.Get(context.Background(), ref, user)
-	if !errors.Is(err, ErrNoImage) {
-		t.Fatalf("%v; want ErrNoImage", err)
+	if !errors.Is(err, image.ErrNoImage) {
+		t.Fatalf("%v; want image.ErrNoImage", err)
 	}
 	assertOneLine(t, err, ref, "reference does not exist", "docker images")
 
@@ -88,8 +90,8 @@ func TestGetDockerd(t *testing.T) {
 	c2 := openTestCache(t, nil, func(o *Options) { o.DockerSocket = closed.socket })
 	ref = "dockerd://example.org/app:1"
 	_, err = c2.Get(context.Background(), ref, user)
-	if !errors.Is(err, ErrPermission) {
-		t.Fatalf("%v; want ErrPermission", err)
+	if !errors.Is(err, image.ErrPermission) {
+		t.Fatalf("%v; want image.ErrPermission", err)
 	}
 	assertOneLine(t, err, ref, "may not use the node's Docker daemon", "docker group")
 	if len(closed.asked) != 0 {
@@ -98,8 +100,8 @@ func TestGetDockerd(t *testing.T) {
 
 	c3 := openTestCache(t, nil, func(o *Options) { o.DockerSocket = filepath.Join(publicDir(t, 0o755), "none.sock") })
 	_, err = c3.Get(context.Background(), ref, user)
-	if !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("%v; want ErrUnsupported", err)
+	if !errors.Is(err, image.ErrUnsupported) {
+		t.Fatalf("%v; want image.ErrUnsupported", err)
 	}
 	assertOneLine(t, err, ref, "no Docker daemon on this node")
 }
@@ -158,8 +160,8 @@ cat %s
 
 	ref := "podman://localhost/x"
 	_, err = c.Get(context.Background(), ref, user)
-	if !errors.Is(err, ErrNoImage) {
-		t.Fatalf("%v; want ErrNoImage", err)
+	if !errors.Is(err, image.ErrNoImage) {
+		t.Fatalf("%v; want image.ErrNoImage", err)
 	}
 	assertOneLine(t, err, ref, "your podman storage on this node has no image", "podman images")
 
@@ -168,9 +170,9 @@ cat %s
 		want error
 		text string
 	}{
-		{PullOptions{UID: nobody, GID: nobody}, ErrBadReference, "needs your home directory"},
+		{PullOptions{UID: nobody, GID: nobody}, image.ErrBadReference, "needs your home directory"},
 		{PullOptions{UID: nobody, GID: nobody, Home: "/nonexistent"}, nil, "podman save localhost/app:1 (as uid 65534)"},
-		{PullOptions{Home: "/root"}, ErrPermission, "root's is the node's"},
+		{PullOptions{Home: "/root"}, image.ErrPermission, "root's is the node's"},
 	} {
 		_, err := c.Get(context.Background(), "podman://localhost/app:1", tc.o)
 		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {

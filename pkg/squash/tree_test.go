@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // SquashTree reads the tree with its owner's credentials, never root's:
@@ -146,8 +148,8 @@ func TestSquashTreeMaxSize(t *testing.T) {
 			t.Fatal(serr)
 		}
 		if tc.wantErr {
-			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max_image_size") {
-				t.Errorf("max %d: err = %v, want ErrTooLarge naming max_image_size", tc.max, err)
+			if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "max_image_size") {
+				t.Errorf("max %d: err = %v, want image.ErrTooLarge naming max_image_size", tc.max, err)
 			}
 			if fi.Size() > tc.max {
 				t.Errorf("max %d: the file grew to %d", tc.max, fi.Size())
