@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
@@ -274,8 +275,8 @@ func (c *Config) set(key, value string) error {
 		}
 		*map[string]*time.Duration{"cache_max_age": &c.CacheMaxAge, "image_linger": &c.ImageLinger, "tag_ttl": &c.TagTTL, "reuse_idle": &c.ReuseIdle}[key] = d
 	case "compression":
-		if err := squash.CheckCompression(value); err != nil {
-			return fmt.Errorf("%w (or remove the line for %s)", err, squash.DefaultCompression)
+		if err := squashfs.CheckCompression(value); err != nil {
+			return fmt.Errorf("%w (or remove the line for %s)", err, squashfs.DefaultCompression)
 		}
 		c.Compression = value
 	case "metrics_listen":

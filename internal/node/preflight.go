@@ -15,9 +15,9 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -144,7 +144,7 @@ func (p *preflight) run(ctx context.Context) {
 	cfg := p.cfg
 	comp := cfg.Compression
 	if comp == "" {
-		comp = squash.DefaultCompression
+		comp = squashfs.DefaultCompression
 	}
 	compName, _, _ := strings.Cut(comp, ":")
 
@@ -327,7 +327,7 @@ func preflightLayer(ctx context.Context, cfg config.Config) error {
 const preflightFile = "etc/podman-hpc-preflight"
 
 // preflightSquashfs writes a small tree's squashfs at out with compression
-// comp, as an export does (squash.SquashTree), in scratch.
+// comp, as an export does (squashfs.SquashTree), in scratch.
 func preflightSquashfs(ctx context.Context, scratch, out, comp string) error {
 	tree := filepath.Join(scratch, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(preflightFile)), 0o755); err != nil {
@@ -339,9 +339,9 @@ func preflightSquashfs(ctx context.Context, scratch, out, comp string) error {
 	if err := createFile(out, nil); err != nil {
 		return err
 	}
-	return squash.SquashTree(ctx, tree, out, squash.TreeOptions{
+	return squashfs.SquashTree(ctx, tree, out, squashfs.TreeOptions{
 		Compression: comp, Scratch: scratch,
-		Owner: squash.Owner{UID: preflightID, GID: preflightID},
+		Owner: squashfs.Owner{UID: preflightID, GID: preflightID},
 	})
 }
 

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -54,7 +54,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 // squash writes c's filesystem as a squashfs at out (an existing file of
 // root's, in a directory only root may enter), every entry root's. It reads
 // the container's own root, as the container's tasks see it (without their
-// mounts), with the user's own credentials (squash.SquashTree): whatever
+// mounts), with the user's own credentials (squashfs.SquashTree): whatever
 // the user changes in it while it is read, the save holds only what they
 // could read themselves. It read, as root, an overlay mounted over the
 // container's live writable layer, which overlayfs leaves undefined while
@@ -67,12 +67,12 @@ func (m *manager) squash(ctx context.Context, c *container, out string, lim squa
 			fmt.Errorf("mksquashfs ran longer than %s (the node's helper_timeout) and was stopped", lim.timeout))
 		defer cancel()
 	}
-	return squash.SquashTree(ctx, c.rootfs, out, squash.TreeOptions{
+	return squashfs.SquashTree(ctx, c.rootfs, out, squashfs.TreeOptions{
 		MaxSize:     lim.maxSize,
 		Compression: m.compression,
 		// Our init's mount point is not the user's.
 		Exclude: []string{strings.TrimPrefix(wire.ReservedDir, "/")},
 		Scratch: m.stateDir,
-		Owner:   squash.Owner{UID: cred.UID, GID: cred.GID, Groups: cred.Groups},
+		Owner:   squashfs.Owner{UID: cred.UID, GID: cred.GID, Groups: cred.Groups},
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
 // DefaultPolicyPath is containers-policy.json(5)'s system location.
@@ -178,7 +179,7 @@ type Image struct {
 // safe for concurrent use. Only one process may have a Dir open.
 type Cache struct {
 	o                 Options
-	mks               mksquashfs
+	mks               squashfs.Mksquashfs
 	policy            string
 	dir, images, tmp  string
 	log               *slog.Logger
@@ -215,7 +216,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	if o.Dir == "" {
 		return nil, errors.New("squash: Options.Dir is empty")
 	}
-	comp, err := parseCompression(o.Compression)
+	comp, err := squashfs.ParseCompression(o.Compression)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	}
 	c := &Cache{
 		o:                 o,
-		mks:               mksquashfs{Command: or(o.Mksquashfs, "mksquashfs"), Comp: comp, Processors: o.Processors},
+		mks:               squashfs.Mksquashfs{Command: or(o.Mksquashfs, "mksquashfs"), Comp: comp, Processors: o.Processors},
 		unsquashfs:        or(o.Unsquashfs, "unsquashfs"),
 		policy:            or(o.PolicyPath, DefaultPolicyPath),
 		dir:               filepath.Clean(o.Dir),

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
 // A squashfs file a user names is never mounted where it lies: the kernel
@@ -126,7 +127,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 		return img, nil
 	}
 	c.mu.Unlock()
-	if err := checkSquashfs(ctx, c.unsquashfs, tmp.Name()); err != nil {
+	if err := squashfs.Check(ctx, c.unsquashfs, tmp.Name()); err != nil {
 		return nil, err
 	}
 	if err := c.publish(d, tmp.Name(), ImageConfig{}, nil); err != nil {

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -133,4 +134,26 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// makeSquashfs squashes a small tree and returns the file.
+func makeSquashfs(t *testing.T, files map[string]string, extra ...string) string {
+	t.Helper()
+	requireBinary(t, "mksquashfs")
+	src := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "image.sqsh")
+	args := append([]string{src, out, "-noappend", "-quiet", "-no-progress"}, extra...)
+	if b, err := exec.Command("mksquashfs", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, b)
+	}
+	return out
 }

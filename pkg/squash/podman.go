@@ -244,3 +244,18 @@ func subIDs(file string, id uint32, user string) ([]syscall.SysProcIDMap, error)
 	}
 	return m, nil
 }
+
+// tailBuffer keeps the last 8 KiB written to it: enough to show why a
+// child failed without holding all its chatter.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	const max = 8 << 10
+	t.b = append(t.b, p...)
+	if len(t.b) > max {
+		t.b = append(t.b[:0], t.b[len(t.b)-max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

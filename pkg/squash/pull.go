@@ -308,7 +308,7 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 		return nil, err
 	}
 	applied := time.Now()
-	report(Progress{Phase: "squashing", Message: c.mks.Comp.name})
+	report(Progress{Phase: "squashing", Message: c.mks.Comp.Name})
 	// Written beside its final place (TmpDir may be another file system);
 	// Open removes it if we die before publishing.
 	out, err := newTempFile(c.images)
@@ -316,7 +316,7 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 		return nil, err
 	}
 	defer os.Remove(out) // a no-op once published
-	if err := c.mks.run(ctx, rootfs, out); err != nil {
+	if err := c.mks.Run(ctx, rootfs, out); err != nil {
 		return nil, err
 	}
 	// Every blob came from src: a repository is known by the image.

@@ -41,8 +41,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
+	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
 
 func main() {
@@ -71,7 +73,7 @@ func run() error {
 	var c config
 	flag.StringVar(&c.image, "image", "", "source image, as skopeo names it (oci:DIR:TAG)")
 	flag.StringVar(&c.work, "work", "/var/tmp/podman-hpc-bench/run", "work directory (disk-backed; emptied)")
-	flag.StringVar(&c.compression, "compression", squash.DefaultCompression, "squashfs compression for every pipeline")
+	flag.StringVar(&c.compression, "compression", squashfs.DefaultCompression, "squashfs compression for every pipeline")
 	flag.IntVar(&c.runs, "runs", 3, "runs of each pipeline (medians are reported)")
 	flag.IntVar(&c.reuse, "reuse", 20, "Get calls on the cached image")
 	flag.IntVar(&c.processors, "processors", runtime.NumCPU(), "mksquashfs -processors")

@@ -1,4 +1,4 @@
-package squash
+package squashfs
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package squash
+package squashfs
 
 import (
 	"context"
@@ -59,7 +59,7 @@ type Owner struct {
 // created) and is given to the user for the write; dir's own submounts are
 // not included. An entry the owner cannot read fails the squash, naming it.
 func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
-	comp, err := parseCompression(o.Compression)
+	comp, err := ParseCompression(o.Compression)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func SquashTree(ctx context.Context, dir, out string, o TreeOptions) error {
 		return err
 	}
 	defer os.Remove(sandbox)
-	m := mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude, AllRoot: true, MaxSize: o.MaxSize}
+	m := Mksquashfs{Command: bin, Comp: comp, Exclude: o.Exclude, AllRoot: true, MaxSize: o.MaxSize}
 	errc := make(chan error, 1)
 	// The namespace and the groups are this thread's: the goroutine never
 	// unlocks it, so the thread (and the sandbox's mounts) end with it.

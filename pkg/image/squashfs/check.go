@@ -1,0 +1,160 @@
+package squashfs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image"
+)
+
+// superblock is the part of the squashfs 4.0 superblock we check.
+type superblock struct {
+	Magic       uint32
+	Inodes      uint32
+	MkfsTime    uint32
+	BlockSize   uint32
+	Fragments   uint32
+	Compression uint16
+	BlockLog    uint16
+	Flags       uint16
+	NoIDs       uint16
+	Major       uint16
+	Minor       uint16
+	RootInode   uint64
+	BytesUsed   uint64
+	IDTable     uint64
+	XattrTable  uint64
+	InodeTable  uint64
+	DirTable    uint64
+	FragTable   uint64
+	LookupTable uint64
+}
+
+const squashfsMagic = 0x73717368 // "hsqs" little-endian
+
+// squashfsCompressors maps the superblock's compression id to the names
+// in kernelCompressors; 2 (lzma) is missing: the kernel cannot mount it.
+var squashfsCompressors = map[uint16]string{1: "gzip", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+
+// Check checks that the file at path is a squashfs image the
+// kernel may parse and that holds nothing an image may not: the
+// superblock is sane and consistent with the file's size (a truncated
+// copy fails here), unsquashfs can read the superblock and walk every
+// directory and inode, no inode is a device node and no xattr is
+// trusted.* (content.go says why setuid files and security.* pass). Run it on
+// a root-owned copy, never on a file a user can still change: what it
+// checked is what the kernel must then parse. The error says what is wrong
+// in words, and wraps image.ErrNotSquashfs or image.ErrUnsafeFile.
+func Check(ctx context.Context, unsquashfs, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	sb, err := readSuperblock(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, unsquashfs, "-s", path)
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%q not found: install squashfs-tools: %w", unsquashfs, err)
+		}
+		return fmt.Errorf("%w: unsquashfs -s: %s", image.ErrNotSquashfs, lastLine(out.String(), err))
+	}
+	if s := out.String(); strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read") {
+		return fmt.Errorf("%w: unsquashfs -s: %s", image.ErrNotSquashfs, lastLine(s, nil))
+	}
+	if err := checkXattrs(f, fi.Size(), sb); err != nil {
+		return err
+	}
+	return checkTree(ctx, unsquashfs, path)
+}
+
+// checkTree has unsquashfs walk every directory and inode, as the kernel
+// will, and refuses what checkListing refuses.
+func checkTree(ctx context.Context, unsquashfs, path string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, unsquashfs, "-n", "-lln", "-UTC", "-d", "", path)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "TZ=UTC"}
+	var errOut tailBuffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%q: %w", unsquashfs, err)
+	}
+	// Errors go to stdout too (unsquashfs 4.5 exits 0 after some).
+	tail := &tailBuffer{}
+	listErr := checkListing(io.TeeReader(stdout, tail))
+	if listErr != nil {
+		cancel()
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	werr := cmd.Wait()
+	switch s := tail.String() + errOut.String(); {
+	case listErr != nil:
+		return listErr
+	case werr != nil:
+		return fmt.Errorf("%w: unsquashfs -l: %s", image.ErrNotSquashfs, lastLine(s, werr))
+	case strings.Contains(s, "FATAL ERROR") || strings.Contains(s, "failed to read"):
+		return fmt.Errorf("%w: unsquashfs -l: %s", image.ErrNotSquashfs, lastLine(s, nil))
+	}
+	return nil
+}
+
+// readSuperblock reads and checks the superblock of the squashfs in r
+// (size bytes): magic, version, a compression the kernel mounts, block
+// size, and tables within the file. Errors wrap ErrNotSquashfs.
+func readSuperblock(r io.ReaderAt, size int64) (superblock, error) {
+	var sb superblock
+	if err := binary.Read(io.NewSectionReader(r, 0, 96), binary.LittleEndian, &sb); err != nil {
+		return sb, fmt.Errorf("%w: too short for a superblock (%d bytes)", image.ErrNotSquashfs, size)
+	}
+	switch {
+	case sb.Magic != squashfsMagic:
+		return sb, fmt.Errorf("%w: bad magic (not a squashfs file)", image.ErrNotSquashfs)
+	case sb.Major != 4 || sb.Minor != 0:
+		return sb, fmt.Errorf("%w: squashfs version %d.%d, the kernel reads 4.0", image.ErrNotSquashfs, sb.Major, sb.Minor)
+	case squashfsCompressors[sb.Compression] == "":
+		return sb, fmt.Errorf("%w: compression id %d cannot be mounted by the kernel", image.ErrNotSquashfs, sb.Compression)
+	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || sb.BlockSize != 1<<sb.BlockLog:
+		return sb, fmt.Errorf("%w: corrupt superblock (block size %d)", image.ErrNotSquashfs, sb.BlockSize)
+	case sb.BytesUsed > uint64(size):
+		return sb, fmt.Errorf("%w: truncated: the superblock says %d bytes, the file has %d", image.ErrNotSquashfs, sb.BytesUsed, size)
+	}
+	for _, t := range []uint64{sb.InodeTable, sb.DirTable, sb.IDTable} {
+		if t >= sb.BytesUsed {
+			return sb, fmt.Errorf("%w: corrupt superblock (table beyond the end)", image.ErrNotSquashfs)
+		}
+	}
+	return sb, nil
+}
+
+// lastLine is the last non-empty line of a tool's output: unsquashfs
+// ends with its FATAL ERROR.
+func lastLine(s string, err error) string {
+	if l := lastLines(s, 1); l != "" {
+		return l
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "failed"
+}
