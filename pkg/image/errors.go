@@ -23,7 +23,8 @@ var (
 	// ErrPolicy: policy.json is missing, invalid, or rejects the image.
 	ErrPolicy = errors.New("rejected by policy")
 	// ErrUnsafeLayer: a layer holds a device node or an entry that
-	// escapes the image root.
+	// escapes the image root (package layer's errors, which name the
+	// entry, are the only ones that wrap it).
 	ErrUnsafeLayer = errors.New("unsafe layer")
 	// ErrUnsafeFile: a squashfs file given as an image holds a device
 	// node, a setuid or setgid file, or a trusted.* or security.* xattr.

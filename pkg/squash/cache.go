@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/layer"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
@@ -261,7 +262,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		return nil, err
 	}
 	// Fail now rather than at the first pull if main() lacks reexec.Init().
-	if err := reexecReady(); err != nil {
+	if err := layer.ReexecReady(); err != nil {
 		return nil, err
 	}
 	c.checkTools()

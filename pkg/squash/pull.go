@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/layer"
 )
 
 // Get returns the image ref names, pulling and squashing it if needed.
@@ -369,7 +370,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 			break
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
-		if err := applyLayer(gctx, rootfs, blobPath(l.Digest), budget); err != nil {
+		if err := layer.Apply(gctx, rootfs, blobPath(l.Digest), budget); err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
 			break

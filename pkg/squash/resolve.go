@@ -424,9 +424,8 @@ func classify(verb, ref, registry string, err error) error {
 	var unauth docker.ErrUnauthorizedForCredentials
 	var ec errcode.ErrorCoder
 	var ue docker.UnexpectedHTTPStatusError
-	var ee *entryError
 	switch {
-	case errors.Is(err, image.ErrUnsafeLayer) && errors.As(err, &ee):
+	case errors.Is(err, image.ErrUnsafeLayer): // package layer's, naming the entry
 		e.kind, e.detail, e.hint = image.ErrUnsafeLayer, err.Error(), "the image is refused"
 	case errors.Is(err, image.ErrUnsafeFile):
 		e.kind, e.detail, e.hint = image.ErrUnsafeFile, without(err, image.ErrUnsafeFile), "the file is refused"

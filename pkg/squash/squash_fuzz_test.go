@@ -7,16 +7,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
 // Fuzz targets for the parsers of what a user sends (image references:
-// ref_fuzz_test.go): auth.json, squashfs files (superblock, xattr tables, the listing of
-// their tree) and tar layers and archives. `go test -fuzz=FuzzX` runs one.
+// ref_fuzz_test.go): auth.json and oci-archives. `go test -fuzz=FuzzX`
+// runs one.
 
 // FuzzSanitizeAuth: the sanitised file is a JSON object with "auths"
 // only, names no helper, and sanitises to itself.
@@ -47,44 +45,14 @@ func FuzzSanitizeAuth(f *testing.F) {
 	})
 }
 
-// FuzzScanLayer: the tar scanner takes any bytes, refuses device nodes
-// and trusted.* xattrs whatever else the layer holds, and passes on
-// exactly the bytes it accepted. checkArchive takes any bytes too.
-func FuzzScanLayer(f *testing.F) {
+// FuzzCheckArchive: checkArchive takes any bytes (an oci-archive a user
+// names, before containers/image unpacks it as root).
+func FuzzCheckArchive(f *testing.F) {
 	f.Add(layerTar(f, tarEntry{name: "a", body: "x"}, tarEntry{name: "d/", typ: tar.TypeDir}, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}))
-	f.Add(layerTar(f, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}, tarEntry{name: "l/passwd", body: "x"}))
 	f.Add(layerTar(f, tarEntry{name: "dev", typ: tar.TypeChar, major: 1}))
-	f.Add(layerTar(f, tarEntry{name: "x", body: "y", xattrs: map[string]string{"trusted.overlay.opaque": "y"}}))
 	f.Add(layerTar(f, tarEntry{name: "../x", body: "y"}, tarEntry{name: ".wh..wh..opq"}))
-	root := f.TempDir()
 	archive := filepath.Join(f.TempDir(), "a.tar")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var out bytes.Buffer
-		start := time.Now()
-		err := scanLayer(newScanner(root), bytes.NewReader(b), &out)
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("scanLayer took %s over %d bytes", d, len(b))
-		}
-		if err == nil && !bytes.Equal(out.Bytes(), b) {
-			t.Fatalf("accepted, but passed on %d of %d bytes", out.Len(), len(b))
-		}
-		if err == nil {
-			tr := tar.NewReader(bytes.NewReader(b))
-			for {
-				h, err := tr.Next()
-				if err != nil {
-					break
-				}
-				if h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock {
-					t.Fatalf("device %q accepted", h.Name)
-				}
-				for k := range h.PAXRecords {
-					if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
-						t.Fatalf("xattr %q accepted", k)
-					}
-				}
-			}
-		}
 		if err := os.WriteFile(archive, b, 0o600); err != nil {
 			t.Fatal(err)
 		}

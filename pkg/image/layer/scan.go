@@ -1,4 +1,4 @@
-package squash
+package layer
 
 import (
 	"archive/tar"

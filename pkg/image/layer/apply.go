@@ -1,4 +1,4 @@
-package squash
+package layer
 
 import (
 	"context"
@@ -16,17 +16,18 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
-// applyLayer applies one compressed (gzip, zstd) or plain layer blob onto
+// Apply applies one compressed (gzip, zstd) or plain layer blob onto
 // rootfs: whiteouts and opaque directories delete from the layers below;
 // hard links, symlinks, ownership, modes (setuid included) and xattrs are
 // kept. Three things run at once: decompression (pigz or zstd when
 // installed, else in Go), the header scanner in this process, and
 // containers/storage's extractor in a chrooted child process (it sets its
 // umask to 0, which must not happen in the daemon). A refused entry is
-// reported as an *entryError; nothing of it reaches the extractor. The
-// layer's uncompressed bytes are taken from budget (may be nil): the
-// extractor stops, with ErrTooLarge, once the image has used it up.
-func applyLayer(ctx context.Context, rootfs, blob string, budget *image.Budget) error {
+// reported as an error that wraps image.ErrUnsafeLayer and names the
+// entry; nothing of it reaches the extractor. The layer's uncompressed
+// bytes are taken from budget (may be nil): the extractor stops, with
+// image.ErrTooLarge, once the image has used it up.
+func Apply(ctx context.Context, rootfs, blob string, budget *image.Budget) error {
 	f, err := os.Open(blob)
 	if err != nil {
 		return err
@@ -80,10 +81,11 @@ func applyLayer(ctx context.Context, rootfs, blob string, budget *image.Budget) 
 
 var errNoReexec = errors.New("reexec.Init() was not called at the start of main(): layers cannot be applied")
 
-// reexecReady reports whether the program can re-execute itself, as
+// ReexecReady reports whether the program can re-execute itself, as
 // chrootarchive does to apply a layer (reexec panics when main() did not
-// call reexec.Init()).
-func reexecReady() (err error) {
+// call reexec.Init()): a program that will apply layers calls it at start,
+// and fails there rather than at its first pull.
+func ReexecReady() (err error) {
 	defer func() {
 		if recover() != nil {
 			err = errNoReexec

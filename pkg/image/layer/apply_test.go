@@ -1,4 +1,4 @@
-package squash
+package layer
 
 import (
 	"archive/tar"
@@ -29,7 +29,7 @@ func applyAll(t *testing.T, layers ...[]tarEntry) (string, error) {
 		if err := os.WriteFile(blob, gzipBytes(t, layerTar(t, l...)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := applyLayer(context.Background(), rootfs, blob, nil); err != nil {
+		if err := Apply(context.Background(), rootfs, blob, nil); err != nil {
 			return rootfs, err
 		}
 		_ = i

@@ -1,0 +1,49 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzScanLayer: the tar scanner takes any bytes, refuses device nodes
+// and trusted.* xattrs whatever else the layer holds, and passes on
+// exactly the bytes it accepted.
+func FuzzScanLayer(f *testing.F) {
+	f.Add(layerTar(f, tarEntry{name: "a", body: "x"}, tarEntry{name: "d/", typ: tar.TypeDir}, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}))
+	f.Add(layerTar(f, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}, tarEntry{name: "l/passwd", body: "x"}))
+	f.Add(layerTar(f, tarEntry{name: "dev", typ: tar.TypeChar, major: 1}))
+	f.Add(layerTar(f, tarEntry{name: "x", body: "y", xattrs: map[string]string{"trusted.overlay.opaque": "y"}}))
+	f.Add(layerTar(f, tarEntry{name: "../x", body: "y"}, tarEntry{name: ".wh..wh..opq"}))
+	root := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out bytes.Buffer
+		start := time.Now()
+		err := scanLayer(newScanner(root), bytes.NewReader(b), &out)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("scanLayer took %s over %d bytes", d, len(b))
+		}
+		if err == nil && !bytes.Equal(out.Bytes(), b) {
+			t.Fatalf("accepted, but passed on %d of %d bytes", out.Len(), len(b))
+		}
+		if err == nil {
+			tr := tar.NewReader(bytes.NewReader(b))
+			for {
+				h, err := tr.Next()
+				if err != nil {
+					break
+				}
+				if h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock {
+					t.Fatalf("device %q accepted", h.Name)
+				}
+				for k := range h.PAXRecords {
+					if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
+						t.Fatalf("xattr %q accepted", k)
+					}
+				}
+			}
+		}
+	})
+}
