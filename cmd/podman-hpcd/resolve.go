@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -58,7 +58,7 @@ run as the user in srun and sbatch (one digest per job).`, stdout, stderr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := squash.Pin(ctx, ref, squash.PinOptions{RegistriesConf: cfg.RegistriesConf, AuthJSON: auth})
+	p, err := source.Pin(ctx, ref, source.PinOptions{RegistriesConf: cfg.RegistriesConf, AuthJSON: auth})
 	if err != nil {
 		return err
 	}

@@ -11,40 +11,8 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
-
-func TestSanitizeAuth(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name, in, want string
-		dropped, bad   bool
-	}{
-		{name: "empty", in: "", want: `{"auths":{}}`},
-		{name: "auths kept", in: `{"auths":{"r.io":{"auth":"dTpw"}}}`, want: `{"auths":{"r.io":{"auth":"dTpw"}}}`},
-		{name: "token kept", in: `{"auths":{"r.io":{"identitytoken":"tok"}}}`, want: `{"auths":{"r.io":{"identitytoken":"tok"}}}`},
-		{name: "helper markers dropped", in: `{"auths":{"r.io":{}},"credsStore":"desktop"}`, want: `{"auths":{}}`, dropped: true},
-		{name: "credHelpers dropped", in: `{"auths":{"a.io":{"auth":"eDp5"}},"credHelpers":{"r.io":"ecr-login"}}`, want: `{"auths":{"a.io":{"auth":"eDp5"}}}`, dropped: true},
-		{name: "empty credHelpers", in: `{"auths":{},"credHelpers":{}}`, want: `{"auths":{}}`},
-		{name: "other keys dropped", in: `{"auths":{},"HttpHeaders":{"X":"y"},"proxies":{}}`, want: `{"auths":{}}`},
-		{name: "not JSON", in: `{"auths":`, bad: true},
-		{name: "not an object", in: `[1]`, bad: true},
-		{name: "auths wrong shape", in: `{"auths":{"r.io":"x"}}`, bad: true},
-		{name: "too big", in: `{"auths":{},"x":"` + strings.Repeat("a", maxAuthJSON) + `"}`, bad: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, dropped, err := sanitizeAuth([]byte(tc.in))
-			if tc.bad {
-				if !errors.Is(err, image.ErrUnauthorized) {
-					t.Fatalf("err = %v, want image.ErrUnauthorized", err)
-				}
-				return
-			}
-			if err != nil || string(got) != tc.want || dropped != tc.dropped {
-				t.Errorf("got %s, %v, %v; want %s, %v", got, dropped, err, tc.want, tc.dropped)
-			}
-		})
-	}
-}
 
 // credHelperOnPath installs docker-credential-NAME first in PATH: a helper
 // that records that it ran (as whom) in a marker file and answers with
@@ -102,7 +70,7 @@ func TestCredentialHelpersNotRun(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(notes) != 2 || notes[0] != helpersNote {
+	if len(notes) != 2 || notes[0] != source.HelpersNote {
 		t.Errorf("notes %q, want the helpers note once per Get", notes)
 	}
 	// The same credentials under auths work.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 	"github.com/podman-hpc/podman-hpc/pkg/image/layer"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
@@ -111,6 +112,8 @@ type Options struct {
 	// MaxAge) or a Prune removed, under the cache's lock: it must not
 	// call the Cache.
 	Evicted func(n int)
+
+	retryDelay time.Duration // source.Options.RetryDelay (tests)
 }
 
 // PullOptions say who asks for an image.
@@ -195,11 +198,9 @@ type Cache struct {
 	files             map[fileID]string // squashfs files already hashed
 	closed            bool
 	now               func() time.Time
-	registryTimeout   time.Duration
-	registryAttempts  int
 	parallelDownloads int
 	unsquashfs        string
-	retryDelay        time.Duration
+	src               *source.Resolver
 }
 
 // evictGrace keeps a just-used image from being evicted for size between
@@ -237,16 +238,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		pins:              map[string]int{},
 		files:             map[fileID]string{},
 		now:               time.Now,
-		registryTimeout:   o.RegistryTimeout,
-		registryAttempts:  o.RegistryAttempts,
 		parallelDownloads: o.ParallelDownloads,
-		retryDelay:        500 * time.Millisecond,
-	}
-	if c.registryTimeout <= 0 {
-		c.registryTimeout = 20 * time.Second
-	}
-	if c.registryAttempts <= 0 {
-		c.registryAttempts = 3
 	}
 	if c.parallelDownloads <= 0 {
 		c.parallelDownloads = 6
@@ -258,7 +250,11 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	if _, err := signature.NewPolicyFromFile(c.policy); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (see containers-policy.json(5))", image.ErrPolicy, c.policy, err)
 	}
-	if err := checkCredentialHelpers(c.sysContext("")); err != nil {
+	srcOpts := source.Options{RegistriesConf: o.RegistriesConf, RegistriesConfDir: o.RegistriesConfDir,
+		PolicyPath: c.policy, TmpDir: c.tmp, RegistryTimeout: o.RegistryTimeout,
+		RegistryAttempts: o.RegistryAttempts, RetryDelay: o.retryDelay,
+		Podman: o.Podman, DockerSocket: o.DockerSocket, Log: c.log}
+	if err := source.CheckCredentialHelpers(srcOpts); err != nil {
 		return nil, err
 	}
 	// Fail now rather than at the first pull if main() lacks reexec.Init().
@@ -288,6 +284,8 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 		return nil, err
 	}
 	defaultLimits(&c.o, cacheFS, tmpFS)
+	srcOpts.MaxImageSize, srcOpts.HelperTimeout = c.o.MaxImageSize, c.o.HelperTimeout
+	c.src = source.New(srcOpts)
 	c.slots = newUserSlots(c.o.MaxPullsPerUser)
 	if o.SharedStore != "" {
 		if c.shared, err = openShared(o.SharedStore, c.log); err != nil {
@@ -460,8 +458,14 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.bg.Wait()
+	c.wait()
 	return c.lockFile.Close()
+}
+
+// wait waits for the background clean-up: the cache's and its sources'.
+func (c *Cache) wait() {
+	c.bg.Wait()
+	c.src.Wait()
 }
 
 // removeLater deletes a work directory in the background: a 1 GB rootfs
@@ -503,9 +507,9 @@ func cloneConfig(c ImageConfig) ImageConfig {
 
 // confirmLocked records that uid may use entry d by the name ref (""
 // for none), resolved now by a registry if resolved is set, and that d is
-// known by the registry repository source ("" for none: right.go), and
+// known by the registry repository repo ("" for none: right.go), and
 // marks it used. It returns uid's view, or nil if d is not cached.
-func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool, source string) *Image {
+func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool, repo string) *Image {
 	e := c.ix.Images[d]
 	if e == nil {
 		return nil
@@ -513,8 +517,8 @@ func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool, source s
 	now := c.now()
 	changed := !hasUID(e.Users, uid)
 	e.Users = addUID(e.Users, uid)
-	if source != "" && !slices.Contains(e.Sources, source) {
-		e.Sources = addSource(e.Sources, source)
+	if repo != "" && !slices.Contains(e.Sources, repo) {
+		e.Sources = addSource(e.Sources, repo)
 		changed = true
 	}
 	e.LastUsed = now
@@ -724,21 +728,21 @@ func (c *Cache) Prune(ctx context.Context, all bool, uid uint32) ([]Image, error
 // (squashfs:sha256:...) itself; a short name gives every candidate
 // registries.conf lists for it.
 func (c *Cache) indexNames(ref string) (map[string]bool, error) {
-	if d := strings.TrimPrefix(ref, "@"); looksLikeDigest(strings.TrimPrefix(d, fileKeyPrefix)) {
+	if d := strings.TrimPrefix(ref, "@"); source.LooksLikeDigest(strings.TrimPrefix(d, fileKeyPrefix)) {
 		return map[string]bool{d: true}, nil
 	}
-	r, err := parseReference(ref)
+	r, err := source.Parse(ref)
 	if err != nil {
-		return nil, classify("remove", ref, "", err)
+		return nil, source.Classify("remove", ref, "", err)
 	}
 	names := map[string]bool{r.String(): true}
-	if r.kind == kindRegistry && r.short {
-		res, err := shortnames.Resolve(c.sysContext(""), r.shortName)
+	if r.Kind == source.KindRegistry && r.Short {
+		res, err := shortnames.Resolve(c.src.SysContext(""), r.ShortName)
 		if err != nil {
-			return nil, classify("remove", ref, "", fmt.Errorf("%w: %v", image.ErrShortName, err))
+			return nil, source.Classify("remove", ref, "", fmt.Errorf("%w: %v", image.ErrShortName, err))
 		}
 		for _, pc := range res.PullCandidates {
-			names["docker://"+pinned(pc.Value).String()] = true
+			names["docker://"+source.Pinned(pc.Value).String()] = true
 		}
 	}
 	return names, nil

@@ -24,7 +24,7 @@ import (
 // image file and, once background clean-up is done, no work in tmp.
 func assertClean(t *testing.T, c *Cache) {
 	t.Helper()
-	c.bg.Wait()
+	c.wait()
 	if imgs := c.List(0); len(imgs) != 0 {
 		t.Errorf("index has %d images after a failed pull", len(imgs))
 	}

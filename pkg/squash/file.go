@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
@@ -51,17 +52,17 @@ func (c *Cache) GetFile(ctx context.Context, f *os.File, o PullOptions) (*Image,
 func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o PullOptions) (*Image, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, classify("use", input, "", err)
+		return nil, source.Classify("use", input, "", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, classify("use", input, "", fmt.Errorf("%w: not a regular file", image.ErrNotSquashfs))
+		return nil, source.Classify("use", input, "", fmt.Errorf("%w: not a regular file", image.ErrNotSquashfs))
 	}
-	real, err := fdPath(f)
+	real, err := source.FDPath(f)
 	if err != nil {
-		return nil, classify("use", input, "", err)
+		return nil, source.Classify("use", input, "", err)
 	}
-	if err := c.checkFilePolicy(ctx, real); err != nil {
-		return nil, classify("use", input, "", err)
+	if err := c.src.CheckFilePolicy(ctx, real); err != nil {
+		return nil, source.Classify("use", input, "", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	id := fileID{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtime: st.Mtim, ctime: st.Ctim}
@@ -73,7 +74,7 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, classify("use", input, "", err)
+		return nil, source.Classify("use", input, "", err)
 	}
 	c.log.Info("squashfs file ready", "file", input, "uid", o.UID, "digest", img.Digest)
 	out := *img

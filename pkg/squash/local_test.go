@@ -124,7 +124,7 @@ func TestGetLocalImages(t *testing.T) {
 			})
 		}
 	}
-	c.bg.Wait()
+	c.wait()
 	if ents, _ := os.ReadDir(c.tmp); len(ents) != 0 {
 		t.Errorf("tmp holds %s", ents[0].Name())
 	}

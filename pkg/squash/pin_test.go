@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
 
 // Pin (the helper, no cache) and PinFor (the daemon) give a tag's digest
@@ -22,7 +24,7 @@ func TestPinTag(t *testing.T) {
 	c := openTestCache(t, []string{reg.host}, nil)
 	ctx := context.Background()
 	want := ref + "@" + im.digest.String()
-	got, err := Pin(ctx, ref, PinOptions{RegistriesConf: c.o.RegistriesConf, RegistriesConfDir: c.o.RegistriesConfDir})
+	got, err := source.Pin(ctx, ref, source.PinOptions{RegistriesConf: c.o.RegistriesConf, RegistriesConfDir: c.o.RegistriesConfDir})
 	if err != nil || got != want {
 		t.Fatalf("Pin = %q, %v; want %q", got, err, want)
 	}
@@ -30,13 +32,13 @@ func TestPinTag(t *testing.T) {
 		t.Fatalf("PinFor = %q, %v; want %q", got, err, want)
 	}
 	byDigest := reg.host + "/test/pin@" + im.digest.String()
-	if got, err := Pin(ctx, byDigest, PinOptions{RegistriesConf: c.o.RegistriesConf}); err != nil || got != byDigest {
+	if got, err := source.Pin(ctx, byDigest, source.PinOptions{RegistriesConf: c.o.RegistriesConf}); err != nil || got != byDigest {
 		t.Errorf("Pin(digest) = %q, %v", got, err)
 	}
-	if got, err := Pin(ctx, "/some/image.sqsh", PinOptions{}); err != nil || got != "" {
+	if got, err := source.Pin(ctx, "/some/image.sqsh", source.PinOptions{}); err != nil || got != "" {
 		t.Errorf("Pin(path) = %q, %v", got, err)
 	}
-	if _, err := Pin(ctx, reg.host+"/test/pin:nope", PinOptions{RegistriesConf: c.o.RegistriesConf}); err == nil ||
+	if _, err := source.Pin(ctx, reg.host+"/test/pin:nope", source.PinOptions{RegistriesConf: c.o.RegistriesConf}); err == nil ||
 		!strings.Contains(err.Error(), "test/pin:nope") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("Pin(missing) = %v", err)
 	}

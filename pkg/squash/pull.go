@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,13 +13,12 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
-	ciimage "go.podman.io/image/v5/image"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 	"github.com/podman-hpc/podman-hpc/pkg/image/layer"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
 
 // Get returns the image ref names, pulling and squashing it if needed.
@@ -42,20 +40,20 @@ import (
 // while other callers still wait for it.
 func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, error) {
 	start := time.Now()
-	r, err := parseReference(ref)
+	r, err := source.Parse(ref)
 	if err != nil {
-		return nil, classify("pull", ref, "", err)
+		return nil, source.Classify("pull", ref, "", err)
 	}
-	if r.kind != kindRegistry && r.kind != kindPodman && r.kind != kindDockerd && !filepath.IsAbs(r.path) {
+	if r.Kind != source.KindRegistry && r.Kind != source.KindPodman && r.Kind != source.KindDockerd && !filepath.IsAbs(r.Path) {
 		if !filepath.IsAbs(o.Cwd) {
-			return nil, classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", image.ErrBadReference))
+			return nil, source.Classify("pull", ref, "", fmt.Errorf("%w: relative path, and no working directory to resolve it", image.ErrBadReference))
 		}
-		r.path = filepath.Join(o.Cwd, r.path)
+		r.Path = filepath.Join(o.Cwd, r.Path)
 	}
-	if r.kind == kindFile {
-		f, err := openAsUser(r.path, o.credential())
+	if r.Kind == source.KindFile {
+		f, err := source.OpenAsUser(r.Path, o.credential())
 		if err != nil {
-			return nil, classify("use", ref, "", err)
+			return nil, source.Classify("use", ref, "", err)
 		}
 		defer f.Close()
 		return c.getFile(ctx, ref, r.String(), f, o)
@@ -74,16 +72,16 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 			return nil, err
 		}
 		c.log.Warn("pull failed", "ref", ref, "uid", o.UID, "err", err)
-		host := r.registry()
-		var he *hostError
+		host := r.Registry()
+		var he *source.HostError
 		if errors.As(err, &he) {
-			dropped := errors.As(err, new(*helpersError))
-			host, err = he.host, he.err
+			dropped := errors.As(err, new(*source.HelpersError))
+			host, err = he.Host, he.Err
 			if dropped {
-				err = &helpersError{err}
+				err = &source.HelpersError{Err: err}
 			}
 		}
-		return nil, classify("pull", ref, host, err)
+		return nil, source.Classify("pull", ref, host, err)
 	}
 	c.log.Info("image ready", "ref", ref, "uid", o.UID, "digest", img.Digest, "duration", time.Since(start))
 	out := *img
@@ -94,9 +92,9 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 // getImage resolves r for one user and returns the cached image, pulling
 // it first if needed.
 // auth is the user's auth.json; nothing holds it once the source is open.
-func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []byte, report func(Progress)) (_ *Image, err error) {
-	report(Progress{Phase: "resolving", Message: r.input})
-	authFile, droppedHelpers, removeAuth, err := c.writeAuth(auth)
+func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth []byte, report func(Progress)) (_ *Image, err error) {
+	report(Progress{Phase: "resolving", Message: r.Input})
+	authFile, droppedHelpers, removeAuth, err := c.src.WriteAuth(auth)
 	if err != nil {
 		return nil, err
 	}
@@ -105,43 +103,43 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 	// and keeps them in that source until it is closed.
 	defer removeAuth()
 	if droppedHelpers {
-		report(Progress{Phase: "note", Message: helpersNote})
+		report(Progress{Phase: "note", Message: source.HelpersNote})
 		defer func() {
 			if err != nil {
-				err = &helpersError{err}
+				err = &source.HelpersError{Err: err}
 			}
 		}()
 	}
-	sys := c.sysContext(authFile)
+	sys := c.src.SysContext(authFile)
 
-	var src *source
+	var src *source.Source
 	var name string
-	if r.kind == kindRegistry {
-		named := r.named
-		if r.short {
-			if named, err = shortCandidates(sys, r.shortName); err != nil {
+	if r.Kind == source.KindRegistry {
+		named := r.Named
+		if r.Short {
+			if named, err = source.ShortCandidates(sys, r.ShortName); err != nil {
 				return nil, err
 			}
 		}
 		name = "docker://" + named.String()
-		if r.short {
+		if r.Short {
 			// Errors from here on name the registry the short name chose.
 			defer func() {
 				if err != nil {
-					err = &hostError{host: reference.Domain(named), err: err}
+					err = &source.HostError{Host: reference.Domain(named), Err: err}
 				}
 			}()
 		}
 		// Handed out without the registry's manifest and signatures: only
 		// where the policy needs neither.
-		if !o.Refresh && c.allowedUnsigned(ctx, name) {
+		if !o.Refresh && c.src.AllowedUnsigned(ctx, name) {
 			if img := c.fresh(name, o.UID); img != nil {
 				report(Progress{Phase: "done"})
 				return img, nil
 			}
 		}
-		if src, err = c.resolveRegistry(ctx, sys, named); err != nil {
-			if transient(err) && c.allowedUnsigned(ctx, name) {
+		if src, err = c.src.Registry(ctx, sys, named); err != nil {
+			if source.Transient(err) && c.src.AllowedUnsigned(ctx, name) {
 				if img := c.fallback(name, o.UID, err); img != nil {
 					report(Progress{Phase: "done"})
 					return img, nil
@@ -157,20 +155,20 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 			return nil, err
 		}
 		defer release()
-		if src, err = c.resolveLocal(ctx, sys, r, o, report); err != nil {
+		if src, err = c.src.Local(ctx, sys, r, o.credential(), o.User, o.Home, report); err != nil {
 			return nil, err
 		}
 	}
-	defer src.release()
-	if err := c.checkPolicy(ctx, src); err != nil {
+	defer src.Release()
+	if err := c.src.CheckPolicy(ctx, src); err != nil {
 		return nil, err
 	}
-	d := src.digest.String()
+	d := src.Digest.String()
 	// A registry is read for a pull, or to show its blobs (right.go): one
 	// of the user's pull slots, taken once, when first needed. A local
 	// source's is held already.
 	var hold func(context.Context) error
-	if r.kind == kindRegistry {
+	if r.Kind == source.KindRegistry {
 		slot := &slotOnce{slots: c.slots, uid: o.UID, report: report}
 		defer slot.free()
 		hold = slot.hold
@@ -200,8 +198,8 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 		}
 	}
 	_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
-		src.acquire()
-		defer src.release()
+		src.Acquire()
+		defer src.Release()
 		return c.pullVia(ctx, src, p, report)
 	})
 	if err != nil {
@@ -219,15 +217,6 @@ func (c *Cache) getImage(ctx context.Context, r imageRef, o PullOptions, auth []
 	report(Progress{Phase: "done"})
 	return img, nil
 }
-
-// hostError carries the registry a short name resolved to, for messages.
-type hostError struct {
-	host string
-	err  error
-}
-
-func (e *hostError) Error() string { return e.err.Error() }
-func (e *hostError) Unwrap() error { return e.err }
 
 // fresh returns uid's image for name without asking the registry: always
 // for a digest reference uid was confirmed for, within TagTTL for a tag.
@@ -250,7 +239,7 @@ func (c *Cache) fresh(name string, uid uint32) *Image {
 // fallback returns what name last resolved to, when the registry is out
 // of reach and uid was confirmed for it; nil otherwise.
 func (c *Cache) fallback(name string, uid uint32, err error) *Image {
-	if !transient(err) {
+	if !source.Transient(err) {
 		return nil
 	}
 	c.mu.Lock()
@@ -270,9 +259,9 @@ func (c *Cache) fallback(name string, uid uint32, err error) *Image {
 // digest), applies them in order while later ones still download,
 // squashes the result and publishes it. It returns nil, nil on success:
 // callers take the entry from the index.
-func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*Image, error) {
+func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progress)) (*Image, error) {
 	start := time.Now()
-	img, err := ciimage.FromUnparsedImage(ctx, src.sys, src.unparsed)
+	img, err := src.Image(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -321,10 +310,10 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 		return nil, err
 	}
 	// Every blob came from src: a repository is known by the image.
-	if err := c.publish(src.digest.String(), out, cfg, addSource(nil, src.repo)); err != nil {
+	if err := c.publish(src.Digest.String(), out, cfg, addSource(nil, src.Repo)); err != nil {
 		return nil, err
 	}
-	c.log.Info("image pulled", "digest", src.digest, "layers", len(layers),
+	c.log.Info("image pulled", "digest", src.Digest, "layers", len(layers),
 		"apply", applied.Sub(start), "squash", time.Since(applied))
 	return nil, nil
 }
@@ -332,7 +321,7 @@ func (c *Cache) pull(ctx context.Context, src *source, report func(Progress)) (*
 // fetchAndApply downloads every distinct layer (up to parallelDownloads at
 // once, bottom layers first) into work, and applies the layers onto rootfs
 // in order as soon as each has arrived.
-func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) error {
+func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
@@ -351,7 +340,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 	go func() {
 		for _, l := range unique {
 			g.Go(func() error {
-				if err := c.download(gctx, src, l, blobPath(l.Digest), report); err != nil {
+				if err := src.Download(gctx, l, blobPath(l.Digest), report); err != nil {
 					return fmt.Errorf("layer %s: %w", l.Digest, err)
 				}
 				close(ready[l.Digest])
@@ -387,117 +376,6 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source, layers []types.B
 		return werr
 	}
 	return context.Cause(ctx)
-}
-
-// download fetches one blob into dst and verifies its digest. A
-// connection that delivers nothing for registryTimeout is given up; a
-// failure that may pass is retried from scratch.
-func (c *Cache) download(ctx context.Context, src *source, info types.BlobInfo, dst string, report func(Progress)) error {
-	return c.retryBlob(ctx, func(ctx context.Context) error {
-		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := c.fetchBlob(ctx, src, info, f, report); err != nil {
-			return err
-		}
-		return f.Close()
-	})
-}
-
-// fetchBlob copies one blob of src to w, once, and verifies its digest
-// (ErrDigestMismatch), reporting progress. A connection that delivers
-// nothing for registryTimeout is given up.
-func (c *Cache) fetchBlob(ctx context.Context, src *source, info types.BlobInfo, w io.Writer, report func(Progress)) error {
-	if err := info.Digest.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", image.ErrUnsupported, err)
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	rc, size, err := src.src.GetBlob(ctx, info, none.NoCache)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if size < 0 {
-		size = info.Size
-	}
-	dg := info.Digest.Algorithm().Digester()
-	// A blob may not be longer than the manifest says: a hostile source
-	// (a device node in a local archive, a broken registry) could
-	// otherwise stream until the disk is full.
-	var body io.Reader = rc
-	if info.Size >= 0 {
-		body = io.LimitReader(rc, info.Size+1)
-	}
-	pr := &progressReader{r: body, report: report, layer: info.Digest.String(), total: size}
-	stall := time.AfterFunc(c.registryTimeout, func() {
-		cancel(fmt.Errorf("%w: no data for %s", image.ErrRegistryUnreachable, c.registryTimeout))
-	})
-	defer stall.Stop()
-	pr.onRead = func() { stall.Reset(c.registryTimeout) }
-	n, err := io.Copy(io.MultiWriter(w, dg.Hash()), pr)
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	if err != nil {
-		return err
-	}
-	if info.Size >= 0 && n > info.Size {
-		return fmt.Errorf("%w: more than the %d bytes the manifest says", image.ErrDigestMismatch, info.Size)
-	}
-	if got := dg.Digest(); got != info.Digest {
-		return fmt.Errorf("%w: got %s (%d bytes)", image.ErrDigestMismatch, got, n)
-	}
-	pr.final()
-	return nil
-}
-
-// retryBlob is retry without the per-attempt deadline: a big layer
-// takes as long as it takes; stalls are caught by download.
-func (c *Cache) retryBlob(ctx context.Context, fn func(context.Context) error) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = fn(ctx)
-		if err == nil || errors.Is(err, image.ErrDigestMismatch) || !transient(err) || attempt >= c.registryAttempts || ctx.Err() != nil {
-			return err
-		}
-		c.log.Warn("layer download failed, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(c.retryDelay * time.Duration(attempt)):
-		}
-	}
-}
-
-// progressReader reports download progress at most every 100 ms.
-type progressReader struct {
-	r      io.Reader
-	report func(Progress)
-	layer  string
-	total  int64
-	done   int64
-	last   time.Time
-	onRead func()
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	if n > 0 && p.onRead != nil {
-		p.onRead()
-	}
-	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
-		p.last = now
-		p.report(Progress{Phase: "downloading", Layer: p.layer, Done: p.done, Total: p.total})
-	}
-	return n, err
-}
-
-func (p *progressReader) final() {
-	p.report(Progress{Phase: "downloading", Layer: p.layer, Done: p.done, Total: p.total})
 }
 
 // publish moves a finished squashfs (and its config) into images/ and

@@ -334,7 +334,8 @@ func openTestCache(t testing.TB, hosts []string, mod func(*Options)) *Cache {
 	policy, registries, dropins := testConfig(t, hosts, "")
 	o := Options{Dir: filepath.Join(t.TempDir(), "cache"), PolicyPath: policy,
 		RegistriesConf: registries, RegistriesConfDir: dropins,
-		RegistryTimeout: 5 * time.Second, RegistryAttempts: 2, Compression: "lz4"}
+		RegistryTimeout: 5 * time.Second, RegistryAttempts: 2, Compression: "lz4",
+		retryDelay: 10 * time.Millisecond}
 	if mod != nil {
 		mod(&o)
 	}
@@ -342,7 +343,6 @@ func openTestCache(t testing.TB, hosts []string, mod func(*Options)) *Cache {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.retryDelay = 10 * time.Millisecond
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -3,23 +3,11 @@ package squash
 import (
 	"context"
 	"encoding/hex"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/docker/distribution/registry/api/errcode"
-	v2 "github.com/docker/distribution/registry/api/v2"
-	digest "github.com/opencontainers/go-digest"
-	"go.podman.io/image/v5/docker"
-	ciimage "go.podman.io/image/v5/image"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
-	"go.podman.io/image/v5/types"
-
-	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
 
 // Who is handed a cached image. The cache holds one copy of an image for
@@ -78,7 +66,7 @@ func keyStem(k string) string {
 // their source resolved to. The pull that may read the source runs in a
 // flight of its own goroutine: it is safe for concurrent use.
 type proof struct {
-	src  *source
+	src  *source.Source
 	what string // the source, for messages: "archive", "repository HOST/NAME"...
 	// repo is the registry repository the source is, "" for a local one.
 	repo string
@@ -93,15 +81,15 @@ type proof struct {
 
 // newProof starts r's proof, shown by nothing yet: a registry's answer
 // counts only from a repository the image is known by (knownBy).
-func newProof(src *source, r imageRef, hold func(context.Context) error, report func(Progress)) *proof {
+func newProof(src *source.Source, r source.Ref, hold func(context.Context) error, report func(Progress)) *proof {
 	p := &proof{src: src, what: "archive", hold: hold, report: report}
-	switch r.kind {
-	case kindRegistry:
-		p.repo = src.repo
-		p.what = "repository " + src.repo
-	case kindOCILayout:
+	switch r.Kind {
+	case source.KindRegistry:
+		p.repo = src.Repo
+		p.what = "repository " + src.Repo
+	case source.KindOCILayout:
 		p.what = "layout"
-	case kindPodman, kindDockerd:
+	case source.KindPodman, source.KindDockerd:
 		p.what = "image store's export"
 	}
 	return p
@@ -143,7 +131,7 @@ func (c *Cache) show(ctx context.Context, p *proof, known []string) error {
 			return err
 		}
 	}
-	if err := c.verifyBlobs(ctx, p); err != nil {
+	if err := p.src.Verify(ctx, p.what, p.report); err != nil {
 		return err
 	}
 	p.shown = true
@@ -156,7 +144,7 @@ func (c *Cache) show(ctx context.Context, p *proof, known []string) error {
 // showed the blobs becomes one d is known by. It returns nil, nil when d
 // is not cached. Every image a Get of a reference hands out goes through
 // here.
-func (c *Cache) handOut(ctx context.Context, d string, r imageRef, name string, uid uint32, p *proof) (*Image, error) {
+func (c *Cache) handOut(ctx context.Context, d string, r source.Ref, name string, uid uint32, p *proof) (*Image, error) {
 	for {
 		shown := p.isShown() // not under c.mu: show holds p while it reads
 		c.mu.Lock()
@@ -171,7 +159,7 @@ func (c *Cache) handOut(ctx context.Context, d string, r imageRef, name string, 
 			if shown {
 				learned = p.repo
 			}
-			img := c.confirmLocked(d, name, uid, r.kind == kindRegistry, learned)
+			img := c.confirmLocked(d, name, uid, r.Kind == source.KindRegistry, learned)
 			c.mu.Unlock()
 			return img, nil
 		}
@@ -191,134 +179,4 @@ func addSource(s []string, repo string) []string {
 		return s
 	}
 	return slices.Insert(s, i, repo)
-}
-
-var (
-	errBlobMissing  = errors.New("is missing")
-	errBlobMismatch = errors.New("does not match its digest")
-)
-
-// verifyBlobs reads every blob p's source's manifest names, the layers
-// and then the config, and checks each against its digest: what a pull
-// would read, without applying or squashing anything (about what reading
-// the archive once more, or downloading the layers, costs).
-func (c *Cache) verifyBlobs(ctx context.Context, p *proof) error {
-	src, what := p.src, p.what
-	img, err := ciimage.FromUnparsedImage(ctx, src.sys, src.unparsed)
-	if err != nil {
-		return err
-	}
-	budget := &image.Budget{Limit: c.o.MaxImageSize}
-	layers := img.LayerInfos()
-	seen := map[digest.Digest]bool{}
-	for i, l := range layers {
-		if seen[l.Digest] {
-			continue
-		}
-		seen[l.Digest] = true
-		// As pull refuses them, before containers/image would fetch a
-		// foreign blob's URLs (the user's) as root.
-		if len(l.URLs) > 0 || strings.HasSuffix(l.MediaType, "+encrypted") {
-			return fmt.Errorf("%w: layer %s is foreign or encrypted", image.ErrUnsupported, l.Digest)
-		}
-		if err := c.verifyBlob(ctx, p, l, budget); err != nil {
-			return incomplete(ctx, p, err, fmt.Sprintf("the %s lacks the image's layers: layer %d of %d (%s)", what, i+1, len(layers), l.Digest))
-		}
-	}
-	if cfg := img.ConfigInfo(); cfg.Digest != "" {
-		if len(cfg.URLs) > 0 {
-			return fmt.Errorf("%w: config %s is foreign", image.ErrUnsupported, cfg.Digest)
-		}
-		if err := c.verifyBlob(ctx, p, cfg, budget); err != nil {
-			return incomplete(ctx, p, err, fmt.Sprintf("the %s lacks the image's config (%s)", what, cfg.Digest))
-		}
-	}
-	return nil
-}
-
-// verifyBlob reads one blob of p's source into nothing, checked against
-// its digest: from a registry as a pull downloads it (retried, given up
-// when it stalls), from a local source straight from the file.
-func (c *Cache) verifyBlob(ctx context.Context, p *proof, info types.BlobInfo, budget *image.Budget) error {
-	if p.repo == "" {
-		return verifyLocalBlob(ctx, p.src, info, budget)
-	}
-	start := budget.Used()
-	err := c.retryBlob(ctx, func(ctx context.Context) error {
-		budget.SetUsed(start) // a retry reads the blob again
-		return c.fetchBlob(ctx, p.src, info, budget.Writer(io.Discard), p.report)
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, image.ErrDigestMismatch):
-		return errBlobMismatch
-	case blobUnknown(err):
-		return errBlobMissing
-	}
-	return err
-}
-
-// blobUnknown: a registry says it has no such blob (in that repository).
-func blobUnknown(err error) bool {
-	var ec errcode.ErrorCoder
-	var ue docker.UnexpectedHTTPStatusError
-	return errors.As(err, &ec) && ec.ErrorCode() == v2.ErrorCodeBlobUnknown ||
-		errors.As(err, &ue) && ue.StatusCode == 404
-}
-
-// incomplete is err, from reading the blob that what names, as the user
-// sees it. A registry that does not answer is not taken for one that
-// lacks the blob.
-func incomplete(ctx context.Context, p *proof, err error, what string) error {
-	// For a registry: why its word did not do, and what to do instead.
-	hint := ""
-	if p.repo != "" {
-		hint = ": a registry must serve an image's layers unless the image came from that repository: pull it from the repository it was pushed to, or push its layers there"
-	}
-	switch {
-	case ctx.Err() != nil:
-		return context.Cause(ctx)
-	case errors.Is(err, image.ErrTooLarge):
-		return err
-	case p.repo != "" && (transient(err) || errors.Is(err, image.ErrRegistryUnreachable)):
-		return err
-	case errors.Is(err, errBlobMissing):
-		if hint == "" {
-			hint = ": a manifest alone does not give the image"
-		}
-		return fmt.Errorf("%w: %s %v%s", image.ErrIncompleteImage, what, err, hint)
-	case errors.Is(err, errBlobMismatch):
-		return fmt.Errorf("%w: %s %v%s", image.ErrIncompleteImage, what, err, hint)
-	}
-	return fmt.Errorf("%w: %s: %v%s", image.ErrIncompleteImage, what, oneLine(err.Error()), hint)
-}
-
-// verifyLocalBlob reads the blob info names from src and checks its
-// digest (and that it is no longer than the manifest says).
-func verifyLocalBlob(ctx context.Context, src *source, info types.BlobInfo, budget *image.Budget) error {
-	if err := info.Digest.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", image.ErrUnsupported, err)
-	}
-	rc, _, err := src.src.GetBlob(ctx, info, none.NoCache)
-	if errors.Is(err, fs.ErrNotExist) {
-		return errBlobMissing
-	}
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	var body io.Reader = rc
-	if info.Size >= 0 {
-		body = io.LimitReader(rc, info.Size+1)
-	}
-	dg := info.Digest.Algorithm().Digester()
-	n, err := io.Copy(budget.Writer(dg.Hash()), &ctxReader{ctx, body})
-	if err != nil {
-		return err
-	}
-	if (info.Size >= 0 && n != info.Size) || dg.Digest() != info.Digest {
-		return errBlobMismatch
-	}
-	return nil
 }

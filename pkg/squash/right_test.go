@@ -166,7 +166,7 @@ func TestArchiveMustHoldTheLayers(t *testing.T) {
 	if after, _ := os.Stat(img.Path); !os.SameFile(before, after) {
 		t.Error("the cached image was made again")
 	}
-	c.bg.Wait()
+	c.wait()
 	if ents, _ := os.ReadDir(c.tmp); len(ents) != 0 {
 		t.Errorf("tmp holds %s", ents[0].Name())
 	}

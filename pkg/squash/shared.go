@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
 
 // The site image store: a directory on a file system every node mounts
@@ -332,7 +333,7 @@ const (
 // puts it there; else it waits for the node that builds it. A store that
 // cannot be written makes this node pull for itself, with a note to the
 // user and a warning in the log. A pull from src shows p.
-func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(Progress)) (*Image, error) {
+func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, report func(Progress)) (*Image, error) {
 	pullSrc := func() (*Image, error) {
 		_, err := c.pull(ctx, src, report)
 		if err == nil {
@@ -344,7 +345,7 @@ func (c *Cache) pullVia(ctx context.Context, src *source, p *proof, report func(
 	if s == nil {
 		return pullSrc()
 	}
-	d := src.digest.String()
+	d := src.Digest.String()
 	for {
 		ok, err := c.fromShared(ctx, d, p, report)
 		if ok {

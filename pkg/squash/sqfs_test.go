@@ -119,7 +119,7 @@ func TestSquashfsFileContent(t *testing.T) {
 		t.Errorf("lzo without xattrs: %v", err)
 	}
 	// Nothing refused was kept.
-	c.bg.Wait()
+	c.wait()
 	for _, img := range c.List(0) {
 		if err := squashfs.Check(context.Background(), c.unsquashfs, img.Path); err != nil {
 			t.Errorf("cached %s: %v", img.Digest, err)

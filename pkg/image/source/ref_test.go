@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ func TestParseReference(t *testing.T) {
 	const dgst = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	cases := []struct {
 		in    string
-		kind  refKind
+		kind  Kind
 		canon string // String(); "" when an error is wanted
 		user  string
 		err   string
@@ -38,22 +38,22 @@ func TestParseReference(t *testing.T) {
 		{in: "docker://ubuntu", canon: "docker://docker.io/library/ubuntu:latest"},
 		{in: "docker://registry:5000/x", canon: "docker://registry:5000/x:latest"},
 		// local images
-		{in: "/images/app.sqsh", kind: kindFile, canon: "/images/app.sqsh"},
-		{in: "/images//x/../app.sqsh", kind: kindFile, canon: "/images/app.sqsh"},
-		{in: "./app.sqsh", kind: kindFile, canon: "./app.sqsh"},
-		{in: "../app.sqsh", kind: kindFile, canon: "../app.sqsh"},
-		{in: "oci:/work/layout:latest", kind: kindOCILayout, canon: "oci:/work/layout:latest"},
-		{in: "oci:/work/layout", kind: kindOCILayout, canon: "oci:/work/layout"},
-		{in: "oci:layout:v1", kind: kindOCILayout, canon: "oci:./layout:v1"},
-		{in: "oci-archive:/a/img.tar", kind: kindOCIArchive, canon: "oci-archive:/a/img.tar"},
-		{in: "docker-archive:/a/img.tar:app:1", kind: kindDockerArchive, canon: "docker-archive:/a/img.tar:app:1"},
+		{in: "/images/app.sqsh", kind: KindFile, canon: "/images/app.sqsh"},
+		{in: "/images//x/../app.sqsh", kind: KindFile, canon: "/images/app.sqsh"},
+		{in: "./app.sqsh", kind: KindFile, canon: "./app.sqsh"},
+		{in: "../app.sqsh", kind: KindFile, canon: "../app.sqsh"},
+		{in: "oci:/work/layout:latest", kind: KindOCILayout, canon: "oci:/work/layout:latest"},
+		{in: "oci:/work/layout", kind: KindOCILayout, canon: "oci:/work/layout"},
+		{in: "oci:layout:v1", kind: KindOCILayout, canon: "oci:./layout:v1"},
+		{in: "oci-archive:/a/img.tar", kind: KindOCIArchive, canon: "oci-archive:/a/img.tar"},
+		{in: "docker-archive:/a/img.tar:app:1", kind: KindDockerArchive, canon: "docker-archive:/a/img.tar:app:1"},
 		// enroot's local stores
-		{in: "podman://app", kind: kindPodman, canon: "podman://app"},
-		{in: "podman://localhost/app:1.0", kind: kindPodman, canon: "podman://localhost/app:1.0"},
-		{in: "podman://reg.example.org:5000/a/b@" + dgst, kind: kindPodman, canon: "podman://reg.example.org:5000/a/b@" + dgst},
-		{in: "podman://7eb6cdf5003d", kind: kindPodman, canon: "podman://7eb6cdf5003d"},
-		{in: "podman://sha256:" + strings.Repeat("a", 64), kind: kindPodman, canon: "podman://sha256:" + strings.Repeat("a", 64)},
-		{in: "dockerd://ubuntu:22.04", kind: kindDockerd, canon: "dockerd://ubuntu:22.04"},
+		{in: "podman://app", kind: KindPodman, canon: "podman://app"},
+		{in: "podman://localhost/app:1.0", kind: KindPodman, canon: "podman://localhost/app:1.0"},
+		{in: "podman://reg.example.org:5000/a/b@" + dgst, kind: KindPodman, canon: "podman://reg.example.org:5000/a/b@" + dgst},
+		{in: "podman://7eb6cdf5003d", kind: KindPodman, canon: "podman://7eb6cdf5003d"},
+		{in: "podman://sha256:" + strings.Repeat("a", 64), kind: KindPodman, canon: "podman://sha256:" + strings.Repeat("a", 64)},
+		{in: "dockerd://ubuntu:22.04", kind: KindDockerd, canon: "dockerd://ubuntu:22.04"},
 		{in: "podman:5.0", canon: "podman:5.0"}, // the image named podman
 		{in: "dockerd:1", canon: "dockerd:1"},   // and one named dockerd
 		{in: "podman://", err: "needs an image name"},
@@ -83,21 +83,21 @@ func TestParseReference(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.in, func(t *testing.T) {
-			r, err := parseReference(tc.in)
+			r, err := Parse(tc.in)
 			if tc.err != "" {
 				if err == nil || !errors.Is(err, image.ErrBadReference) || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseReference(%q) = %v, %v; want image.ErrBadReference with %q", tc.in, r, err, tc.err)
+					t.Fatalf("Parse(%q) = %v, %v; want image.ErrBadReference with %q", tc.in, r, err, tc.err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseReference(%q): %v", tc.in, err)
+				t.Fatalf("Parse(%q): %v", tc.in, err)
 			}
-			if r.kind != tc.kind || r.String() != tc.canon || r.user != tc.user {
-				t.Errorf("parseReference(%q) = kind %d %q user %q; want kind %d %q user %q", tc.in, r.kind, r.String(), r.user, tc.kind, tc.canon, tc.user)
+			if r.Kind != tc.kind || r.String() != tc.canon || r.User != tc.user {
+				t.Errorf("Parse(%q) = kind %d %q user %q; want kind %d %q user %q", tc.in, r.Kind, r.String(), r.User, tc.kind, tc.canon, tc.user)
 			}
-			if short := !strings.Contains(tc.canon, "://") && tc.kind == kindRegistry; r.short != short {
-				t.Errorf("short = %v, want %v", r.short, short)
+			if short := !strings.Contains(tc.canon, "://") && tc.kind == KindRegistry; r.Short != short {
+				t.Errorf("short = %v, want %v", r.Short, short)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"bufio"
@@ -35,7 +35,7 @@ const DefaultDockerSocket = "/var/run/docker.sock"
 // exportDockerd writes Docker's image name as a docker-archive to out,
 // over socket ("": DefaultDockerSocket) connected to as cred; more than
 // limit (> 0) bytes fails with ErrTooLarge.
-func exportDockerd(ctx context.Context, socket, name string, cred credential, out io.Writer, limit int64) error {
+func exportDockerd(ctx context.Context, socket, name string, cred Credential, out io.Writer, limit int64) error {
 	socket = or(socket, DefaultDockerSocket)
 	conn, err := dialAsUser(socket, cred)
 	if err != nil {
@@ -88,7 +88,7 @@ func ctxOr(ctx context.Context, err error) error {
 
 // dialAsUser connects to the Unix socket at path as cred. A user who may
 // not connect gets ErrPermission, naming the socket and the fix.
-func dialAsUser(path string, cred credential) (net.Conn, error) {
+func dialAsUser(path string, cred Credential) (net.Conn, error) {
 	f, err := asuser.Dial(cred, path)
 	switch {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):

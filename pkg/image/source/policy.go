@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"context"
@@ -41,21 +41,21 @@ import (
 const SquashfsTransport = "squashfs"
 
 // loadPolicy reads policy.json afresh (an admin's edit applies at once).
-func (c *Cache) loadPolicy() (*signature.PolicyContext, error) {
-	p, err := signature.NewPolicyFromFile(c.policy)
+func (rs *Resolver) loadPolicy() (*signature.PolicyContext, error) {
+	p, err := signature.NewPolicyFromFile(rs.o.PolicyPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, c.policy, err)
+		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, rs.o.PolicyPath, err)
 	}
 	pc, err := signature.NewPolicyContext(p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, c.policy, err)
+		return nil, fmt.Errorf("%w: %s: %v", image.ErrPolicy, rs.o.PolicyPath, err)
 	}
 	return pc, nil
 }
 
 // allowed applies the policy to img; the error wraps ErrPolicy.
-func (c *Cache) allowed(ctx context.Context, img types.UnparsedImage) error {
-	pc, err := c.loadPolicy()
+func (rs *Resolver) allowed(ctx context.Context, img types.UnparsedImage) error {
+	pc, err := rs.loadPolicy()
 	if err != nil {
 		return err
 	}
@@ -69,10 +69,10 @@ func (c *Cache) allowed(ctx context.Context, img types.UnparsedImage) error {
 	return nil
 }
 
-// allowedUnsigned says whether the policy lets the registry image name
+// AllowedUnsigned says whether the policy lets the registry image name
 // (docker://...) run with no signature and no manifest seen: what a
 // cached copy handed out without asking the registry may be.
-func (c *Cache) allowedUnsigned(ctx context.Context, name string) bool {
+func (rs *Resolver) AllowedUnsigned(ctx context.Context, name string) bool {
 	named, err := reference.ParseNormalizedNamed(strings.TrimPrefix(name, "docker://"))
 	if err != nil {
 		return false
@@ -81,12 +81,12 @@ func (c *Cache) allowedUnsigned(ctx context.Context, name string) bool {
 	if err != nil {
 		return false
 	}
-	return c.allowed(ctx, unsignedImage{ref}) == nil
+	return rs.allowed(ctx, unsignedImage{ref}) == nil
 }
 
-// checkFilePolicy applies the policy to a squashfs file at its real path.
-func (c *Cache) checkFilePolicy(ctx context.Context, realPath string) error {
-	return c.allowed(ctx, unsignedImage{newPathRef(squashfsTransport{}, realPath, SquashfsTransport)})
+// CheckFilePolicy applies the policy to a squashfs file at its real path.
+func (rs *Resolver) CheckFilePolicy(ctx context.Context, realPath string) error {
+	return rs.allowed(ctx, unsignedImage{newPathRef(squashfsTransport{}, realPath, SquashfsTransport)})
 }
 
 // unsignedImage is an image the policy sees by name alone.
@@ -185,7 +185,7 @@ func (storeTransport) ValidatePolicyConfigurationScope(string) error { return ni
 
 // fdPath is the path the kernel has for the open file f: the file the
 // user opened, symlinks resolved.
-func fdPath(f *os.File) (string, error) {
+func FDPath(f *os.File) (string, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return "", err
@@ -196,4 +196,14 @@ func fdPath(f *os.File) (string, error) {
 		return "", err
 	}
 	return p, rerr
+}
+
+// CheckPolicy applies policy.json to the image about to be run, on every
+// Get: a tightened policy applies to cached images too.
+func (rs *Resolver) CheckPolicy(ctx context.Context, s *Source) error {
+	var img types.UnparsedImage = s.unparsed
+	if s.policyRef != nil {
+		img = namedAs{s.unparsed, s.policyRef}
+	}
+	return rs.allowed(ctx, img)
 }

@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"archive/tar"

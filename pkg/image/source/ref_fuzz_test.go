@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"errors"
@@ -20,23 +20,23 @@ func FuzzParseReference(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := parseReference(s)
+		r, err := Parse(s)
 		if err != nil {
 			if !errors.Is(err, image.ErrBadReference) {
-				t.Fatalf("parseReference(%q): error %v does not wrap image.ErrBadReference", s, err)
+				t.Fatalf("Parse(%q): error %v does not wrap image.ErrBadReference", s, err)
 			}
 			if strings.ContainsAny(err.Error(), "\n\r") {
-				t.Fatalf("parseReference(%q): error spans lines: %q", s, err)
+				t.Fatalf("Parse(%q): error spans lines: %q", s, err)
 			}
 			return
 		}
 		canon := r.String()
-		r2, err := parseReference(canon)
+		r2, err := Parse(canon)
 		if err != nil {
-			t.Fatalf("parseReference(%q) = %q, which does not parse: %v", s, canon, err)
+			t.Fatalf("Parse(%q) = %q, which does not parse: %v", s, canon, err)
 		}
-		if r2.String() != canon || r2.kind != r.kind {
-			t.Fatalf("parseReference(%q) = %q (kind %d), reparsed as %q (kind %d)", s, canon, r.kind, r2.String(), r2.kind)
+		if r2.String() != canon || r2.Kind != r.Kind {
+			t.Fatalf("Parse(%q) = %q (kind %d), reparsed as %q (kind %d)", s, canon, r.Kind, r2.String(), r2.Kind)
 		}
 	})
 }

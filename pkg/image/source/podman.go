@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func init() { reexec.Register(podmanHelper, podmanSaveMain) }
 // out, through `podman save` run as cred (named user, "" if unknown) with
 // home as HOME; more than limit (> 0) bytes fails with ErrTooLarge. podman
 // is the binary ("": from PATH).
-func exportPodman(ctx context.Context, podman, name string, cred credential, user, home string, out io.Writer, limit int64) error {
+func exportPodman(ctx context.Context, podman, name string, cred Credential, user, home string, out io.Writer, limit int64) error {
 	if cred.UID == 0 {
 		// Root's podman storage is the node's: not a user's to name.
 		return &opError{kind: image.ErrPermission, detail: "podman:// reads a user's own podman storage, and root's is the node's"}

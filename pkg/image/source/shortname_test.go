@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"os"
@@ -26,7 +26,7 @@ func TestShortNameDefaultsToDockerHub(t *testing.T) {
 			if err := os.WriteFile(sys.SystemRegistriesConfPath, []byte(tc.conf), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := shortCandidates(sys, tc.short)
+			got, err := ShortCandidates(sys, tc.short)
 			if err != nil || got.String() != tc.want {
 				t.Errorf("%s: %v, %v; want %s", tc.short, got, err, tc.want)
 			}

@@ -1,12 +1,10 @@
-package squash
+package source
 
 import (
 	"context"
 	"errors"
 	"io/fs"
 	"os"
-	"os/user"
-	"strconv"
 
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/image"
@@ -23,26 +21,8 @@ import (
 // errNotRegular is a path that is not a regular file.
 var errNotRegular = asuser.ErrNotRegular
 
-// credential is who a path is read as.
-type credential = asuser.Credential
-
-func (o PullOptions) credential() credential {
-	c := credential{UID: o.UID, GID: o.GID, Groups: o.Groups}
-	if c.Groups == nil && o.UID != 0 {
-		// Best effort: /etc/group only without cgo. Slurm knows the job's
-		// groups; the daemon should pass them in PullOptions.Groups.
-		if u, err := user.LookupId(strconv.FormatUint(uint64(o.UID), 10)); err == nil {
-			if ids, err := u.GroupIds(); err == nil {
-				for _, s := range ids {
-					if g, err := strconv.ParseUint(s, 10, 32); err == nil {
-						c.Groups = append(c.Groups, uint32(g))
-					}
-				}
-			}
-		}
-	}
-	return c
-}
+// Credential is who a path is read as: a user's uid, gid and groups.
+type Credential = asuser.Credential
 
 // causeError reads as msg and matches cause with errors.Is.
 type causeError struct {
@@ -65,7 +45,7 @@ func asUserError(err error) error {
 // openAsUser opens the regular file p with cred's permissions (root's
 // too, in a helper: nothing of the daemon's is reachable through p) and
 // returns it; the caller closes it.
-func openAsUser(p string, cred credential) (*os.File, error) {
+func OpenAsUser(p string, cred Credential) (*os.File, error) {
 	f, err := asuser.OpenRegular(cred, p)
 	return f, asUserError(err)
 }
@@ -73,7 +53,7 @@ func openAsUser(p string, cred credential) (*os.File, error) {
 // tarLayoutAsUser writes the OCI layout at dir, read with cred's
 // permissions, into the tar file out (created 0600); a layout of more
 // than limit (> 0) bytes is refused with ErrTooLarge.
-func tarLayoutAsUser(ctx context.Context, dir string, cred credential, out string, limit int64) error {
+func tarLayoutAsUser(ctx context.Context, dir string, cred Credential, out string, limit int64) error {
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

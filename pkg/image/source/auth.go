@@ -1,13 +1,9 @@
-package squash
+package source
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
-
-	"go.podman.io/image/v5/pkg/sysregistriesv2"
-	"go.podman.io/image/v5/types"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
@@ -28,9 +24,9 @@ import (
 // maxAuthJSON bounds the auth.json we parse: a few entries are a few KiB.
 const maxAuthJSON = 1 << 20
 
-// helpersNote is what a user whose auth file names credential helpers is
-// told, once per Get, and in the error when the registry then refuses.
-const helpersNote = "credential helpers (credsStore/credHelpers) in your auth file are not run on the node; " +
+// HelpersNote is what a user whose auth file names credential helpers is
+// told, once per request, and in the error when the registry then refuses.
+const HelpersNote = "credential helpers (credsStore/credHelpers) in your auth file are not run on the node; " +
 	"put the registry's credentials under auths (podman login --authfile ...)"
 
 // authEntry is the part of an "auths" entry containers/image reads.
@@ -84,18 +80,17 @@ func emptyJSON(v json.RawMessage) bool {
 	return s == "null" || s == "{}" || s == `""` || s == "[]"
 }
 
-// writeAuth stores the sanitised form of a user's auth.json in a 0600 file
-// in the root-only tmp directory, for SystemContext.AuthFilePath; remove
-// deletes it. droppedHelpers says the user's file named credential
+// WriteAuth stores the sanitised form of a user's auth.json (nil:
+// anonymous) in a 0600 file in TmpDir, for SysContext; remove deletes it. droppedHelpers says the user's file named credential
 // helpers, which the daemon does not run.
-func (c *Cache) writeAuth(authJSON []byte) (path string, droppedHelpers bool, remove func(), err error) {
+func (rs *Resolver) WriteAuth(authJSON []byte) (path string, droppedHelpers bool, remove func(), err error) {
 	clean, droppedHelpers, err := sanitizeAuth(authJSON)
 	if err != nil {
 		return "", droppedHelpers, nil, err
 	}
 	// Our copy of the secrets lives no longer than it takes to write it.
 	defer clear(clean)
-	f, err := os.CreateTemp(c.tmp, "auth-*.json") // 0600
+	f, err := os.CreateTemp(rs.o.TmpDir, "auth-*.json") // 0600
 	if err != nil {
 		return "", droppedHelpers, nil, err
 	}
@@ -110,24 +105,10 @@ func (c *Cache) writeAuth(authJSON []byte) (path string, droppedHelpers bool, re
 	return f.Name(), droppedHelpers, func() { os.Remove(f.Name()) }, nil
 }
 
-// checkCredentialHelpers refuses a registries.conf whose credential-helpers
-// name anything but the auth file: containers/image would run those
-// helpers as root for every user's pull and hand their answer (the node's
-// credentials) to whoever asked.
-func checkCredentialHelpers(sys *types.SystemContext) error {
-	helpers, err := sysregistriesv2.CredentialHelpers(sys)
-	if err != nil {
-		return fmt.Errorf("registries.conf: %w", err)
-	}
-	if i := slices.IndexFunc(helpers, func(h string) bool { return h != sysregistriesv2.AuthenticationFileHelper }); i >= 0 {
-		return fmt.Errorf("registries.conf: credential-helpers = %q: the daemon would run docker-credential-%s as root for every user's pull; remove the key (users' credentials come from their own auth.json)", helpers, helpers[i])
-	}
-	return nil
-}
+// HelpersError marks a request refused by the registry after credential
+// helpers were dropped from the user's auth file: Classify then hints at
+// HelpersNote.
+type HelpersError struct{ Err error }
 
-// helpersError marks a pull refused by the registry after credential
-// helpers were dropped from the user's auth file, for classify's hint.
-type helpersError struct{ err error }
-
-func (e *helpersError) Error() string { return e.err.Error() }
-func (e *helpersError) Unwrap() error { return e.err }
+func (e *HelpersError) Error() string { return e.Err.Error() }
+func (e *HelpersError) Unwrap() error { return e.Err }

@@ -1,4 +1,4 @@
-package squash
+package source
 
 import (
 	"errors"
@@ -11,35 +11,35 @@ import (
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 )
 
-// refKind says where an image comes from.
-type refKind int
+// Kind says where an image comes from.
+type Kind int
 
 const (
-	kindRegistry      refKind = iota // a registry, possibly through a short name
-	kindFile                         // a squashfs file
-	kindOCILayout                    // oci:DIR[:NAME]
-	kindOCIArchive                   // oci-archive:FILE[:NAME]
-	kindDockerArchive                // docker-archive:FILE[:REF|:@INDEX]
-	kindPodman                       // podman://IMAGE: the user's own podman storage
-	kindDockerd                      // dockerd://IMAGE: the node's Docker daemon
+	KindRegistry      Kind = iota // a registry, possibly through a short name
+	KindFile                      // a squashfs file
+	KindOCILayout                 // oci:DIR[:NAME]
+	KindOCIArchive                // oci-archive:FILE[:NAME]
+	KindDockerArchive             // docker-archive:FILE[:REF|:@INDEX]
+	KindPodman                    // podman://IMAGE: the user's own podman storage
+	KindDockerd                   // dockerd://IMAGE: the node's Docker daemon
 )
 
 // storePrefixes are enroot's URIs for images in a local image store, read
 // by that store's own tool or API on the user's behalf (podman.go,
 // dockerd.go), never by root walking the store.
-var storePrefixes = map[string]refKind{
-	"podman://":  kindPodman,
-	"dockerd://": kindDockerd,
+var storePrefixes = map[string]Kind{
+	"podman://":  KindPodman,
+	"dockerd://": KindDockerd,
 }
 
 // localPrefixes are the containers-transports(5) names accepted for local
 // images. Every other transport is refused: the daemon runs as root, and
 // dir:, containers-storage: or docker-daemon: would let a user read what
 // root can.
-var localPrefixes = map[string]refKind{
-	"oci":            kindOCILayout,
-	"oci-archive":    kindOCIArchive,
-	"docker-archive": kindDockerArchive,
+var localPrefixes = map[string]Kind{
+	"oci":            KindOCILayout,
+	"oci-archive":    KindOCIArchive,
+	"docker-archive": KindDockerArchive,
 }
 
 // otherTransports are transport names that are valid elsewhere in the
@@ -54,73 +54,74 @@ var otherTransports = map[string]bool{
 // (registries allow 255-byte repositories).
 const maxRefLen = 4096
 
-// imageRef is a parsed image reference. Parsing never touches the file
+// Ref is a parsed image reference (Parse). Parsing never touches the file
 // system or the network.
-type imageRef struct {
-	input string // as the user wrote it
-	kind  refKind
+type Ref struct {
+	Input string // as the user wrote it
+	Kind  Kind
 
-	// kindRegistry: named is set, fully qualified with a tag or a digest,
-	// unless short is set, in which case shortName must go through
-	// registries.conf (pkg/shortnames) first.
-	named     reference.Named
-	short     bool
-	shortName string
-	user      string // enroot's USER@ credential hint; not used for lookup
+	// KindRegistry: Named is set, fully qualified with a tag or a digest,
+	// unless Short is set, in which case ShortName must go through
+	// registries.conf (ShortCandidates) first.
+	Named     reference.Named
+	Short     bool
+	ShortName string
+	User      string // enroot's USER@ credential hint; not used for lookup
 
-	// local kinds: the path (absolute unless the user wrote a relative
-	// one, which Get resolves against PullOptions.Cwd) and, for
-	// layouts and archives, the image within it; for podman:// and
-	// dockerd://, image is the store's name for it (no path).
-	path  string
-	image string
+	// Local kinds: the Path (absolute unless the user wrote a relative
+	// one, which the caller resolves against the user's working
+	// directory) and, for layouts and archives, the Image within it; for
+	// podman:// and dockerd://, Image is the store's name for it (no
+	// Path).
+	Path  string
+	Image string
 }
 
 // String is the canonical form: the key for deduplication and the name
-// recorded in the index. Parsing it again gives the same imageRef.
-func (r imageRef) String() string {
-	switch r.kind {
-	case kindRegistry:
-		if r.short {
-			return r.shortName
+// recorded in the index. Parsing it again gives the same Ref.
+func (r Ref) String() string {
+	switch r.Kind {
+	case KindRegistry:
+		if r.Short {
+			return r.ShortName
 		}
-		return "docker://" + r.named.String()
-	case kindFile:
-		return r.path
-	case kindPodman, kindDockerd:
+		return "docker://" + r.Named.String()
+	case KindFile:
+		return r.Path
+	case KindPodman, KindDockerd:
 		for p, k := range storePrefixes {
-			if k == r.kind {
-				return p + r.image
+			if k == r.Kind {
+				return p + r.Image
 			}
 		}
-		return r.image
+		return r.Image
 	default:
-		s := r.transport() + ":" + r.path
-		if r.image != "" {
-			s += ":" + r.image
+		s := r.transport() + ":" + r.Path
+		if r.Image != "" {
+			s += ":" + r.Image
 		}
 		return s
 	}
 }
 
-func (r imageRef) transport() string {
+func (r Ref) transport() string {
 	for name, k := range localPrefixes {
-		if k == r.kind {
+		if k == r.Kind {
 			return name
 		}
 	}
 	return "docker"
 }
 
-// registry is the registry host of a fully qualified reference, "" else.
-func (r imageRef) registry() string {
-	if r.named == nil {
+// Registry is the registry host of a fully qualified reference, "" else.
+func (r Ref) Registry() string {
+	if r.Named == nil {
 		return ""
 	}
-	return reference.Domain(r.named)
+	return reference.Domain(r.Named)
 }
 
-// parseReference parses what a pyxis or enroot user writes:
+// Parse parses what a pyxis or enroot user writes:
 //
 //	IMAGE[:TAG], REGISTRY/IMAGE[:TAG], IMAGE@sha256:HEX
 //	[USER@][REGISTRY#]IMAGE[:TAG]   (enroot; nvcr.io#nvidia/pytorch:24.01)
@@ -133,10 +134,10 @@ func (r imageRef) registry() string {
 // to resolve; with docker:// they mean Docker Hub, as in skopeo and enroot.
 // A name without tag or digest gets ":latest"; one with both keeps the
 // digest only, which is what names the content.
-func parseReference(s string) (imageRef, error) {
-	r := imageRef{input: s}
-	bad := func(format string, a ...any) (imageRef, error) {
-		return imageRef{}, &opError{verb: "parse", ref: s, kind: image.ErrBadReference, detail: fmt.Sprintf(format, a...)}
+func Parse(s string) (Ref, error) {
+	r := Ref{Input: s}
+	bad := func(format string, a ...any) (Ref, error) {
+		return Ref{}, &opError{verb: "parse", ref: s, kind: image.ErrBadReference, detail: fmt.Sprintf(format, a...)}
 	}
 	if s == "" {
 		return bad("empty")
@@ -148,8 +149,8 @@ func parseReference(s string) (imageRef, error) {
 		return bad("contains a control character")
 	}
 	if s[0] == '/' || s[0] == '.' {
-		r.kind = kindFile
-		r.path = cleanPath(s)
+		r.Kind = KindFile
+		r.Path = cleanPath(s)
 		return r, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "docker://"); ok {
@@ -160,18 +161,18 @@ func parseReference(s string) (imageRef, error) {
 			if err := checkStoreName(rest); err != nil {
 				return bad("%s%s", prefix, err)
 			}
-			r.kind, r.image = k, rest
+			r.Kind, r.Image = k, rest
 			return r, nil
 		}
 	}
 	if name, rest, ok := strings.Cut(s, ":"); ok {
 		if k, ok := localPrefixes[name]; ok {
-			r.kind = k
+			r.Kind = k
 			p, img, _ := strings.Cut(rest, ":")
 			if p == "" {
 				return bad("%s: needs a path", name)
 			}
-			r.path, r.image = cleanPath(p), img
+			r.Path, r.Image = cleanPath(p), img
 			return r, nil
 		}
 		// docker:TAG is the image named docker (docker:26.1.0-dind), as
@@ -184,8 +185,8 @@ func parseReference(s string) (imageRef, error) {
 }
 
 // parseRegistry handles the registry forms; hub says docker:// was given.
-func parseRegistry(r imageRef, s string, hub bool, bad func(string, ...any) (imageRef, error)) (imageRef, error) {
-	r.kind = kindRegistry
+func parseRegistry(r Ref, s string, hub bool, bad func(string, ...any) (Ref, error)) (Ref, error) {
+	r.Kind = KindRegistry
 	registry := ""
 	if left, right, ok := strings.Cut(s, "#"); ok {
 		// enroot: [USER@]REGISTRY#IMAGE
@@ -193,18 +194,18 @@ func parseRegistry(r imageRef, s string, hub bool, bad func(string, ...any) (ima
 			return bad("more than one '#'")
 		}
 		if i := strings.LastIndex(left, "@"); i >= 0 {
-			r.user, left = left[:i], left[i+1:]
+			r.User, left = left[:i], left[i+1:]
 		}
 		if left == "" || right == "" {
 			return bad("REGISTRY#IMAGE needs both parts")
 		}
 		registry, s = left, left+"/"+right
-	} else if user, rest, ok := strings.Cut(s, "@"); ok && !strings.ContainsAny(user, "/:") && !looksLikeDigest(rest) {
+	} else if user, rest, ok := strings.Cut(s, "@"); ok && !strings.ContainsAny(user, "/:") && !LooksLikeDigest(rest) {
 		// enroot: USER@IMAGE (no registry); IMAGE@sha256:... is a digest.
-		r.user, s = user, rest
+		r.User, s = user, rest
 	}
-	if r.user != "" && strings.ContainsAny(r.user, "/:@#") {
-		return bad("user %q in USER@ is not a user name", r.user)
+	if r.User != "" && strings.ContainsAny(r.User, "/:@#") {
+		return bad("user %q in USER@ is not a user name", r.User)
 	}
 
 	parsed, err := reference.Parse(s)
@@ -225,21 +226,21 @@ func parseRegistry(r imageRef, s string, hub bool, bad func(string, ...any) (ima
 		if _, err := reference.ParseNormalizedNamed(s); err != nil {
 			return bad("%v", err)
 		}
-		r.short, r.shortName = true, s
+		r.Short, r.ShortName = true, s
 		return r, nil
 	}
 	full, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
 		return bad("%v", err)
 	}
-	r.named = pinned(full)
+	r.Named = Pinned(full)
 	return r, nil
 }
 
-// pinned returns named with ":latest" added when it has neither tag nor
+// Pinned returns named with ":latest" added when it has neither tag nor
 // digest, and without its tag when it has both (containers/image refuses
 // both; the digest is what identifies the content).
-func pinned(named reference.Named) reference.Named {
+func Pinned(named reference.Named) reference.Named {
 	if c, ok := named.(reference.Canonical); ok {
 		if _, tagged := named.(reference.NamedTagged); tagged {
 			if d, err := reference.WithDigest(reference.TrimNamed(named), c.Digest()); err == nil {
@@ -283,7 +284,9 @@ func isHexID(s string) bool {
 	return true
 }
 
-func looksLikeDigest(s string) bool {
+// LooksLikeDigest: s is ALGORITHM:HEX with a digest algorithm a registry
+// uses (sha256, sha384, sha512); the hex is not checked.
+func LooksLikeDigest(s string) bool {
 	alg, hex, ok := strings.Cut(s, ":")
 	return ok && hex != "" && (alg == "sha256" || alg == "sha384" || alg == "sha512")
 }
