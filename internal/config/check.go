@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/hooks"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
 )
 
 // MinCacheFree is the free space below which Check refuses cache_dir's
@@ -53,7 +53,7 @@ func Check(c Config) (warnings []string, err error) {
 	}
 	policy := c.Policy
 	if policy == "" {
-		policy = squash.DefaultPolicyPath
+		policy = store.DefaultPolicyPath
 	}
 	if err := checkPolicy(policy); err != nil {
 		errs = append(errs, err)

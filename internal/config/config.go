@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/loopfs"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -67,7 +67,7 @@ type Config struct {
 	// MaxImageSize bounds what one image may take on disk (0: half the
 	// cache's file system, at most 64G; -1: no limit); MaxPullsPerUser
 	// the pulls one user has running at once (a further one waits; -1:
-	// no limit). squash.Options documents both.
+	// no limit). store.Options documents both.
 	MaxImageSize    int64
 	MaxPullsPerUser int
 	// ImageLinger: how long an image stays mounted after its last
@@ -87,7 +87,7 @@ type Config struct {
 	UserPathTimeout time.Duration
 	// HelperTimeout bounds a program run on a user's behalf whose work
 	// the user's files or configuration decide: podman save for
-	// podman:// (squash.Options.HelperTimeout), and mksquashfs for
+	// podman:// (store.Options.HelperTimeout), and mksquashfs for
 	// podman-hpcd export and --container-save. Past it the program is
 	// killed with every process it started.
 	HelperTimeout time.Duration
@@ -108,7 +108,7 @@ type Config struct {
 	// node mounts, root's, where one node builds an image for all.
 	SharedStore string
 	// DockerSocket is the Docker daemon's socket dockerd:// connects to,
-	// as the user ("": squash.DefaultDockerSocket).
+	// as the user ("": source.DefaultDockerSocket).
 	DockerSocket string
 }
 
@@ -128,8 +128,8 @@ func Default() Config {
 		Runtime:            "auto",
 		TagTTL:             time.Minute,
 		UserPathTimeout:    30 * time.Second,
-		HelperTimeout:      squash.DefaultHelperTimeout,
-		MaxPullsPerUser:    squash.DefaultMaxPullsPerUser,
+		HelperTimeout:      store.DefaultHelperTimeout,
+		MaxPullsPerUser:    store.DefaultMaxPullsPerUser,
 		ImageLinger:        5 * time.Minute,
 		ReuseIdle:          5 * time.Minute,
 		Hooks:              defaultHooks(),

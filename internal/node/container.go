@@ -41,7 +41,7 @@ type image struct {
 	WorkingDir string
 }
 
-// imageStore turns a reference into a cached squashfs (pkg/squash).
+// imageStore turns a reference into a cached squashfs (pkg/image/store).
 type imageStore interface {
 	// get returns the image, pulling it if needed, as the user, with the
 	// user's registry credentials (auth.json, may be nil); acct's name

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -33,7 +33,7 @@ type FileRequest struct {
 
 // Import gets ref as Pull does (any reference --container-image takes)
 // and writes its squashfs to r.Out.
-func (n *Node) Import(ctx context.Context, ref string, pr PullRequest, r FileRequest) (*squash.Image, error) {
+func (n *Node) Import(ctx context.Context, ref string, pr PullRequest, r FileRequest) (*store.Image, error) {
 	img, err := n.Pull(ctx, ref, pr)
 	if err != nil {
 		return nil, err

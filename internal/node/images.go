@@ -11,7 +11,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 )
 
 // ImportError is a failed pull or import of the step's image, worded as
@@ -29,9 +29,10 @@ func (e *ImportError) Error() string {
 }
 func (e *ImportError) Unwrap() error { return e.Err }
 
-// squashStore is the node's image cache (pkg/squash) as containers use it.
+// squashStore is the node's image store (pkg/image/store) as containers use
+// it: the imageStore of container.go.
 type squashStore struct {
-	cache *squash.Cache
+	cache *store.Cache
 	// widenAfter is Options.WidenAfter (nil: none).
 	widenAfter func(time.Duration) (done func())
 	metrics    *metrics.Metrics
@@ -39,7 +40,7 @@ type squashStore struct {
 }
 
 func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*squashStore, error) {
-	c, err := squash.Open(ctx, squash.Options{
+	c, err := store.Open(ctx, store.Options{
 		Dir:             cfg.CacheDir,
 		MaxBytes:        cfg.CacheMaxBytes,
 		MaxImageSize:    cfg.MaxImageSize,
@@ -68,7 +69,7 @@ const pullWidensAfter = 50 * time.Millisecond
 // pull is the cache's Get, with every CPU once it turns out to be a pull;
 // it is counted (a hit, or a miss and its pull) and seen in status while
 // it runs.
-func (s *squashStore) pull(ctx context.Context, ref string, o squash.PullOptions) (*squash.Image, error) {
+func (s *squashStore) pull(ctx context.Context, ref string, o store.PullOptions) (*store.Image, error) {
 	if s.widenAfter != nil {
 		defer s.widenAfter(pullWidensAfter)()
 	}
@@ -94,13 +95,13 @@ func (s *squashStore) pin(digest string) (func(), error) { return s.cache.Pin(di
 
 // pullOptions are a user's pull: their identity, their registry
 // credentials, and progress as one line every few seconds at most.
-func pullOptions(ref string, cred credential, auth []byte, progress func(string)) squash.PullOptions {
-	o := squash.PullOptions{UID: cred.UID, GID: cred.GID, Groups: cred.Groups, AuthJSON: auth}
+func pullOptions(ref string, cred credential, auth []byte, progress func(string)) store.PullOptions {
+	o := store.PullOptions{UID: cred.UID, GID: cred.GID, Groups: cred.Groups, AuthJSON: auth}
 	if progress != nil {
 		node, _ := os.Hostname()
 		out := func(msg string) { progress(node + ": " + msg) }
 		p := &progressLine{out: out, ref: ref}
-		o.Progress = func(r squash.Progress) {
+		o.Progress = func(r store.Progress) {
 			// A note (credential helpers not run, waiting for a pull slot)
 			// is said at once, not held back as progress is.
 			if r.Phase == "note" {
@@ -114,7 +115,7 @@ func pullOptions(ref string, cred credential, auth []byte, progress func(string)
 }
 
 // describe turns one of the cache's reports into a line for the user.
-func describe(ref string, p squash.Progress) string {
+func describe(ref string, p store.Progress) string {
 	switch p.Phase {
 	case "resolving":
 		return "pulling " + ref

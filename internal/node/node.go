@@ -4,8 +4,8 @@
 //
 // It owns a container's whole life (root filesystem, mounts, OCI spec,
 // start, attach, save, removal), named and global containers, the image
-// cache (pkg/squash) as containers use it, and the images' squashfs mounts
-// that containers share. It promises:
+// store (pkg/image/store) as containers use it, and the images' squashfs
+// mounts that containers share. It promises:
 //
 //   - a container that fails to start leaves nothing behind (mounts,
 //     bundle, pins), and one that ends takes its processes with it;
@@ -39,7 +39,7 @@ import (
 	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -79,16 +79,16 @@ type Node struct {
 // can do both. The caller calls Close.
 func Open(ctx context.Context, o Options) (*Node, error) {
 	cfg, log := o.Config, o.Log
-	store, err := openImageStore(ctx, cfg, log, o.Metrics)
+	images, err := openImageStore(ctx, cfg, log, o.Metrics)
 	if err != nil {
 		log.Error("image cache", "err", err)
 		return nil, err
 	}
-	store.widenAfter = o.WidenAfter
+	images.widenAfter = o.WidenAfter
 	if cfg.UserPathTimeout > 0 {
 		asuser.Timeout = cfg.UserPathTimeout // one daemon a process
 	}
-	n := &Node{log: log, store: store, mounts: newImageMounts(cfg.ImageLinger, store.pin, log), cfg: cfg}
+	n := &Node{log: log, store: images, mounts: newImageMounts(cfg.ImageLinger, images.pin, log), cfg: cfg}
 	// Traversable (see create: a remapped root reaches the root file
 	// system as the user), never listable.
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
@@ -110,7 +110,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		return n, err
 	}
 	rt := n.preflight.rt
-	n.mgr = newManager(log, rt, store, n.mounts, cfg)
+	n.mgr = newManager(log, rt, images, n.mounts, cfg)
 	if err := n.mgr.writes.open(); err != nil {
 		n.mgr = nil
 		log.Error("node cannot run containers", "err", err)
@@ -325,7 +325,7 @@ type PullRequest struct {
 
 // Pull pulls ref into the cache as the user, asking the registry what the
 // tag is now (an explicit pull does not trust tag_ttl).
-func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Image, error) {
+func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*store.Image, error) {
 	// No name is needed to pull: a user the daemon's /etc/passwd lacks
 	// (LDAP, SSSD) pulls with their uid and gid, their other groups unknown.
 	acct, cred, err := lookupAccount(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
@@ -337,7 +337,7 @@ func (n *Node) Pull(ctx context.Context, ref string, r PullRequest) (*squash.Ima
 	return n.store.pull(ctx, ref, o)
 }
 
-// PinForJob returns ref pinned to one digest for the job (squash.Cache.PinFor):
+// PinForJob returns ref pinned to one digest for the job (store.Cache.PinFor):
 // asked of the registry at the job's first use on this node, the same
 // answer for the job's later uses here ("" for a reference that names
 // no registry image). job "" pins without remembering.
@@ -348,7 +348,7 @@ func (n *Node) PinForJob(ctx context.Context, job, ref string, r PullRequest) (s
 			return p, nil
 		}
 	}
-	p, err := n.store.cache.PinFor(ctx, ref, squash.PullOptions{UID: r.UID, GID: r.GID, AuthJSON: r.Auth})
+	p, err := n.store.cache.PinFor(ctx, ref, store.PullOptions{UID: r.UID, GID: r.GID, AuthJSON: r.Auth})
 	if err != nil {
 		return "", err
 	}
@@ -362,9 +362,9 @@ func (n *Node) PinForJob(ctx context.Context, job, ref string, r PullRequest) (s
 }
 
 // Images returns the cached images uid may see (root: all).
-func (n *Node) Images(uid uint32) []squash.Image { return n.store.cache.List(uid) }
+func (n *Node) Images(uid uint32) []store.Image { return n.store.cache.List(uid) }
 
-// RemoveImage removes ref from the cache for uid (squash.Cache.Remove),
+// RemoveImage removes ref from the cache for uid (store.Cache.Remove),
 // after dropping the image mounts that only linger.
 func (n *Node) RemoveImage(ref string, uid uint32) error {
 	n.dropIdleMounts()
@@ -372,9 +372,9 @@ func (n *Node) RemoveImage(ref string, uid uint32) error {
 }
 
 // Prune evicts by the cache's limits, or every unused image (all), for uid
-// (squash.Cache.Prune), after dropping the image mounts that only linger;
+// (store.Cache.Prune), after dropping the image mounts that only linger;
 // it returns the images that went.
-func (n *Node) Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error) {
+func (n *Node) Prune(ctx context.Context, all bool, uid uint32) ([]store.Image, error) {
 	n.dropIdleMounts()
 	return n.store.cache.Prune(ctx, all, uid)
 }

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 )
 
 // progressLine rate-limits progress lines; the cache reports from several
@@ -26,7 +26,7 @@ const (
 	progressAfter = time.Second // quiet for pulls shorter than this
 )
 
-func (p *progressLine) report(r squash.Progress) {
+func (p *progressLine) report(r store.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.start.IsZero() {

@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podman-hpc/podman-hpc/internal/config"
 	"github.com/podman-hpc/podman-hpc/pkg/oci"
-	"golang.org/x/sys/unix"
 )
 
 // pickRuntime returns the configured runtime, or with "auto" the first of

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 )
 
 // Status is what podman-hpcd status shows of the node's containers and
@@ -14,7 +14,7 @@ import (
 type Status struct {
 	Runtime string // the OCI runtime in use ("" when none works)
 	// The cache: its directory, the bytes its images take, and the limits
-	// in force (squash.Cache.Limits: negative or 0, none).
+	// in force (store.Cache.Limits: negative or 0, none).
 	CacheDir      string
 	CacheBytes    int64
 	CacheImages   int
@@ -106,8 +106,8 @@ func (f *pullsInFlight) list() []Pull {
 
 // watch returns a progress function that notes what the cache reports,
 // then passes it on to next (may be nil).
-func (p *pullWatch) watch(next func(squash.Progress)) func(squash.Progress) {
-	return func(r squash.Progress) {
+func (p *pullWatch) watch(next func(store.Progress)) func(store.Progress) {
+	return func(r store.Progress) {
 		p.mu.Lock()
 		if r.Phase == "exporting" {
 			// Which program, as whom: what an admin looks for.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 )
 
 // A Get that downloads is a miss and a pull of the bytes its layers
@@ -14,13 +14,13 @@ func TestPullWatch(t *testing.T) {
 	var f pullsInFlight
 	hit := f.start("app:1", 1000)
 	var passed int
-	report := hit.watch(func(squash.Progress) { passed++ })
-	report(squash.Progress{Phase: "resolving", Message: "app:1"})
-	report(squash.Progress{Phase: "done"})
+	report := hit.watch(func(store.Progress) { passed++ })
+	report(store.Progress{Phase: "resolving", Message: "app:1"})
+	report(store.Progress{Phase: "done"})
 	pull := f.start("app:2", 1001)
 	report2 := pull.watch(nil)
-	report2(squash.Progress{Phase: "resolving"})
-	for _, p := range []squash.Progress{
+	report2(store.Progress{Phase: "resolving"})
+	for _, p := range []store.Progress{
 		{Phase: "downloading", Layer: "a", Done: 10, Total: 100}, {Phase: "downloading", Layer: "a", Done: 100, Total: 100},
 		{Phase: "downloading", Layer: "b", Done: 50, Total: 50}, {Phase: "downloading", Layer: "a", Message: "applying layer 1 of 2"},
 		{Phase: "note", Message: "waiting"},
@@ -50,7 +50,7 @@ func TestPullWatch(t *testing.T) {
 	}
 	// A user's file copied in is a pull too.
 	cp := f.start("/home/u/x.sqfs", 1000)
-	cp.watch(nil)(squash.Progress{Phase: "resolving", Message: "copying x.sqfs"})
+	cp.watch(nil)(store.Progress{Phase: "resolving", Message: "copying x.sqfs"})
 	if !cp.pulled {
 		t.Error("a copy is not a pull")
 	}

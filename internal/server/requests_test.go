@@ -15,7 +15,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -100,7 +100,7 @@ func (f *fakeNode) RemoveGlobal(ctx context.Context, uid uint32, name string) (i
 	return 1, f.rmErr
 }
 
-func (f *fakeNode) Pull(ctx context.Context, ref string, r node.PullRequest) (*squash.Image, error) {
+func (f *fakeNode) Pull(ctx context.Context, ref string, r node.PullRequest) (*store.Image, error) {
 	f.record("Pull %s uid=%d", ref, r.UID)
 	return nil, fmt.Errorf("pull %s: manifest unknown", ref)
 }
@@ -110,21 +110,21 @@ func (f *fakeNode) PinForJob(ctx context.Context, job, ref string, r node.PullRe
 	return ref + "@sha256:" + strings.Repeat("a", 64), nil
 }
 
-func (f *fakeNode) Images(uid uint32) []squash.Image { return nil }
+func (f *fakeNode) Images(uid uint32) []store.Image { return nil }
 
 func (f *fakeNode) RemoveImage(ref string, uid uint32) error {
 	f.record("RemoveImage %s uid=%d", ref, uid)
 	return fmt.Errorf("%s: no such image of yours on this node", ref)
 }
 
-func (f *fakeNode) Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error) {
+func (f *fakeNode) Prune(ctx context.Context, all bool, uid uint32) ([]store.Image, error) {
 	f.record("Prune all=%v uid=%d", all, uid)
 	return nil, nil
 }
 
-func (f *fakeNode) Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*squash.Image, error) {
+func (f *fakeNode) Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*store.Image, error) {
 	f.record("Import %s uid=%d home=%s out=%s force=%v", ref, pr.UID, pr.Home, r.Out, r.Force)
-	return &squash.Image{Digest: "sha256:feed"}, nil
+	return &store.Image{Digest: "sha256:feed"}, nil
 }
 
 func (f *fakeNode) Export(ctx context.Context, name, job string, r node.FileRequest) (string, error) {

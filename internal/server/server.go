@@ -28,7 +28,7 @@ import (
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -49,12 +49,12 @@ type Containers interface {
 
 // Images is what the server asks of the node's image cache (*node.Node).
 type Images interface {
-	Pull(ctx context.Context, ref string, r node.PullRequest) (*squash.Image, error)
+	Pull(ctx context.Context, ref string, r node.PullRequest) (*store.Image, error)
 	PinForJob(ctx context.Context, job, ref string, r node.PullRequest) (string, error)
-	Images(uid uint32) []squash.Image
+	Images(uid uint32) []store.Image
 	RemoveImage(ref string, uid uint32) error
-	Prune(ctx context.Context, all bool, uid uint32) ([]squash.Image, error)
-	Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*squash.Image, error)
+	Prune(ctx context.Context, all bool, uid uint32) ([]store.Image, error)
+	Import(ctx context.Context, ref string, pr node.PullRequest, r node.FileRequest) (*store.Image, error)
 }
 
 // Options are what New needs.

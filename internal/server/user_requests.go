@@ -13,7 +13,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -185,7 +185,7 @@ func (s *Server) prefetch(ctx context.Context, p peer, m *wire.Message, ref stri
 	return wire.New(wire.OK)
 }
 
-func imagesTable(imgs []squash.Image, root bool) *wire.Message {
+func imagesTable(imgs []store.Image, root bool) *wire.Message {
 	h := "REFERENCE\tDIGEST\tSIZE\tLAST USED"
 	if root {
 		h += "\tUSERS"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the benchmark image for pkg/squash: the project's MPI test image
+# Build the benchmark image for pkg/image/store: the project's MPI test image
 # (4 layers, Debian bookworm) plus a Python/SciPy layer, a compilers layer,
 # and a top layer that deletes documentation, locales and test suites
 # (whiteouts). About 1 GB unpacked.

@@ -1,7 +1,7 @@
-// Command bench measures pkg/squash against the usual pipeline, side by
+// Command bench measures pkg/image/store against the usual pipeline, side by
 // side on one image with cold page caches and the same compression:
 //
-//	ours      squash.Cache.Get from a local registry (pull + squash)
+//	ours      store.Cache.Get from a local registry (pull + squash)
 //	baseline  skopeo copy (to an OCI layout) + umoci unpack + mksquashfs
 //	limit     every layer decompressed at once with zcat (no writes)
 //	reuse     Get of the cached image (median of -reuse calls)
@@ -12,7 +12,7 @@
 // Run as root (it drops the page cache before each pipeline):
 //
 //	go run -tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper" \
-//	    ./pkg/squash/internal/bench -image oci:/var/tmp/podman-hpc-bench/big:latest
+//	    ./test/bench/pull -image oci:/var/tmp/podman-hpc-bench/big:latest
 //
 // With -squashfs FILE instead, it compares what a user's squashfs file
 // costs: our copy into the cache (GetFile, cold and again) against
@@ -44,7 +44,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
-	"github.com/podman-hpc/podman-hpc/pkg/squash"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 )
 
 func main() {
@@ -420,21 +420,21 @@ func childGet(args []string) error {
 	var logMu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&logBuf, &logMu}, nil))
 	ctx := context.Background()
-	c, err := squash.Open(ctx, squash.Options{Dir: args[0], PolicyPath: args[2], RegistriesConf: args[3],
+	c, err := store.Open(ctx, store.Options{Dir: args[0], PolicyPath: args[2], RegistriesConf: args[3],
 		RegistriesConfDir: filepath.Join(args[0], "no-dropins"), Compression: args[4], Processors: procs, Log: log})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	start := time.Now()
-	img, err := c.Get(ctx, args[1], squash.PullOptions{})
+	img, err := c.Get(ctx, args[1], store.PullOptions{})
 	if err != nil {
 		return err
 	}
 	r := childResult{WallS: time.Since(start).Seconds(), Size: img.Size, Digest: img.Digest}
 	for range reuse {
 		s := time.Now()
-		if _, err := c.Get(ctx, args[1], squash.PullOptions{}); err != nil {
+		if _, err := c.Get(ctx, args[1], store.PullOptions{}); err != nil {
 			return err
 		}
 		r.ReuseMS = append(r.ReuseMS, float64(time.Since(s).Microseconds())/1000)
@@ -526,11 +526,11 @@ func fileBench(c config, path string) error {
 	ctx := context.Background()
 	for i := range c.runs {
 		dir := filepath.Join(c.work, fmt.Sprintf("cache-%d", i))
-		cache, err := squash.Open(ctx, squash.Options{Dir: dir, PolicyPath: policy})
+		cache, err := store.Open(ctx, store.Options{Dir: dir, PolicyPath: policy})
 		if err != nil {
 			return err
 		}
-		var img *squash.Image
+		var img *store.Image
 		getFile := func(p string) func() error {
 			return func() error {
 				f, err := os.Open(p)
@@ -538,7 +538,7 @@ func fileBench(c config, path string) error {
 					return err
 				}
 				defer f.Close()
-				img, err = cache.GetFile(ctx, f, squash.PullOptions{})
+				img, err = cache.GetFile(ctx, f, store.PullOptions{})
 				return err
 			}
 		}

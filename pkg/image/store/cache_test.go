@@ -1,4 +1,4 @@
-package squash
+package store
 
 import (
 	"archive/tar"

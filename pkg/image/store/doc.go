@@ -37,4 +37,4 @@
 // The daemon needs squashfs-tools 4.5 or later, a policy.json (there is
 // no built-in default) and a registries.conf with the site's registries,
 // mirrors, search registries and aliases.
-package squash
+package store

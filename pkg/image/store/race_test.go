@@ -1,6 +1,6 @@
 //go:build race
 
-package squash
+package store
 
 // The race detector slows everything several-fold; latency targets are
 // not checked under it.
