@@ -31,7 +31,8 @@ var (
 	ErrUnsafeFile = errors.New("unsafe squashfs file")
 	// ErrNotSquashfs: a file given as an image is not a usable squashfs.
 	ErrNotSquashfs = errors.New("not a usable squashfs image")
-	// ErrTooLarge: the image is larger than Options.MaxImageSize.
+	// ErrTooLarge: the image is larger than the node's max_image_size
+	// (store.Options.MaxImageSize; TooLarge).
 	ErrTooLarge = errors.New("image too large")
 	// ErrNoSpace: the cache's file system filled up.
 	ErrNoSpace = errors.New("no space left on device")
@@ -56,6 +57,6 @@ var (
 	ErrUnsupported = errors.New("unsupported image")
 	// ErrHelperTimeout: a program run on a user's behalf (podman save for
 	// podman://, the Docker daemon's export for dockerd://) ran past
-	// Options.HelperTimeout and was stopped.
+	// store.Options.HelperTimeout and was stopped.
 	ErrHelperTimeout = errors.New("stopped after its deadline")
 )

@@ -24,11 +24,6 @@ import (
 // maxAuthJSON bounds the auth.json we parse: a few entries are a few KiB.
 const maxAuthJSON = 1 << 20
 
-// HelpersNote is what a user whose auth file names credential helpers is
-// told, once per request, and in the error when the registry then refuses.
-const HelpersNote = "credential helpers (credsStore/credHelpers) in your auth file are not run on the node; " +
-	"put the registry's credentials under auths (podman login --authfile ...)"
-
 // authEntry is the part of an "auths" entry containers/image reads.
 type authEntry struct {
 	Auth          string `json:"auth,omitempty"`
@@ -104,11 +99,3 @@ func (rs *Resolver) WriteAuth(authJSON []byte) (path string, droppedHelpers bool
 	}
 	return f.Name(), droppedHelpers, func() { os.Remove(f.Name()) }, nil
 }
-
-// HelpersError marks a request refused by the registry after credential
-// helpers were dropped from the user's auth file: Classify then hints at
-// HelpersNote.
-type HelpersError struct{ Err error }
-
-func (e *HelpersError) Error() string { return e.Err.Error() }
-func (e *HelpersError) Unwrap() error { return e.Err }

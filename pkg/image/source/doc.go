@@ -26,6 +26,11 @@
 // export from a user's store ends at Options.HelperTimeout. Pin resolves a
 // tag to a digest without a store (podman-hpcd resolve, as the user).
 //
+// The files, from the bottom up (each uses only those before it):
+// asuser.go and resolver.go; errors.go and auth.go; ref.go, source.go,
+// podman.go and dockerd.go; registry.go, policy.go and verify.go; local.go
+// and pin.go.
+//
 // Errors wrap package image's sentinels; Classify turns one into the line
 // the user sees. Programs using this package must call reexec.Init() from
 // go.podman.io/storage/pkg/reexec first thing in main: podman:// runs

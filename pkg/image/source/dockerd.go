@@ -36,7 +36,9 @@ const DefaultDockerSocket = "/var/run/docker.sock"
 // over socket ("": DefaultDockerSocket) connected to as cred; more than
 // limit (> 0) bytes fails with ErrTooLarge.
 func exportDockerd(ctx context.Context, socket, name string, cred Credential, out io.Writer, limit int64) error {
-	socket = or(socket, DefaultDockerSocket)
+	if socket == "" {
+		socket = DefaultDockerSocket
+	}
 	conn, err := dialAsUser(socket, cred)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -167,3 +168,33 @@ type HostError struct {
 
 func (e *HostError) Error() string { return e.Err.Error() }
 func (e *HostError) Unwrap() error { return e.Err }
+
+func Transient(err error) bool {
+	var ne net.Error
+	var ue docker.UnexpectedHTTPStatusError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, docker.ErrTooManyRequests):
+		return true
+	case errors.As(err, &ne):
+		return true
+	case errors.As(err, &ue):
+		return ue.StatusCode >= 500
+	}
+	return false
+}
+
+// HelpersNote is what a user whose auth file names credential helpers is
+// told, once per request, and in the error when the registry then refuses.
+const HelpersNote = "credential helpers (credsStore/credHelpers) in your auth file are not run on the node; " +
+	"put the registry's credentials under auths (podman login --authfile ...)"
+
+// HelpersError marks a request refused by the registry after credential
+// helpers were dropped from the user's auth file: Classify then hints at
+// HelpersNote.
+type HelpersError struct{ Err error }
+
+func (e *HelpersError) Error() string { return e.Err.Error() }
+
+func (e *HelpersError) Unwrap() error { return e.Err }

@@ -62,7 +62,10 @@ func exportPodman(ctx context.Context, podman, name string, cred Credential, use
 	if home == "" || !strings.HasPrefix(home, "/") {
 		return &opError{kind: image.ErrBadReference, detail: "podman:// needs your home directory (where your podman storage is), and the daemon was not told it"}
 	}
-	bin, err := exec.LookPath(or(podman, "podman"))
+	if podman == "" {
+		podman = "podman"
+	}
+	bin, err := exec.LookPath(podman)
 	if err != nil {
 		return &opError{kind: image.ErrUnsupported, detail: "podman:// needs podman on the node: " + err.Error(), hint: "ask your admin"}
 	}

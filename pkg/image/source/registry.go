@@ -2,12 +2,8 @@ package source
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.podman.io/image/v5/docker"
@@ -74,22 +70,6 @@ func (rs *Resolver) retry(ctx context.Context, fn func(ctx context.Context) erro
 		case <-t.C:
 		}
 	}
-}
-
-func Transient(err error) bool {
-	var ne net.Error
-	var ue docker.UnexpectedHTTPStatusError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, docker.ErrTooManyRequests):
-		return true
-	case errors.As(err, &ne):
-		return true
-	case errors.As(err, &ue):
-		return ue.StatusCode >= 500
-	}
-	return false
 }
 
 // Registry fetches named's manifest with the credentials of sys

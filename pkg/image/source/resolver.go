@@ -154,10 +154,3 @@ func checkCredentialHelpers(sys *types.SystemContext) error {
 	}
 	return nil
 }
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}

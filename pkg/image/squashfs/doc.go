@@ -12,6 +12,9 @@
 // what no image may: a superblock that does not add up, tables unsquashfs
 // cannot walk, device nodes, trusted.* xattrs (which steer overlayfs).
 //
+// The files, from the bottom up: mksquashfs.go and superblock.go; tree.go
+// and content.go; check.go.
+//
 // Errors wrap package image's sentinels: ErrNotSquashfs, ErrUnsafeFile,
 // ErrTooLarge (a bound passed), ErrNoSpace. The package needs
 // squashfs-tools 4.5 or later, and imports only package image of this

@@ -211,3 +211,9 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, "; ")
 }
+
+// Owner is a user's credentials: their uid, gid and other groups.
+type Owner struct {
+	UID, GID uint32
+	Groups   []uint32
+}

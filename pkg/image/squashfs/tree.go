@@ -29,15 +29,9 @@ type TreeOptions struct {
 	// (see SquashTree).
 	Owner Owner
 	// MaxSize (> 0) bounds the squashfs as it is written: one that
-	// would be larger fails with ErrTooLarge, its writing stopped by
+	// would be larger fails with image.ErrTooLarge, its writing stopped by
 	// the kernel (mksquashfs's RLIMIT_FSIZE) before it passes the bound.
 	MaxSize int64
-}
-
-// Owner is a user's credentials: their uid, gid and other groups.
-type Owner struct {
-	UID, GID uint32
-	Groups   []uint32
 }
 
 // SquashTree writes the directory tree dir as a squashfs at out, every

@@ -22,23 +22,17 @@ import (
 // use of the same unchanged file (same device, inode, size, mtime and
 // ctime, which a user cannot set back) is not read again.
 
-// fileID identifies a file's content without reading it.
-type fileID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime syscall.Timespec
-}
-
 // GetFile returns the cached copy of the squashfs file f, copying and
 // checking it first if this content is not cached yet. f must have been
 // opened by the caller with the requesting user's permissions (the daemon
 // must not open user paths as root); it is read from offset 0 with pread
 // and not closed. The image's name is f.Name() when that is an absolute
 // path. The policy decides the file by its real path (transport
-// SquashfsTransport). Errors name the file and wrap ErrPolicy, ErrTooLarge
-// (larger than MaxImageSize), ErrUnsafeFile (a device node or a trusted.*
+// source.SquashfsTransport). Errors name the file and wrap package
+// image's ErrPolicy, ErrTooLarge (larger than MaxImageSize), ErrUnsafeFile
+// (a device node or a trusted.*
 // xattr: checked on the root-owned
-// copy that is then mounted, sqfs.go) or ErrNotSquashfs for a file that is
+// copy that is then mounted: squashfs.Check) or ErrNotSquashfs for a file that is
 // not a complete, kernel-mountable squashfs (bad magic, truncated,
 // unreadable tables, lzma).
 func (c *Cache) GetFile(ctx context.Context, f *os.File, o PullOptions) (*Image, error) {

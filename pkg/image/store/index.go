@@ -180,3 +180,12 @@ func removeUID(s []uint32, uid uint32) []uint32 {
 	}
 	return s
 }
+
+func readConfig(p string) (ImageConfig, error) {
+	var cfg ImageConfig
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, json.Unmarshal(b, &cfg)
+}

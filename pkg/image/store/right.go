@@ -2,10 +2,11 @@ package store
 
 import (
 	"context"
-	"encoding/hex"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/distribution/reference"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
@@ -41,26 +42,6 @@ import (
 // Squashfs files and manifests are keyed apart: a file by fileKey of its
 // sha256, a manifest by its digest. The bytes of a manifest saved as a
 // file are just a file that is no squashfs.
-
-// fileKeyPrefix starts the cache key (and the Image.Digest) of a squashfs
-// file a user named: "squashfs:sha256:HEX".
-const fileKeyPrefix = "squashfs:"
-
-// fileKey is the cache key of a squashfs file whose sha256 is sum.
-func fileKey(sum []byte) string {
-	return fileKeyPrefix + "sha256:" + hex.EncodeToString(sum)
-}
-
-func isFileKey(k string) bool { return strings.HasPrefix(k, fileKeyPrefix) }
-
-// keyStem names a key's files in images/: HEX for a manifest (as before
-// files had keys of their own), squashfs-HEX for a file.
-func keyStem(k string) string {
-	if rest, ok := strings.CutPrefix(k, fileKeyPrefix); ok {
-		return "squashfs-" + digestHex(rest)
-	}
-	return digestHex(k)
-}
 
 // proof is what one Get's caller has shown of their right to the image
 // their source resolved to. The pull that may read the source runs in a
@@ -172,11 +153,86 @@ func (c *Cache) handOut(ctx context.Context, d string, r source.Ref, name string
 	}
 }
 
-// addSource returns the sorted set s with repo added.
-func addSource(s []string, repo string) []string {
-	i, found := slices.BinarySearch(s, repo)
-	if found || repo == "" {
-		return s
+// fresh returns uid's image for name without asking the registry: always
+// for a digest reference uid was confirmed for, within TagTTL for a tag.
+func (c *Cache) fresh(name string, uid uint32) *Image {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byDigest := strings.Contains(name, "@")
+	for d, e := range c.ix.Images {
+		r := e.Refs[name]
+		if r == nil || !hasUID(e.Users, uid) {
+			continue
+		}
+		if byDigest || (c.o.TagTTL > 0 && c.now().Sub(r.Resolved) < c.o.TagTTL) {
+			return c.confirmLocked(d, name, uid, false, "")
+		}
 	}
-	return slices.Insert(s, i, repo)
+	return nil
+}
+
+// fallback returns what name last resolved to, when the registry is out
+// of reach and uid was confirmed for it; nil otherwise.
+func (c *Cache) fallback(name string, uid uint32, err error) *Image {
+	if !source.Transient(err) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d, e := range c.ix.Images {
+		// The user's own name for it: a job's pinned tag (noteJobTagLocked)
+		// is the word of the user who ran the job, not the registry's.
+		if r := e.Refs[name]; r != nil && hasUID(e.Users, uid) && hasUID(r.Users, uid) {
+			c.log.Warn("registry unreachable: using the cached image", "ref", name, "digest", d, "err", err)
+			return c.confirmLocked(d, name, uid, false, "")
+		}
+	}
+	return nil
+}
+
+// noteJobTagLocked records, for uid only, the tag of a pinned reference
+// (NAME:TAG@DIGEST, as a job runs it) as one of uid's names of d, so that
+// podman-hpcd images shows it and rmi NAME:TAG finds it. The pin came from
+// the job's environment, which the user controls: the name is theirs
+// alone (it is never marked as resolved by a registry, so it serves nobody
+// within tag_ttl), and only their own claims on other digests move.
+func (c *Cache) noteJobTagLocked(d string, r source.Ref, uid uint32) {
+	if r.Kind != source.KindRegistry || r.Short {
+		return
+	}
+	if _, ok := r.Named.(reference.Canonical); !ok {
+		return
+	}
+	parsed, err := reference.ParseNormalizedNamed(strings.TrimPrefix(r.Input, "docker://"))
+	if err != nil {
+		return
+	}
+	tagged, ok := parsed.(reference.NamedTagged)
+	if !ok {
+		return
+	}
+	name := "docker://" + reference.TrimNamed(tagged).String() + ":" + tagged.Tag()
+	e := c.ix.Images[d]
+	if e == nil {
+		return
+	}
+	for od, oe := range c.ix.Images {
+		if other := oe.Refs[name]; other != nil && od != d {
+			other.Users = removeUID(other.Users, uid)
+			if len(other.Users) == 0 {
+				delete(oe.Refs, name)
+			}
+		}
+	}
+	ru := e.Refs[name]
+	if ru == nil {
+		ru = &refUse{}
+		e.Refs[name] = ru
+	}
+	if !hasUID(ru.Users, uid) {
+		ru.Users = addUID(ru.Users, uid)
+		if err := c.ix.save(c.dir); err != nil {
+			c.log.Warn("cannot save the index", "err", err)
+		}
+	}
 }

@@ -4,55 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// What one user can make the daemon spend: pulls at once, and disk per
-// image. The cache as a whole is bounded by MaxBytes, which defaults to a
+// What one user can make the daemon spend: pulls at once (userSlots,
+// here), and disk per image (Options.MaxImageSize, an image.Budget per
+// pull). The cache as a whole is bounded by MaxBytes, which defaults to a
 // share of its file system.
-
-const (
-	// DefaultMaxPullsPerUser is Options.MaxPullsPerUser's default.
-	DefaultMaxPullsPerUser = 2
-	// DefaultMaxImageSize is the most Options.MaxImageSize defaults to;
-	// less on a file system smaller than twice that.
-	DefaultMaxImageSize = 64 << 30
-	// DefaultHelperTimeout is Options.HelperTimeout's default: a podman
-	// save of a large image takes minutes, not a quarter of an hour.
-	DefaultHelperTimeout = 15 * time.Minute
-)
-
-// fsSize is the size in bytes of the file system holding dir.
-func fsSize(dir string) (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return int64(st.Blocks) * st.Bsize, nil //nolint:gosec // block counts fit
-}
-
-// defaultLimits fills in the limits left zero in o from the sizes of the
-// cache's and the work directory's file systems: MaxBytes half the
-// cache's, MaxImageSize half the work directory's (at most
-// DefaultMaxImageSize: unpacked, squashed and its blobs, an image needs
-// more than that room at once). Negative values, no limit, are left as
-// they are.
-func defaultLimits(o *Options, cacheFS, tmpFS int64) {
-	if o.MaxBytes == 0 {
-		o.MaxBytes = cacheFS / 2
-	}
-	if o.MaxImageSize == 0 {
-		o.MaxImageSize = min(DefaultMaxImageSize, tmpFS/2)
-	}
-	if o.MaxPullsPerUser == 0 {
-		o.MaxPullsPerUser = DefaultMaxPullsPerUser
-	}
-	if o.HelperTimeout <= 0 {
-		o.HelperTimeout = DefaultHelperTimeout
-	}
-}
 
 // userSlots bounds how many pulls each user has running at once; a pull
 // over the limit waits for one of the user's others to end. Root's own
