@@ -43,7 +43,7 @@ func Unmount(dir string, lazy bool) error {
 // MountsUnder lists the mount points at or below dir, deepest first, in
 // the calling thread's mount namespace. /proc/self is the main thread's,
 // which is not always the process's: a goroutine that locked its thread and
-// unshared its mount namespace (squash.SquashTree's sandbox) and then
+// unshared its mount namespace (squashfs.SquashTree's sandbox) and then
 // exited on the main thread leaves that thread parked in its namespace for
 // good (Go cannot end the main thread), and its table lacks every mount
 // made since: a container's teardown would then unmount nothing and remove
