@@ -169,10 +169,17 @@ type HostError struct {
 func (e *HostError) Error() string { return e.Err.Error() }
 func (e *HostError) Unwrap() error { return e.Err }
 
+// Transient reports whether err is worth another try of the same request:
+// the network or the registry failing now. A full disk is not (the retry
+// would download the layer again only to fail alike), whatever else the
+// error says.
 func Transient(err error) bool {
 	var ne net.Error
 	var ue docker.UnexpectedHTTPStatusError
 	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, image.ErrNoSpace),
+		strings.Contains(err.Error(), "no space left on device"):
+		return false
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, docker.ErrTooManyRequests):

@@ -17,6 +17,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/spawn"
 )
 
 // podman://IMAGE is an image in the user's own podman storage (what their
@@ -110,7 +111,9 @@ func exportPodman(ctx context.Context, podman, name string, cred Credential, use
 	}
 	defer open.Close()
 	cmd.ExtraFiles = []*os.File{gate}
-	err = cmd.Start()
+	// From the spawner's thread: its Pdeathsig fires when the daemon
+	// dies, never when some other thread of it ends.
+	err = spawn.Start(cmd)
 	gate.Close()
 	if err != nil {
 		return fmt.Errorf("podman save: %w", err)

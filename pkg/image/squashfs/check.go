@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/spawn"
 )
 
 // Check checks that the file at path is a squashfs image the
@@ -61,13 +63,14 @@ func checkTree(ctx context.Context, unsquashfs, path string) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, unsquashfs, "-n", "-lln", "-UTC", "-d", "", path)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "TZ=UTC"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the daemon
 	var errOut tailBuffer
 	cmd.Stderr = &errOut
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
 		return fmt.Errorf("%q: %w", unsquashfs, err)
 	}
 	// Errors go to stdout too (unsquashfs 4.5 exits 0 after some).

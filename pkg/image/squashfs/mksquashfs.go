@@ -14,6 +14,7 @@ import (
 
 	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/spawn"
 )
 
 // DefaultCompression is zstd level 3: on the project's test image it
@@ -140,7 +141,16 @@ func (m Mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	var outBuf tailBuffer
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
-	err := cmd.Start()
+	// It dies with the daemon: a killed daemon's mksquashfs once wrote on
+	// for no one. Started from a thread that outlives it: the spawner's,
+	// or (chrooted) the caller's, which is locked and waits for it.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	var err error
+	if root == "" {
+		err = spawn.Start(cmd)
+	} else {
+		err = cmd.Start()
+	}
 	if err == nil {
 		// Charged to the step or user it works for (its cgroups), from
 		// its first milliseconds on: it starts no process of its own.
