@@ -18,6 +18,9 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrRegistryUnreachable: the registry did not answer in time.
 	ErrRegistryUnreachable = errors.New("registry unreachable")
+	// ErrRegistryFailing: the registry answered, but with an empty or
+	// cut-short body.
+	ErrRegistryFailing = errors.New("registry failing")
 	// ErrDigestMismatch: downloaded content does not match its digest.
 	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrPolicy: policy.json is missing, invalid, or rejects the image.

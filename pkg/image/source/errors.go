@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -55,6 +56,8 @@ func (e *opError) Unwrap() []error {
 // oneLine folds the multi-line messages some libraries produce (registry
 // error lists, policy errors) so that srun shows a single line.
 func oneLine(s string) string {
+	// containers/image's notes on its own retries are not for users.
+	s = heuristicNote.ReplaceAllString(s, "")
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
 	}
@@ -106,6 +109,8 @@ func Classify(verb, ref, registry string, err error) error {
 		e.kind, e.hint = image.ErrManifestUnknown, "check the image name and tag"
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		e.kind, e.detail, e.hint = image.ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
+	case cutShort(err):
+		e.kind, e.detail, e.hint = image.ErrRegistryFailing, regName+" answered with an empty or cut-short body", "the registry (or a proxy in front of it) is failing: retry later, or tell its admin"
 	case errors.Is(err, image.ErrRegistryUnreachable) || (registry != "" && Transient(err)):
 		e.kind, e.detail, e.hint = image.ErrRegistryUnreachable, regName+": "+netCause(err), "check the name and that the registry is up, then retry"
 	case errors.Is(err, image.ErrPolicy):
@@ -205,3 +210,17 @@ type HelpersError struct{ Err error }
 func (e *HelpersError) Error() string { return e.Err.Error() }
 
 func (e *HelpersError) Unwrap() error { return e.Err }
+
+// heuristicNote is the part of containers/image's blob read errors about
+// its own resume heuristic: "(heuristic tuning data: total 0 @1041.186
+// ms, ...): ".
+var heuristicNote = regexp.MustCompile(`\(heuristic tuning data: [^)]*\):? ?`)
+
+// cutShort reports an answer that ended before its body did: a registry
+// that answered, with an empty or truncated blob (not one that could not
+// be reached).
+func cutShort(err error) bool {
+	var oe *net.OpError
+	return !errors.As(err, &oe) && !errors.Is(err, context.DeadlineExceeded) &&
+		(errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "heuristic tuning data"))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -33,5 +34,20 @@ func TestTransientNotForAFullDisk(t *testing.T) {
 	}
 	if Transient(errors.New("manifest unknown")) {
 		t.Error("manifest unknown: transient")
+	}
+}
+
+// A registry that answers with empty or cut-short bodies is not
+// "unreachable", and the message carries none of containers/image's notes
+// on its retries.
+func TestClassifyCutShortBody(t *testing.T) {
+	err := fmt.Errorf("reading blob sha256:abc: (heuristic tuning data: total 0 @1041.186 ms, last retry 0 @0.000 ms, last progress @ 0.000 ms): %w", io.ErrUnexpectedEOF)
+	got := Classify("pull", "reg.example:5000/app:1", "reg.example:5000", err)
+	if !errors.Is(got, image.ErrRegistryFailing) || errors.Is(got, image.ErrRegistryUnreachable) {
+		t.Fatalf("kind: %v", got)
+	}
+	msg := got.Error()
+	if strings.Contains(msg, "heuristic") || strings.Contains(msg, "unreachable") || !strings.Contains(msg, "registry reg.example:5000 answered with an empty or cut-short body") {
+		t.Fatalf("message: %s", msg)
 	}
 }
