@@ -156,6 +156,10 @@ endef
 fuzz: build ## run every fuzz target for FUZZTIME (60s) each
 	$(call run-fuzz,$(FUZZTIME))
 
+# The tests of where containers' processes and helpers go in Slurm's
+# cgroups: make e2e runs them again on a proctrack/cgroup cluster.
+E2E_CGROUP_TESTS := Cgroup|StoppedInit|TestPodmanHangingHelper|TestReuseSteps|TestJobEndedWhileDaemonDown|TestNamedContainer$$|TestContainerSave$$
+
 e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it; SLURM=24.11: of Slurm 24.11), run the end-to-end suite through srun/sbatch, tear down
 	SLURM=$(SLURM) NODES=$(E2E_NODES) test/cluster/up.sh
 	@# Untracked files before the suite are the developer's; new ones are the suite's.
@@ -163,6 +167,11 @@ e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it; SLU
 	before=$$(untracked); \
 	rc=0; SLURM=$(SLURM) NODES=$(E2E_NODES) test/cluster/selftest.sh up && \
 	$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 30m ./test/e2e/ || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+		echo "e2e: the cgroup tests, on a cluster with proctrack/cgroup"; \
+		test/cluster/down.sh && PROCTRACK=cgroup SLURM=$(SLURM) NODES=2 test/cluster/up.sh && \
+		$(GO) test $(GO_FLAGS) -tags "$(GO_TAGS) e2e" -count=1 -v -timeout 10m -run '$(E2E_CGROUP_TESTS)' ./test/e2e/ || rc=$$?; \
+	fi; \
 	if [ -z "$(KEEP_CLUSTER)" ]; then test/cluster/down.sh && test/cluster/selftest.sh down || rc=1; fi; \
 	left=$$(untracked | grep -vxF -e "$$before" || true); \
 	if [ -n "$$left" ]; then echo "e2e: the suite left files in the tree (tests write under t.TempDir()):"; echo "$$left"; rc=1; fi; \
