@@ -202,8 +202,10 @@ func TestPodmanHangingHelper(t *testing.T) {
 	if !waitFor(helperTimeout+20*time.Second, func() bool { return jobEnded(t, id) }) {
 		t.Errorf("job %s still not over %s after it started (helper_timeout %s)", id, time.Since(start).Round(time.Second), helperTimeout)
 	}
-	// Well before the helper's deadline: the plugin asks every 3 s.
-	if took := time.Since(cancelled); took > helperTimeout/2 {
+	// Well before the helper's deadline: the plugin asks every 3 s (in
+	// Slurm 22.05; after it, the plugin cannot ask from slurmstepd, see
+	// spank/cancel.c, and the job ends at the deadline).
+	if took := time.Since(cancelled); strings.HasPrefix(cluster["SLURM_VERSION"], "22.") && took > helperTimeout/2 {
 		t.Errorf("the cancelled job ended %s after scancel, near the helper's deadline (%s)", took.Round(time.Second), helperTimeout)
 	}
 	t.Logf("the cancelled job ended %s after scancel", time.Since(cancelled).Round(100*time.Millisecond))
