@@ -187,7 +187,7 @@ func TestPodmanHangingHelper(t *testing.T) {
 		t.Fatalf("the mount_program never ran the second time")
 	}
 	id := strings.TrimSpace(run(t, "squeue", "-h", "-n", job, "-o", "%i").stdout)
-	if conf, _ := os.ReadFile(cluster["LAB"] + "/etc/slurm.conf"); strings.Contains(string(conf), "proctrack/cgroup") {
+	if conf, _ := os.ReadFile(cluster["LAB"] + "/etc/slurm.conf"); strings.Contains(string(conf), "ProctrackType=proctrack/cgroup") {
 		// What the user's configuration made podman run is the step's:
 		// in its cgroup, under its limits (podman save starts there).
 		for _, l := range marked(marker) {
