@@ -158,7 +158,7 @@ fuzz: build ## run every fuzz target for FUZZTIME (60s) each
 
 # The tests of where containers' processes and helpers go in Slurm's
 # cgroups: make e2e runs them again on a proctrack/cgroup cluster.
-E2E_CGROUP_TESTS := Cgroup|StoppedInit|TestPodmanHangingHelper|TestReuseSteps|TestJobEndedWhileDaemonDown|TestNamedContainer$$|TestContainerSave$$
+E2E_CGROUP_TESTS := Cgroup|StoppedInit|TestPodmanHangingHelper|TestReuse|TestJobEndedWhileDaemonDown|TestNamedContainer$$|TestContainerSave$$
 
 e2e: build ## bring up the test cluster of E2E_NODES (4) nodes (or reuse it; SLURM=24.11: of Slurm 24.11), run the end-to-end suite through srun/sbatch, tear down
 	SLURM=$(SLURM) NODES=$(E2E_NODES) test/cluster/up.sh

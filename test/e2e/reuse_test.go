@@ -31,6 +31,8 @@ func readyContainers(t *testing.T, node, job string) map[string]string {
 // The kept container's init is in the job's cgroup, not a step's (it
 // outlives its first step), and nothing outlives the job.
 func TestReuseSteps(t *testing.T) {
+	// A kept container waits in the job's cgroup: none without cgroup tracking.
+	requireCgroupTracking(t)
 	requireRoot(t)
 	node := nodes()[0]
 	dir := userDir(t, "e2e-reuse")
@@ -84,6 +86,8 @@ func TestReuseSteps(t *testing.T) {
 // A kept container ends reuse_idle after its last step, inside its job:
 // the job's next step then gets a new one.
 func TestReuseIdleEnds(t *testing.T) {
+	// A kept container waits in the job's cgroup: none without cgroup tracking.
+	requireCgroupTracking(t)
 	requireRoot(t)
 	withConfigLine(t, "reuse_idle = 2s")
 	node := nodes()[0]
@@ -147,6 +151,8 @@ func TestReuseOnlyOwnJob(t *testing.T) {
 // A restarted daemon (an upgrade) adopts a kept container as kept: the job's
 // next step joins it, and it still ends with the job.
 func TestReuseAcrossRestart(t *testing.T) {
+	// A kept container waits in the job's cgroup: none without cgroup tracking.
+	requireCgroupTracking(t)
 	requireRoot(t)
 	node := nodes()[0]
 	dir := userDir(t, "e2e-reuse-restart")
@@ -179,6 +185,8 @@ func TestReuseAcrossRestart(t *testing.T) {
 // container binds: it gets its own container, and the job's plain steps
 // around it share theirs.
 func TestReuseNotForPMIxSteps(t *testing.T) {
+	// A kept container waits in the job's cgroup: none without cgroup tracking.
+	requireCgroupTracking(t)
 	requireRoot(t)
 	node := nodes()[0]
 	run := "srun -N1 --container-image=" + cluster["MPI_IMAGE"] + " "
