@@ -34,9 +34,10 @@ SLURM_BIN=
 SLURM_CONF_EXTRA=
 # How Slurm tracks a step's processes: linuxproc by default; cgroup (the
 # VM's v1 hierarchies) for the tests of where containers' processes go
-# (make e2e runs those on a cgroup cluster of its own). Not by default:
-# under proctrack/cgroup here, srun's retry of a step the previous one
-# still holds now and then misses its wake-up and waits 120 s.
+# (make e2e runs those on a cgroup cluster of its own). linuxproc stays
+# the default that CI has run the whole suite with. Under load, srun's
+# retry of a step the previous one still holds now and then misses its
+# wake-up and waits 120 s, under either (seen once or twice a suite).
 PROCTRACK=${PROCTRACK:-linuxproc}
 SLURM_TOOLS=(slurmctld slurmd)
 SLURM_BATCH_MOUNTS=/usr/bin/srun,/usr/bin/sbatch,/usr/bin/salloc,/usr/bin/scontrol,/usr/bin/squeue,/usr/bin/sinfo,/usr/bin/scancel,/usr/lib/x86_64-linux-gnu/slurm-wlm,/usr/lib/x86_64-linux-gnu/pmix2
@@ -97,6 +98,8 @@ install_binaries() {
 	#!/bin/sh
 	export SLURM_CONF=$ETC/slurm.conf PODMAN_HPCD=$LAB/bin/podman-hpcd PODMAN_HPCD_SOCKET=$LAB/nodelocal/podman-hpcd.sock
 	export PODMAN_HPC_HEALTHCHECK_CONF=/nonexistent
+	# The cluster's Slurm commands (SLURM=24.11: its own scontrol) first.
+	${SLURM_BIN:+export PATH=$SLURM_BIN:/usr/sbin:/usr/bin:/sbin:/bin}
 	exec $repo/contrib/slurm/podman-hpc-healthcheck.sh "\$@"
 	SH
 	chmod 0755 "$LAB/bin/.healthcheck.new"
