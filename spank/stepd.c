@@ -297,6 +297,8 @@ static int keep_container(const struct phpc_msg *reply)
 		slurm_spank_log(PHPC_NAME ": entrypoint: %.*s", len, log);
 		log = nl ? nl + 1 : NULL;
 	}
+	/* Only a daemon that nested the user namespace says so. */
+	phpc.nested = phpc_msg_get(reply, "nested") != NULL && strcmp(phpc_msg_get(reply, "nested"), "1") == 0;
 	free(phpc.workdir);
 	phpc.workdir = strdup(phpc_msg_get(reply, "workdir") ?: "/");
 	if (phpc.workdir == NULL)
@@ -499,14 +501,20 @@ static int is_userns(int fd)
 }
 
 /* As the job user: join the container's namespaces, in the daemon's order
- * (a user namespace first, the mount namespace last), with the two
- * capabilities setns(2) needs and the one that empties the bounding set,
- * then drop every capability for good (harden.h). The namespaces not sent
- * are the host's, shared with the container, so Slurm's signals, accounting
- * and PMI work unchanged. Every container has a user namespace that maps
- * the job user's one id: to itself, or to 0 with --container-remap-root.
- * Sets *remapped when the task is root in the one it joined (and was not
- * root before). */
+ * (the mount namespace last), with the two capabilities setns(2) needs and
+ * the one that empties the bounding set, then drop every capability for
+ * good (harden.h). The namespaces not sent are the host's, shared with the
+ * container, so Slurm's signals, accounting and PMI work unchanged. Every
+ * container has a user namespace that maps the job user's one id: to
+ * itself, or to 0 with --container-remap-root. Sets *remapped when the task
+ * is root in the one it joined (and was not root before).
+ *
+ * A remap-root task keeps the capabilities it got by joining, when the
+ * daemon nested that user namespace in the container's (nested): there
+ * they reach only the nested namespaces (a mount namespace whose every
+ * mount is locked, and with --container-unshare=uts a UTS namespace), as
+ * enroot's root holds them under pyxis. Anywhere else, and on any failure,
+ * it keeps none. */
 static int join_container(int *remapped)
 {
 	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT) | (1ULL << CAP_SETPCAP);
@@ -528,12 +536,19 @@ static int join_container(int *remapped)
 		}
 	}
 	*remapped = userns && before != 0 && getuid() == 0;
+	if (*remapped && phpc.nested) {
+		if (phpc_keep_nested_privileges() < 0) {
+			slurm_error(PHPC_NAME ": couldn't set the task's privileges: %s", strerror(errno));
+			goto out;
+		}
+		close_ns();
+		return 0;
+	}
 	rv = 0;
 out:
 	saved = errno;
-	/* Whatever happened, the task keeps no capability. In a user namespace
-	 * setns gave it every capability there (and a full bounding set):
-	 * those go too. */
+	/* Else the task keeps no capability. In a user namespace setns gave
+	 * it every capability there (and a full bounding set): those go too. */
 	if (phpc_drop_privileges() < 0) {
 		slurm_error(PHPC_NAME ": couldn't drop the task's capabilities: %s", strerror(errno));
 		phpc_set_caps(0, 0);

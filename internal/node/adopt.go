@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +50,10 @@ type record struct {
 	Layer, LayerDir string
 	// Kept: kept for the job's next steps (reuse.go); nil when not.
 	Kept *keptRecord `json:",omitempty"`
+	// NestPid and NestMntNS identify the holder of the tasks' nested
+	// namespaces (nest.go), and the mount namespace the tasks are in.
+	NestPid   int
+	NestMntNS [2]uint64
 }
 
 // persist writes c's record into its bundle (replacing an older one).
@@ -65,6 +70,14 @@ func (m *manager) persist(c *container) {
 	r := record{ID: c.id, Req: c.req, Img: *c.img, Rootfs: c.rootfs, Env: c.env, Workdir: c.workdir,
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
 		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir, Kept: keptRecordOf(c)}
+	if c.nestPid != 0 {
+		nested, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", c.nestPid))
+		if !ok {
+			m.mu.Unlock()
+			return
+		}
+		r.NestPid, r.NestMntNS = c.nestPid, [2]uint64{nested.dev, nested.ino}
+	}
 	for j := range c.jobs {
 		r.Jobs = append(r.Jobs, j)
 	}
@@ -136,8 +149,22 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 		unix.Close(c.initFD)
 		return fmt.Errorf("its init (pid %d) has gone", r.InitPid)
 	}
+	// The nested namespaces are the holder's, if it is still the one
+	// recorded (a task may have killed it: the container is then lost to
+	// its next steps).
+	if r.NestPid != 0 {
+		if ns, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", r.NestPid)); !ok || ns != (nsID{r.NestMntNS[0], r.NestMntNS[1]}) {
+			unix.Close(c.initFD)
+			return fmt.Errorf("the holder of its tasks' namespaces (pid %d) has gone", r.NestPid)
+		}
+		c.nestPid = r.NestPid
+	}
 	for _, name := range r.NSNames {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", r.InitPid, name))
+		pid := r.InitPid
+		if r.NestPid != 0 && slices.Contains(nestedNames, name) {
+			pid = r.NestPid
+		}
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, name))
 		if err != nil {
 			closeAll(c.nsFiles)
 			unix.Close(c.initFD)
@@ -184,18 +211,23 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 }
 
 // removeWhenDone removes the adopted step container c once its step is
-// over: no process but its init is in its mount namespace, and none holds
-// it open (slurmstepd keeps the namespaces it was sent until the step
-// ends: a task may join late). It gives up when ctx ends.
+// over: no process but its init (or the holder of its nested namespaces)
+// is in the tasks' mount namespace, and none holds it open (slurmstepd
+// keeps the namespaces it was sent until the step ends: a task may join
+// late). It gives up when ctx ends.
 func (m *manager) removeWhenDone(ctx context.Context, c *container) {
-	ns, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", c.initPid))
+	holder := c.initPid
+	if c.nestPid != 0 {
+		holder = c.nestPid
+	}
+	ns, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", holder))
 	if !ok {
 		m.remove(ctx, c)
 		return
 	}
 	t := time.NewTicker(staleCheckEvery)
 	defer t.Stop()
-	for mountNSUsers(ns, c.initPid) > 0 || mountNSHeld(ns) {
+	for mountNSUsers(ns, holder) > 0 || mountNSHeld(ns) {
 		select {
 		case <-ctx.Done():
 			return

@@ -140,7 +140,8 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 
 // attachable readies the running container for its tasks: the namespaces
 // they join, opened; its root sealed (nosuid, nodev, and read-only unless
-// writable); a private network's loopback up; the working directory.
+// writable); under remap-root, the tasks' namespaces nested (nest.go); a
+// private network's loopback up; the working directory.
 func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly bool) error {
 	if c.nsFiles == nil { // else opened at its creation (start)
 		if err := c.openNamespaces(spec); err != nil {
@@ -152,6 +153,10 @@ func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly b
 	}
 	if err := oci.SetPropagation(c.nsFiles[len(c.nsFiles)-1], propagation(c.req.Mounts)); err != nil {
 		return wire.OptionErrorf("--container-mounts", "%w", err)
+	}
+	// Once the mounts are sealed: the tasks' copy locks them as they are.
+	if err := c.nest(ctx); err != nil {
+		return err
 	}
 	if slices.Contains(c.req.Unshare, specs.NetworkNamespace) {
 		// A private network has its loopback down until someone raises it.

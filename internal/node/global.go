@@ -27,7 +27,7 @@ func (m *manager) stop(ctx context.Context, c *container, background bool) {
 	if c.initFD > 0 {
 		unix.Close(c.initFD)
 	}
-	c.initFD, c.initPid = 0, 0
+	c.initFD, c.initPid, c.nestPid = 0, 0, 0 // the holder ended with the init's PID namespace
 	// Its init is gone (Delete awaits it): the job's cgroup it held can go.
 	c.place.Release()
 	if c.output != nil {

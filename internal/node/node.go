@@ -146,11 +146,15 @@ type Step struct {
 	Workdir string // where the tasks start
 	Env     []string
 	// Namespaces are the namespaces the tasks join, in the order they
-	// join them (a user namespace first, the mount namespace last), named
-	// in NamespaceNames ("user", "ipc", "uts", "net", "mnt"). They are
-	// the container's: valid until End, and not to be closed.
+	// join them (the mount namespace last), named in NamespaceNames
+	// ("user", "ipc", "uts", "net", "mnt"). They are the container's:
+	// valid until End, and not to be closed.
 	Namespaces     []*os.File
 	NamespaceNames []string
+	// Nested: the user namespace is nested in the container's, and its
+	// mount namespace a copy with every mount locked (nest.go): a task
+	// may keep its capabilities there.
+	Nested bool
 	// EntrypointLog is the image entrypoint's output, when it ran.
 	EntrypointLog string
 
@@ -211,7 +215,7 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepc
 	return &Step{
 		ID: c.id, Attached: !owned, Kept: kept, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
-		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, EntrypointLog: c.entrypointLog,
+		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, Nested: c.nestPid != 0, EntrypointLog: c.entrypointLog,
 		c: c, req: req, savePlace: n.savePlace(stepd, req, place),
 	}, nil
 }

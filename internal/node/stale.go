@@ -72,7 +72,7 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int, keep map[string
 				}
 			}
 		}
-		ns, alive := initMountNS(bundle)
+		ns, alive := tasksMountNS(bundle)
 		if id, err := os.ReadFile(filepath.Join(bundle, bundleIDFile)); err == nil {
 			if err := m.rt.Delete(ctx, string(id), oci.DeleteOpts{Force: true}); err != nil {
 				m.log.Warn("stale container: runtime delete", "container", string(id), "err", err)
@@ -126,6 +126,18 @@ func (m *manager) removeWhenUnused(ctx context.Context, bundle string, ns nsID) 
 
 // nsID identifies a namespace (its nsfs inode).
 type nsID struct{ dev, ino uint64 }
+
+// tasksMountNS returns the mount namespace of the bundle's tasks: the
+// nested one its record names (nest.go), else its init's (initMountNS).
+// The nested one is looked for without its holder, which a task may have
+// killed: the tasks stay in it.
+func tasksMountNS(bundle string) (nsID, bool) {
+	init, alive := initMountNS(bundle)
+	if r, err := readRecord(bundle); err == nil && r.NestPid != 0 {
+		return nsID{r.NestMntNS[0], r.NestMntNS[1]}, true
+	}
+	return init, alive
+}
 
 // initMountNS returns the mount namespace of the bundle's init, if the
 // pid the runtime wrote is still our init (not a recycled pid).
