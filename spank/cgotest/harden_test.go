@@ -1,12 +1,15 @@
 package cgotest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -141,7 +144,7 @@ func TestDropPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (capabilities to drop)")
 	}
-	st, err := ProbeDrop()
+	st, err := ProbeDrop(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +155,31 @@ func TestDropPrivileges(t *testing.T) {
 	}
 	if statusField(st, "NoNewPrivs") != "1" {
 		t.Errorf("NoNewPrivs = %q, want 1", statusField(st, "NoNewPrivs"))
+	}
+}
+
+// Root of a nested user namespace keeps what setns or unshare gave it
+// there (every capability, none ambient or inheritable) with
+// no_new_privs: its programs gain nothing more.
+func TestKeepNestedPrivileges(t *testing.T) {
+	st, err := ProbeDrop(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) > 6 && st[:6] == "error:" {
+		t.Skipf("no user namespace here: %s", st)
+	}
+	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
+	full := fmt.Sprintf("%016x", uint64(1)<<(n+1)-1)
+	want := map[string]string{"CapInh": "0000000000000000", "CapPrm": full, "CapEff": full, "CapBnd": full, "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
+	for f, v := range want {
+		if got := statusField(st, f); got != v {
+			t.Errorf("%s = %q, want %q\n%s", f, got, v, st)
+		}
 	}
 }
 
