@@ -8,13 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // What a task is left with (issue 12, items 5, 10, 11): no inherited
-// connection of the plugin's, no new privileges, no capabilities, the
+// connection of the plugin's, no new privileges, no capabilities (but, under
+// remap-root, those of its nested user namespace), the
 // seccomp filter, mounts that are nosuid and nodev all the way down, and a
 // named container that goes with its job without an Epilog script.
 
@@ -43,26 +45,37 @@ func statusOf(text string) map[string]string {
 	return out
 }
 
-// Every task has no_new_privs, the seccomp filter, and no capability in any
-// set, remap-root or not; under remap-root chown and setuid succeed without
-// effect (package managers), and the step still works.
+// Every task has no_new_privs and the seccomp filter; without remap-root it
+// holds no capability in any set, and under remap-root every one (none
+// ambient or inheritable) of the nested user namespace it joined only
+// (security_caps_test.go: they undo no mount and reach nothing), where
+// chown and setuid succeed without effect (package managers); the step
+// still works.
 func TestSecurityTaskPrivileges(t *testing.T) {
 	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
+	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
+	full := fmt.Sprintf("%016x", uint64(1)<<(n+1)-1)
 	script := `grep -E '^(NoNewPrivs|Seccomp|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status
-touch /tmp/owned; chown 12345 /tmp/owned && echo chown=ok || echo chown=failed; echo "owner=$(stat -c %u /tmp/owned)"; echo "id=$(id -u)"`
+touch /tmp/owned; chown 12345 /tmp/owned && echo chown=ok || echo chown=failed; echo "owner=$(stat -c %u /tmp/owned)"; echo "id=$(id -u)"
+echo "userns=$(readlink /proc/self/ns/user)"`
+	nodeUserNS := strings.TrimSpace(run(t, cluster["NODE_EXEC"], nodes()[0], "readlink", "/proc/self/ns/user").stdout)
 	for _, remap := range []bool{false, true} {
-		args := []string{"-N1", "--container-image=" + cluster["SMALL_IMAGE"]}
-		wantID, wantChown := uid, "chown=failed"
+		args := []string{"-N1", "-w", nodes()[0], "--container-image=" + cluster["SMALL_IMAGE"]}
+		wantID, wantChown, caps := uid, "chown=failed", "0000000000000000"
 		if remap {
 			args = append(args, "--container-remap-root")
-			wantID, wantChown = "0", "chown=ok"
+			wantID, wantChown, caps = "0", "chown=ok", full
 		}
 		r := asUser(t, "srun", append(args, "sh", "-c", script)...)
 		mustSucceed(t, r)
 		st := statusOf(r.stdout)
 		want := map[string]string{
-			"NoNewPrivs": "1", "Seccomp": "2", "CapInh": "0000000000000000", "CapPrm": "0000000000000000",
-			"CapEff": "0000000000000000", "CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
+			"NoNewPrivs": "1", "Seccomp": "2", "CapInh": "0000000000000000", "CapPrm": caps,
+			"CapEff": caps, "CapBnd": caps, "CapAmb": "0000000000000000",
 		}
 		for k, v := range want {
 			if st[k] != v {
@@ -73,6 +86,9 @@ touch /tmp/owned; chown 12345 /tmp/owned && echo chown=ok || echo chown=failed; 
 			if !strings.Contains(r.stdout, w+"\n") {
 				t.Errorf("remap-root %v: lacks %q (fake chown only under remap-root, owner unchanged):\n%s", remap, w, r)
 			}
+		}
+		if strings.Contains(r.stdout, "userns="+nodeUserNS) {
+			t.Errorf("remap-root %v: the task is in the node's user namespace:\n%s", remap, r)
 		}
 	}
 	checkNothingLeft(t, nodes()[0])
