@@ -14,20 +14,31 @@ import (
 // goes on in its container, the named container made before the restart
 // keeps its writes and is attached (same mount namespace) by the job's
 // next steps, the new daemon lists it, the node's next step works, and at
-// the job's end nothing is left.
+// the job's end nothing is left. Under remap-root the tasks' nested
+// namespaces are adopted too: a tmpfs a task mounted is still there.
 func TestRestartAdoptsContainers(t *testing.T) {
 	requireRoot(t)
+	for _, remap := range []bool{false, true} {
+		t.Run(map[bool]string{false: "own-ids", true: "remap-root"}[remap], func(t *testing.T) { restartAdopts(t, remap) })
+	}
+}
+
+func restartAdopts(t *testing.T, remap bool) {
 	node := nodes()[0]
 	dir := readableTempDir(t)
 	os.Chmod(dir, 0o777)
 	img := cluster["SMALL_IMAGE"]
+	opt, mount, mounted := "", "", ""
+	if remap {
+		opt, mount, mounted = " --container-remap-root", "mkdir /tmp/m && mount -t tmpfs none /tmp/m && echo mounted >/tmp/m/f; ", "mounted"
+	}
 	script := `#!/bin/sh
-srun --container-image=` + img + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'echo before >/tmp/marker; echo kept >/rootmark; readlink /proc/self/ns/mnt' >ns1
+srun --container-image=` + img + opt + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c '` + mount + `echo before >/tmp/marker; echo kept >/rootmark; readlink /proc/self/ns/mnt' >ns1
 srun --container-name=up sh -c 'touch ` + dir + `/started; sleep 4; echo during:$(cat /tmp/marker)' >during 2>&1 &
 while [ ! -e started ]; do sleep 0.1; done
 touch ready
 while [ ! -e restarted ]; do sleep 0.1; done
-srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker):$(cat /rootmark); readlink /proc/self/ns/mnt' >after 2>after.err
+srun --overlap --container-name=up sh -c 'echo after:$(cat /tmp/marker):$(cat /rootmark):$(cat /tmp/m/f 2>/dev/null); readlink /proc/self/ns/mnt' >after 2>after.err
 srun --overlap --container-image=` + img + ` sh -c 'grep ^ID= /etc/os-release' >next 2>next.err
 wait
 echo done >finished
@@ -85,8 +96,8 @@ echo done >finished
 		t.Errorf("the step running across the restart: %q", got)
 	}
 	after := strings.Fields(read("after"))
-	if len(after) != 2 || after[0] != "after:before:kept" || after[1] != read("ns1") {
-		t.Errorf("the named container after the restart: %q, want after:before:kept (its writable root's file kept) and its mount namespace %s", after, read("ns1"))
+	if len(after) != 2 || after[0] != "after:before:kept:"+mounted || after[1] != read("ns1") {
+		t.Errorf("the named container after the restart: %q, want after:before:kept:%s (its writable root's file kept) and its mount namespace %s", after, mounted, read("ns1"))
 	}
 	if got := read("next"); got != "ID=podman-hpc-small" {
 		t.Errorf("the next step after the restart: %q", got)
