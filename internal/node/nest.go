@@ -80,7 +80,10 @@ func (c *container) nest(ctx context.Context) error {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("nest the tasks' namespaces: %s: %w", strings.TrimSpace(stderr.String()), err)
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			err = fmt.Errorf("%s: %w", msg, err)
+		}
+		return fmt.Errorf("nest the tasks' namespaces: %w", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
 	if err != nil || pid <= 0 {
