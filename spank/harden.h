@@ -1,6 +1,6 @@
 /*
  * harden.h - what a task keeps once it has joined its container: no
- * capability in any set (or, as root of a nested user namespace, only
+ * capability in any set (or, as root of a user namespace of its own, only
  * those it holds there), no new privileges, and a seccomp filter.
  * Slurm-free, so that spank/cgotest can test it.
  */
@@ -27,13 +27,13 @@ int phpc_set_caps(uint64_t effective, uint64_t permitted);
  * binary. Returns 0, or -1 with errno. */
 int phpc_drop_privileges(void);
 
-/* For a task that has just joined, as its root, a user namespace the daemon
- * nested in the container's (internal/node/nest.go): keeps the capabilities
+/* For a task that has just joined, as its root, the user namespace the
+ * daemon made for the tasks (internal/node/nest.go): keeps the capabilities
  * setns(2) gave it there (every one, in the permitted, effective and
  * bounding sets; none inheritable or ambient), which reach only what that
  * user namespace owns; clears keep-caps and sets no_new_privs. Returns 0,
  * or -1 with errno. */
-int phpc_keep_nested_privileges(void);
+int phpc_keep_userns_privileges(void);
 
 /* Writes the tasks' seccomp filter (classic BPF) into prog, at most max
  * instructions, and returns their number (0 when max is too small). The

@@ -21,7 +21,7 @@ struct phpc_state {
 	int daemon_fd;    /* connection to podman-hpcd, -1 when none */
 	int ns_fds[PHPC_MAX_NS]; /* the container's namespaces to join, in order (mount last) */
 	size_t n_ns;
-	int nested;       /* the daemon nested the user namespace: remap-root tasks keep their capabilities there */
+	int own_userns;   /* the user namespace sent is the tasks' own (not the container's): remap-root tasks keep their capabilities there */
 	char *workdir;    /* where tasks start inside the container */
 	char **env;       /* the image's environment, NAME=VALUE, NULL-terminated */
 	size_t n_env;

@@ -297,8 +297,8 @@ static int keep_container(const struct phpc_msg *reply)
 		slurm_spank_log(PHPC_NAME ": entrypoint: %.*s", len, log);
 		log = nl ? nl + 1 : NULL;
 	}
-	/* Only a daemon that nested the user namespace says so. */
-	phpc.nested = phpc_msg_get(reply, "nested") != NULL && strcmp(phpc_msg_get(reply, "nested"), "1") == 0;
+	/* Only a daemon that made the tasks a user namespace of their own says so. */
+	phpc.own_userns = phpc_msg_get(reply, "own_userns") != NULL && strcmp(phpc_msg_get(reply, "own_userns"), "1") == 0;
 	free(phpc.workdir);
 	phpc.workdir = strdup(phpc_msg_get(reply, "workdir") ?: "/");
 	if (phpc.workdir == NULL)
@@ -510,11 +510,11 @@ static int is_userns(int fd)
  * is root in the one it joined (and was not root before).
  *
  * A remap-root task keeps the capabilities it got by joining, when the
- * daemon nested that user namespace in the container's (nested): there
- * they reach only the nested namespaces (a mount namespace whose every
- * mount is locked, and with --container-unshare=uts a UTS namespace), as
- * enroot's root holds them under pyxis. Anywhere else, and on any failure,
- * it keeps none. */
+ * user namespace is the tasks' own, not the container's (own_userns):
+ * there they reach only the tasks' own namespaces (a copy of the
+ * container's mount namespace whose every mount is locked, and with
+ * --container-unshare=uts a UTS namespace), as enroot's root holds them
+ * under pyxis. Anywhere else, and on any failure, it keeps none. */
 static int join_container(int *remapped)
 {
 	const uint64_t need = (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SYS_CHROOT) | (1ULL << CAP_SETPCAP);
@@ -536,8 +536,8 @@ static int join_container(int *remapped)
 		}
 	}
 	*remapped = userns && before != 0 && getuid() == 0;
-	if (*remapped && phpc.nested) {
-		if (phpc_keep_nested_privileges() < 0) {
+	if (*remapped && phpc.own_userns) {
+		if (phpc_keep_userns_privileges() < 0) {
 			slurm_error(PHPC_NAME ": couldn't set the task's privileges: %s", strerror(errno));
 			goto out;
 		}

@@ -13,9 +13,11 @@
  * "podman-hpcd init"), because it starts on every node of every step: this
  * one in a tenth of a millisecond, a Go program in a few.
  *
- * Run by the daemon as "podman-hpc-init nest UID GID [uts]", it is also the
- * one helper of the daemon's that must join a user namespace, which only a
- * single-threaded process can (setns(2)), hence not a Go program: see nest().
+ * Run by the daemon as "podman-hpc-init nest UID GID [uts]", it also makes
+ * the namespaces a remap-root container's tasks join (see nest()), from a
+ * child it forks without exec (a Go program cannot): the child keeps an mm
+ * of the node's user namespace, so that no capability of the tasks can
+ * ptrace it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,14 +28,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The file descriptors the daemon hands to nest: the container's user, PID
- * and mount namespaces, and with "uts" its UTS namespace. */
-enum { NEST_USERNS = 3, NEST_PIDNS = 4, NEST_MNTNS = 5, NEST_UTSNS = 6 };
+/* The file descriptors the daemon hands to nest: the container's PID and
+ * mount namespaces, and with "uts" its UTS namespace. */
+enum { NEST_PIDNS = 3, NEST_MNTNS = 4, NEST_UTSNS = 5 };
 
 static int fail(const char *what)
 {
@@ -54,27 +55,20 @@ static int write_at(int dir, const char *name, const char *s)
 	return n == (ssize_t)strlen(s) ? 0 : -1;
 }
 
-/* The holder, in a child user namespace of the container's, whose mount
- * namespace is a copy of the container's: the kernel locks every mount of
- * a copy made into a less privileged user namespace (mount_namespaces(7)),
- * so that no capability held in the child user namespace can unmount,
- * move or change the flags of one. It tells the helper through ready once
- * it is there, and waits until the container's PID namespace ends. */
-static void hold(int ready, uid_t uid, gid_t gid, int uts)
+/* The holder: in a user namespace of its own (a sibling of the
+ * container's), with copies of the container's mount (and UTS) namespace
+ * owned by it. The kernel locks every mount of a copy made into another
+ * user namespace, and its flags (mount_namespaces(7)): no capability held
+ * in the new user namespace can unmount, move or change the flags of one.
+ * It tells the helper through ready once it is there, and waits until the
+ * container's PID namespace ends. Not dumpable, with the helper's mm (of
+ * the node's user namespace): nothing in the container can ptrace it or
+ * open its /proc entries. */
+static void hold(int ready, int uts)
 {
 	sigset_t all;
 	int fd;
 
-	/* As the job user of the container's user namespace (its root under
-	 * remap-root, with every capability there): a user namespace can be
-	 * made only by an id mapped in its parent. Not dumpable: its mm is
-	 * the helper's, of the node's user namespace, so nothing in the
-	 * container can ptrace it or open its /proc entries. */
-	setgroups(0, NULL);
-	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
-		_exit(fail("become the job user"));
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		_exit(fail("prctl"));
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | (uts ? CLONE_NEWUTS : 0)) < 0)
 		_exit(fail("unshare"));
 	/* Nothing of the daemon's stays open here: it waits for the
@@ -90,10 +84,10 @@ static void hold(int ready, uid_t uid, gid_t gid, int uts)
 		pause();
 }
 
-/* Maps id to itself in the user namespace of pid (written from its
- * parent user namespace, with the capabilities held there); setgroups
- * stays denied there, so that no capability can shed a group that denies
- * access (user_namespaces(7)). */
+/* Maps 0 in the user namespace of pid to uid and gid of the node's, as the
+ * container's user namespace does under remap-root; setgroups stays denied
+ * there, so that no capability can shed a group that denies access
+ * (user_namespaces(7)). */
 static int map_ids(int proc, pid_t pid, unsigned long uid, unsigned long gid)
 {
 	char name[64], map[64];
@@ -102,21 +96,20 @@ static int map_ids(int proc, pid_t pid, unsigned long uid, unsigned long gid)
 	if (write_at(proc, name, "deny") < 0)
 		return -1;
 	snprintf(name, sizeof(name), "%d/uid_map", (int)pid);
-	snprintf(map, sizeof(map), "%lu %lu 1\n", uid, uid);
+	snprintf(map, sizeof(map), "0 %lu 1\n", uid);
 	if (write_at(proc, name, map) < 0)
 		return -1;
 	snprintf(name, sizeof(name), "%d/gid_map", (int)pid);
-	snprintf(map, sizeof(map), "%lu %lu 1\n", gid, gid);
+	snprintf(map, sizeof(map), "0 %lu 1\n", gid);
 	return write_at(proc, name, map);
 }
 
-/* nest UID GID [uts]: joins the container's user, PID and mount
- * namespaces (fds 3, 4, 5) and with uts its UTS namespace (fd 6), starts
- * the holder there (in the container's PID namespace: it ends with the
- * container's init), and prints its pid once its namespaces are ready:
- * copies of the container's mount (and UTS) namespace, owned by a user
- * namespace of their own. The daemon opens them from there, and the tasks
- * join those. */
+/* nest UID GID [uts]: joins the container's PID and mount namespaces
+ * (fds 3, 4) and with uts its UTS namespace (fd 5), starts the holder
+ * there (in the container's PID namespace: it ends with the container's
+ * init), maps its user namespace's root to the job user (UID and GID, the
+ * node's), and prints its pid once its namespaces are ready. The daemon
+ * opens them from there, and the tasks join those. */
 static int nest(int argc, char **argv)
 {
 	int proc, p[2], uts;
@@ -129,7 +122,7 @@ static int nest(int argc, char **argv)
 		return fail("usage: nest UID GID [uts]");
 	errno = 0;
 	uid = strtoul(argv[2], &end, 10);
-	if (errno || *end != '\0' || uid > 0xfffffffeUL)
+	if (errno || *end != '\0' || uid == 0 || uid > 0xfffffffeUL)
 		return fail("bad UID");
 	gid = strtoul(argv[3], &end, 10);
 	if (errno || *end != '\0' || gid > 0xfffffffeUL)
@@ -143,8 +136,6 @@ static int nest(int argc, char **argv)
 	proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (proc < 0)
 		return fail("open /proc");
-	if (setns(NEST_USERNS, CLONE_NEWUSER) < 0)
-		return fail("join the user namespace");
 	if (setns(NEST_PIDNS, CLONE_NEWPID) < 0)
 		return fail("join the PID namespace");
 	if (setns(NEST_MNTNS, CLONE_NEWNS) < 0)
@@ -152,7 +143,6 @@ static int nest(int argc, char **argv)
 	/* The hostname the copy starts with is the container's. */
 	if (uts && setns(NEST_UTSNS, CLONE_NEWUTS) < 0)
 		return fail("join the UTS namespace");
-	close(NEST_USERNS);
 	close(NEST_PIDNS);
 	close(NEST_MNTNS);
 	if (uts)
@@ -165,7 +155,7 @@ static int nest(int argc, char **argv)
 	if (pid == 0) {
 		close(p[0]);
 		close(proc);
-		hold(p[1], (uid_t)uid, (gid_t)gid, uts);
+		hold(p[1], uts);
 	}
 	close(p[1]);
 	if (read(p[0], &c, 1) != 1) {

@@ -50,7 +50,7 @@ type record struct {
 	Layer, LayerDir string
 	// Kept: kept for the job's next steps (reuse.go); nil when not.
 	Kept *keptRecord `json:",omitempty"`
-	// NestPid and NestMntNS identify the holder of the tasks' nested
+	// NestPid and NestMntNS identify the holder of the tasks' own
 	// namespaces (nest.go), and the mount namespace the tasks are in.
 	NestPid   int
 	NestMntNS [2]uint64
@@ -71,12 +71,12 @@ func (m *manager) persist(c *container) {
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
 		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir, Kept: keptRecordOf(c)}
 	if c.nestPid != 0 {
-		nested, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", c.nestPid))
+		tasks, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", c.nestPid))
 		if !ok {
 			m.mu.Unlock()
 			return
 		}
-		r.NestPid, r.NestMntNS = c.nestPid, [2]uint64{nested.dev, nested.ino}
+		r.NestPid, r.NestMntNS = c.nestPid, [2]uint64{tasks.dev, tasks.ino}
 	}
 	for j := range c.jobs {
 		r.Jobs = append(r.Jobs, j)
@@ -149,7 +149,7 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 		unix.Close(c.initFD)
 		return fmt.Errorf("its init (pid %d) has gone", r.InitPid)
 	}
-	// The nested namespaces are the holder's, if it is still the one
+	// The tasks' own namespaces are the holder's, if it is still the one
 	// recorded (a task may have killed it: the container is then lost to
 	// its next steps).
 	if r.NestPid != 0 {
@@ -161,7 +161,7 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 	}
 	for _, name := range r.NSNames {
 		pid := r.InitPid
-		if r.NestPid != 0 && slices.Contains(nestedNames, name) {
+		if r.NestPid != 0 && slices.Contains(ownNames, name) {
 			pid = r.NestPid
 		}
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, name))
@@ -211,7 +211,7 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 }
 
 // removeWhenDone removes the adopted step container c once its step is
-// over: no process but its init (or the holder of its nested namespaces)
+// over: no process but its init (or the holder of the tasks' namespaces)
 // is in the tasks' mount namespace, and none holds it open (slurmstepd
 // keeps the namespaces it was sent until the step ends: a task may join
 // late). It gives up when ctx ends.

@@ -56,7 +56,7 @@ type container struct {
 	place   stepcgroup.Target // the step's (or, named, the job's) cgroups its init goes into
 	nsFiles []*os.File        // the namespaces the tasks join, sent to the plugin
 	nsNames []string          // their names, in the same order
-	nestPid int               // the holder of the tasks' nested namespaces (nest.go); 0: none
+	nestPid int               // the holder of the tasks' own namespaces (nest.go); 0: none
 	env     []string          // the image's environment, for the tasks
 	workdir string
 	unpin   func()

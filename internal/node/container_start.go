@@ -140,7 +140,7 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 
 // attachable readies the running container for its tasks: the namespaces
 // they join, opened; its root sealed (nosuid, nodev, and read-only unless
-// writable); under remap-root, the tasks' namespaces nested (nest.go); a
+// writable); under remap-root, the tasks' own namespaces (nest.go); a
 // private network's loopback up; the working directory.
 func (c *container) attachable(ctx context.Context, spec *specs.Spec, readonly bool) error {
 	if c.nsFiles == nil { // else opened at its creation (start)

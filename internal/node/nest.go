@@ -19,34 +19,39 @@ import (
 // A remap-root container's tasks hold capabilities (spank/stepd.c), as the
 // root of an enroot container does under pyxis: mount a tmpfs, set the
 // hostname of their own UTS namespace. They hold them in a user namespace
-// nested in the container's, never in the container's own, whose mount
-// namespace the runtime filled: a mount made there by a process of that
-// namespace (the runtime's binds, the masked paths, the init) is not
-// locked, and a capability there would unmount it and show what it hides.
-// The tasks' mount namespace is instead a copy of the container's made
-// into the nested user namespace, once the daemon has sealed the
-// container's mounts (nosuid, nodev, read-only): the kernel locks every
-// mount of such a copy, and their flags (mount_namespaces(7)), so that
-// none can be unmounted, moved or remounted from there. Only the mount
-// namespace, and with --container-unshare=uts the UTS namespace, are the
-// nested user namespace's own: the tasks' capabilities reach nothing else
-// (no file but the job user's own, no other namespace, no process outside
-// it). A container without remap-root is not nested: its tasks hold no
+// of their own, never in the container's, whose mount namespace the
+// runtime filled: a mount made there by a process of that namespace (the
+// runtime's binds, the masked paths, the init) is not locked, and a
+// capability there would unmount it and show what it hides, or make the
+// read-only root writable. The tasks' user namespace maps root to the job
+// user, as the container's does (/proc/self/uid_map reads "0 UID 1", as
+// under pyxis), and their mount namespace is a copy of the container's
+// made into it, once the daemon has sealed the container's mounts
+// (nosuid, nodev, read-only): the kernel locks every mount of a copy made
+// into another user namespace, and its flags (mount_namespaces(7)), so
+// that none can be unmounted, moved or remounted from there. Only that
+// mount namespace, and with --container-unshare=uts a copy of the
+// container's UTS namespace, are the tasks' user namespace's own: their
+// capabilities reach nothing else (no file but the job user's own, no
+// other namespace, no process outside it; the container's init and
+// entrypoint are in the container's user namespace, a sibling). A
+// container without remap-root has none of this: its tasks hold no
 // capability.
 
-// nestedNames are the namespaces the nest's holder has of its own: the
-// tasks join these from it, the others from the container's init.
-var nestedNames = []string{"user", "uts", "mnt"}
+// ownNames are the namespaces the holder makes for the tasks: they join
+// these from it, the others from the container's init.
+var ownNames = []string{"user", "uts", "mnt"}
 
-// nest moves the tasks of a remap-root container into the nested user
-// namespace: podman-hpc-init (C: only a single-threaded process can join a
-// user namespace) joins the container's namespaces and starts a holder
-// there, in the container's PID namespace (it ends with the init), that
-// makes the nested namespaces; the tasks then join, in this order, the
-// container's IPC and network namespaces, the nested user namespace, and
-// the nested UTS and mount namespaces. It does nothing for a container
-// without remap-root, or where podman-hpcd stands in for podman-hpc-init
-// (the tasks then hold no capability).
+// nest moves the tasks of a remap-root container into their own user
+// namespace: podman-hpc-init joins the container's PID, mount (and UTS)
+// namespaces and starts a holder there, in the container's PID namespace
+// (it ends with the init), that makes the tasks' namespaces; the tasks then
+// join, in this order, the container's IPC and network namespaces (their
+// owner, the container's user namespace, is out of reach from the tasks'),
+// the tasks' user namespace, and its UTS and mount namespaces. It does
+// nothing for a container without remap-root, or where podman-hpcd stands
+// in for podman-hpc-init (a Go program cannot fork a holder without exec):
+// the tasks then hold no capability.
 func (c *container) nest(ctx context.Context) error {
 	bin, err := initBinary()
 	if !c.req.RemapRoot || err != nil || filepath.Base(bin) != initName {
@@ -62,14 +67,19 @@ func (c *container) nest(ctx context.Context) error {
 	if userns == nil || mntns == nil {
 		return fmt.Errorf("nest the tasks' namespaces: the container has no user or mount namespace")
 	}
+	self, err := os.Open("/proc/self/ns/user")
+	if err != nil {
+		return fmt.Errorf("nest the tasks' namespaces: %w", err)
+	}
+	defer self.Close()
 	pidns, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", c.initPid))
 	if err != nil {
 		return fmt.Errorf("nest the tasks' namespaces: %w", err)
 	}
 	defer pidns.Close()
-	// The ids the container's user namespace maps the job user to.
-	args := []string{"nest", "0", "0"}
-	extra := []*os.File{userns, pidns, mntns}
+	// Root there is the job user, as in the container's.
+	args := []string{"nest", strconv.FormatUint(uint64(c.req.UID), 10), strconv.FormatUint(uint64(c.req.GID), 10)}
+	extra := []*os.File{pidns, mntns}
 	if utsns != nil {
 		args = append(args, "uts")
 		extra = append(extra, utsns)
@@ -89,82 +99,87 @@ func (c *container) nest(ctx context.Context) error {
 	if err != nil || pid <= 0 {
 		return fmt.Errorf("nest the tasks' namespaces: podman-hpc-init said %q", out)
 	}
-	nested, err := openNested(pid, c.nsNames)
+	own, err := openOwn(pid, c.nsNames)
 	if err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
-	if err := checkNested(nested["user"], userns, nested["mnt"]); err != nil {
-		closeAll(slices.Collect(maps.Values(nested)))
+	if err := checkOwn(own["user"], self, userns, own["mnt"]); err != nil {
+		closeAll(slices.Collect(maps.Values(own)))
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
 	// A process of the container's: the step's too.
 	if err := c.place.Join(pid); err != nil {
-		closeAll(slices.Collect(maps.Values(nested)))
+		closeAll(slices.Collect(maps.Values(own)))
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
 	c.nestPid = pid
-	c.nsFiles, c.nsNames = nestedOrder(c.nsFiles, c.nsNames, nested)
+	c.nsFiles, c.nsNames = tasksOrder(c.nsFiles, c.nsNames, own)
 	return nil
 }
 
-// openNested opens, from the holder pid, the nested namespaces of those
+// openOwn opens, from the holder pid, the tasks' own namespaces of those
 // named in names.
-func openNested(pid int, names []string) (map[string]*os.File, error) {
+func openOwn(pid int, names []string) (map[string]*os.File, error) {
 	out := map[string]*os.File{}
-	for _, n := range nestedNames {
+	for _, n := range ownNames {
 		if !slices.Contains(names, n) {
 			continue
 		}
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, n))
 		if err != nil {
 			closeAll(slices.Collect(maps.Values(out)))
-			return nil, fmt.Errorf("open the tasks' nested %s namespace: %w", n, err)
+			return nil, fmt.Errorf("open the tasks' own %s namespace: %w", n, err)
 		}
 		out[n] = f
 	}
 	return out, nil
 }
 
-// checkNested makes sure that user is a child of the container's user
-// namespace parent, and owns the mount namespace mnt: the namespaces
-// opened are the holder's, not those of a process that took its pid.
-func checkNested(user, parent, mnt *os.File) error {
-	same := func(a *os.File, fd int) bool {
+// checkOwn makes sure that user is a child of the daemon's user
+// namespace parent, other than the container's, and owns the mount
+// namespace mnt: the namespaces opened are the holder's, not those of a
+// process that took its pid.
+func checkOwn(user, parent, container, mnt *os.File) error {
+	sameFD := func(a *os.File, fd int) bool {
 		defer unix.Close(fd)
 		var x, y unix.Stat_t
 		return unix.Fstat(int(a.Fd()), &x) == nil && unix.Fstat(fd, &y) == nil && x.Dev == y.Dev && x.Ino == y.Ino
 	}
+	var x, y unix.Stat_t
+	if unix.Fstat(int(user.Fd()), &x) != nil || unix.Fstat(int(container.Fd()), &y) != nil || x.Dev == y.Dev && x.Ino == y.Ino {
+		return errors.New("nest the tasks' namespaces: the tasks' user namespace is the container's")
+	}
 	up, err := unix.IoctlRetInt(int(user.Fd()), unix.NS_GET_PARENT)
-	if err != nil || !same(parent, up) {
-		return errors.New("nest the tasks' namespaces: the nested user namespace is not the container's child")
+	if err != nil || !sameFD(parent, up) {
+		return errors.New("nest the tasks' namespaces: the tasks' user namespace is not a child of the daemon's")
 	}
 	owner, err := unix.IoctlRetInt(int(mnt.Fd()), unix.NS_GET_USERNS)
-	if err != nil || !same(user, owner) {
-		return errors.New("nest the tasks' namespaces: the nested mount namespace is not the nested user namespace's")
+	if err != nil || !sameFD(user, owner) {
+		return errors.New("nest the tasks' namespaces: the tasks' mount namespace is not their user namespace's")
 	}
 	return nil
 }
 
-// nestedOrder returns the namespaces the tasks join, in order: the
-// container's own but those nested (closed here), then the nested ones.
-// The container's IPC and network namespaces are its user namespace's:
-// they are joined before the nested user namespace, from which their
-// owner is out of reach.
-func nestedOrder(files []*os.File, names []string, nested map[string]*os.File) ([]*os.File, []string) {
+// tasksOrder returns the namespaces the tasks join, in order: the
+// container's but those the tasks have of their own (closed here), then
+// the tasks' own. The container's IPC and network namespaces are its user
+// namespace's: they are joined before the tasks' user namespace, from
+// which their owner is out of reach.
+func tasksOrder(files []*os.File, names []string, own map[string]*os.File) ([]*os.File, []string) {
 	var outF []*os.File
 	var outN []string
 	for i, n := range names {
-		if slices.Contains(nestedNames, n) {
+		if slices.Contains(ownNames, n) {
 			files[i].Close()
 			continue
 		}
 		outF, outN = append(outF, files[i]), append(outN, n)
 	}
-	for _, n := range nestedNames {
-		if f := nested[n]; f != nil {
+	for _, n := range ownNames {
+		if f := own[n]; f != nil {
 			outF, outN = append(outF, f), append(outN, n)
 		}
 	}

@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// The tasks join the container's own namespaces first (their owner, the
-// container's user namespace, is out of reach from the nested one), then
-// the nested user namespace, then the nested UTS and mount namespaces;
-// the container's user, UTS and mount namespaces are closed.
-func TestNestedOrder(t *testing.T) {
+// The tasks join the container's namespaces first (their owner, the
+// container's user namespace, is out of reach from the tasks' own), then
+// their own user namespace, then their own UTS and mount namespaces; the
+// container's user, UTS and mount namespaces are closed.
+func TestTasksOrder(t *testing.T) {
 	t.Parallel()
 	open := func(name string) *os.File {
 		f, err := os.Create(filepath.Join(t.TempDir(), name))
@@ -21,7 +21,7 @@ func TestNestedOrder(t *testing.T) {
 		return f
 	}
 	for _, tc := range []struct {
-		names, nested, want []string
+		names, own, want []string
 	}{
 		{[]string{"user", "mnt"}, []string{"user", "mnt"}, []string{"user", "mnt"}},
 		{[]string{"user", "ipc", "uts", "net", "mnt"}, []string{"user", "uts", "mnt"}, []string{"ipc", "net", "user", "uts", "mnt"}},
@@ -31,26 +31,26 @@ func TestNestedOrder(t *testing.T) {
 		for _, n := range tc.names {
 			files = append(files, open("container-"+n))
 		}
-		nested := map[string]*os.File{}
-		for _, n := range tc.nested {
-			nested[n] = open("nested-" + n)
+		own := map[string]*os.File{}
+		for _, n := range tc.own {
+			own[n] = open("own-" + n)
 		}
-		gotF, gotN := nestedOrder(files, tc.names, nested)
+		gotF, gotN := tasksOrder(files, tc.names, own)
 		if !slices.Equal(gotN, tc.want) {
 			t.Errorf("%v: order %v, want %v", tc.names, gotN, tc.want)
 			continue
 		}
 		for i, n := range gotN {
 			from := "container-"
-			if slices.Contains(tc.nested, n) {
-				from = "nested-"
+			if slices.Contains(tc.own, n) {
+				from = "own-"
 			}
 			if filepath.Base(gotF[i].Name()) != from+n {
 				t.Errorf("%v: %s is %s, want %s", tc.names, n, gotF[i].Name(), from+n)
 			}
 		}
 		for i, n := range tc.names {
-			if _, err := files[i].Stat(); slices.Contains(tc.nested, n) != (err != nil) {
+			if _, err := files[i].Stat(); slices.Contains(tc.own, n) != (err != nil) {
 				t.Errorf("%v: the container's %s closed: %v", tc.names, n, err != nil)
 			}
 		}

@@ -151,10 +151,10 @@ type Step struct {
 	// valid until End, and not to be closed.
 	Namespaces     []*os.File
 	NamespaceNames []string
-	// Nested: the user namespace is nested in the container's, and its
-	// mount namespace a copy with every mount locked (nest.go): a task
-	// may keep its capabilities there.
-	Nested bool
+	// OwnUserNS: the user namespace is the tasks' own, not the
+	// container's, and its mount namespace a copy of the container's with
+	// every mount locked (nest.go): a task may keep its capabilities there.
+	OwnUserNS bool
 	// EntrypointLog is the image entrypoint's output, when it ran.
 	EntrypointLog string
 
@@ -215,7 +215,7 @@ func (n *Node) Step(ctx context.Context, req *wire.ContainerRequest, stepd stepc
 	return &Step{
 		ID: c.id, Attached: !owned, Kept: kept, Digest: c.img.Digest,
 		Workdir: firstNonEmpty(req.Workdir, c.workdir), Env: c.env,
-		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, Nested: c.nestPid != 0, EntrypointLog: c.entrypointLog,
+		Namespaces: c.nsFiles, NamespaceNames: c.nsNames, OwnUserNS: c.nestPid != 0, EntrypointLog: c.entrypointLog,
 		c: c, req: req, savePlace: n.savePlace(stepd, req, place),
 	}, nil
 }

@@ -128,8 +128,8 @@ func (m *manager) removeWhenUnused(ctx context.Context, bundle string, ns nsID) 
 type nsID struct{ dev, ino uint64 }
 
 // tasksMountNS returns the mount namespace of the bundle's tasks: the
-// nested one its record names (nest.go), else its init's (initMountNS).
-// The nested one is looked for without its holder, which a task may have
+// tasks' own its record names (nest.go), else its init's (initMountNS).
+// That one is looked for without its holder, which a task may have
 // killed: the tasks stay in it.
 func tasksMountNS(bundle string) (nsID, bool) {
 	init, alive := initMountNS(bundle)

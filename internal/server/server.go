@@ -436,10 +436,10 @@ func (s *Server) container(ctx context.Context, c *net.UnixConn, p peer, m *wire
 	for _, e := range st.Env {
 		reply.Add("env", e)
 	}
-	if st.Nested {
+	if st.OwnUserNS {
 		// The plugin lets remap-root tasks keep their capabilities
-		// only in such a user namespace.
-		reply.Add("nested", "1")
+		// only in a user namespace of their own (node/nest.go).
+		reply.Add("own_userns", "1")
 	}
 	if req.EntrypointLog && st.EntrypointLog != "" {
 		reply.Add("entrypoint_log", st.EntrypointLog)

@@ -133,10 +133,10 @@ static int probe_foreign(int install, int which)
 }
 
 // Forks; the child drops its privileges (phpc_drop_privileges), or with
-// nested makes a user namespace and keeps what it holds there
-// (phpc_keep_nested_privileges), and returns its /proc/self/status in buf,
+// userns makes a user namespace and keeps what it holds there
+// (phpc_keep_userns_privileges), and returns its /proc/self/status in buf,
 // or the errno text.
-static int probe_drop(int nested, char *buf, size_t len)
+static int probe_drop(int userns, char *buf, size_t len)
 {
 	int p[2], status = -1;
 	pid_t pid;
@@ -147,9 +147,9 @@ static int probe_drop(int nested, char *buf, size_t len)
 	if (pid == 0) {
 		char st[4096];
 		close(p[0]);
-		if (nested && unshare(CLONE_NEWUSER) < 0)
+		if (userns && unshare(CLONE_NEWUSER) < 0)
 			snprintf(st, sizeof(st), "error: unshare: %s", strerror(errno));
-		else if ((nested ? phpc_keep_nested_privileges() : phpc_drop_privileges()) < 0)
+		else if ((userns ? phpc_keep_userns_privileges() : phpc_drop_privileges()) < 0)
 			snprintf(st, sizeof(st), "error: %s", strerror(errno));
 		else
 			read_status(st, sizeof(st));
@@ -523,14 +523,14 @@ func ProbeForeign(install, x32 bool) syscall.WaitStatus {
 	return syscall.WaitStatus(C.probe_foreign(boolC(install), boolC(x32)))
 }
 
-// ProbeDrop forks a child that runs phpc_drop_privileges, or with nested
-// unshares a user namespace and runs phpc_keep_nested_privileges, and
+// ProbeDrop forks a child that runs phpc_drop_privileges, or with userns
+// unshares a user namespace and runs phpc_keep_userns_privileges, and
 // returns the child's /proc/self/status afterwards (or "error: " and the
 // reason).
-func ProbeDrop(nested bool) (string, error) {
+func ProbeDrop(userns bool) (string, error) {
 	buf := (*C.char)(C.malloc(8192))
 	defer C.free(unsafe.Pointer(buf))
-	if C.probe_drop(boolC(nested), buf, 8192) != 0 {
+	if C.probe_drop(boolC(userns), buf, 8192) != 0 {
 		return "", errors.New("probe child failed")
 	}
 	return C.GoString(buf), nil

@@ -158,10 +158,10 @@ func TestDropPrivileges(t *testing.T) {
 	}
 }
 
-// Root of a nested user namespace keeps what setns or unshare gave it
+// Root of a user namespace of its own keeps what setns or unshare gave it
 // there (every capability, none ambient or inheritable) with
 // no_new_privs: its programs gain nothing more.
-func TestKeepNestedPrivileges(t *testing.T) {
+func TestKeepUserNSPrivileges(t *testing.T) {
 	st, err := ProbeDrop(true)
 	if err != nil {
 		t.Fatal(err)

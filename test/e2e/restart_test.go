@@ -14,7 +14,7 @@ import (
 // goes on in its container, the named container made before the restart
 // keeps its writes and is attached (same mount namespace) by the job's
 // next steps, the new daemon lists it, the node's next step works, and at
-// the job's end nothing is left. Under remap-root the tasks' nested
+// the job's end nothing is left. Under remap-root the tasks' own
 // namespaces are adopted too: a tmpfs a task mounted is still there.
 func TestRestartAdoptsContainers(t *testing.T) {
 	requireRoot(t)

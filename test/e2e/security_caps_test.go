@@ -12,8 +12,9 @@ import (
 )
 
 // A remap-root task holds capabilities, as enroot's root does under pyxis:
-// in a user namespace nested in the container's, whose mount namespace is
-// a copy of the container's with every mount locked (internal/node/nest.go).
+// in a user namespace of the tasks' own (a sibling of the container's),
+// whose mount namespace is a copy of the container's with every mount
+// locked (internal/node/nest.go).
 // These tests try, with them, to undo each mount the runtime and the
 // daemon made and to reach the node, the daemon and another container
 // (testdata/capsprobe.c), and check that the same probe, given the same
@@ -60,7 +61,7 @@ func probeLines(out, kind string) []string {
 // back to the container's root; no device node; no root file of the
 // node read or written; the node's hostname unchanged; and the daemon,
 // another container of the same user, the containers' inits and the
-// holders of their nested namespaces are out of reach (namespaces, root,
+// holders of the tasks' namespaces are out of reach (namespaces, root,
 // ptrace). Each refusal is the kernel's answer for a locked mount or a
 // foreign namespace (EINVAL, EPERM, EACCES), not the lack of a
 // capability: the probe's controls mount, unmount and strip its own

@@ -16,7 +16,7 @@ import (
 
 // What a task is left with (issue 12, items 5, 10, 11): no inherited
 // connection of the plugin's, no new privileges, no capabilities (but, under
-// remap-root, those of its nested user namespace), the
+// remap-root, those of its own user namespace), the
 // seccomp filter, mounts that are nosuid and nodev all the way down, and a
 // named container that goes with its job without an Epilog script.
 
@@ -47,7 +47,7 @@ func statusOf(text string) map[string]string {
 
 // Every task has no_new_privs and the seccomp filter; without remap-root it
 // holds no capability in any set, and under remap-root every one (none
-// ambient or inheritable) of the nested user namespace it joined only
+// ambient or inheritable) of the tasks' own user namespace it joined only
 // (security_caps_test.go: they undo no mount and reach nothing), where
 // chown and setuid succeed without effect (package managers); the step
 // still works.
