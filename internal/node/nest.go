@@ -50,11 +50,12 @@ var ownNames = []string{"user", "uts", "mnt"}
 // owner, the container's user namespace, is out of reach from the tasks'),
 // the tasks' user namespace, and its UTS and mount namespaces. It does
 // nothing for a container without remap-root, or where podman-hpcd stands
-// in for podman-hpc-init (a Go program cannot fork a holder without exec):
-// the tasks then hold no capability.
+// in for podman-hpc-init (a Go program cannot fork a holder without exec),
+// nor for root's jobs (the plugin leaves root nothing): the tasks then hold
+// no capability.
 func (c *container) nest(ctx context.Context) error {
 	bin, err := initBinary()
-	if !c.req.RemapRoot || err != nil || filepath.Base(bin) != initName {
+	if !c.req.RemapRoot || c.req.UID == 0 || err != nil || filepath.Base(bin) != initName {
 		return nil
 	}
 	at := func(name string) *os.File {
@@ -99,20 +100,25 @@ func (c *container) nest(ctx context.Context) error {
 	if err != nil || pid <= 0 {
 		return fmt.Errorf("nest the tasks' namespaces: podman-hpc-init said %q", out)
 	}
-	own, err := openOwn(pid, c.nsNames)
+	// Held through a pidfd: a holder gone with the container's init
+	// (its PID namespace) is never confused with a process that took its
+	// pid, nor killed in its place.
+	holder, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		return err
+		return fmt.Errorf("nest the tasks' namespaces: the holder (pid %d): %w", pid, err)
 	}
-	if err := checkOwn(own["user"], self, userns, own["mnt"]); err != nil {
-		closeAll(slices.Collect(maps.Values(own)))
-		unix.Kill(pid, unix.SIGKILL)
-		return err
+	defer unix.Close(holder)
+	own, err := openOwn(pid, c.nsNames)
+	if err == nil {
+		err = checkOwn(pid, own["user"], self, userns, own["mnt"], pidns)
 	}
-	// A process of the container's: the step's too.
-	if err := c.place.Join(pid); err != nil {
+	if err == nil {
+		// A process of the container's: the step's too.
+		err = c.place.Join(pid)
+	}
+	if err != nil {
 		closeAll(slices.Collect(maps.Values(own)))
-		unix.Kill(pid, unix.SIGKILL)
+		unix.PidfdSendSignal(holder, unix.SIGKILL, nil, 0)
 		return err
 	}
 	c.nestPid = pid
@@ -138,17 +144,21 @@ func openOwn(pid int, names []string) (map[string]*os.File, error) {
 	return out, nil
 }
 
-// checkOwn makes sure that user is a child of the daemon's user
-// namespace parent, other than the container's, and owns the mount
-// namespace mnt: the namespaces opened are the holder's, not those of a
-// process that took its pid.
-func checkOwn(user, parent, container, mnt *os.File) error {
+// checkOwn makes sure that the process pid is in the container's PID
+// namespace pidns, and that user, its user namespace, is a child of the
+// daemon's user namespace parent, other than the container's, and owns
+// the mount namespace mnt: the namespaces opened are the holder's, not
+// those of a process that took its pid, nor of one of the container's.
+func checkOwn(pid int, user, parent, container, mnt, pidns *os.File) error {
 	sameFD := func(a *os.File, fd int) bool {
 		defer unix.Close(fd)
 		var x, y unix.Stat_t
 		return unix.Fstat(int(a.Fd()), &x) == nil && unix.Fstat(fd, &y) == nil && x.Dev == y.Dev && x.Ino == y.Ino
 	}
 	var x, y unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", pid), &x) != nil || unix.Fstat(int(pidns.Fd()), &y) != nil || x.Dev != y.Dev || x.Ino != y.Ino {
+		return errors.New("nest the tasks' namespaces: the holder is not in the container's PID namespace")
+	}
 	if unix.Fstat(int(user.Fd()), &x) != nil || unix.Fstat(int(container.Fd()), &y) != nil || x.Dev == y.Dev && x.Ino == y.Ino {
 		return errors.New("nest the tasks' namespaces: the tasks' user namespace is the container's")
 	}
