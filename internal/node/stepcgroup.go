@@ -2,15 +2,13 @@ package node
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/podman-hpc/podman-hpc/internal/stepcgroup"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
-// cgroupMounts are the daemon's cgroup hierarchies, read once: a node
-// mounts its cgroups at boot.
-var cgroupMounts = sync.OnceValues(stepcgroup.ReadMounts)
+// cgroupMounts are the daemon's cgroup hierarchies (read once).
+var cgroupMounts = stepcgroup.DaemonMounts
 
 // stepPlace is where the container a step makes goes: the step's cgroups
 // (a named container's outlives the step: the job's), from those of the

@@ -70,7 +70,7 @@ func chargedTo(ctx context.Context, p peer, log *slog.Logger) context.Context {
 		return ctx
 	}
 	return charge.With(ctx, func(pid int) error {
-		mounts, err := stepcgroup.ReadMounts()
+		mounts, err := stepcgroup.DaemonMounts()
 		if err != nil {
 			return err
 		}

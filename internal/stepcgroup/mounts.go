@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // mountPoint is one cgroup hierarchy's mount: the cgroup at its root, and
@@ -33,6 +34,11 @@ type Mounts struct {
 	v1 []mountPoint
 	v2 *mountPoint
 }
+
+// DaemonMounts are the daemon's cgroup hierarchies, read once: a node
+// mounts its cgroups at boot. Every placement (steps, kept containers,
+// users' helpers) uses them.
+var DaemonMounts = sync.OnceValues(ReadMounts)
 
 // ReadMounts reads the calling thread's (/proc/thread-self/mountinfo: the
 // main thread's may be parked in a sandbox's mount namespace, see
