@@ -104,6 +104,9 @@ type manager struct {
 	writes   *writeSpace // writable_dir: writable containers' file systems
 	// compression of --container-save's squashfs: the cache's.
 	compression string
+	// scratch holds save's and export's temporary squashfs: on the
+	// cache's disk, never in state_dir's RAM (store.Cache.Scratch).
+	scratch string
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -111,9 +114,9 @@ type manager struct {
 	kept       keptContainers         // the step containers later steps may join (reuse.go)
 }
 
-func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *imageMounts, cfg config.Config) *manager {
+func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *imageMounts, scratch string, cfg config.Config) *manager {
 	return &manager{
-		log: log, rt: rt, images: images, stateDir: cfg.StateDir, site: cfg.Mounts, batch: cfg.BatchMounts,
+		log: log, rt: rt, images: images, stateDir: cfg.StateDir, scratch: scratch, site: cfg.Mounts, batch: cfg.BatchMounts,
 		compression: cfg.Compression,
 		hooks:       newHookRunner(cfg.Hooks),
 		mounted:     mounted,

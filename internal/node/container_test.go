@@ -106,7 +106,7 @@ func testManager(t *testing.T) (*manager, *fakeImages, string) {
 	images := &fakeImages{img: &image{Digest: "sha256:feed", Path: testSquashfs(t), Env: []string{"FOO=image"}, WorkingDir: "/work"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := config.Config{StateDir: state, WritableDir: filepath.Join(base, "writable"), WritableSize: 32 << 20, WritableMaxPerUser: 80 << 20}
-	m := newManager(log, rt, images, newImageMounts(0, images.pin, log), cfg)
+	m := newManager(log, rt, images, newImageMounts(0, images.pin, log), t.TempDir(), cfg)
 	if err := m.writes.open(); err != nil {
 		t.Fatal(err)
 	}

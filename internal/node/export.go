@@ -71,12 +71,12 @@ func (n *Node) Export(ctx context.Context, name, job string, r FileRequest) (str
 		return "", err
 	}
 	defer release()
-	tmp, err := os.CreateTemp(n.mgr.stateDir, "export-*.sqfs")
+	tmp, err := os.CreateTemp(n.mgr.scratch, "export-*.sqfs")
 	if err != nil {
 		return "", err
 	}
 	// Removed whatever happens: a failed, stopped or too large squash
-	// leaves nothing in state_dir.
+	// leaves nothing behind.
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	if err := n.mgr.squash(ctx, c, tmp.Name(), n.squashLimits()); err != nil {

@@ -110,7 +110,7 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		return n, err
 	}
 	rt := n.preflight.rt
-	n.mgr = newManager(log, rt, images, n.mounts, cfg)
+	n.mgr = newManager(log, rt, images, n.mounts, images.cache.Scratch(), cfg)
 	if err := n.mgr.writes.open(); err != nil {
 		n.mgr = nil
 		log.Error("node cannot run containers", "err", err)

@@ -27,7 +27,7 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(m.stateDir, "save-*.sqfs")
+	tmp, err := os.CreateTemp(m.scratch, "save-*.sqfs")
 	if err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}

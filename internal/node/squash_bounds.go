@@ -12,8 +12,9 @@ import (
 
 // What one user's squash of a container (podman-hpcd export,
 // --container-save) may spend. mksquashfs runs as the user, but writes its
-// file into state_dir, root's and node-local (a tmpfs under /run, usually),
-// until it is copied to the user's path: sixteen exports at once of a 131 MB
+// file into the cache's scratch directory, root's and on the cache's disk,
+// until it is copied to the user's path. It was state_dir, a tmpfs under
+// /run that slurmd and munge need too: sixteen exports at once of a 131 MB
 // container filled it, and slowed every other user's steps meanwhile.
 // So a user has one such squash at a time on a node, each ends at
 // helper_timeout, and its file is bounded as it is written.
@@ -28,11 +29,11 @@ type squashLimits struct {
 }
 
 // squashLimits are the config's: helper_timeout, and max_image_size, never
-// more than half the space state_dir's file system has free now.
+// more than half the space the scratch directory's file system has free now.
 func (n *Node) squashLimits() squashLimits {
 	l := squashLimits{timeout: n.cfg.HelperTimeout, maxSize: n.cfg.MaxImageSize}
 	var st unix.Statfs_t
-	if unix.Statfs(n.cfg.StateDir, &st) == nil {
+	if unix.Statfs(n.mgr.scratch, &st) == nil {
 		free := int64(st.Bavail) * st.Bsize / 2 //nolint:gosec // block counts fit
 		if l.maxSize <= 0 || free < l.maxSize {
 			l.maxSize = free

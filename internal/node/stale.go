@@ -90,7 +90,9 @@ func (m *manager) cleanStale(ctx context.Context, unmounted int, keep map[string
 	layers := m.writes.cleanStale()
 	// images/ held the image mounts of daemons before detached mounts.
 	os.RemoveAll(filepath.Join(m.stateDir, "images"))
-	// What saves and exports in progress left (save.go, export.go, squashfs.SquashTree).
+	// What saves and exports in progress left: sandboxes (squashfs.SquashTree),
+	// and the files of daemons before 0.3, which wrote them here rather than
+	// in the cache's scratch directory (emptied by store.Open).
 	for _, pattern := range []string{"save-*.sqfs", "export-*.sqfs", "squash-sandbox-*"} {
 		left, _ := filepath.Glob(filepath.Join(m.stateDir, pattern))
 		for _, p := range left {

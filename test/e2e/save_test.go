@@ -201,3 +201,40 @@ func TestContainerSaveWithoutTheTasksParent(t *testing.T) {
 	}
 	checkNothingLeft(t, nodes()[0])
 }
+
+// A save's squashfs is made on the cache's disk (cache_dir/tmp), never in
+// state_dir, the tmpfs under /run that slurmd and munge need too: a user's
+// save of a large container once filled it. The step writes data that
+// does not compress, so mksquashfs writes for a while; a watcher on the
+// node looks for the temporary file in both places meanwhile.
+func TestContainerSaveScratchOnCacheDisk(t *testing.T) {
+	node := nodes()[0]
+	local := cluster["LAB"] + "/nodelocal"
+	stop := filepath.Join(t.TempDir(), "stop")
+	seen := make(chan result, 1)
+	go func() {
+		seen <- onNode(t, node, "", `while [ ! -e "$3" ]; do
+			ls "$1" | grep -q '^save-' && echo state_dir
+			ls "$2" | grep -q '^save-' && echo cache
+			sleep 0.02
+		done`, local+"/state", local+"/images/tmp", stop)
+	}()
+	out := filepath.Join(userDir(t, "e2e-save-scratch"), "big.sqfs")
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "--container-writable",
+		"--container-save="+out, "busybox", "dd", "if=/dev/urandom", "of=/big", "bs=1M", "count=192")
+	os.WriteFile(stop, nil, 0o644)
+	w := <-seen
+	mustSucceed(t, r)
+	if fi, err := os.Stat(out); err != nil || fi.Size() < 192<<20 {
+		t.Fatalf("saved file: %v (want one of 192M or more)", err)
+	}
+	if strings.Contains(w.stdout, "state_dir") {
+		t.Errorf("the save's temporary file was in state_dir")
+	}
+	if !strings.Contains(w.stdout, "cache") {
+		t.Errorf("the save's temporary file was never seen in cache_dir/tmp (watcher: %s)", w)
+	}
+	if left := onNode(t, node, "", `ls "$1" "$2" | grep -c '^save-' || true`, local+"/state", local+"/images/tmp"); strings.TrimSpace(left.stdout) != "0" {
+		t.Errorf("save files left: %s", left)
+	}
+}

@@ -243,6 +243,13 @@ func (c *Cache) recover() error {
 	return ix.save(c.dir)
 }
 
+// Scratch is a directory of root's (0700) on the cache's own disk for the
+// daemon's large temporary files, such as a --container-save's squashfs
+// before it is copied to the user's file: state_dir is often a tmpfs that
+// slurmd and munge need too, and a save may be as large as an image. What is
+// left in it goes at the next Open.
+func (c *Cache) Scratch() string { return c.tmp }
+
 // Close waits for background clean-up and releases the cache directory.
 // Calls in flight must have returned.
 func (c *Cache) Close() error {
