@@ -211,11 +211,8 @@ func (m *manager) rootfs(ctx context.Context, c *container, over *container, cre
 		return err
 	}
 	if over != nil {
+		// Its user's (forStep checked): published in c's own bundle.
 		c.img, c.rootfs, c.layerDir = over.img, over.rootfs, over.layerDir
-		// Its user's (forStep checked), reached from their user namespace.
-		if err := oci.AllowTraverse(over.bundle, c.req.UID); err != nil {
-			return err
-		}
 	} else if err := m.prepareRootfs(ctx, c, cred, progress); err != nil {
 		return err
 	}
@@ -249,11 +246,12 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 		return err
 	}
 	c.mounted = true
-	c.rootfs = filepath.Join(c.bundle, "rootfs")
+	c.rootfs = c.private("root")
 	// A read-only root's upper layer holds only mount points and what
-	// userRoot copies up (bounded): it stays in the bundle. A writable
-	// one's takes the user's writes: in a file system of its own.
-	layer := c.bundle
+	// userRoot copies up (bounded): it stays in the bundle's private
+	// directory. A writable one's takes the user's writes: in a file
+	// system of its own.
+	layer := c.private("")
 	if c.req.Writable {
 		if layer, err = m.writableLayer(ctx, c); err != nil {
 			return err
@@ -263,7 +261,7 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	if err != nil {
 		return err
 	}
-	return oci.MountOverlay(filepath.Join(c.bundle, "lower"), upper, filepath.Join(layer, "work"), c.rootfs)
+	return oci.MountOverlay(c.private("lower"), upper, filepath.Join(layer, "work"), c.rootfs)
 }
 
 // withPath returns env with a PATH, the image's or a usual one.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/user"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -127,7 +126,7 @@ func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, 
 		{"group", mergeGroup(bytes.NewReader(group), bytes.NewReader(hostGroup), acct)},
 		{"passwd", mergePasswd(bytes.NewReader(passwd), bytes.NewReader(hostPasswd), acct)},
 	} {
-		p := filepath.Join(c.bundle, f.name)
+		p := c.private(f.name)
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.name, err)
 		}

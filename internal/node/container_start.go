@@ -31,7 +31,7 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 		args = append(slices.Clone(c.img.Entrypoint), args...)
 	}
 	opts := []oci.SpecOpt{
-		oci.WithRootfs(c.rootfs, readonly && !hk.writesRoot),
+		oci.WithRootfs(c.publicRoot(), readonly && !hk.writesRoot),
 		oci.WithProcess(args, withPath(c.img.Env), "/"),
 		oci.WithUser(c.req.UID, c.req.GID, cred.Groups),
 		oci.WithMounts(mounts...),
@@ -67,6 +67,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	// And the daemon's own (the home, /tmp, the modules'): the last, the
 	// init's, is the one mount that belongs there.
 	if err := checkImageDestinations(c.rootfs, spec.Mounts[:len(spec.Mounts)-1]); err != nil {
+		return nil, err
+	}
+	if err := publishRoot(c, readonly && !hk.writesRoot); err != nil {
 		return nil, err
 	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {

@@ -366,14 +366,17 @@ func newPreflightRoot(stateDir, imageRoot string) (*preflightRoot, error) {
 	if err := makeBundle(c); err != nil {
 		return r, err
 	}
-	_, err = userRoot(c, imageRoot, bundle)
+	_, err = userRoot(c, imageRoot, c.private(""))
 	return r, err
 }
 
 func (r *preflightRoot) mountOverlay() error {
 	c := r.c
-	c.rootfs = filepath.Join(c.bundle, "rootfs")
-	return oci.MountOverlay(filepath.Join(c.bundle, "lower"), filepath.Join(c.bundle, "upper"), filepath.Join(c.bundle, "work"), c.rootfs)
+	c.rootfs = c.private("root")
+	if err := oci.MountOverlay(c.private("lower"), c.private("upper"), c.private("work"), c.rootfs); err != nil {
+		return err
+	}
+	return publishRoot(c, true)
 }
 
 // remove unmounts and removes what newPreflightRoot made. Safe on nil.
@@ -419,7 +422,7 @@ func imageProbe(stateDir, imageRoot string, log *slog.Logger) oci.Probe {
 			return err
 		}
 		spec, err := oci.NewSpec(
-			oci.WithRootfs(c.rootfs, true),
+			oci.WithRootfs(c.publicRoot(), true),
 			oci.WithProcess([]string{initPath, "init"}, nil, "/"),
 			oci.WithSeccomp(false),
 			oci.WithMounts(oci.BindMount(init, initPath, "ro", "nosuid", "nodev")),

@@ -47,7 +47,38 @@ func makeBundle(c *container) error {
 	return oci.AllowTraverse(c.bundle, c.req.UID)
 }
 
-// createBundle is makeBundle but the ACL: the directory and its id file.
+// privateDir names, in a bundle, a directory of root's alone (0700, no
+// ACL): what the job user must not reach from the host lives there. The
+// bundle lets the user pass, because the runtime reaches the container's
+// root from its user namespace, and the bundle's name is in every
+// mountinfo: a process of the user's on the host once wrote without bound
+// into state_dir (a tmpfs: the node's memory) through a read-only
+// container's upper layer, its overlay and its account files, all of them
+// the user's, in the bundle. Only the root the runtime is given (rootRO:
+// read-only with the container's root) stays in reach; the runtime binds
+// the files it needs from here as root.
+const privateDir = "private"
+
+// private is the path of name in c's private directory.
+func (c *container) private(name string) string {
+	return filepath.Join(c.bundle, privateDir, name)
+}
+
+// publicRoot is where, in the bundle, the runtime finds the container's
+// root: a mount of c.rootfs (the daemon's own view, in the private
+// directory), made by publishRoot.
+func (c *container) publicRoot() string { return filepath.Join(c.bundle, "rootfs") }
+
+// publishRoot mounts c.rootfs at c.publicRoot(), read-only when readonly,
+// and never otherwise for a moment: the job user may pass through the
+// bundle, so the root in reach there must not take writes the container
+// itself may not make.
+func publishRoot(c *container, readonly bool) error {
+	return oci.CloneMount(c.rootfs, c.publicRoot(), readonly)
+}
+
+// createBundle is makeBundle but the ACL: the directory, its private
+// directory and its id file.
 func createBundle(c *container) error {
 	parent := filepath.Dir(c.bundle)
 	if err := os.MkdirAll(parent, 0o711); err != nil {
@@ -57,6 +88,9 @@ func createBundle(c *container) error {
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	if err := os.Mkdir(c.bundle, 0o700); err != nil {
+		return fmt.Errorf("create bundle: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(c.bundle, privateDir), 0o700); err != nil {
 		return fmt.Errorf("create bundle: %w", err)
 	}
 	if err := createFile(filepath.Join(c.bundle, bundleIDFile), []byte(c.id)); err != nil {

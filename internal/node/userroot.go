@@ -34,7 +34,7 @@ func userRoot(c *container, imageRoot, layer string) (string, error) {
 		return "", err
 	}
 	defer release()
-	if err := oci.MountIDMapped(imageRoot, filepath.Join(c.bundle, "lower"), userns); err != nil {
+	if err := oci.MountIDMapped(imageRoot, c.private("lower"), userns); err != nil {
 		return "", err
 	}
 	upper := filepath.Join(layer, "upper")
@@ -280,7 +280,7 @@ func aptFakeRoot(c *container, imageRoot string) ([]specs.Mount, error) {
 	if !c.req.RemapRoot || !dirInRoot(imageRoot, aptConfDir) {
 		return nil, nil
 	}
-	p := filepath.Join(c.bundle, "apt.conf")
+	p := c.private("apt.conf")
 	if err := createFile(p, []byte(aptConf)); err != nil {
 		return nil, fmt.Errorf("write apt.conf: %w", err)
 	}

@@ -68,7 +68,7 @@ func TestWritableLayerBounded(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(c.bundle, layerDir, "upper", "big")); err != nil {
 		t.Errorf("the write is not in the layer: %v", err)
 	}
-	if _, err := os.Lstat(filepath.Join(c.bundle, "upper")); err == nil {
+	if _, err := os.Lstat(c.private("upper")); err == nil {
 		t.Error("an upper layer in the bundle (state_dir)")
 	}
 	if a, _ := loopfs.Allocated(c.layer); a < 16<<20 || a > 32<<20 {

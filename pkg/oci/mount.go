@@ -93,6 +93,32 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// CloneMount attaches at dst a copy of the mount at src (not of the mounts
+// below it), nosuid and nodev, and read-only with readonly: the flags are
+// set on the copy before it is attached, so dst never takes a write for a
+// moment, whatever src allows.
+func CloneMount(src, dst string, readonly bool) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: open_tree: %w", src, dst, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if readonly {
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("mount %s on %s: mount_setattr: %w", src, dst, err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", src, dst, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount %s on %s: move_mount: %w", src, dst, err)
+	}
+	return nil
+}
+
 // MountIDMapped attaches at dst a copy of the mount at src whose file
 // owners are shifted by the user namespace userns (mount_setattr(2)
 // MOUNT_ATTR_IDMAP): with --container-remap-root, the image's root-owned

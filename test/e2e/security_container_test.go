@@ -609,3 +609,53 @@ func TestSecuritySaveOfAnotherUsersStep(t *testing.T) {
 	}
 	checkNothingLeft(t, node)
 }
+
+// The bundle's name is in every mountinfo, and its user may pass through it
+// (the runtime reaches the root from the container's user namespace). From
+// the host, a user's process wrote without bound into state_dir (the node's
+// memory) through their own read-only container: its overlay at
+// bundle/rootfs, its upper layer and its account files were theirs and
+// writable (review of 2026-12-06). Now what is in reach is the root the
+// runtime is given, read-only as the container's root is, and nothing of
+// the user's; the rest is in a directory of root's alone.
+func TestSecurityBundleTakesNoHostWrites(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	user := cluster["TEST_USER"]
+	for _, mode := range []string{"--container-remap-root", "--no-container-remap-root"} {
+		t.Run(mode, func(t *testing.T) {
+			job, done := stepInBackground(t, node, "sec-bundle", "--container-image="+cluster["SMALL_IMAGE"], mode, "sleep", "4")
+			bundle := bundleOf(t, node, "phpc-"+job+"-0")
+			// The step runs before its container is made: wait for its root.
+			r := onNode(t, node, user, `
+for i in $(seq 100); do stat "$1/rootfs/etc/os-release" >/dev/null 2>&1 && break; sleep 0.1; done
+# The bundle cannot be listed: every name it held or holds, by name.
+for p in . rootfs upper work lower mounts private private/root private/upper private/work private/lower; do
+	[ -d "$1/$p" ] && touch "$1/$p/planted" 2>/dev/null && echo "wrote in $p"
+done
+for p in passwd group apt.conf private/passwd private/group private/apt.conf; do
+	[ -f "$1/$p" ] && (echo x >>"$1/$p") 2>/dev/null && echo "appended to $p"
+done
+ls "$1/private" >/dev/null 2>&1 && echo "listed private"
+for p in upper root passwd group lower; do stat "$1/private/$p" >/dev/null 2>&1 && echo "reached private/$p"; done
+stat "$1/rootfs/etc/os-release" >/dev/null 2>&1 || echo "no root in reach"
+true`, bundle)
+			if strings.Contains(r.stdout, "wrote") || strings.Contains(r.stdout, "appended") || strings.Contains(r.stdout, "private") {
+				t.Errorf("the user writes into, or reaches, their container's bundle from the host:\n%s", r)
+			}
+			if strings.Contains(r.stdout, "no root in reach") {
+				t.Errorf("the test does not reach the bundle at all (is its layout another?):\n%s", r)
+			}
+			// Inside, all is as it was: the account files, the root
+			// read-only.
+			mustSucceed(t, <-done)
+		})
+	}
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c",
+		`grep -c "^$(id -un):" /etc/passwd; touch /x 2>&1 | grep -c "Read-only"`)
+	mustSucceed(t, r)
+	if r.stdout != "1\n1\n" {
+		t.Errorf("the container's account files or read-only root changed:\n%s", r)
+	}
+	checkNothingLeft(t, node)
+}
