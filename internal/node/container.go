@@ -176,6 +176,13 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if err := m.start(ctx, c, spec, hk, log); err != nil {
 		return c, err
 	}
+	if readonly && hk.writesRoot {
+		// The hooks have written into the root: the root in the user's
+		// reach, in the bundle, is read-only from now on too.
+		if err := oci.MakeReadOnly(c.publicRoot()); err != nil {
+			return c, err
+		}
+	}
 	c.env = withHome(c.env, req, acct)
 	if err := c.attachable(ctx, spec, readonly); err != nil {
 		return c, err

@@ -119,6 +119,16 @@ func CloneMount(src, dst string, readonly bool) error {
 	return nil
 }
 
+// MakeReadOnly makes the mount at dir read-only (not those below it). A
+// file open for writing on it makes that fail (EBUSY).
+func MakeReadOnly(dir string) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if err := unix.MountSetattr(unix.AT_FDCWD, dir, unix.AT_SYMLINK_NOFOLLOW, &attr); err != nil {
+		return fmt.Errorf("make %s read-only: %w", dir, err)
+	}
+	return nil
+}
+
 // MountIDMapped attaches at dst a copy of the mount at src whose file
 // owners are shifted by the user namespace userns (mount_setattr(2)
 // MOUNT_ATTR_IDMAP): with --container-remap-root, the image's root-owned

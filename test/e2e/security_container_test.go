@@ -7,6 +7,7 @@ package e2e
 // behind. One test per attack.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -622,13 +623,18 @@ func TestSecurityBundleTakesNoHostWrites(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
 	user := cluster["TEST_USER"]
-	for _, mode := range []string{"--container-remap-root", "--no-container-remap-root"} {
+	// The third: a createContainer hook writes into the root, which the
+	// runtime must leave writable until it has run.
+	dir := userDir(t, "e2e-sec-bundle")
+	for i, mode := range []string{"--container-remap-root", "--no-container-remap-root", "--container-hooks=rootfile"} {
 		t.Run(mode, func(t *testing.T) {
-			job, done := stepInBackground(t, node, "sec-bundle", "--container-image="+cluster["SMALL_IMAGE"], mode, "sleep", "4")
+			ready := fmt.Sprintf("%s/ready-%d", dir, i)
+			job, done := stepInBackground(t, node, "sec-bundle", "--container-image="+cluster["SMALL_IMAGE"], mode,
+				"--container-mounts="+dir+":/mark", "sh", "-c", fmt.Sprintf("touch /mark/ready-%d; sleep 4", i))
 			bundle := bundleOf(t, node, "phpc-"+job+"-0")
-			// The step runs before its container is made: wait for its root.
+			// The job runs before its container is made: wait for the task.
 			r := onNode(t, node, user, `
-for i in $(seq 100); do stat "$1/rootfs/etc/os-release" >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 100); do [ -e "$2" ] && break; sleep 0.1; done
 # The bundle cannot be listed: every name it held or holds, by name.
 for p in . rootfs upper work lower mounts private private/root private/upper private/work private/lower; do
 	[ -d "$1/$p" ] && touch "$1/$p/planted" 2>/dev/null && echo "wrote in $p"
@@ -639,7 +645,7 @@ done
 ls "$1/private" >/dev/null 2>&1 && echo "listed private"
 for p in upper root passwd group lower; do stat "$1/private/$p" >/dev/null 2>&1 && echo "reached private/$p"; done
 stat "$1/rootfs/etc/os-release" >/dev/null 2>&1 || echo "no root in reach"
-true`, bundle)
+true`, bundle, ready)
 			if strings.Contains(r.stdout, "wrote") || strings.Contains(r.stdout, "appended") || strings.Contains(r.stdout, "private") {
 				t.Errorf("the user writes into, or reaches, their container's bundle from the host:\n%s", r)
 			}
