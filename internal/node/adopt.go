@@ -48,6 +48,8 @@ type record struct {
 	// at LayerDir ("": none); LayerDir is also that of the container it
 	// runs over.
 	Layer, LayerDir string
+	// Copied is what its copy-up holds of its user's share of state_dir.
+	Copied int64 `json:",omitempty"`
 	// Kept: kept for the job's next steps (reuse.go); nil when not.
 	Kept *keptRecord `json:",omitempty"`
 	// NestPid and NestMntNS identify the holder of the tasks' own
@@ -69,7 +71,7 @@ func (m *manager) persist(c *container) {
 	}
 	r := record{ID: c.id, Req: c.req, Img: *c.img, Rootfs: c.rootfs, Env: c.env, Workdir: c.workdir,
 		NSNames: c.nsNames, Named: c.named, Created: c.created, Mounted: c.mounted, Holds: c.holds != nil,
-		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir, Kept: keptRecordOf(c)}
+		InitPid: c.initPid, InitMntNS: [2]uint64{ns.dev, ns.ino}, Layer: c.layer, LayerDir: c.layerDir, Copied: c.copied, Kept: keptRecordOf(c)}
 	if c.nestPid != 0 {
 		tasks, ok := mountNSOf(fmt.Sprintf("/proc/%d/ns/mnt", c.nestPid))
 		if !ok {
@@ -180,6 +182,9 @@ func (m *manager) adopt(ctx context.Context, bundle string, r *record) error {
 		m.writes.adopt(c.layer, c.req.UID)
 	}
 	c.layerDir = r.LayerDir
+	// Its copy-up counts for its user again, whatever the share now.
+	c.copied = r.Copied
+	m.copyups.force(c.req.UID, c.copied)
 	if len(r.Jobs) > 0 {
 		c.jobs = map[string]bool{}
 		for _, j := range r.Jobs {

@@ -66,8 +66,11 @@ type container struct {
 	// into is mounted: its own, or that of the container it runs over.
 	layer    string
 	layerDir string
-	created  time.Time
-	ready    bool // made: steps may attach (under the manager's mu)
+	// copied is what its copy-up holds of its user's share of state_dir
+	// (copyupShares).
+	copied  int64
+	created time.Time
+	ready   bool // made: steps may attach (under the manager's mu)
 
 	entrypointLog string      // the image entrypoint's output, when it ran
 	output        *oci.Output // the runtime's and the container's output, bounded
@@ -101,7 +104,8 @@ type manager struct {
 	batch    []wire.UserMount // and for batch scripts' containers ("batch_mounts")
 	hooks    *hookRunner      // hooks.d and the modules
 	mounted  *imageMounts
-	writes   *writeSpace // writable_dir: writable containers' file systems
+	writes   *writeSpace   // writable_dir: writable containers' file systems
+	copyups  *copyupShares // state_dir: read-only containers' copy-ups
 	// compression of --container-save's squashfs: the cache's.
 	compression string
 	// scratch holds save's and export's temporary squashfs: on the
@@ -121,6 +125,7 @@ func newManager(log *slog.Logger, rt *oci.Runtime, images imageStore, mounted *i
 		hooks:       newHookRunner(cfg.Hooks),
 		mounted:     mounted,
 		writes:      newWriteSpace(cfg),
+		copyups:     newCopyupShares(cfg.StateDir),
 		containers:  map[string]*container{},
 		kept:        keptContainers{idle: cfg.ReuseIdle},
 	}
@@ -258,13 +263,14 @@ func (m *manager) prepareRootfs(ctx context.Context, c *container, cred credenti
 	// userRoot copies up (bounded): it stays in the bundle's private
 	// directory. A writable one's takes the user's writes: in a file
 	// system of its own.
-	layer := c.private("")
+	layer, shares := c.private(""), m.copyups
 	if c.req.Writable {
 		if layer, err = m.writableLayer(ctx, c); err != nil {
 			return err
 		}
+		shares = nil
 	}
-	upper, err := userRoot(c, imageRoot, layer)
+	upper, err := userRoot(c, imageRoot, layer, shares)
 	if err != nil {
 		return err
 	}
@@ -342,6 +348,7 @@ func (m *manager) release(ctx context.Context, c *container, background bool) {
 	if err := os.RemoveAll(c.bundle); err != nil {
 		m.log.Warn("remove bundle", "container", c.id, "err", err)
 	}
+	m.copyups.give(c.req.UID, c.copied)
 	if c.layer != "" {
 		if err := m.writes.release(c.layer); err != nil {
 			m.log.Warn("remove writable layer", "container", c.id, "err", err)

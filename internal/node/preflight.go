@@ -366,7 +366,7 @@ func newPreflightRoot(stateDir, imageRoot string) (*preflightRoot, error) {
 	if err := makeBundle(c); err != nil {
 		return r, err
 	}
-	_, err = userRoot(c, imageRoot, c.private(""))
+	_, err = userRoot(c, imageRoot, c.private(""), nil)
 	return r, err
 }
 

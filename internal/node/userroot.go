@@ -27,8 +27,9 @@ import (
 // root-only bundle: nothing of it is another user's, let alone root's, and
 // the squashfs below is never written. The upper directory is made in
 // layer (the bundle, or a writable container's own file system), which it
-// returns.
-func userRoot(c *container, imageRoot, layer string) (string, error) {
+// returns. What it copies up counts in shares (nil: a layer of its own,
+// bounded otherwise), as c.copied, until the container goes.
+func userRoot(c *container, imageRoot, layer string, shares *copyupShares) (string, error) {
 	userns, release, err := sharedUserNS(c.req.UID, c.req.GID)
 	if err != nil {
 		return "", err
@@ -47,7 +48,11 @@ func userRoot(c *container, imageRoot, layer string) (string, error) {
 	// another owner (a squashfs the user made holds their own uid) is the
 	// overflow id's, under which not even the daemon may make the mount
 	// points of the step's binds.
-	if err := ownForeign(imageRoot, upper, c.img.Digest, int(c.req.UID), int(c.req.GID)); err != nil {
+	budget := foreignBudget
+	budget.share, budget.uid = shares, c.req.UID
+	err = ownForeign(imageRoot, upper, c.img.Digest, int(c.req.UID), int(c.req.GID), &budget)
+	c.copied = budget.taken
+	if err != nil {
 		return "", fmt.Errorf("make the container's root the user's: %w", err)
 	}
 	if err := os.Chown(upper, int(c.req.UID), int(c.req.GID)); err != nil {
@@ -66,8 +71,15 @@ const maxForeignFile = 16 << 20
 // onto the node's disk. Variables for the tests.
 var foreignBudget = copyBudget{bytes: 256 << 20, entries: 50000}
 
-// copyBudget is what is left to copy up.
-type copyBudget struct{ bytes, entries int64 }
+// copyBudget is what is left to copy up; with share, each entry is also
+// charged to the user's share of state_dir (copyupShares), and taken says
+// how much was.
+type copyBudget struct {
+	bytes, entries int64
+	share          *copyupShares
+	uid            uint32
+	taken          int64
+}
 
 // take counts one entry of size bytes, or fails once the budget is spent.
 func (b *copyBudget) take(size int64) error {
@@ -78,6 +90,12 @@ func (b *copyBudget) take(size int64) error {
 			fmt.Sprintf("(%d entries, %d MiB): rebuild it with its files root's (mksquashfs -all-root, or podman-hpcd import)",
 				foreignBudget.entries, foreignBudget.bytes>>20))
 	}
+	// What tmpfs spends on it: whole pages.
+	pages := (max(size, 0) + 4095) &^ 4095
+	if err := b.share.take(b.uid, pages); err != nil {
+		return err
+	}
+	b.taken += pages
 	return nil
 }
 
@@ -104,7 +122,7 @@ var foreignCache sync.Map // digest -> []foreignEntry
 // is copied with everything in it and made opaque, so that the overlay never
 // looks below it. Setuid and setgid bits stay (on a file of the user's,
 // under nosuid). imageRoot is the image's own mount (not idmapped).
-func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
+func ownForeign(imageRoot, upper, digest string, uid, gid int, budget *copyBudget) error {
 	var entries []foreignEntry
 	if v, ok := foreignCache.Load(digest); ok {
 		entries = v.([]foreignEntry)
@@ -116,7 +134,6 @@ func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
 		foreignCache.Store(digest, entries)
 	}
 	made := map[string]bool{".": true}
-	budget := foreignBudget
 	for _, e := range entries {
 		// Its directories first (the walk is in lexical order, a
 		// directory before what it holds).
@@ -128,13 +145,13 @@ func ownForeign(imageRoot, upper, digest string, uid, gid int) error {
 			if made[d] {
 				continue
 			}
-			if err := copyUpAs(imageRoot, upper, d, uid, gid, &budget); err != nil {
+			if err := copyUpAs(imageRoot, upper, d, uid, gid, budget); err != nil {
 				return err
 			}
 			made[d] = true
 		}
 		if e.tree {
-			if err := copyTreeAs(imageRoot, upper, e.rel, uid, gid, &budget); err != nil {
+			if err := copyTreeAs(imageRoot, upper, e.rel, uid, gid, budget); err != nil {
 				return err
 			}
 		}

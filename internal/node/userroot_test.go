@@ -49,7 +49,7 @@ func TestOwnForeign(t *testing.T) {
 	}
 	for _, run := range []string{"walked", "cached"} {
 		upper := t.TempDir()
-		if err := ownForeign(image, upper, "sha256:test-own-foreign", 1001, 1002); err != nil {
+		if err := ownForeign(image, upper, "sha256:test-own-foreign", 1001, 1002, budgetOf(foreignBudget)); err != nil {
 			t.Fatalf("%s: %v", run, err)
 		}
 		for rel, mode := range map[string]uint32{
@@ -103,16 +103,69 @@ func TestOwnForeignBudget(t *testing.T) {
 	saved := foreignBudget
 	t.Cleanup(func() { foreignBudget = saved })
 	foreignBudget = copyBudget{bytes: 1 << 20, entries: 3}
-	err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001)
+	err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001, budgetOf(foreignBudget))
 	if err == nil || !strings.Contains(err.Error(), "mksquashfs -all-root") {
 		t.Fatalf("5 foreign files against a budget of 3: %v", err)
 	}
 	foreignBudget = copyBudget{bytes: 1 << 20, entries: 5}
-	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001); err != nil {
+	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001, budgetOf(foreignBudget)); err != nil {
 		t.Errorf("5 foreign files within a budget of 5: %v", err)
 	}
 	foreignBudget = copyBudget{bytes: 20, entries: 5}
-	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001); err == nil {
+	if err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-budget", 1001, 1001, budgetOf(foreignBudget)); err == nil {
 		t.Errorf("50 bytes copied against a budget of 20")
+	}
+}
+
+// budgetOf is a fresh copy of b, as userRoot takes one for each container.
+func budgetOf(b copyBudget) *copyBudget { return &b }
+
+// A user's copy-ups on a node together stay within their share, everyone's
+// within the node's; what a removed container held is given back.
+func TestCopyupShares(t *testing.T) {
+	s := &copyupShares{perUser: 10 << 12, total: 15 << 12, used: map[uint32]int64{}}
+	if err := s.take(1, 8<<12); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.take(1, 3<<12); err == nil || !strings.Contains(err.Error(), "your share of this node's state_dir") {
+		t.Errorf("past the user's share: %v", err)
+	}
+	if err := s.take(2, 7<<12); err != nil {
+		t.Fatalf("another user's, within the node's: %v", err)
+	}
+	if err := s.take(3, 1<<12); err == nil || !strings.Contains(err.Error(), "all users' containers") {
+		t.Errorf("past the node's: %v", err)
+	}
+	s.give(1, 8<<12)
+	if err := s.take(3, 8<<12); err != nil {
+		t.Errorf("once given back: %v", err)
+	}
+	if s.used[1] != 0 || s.all != 15<<12 {
+		t.Errorf("ledger: %v, all %d", s.used, s.all)
+	}
+}
+
+// ownForeign charges each copied entry to the share, and stops at it.
+func TestOwnForeignWithinShare(t *testing.T) {
+	requireRoot(t)
+	image := t.TempDir()
+	for i := 0; i < 4; i++ {
+		p := filepath.Join(image, "f"+string(rune('a'+i)))
+		if err := os.WriteFile(p, make([]byte, 5000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 1001, 1001); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &copyupShares{perUser: 3 * 8192, total: 1 << 30, used: map[uint32]int64{}}
+	b := foreignBudget
+	b.share, b.uid = s, 1001
+	err := ownForeign(image, t.TempDir(), "sha256:test-own-foreign-share", 1001, 1001, &b)
+	if err == nil || !strings.Contains(err.Error(), "your share") {
+		t.Fatalf("4 files of 2 pages against a share of 6 pages: %v", err)
+	}
+	if b.taken != 3*8192 || s.used[1001] != b.taken {
+		t.Errorf("taken %d, ledger %d: want the 3 files copied", b.taken, s.used[1001])
 	}
 }

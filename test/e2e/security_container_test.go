@@ -665,3 +665,36 @@ true`, bundle, ready)
 	}
 	checkNothingLeft(t, node)
 }
+
+// A read-only container copies up, into state_dir (the node's memory), the
+// image's files of other owners than root, each container at most 256 MiB;
+// nothing bounded a user's many containers together, and one user's ten
+// steps of such an image filled state_dir for everyone (review of
+// 2026-12-06). Now a user's containers on a node together hold at most an
+// eighth of it (256 MiB on the test nodes): the second container of an
+// image copying 150 MB up is refused while the first runs, with the cause
+// and the fix, and starts once the first is gone.
+func TestSecurityCopyUpsBoundedPerUser(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	img := imageWithTree(t, func(tree string) {
+		os.Mkdir(filepath.Join(tree, "big"), 0o755)
+		for i := 0; i < 10; i++ {
+			p := filepath.Join(tree, "big", fmt.Sprintf("f%d", i))
+			os.WriteFile(p, make([]byte, 15<<20), 0o600)
+			os.Chown(p, 4242, 4242)
+		}
+	})
+	dir := userDir(t, "e2e-sec-copyups")
+	job, done := stepInBackground(t, node, "sec-copyups", "--container-image="+img, "--container-mounts="+dir+":/mark",
+		"sh", "-c", "touch /mark/ready; sleep 6")
+	onNode(t, node, "", `for i in $(seq 100); do [ -e "$1" ] && break; sleep 0.1; done`, dir+"/ready")
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "would pass your share of this node's state_dir") ||
+		!strings.Contains(r.stderr, "mksquashfs -all-root") {
+		t.Errorf("a second container of job %s's image, past the user's share: want refused with the cause and fix:\n%s", job, r)
+	}
+	mustSucceed(t, <-done)
+	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+img, "sh", "-c", "wc -c </big/f9"))
+	checkNothingLeft(t, node)
+}
