@@ -116,16 +116,13 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 	return 0;
 }
 
-int phpc_config_partition_enabled(const struct phpc_config *c, const char *partition)
+/* Whether the one partition name of plen bytes at partition is in
+ * c->partitions. */
+static int partition_listed(const struct phpc_config *c, const char *partition, size_t plen)
 {
 	const char *p = c->partitions, *comma;
-	size_t len, plen;
+	size_t len;
 
-	if (*p == '\0')
-		return 1;
-	if (partition == NULL || *partition == '\0')
-		return 0;
-	plen = strlen(partition);
 	for (;;) {
 		comma = strchr(p, ',');
 		len = comma ? (size_t)(comma - p) : strlen(p);
@@ -134,5 +131,27 @@ int phpc_config_partition_enabled(const struct phpc_config *c, const char *parti
 		if (comma == NULL)
 			return 0;
 		p = comma + 1;
+	}
+}
+
+int phpc_config_partition_enabled(const struct phpc_config *c, const char *partition)
+{
+	const char *comma;
+	size_t len;
+
+	if (c->partitions[0] == '\0')
+		return 1;
+	if (partition == NULL || *partition == '\0')
+		return 0;
+	/* srun -p a,b: the job's environment names them all, not the one it
+	 * runs on, which the step cannot learn; every one must have them. */
+	for (;;) {
+		comma = strchr(partition, ',');
+		len = comma ? (size_t)(comma - partition) : strlen(partition);
+		if (len == 0 || !partition_listed(c, partition, len))
+			return 0;
+		if (comma == NULL)
+			return 1;
+		partition = comma + 1;
 	}
 }

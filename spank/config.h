@@ -36,7 +36,8 @@ void phpc_config_defaults(struct phpc_config *c);
 int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Whether containers run in a job of partition (a pilot may enable them on
- * some partitions only: partitions=a,b). */
+ * some partitions only: partitions=a,b); of a list of partitions (srun -p
+ * a,b), whether they run on every one. */
 int phpc_config_partition_enabled(const struct phpc_config *c, const char *partition);
 
 #endif

@@ -405,9 +405,14 @@ static int partition_enabled(spank_t sp)
 	spank_getenv(sp, "SLURM_JOB_PARTITION", part, sizeof(part));
 	if (phpc_config_partition_enabled(&phpc.cfg, part))
 		return 1;
-	snprintf(phpc.error, sizeof(phpc.error),
-		 "containers are not enabled on partition %.64s (only on %.256s, for now): submit to one of those, or ask your admin",
-		 part[0] ? part : "(unknown)", phpc.cfg.partitions);
+	if (strchr(part, ',') != NULL)
+		snprintf(phpc.error, sizeof(phpc.error),
+			 "containers are enabled only on partitions %.256s, and this job may run on any of %.128s (the step cannot tell which): submit to one of those",
+			 phpc.cfg.partitions, part);
+	else
+		snprintf(phpc.error, sizeof(phpc.error),
+			 "containers are not enabled on partition %.64s (only on %.256s, for now): submit to one of those, or ask your admin",
+			 part[0] ? part : "(unknown)", phpc.cfg.partitions);
 	return 0;
 }
 

@@ -32,6 +32,14 @@ func TestConfigPartitions(t *testing.T) {
 		{"gpu2", []string{"partitions=gpu,pilot"}, false},
 		{"debug", []string{"partitions=gpu"}, false},
 		{"", []string{"partitions=gpu"}, false},
+		// srun -p a,b: the job's environment lists them all.
+		{"gpu,pilot", []string{"partitions=gpu,pilot"}, true},
+		{"pilot,gpu", []string{"partitions=gpu,pilot"}, true},
+		{"gpu,debug", []string{"partitions=gpu,pilot"}, false},
+		{"debug,gpu", []string{"partitions=gpu,pilot"}, false},
+		{"gpu,", []string{"partitions=gpu,pilot"}, false},
+		{",gpu", []string{"partitions=gpu,pilot"}, false},
+		{"a,b", nil, true},
 	} {
 		if got, err := PartitionEnabled(tc.partition, tc.args...); err != nil || got != tc.want {
 			t.Errorf("partition %q with %q: %v, %v; want %v", tc.partition, tc.args, got, err, tc.want)

@@ -26,6 +26,16 @@ func TestPilotPartitions(t *testing.T) {
 		t.Errorf("a plain step on the other partition:\n%s", r)
 	}
 	mustSucceed(t, asUser(t, "srun", "-p", "debug", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "true"))
+	// srun -p a,b: Slurm 22.05's step environment names both partitions,
+	// not the one the job runs on; containers run only if every one has
+	// them. Where Slurm names the one, it runs there.
+	for _, list := range []string{"debug,nocontainers", "nocontainers,debug"} {
+		r = asUser(t, "srun", "-p", list, "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c", "echo $SLURM_JOB_PARTITION")
+		refused := r.code != 0 && strings.Contains(r.stderr, "containers are enabled only on partitions debug, and this job may run on any of "+list)
+		if !refused && (r.code != 0 || r.stdout != "debug\n") {
+			t.Errorf("a container step on partitions %s: neither refused for the list nor run on debug:\n%s", list, r)
+		}
+	}
 	checkNothingLeft(t, node)
 }
 
