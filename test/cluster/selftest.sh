@@ -25,12 +25,21 @@ up)
 	. "$LAB/cluster.env"
 	n=$(wc -w <<<"$NODES")
 	srun -N"$n" true || fail "srun -N$n true failed after recovery"
+	# A step run from the host that waits for the CPUs of the allocation's
+	# running step starts once they are free, woken by slurmctld, which
+	# reaches srun by the host's name (up.sh's ctl-hosts); not after srun's
+	# whole retry time (120 s).
+	start=$(date +%s)
+	salloc -N1 -n1 -Q sh -c 'srun -n1 sleep 2 & sleep 0.5; srun -n1 true; wait' ||
+		fail "salloc with a step waiting for another failed"
+	took=$(($(date +%s) - start))
+	[ "$took" -lt 60 ] || fail "a step waiting for a running step's CPUs took ${took} s: slurmctld cannot reach srun on the host (see ctl-hosts in up.sh)"
 	# A shell that sourced cluster.env (NODES: the node names) runs make
 	# cluster: the Makefile counts them, and the cluster is reused.
 	out=$(make -C "$here/../.." --no-print-directory cluster SLURM="${SLURM:-}" 2>&1) ||
 		fail "make cluster after sourcing cluster.env failed: $(tail -5 <<<"$out")"
 	grep -q "already up ($n nodes)" <<<"$out" || fail "make cluster after sourcing cluster.env did not reuse the cluster: $(tail -5 <<<"$out")"
-	echo "selftest: reuse, crash recovery and make cluster from cluster.env's shell ok"
+	echo "selftest: reuse, crash recovery, a waiting step's wake and make cluster from cluster.env's shell ok"
 	;;
 down)
 	leftovers=$(ip netns list | grep -c "^$NS-" || true)

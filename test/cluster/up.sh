@@ -385,6 +385,19 @@ mkns() { # name addr
 	ip -n "$1" link set lo up
 }
 mkns "$NS-ctl" "$NET.2"
+# srun and salloc give slurmctld their host's short name for its messages to
+# them: the wake of a step waiting for the CPUs of a step still ending, above
+# all. Run on the host (the test bed's login node), that name is no node's:
+# Slurm 22.05.8 then sends the wake to 0.0.0.0 (a bug fixed in 22.05.9), and a
+# resolver to 127.0.0.1; in the controller's namespace both are its own
+# loopback, so such a step waited srun's whole retry time (SlurmctldTimeout,
+# 120 s) and tests that ran steps from salloc timed out now and then. The
+# controller's connections to its loopback, but for its own port, go to the
+# host instead.
+in_ctl() { nsenter --net="/run/netns/$NS-ctl" "$@"; }
+in_ctl sysctl -qw net.ipv4.conf.all.route_localnet=1
+in_ctl iptables -t nat -A OUTPUT -p tcp -d 127.0.0.1 ! --dport 6817 -j DNAT --to-destination "$NET.1" # 6817: SlurmctldPort
+in_ctl iptables -t nat -A POSTROUTING -s 127.0.0.1 -o eth0 -j MASQUERADE
 for k in $(seq "$NODES"); do mkns "$NS-n$k" "$NET.1$k"; done
 
 # ----------------------------------------------------------------- daemons

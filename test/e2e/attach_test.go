@@ -17,7 +17,7 @@ func TestAttachToRunningStep(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
 	job, done := stepInBackground(t, node, "attach-step", "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c",
-		`echo mark >/tmp/mark; readlink /proc/self/ns/mnt >/tmp/ns; while [ ! -e /tmp/stop ]; do sleep 0.1; done; echo stopped`)
+		`readlink /proc/self/ns/mnt >/tmp/ns; echo mark >/tmp/mark; while [ ! -e /tmp/stop ]; do sleep 0.1; done; echo stopped`)
 	ref := job + ".0"
 	attach := func(args ...string) result {
 		return asUser(t, "srun", append([]string{"--jobid=" + job, "--overlap", "-N1", "-n1", "-w", node}, args...)...)
