@@ -95,6 +95,10 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 	return &out, nil
 }
 
+// apptainerRunscript is what Apptainer's run runs, and a SIF image's
+// entrypoint here.
+const apptainerRunscript = "/.singularity.d/runscript"
+
 // section is the part of a user's file that is the squashfs: all of it,
 // or a SIF's root partition.
 type section struct {
@@ -141,7 +145,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	}
 	d, cfg := fileKey(h.Sum(nil)), ImageConfig{}
 	if part.sif {
-		d, cfg = sifKey(h.Sum(nil)), ImageConfig{Apptainer: true}
+		d, cfg = sifKey(h.Sum(nil)), ImageConfig{Apptainer: true, Entrypoint: []string{apptainerRunscript}}
 	}
 
 	c.mu.Lock()

@@ -168,8 +168,8 @@ type ImageConfig struct {
 	WorkingDir string   `json:"workingDir,omitempty"`
 	User       string   `json:"user,omitempty"`
 	// Apptainer: the image is a SIF file's root: a container sources its
-	// /.singularity.d/env/*.sh before the tasks start, and its entrypoint
-	// is /.singularity.d/runscript.
+	// /.singularity.d/env/*.sh before the tasks start; its Entrypoint is
+	// /.singularity.d/runscript.
 	Apptainer bool `json:"apptainer,omitempty"`
 }
 
