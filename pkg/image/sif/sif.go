@@ -137,7 +137,7 @@ func FindRoot(r io.ReaderAt, size int64) (Root, error) {
 		return unsupported("its root file system is %s, not squashfs", fs)
 	}
 	if overlay {
-		return unsupported("it carries an overlay partition (apptainer overlay create), which Apptainer would mount over the root and this node does not: remove it (apptainer sif del) or run the image with --container-writable")
+		return unsupported("it carries an overlay partition (apptainer overlay create), which Apptainer would mount over the root and this node does not: remove it (apptainer sif list, apptainer sif del ID FILE)")
 	}
 	off, n := d.Offset(), d.Size()
 	if off < 0 || n <= 0 || off > size || n > size-off {
