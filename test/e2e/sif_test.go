@@ -15,6 +15,7 @@ import (
 
 	"github.com/apptainer/sif/v2/pkg/sif"
 
+	appsif "github.com/podman-hpc/podman-hpc/pkg/image/sif"
 	"github.com/podman-hpc/podman-hpc/pkg/image/sif/siftest"
 )
 
@@ -138,6 +139,17 @@ srun --container-image=` + app + ` --container-writable --container-save=` + dir
 	out := job("#!/bin/sh\n#SBATCH -N1\n#SBATCH --container-image=./app.sif\necho \"batch:$FROM_SIF\"; grep ^ID= /etc/os-release && echo ok\n")
 	if !strings.Contains(out, "batch:yes\nID=podman-hpc-small\n") {
 		t.Errorf("#SBATCH --container-image=./app.sif:\n%s", out)
+	}
+	// enroot's import of it: its root, as a squashfs file.
+	mustSucceed(t, run(t, cluster["NODE_EXEC"], nodes()[0], "runuser", "-u", cluster["TEST_USER"], "--",
+		cluster["PODMAN_HPCD"], "import", "--socket", cluster["PODMAN_HPCD_SOCKET"], "-o", dir+"/imported.sqsh", app))
+	b, _ := os.ReadFile(app)
+	root, err := appsif.FindRoot(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dir + "/imported.sqsh"); !bytes.Equal(got, b[root.Offset:root.Offset+root.Size]) {
+		t.Errorf("podman-hpcd import of a SIF wrote %d bytes, not its root partition's %d", len(got), root.Size)
 	}
 	checkNothingLeft(t, nodes()[0])
 }
