@@ -1,8 +1,13 @@
 package node
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podman-hpc/podman-hpc/pkg/oci"
 )
 
 // A SIF image (Apptainer's) is run as Apptainer runs it, within what a
@@ -15,6 +20,22 @@ import (
 // Apptainer's own win unless --env names them). --container-entrypoint
 // runs /.singularity.d/runscript after them (the image's Entrypoint),
 // which, like any entrypoint here, must end by running its arguments.
+
+// withApptainerVars adds to the container's first process the variables
+// Apptainer sets in every container of a SIF, by which software (and the
+// env scripts) tell they run in one: the image's path and name, under
+// Apptainer's and Singularity's names. They reach the tasks with the rest.
+func withApptainerVars(sif string) oci.SpecOpt {
+	return func(s *specs.Spec) error {
+		// The plugin sends a relative path joined to the job's directory
+		// as it is (/home/u/./app.sif).
+		sif := filepath.Clean(sif)
+		name := filepath.Base(sif)
+		s.Process.Env = append(s.Process.Env, "APPTAINER_CONTAINER="+sif, "APPTAINER_NAME="+name,
+			"SINGULARITY_CONTAINER="+sif, "SINGULARITY_NAME="+name)
+		return nil
+	}
+}
 
 // apptainerPrelude sources the env scripts and runs its arguments. A
 // script that is not a regular file is skipped, as Apptainer's actions

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -48,6 +50,18 @@ func TestApptainerPrelude(t *testing.T) {
 	}
 	if slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "C=") }) {
 		t.Errorf("an unexported variable reached the command: %q", env)
+	}
+}
+
+func TestWithApptainerVars(t *testing.T) {
+	s := &specs.Spec{Process: &specs.Process{Env: []string{"A=1"}}}
+	if err := withApptainerVars("/data/img/./app.sif")(s); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"A=1", "APPTAINER_CONTAINER=/data/img/app.sif", "APPTAINER_NAME=app.sif",
+		"SINGULARITY_CONTAINER=/data/img/app.sif", "SINGULARITY_NAME=app.sif"}
+	if !slices.Equal(s.Process.Env, want) {
+		t.Errorf("env %q, want %q", s.Process.Env, want)
 	}
 }
 

@@ -47,6 +47,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 		// cover the container's first process.
 		oci.WithMounts(oci.BindMount(init, initPath, "ro", "nosuid", "nodev")),
 	}
+	if c.img.Apptainer {
+		opts = append(opts, withApptainerVars(c.req.Image))
+	}
 	if c.req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(c.req.UID, c.req.GID))
 	} else {

@@ -71,11 +71,11 @@ func TestSIFImage(t *testing.T) {
 	dir := userDir(t, "e2e-sif")
 	app := sifFrom(t, dir, "app", cluster["SMALL_IMAGE"], apptainerTree)
 	show := `grep ^ID= /etc/os-release; echo "env:$FROM_SIF:$SIF_EARLIER:$LD_LIBRARY_PATH:$PS1:${RAN_RUNSCRIPT:-no}:PWD=$PWD"; ` +
-		`grep -c podman-hpc /.singularity.d/labels.json; head -1 /.singularity.d/Singularity`
+		`grep -c podman-hpc /.singularity.d/labels.json; head -1 /.singularity.d/Singularity; echo "$APPTAINER_NAME:$SINGULARITY_CONTAINER"`
 	r := asUser(t, "env", "FROM_SIF=host", "srun", "-N1", "--container-image="+app, "sh", "-c", show)
 	mustSucceed(t, r)
 	t.Logf("%s", r.stdout)
-	for _, want := range []string{"ID=podman-hpc-small\n", "env:yes:from-yes:/.singularity.d/libs:Apptainer> :no:PWD=/\n", "1\nBootstrap: docker\n"} {
+	for _, want := range []string{"ID=podman-hpc-small\n", "env:yes:from-yes:/.singularity.d/libs:Apptainer> :no:PWD=/\n", "1\nBootstrap: docker\n", "app.sif:" + app + "\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("no %q:\n%s", want, r)
 		}
@@ -131,9 +131,9 @@ srun --container-image=` + app + ` --container-writable --container-save=` + dir
 		t.Errorf("remap-root, writable:\n%s", r)
 	}
 	// A relative path, with srun and in #SBATCH.
-	r = asUserIn(t, dir, "srun", "-N1", "--container-image=./app.sif", "sh", "-c", `echo "rel:$FROM_SIF"`)
+	r = asUserIn(t, dir, "srun", "-N1", "--container-image=./app.sif", "sh", "-c", `echo "rel:$FROM_SIF:$APPTAINER_CONTAINER"`)
 	mustSucceed(t, r)
-	if !strings.Contains(r.stdout, "rel:yes\n") {
+	if !strings.Contains(r.stdout, "rel:yes:"+app+"\n") {
 		t.Errorf("--container-image=./app.sif:\n%s", r)
 	}
 	out := job("#!/bin/sh\n#SBATCH -N1\n#SBATCH --container-image=./app.sif\necho \"batch:$FROM_SIF\"; grep ^ID= /etc/os-release && echo ok\n")
