@@ -22,7 +22,8 @@ import (
 // Apptainer's SIF files as --container-image: made here with Apptainer's
 // own library (siftest), their root a squashfs saved from the test
 // images by --container-save (as every file root's, as apptainer build
-// makes it).
+// makes it). The test user's directories have names of their own: the
+// user and their home are shared with other test clusters.
 
 // apptainerTree is what apptainer build puts under /.singularity.d: the
 // environment scripts (the base's, %environment's, 99-base's), the
@@ -68,7 +69,7 @@ func sifFrom(t *testing.T, dir, name, img string, tree func(string)) string {
 // unless --container-env names them), the labels and definition file at
 // their places, the runscript as the entrypoint.
 func TestSIFImage(t *testing.T) {
-	dir := userDir(t, "e2e-sif")
+	dir := userDir(t, fmt.Sprintf("e2e-sif-%d", time.Now().UnixNano()))
 	app := sifFrom(t, dir, "app", cluster["SMALL_IMAGE"], apptainerTree)
 	show := `grep ^ID= /etc/os-release; echo "env:$FROM_SIF:$SIF_EARLIER:$LD_LIBRARY_PATH:$PS1:${RAN_RUNSCRIPT:-no}:PWD=$PWD"; ` +
 		`grep -c podman-hpc /.singularity.d/labels.json; head -1 /.singularity.d/Singularity; echo "$APPTAINER_NAME:$SINGULARITY_CONTAINER"`
@@ -101,7 +102,7 @@ func TestSIFImage(t *testing.T) {
 // writable root, a relative path (srun and #SBATCH), the environment
 // applied in each.
 func TestSIFOptions(t *testing.T) {
-	dir := userDir(t, "e2e-sif-opts")
+	dir := userDir(t, fmt.Sprintf("e2e-sif-opts-%d", time.Now().UnixNano()))
 	app := sifFrom(t, dir, "app", cluster["SMALL_IMAGE"], apptainerTree)
 	job := func(script string) string {
 		t.Helper()
@@ -172,7 +173,7 @@ func sbatchAs(t *testing.T, dir, script string) (string, string) {
 
 // Open MPI over PMIx from a SIF, ranks on two nodes.
 func TestSIFMPIRing(t *testing.T) {
-	dir := userDir(t, "e2e-sif-mpi")
+	dir := userDir(t, fmt.Sprintf("e2e-sif-mpi-%d", time.Now().UnixNano()))
 	mpi := sifFrom(t, dir, "mpi", cluster["MPI_IMAGE"], nil)
 	r := asUser(t, "srun", "-N2", "--ntasks-per-node=2", "--mpi=pmix", "--container-image="+mpi, cluster["MPI_RING"])
 	checkRing(t, r, 4, "Open MPI")
