@@ -295,3 +295,62 @@ func TestSecuritySIFRewritten(t *testing.T) {
 	t.Logf("%d of 6 steps ran", ran)
 	checkNothingLeft(t, nodes()[0])
 }
+
+// A daemon restart (an upgrade) adopts a SIF's named container with the
+// environment its scripts made: a step after the restart has it.
+func TestSIFRestartAdopts(t *testing.T) {
+	node := nodes()[0]
+	dir := readableTempDir(t)
+	os.Chmod(dir, 0o777)
+	app := sifFrom(t, dir, "app", cluster["SMALL_IMAGE"], apptainerTree)
+	script := `#!/bin/sh
+srun --container-image=` + app + ` --container-name=up --container-mounts=` + dir + `:` + dir + ` sh -c 'touch ` + dir + `/started; sleep 3; echo "during:$FROM_SIF"' >during 2>&1 &
+while [ ! -e started ]; do sleep 0.1; done
+touch ready
+while [ ! -e restarted ]; do sleep 0.1; done
+srun --overlap --container-name=up sh -c 'echo "after:$FROM_SIF:$APPTAINER_NAME"' >after 2>&1
+wait
+echo done >finished
+`
+	path := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := asUser(t, "sbatch", "--parsable", "-N1", "-w", node, "-o", filepath.Join(dir, "job.out"), "-D", dir, path)
+	mustSucceed(t, r)
+	job := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
+	t.Cleanup(func() { run(t, "scancel", job) })
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
+	waitFor := func(name string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !jobEnded(t, job); time.Sleep(100 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				return
+			}
+		}
+		t.Fatalf("job %s: no %s; its output: %s", job, name, read("job.out"))
+	}
+	waitFor("ready")
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	adopted := false
+	for deadline := time.Now().Add(10 * time.Second); !adopted && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		adopted = strings.Contains(daemonLog(t, node), "container adopted from the previous daemon")
+	}
+	if !adopted {
+		t.Errorf("the new daemon adopted nothing")
+	}
+	os.WriteFile(filepath.Join(dir, "restarted"), nil, 0o644)
+	waitFor("finished")
+	if got := read("during"); got != "during:yes" {
+		t.Errorf("the step running across the restart: %q", got)
+	}
+	if got := read("after"); got != "after:yes:app.sif" {
+		t.Errorf("a step in the adopted container: %q, want after:yes:app.sif", got)
+	}
+	waitJob(t, job)
+	checkNothingLeft(t, node)
+}
