@@ -326,12 +326,19 @@ echo done >finished
 	}
 	waitFor := func(name string) {
 		t.Helper()
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !jobEnded(t, job); time.Sleep(100 * time.Millisecond) {
+		// The file first: the job may end as soon as it is written.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 				return
 			}
+			if jobEnded(t, job) {
+				if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+					return
+				}
+				break
+			}
 		}
-		t.Fatalf("job %s: no %s; its output: %s", job, name, read("job.out"))
+		t.Fatalf("job %s: no %s; its output: %s; during: %s; after: %s", job, name, read("job.out"), read("during"), read("after"))
 	}
 	waitFor("ready")
 	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
