@@ -32,6 +32,9 @@ type image struct {
 	Env        []string
 	Entrypoint []string
 	WorkingDir string
+	// Apptainer: a SIF's root, whose /.singularity.d/env/*.sh every
+	// container sources before the tasks start (apptainer.go).
+	Apptainer bool `json:",omitempty"`
 }
 
 // imageStore turns a reference into a cached squashfs (pkg/image/store).

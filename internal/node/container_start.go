@@ -30,6 +30,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	if c.req.Entrypoint {
 		args = append(slices.Clone(c.img.Entrypoint), args...)
 	}
+	if c.img.Apptainer {
+		args = append(apptainerArgs(), args...)
+	}
 	opts := []oci.SpecOpt{
 		oci.WithRootfs(c.publicRoot(), readonly && !hk.writesRoot),
 		oci.WithProcess(args, withPath(c.img.Env), "/"),
@@ -43,6 +46,9 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 		// Last, so that no mount before it (the user's, a module's) can
 		// cover the container's first process.
 		oci.WithMounts(oci.BindMount(init, initPath, "ro", "nosuid", "nodev")),
+	}
+	if c.img.Apptainer {
+		opts = append(opts, withApptainerVars(c.req.Image))
 	}
 	if c.req.RemapRoot {
 		opts = append(opts, oci.WithRemappedRoot(c.req.UID, c.req.GID))
@@ -78,7 +84,8 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	return spec, nil
 }
 
-// start runs the container (its init, or the image's entrypoint first) and
+// start runs the container (its init, or the image's entrypoint or a SIF's
+// environment scripts first: runsFirst) and
 // waits until it is running its init, which it leaves at the lowest
 // priority. With an entrypoint, the namespaces the tasks join are opened
 // between the runtime's create and start, before any of the image's code
@@ -88,7 +95,8 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 	pidFile := filepath.Join(c.bundle, "init.pid")
 	c.output = oci.NewOutput()
 	opts := oci.RunOpts{Bundle: c.bundle, PidFile: pidFile, Output: c.output}
-	if c.req.Entrypoint {
+	first := c.runsFirst()
+	if first {
 		opts.Created = func(pid int) error {
 			c.initPid = pid
 			// Before the image's entrypoint runs: what it starts is
@@ -120,16 +128,19 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 	if c.initFD, err = unix.PidfdOpen(c.initPid, 0); err != nil {
 		return fmt.Errorf("the container's init (pid %d): %w", c.initPid, err)
 	}
-	if !c.req.Entrypoint {
+	if !first {
 		// The init has only started waiting: nothing of the image runs.
 		if err := c.place.Join(c.initPid); err != nil {
 			return err
 		}
 	}
 	c.env = hk.env
-	if c.req.Entrypoint {
+	if first {
 		if c.env, err = m.waitEntrypoint(ctx, c); err != nil {
 			return err
+		}
+		if c.img.Apptainer {
+			c.env = withoutShellVars(c.env)
 		}
 	}
 	// The init runs: what writes from now on is what the entrypoint

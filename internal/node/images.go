@@ -88,7 +88,7 @@ func (s *squashStore) get(ctx context.Context, ref string, cred credential, acct
 	if err != nil {
 		return nil, err
 	}
-	return &image{Digest: img.Digest, Path: img.Path, Env: img.Config.Env, Entrypoint: img.Config.Entrypoint, WorkingDir: img.Config.WorkingDir}, nil
+	return &image{Digest: img.Digest, Path: img.Path, Env: img.Config.Env, Entrypoint: img.Config.Entrypoint, WorkingDir: img.Config.WorkingDir, Apptainer: img.Config.Apptainer}, nil
 }
 
 func (s *squashStore) pin(digest string) (func(), error) { return s.cache.Pin(digest) }

@@ -171,10 +171,10 @@ func (c *Cache) Prune(ctx context.Context, all bool, uid uint32) ([]Image, error
 
 // indexNames returns the index keys (a digest, or canonical names) that
 // ref may denote, asking no registry: a digest or a squashfs file's key
-// (squashfs:sha256:...) itself; a short name gives every candidate
+// (squashfs:sha256:..., sif:sha256:...) itself; a short name gives every candidate
 // registries.conf lists for it.
 func (c *Cache) indexNames(ref string) (map[string]bool, error) {
-	if d := strings.TrimPrefix(ref, "@"); source.LooksLikeDigest(strings.TrimPrefix(d, fileKeyPrefix)) {
+	if d := strings.TrimPrefix(ref, "@"); source.LooksLikeDigest(strings.TrimPrefix(strings.TrimPrefix(d, fileKeyPrefix), sifKeyPrefix)) {
 		return map[string]bool{d: true}, nil
 	}
 	r, err := source.Parse(ref)

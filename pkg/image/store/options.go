@@ -167,6 +167,10 @@ type ImageConfig struct {
 	Cmd        []string `json:"cmd,omitempty"`
 	WorkingDir string   `json:"workingDir,omitempty"`
 	User       string   `json:"user,omitempty"`
+	// Apptainer: the image is a SIF file's root: a container sources its
+	// /.singularity.d/env/*.sh before the tasks start; its Entrypoint is
+	// /.singularity.d/runscript.
+	Apptainer bool `json:"apptainer,omitempty"`
 }
 
 // Image is a cached image as one user may see it.
@@ -174,7 +178,8 @@ type Image struct {
 	// Digest names the content, and is the image's key in the cache: the
 	// image manifest's digest for pulled images ("sha256:HEX"), the file's
 	// sha256 for squashfs files, in a space of its own
-	// ("squashfs:sha256:HEX": the two never match).
+	// ("squashfs:sha256:HEX": the two never match), and a SIF file's root
+	// partition's sha256 in another ("sif:sha256:HEX").
 	Digest string
 	// Path is the squashfs file, root-owned in the cache; mount it
 	// read-only, nosuid, nodev. It is never rewritten, only removed.
