@@ -48,8 +48,9 @@ func apptainerArgs() []string {
 	return []string{"/bin/sh", "-c", apptainerPrelude, "podman-hpc-apptainer-env"}
 }
 
-// shellVars are what the prelude's shell itself exports (bash: PWD, SHLVL,
-// _): the shell's, not the image's, and they would win over the tasks'.
+// shellVars are what the shell running an entrypoint or the prelude itself
+// exports (bash: PWD, SHLVL, _): the shell's, not the image's, and they
+// would win over the tasks'.
 var shellVars = []string{"PWD", "OLDPWD", "SHLVL", "_"}
 
 // withoutShellVars is env without shellVars.

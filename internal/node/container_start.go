@@ -139,9 +139,9 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 		if c.env, err = m.waitEntrypoint(ctx, c); err != nil {
 			return err
 		}
-		if c.img.Apptainer {
-			c.env = withoutShellVars(c.env)
-		}
+		// A shell's own variables (an entrypoint in bash exports PWD)
+		// are not the image's: they would win over the tasks' own.
+		c.env = withoutShellVars(c.env)
 	}
 	// The init runs: what writes from now on is what the entrypoint
 	// left running, and gets a bounded share.

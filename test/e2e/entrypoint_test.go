@@ -36,6 +36,14 @@ func TestContainerEntrypoint(t *testing.T) {
 	if strings.Contains(r.stdout, "=yes") || strings.Contains(r.stderr, "entrypoint ran") {
 		t.Errorf("the entrypoint ran without --container-entrypoint:\n%s", r)
 	}
+	// What the entrypoint's shell itself exports (its PWD) is not the
+	// image's: the tasks keep their own.
+	cd := entrypointImage(t, "#!/bin/sh\ncd /tmp && export PWD && exec \"$@\"\n")
+	r = srun(t, "-N1", "--chdir=/", "--container-image="+cd, "--container-entrypoint", "env")
+	mustSucceed(t, r)
+	if strings.Contains(r.stdout, "PWD=/tmp") {
+		t.Errorf("the entrypoint's shell's PWD reached the task:\n%s", r)
+	}
 	bad := entrypointImage(t, "#!/bin/sh\necho broken entrypoint\nexit 3\n")
 	r = srun(t, "-N1", "--container-image="+bad, "--container-entrypoint", "true")
 	if r.code == 0 || !strings.Contains(r.stderr, "the image's entrypoint exited before running the command (try --no-container-entrypoint)") ||
