@@ -5,7 +5,6 @@ package e2e
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -107,8 +106,7 @@ func TestHostPathsInvisibleAndImageCommandsRun(t *testing.T) {
 // --container-mounts binds the user's path, read-only when asked; a path the
 // user cannot reach is refused with the cause.
 func TestContainerMounts(t *testing.T) {
-	home := strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
-	dir := filepath.Join(home, "e2e-mounts")
+	dir := inHome(t, "e2e-mounts")
 	mustSucceed(t, asUser(t, "sh", "-c", "mkdir -p "+dir+" && echo hello >"+dir+"/f"))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 

@@ -13,9 +13,8 @@ import (
 // there (a writable root takes writes anywhere), and what they create on
 // mounts belongs to them on the host.
 func TestRemapRoot(t *testing.T) {
-	home := strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
 	uid := strings.TrimSpace(asUser(t, "id", "-u").stdout)
-	dir := filepath.Join(home, "e2e-remap")
+	dir := inHome(t, "e2e-remap")
 	mustSucceed(t, asUser(t, "mkdir", "-p", dir))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	r := asUser(t, "srun", "-N1", "--container-image="+cluster["MPI_IMAGE"], "--container-remap-root", "--container-writable",

@@ -15,8 +15,7 @@ import (
 // is replaced; a path the user cannot write stays unwritten. The user
 // installs as root inside (remap-root), the usual way.
 func TestContainerSave(t *testing.T) {
-	home := strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
-	out := filepath.Join(home, "e2e-saved.sqfs")
+	out := inHome(t, "e2e-saved") + ".sqfs"
 	t.Cleanup(func() { os.Remove(out) })
 	for round, word := range []string{"first", "second"} {
 		r := asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-writable", "--container-remap-root",

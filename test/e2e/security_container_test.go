@@ -25,10 +25,18 @@ func userHome(t *testing.T) string {
 	return strings.TrimSpace(asUser(t, "sh", "-c", "echo $HOME").stdout)
 }
 
+// inHome is name in the test user's home, as this test cluster's: the
+// test users are every cluster's on the machine, and suites may run side by
+// side.
+func inHome(t *testing.T, name string) string {
+	t.Helper()
+	return filepath.Join(userHome(t), name+"-lab"+os.Getenv("PHPC_LAB_ID"))
+}
+
 // userDir makes a fresh directory of the test user's under their home.
 func userDir(t *testing.T, name string) string {
 	t.Helper()
-	dir := filepath.Join(userHome(t), name)
+	dir := inHome(t, name)
 	mustSucceed(t, asUser(t, "sh", "-c", `rm -rf "$1" && mkdir -p "$1"`, "sh", dir))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
