@@ -72,7 +72,13 @@ static int await_daemon(uint32_t job, long long deadline)
 	if (phpc.cfg.squeue[0] != '\0')
 		snprintf(squeue, sizeof(squeue), "%s", phpc.cfg.squeue);
 	else if (phpc_default_squeue(squeue, sizeof(squeue)) < 0)
+		squeue[0] = '\0';
+	if (job != 0 && access(squeue, X_OK) < 0) {
+		/* For the admin (slurmd's log): a cancelled step then waits. */
+		slurm_info(PHPC_NAME ": cannot run squeue \"%s\" (%s): a step cancelled while its container is being made waits for it; set squeue= in plugstack.conf",
+			   squeue, strerror(errno));
 		job = 0;
+	}
 	for (;;) {
 		left = deadline - monotonic_ms();
 		if (left <= 0)
