@@ -117,6 +117,9 @@ static void run_squeue(const char *squeue, const char *jobs, char *conf, int out
 	null = open("/dev/null", O_RDWR);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(null, 2) < 0)
 		_exit(126);
+	/* dup2 onto itself keeps close-on-exec (out was 1 already). */
+	if (fcntl(1, F_SETFD, 0) < 0)
+		_exit(126);
 	close_from_3();
 	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
 		_exit(126);
