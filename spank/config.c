@@ -8,7 +8,7 @@
 
 #include "config.h"
 
-#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout, podman_hpcd, daemon_config, partitions"
+#define KNOWN_KEYS "socket, container_mount_home, container_writable, sbatch_support, execute_entrypoint, container_scope, timeout, podman_hpcd, daemon_config, partitions, squeue"
 
 void phpc_config_defaults(struct phpc_config *c)
 {
@@ -62,8 +62,9 @@ int phpc_config_parse(struct phpc_config *c, int argc, char **argv, char *err, s
 			snprintf(c->socket, sizeof(c->socket), "%s", v);
 			continue;
 		} else if ((klen == 11 && strncmp(argv[i], "podman_hpcd", klen) == 0) ||
-			   (klen == 13 && strncmp(argv[i], "daemon_config", klen) == 0)) {
-			char *dst = klen == 11 ? c->podman_hpcd : c->daemon_config;
+			   (klen == 13 && strncmp(argv[i], "daemon_config", klen) == 0) ||
+			   (klen == 6 && strncmp(argv[i], "squeue", klen) == 0)) {
+			char *dst = klen == 11 ? c->podman_hpcd : klen == 13 ? c->daemon_config : c->squeue;
 
 			if (v[0] != '/' || strlen(v) >= PATH_MAX) {
 				snprintf(err, errlen, "plugstack.conf: %.*s=\"%s\" must be an absolute path", (int)klen, argv[i], v);

@@ -27,6 +27,7 @@ struct phpc_config {
 	char podman_hpcd[PATH_MAX];   /* the daemon's binary: srun and sbatch run its resolve (pin.c) */
 	char daemon_config[PATH_MAX]; /* its config, for registries_conf where no daemon runs */
 	char partitions[1024];        /* "": every partition; else the comma list containers run in */
+	char squeue[PATH_MAX];        /* "": the one beside slurmstepd; asked whether a job still runs (cancel.h) */
 };
 
 void phpc_config_defaults(struct phpc_config *c);

@@ -65,9 +65,20 @@ static long long monotonic_ms(void)
 static int await_daemon(uint32_t job, long long deadline)
 {
 	struct pollfd p = { .fd = phpc.daemon_fd, .events = POLLIN };
+	char squeue[PATH_MAX];
 	long long left;
 	int n;
 
+	if (phpc.cfg.squeue[0] != '\0')
+		snprintf(squeue, sizeof(squeue), "%s", phpc.cfg.squeue);
+	else if (phpc_default_squeue(squeue, sizeof(squeue)) < 0)
+		squeue[0] = '\0';
+	if (job != 0 && access(squeue, X_OK) < 0) {
+		/* For the admin (slurmd's log): a cancelled step then waits. */
+		slurm_info(PHPC_NAME ": cannot run squeue \"%s\" (%s): a step cancelled while its container is being made waits for it; set squeue= in plugstack.conf",
+			   squeue, strerror(errno));
+		job = 0;
+	}
 	for (;;) {
 		left = deadline - monotonic_ms();
 		if (left <= 0)
@@ -77,7 +88,7 @@ static int await_daemon(uint32_t job, long long deadline)
 			return 0;
 		if (n < 0 && errno != EINTR)
 			return 0;
-		if (n == 0 && job != 0 && phpc_job_ended(job)) {
+		if (n == 0 && job != 0 && phpc_job_ended(squeue, job, phpc.daemon_fd, PHPC_CANCEL_ASK_MS)) {
 			keep_error("the job ended (cancelled, or out of its time) while its container was being made; no task ran%s", "");
 			return -1;
 		}

@@ -1,5 +1,5 @@
 // Package cgotest compiles the plugin's pure C sources (spank/args.c,
-// config.c, proto.c, request.c, client.c, harden.c, pytorch.c, pins.c, coexist.c) through cgo so that Go tests can
+// config.c, proto.c, request.c, client.c, harden.c, pytorch.c, pins.c, coexist.c, cancel.c) through cgo so that Go tests can
 // drive them.
 // The plugin itself is built by the Makefile with no Go in it; this package
 // exists only for tests (cgo cannot be used from _test.go files).
@@ -22,6 +22,7 @@ package cgotest
 #include "../pytorch.c"
 #include "../pins.c"
 #include "../coexist.c"
+#include "../cancel.c"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -176,6 +177,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -293,7 +295,7 @@ type Config struct {
 	ContainerMountHome, ContainerWritable, SbatchSupport bool
 	ExecuteEntrypoint, ScopeGlobal                       bool
 	Timeout                                              int
-	Partitions                                           string
+	Partitions, Squeue                                   string
 }
 
 // parseConfig runs phpc_config_parse over the defaults.
@@ -331,7 +333,27 @@ func ParseConfig(args ...string) (Config, error) {
 		ScopeGlobal:        c.scope_global != 0,
 		Timeout:            int(c.timeout),
 		Partitions:         C.GoString(&c.partitions[0]),
+		Squeue:             C.GoString(&c.squeue[0]),
 	}, nil
+}
+
+// JobEnded runs phpc_job_ended: squeue asked about job, for at most limit,
+// returning early when watchFD (if >= 0) is readable.
+func JobEnded(squeue string, job uint32, watchFD int, limit time.Duration) bool {
+	s := C.CString(squeue)
+	defer C.free(unsafe.Pointer(s))
+	return C.phpc_job_ended(s, C.uint32_t(job), C.int(watchFD), C.int(limit.Milliseconds())) != 0
+}
+
+// DefaultSqueue runs phpc_default_squeue: the squeue beside this process's
+// binary.
+func DefaultSqueue() (string, bool) {
+	buf := (*C.char)(C.malloc(4096))
+	defer C.free(unsafe.Pointer(buf))
+	if C.phpc_default_squeue(buf, 4096) != 0 {
+		return "", false
+	}
+	return C.GoString(buf), true
 }
 
 // PartitionEnabled runs phpc_config_partition_enabled for the config of
