@@ -85,6 +85,13 @@ static long long ask_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int phpc_cancel_interval_ms(uint32_t nnodes)
+{
+	long long ms = (long long)nnodes * 1000 / PHPC_CANCEL_ASKS_PER_S;
+
+	return ms > PHPC_CANCEL_CHECK_MS ? (ms > 60000 ? 60000 : (int)ms) : PHPC_CANCEL_CHECK_MS;
+}
+
 /* Closes every descriptor from 3 up: close_range(2) by number (glibc 2.34
  * has the wrapper, EL8's has not; its kernel headers may lack the number),
  * else one by one. */

@@ -12,6 +12,14 @@
  * Slurm whether the job is still running, and then between two asks. */
 #define PHPC_CANCEL_CHECK_MS 3000
 
+/* Every node of a waiting step asks on its own: a large job's asks are
+ * spread out so that slurmctld gets at most this many a second in all. */
+#define PHPC_CANCEL_ASKS_PER_S 50
+
+/* The time between two asks of one node of a job of nnodes nodes:
+ * PHPC_CANCEL_CHECK_MS, or more for a large job (PHPC_CANCEL_ASKS_PER_S). */
+int phpc_cancel_interval_ms(uint32_t nnodes);
+
 /* How long one ask may take (squeue's answer; slurmctld's MessageTimeout
  * is 10 s by default). */
 #define PHPC_CANCEL_ASK_MS 10000

@@ -62,6 +62,9 @@ static long long monotonic_ms(void)
  * job has ended meanwhile (cancel.h: Slurm holds a starting step's kill).
  * Returns 0 when the daemon's answer can be read, -1 after keeping the
  * reason. job 0: no check. */
+/* The time between two asks whether the job ended (phpc_cancel_interval_ms). */
+static int cancel_every_ms = PHPC_CANCEL_CHECK_MS;
+
 static int await_daemon(uint32_t job, long long deadline)
 {
 	struct pollfd p = { .fd = phpc.daemon_fd, .events = POLLIN };
@@ -83,7 +86,7 @@ static int await_daemon(uint32_t job, long long deadline)
 		left = deadline - monotonic_ms();
 		if (left <= 0)
 			return 0; /* phpc_recv then times out, saying so */
-		n = poll(&p, 1, (int)(left < PHPC_CANCEL_CHECK_MS ? left : PHPC_CANCEL_CHECK_MS));
+		n = poll(&p, 1, (int)(left < cancel_every_ms ? left : cancel_every_ms));
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)
@@ -431,11 +434,13 @@ int phpc_stepd_user_init(spank_t sp)
 {
 	struct phpc_msg req, reply;
 	char *auth = NULL;
-	uint32_t job = 0;
+	uint32_t job = 0, nnodes = 0;
 
 	if (!wants_container() || phpc.daemon_fd < 0 || phpc.error[0] != '\0')
 		return 0;
 	spank_get_item(sp, S_JOB_ID, &job);
+	if (spank_get_item(sp, S_JOB_NNODES, &nnodes) == ESPANK_SUCCESS)
+		cancel_every_ms = phpc_cancel_interval_ms(nnodes);
 	if (!partition_enabled(sp)) {
 		close(phpc.daemon_fd);
 		phpc.daemon_fd = -1;

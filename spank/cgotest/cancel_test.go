@@ -141,3 +141,17 @@ func TestDefaultSqueue(t *testing.T) {
 		t.Errorf("default squeue %q (%v), want %q", got, ok, want)
 	}
 }
+
+// A small job's nodes ask every 3 s; a large one's less often, so that
+// slurmctld gets at most 50 asks a second from one waiting step, and never
+// less than once a minute.
+func TestCancelInterval(t *testing.T) {
+	for _, tc := range []struct {
+		nodes uint32
+		want  time.Duration
+	}{{0, 3 * time.Second}, {1, 3 * time.Second}, {150, 3 * time.Second}, {500, 10 * time.Second}, {2000, 40 * time.Second}, {1 << 20, time.Minute}} {
+		if got := CancelInterval(tc.nodes); got != tc.want {
+			t.Errorf("%d nodes: every %v, want %v", tc.nodes, got, tc.want)
+		}
+	}
+}

@@ -345,6 +345,11 @@ func JobEnded(squeue string, job uint32, watchFD int, limit time.Duration) bool 
 	return C.phpc_job_ended(s, C.uint32_t(job), C.int(watchFD), C.int(limit.Milliseconds())) != 0
 }
 
+// CancelInterval runs phpc_cancel_interval_ms.
+func CancelInterval(nnodes uint32) time.Duration {
+	return time.Duration(C.phpc_cancel_interval_ms(C.uint32_t(nnodes))) * time.Millisecond
+}
+
 // DefaultSqueue runs phpc_default_squeue: the squeue beside this process's
 // binary.
 func DefaultSqueue() (string, bool) {
