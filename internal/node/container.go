@@ -177,7 +177,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if over != nil {
 		readonly = !over.req.Writable
 	}
-	spec, err := buildSpec(c, cred, mounts, hk, readonly)
+	spec, err := buildSpec(m.rt, c, cred, mounts, hk, readonly)
 	if err != nil {
 		return c, err
 	}
@@ -187,7 +187,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if readonly && hk.writesRoot {
 		// The hooks have written into the root: the root in the user's
 		// reach, in the bundle, is read-only from now on too.
-		if err := oci.MakeReadOnly(c.publicRoot()); err != nil {
+		if err := m.rt.NS.Do(func() error { return oci.MakeReadOnly(c.publicRoot()) }); err != nil {
 			return c, err
 		}
 	}
@@ -331,6 +331,11 @@ func (m *manager) release(ctx context.Context, c *container, background bool) {
 	m.stop(ctx, c, background)
 	if c.holds != nil {
 		defer m.release(ctx, c.holds, background)
+	}
+	if m.rt != nil {
+		if err := unpublishRoot(m.rt, c); err != nil {
+			m.log.Warn("unmount", "container", c.id, "err", err)
+		}
 	}
 	mounts, err := oci.MountsUnder(c.bundle)
 	if err != nil {

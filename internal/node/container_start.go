@@ -21,7 +21,7 @@ import (
 
 // buildSpec writes the container's OCI spec into its bundle, once every
 // mount point exists in its root, and returns it.
-func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared, readonly bool) (*specs.Spec, error) {
+func buildSpec(rt *oci.Runtime, c *container, cred credential, mounts []specs.Mount, hk *prepared, readonly bool) (*specs.Spec, error) {
 	init, err := initBinary()
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func buildSpec(c *container, cred credential, mounts []specs.Mount, hk *prepared
 	if err := checkImageDestinations(c.rootfs, spec.Mounts[:len(spec.Mounts)-1]); err != nil {
 		return nil, err
 	}
-	if err := publishRoot(c, readonly && !hk.writesRoot); err != nil {
+	if err := publishRoot(rt, c, readonly && !hk.writesRoot); err != nil {
 		return nil, err
 	}
 	if err := writeSpec(filepath.Join(c.bundle, "config.json"), spec); err != nil {

@@ -42,8 +42,16 @@ func newCopyupShares(stateDir string) *copyupShares {
 	return s
 }
 
-// take charges n bytes of uid's copy-up, or refuses them.
-func (s *copyupShares) take(uid uint32, n int64) error {
+// Copy-ups' words, for take's refusals: what is written, and how to write
+// less.
+const (
+	copyupWhat = "the image's files of other owners than root, copied up at each container's start,"
+	copyupFix  = "rebuild the image with its files root's (mksquashfs -all-root, or podman-hpcd import)"
+)
+
+// take charges n bytes of uid's, or refuses them, saying what would have
+// been written (what) and how to need less (fix).
+func (s *copyupShares) take(uid uint32, n int64, what, fix string) error {
 	if s == nil || s.perUser == 0 {
 		return nil
 	}
@@ -51,9 +59,9 @@ func (s *copyupShares) take(uid uint32, n int64) error {
 	defer s.mu.Unlock()
 	switch {
 	case s.used[uid]+n > s.perUser:
-		return fmt.Errorf("the image's files of other owners than root, copied up at each container's start, would pass your share of this node's state_dir (%d MiB across your containers here): end some of your steps on this node, or rebuild the image with its files root's (mksquashfs -all-root, or podman-hpcd import)", s.perUser>>20)
+		return fmt.Errorf("%s would pass your share of this node's state_dir (%d MiB across your containers here): end some of your steps on this node, or %s", what, s.perUser>>20, fix)
 	case s.all+n > s.total:
-		return fmt.Errorf("the image's files of other owners than root, copied up at each container's start, would pass what this node's state_dir keeps for them (%d MiB, all users' containers): retry later, or rebuild the image with its files root's (mksquashfs -all-root, or podman-hpcd import)", s.total>>20)
+		return fmt.Errorf("%s would pass what this node's state_dir keeps for containers' files (%d MiB, all users' containers): retry later, or %s", what, s.total>>20, fix)
 	}
 	s.used[uid] += n
 	s.all += n

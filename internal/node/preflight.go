@@ -376,7 +376,7 @@ func (r *preflightRoot) mountOverlay() error {
 	if err := oci.MountOverlay(c.private("lower"), c.private("upper"), c.private("work"), c.rootfs); err != nil {
 		return err
 	}
-	return publishRoot(c, true)
+	return nil
 }
 
 // remove unmounts and removes what newPreflightRoot made. Safe on nil.
@@ -417,6 +417,10 @@ func imageProbe(stateDir, imageRoot string, log *slog.Logger) oci.Probe {
 			return err
 		}
 		c := root.c
+		if err := publishRoot(rt, c, true); err != nil {
+			return err
+		}
+		defer unpublishRoot(rt, c)
 		init, err := initBinary()
 		if err != nil {
 			return err

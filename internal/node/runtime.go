@@ -31,7 +31,8 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 // runtimeSetup says how the runtime binaries are driven here. Either runs
 // from a sealed in-memory copy, which spares it copying itself at every
-// start (oci.Runtime.ExecSealed). crun runs
+// start (oci.Runtime.ExecSealed), in a mount namespace of its own
+// (withOwnMountNS). crun runs
 // without cgroups: the tasks stay in Slurm's, the container's init (which
 // only waits) needs none, and creating and removing a cgroup in every
 // hierarchy is most of a runtime's cost on a v1 host. crun 1.8 still
@@ -44,23 +45,37 @@ func runtimeSetup(stateDir, cgroups string) oci.Setup {
 		rt := &oci.Runtime{Command: path, Root: filepath.Join(stateDir, "runtime")}
 		rt.ExecSealed()
 		if filepath.Base(path) != "crun" {
-			return rt, nil
+			return withOwnMountNS(rt, stateDir, nil)
 		}
 		rt.Args = []string{"--cgroup-manager=disabled"}
 		layout, controllers, err := oci.ReadCgroupLayout(cgroups)
-		if err != nil || layout != oci.CgroupHybrid || len(controllers) == 0 {
-			return rt, err
-		}
-		// The runtime's namespace sees the mounts made under the state
-		// directory after it was created: the daemon's mounts are all there.
-		if err := oci.MakeShared(stateDir); err != nil {
+		if err != nil {
 			return nil, err
 		}
-		rt.NS, err = oci.NewMountNS(func() error {
+		if layout != oci.CgroupHybrid || len(controllers) == 0 {
+			return withOwnMountNS(rt, stateDir, nil)
+		}
+		return withOwnMountNS(rt, stateDir, func() error {
 			return unix.Unmount(filepath.Join(cgroups, "unified"), unix.MNT_DETACH)
 		})
-		return rt, err
 	}
+}
+
+// withOwnMountNS gives rt a mount namespace of its own (setup, if any, runs
+// in it first): the runtime runs there, and so do the containers' roots
+// as the runtime is given them (publishRoot), which the job user reaches
+// through the bundle: on the host they are empty directories of root's, so
+// that no process of the user's on the node can open a container's root
+// from outside it, to write into state_dir through it or to hold its file
+// system past the container's end (reviews of 2026-12-06). The namespace
+// sees the daemon's own mounts under the state directory, made after it.
+func withOwnMountNS(rt *oci.Runtime, stateDir string, setup func() error) (*oci.Runtime, error) {
+	if err := oci.MakeShared(stateDir); err != nil {
+		return nil, err
+	}
+	var err error
+	rt.NS, err = oci.NewMountNS(setup)
+	return rt, err
 }
 
 // probe starts a container on an empty root, running the daemon's init as

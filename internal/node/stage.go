@@ -69,12 +69,18 @@ func (c *container) private(name string) string {
 // directory), made by publishRoot.
 func (c *container) publicRoot() string { return filepath.Join(c.bundle, "rootfs") }
 
-// publishRoot mounts c.rootfs at c.publicRoot(), read-only when readonly,
-// and never otherwise for a moment: the job user may pass through the
-// bundle, so the root in reach there must not take writes the container
-// itself may not make.
-func publishRoot(c *container, readonly bool) error {
-	return oci.CloneMount(c.rootfs, c.publicRoot(), readonly)
+// publishRoot mounts c.rootfs at c.publicRoot() in the runtime's own mount
+// namespace only (withOwnMountNS): the job user may pass through the
+// bundle, and on the host finds there an empty directory of root's. It is
+// read-only when readonly, and never otherwise for a moment.
+func publishRoot(rt *oci.Runtime, c *container, readonly bool) error {
+	return rt.NS.Do(func() error { return oci.CloneMount(c.rootfs, c.publicRoot(), readonly) })
+}
+
+// unpublishRoot undoes publishRoot (a removed bundle's mounts in other
+// namespaces go anyway; this is the orderly way).
+func unpublishRoot(rt *oci.Runtime, c *container) error {
+	return rt.NS.Do(func() error { return oci.Unmount(c.publicRoot(), true) })
 }
 
 // createBundle is makeBundle but the ACL: the directory, its private

@@ -92,7 +92,7 @@ func (b *copyBudget) take(size int64) error {
 	}
 	// What tmpfs spends on it: whole pages.
 	pages := (max(size, 0) + 4095) &^ 4095
-	if err := b.share.take(b.uid, pages); err != nil {
+	if err := b.share.take(b.uid, pages, copyupWhat, copyupFix); err != nil {
 		return err
 	}
 	b.taken += pages

@@ -124,20 +124,20 @@ func budgetOf(b copyBudget) *copyBudget { return &b }
 // within the node's; what a removed container held is given back.
 func TestCopyupShares(t *testing.T) {
 	s := &copyupShares{perUser: 10 << 12, total: 15 << 12, used: map[uint32]int64{}}
-	if err := s.take(1, 8<<12); err != nil {
+	if err := s.take(1, 8<<12, copyupWhat, copyupFix); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.take(1, 3<<12); err == nil || !strings.Contains(err.Error(), "your share of this node's state_dir") {
+	if err := s.take(1, 3<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "your share of this node's state_dir") {
 		t.Errorf("past the user's share: %v", err)
 	}
-	if err := s.take(2, 7<<12); err != nil {
+	if err := s.take(2, 7<<12, copyupWhat, copyupFix); err != nil {
 		t.Fatalf("another user's, within the node's: %v", err)
 	}
-	if err := s.take(3, 1<<12); err == nil || !strings.Contains(err.Error(), "all users' containers") {
+	if err := s.take(3, 1<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "all users' containers") {
 		t.Errorf("past the node's: %v", err)
 	}
 	s.give(1, 8<<12)
-	if err := s.take(3, 8<<12); err != nil {
+	if err := s.take(3, 8<<12, copyupWhat, copyupFix); err != nil {
 		t.Errorf("once given back: %v", err)
 	}
 	if s.used[1] != 0 || s.all != 15<<12 {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,12 +48,17 @@ type writeSpace struct {
 
 	mu   sync.Mutex
 	held map[string]reservation
+	// sweeping: a later sweep of lingering files is due (sweepLater).
+	sweeping bool
 }
 
 // reservation is one container's file in writeSpace.
 type reservation struct {
 	uid  uint32
 	size int64
+	// lingering: its container is gone, but a mount of its file system
+	// somewhere still holds the loop device (release).
+	lingering bool
 }
 
 func newWriteSpace(cfg config.Config) *writeSpace {
@@ -105,6 +111,7 @@ func (w *writeSpace) fileFor(bundle string) string {
 func (w *writeSpace) reserve(file string, uid uint32) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.sweepLocked()
 	var mine, unwritten int64
 	for f, r := range w.held {
 		if r.uid == uid {
@@ -140,16 +147,79 @@ func (w *writeSpace) adopt(file string, uid uint32) {
 	w.mu.Unlock()
 }
 
-// release removes file and its reservation. Its loop device, if a mount
-// still holds it somewhere, keeps its blocks until that goes.
+// release removes file and its reservation once no mount holds its loop
+// device: a process holding the container's root open (a task may hand a
+// descriptor of it to a process outside) keeps the file system, and a
+// user wrote into many such past their bound, their containers gone
+// (review of 2026-12-06). Until then it stays, counted for its user and
+// the disk, and goes at a later reserve or release (sweepLocked).
 func (w *writeSpace) release(file string) error {
-	err := os.Remove(file)
-	if errors.Is(err, os.ErrNotExist) {
-		err = nil
+	// The loop device detaches itself a moment after its last mount goes.
+	for i := 0; i < 50 && loopfs.InUse(file); i++ {
+		time.Sleep(10 * time.Millisecond)
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r, ok := w.held[file]; ok && loopfs.InUse(file) {
+		r.lingering = true
+		w.held[file] = r
+		w.sweepLocked()
+		if !w.sweeping {
+			w.sweeping = true
+			time.AfterFunc(lingerSweep, w.sweepLater)
+		}
+		return nil
+	}
 	delete(w.held, file)
-	w.mu.Unlock()
+	w.sweepLocked()
+	return removeLayerFile(file)
+}
+
+// lingering counts uid's files that linger (release).
+func (w *writeSpace) lingering(uid uint32) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, r := range w.held {
+		if r.lingering && r.uid == uid {
+			n++
+		}
+	}
+	return n
+}
+
+// lingerSweep is how often lingering files are looked at again.
+const lingerSweep = 5 * time.Second
+
+// sweepLater sweeps, and again later while files linger.
+func (w *writeSpace) sweepLater() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sweepLocked()
+	for _, r := range w.held {
+		if r.lingering {
+			time.AfterFunc(lingerSweep, w.sweepLater)
+			return
+		}
+	}
+	w.sweeping = false
+}
+
+// sweepLocked removes the lingering files whose loop device has gone.
+func (w *writeSpace) sweepLocked() {
+	for f, r := range w.held {
+		if r.lingering && !loopfs.InUse(f) {
+			delete(w.held, f)
+			removeLayerFile(f)
+		}
+	}
+}
+
+func removeLayerFile(file string) error {
+	err := os.Remove(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	return err
 }
 
@@ -233,6 +303,9 @@ func (m *manager) refusal(c *container, err error) error {
 		default:
 			yours = append(yours, fmt.Sprintf("job %s step %s", o.req.Job, o.req.Step))
 		}
+	}
+	if n := m.writes.lingering(c.req.UID); n > 0 {
+		yours = append(yours, fmt.Sprintf("%d of ended containers, whose file systems a process of yours still holds open (close it)", n))
 	}
 	return wire.OptionErrorf(opt, "your writable containers on %s hold %s, and a new one takes %s: more than the %s a user may have there (writable_max_per_user); end a job that holds one (scancel JOBID) or remove a parked one (podman-hpcd rm --name NAME) first. Yours: %s",
 		host, gib(be.user), gib(m.writes.size), gib(m.writes.perUser), strings.Join(yours, ", "))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -197,4 +198,55 @@ func TestWritableCleanStale(t *testing.T) {
 	if r := w.held[filepath.Join(dir, "a.ext4")]; r.uid != 7 || r.size != 1 {
 		t.Errorf("adopted reservation %+v", r)
 	}
+}
+
+// A writable container's file system that something still holds when the
+// container goes (a descriptor of its root a task handed out) still counts
+// for its user: their next writable container past the bound is refused
+// until the holder lets go; then its file goes.
+func TestWritableLayerHeldPastItsContainer(t *testing.T) {
+	requireMkfs(t)
+	m, _, _ := testManager(t)
+	m.writes.perUser = m.writes.size // one container's worth
+	ctx := context.Background()
+	req := &wire.ContainerRequest{Job: "9", Step: "0", UID: 4242, GID: 4242, Account: testAccount, Image: "test", Writable: true}
+	c, _, err := m.forStep(ctx, req, stepcgroup.Target{}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The holder: a mount of the layer's file system elsewhere.
+	hold := t.TempDir()
+	if err := unix.Mount(c.layerDir, hold, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	file := c.layer
+	m.remove(ctx, c)
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the held layer's file went with its container: %v", err)
+	}
+	req2 := *req
+	req2.Step = "1"
+	if _, _, err := m.forStep(ctx, &req2, stepcgroup.Target{}, func(string) {}); err == nil || !strings.Contains(err.Error(), "writable_max_per_user") ||
+		!strings.Contains(err.Error(), "1 of ended containers, whose file systems a process of yours still holds open") {
+		t.Errorf("a second writable container past the bound while the first's file system is held: %v", err)
+	}
+	if err := unix.Unmount(hold, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.writes.sweepLater()
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		m.writes.sweepLater()
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the layer's file stayed once nothing held it: %v", err)
+	}
+	c2, _, err := m.forStep(ctx, &req2, stepcgroup.Target{}, func(string) {})
+	if err != nil {
+		t.Fatalf("once it went: %v", err)
+	}
+	m.remove(ctx, c2)
 }

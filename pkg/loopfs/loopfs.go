@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -153,6 +154,19 @@ func Attach(file string, readOnly bool) (*os.File, error) {
 			return nil, fmt.Errorf("loop device %d: %w", n, err)
 		}
 	}
+}
+
+// InUse reports whether a loop device is attached to file (an absolute
+// path): its file system is still mounted somewhere, or held.
+func InUse(file string) bool {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.TrimSuffix(string(b), "\n") == file {
+			return true
+		}
+	}
+	return false
 }
 
 // Allocated returns what path takes on its disk now (its blocks), which

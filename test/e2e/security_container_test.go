@@ -624,45 +624,64 @@ func TestSecuritySaveOfAnotherUsersStep(t *testing.T) {
 // the host, a user's process wrote without bound into state_dir (the node's
 // memory) through their own read-only container: its overlay at
 // bundle/rootfs, its upper layer and its account files were theirs and
-// writable (review of 2026-12-06). Now what is in reach is the root the
-// runtime is given, read-only as the container's root is, and nothing of
-// the user's; the rest is in a directory of root's alone.
+// writable; then, through the root a createContainer hook writes into,
+// while the container was made; and held a writable container's file
+// system past its end through an open root (reviews of 2026-12-06). Now the
+// root the runtime is given is mounted only in the runtime's own mount
+// namespace: on the host, bundle/rootfs is an empty directory of root's,
+// from the bundle's first moment to its last, and the rest is in a
+// directory of root's alone. A watcher of the user's tries all that while
+// each container is made, and once it runs.
 func TestSecurityBundleTakesNoHostWrites(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
 	user := cluster["TEST_USER"]
-	// The third: a createContainer hook writes into the root, which the
-	// runtime must leave writable until it has run.
 	dir := userDir(t, "e2e-sec-bundle")
-	for i, mode := range []string{"--container-remap-root", "--no-container-remap-root", "--container-hooks=rootfile"} {
+	// The watcher, as the user on the node: from the moment a new bundle
+	// shows in its mountinfo until $2 exists, every name a bundle held or
+	// holds, by name (the bundle cannot be listed).
+	const watch = `
+seen=$(grep -o 'containers/[0-9a-f]*' /proc/self/mountinfo | sort -u)
+b=
+for i in $(seq 400); do
+	b=$(grep -o 'containers/[0-9a-f]*' /proc/self/mountinfo | sort -u | grep -vxF "$seen" | head -1)
+	[ -n "$b" ] && break
+	sleep 0.01
+done
+[ -n "$b" ] || { echo "no new bundle seen"; exit 0; }
+b="$1/$b"
+echo "watching"
+while [ ! -e "$2" ]; do
+	for p in . rootfs rootfs/etc upper work lower mounts private private/root private/upper private/work private/lower; do
+		[ -d "$b/$p" ] && touch "$b/$p/planted" 2>/dev/null && echo "wrote in $p"
+	done
+	mkfifo "$b/rootfs/etc/podman-hpc-hook-file" 2>/dev/null && echo "made a fifo in the root"
+	for p in passwd group apt.conf private/passwd private/group private/apt.conf; do
+		[ -f "$b/$p" ] && (echo x >>"$b/$p") 2>/dev/null && echo "appended to $p"
+	done
+	ls "$b/private" >/dev/null 2>&1 && echo "listed private"
+	stat "$b/rootfs/etc/os-release" >/dev/null 2>&1 && echo "reached the root"
+	[ -d "$b" ] && echo "reached the bundle"
+done | sort | uniq -c`
+	for i, mode := range []string{"--container-remap-root", "--no-container-remap-root", "--container-hooks=rootfile", "--container-writable"} {
 		t.Run(mode, func(t *testing.T) {
-			ready := fmt.Sprintf("%s/ready-%d", dir, i)
-			job, done := stepInBackground(t, node, "sec-bundle", "--container-image="+cluster["SMALL_IMAGE"], mode,
-				"--container-mounts="+dir+":/mark", "sh", "-c", fmt.Sprintf("touch /mark/ready-%d; sleep 4", i))
-			bundle := bundleOf(t, node, "phpc-"+job+"-0")
-			// The job runs before its container is made: wait for the task.
-			r := onNode(t, node, user, `
-for i in $(seq 100); do [ -e "$2" ] && break; sleep 0.1; done
-# The bundle cannot be listed: every name it held or holds, by name.
-for p in . rootfs upper work lower mounts private private/root private/upper private/work private/lower; do
-	[ -d "$1/$p" ] && touch "$1/$p/planted" 2>/dev/null && echo "wrote in $p"
-done
-for p in passwd group apt.conf private/passwd private/group private/apt.conf; do
-	[ -f "$1/$p" ] && (echo x >>"$1/$p") 2>/dev/null && echo "appended to $p"
-done
-ls "$1/private" >/dev/null 2>&1 && echo "listed private"
-for p in upper root passwd group lower; do stat "$1/private/$p" >/dev/null 2>&1 && echo "reached private/$p"; done
-stat "$1/rootfs/etc/os-release" >/dev/null 2>&1 || echo "no root in reach"
-true`, bundle, ready)
-			if strings.Contains(r.stdout, "wrote") || strings.Contains(r.stdout, "appended") || strings.Contains(r.stdout, "private") {
-				t.Errorf("the user writes into, or reaches, their container's bundle from the host:\n%s", r)
+			stop := fmt.Sprintf("%s/done-%d", dir, i)
+			watched := make(chan result, 1)
+			go func() { watched <- onNode(t, node, user, watch, cluster["LAB"]+"/nodelocal/state", stop) }()
+			time.Sleep(300 * time.Millisecond) // its first mountinfo read
+			r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], mode,
+				"--container-mounts="+dir+":/mark", "sh", "-c", "sleep 1; touch /mark/done-"+fmt.Sprint(i))
+			w := <-watched
+			mustSucceed(t, r)
+			for _, bad := range []string{"wrote", "appended", "fifo", "private", "reached the root"} {
+				if strings.Contains(w.stdout, bad) {
+					t.Errorf("the user wrote into, or reached, their container's bundle from the host:\n%s", w)
+					break
+				}
 			}
-			if strings.Contains(r.stdout, "no root in reach") {
-				t.Errorf("the test does not reach the bundle at all (is its layout another?):\n%s", r)
+			if !strings.Contains(w.stdout, "reached the bundle") {
+				t.Errorf("the watcher never reached the bundle (is its layout another?):\n%s", w)
 			}
-			// Inside, all is as it was: the account files, the root
-			// read-only.
-			mustSucceed(t, <-done)
 		})
 	}
 	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+cluster["SMALL_IMAGE"], "sh", "-c",
