@@ -181,7 +181,7 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 	if err != nil {
 		return c, err
 	}
-	if err := m.start(ctx, c, spec, hk, log); err != nil {
+	if err := m.start(ctx, c, spec, hk, readonly, log); err != nil {
 		return c, err
 	}
 	if readonly && hk.writesRoot {

@@ -90,8 +90,11 @@ func buildSpec(rt *oci.Runtime, c *container, cred credential, mounts []specs.Mo
 // priority. With an entrypoint, the namespaces the tasks join are opened
 // between the runtime's create and start, before any of the image's code
 // runs: an entrypoint that made namespaces of its own (unshare) cannot
-// have them handed to slurmstepd, or entered by the daemon.
-func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk *prepared, log *slog.Logger) (err error) {
+// have them handed to slurmstepd, or entered by the daemon; and its mounts
+// are sealed then (nosuid, nodev: oci.SealRoot), as the tasks find them,
+// so the image's code first runs with them so too (a review saw a SIF's env
+// scripts run before; readonly is the root's, as attachable's).
+func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk *prepared, readonly bool, log *slog.Logger) (err error) {
 	pidFile := filepath.Join(c.bundle, "init.pid")
 	c.output = oci.NewOutput()
 	opts := oci.RunOpts{Bundle: c.bundle, PidFile: pidFile, Output: c.output}
@@ -104,7 +107,10 @@ func (m *manager) start(ctx context.Context, c *container, spec *specs.Spec, hk 
 			if err := c.place.Join(pid); err != nil {
 				return err
 			}
-			return c.openNamespaces(spec)
+			if err := c.openNamespaces(spec); err != nil {
+				return err
+			}
+			return oci.SealRoot(c.nsFiles[len(c.nsFiles)-1], readonly)
 		}
 	}
 	err = m.rt.Run(ctx, c.id, opts)

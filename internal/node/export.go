@@ -88,6 +88,37 @@ func (n *Node) Export(ctx context.Context, name, job string, r FileRequest) (str
 	return c.id, writeAsUser(r, tmp)
 }
 
+// openOwnOutput opens path as the user (cred) to write a squashfs into it:
+// a new file (with excl, only a new one), or an existing regular file of
+// theirs, emptied. Another user's file, even one they may write (a 0666
+// file planted in /tmp), is refused before anything is written: it would
+// keep its owner, who would then read the user's image.
+func openOwnOutput(cred credential, path string, excl bool) (*os.File, error) {
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
+	if excl {
+		flags |= unix.O_EXCL
+	}
+	files, err := asuser.OpenFiles(cred, []asuser.Want{{Path: path, Flags: flags, Mode: 0o644, Regular: true}})
+	if err != nil {
+		return nil, err
+	}
+	f := files[0]
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Uid != cred.UID {
+		f.Close()
+		return nil, fmt.Errorf("%s is another user's file (uid %d), which would keep its owner: remove it, or write elsewhere", path, st.Uid)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // find is uid's container name (see Export).
 func (m *manager) find(uid uint32, name, job string) (*container, error) {
 	var found []*container
@@ -131,18 +162,13 @@ func (m *manager) has(c *container) bool {
 // does not wait for a FIFO's reader nor take a terminal.
 func writeAsUser(r FileRequest, src io.Reader) error {
 	cred := credentialOf(&wire.ContainerRequest{UID: r.UID, GID: r.GID})
-	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_EXCL
-	if r.Force {
-		flags = flags&^unix.O_EXCL | unix.O_TRUNC
-	}
-	files, err := asuser.OpenFiles(cred, []asuser.Want{{Path: r.Out, Flags: flags, Mode: 0o644, Regular: true}})
+	dst, err := openOwnOutput(cred, r.Out, !r.Force)
 	if errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("%s: file exists: remove it, or use -f to replace it", r.Out)
 	}
 	if err != nil {
 		return err
 	}
-	dst := files[0]
 	defer dst.Close()
 	_, err = io.Copy(dst, src)
 	if err == nil {

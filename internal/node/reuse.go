@@ -231,9 +231,11 @@ func (m *manager) mayKeep(job, key string) bool {
 // keep makes c, just made for the step of req (its owner), the container
 // the job's next steps of key join, and counts that step in it. It keeps
 // nothing where a hook may match on the step, or the pmi module bound the
-// step's own directories.
+// step's own directories, or the image's code ran before the init (a SIF's
+// environment scripts, as an entrypoint: what they leave running would be
+// the next step's, outside its cgroup).
 func (m *manager) keep(c *container, key string, job jobIdentity) bool {
-	if c.reuse.hooksOnStep || stepDirPresent(c.reuse.stepDirs, c.req) {
+	if c.reuse.hooksOnStep || stepDirPresent(c.reuse.stepDirs, c.req) || c.runsFirst() {
 		return false
 	}
 	var binds []bindIdentity

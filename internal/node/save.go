@@ -7,9 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/podman-hpc/podman-hpc/pkg/asuser"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
@@ -38,11 +35,10 @@ func (m *manager) save(ctx context.Context, c *container, req *wire.ContainerReq
 	}
 	// Only a regular file: a FIFO's open would wait for a reader, a
 	// device's write go anywhere.
-	files, err := asuser.OpenFiles(cred, []asuser.Want{{Path: req.Save, Flags: unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY, Mode: 0o644, Regular: true}})
+	dst, err := openOwnOutput(cred, req.Save, false)
 	if err != nil {
 		return wire.OptionErrorf("--container-save", "%w", err)
 	}
-	dst := files[0]
 	defer dst.Close()
 	if _, err := io.Copy(dst, tmp); err != nil {
 		dst.Truncate(0)

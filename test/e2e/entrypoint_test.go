@@ -44,6 +44,15 @@ func TestContainerEntrypoint(t *testing.T) {
 	if strings.Contains(r.stdout, "PWD=/tmp") {
 		t.Errorf("the entrypoint's shell's PWD reached the task:\n%s", r)
 	}
+	// The image's code first runs with the mounts as the tasks find them:
+	// a bind of the user's nosuid and nodev already.
+	dir := userDir(t, "e2e-entrypoint-seal")
+	seal := entrypointImage(t, "#!/bin/sh\nexport MARK_OPTS=\"$(awk '$5 == \"/mark\" {print $6}' /proc/self/mountinfo)\"\nexec \"$@\"\n")
+	r = asUser(t, "srun", "-N1", "--container-image="+seal, "--container-entrypoint", "--container-mounts="+dir+":/mark", "sh", "-c", "echo $MARK_OPTS")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "nosuid") || !strings.Contains(r.stdout, "nodev") {
+		t.Errorf("the entrypoint ran with the user's bind not yet nosuid, nodev: %q\n%s", r.stdout, r)
+	}
 	bad := entrypointImage(t, "#!/bin/sh\necho broken entrypoint\nexit 3\n")
 	r = srun(t, "-N1", "--container-image="+bad, "--container-entrypoint", "true")
 	if r.code == 0 || !strings.Contains(r.stderr, "the image's entrypoint exited before running the command (try --no-container-entrypoint)") ||

@@ -27,7 +27,8 @@ func readyContainers(t *testing.T, node, job string) map[string]string {
 // node's container: the second step's container is the first's, and sees
 // its /tmp, as bare-metal steps share the node's. A step a fresh container
 // would show differently gets its own: a writable root, other mounts,
-// another HOME (the variables hooks read), the image's entrypoint, a save.
+// another HOME (the variables hooks read), the image's entrypoint, a save,
+// a SIF (its environment scripts run as an entrypoint).
 // The kept container's init is in the job's cgroup, not a step's (it
 // outlives its first step), and nothing outlives the job.
 func TestReuseSteps(t *testing.T) {
@@ -38,6 +39,8 @@ func TestReuseSteps(t *testing.T) {
 	dir := userDir(t, "e2e-reuse")
 	img := cluster["SMALL_IMAGE"]
 	run := "srun --container-image=" + img + " "
+	// A SIF's environment scripts run before its init, as an entrypoint.
+	sif := "srun --container-image=" + sifFrom(t, dir, "reuse", img, nil) + " "
 	script := "#!/bin/sh\n" +
 		run + "sh -c 'echo kept >/tmp/mark'\n" + // 0: made, kept
 		run + "cat /tmp/mark\n" + // 1: joins 0
@@ -47,7 +50,9 @@ func TestReuseSteps(t *testing.T) {
 		run + "--container-entrypoint sh -c 'cat /tmp/mark 2>/dev/null || echo fresh-entrypoint'\n" + // 5
 		run + "--container-save=" + dir + "/saved.sqsh sh -c 'cat /tmp/mark 2>/dev/null || echo fresh-save'\n" + // 6
 		"touch " + dir + "/held; while [ ! -e " + dir + "/go ]; do sleep 0.1; done\n" +
-		run + "cat /tmp/mark\n" // 7: joins 0 again
+		run + "cat /tmp/mark\n" + // 7: joins 0 again
+		sif + "sh -c 'echo sif >/tmp/sifmark'\n" + // 8
+		sif + "sh -c 'cat /tmp/sifmark 2>/dev/null || echo fresh-sif'\n" // 9
 	job, out := sbatchAsUser(t, dir, script, "-N1", "-w", node)
 	waitFile(t, dir+"/held", job)
 
@@ -70,12 +75,12 @@ func TestReuseSteps(t *testing.T) {
 			got = append(got, l)
 		}
 	}
-	want := []string{"kept", "fresh-writable", "fresh-mounts", "fresh-home", "fresh-entrypoint", "fresh-save", "kept"}
+	want := []string{"kept", "fresh-writable", "fresh-mounts", "fresh-home", "fresh-entrypoint", "fresh-save", "kept", "fresh-sif"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("steps printed %q, want %q\n%s", got, want, b)
 	}
 	ids := readyContainers(t, node, job)
-	for step, want := range map[string]string{"0": "0", "1": "0", "2": "2", "3": "3", "4": "4", "5": "5", "6": "6", "7": "0"} {
+	for step, want := range map[string]string{"0": "0", "1": "0", "2": "2", "3": "3", "4": "4", "5": "5", "6": "6", "7": "0", "8": "8", "9": "9"} {
 		if ids[step] != "phpc-"+job+"-"+want {
 			t.Errorf("step %s ran in container %q, want phpc-%s-%s (all: %v)", step, ids[step], job, want, ids)
 		}

@@ -237,3 +237,31 @@ func TestContainerSaveScratchOnCacheDisk(t *testing.T) {
 		t.Errorf("save files left: %s", left)
 	}
 }
+
+// A save into a file another user planted for it (one the user may write,
+// 0666) would keep that file's owner, who would then read the user's image:
+// it is refused before anything is written, for --container-save and for
+// podman-hpcd import -f alike.
+func TestContainerSaveRefusesAnotherUsersFile(t *testing.T) {
+	requireRoot(t)
+	dir := readableTempDir(t)
+	planted := filepath.Join(dir, "planted.sqsh")
+	if err := os.WriteFile(planted, []byte("the planter's"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(planted, 0o666)
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	r := asUser(t, "srun", "-N1", "--container-image="+cluster["SMALL_IMAGE"], "--container-save="+planted, "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "is another user's file (uid 65534), which would keep its owner") {
+		t.Errorf("a save into another user's file:\n%s", r)
+	}
+	r = clientAsUser(t, nodes()[0], dir, userHome(t), "import", "-f", "-o", planted, cluster["SMALL_IMAGE"])
+	if r.code == 0 || !strings.Contains(r.stderr, "is another user's file (uid 65534)") {
+		t.Errorf("an import -f into another user's file:\n%s", r)
+	}
+	if b, _ := os.ReadFile(planted); string(b) != "the planter's" {
+		t.Errorf("the planted file was written: %q", b)
+	}
+}
