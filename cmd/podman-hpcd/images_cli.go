@@ -152,7 +152,8 @@ func readAuthFile() []byte {
 
 // callWithProgress sends one request and returns the final reply, showing
 // progress lines on w; an Error reply is returned as an error carrying the
-// daemon's message.
+// daemon's message. Every value it returns or shows has its control
+// characters escaped (escapeReply).
 func callWithProgress(socket string, req *wire.Message, w io.Writer) (*wire.Message, error) {
 	c, err := net.DialTimeout("unix", socket, 5*time.Second)
 	if err != nil {
@@ -167,6 +168,7 @@ func callWithProgress(socket string, req *wire.Message, w io.Writer) (*wire.Mess
 		if err != nil {
 			return nil, fmt.Errorf("read reply from %s: %w", socket, err)
 		}
+		escapeReply(reply)
 		msg, _ := reply.Get("message")
 		switch reply.Type {
 		case wire.Progress:
