@@ -30,7 +30,8 @@ Remove REF from this node's cache.`},
 Evict images by the cache's size and age limits (cache_max_size,
 cache_max_age; --all: every image no container uses) and list those removed.
 Images kept mounted after their last container (image_linger) count as
-unused.`},
+unused: root's prune unmounts them all, yours only those of images no one
+else uses.`},
 	"ps": {"ps [--socket PATH]", `
 List this node's containers, parked ones too (yours; root sees all).`},
 	"rm": {"rm [--socket PATH] --job JOBID | --name NAME [--uid UID]", `
