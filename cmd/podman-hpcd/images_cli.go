@@ -30,7 +30,8 @@ Remove REF from this node's cache.`},
 Evict images by the cache's size and age limits (cache_max_size,
 cache_max_age; --all: every image no container uses) and list those removed.
 Images kept mounted after their last container (image_linger) count as
-unused.`},
+unused: root's prune unmounts them all, yours only those of images no one
+else uses.`},
 	"ps": {"ps [--socket PATH]", `
 List this node's containers, parked ones too (yours; root sees all).`},
 	"rm": {"rm [--socket PATH] --job JOBID | --name NAME [--uid UID]", `
@@ -152,7 +153,8 @@ func readAuthFile() []byte {
 
 // callWithProgress sends one request and returns the final reply, showing
 // progress lines on w; an Error reply is returned as an error carrying the
-// daemon's message.
+// daemon's message. Every value it returns or shows has its control
+// characters escaped (escapeReply).
 func callWithProgress(socket string, req *wire.Message, w io.Writer) (*wire.Message, error) {
 	c, err := net.DialTimeout("unix", socket, 5*time.Second)
 	if err != nil {
@@ -167,6 +169,7 @@ func callWithProgress(socket string, req *wire.Message, w io.Writer) (*wire.Mess
 		if err != nil {
 			return nil, fmt.Errorf("read reply from %s: %w", socket, err)
 		}
+		escapeReply(reply)
 		msg, _ := reply.Get("message")
 		switch reply.Type {
 		case wire.Progress:

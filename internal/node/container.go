@@ -192,6 +192,9 @@ func (m *manager) create(ctx context.Context, req *wire.ContainerRequest, id str
 		}
 	}
 	c.env = withHome(c.env, req, acct)
+	if err := c.envFits(); err != nil {
+		return c, err
+	}
 	if err := c.attachable(ctx, spec, readonly); err != nil {
 		return c, err
 	}

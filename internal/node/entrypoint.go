@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
 // entrypointTimeout bounds how long an image's entrypoint may take before it
@@ -51,6 +53,24 @@ func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, e
 		}
 		delay = min(2*delay, 20*time.Millisecond)
 	}
+}
+
+// envFits fails a container whose environment (what its entrypoint or a
+// SIF's environment scripts left, or the image's and hooks') would not
+// fit in the answer to the plugin (wire.MaxEnv): the answer would be
+// refused at its write, and the step fail with only "no answer".
+func (c *container) envFits() error {
+	n := wire.EnvSize(c.env)
+	if n <= wire.MaxEnv {
+		return nil
+	}
+	what, hint := "the image's config and hooks set", ""
+	if c.runsFirst() {
+		what, hint = c.firstWhat()
+		what += " left"
+	}
+	return fmt.Errorf("the environment %s is %d bytes (%d variables), more than the %d the plugin takes; export fewer or shorter variables%s",
+		what, n, len(c.env), wire.MaxEnv, hint)
 }
 
 func zombie(pid int) bool {

@@ -111,14 +111,15 @@ func (im *imageMounts) release(digest string) {
 	})
 }
 
-// dropAll drops every mount no container uses (before rmi and prune,
-// which its pin would stop); it returns how many it dropped.
-func (im *imageMounts) dropAll() int {
+// dropIdle drops the mounts no container uses of the images which
+// reports (before rmi and prune, which their pins would stop); it returns
+// how many it dropped.
+func (im *imageMounts) dropIdle(which func(digest string) bool) int {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	n := 0
 	for d, mt := range im.mounts {
-		if mt.users == 0 {
+		if mt.users == 0 && which(d) {
 			im.dropLocked(d, mt)
 			n++
 		}

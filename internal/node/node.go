@@ -369,26 +369,28 @@ func (n *Node) PinForJob(ctx context.Context, job, ref string, r PullRequest) (s
 func (n *Node) Images(uid uint32) []store.Image { return n.store.cache.List(uid) }
 
 // RemoveImage removes ref from the cache for uid (store.Cache.Remove),
-// after dropping the image mounts that only linger.
+// after dropping the image mounts that only linger (uid's own: dropIdleMounts).
 func (n *Node) RemoveImage(ref string, uid uint32) error {
-	n.dropIdleMounts()
+	n.dropIdleMounts(uid)
 	return n.store.cache.Remove(ref, uid)
 }
 
 // Prune evicts by the cache's limits, or every unused image (all), for uid
-// (store.Cache.Prune), after dropping the image mounts that only linger;
-// it returns the images that went.
+// (store.Cache.Prune), after dropping the image mounts that only linger
+// (uid's own: dropIdleMounts); it returns the images that went.
 func (n *Node) Prune(ctx context.Context, all bool, uid uint32) ([]store.Image, error) {
-	n.dropIdleMounts()
+	n.dropIdleMounts(uid)
 	return n.store.cache.Prune(ctx, all, uid)
 }
 
 // dropIdleMounts unmounts the images that linger without containers
 // (imageMounts), which keeps them pinned: removing an image asks for the
-// space more than for a warm start.
-func (n *Node) dropIdleMounts() {
-	if k := n.mounts.dropAll(); k > 0 {
-		n.log.Info("lingering image mounts dropped", "images", k)
+// space more than for a warm start. Root's drops them all; a user's only
+// those of images no one else uses (store.Cache.SoleUser): another user's
+// next step stays warm, and their images' LAST USED stays theirs.
+func (n *Node) dropIdleMounts(uid uint32) {
+	if k := n.mounts.dropIdle(func(d string) bool { return n.store.cache.SoleUser(d, uid) }); k > 0 {
+		n.log.Info("lingering image mounts dropped", "images", k, "uid", uid)
 	}
 }
 

@@ -27,6 +27,21 @@ const Version = 1
 // MaxBody is the largest body either side accepts.
 const MaxBody = 1 << 20
 
+// MaxEnv is the most bytes a container reply's environment may take
+// (EnvSize): MaxBody less room for the reply's other fields (its ids, the
+// working directory, the entrypoint's log). A larger one would be refused
+// at the write, and the plugin hear nothing.
+const MaxEnv = MaxBody - 64<<10
+
+// EnvSize is the bytes env takes in a reply, as "env" fields.
+func EnvSize(env []string) int {
+	n := 0
+	for _, e := range env {
+		n += len("env") + 1 + len(e) + 1
+	}
+	return n
+}
+
 // HeaderSize is the size of a frame's fixed part.
 const HeaderSize = 8
 

@@ -60,3 +60,21 @@ func TestContainerEntrypoint(t *testing.T) {
 		t.Errorf("a failing entrypoint:\n%s", r)
 	}
 }
+
+// An entrypoint that exports more environment than the plugin's answer
+// carries fails the step with the cause and the fix, in srun's output, not
+// with "no answer from podman-hpcd".
+func TestContainerEntrypointHugeEnvironment(t *testing.T) {
+	// 20 variables of 64 KiB: 1.3 MB, under execve's limits, over the wire's.
+	img := entrypointImage(t, "#!/bin/sh\nx=x\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do x=$x$x; done\n"+
+		"for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do export BIG$i=$x; done\nexec \"$@\"\n")
+	r := srun(t, "-N1", "--container-image="+img, "--container-entrypoint", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "the environment the image's entrypoint left is ") ||
+		!strings.Contains(r.stderr, " the plugin takes; export fewer or shorter variables (try --no-container-entrypoint)") ||
+		strings.Contains(r.stderr, "no answer from podman-hpcd") {
+		t.Errorf("an entrypoint that exports 1.3 MB:\n%s", r)
+	}
+	// The same image without its entrypoint runs.
+	r = srun(t, "-N1", "--container-image="+img, "true")
+	mustSucceed(t, r)
+}

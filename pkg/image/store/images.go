@@ -48,6 +48,20 @@ func (c *Cache) Pin(digest string) (release func(), err error) {
 	}, nil
 }
 
+// SoleUser reports whether what uid does to the image with this digest
+// touches only uid: uid 0 always, another user when no one else uses the
+// image. A user's rmi and prune drop the lingering mounts (and their pins,
+// which mark the image used) of those images only.
+func (c *Cache) SoleUser(digest string, uid uint32) bool {
+	if uid == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.ix.Images[digest]
+	return e != nil && len(e.Users) == 1 && e.Users[0] == uid
+}
+
 // List returns the images uid may see, most recently used first: uid 0
 // sees all, other users the images they pulled or were confirmed for.
 func (c *Cache) List(uid uint32) []Image {

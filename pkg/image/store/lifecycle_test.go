@@ -502,3 +502,23 @@ func TestManifestList(t *testing.T) {
 		t.Error("the other platform's layer was downloaded")
 	}
 }
+
+// A user's prune and rmi touch only what no one else uses; root's all.
+func TestSoleUser(t *testing.T) {
+	c := openTestCache(t, nil, nil)
+	d := func(ch byte) string { return "sha256:" + strings.Repeat(string(ch), 64) }
+	fakeEntries(t, c, map[string]int64{d('a'): 1, d('b'): 1}, nil,
+		map[string][]uint32{d('a'): {1001}, d('b'): {1001, 1002}})
+	for _, tc := range []struct {
+		digest string
+		uid    uint32
+		want   bool
+	}{
+		{d('a'), 1001, true}, {d('b'), 1001, false}, {d('a'), 1002, false}, {d('b'), 1002, false},
+		{d('a'), 0, true}, {d('b'), 0, true}, {d('c'), 1001, false},
+	} {
+		if got := c.SoleUser(tc.digest, tc.uid); got != tc.want {
+			t.Errorf("SoleUser(%.8s, %d) = %v, want %v", tc.digest[7:], tc.uid, got, tc.want)
+		}
+	}
+}
