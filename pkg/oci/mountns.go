@@ -1,7 +1,9 @@
 package oci
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +19,14 @@ import (
 // (goLocked), which never unlocks it (the thread dies with the namespace).
 type MountNS struct {
 	work chan func()
+	// mu guards closed: Do after Close (a container's removal that a
+	// timer runs as the daemon stops) fails instead of panicking.
+	mu     sync.RWMutex
+	closed bool
 }
+
+// errMountNSClosed is Do's error after Close.
+var errMountNSClosed = errors.New("the runtime's mount namespace is closed")
 
 // NewMountNS starts the thread, makes its namespace's mounts slaves of the
 // daemon's, then runs setup in it.
@@ -57,15 +66,26 @@ func (n *MountNS) Do(fn func() error) error {
 	if n == nil {
 		return fn()
 	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return errMountNSClosed
+	}
 	done := make(chan error, 1)
 	n.work <- func() { done <- fn() }
 	return <-done
 }
 
 // Close ends the thread, and with it the namespace once nothing else holds
-// it. Do must not be called after.
+// it. Do fails after it.
 func (n *MountNS) Close() {
-	if n != nil {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.closed {
+		n.closed = true
 		close(n.work)
 	}
 }

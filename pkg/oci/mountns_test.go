@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,4 +69,24 @@ func TestMountNSNil(t *testing.T) {
 		t.Errorf("nil Do: called %v, err %v", called, err)
 	}
 	ns.Close()
+}
+
+// Do after Close fails (a removal a timer runs as the daemon stops), and
+// Close twice is harmless.
+func TestMountNSDoAfterClose(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (unshare)")
+	}
+	n, err := NewMountNS(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Do(func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	n.Close()
+	if err := n.Do(func() error { return nil }); !errors.Is(err, errMountNSClosed) {
+		t.Errorf("Do after Close: %v", err)
+	}
 }

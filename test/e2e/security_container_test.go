@@ -242,9 +242,11 @@ func TestSecurityWritableLayerIsPrivate(t *testing.T) {
 		if !regexp.MustCompile(`/[0-9a-f]{32}$`).MatchString(bundle) {
 			t.Errorf("%s: bundle path %s is guessable", mode, bundle)
 		}
+		// The root as the daemon sees it (the runtime's is mounted in its
+		// own namespace only), and the layer's upper directory.
 		var r result
 		for i := 0; i < 50; i++ {
-			if r = onNode(t, node, "", `cat "$1/rw/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Count(r.stdout, "job-private") == 2 {
+			if r = onNode(t, node, "", `cat "$1/rw/upper/scratch/written" "$1/private/root/scratch/written" 2>/dev/null`, bundle); strings.Count(r.stdout, "job-private") == 2 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -252,7 +254,7 @@ func TestSecurityWritableLayerIsPrivate(t *testing.T) {
 		if strings.Count(r.stdout, "job-private") != 2 {
 			t.Fatalf("%s: the write is not where the test looks:\n%s", mode, r)
 		}
-		if r := onNode(t, node, "nobody", `cat "$1/rw/upper/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Contains(r.stdout, "job-private") {
+		if r := onNode(t, node, "nobody", `cat "$1/rw/upper/scratch/written" "$1/private/root/scratch/written" "$1/rootfs/scratch/written" 2>/dev/null`, bundle); strings.Contains(r.stdout, "job-private") {
 			t.Errorf("%s: another user read the job's write:\n%s", mode, r)
 		}
 		// Nor the file system's file in writable_dir, the job user
