@@ -201,6 +201,10 @@ func (r *Runtime) removeState(id string) (done bool, err error) {
 	if err != nil {
 		return false, nil
 	}
+	if !bytes.Contains(b, []byte(`"poststop"`)) {
+		// No hook of that stage: no need to decode the spec.
+		return true, removeStateDir(id, dir)
+	}
 	var spec struct {
 		Hooks *struct {
 			Poststop []json.RawMessage `json:"poststop"`
@@ -209,10 +213,14 @@ func (r *Runtime) removeState(id string) (done bool, err error) {
 	if err := json.Unmarshal(b, &spec); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststop) > 0) {
 		return false, nil
 	}
+	return true, removeStateDir(id, dir)
+}
+
+func removeStateDir(id, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
-		return true, fmt.Errorf("remove %s's runtime state: %w", id, err)
+		return fmt.Errorf("remove %s's runtime state: %w", id, err)
 	}
-	return true, nil
+	return nil
 }
 
 // State returns the container's state, or ErrNotExist.

@@ -142,7 +142,7 @@ func TestRuntimeRemovesOwnState(t *testing.T) {
 		{"no hooks", `{"ociVersion":"1.0.2","process":{"args":["/init"]}}`, true, false},
 		{"other hooks", `{"hooks":{"createRuntime":[{"path":"/h"}]}}`, true, false},
 		{"poststop hook", `{"hooks":{"poststop":[{"path":"/h"}]}}`, true, true},
-		{"not JSON", `{`, true, true},
+		{"not JSON, with poststop", `{"hooks":{"poststop":[`, true, true},
 		{"unknown container", "", true, true},
 		{"no pidfd", `{}`, false, true},
 	} {
