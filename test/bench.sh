@@ -84,6 +84,8 @@ row "  ratio (target <= 0.40)" "$(pull ours_vs_baseline)" ""
 row "decompress every layer in parallel, zcat (the limit)" "$(pull zcat_parallel_s)" s
 row "  ratio to the limit (target <= 1.4)" "$(pull ours_vs_limit)" ""
 row "decompress every layer in parallel, igzip" "$(pull igzip_parallel_s)" s
+row "pull + squash, ours without igzip (Go's gzip)" "$(pull ours_no_igzip_s)" s
+row "CPU time of the pull: ours / baseline" "$(pull ours_cpu_s) / $(pull baseline_cpu_s)" s
 row "reuse of a cached image (target < 50)" "$(pull reuse_ms)" ms
 row "peak RSS of the daemon's pull" "$(pull go_rss_mb)" MB
 row "bytes written per byte of squashfs" "$(pull written_per_squashfs_byte)" ""
@@ -170,6 +172,8 @@ cat >"$repo/build/bench.json" <<JSON
   "pull_squash": {"ours_s": $(pull ours_s), "baseline_s": $(pull baseline_s), "ratio": $(pull ours_vs_baseline), "target_ratio": 0.40, "limit_s": $(pull zcat_parallel_s), "limit_ratio": $(pull ours_vs_limit), "target_limit_ratio": 1.4, "image_bytes": $image_bytes, "peak_rss_mb": $(pull go_rss_mb), "written_per_squashfs_byte": $(pull written_per_squashfs_byte),
     "ours_breakdown": {"download_s": $(pull ours_download_s), "download_and_apply_s": $(pull ours_apply_s), "apply_waiting_on_decompression_s": $(pull ours_decompress_wait_s), "apply_waiting_on_extraction_s": $(pull ours_extract_wait_s), "mksquashfs_s": $(pull ours_squash_s), "decompressor": "$decompressor"},
     "baseline_breakdown": {"skopeo_s": $(pull skopeo_s), "umoci_s": $(pull umoci_s), "mksquashfs_s": $(pull mksquashfs_s)},
+    "cpu": {"ours_s": $(pull ours_cpu_s), "baseline_s": $(pull baseline_cpu_s), "ratio": $(pull ours_vs_baseline_cpu), "ours_without_igzip_s": $(pull ours_no_igzip_cpu_s)},
+    "ours_without_igzip_s": $(pull ours_no_igzip_s),
     "limits": {"zcat_parallel_s": $(pull zcat_parallel_s), "zcat_serial_s": $(pull zcat_serial_s), "igzip_parallel_s": $(pull igzip_parallel_s), "igzip_serial_s": $(pull igzip_serial_s), "ours_vs_igzip_parallel": $(pull ours_vs_igzip_limit)}},
   "cached_reuse": {"ms": $(pull reuse_ms)},
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
