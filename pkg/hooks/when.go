@@ -31,24 +31,26 @@ func rx(pattern string) (*regexp.Regexp, error) {
 // match is podman's When.Match (go.podman.io/common/pkg/hooks/1.0.0), the
 // same conditions in the same order, with the patterns compiled once.
 func match(when *current.When, config *specs.Spec, annotations map[string]string, hasBindMounts bool) (bool, error) {
+	//lint:ignore SA1019 0.1.0 hooks, which podman still loads, match any of their conditions
+	anyOf := when.Or
 	matches := 0
 	if when.Always != nil {
 		if *when.Always {
-			if when.Or {
+			if anyOf {
 				return true, nil
 			}
 			matches++
-		} else if !when.Or {
+		} else if !anyOf {
 			return false, nil
 		}
 	}
 	if when.HasBindMounts != nil {
 		if *when.HasBindMounts && hasBindMounts {
-			if when.Or {
+			if anyOf {
 				return true, nil
 			}
 			matches++
-		} else if !when.Or {
+		} else if !anyOf {
 			return false, nil
 		}
 	}
@@ -69,11 +71,11 @@ func match(when *current.When, config *specs.Spec, annotations map[string]string
 			}
 		}
 		if ok {
-			if when.Or {
+			if anyOf {
 				return true, nil
 			}
 			matches++
-		} else if !when.Or {
+		} else if !anyOf {
 			return false, nil
 		}
 	}

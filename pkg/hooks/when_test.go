@@ -37,6 +37,7 @@ func TestMatchIsPodmans(t *testing.T) {
 	for wi, w := range whens {
 		for _, or := range []bool{false, true} {
 			w := w
+			//lint:ignore SA1019 0.1.0 hooks' "or", which podman still loads
 			w.Or = or
 			for ai, a := range annotations {
 				for _, cmd := range commands {
