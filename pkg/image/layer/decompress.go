@@ -42,7 +42,14 @@ func decompress(f *os.File) (io.ReadCloser, string, error) {
 			return nil, "", err
 		}
 		rc, err := filter(igzip(), f, "-d", "-c")
-		return rc, "igzip", err
+		if err == nil {
+			return rc, "igzip", nil
+		}
+		// An igzip that cannot be executed costs speed, not the pull.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, "", err
+		}
+		br.Reset(f)
 	}
 	plain, err := archive.DecompressStream(br)
 	return plain, "storage", err

@@ -116,3 +116,32 @@ func TestDecompress(t *testing.T) {
 		}
 	}
 }
+
+// An igzip that cannot be executed leaves the layer to containers/storage.
+// (Not parallel: it swaps igzip, which the parallel tests read after.)
+func TestDecompressWithoutAWorkingIgzip(t *testing.T) {
+	saved := igzip
+	defer func() { igzip = saved }()
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "igzip")
+	os.WriteFile(broken, []byte("not a program"), 0o644) // not executable
+	igzip = func() string { return broken }
+	want := bytes.Repeat([]byte("abc"), 10000)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(want)
+	zw.Close()
+	p := filepath.Join(dir, "blob")
+	os.WriteFile(p, gz.Bytes(), 0o600)
+	f, _ := os.Open(p)
+	defer f.Close()
+	rc, name, err := decompress(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want) || name != "storage" {
+		t.Errorf("%d bytes by %s, %v; want %d bytes by storage", len(got), name, err, len(want))
+	}
+}
