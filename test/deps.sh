@@ -13,6 +13,8 @@ packages=(
 	curl
 	# containers: runtimes, squashfs, fuse
 	runc crun squashfs-tools squashfuse fuse3 uidmap
+	# pulls: ISA-L's igzip decompresses gzip layers (pkg/image/layer)
+	isal
 	# registry and images
 	docker-registry skopeo umoci debootstrap busybox-static ca-certificates
 	# MPI on the host: ring programs are compiled here, bare-metal baselines run here

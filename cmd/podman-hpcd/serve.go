@@ -64,6 +64,15 @@ Run the daemon: as root, under systemd with socket activation
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cfg.PprofSocket != "" {
+		// Off by default: an admin profiling the node turns it on.
+		pln, err := listenPprof(cfg.PprofSocket)
+		if err != nil {
+			return err
+		}
+		go servePprof(ctx, pln, log)
+		log.Info("pprof", "socket", cfg.PprofSocket)
+	}
 	var m *metrics.Metrics
 	if cfg.MetricsListen != "" {
 		mln, err := metrics.Listen(cfg.MetricsListen)

@@ -102,6 +102,11 @@ type Config struct {
 	// MetricsListen is the host:port of the Prometheus metrics listener
 	// ("": none). Check warns of one that is not a loopback address.
 	MetricsListen string
+	// PprofSocket is a Unix socket where the daemon serves Go's profiles
+	// (net/http/pprof) to root ("": none, the default): created mode
+	// 0600 in a directory only root may write, for an admin profiling a
+	// node.
+	PprofSocket string
 	// Hooks are the OCI hooks and built-in modules (hooks.go).
 	Hooks Hooks
 	// SharedStore is the site image store ("": none): a directory every
@@ -191,6 +196,7 @@ func (c *Config) set(key, value string) error {
 		"socket": &c.Socket, "state_dir": &c.StateDir, "cache_dir": &c.CacheDir,
 		"registries_conf": &c.RegistriesConf, "policy": &c.Policy, "shared_store": &c.SharedStore,
 		"docker_socket": &c.DockerSocket, "writable_dir": &c.WritableDir,
+		"debug_pprof_socket": &c.PprofSocket,
 	}
 	if dst, ok := paths[key]; ok {
 		if !filepath.IsAbs(value) {
@@ -299,7 +305,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, debug_pprof_socket, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -50,6 +50,15 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := Load(write("helper_timeout = 90s\n"), true); err != nil || c.HelperTimeout != 90*time.Second {
 		t.Errorf("helper_timeout: %v, %v", c.HelperTimeout, err)
 	}
+	if c, err := Load(write("debug_pprof_socket = /run/p/pprof.sock\n"), true); err != nil || c.PprofSocket != "/run/p/pprof.sock" {
+		t.Errorf("debug_pprof_socket: %q, %v", c.PprofSocket, err)
+	}
+	if c, err := Load(write("debug_pprof_socket = pprof.sock\n"), true); err == nil || c.PprofSocket != "" {
+		t.Errorf("debug_pprof_socket relative: %q, %v; want an error", c.PprofSocket, err)
+	}
+	if Default().PprofSocket != "" {
+		t.Error("profiles are served by default")
+	}
 	if c, err := Load(write("docker_socket = /x/docker.sock\n"), true); err != nil || c.DockerSocket != "/x/docker.sock" {
 		t.Errorf("docker_socket: %q, %v", c.DockerSocket, err)
 	}

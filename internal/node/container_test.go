@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -173,6 +175,10 @@ func TestContainerLifecycle(t *testing.T) {
 	if _, err := os.Stat(c.bundle); !os.IsNotExist(err) {
 		t.Errorf("bundle left: %v", err)
 	}
+	// The runtime's own state goes too (by the daemon's hand under crun).
+	if _, err := os.Stat(filepath.Join(state, "runtime", c.id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("runtime state left: %v", err)
+	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.initPid)); err == nil {
 		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.initPid))
 		if !strings.Contains(string(st), ") Z ") {
@@ -210,7 +216,7 @@ func TestContainerFailureLeavesNothing(t *testing.T) {
 // the container's state, a createContainer hook writes into a root that is
 // read-only once it is done, and a poststop hook runs at removal.
 func TestContainerHooks(t *testing.T) {
-	m, _, _ := testManager(t)
+	m, _, state := testManager(t)
 	var logb strings.Builder
 	m.log = slog.New(slog.NewTextHandler(&syncWriter{w: &logb}, nil))
 	dir, out := t.TempDir(), t.TempDir()
@@ -251,6 +257,9 @@ func TestContainerHooks(t *testing.T) {
 	m.remove(ctx, c)
 	if _, err := os.Stat(filepath.Join(out, "stopped")); err != nil {
 		t.Errorf("poststop hook did not run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "runtime", c.id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("runtime state left: %v", err)
 	}
 	// A createContainer hook runs inside the container's user namespace,
 	// which cannot append to the root-only bundle's hooks.log: its timing

@@ -48,6 +48,7 @@ func runtimeSetup(stateDir, cgroups string) oci.Setup {
 			return withOwnMountNS(rt, stateDir, nil)
 		}
 		rt.Args = []string{"--cgroup-manager=disabled"}
+		rt.RemovesOwnState = true
 		layout, controllers, err := oci.ReadCgroupLayout(cgroups)
 		if err != nil {
 			return nil, err

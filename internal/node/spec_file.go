@@ -8,8 +8,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// writeSpec writes the container's spec for the runtime, compact: only
+// programs read it, and indenting was a tenth of its encoding's cost.
 func writeSpec(path string, s *specs.Spec) error {
-	b, err := json.MarshalIndent(s, "", "\t")
+	b, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}

@@ -162,42 +162,46 @@ func (m *manager) stageAsUser(c *container, acct account, cred credential, mount
 	if err := oci.AllowTraverse(stages, c.req.UID); err != nil {
 		return nil, held, err
 	}
-	var out []specs.Mount
+	staged := make([]string, len(held))
 	for i, f := range held {
 		stage, err := stageMount(f, filepath.Join(stages, strconv.Itoa(i)))
 		if err != nil {
 			return nil, held, wire.OptionErrorf(keep[i].optionName(), "%s: %w", keep[i].src, err)
 		}
+		staged[i] = stage
+	}
+	// One read of the mount table for every stage: a container with a
+	// home, the site's mounts and PMIx's directories has several.
+	all, err := oci.MountsUnder(stages)
+	if err != nil {
+		return nil, held, err
+	}
+	var out []specs.Mount
+	for i, stage := range staged {
 		opts := append([]string{"nosuid", "nodev"}, keep[i].opts...)
 		out = append(out, oci.BindMount(stage, keep[i].dst, opts...))
-		subs, err := submounts(stage)
-		if err != nil {
-			return nil, held, err
-		}
-		for _, sub := range subs {
+		for _, sub := range submounts(all, stage) {
 			out = append(out, oci.BindMount(sub, path.Join(keep[i].dst, strings.TrimPrefix(sub, stage)), opts...))
 		}
 	}
 	return out, held, nil
 }
 
-// submounts returns the mount points below stage, parents first, each once.
-// crun 1.8 binds only a source's own mount into a container with a user
-// namespace (every container has one), not the mounts below it, so a tmpfs
-// or NFS mount inside a user's directory is bound on its own.
-func submounts(stage string) ([]string, error) {
-	all, err := oci.MountsUnder(stage)
-	if err != nil {
-		return nil, err
-	}
-	slices.Reverse(all) // deepest first: parents first
+// submounts returns the mount points below stage, parents first, each
+// once, from all (oci.MountsUnder's list, deepest first, of a directory
+// holding stage). crun 1.8 binds only a source's own mount into a
+// container with a user namespace (every container has one), not the
+// mounts below it, so a tmpfs or NFS mount inside a user's directory is
+// bound on its own.
+func submounts(all []string, stage string) []string {
 	var out []string
-	for _, mp := range all {
-		if mp != stage && !slices.Contains(out, mp) {
+	for i := len(all) - 1; i >= 0; i-- { // deepest first: parents first
+		mp := all[i]
+		if strings.HasPrefix(mp, stage+"/") && !slices.Contains(out, mp) {
 			out = append(out, mp)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // credential is the job user's identity, for everything opened as them.

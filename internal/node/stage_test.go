@@ -3,6 +3,7 @@ package node
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,6 +73,35 @@ func TestCheckImageDestinations(t *testing.T) {
 		err := checkImageDestinations(root, []specs.Mount{{Destination: dst}})
 		if (err != nil) != refused {
 			t.Errorf("%s: %v, want refused %v", dst, err, refused)
+		}
+	}
+}
+
+// submounts picks a stage's own submounts, parents first, from one listing
+// of every stage's (deepest first), and not a neighbour's whose name
+// starts alike.
+func TestSubmounts(t *testing.T) {
+	t.Parallel()
+	// MountsUnder's order: the reverse of mount order.
+	all := []string{
+		"/b/mounts/10/x",
+		"/b/mounts/10",
+		"/b/mounts/1/a/b",
+		"/b/mounts/1/a",
+		"/b/mounts/1/c",
+		"/b/mounts/1",
+		"/b/mounts/0",
+	}
+	for _, tc := range []struct {
+		stage string
+		want  []string
+	}{
+		{"/b/mounts/1", []string{"/b/mounts/1/c", "/b/mounts/1/a", "/b/mounts/1/a/b"}},
+		{"/b/mounts/10", []string{"/b/mounts/10/x"}},
+		{"/b/mounts/0", nil},
+	} {
+		if got := submounts(all, tc.stage); !slices.Equal(got, tc.want) {
+			t.Errorf("submounts(%s) = %q, want %q", tc.stage, got, tc.want)
 		}
 	}
 }

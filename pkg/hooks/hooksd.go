@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -166,7 +165,7 @@ func (s *Set) Select(m Match) (hooks []Matched, skipped []Matched, err error) {
 	}
 	for _, name := range names {
 		h := s.hooks[name]
-		ok, err := h.When.Match(config, m.Annotations, m.HasBindMounts)
+		ok, err := match(&h.When, config, m.Annotations, m.HasBindMounts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("hooks.d: matching %s: %w", name, err)
 		}
@@ -254,7 +253,7 @@ func (s *Set) StepDependence(stepAnnotation string) (command, step bool) {
 		}
 		for k := range h.When.Annotations {
 			// A pattern that does not compile fails Select anyway.
-			if ok, err := regexp.MatchString(k, stepAnnotation); err != nil || ok {
+			if re, err := rx(k); err != nil || re.MatchString(stepAnnotation) {
 				step = true
 			}
 		}

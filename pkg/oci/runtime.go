@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -23,6 +25,17 @@ type Runtime struct {
 	// NS, when set, is the mount namespace the runtime runs in (and so
 	// the namespace its containers' are copied from); nil: the caller's.
 	NS *MountNS
+	// RemovesOwnState: a forced Delete of a container whose init the
+	// caller holds (DeleteOpts.Pidfd) and whose state holds no poststop
+	// hook removes the runtime's state directory (Root/id)
+	// itself, once the init is dead, instead of running "delete". Only
+	// for crun without cgroups (--cgroup-manager=disabled), whose delete
+	// then does nothing else: it kills nothing (Delete kills and awaits
+	// the init), destroys no cgroup, and runs poststop hooks, which a
+	// container that has any still gets by the runtime. It spares an exec
+	// of the runtime, a dynamically linked program (~2 ms of CPU), at
+	// every container's removal.
+	RemovesOwnState bool
 
 	sealed *sealedBinary // see ExecSealed
 }
@@ -152,6 +165,12 @@ func (r *Runtime) Delete(ctx context.Context, id string, o DeleteOpts) error {
 		if err := r.killInit(ctx, id, o.Pidfd); err != nil {
 			return err
 		}
+		if o.Pidfd > 0 {
+			// Its init, held by the caller, was killed and awaited.
+			if done, err := r.removeState(id); done {
+				return err
+			}
+		}
 	}
 	nice := 0
 	if o.Background {
@@ -162,6 +181,46 @@ func (r *Runtime) Delete(ctx context.Context, id string, o DeleteOpts) error {
 		return nil
 	}
 	return err
+}
+
+// removeState removes the state directory of container id, whose init is
+// dead, when the runtime removes its own state (RemovesOwnState) and the
+// container has no poststop hook; done is false when the runtime must
+// delete it.
+func (r *Runtime) removeState(id string) (done bool, err error) {
+	if !r.RemovesOwnState || r.Root == "" || id == "" || id == "." || id == ".." || strings.ContainsRune(id, '/') {
+		return false, nil
+	}
+	dir := filepath.Join(r.Root, id)
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not a container the runtime knows (deleted already), or
+		// one whose state it never finished: its delete decides.
+		return false, nil
+	}
+	if err != nil {
+		return false, nil
+	}
+	if !bytes.Contains(b, []byte(`"poststop"`)) {
+		// No hook of that stage: no need to decode the spec.
+		return true, removeStateDir(id, dir)
+	}
+	var spec struct {
+		Hooks *struct {
+			Poststop []json.RawMessage `json:"poststop"`
+		} `json:"hooks"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil || (spec.Hooks != nil && len(spec.Hooks.Poststop) > 0) {
+		return false, nil
+	}
+	return true, removeStateDir(id, dir)
+}
+
+func removeStateDir(id, dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s's runtime state: %w", id, err)
+	}
+	return nil
 }
 
 // State returns the container's state, or ErrNotExist.

@@ -126,3 +126,70 @@ func TestRuntimeBackgroundDelete(t *testing.T) {
 		t.Errorf("runtime's nice:\n%s\nwant 19 for the background delete only", got)
 	}
 }
+
+// A runtime that removes its own state (crun without cgroups): a forced
+// delete of a container whose init is held removes the state directory
+// without running the runtime, unless the container has poststop hooks,
+// which the runtime's delete must run; an unknown container, or one not
+// held by a pidfd, goes to the runtime.
+func TestRuntimeRemovesOwnState(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, config string
+		pidfd        bool
+		wantExec     bool
+	}{
+		{"no hooks", `{"ociVersion":"1.0.2","process":{"args":["/init"]}}`, true, false},
+		{"other hooks", `{"hooks":{"createRuntime":[{"path":"/h"}]}}`, true, false},
+		{"poststop hook", `{"hooks":{"poststop":[{"path":"/h"}]}}`, true, true},
+		{"not JSON, with poststop", `{"hooks":{"poststop":[`, true, true},
+		{"unknown container", "", true, true},
+		{"no pidfd", `{}`, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rt, argv := scriptRuntime(t, "")
+			rt.Root = t.TempDir()
+			rt.RemovesOwnState = true
+			state := filepath.Join(rt.Root, "c1")
+			if tc.config != "" {
+				os.Mkdir(state, 0o700)
+				os.WriteFile(filepath.Join(state, "config.json"), []byte(tc.config), 0o600)
+				os.WriteFile(filepath.Join(state, "status"), []byte(`{}`), 0o600)
+			}
+			o := DeleteOpts{Force: true}
+			if tc.pidfd {
+				init := exec.Command("sleep", "100")
+				if err := init.Start(); err != nil {
+					t.Fatal(err)
+				}
+				go init.Wait()
+				pidfd, err := unix.PidfdOpen(init.Process.Pid, 0)
+				if err != nil {
+					init.Process.Kill()
+					t.Skipf("pidfd_open: %v", err)
+				}
+				defer unix.Close(pidfd)
+				o.Pidfd = pidfd
+			}
+			if err := rt.Delete(context.Background(), "c1", o); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(argv)
+			if ran := strings.Contains(string(got), "delete --force c1"); ran != tc.wantExec {
+				t.Errorf("runtime ran: %v (argv %q), want %v", ran, got, tc.wantExec)
+			}
+			if _, err := os.Stat(state); !tc.wantExec && err == nil {
+				t.Errorf("state %s left", state)
+			}
+		})
+	}
+	// An id that is not one directory's name is never removed by hand.
+	rt := &Runtime{Command: "/bin/false", Root: t.TempDir(), RemovesOwnState: true}
+	if done, _ := rt.removeState(".."); done {
+		t.Error(`removeState("..") removed something`)
+	}
+	if done, _ := rt.removeState("a/b"); done {
+		t.Error(`removeState("a/b") removed something`)
+	}
+}

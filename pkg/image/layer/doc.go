@@ -14,5 +14,6 @@
 // go.podman.io/storage/pkg/reexec first thing in main (and return if it
 // returns true); ReexecReady says whether they did. Errors wrap package
 // image's ErrUnsafeLayer (the refused entry) and ErrTooLarge (the image's
-// budget used up). It imports only package image of this module.
+// budget used up). It imports only packages image and spawn of this
+// module.
 package layer

@@ -23,7 +23,18 @@ const (
 type index struct {
 	Version int               `json:"version"`
 	Images  map[string]*entry `json:"images"` // by digest
+
+	written time.Time // when this process last wrote it
+	dirty   bool      // use times changed since (touch)
 }
+
+// touchEvery is how often a change of use times alone reaches the file:
+// every container's start marks its image used twice (Get, then the end
+// of its pin), and rewriting the whole index each time was a share of
+// the start's CPU. The times in memory, which eviction reads, are always
+// current; Close writes what is pending, and a crash loses at most this
+// much of them (an image then looks idle that long more).
+const touchEvery = 30 * time.Second
 
 // entry is one cached image: Dir/images/<hex>.squashfs and <hex>.json.
 type entry struct {
@@ -102,6 +113,18 @@ func (ix *index) save(dir string) error {
 // fsyncs (milliseconds each) on the path of every cached Get; a crash
 // may lose it, which costs nothing but a slightly earlier eviction.
 func (ix *index) touch(dir string) error {
+	if time.Since(ix.written) < touchEvery {
+		ix.dirty = true
+		return nil
+	}
+	return ix.write(dir, false)
+}
+
+// flush writes the use times touch held back, if any.
+func (ix *index) flush(dir string) error {
+	if !ix.dirty {
+		return nil
+	}
 	return ix.write(dir, false)
 }
 
@@ -110,7 +133,11 @@ func (ix *index) write(dir string, durable bool) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(dir, indexName, b, durable)
+	if err := writeFile(dir, indexName, b, durable); err != nil {
+		return err
+	}
+	ix.written, ix.dirty = time.Now(), false
+	return nil
 }
 
 // writeFileAtomic writes dir/name through a temp file in dir (cleaned by

@@ -261,5 +261,10 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.wait()
+	c.mu.Lock()
+	if err := c.ix.flush(c.dir); err != nil {
+		c.log.Warn("cannot save the index", "err", err)
+	}
+	c.mu.Unlock()
 	return c.lockFile.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -60,7 +61,8 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return nil, err
 	}
-	if err := c.fetchAndApply(ctx, src, layers, work, rootfs, report); err != nil {
+	times, err := c.fetchAndApply(ctx, src, layers, work, rootfs, report)
+	if err != nil {
 		return nil, err
 	}
 	applied := time.Now()
@@ -79,15 +81,31 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 	if err := c.publish(src.Digest.String(), out, cfg, addSource(nil, src.Repo)); err != nil {
 		return nil, err
 	}
+	// Where the time went: the downloads run beside the applies; in an
+	// apply, decompression and extraction run at once, and the waits say
+	// which of the two held it up (layer.Times).
 	c.log.Info("image pulled", "digest", src.Digest, "layers", len(layers),
-		"apply", applied.Sub(start), "squash", time.Since(applied))
+		"apply", applied.Sub(start), "squash", time.Since(applied),
+		"download", times.download.Sub(start), "decompress_wait", times.waitDecompress,
+		"extract_wait", times.waitExtract, "decompressor", times.decompressor,
+		"unpacked_bytes", times.unpacked)
 	return nil, nil
+}
+
+// pullTimes is where a pull's time went, for its log line.
+type pullTimes struct {
+	download                    time.Time // the last layer's arrival
+	waitDecompress, waitExtract time.Duration
+	decompressor                string
+	unpacked                    int64
 }
 
 // fetchAndApply downloads every distinct layer (up to parallelDownloads at
 // once, bottom layers first) into work, and applies the layers onto rootfs
 // in order as soon as each has arrived.
-func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) error {
+func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) (pullTimes, error) {
+	var times pullTimes
+	var mu sync.Mutex
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
@@ -109,6 +127,9 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 				if err := src.Download(gctx, l, blobPath(l.Digest), report); err != nil {
 					return fmt.Errorf("layer %s: %w", l.Digest, err)
 				}
+				mu.Lock()
+				times.download = time.Now()
+				mu.Unlock()
 				close(ready[l.Digest])
 				return nil
 			})
@@ -125,7 +146,16 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 			break
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
-		if err := layer.Apply(gctx, rootfs, blobPath(l.Digest), budget); err != nil {
+		t, err := layer.ApplyTimed(gctx, rootfs, blobPath(l.Digest), budget)
+		times.waitDecompress += t.WaitDecompress
+		times.waitExtract += t.WaitExtract
+		times.unpacked += t.UncompressedBytes
+		if times.decompressor == "" || times.decompressor == t.Decompressor {
+			times.decompressor = t.Decompressor
+		} else {
+			times.decompressor = "mixed"
+		}
+		if err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
 			break
@@ -135,11 +165,13 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 		}
 	}
 	werr := g.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	switch {
 	case applyErr != nil:
-		return applyErr
+		return times, applyErr
 	case werr != nil:
-		return werr
+		return times, werr
 	}
-	return context.Cause(ctx)
+	return times, context.Cause(ctx)
 }
