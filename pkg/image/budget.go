@@ -18,6 +18,9 @@ func TooLarge(what string, limit int64) error {
 	return fmt.Errorf("%w: it %s more than %s (the node's max_image_size)", ErrTooLarge, what, humanSize(limit))
 }
 
+// HumanSize renders n bytes as the config file writes sizes: 64G, 500M.
+func HumanSize(n int64) string { return humanSize(n) }
+
 // humanSize renders n bytes as the config file writes sizes: 64G, 500M.
 func humanSize(n int64) string {
 	for _, u := range []struct {
@@ -45,10 +48,11 @@ type Budget struct {
 // Take accounts for n more bytes and fails, with TooLarge("unpacks to"),
 // once the total passes the limit.
 func (b *Budget) Take(n int64) error {
-	if b == nil || b.Limit <= 0 {
+	if b == nil {
 		return nil
 	}
-	if b.used.Add(n) > b.Limit {
+	// Counted without a limit too: the cache sizes the squashfs by it.
+	if b.used.Add(n) > b.Limit && b.Limit > 0 {
 		return TooLarge("unpacks to", b.Limit)
 	}
 	return nil

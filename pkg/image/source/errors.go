@@ -97,6 +97,10 @@ func Classify(verb, ref, registry string, err error) error {
 		e.kind, e.detail, e.hint = image.ErrTooLarge, without(err, image.ErrTooLarge), "ask your admin"
 	case errors.Is(err, image.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"):
 		e.kind, e.hint = image.ErrNoSpace, "the node's image cache is full: ask your admin, or retry later"
+		if errors.Is(err, image.ErrNoSpace) {
+			// The store's own refusal says why, and what to do.
+			e.detail = without(err, image.ErrNoSpace)
+		}
 	case errors.As(err, &unauth), errors.Is(err, image.ErrUnauthorized),
 		errors.As(err, &ec) && (ec.ErrorCode() == errcode.ErrorCodeUnauthorized || ec.ErrorCode() == errcode.ErrorCodeDenied):
 		e.kind, e.detail, e.hint = image.ErrUnauthorized, regName+" refused access", "check the credentials in your auth.json (podman login / docker login), and that you may pull this image"

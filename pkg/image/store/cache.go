@@ -31,6 +31,7 @@ type Cache struct {
 	bg                sync.WaitGroup
 	mu                sync.Mutex
 	ix                *index
+	reserved          int64 // room held by pulls in flight (room.go)
 	pins              map[string]int
 	files             map[fileID]string // squashfs files already hashed
 	closed            bool
@@ -148,9 +149,16 @@ func (c *Cache) confirmLocked(d, ref string, uid uint32, resolved bool, repo str
 // an image used within evictGrace is spared the size limit (it was just
 // handed out and is about to be pinned), so the cache may stay over
 // MaxBytes for that long.
+// The room reserved by pulls in flight (room.go) counts as held.
 func (c *Cache) evictLocked(all bool) []*entry {
+	return c.evictFor(all, 0, evictGrace)
+}
+
+// evictFor is evictLocked making room for more bytes, sparing the size
+// limit's evictions images used within grace.
+func (c *Cache) evictFor(all bool, more int64, grace time.Duration) []*entry {
 	now := c.now()
-	var total int64
+	total := c.reserved + more
 	lru := make([]*entry, 0, len(c.ix.Images))
 	for _, e := range c.ix.Images {
 		total += e.Size
@@ -171,7 +179,7 @@ func (c *Cache) evictLocked(all bool) []*entry {
 		switch {
 		case all,
 			c.o.MaxAge > 0 && idle > c.o.MaxAge,
-			c.o.MaxBytes > 0 && total > c.o.MaxBytes && idle > evictGrace:
+			c.o.MaxBytes > 0 && total > c.o.MaxBytes && idle > grace:
 			c.deleteLocked(e)
 			total -= e.Size
 			gone = append(gone, e)
@@ -211,7 +219,10 @@ func (c *Cache) deleteLocked(e *entry) {
 // index last, so a crash in between leaves files Open removes, never an
 // entry without its file. The squashfs is fsynced first: after a power
 // loss the index must not point at a file of zeroes.
-func (c *Cache) publish(d, squashfs string, cfg ImageConfig, sources []string) error {
+// The room r reserved for it (room.go) is released, under the same lock
+// that adds the image's real size, whatever the outcome.
+func (c *Cache) publish(d, squashfs string, cfg ImageConfig, sources []string, r *reservation) error {
+	defer r.release()
 	f, err := os.Open(squashfs)
 	if err != nil {
 		return err
@@ -235,6 +246,7 @@ func (c *Cache) publish(d, squashfs string, cfg ImageConfig, sources []string) e
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	r.releaseLocked()
 	if c.ix.Images[d] != nil {
 		return nil // published meanwhile (two users' copies of one file)
 	}

@@ -217,8 +217,11 @@ func TestGetDiskFullMidSquash(t *testing.T) {
 	reg := newFakeRegistry(t)
 	big := reg.add("test/big", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "noise", body: string(noise)}}))
 	small := reg.add("test/base", "1", newTestImage(t, baseConfig, baseLayers()...))
-	// Without max_image_size, which would refuse the image before.
-	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Dir, o.MaxImageSize = filepath.Join(mnt, "cache"), -1 })
+	// Without max_image_size and cache_max_size, which would refuse the
+	// image before.
+	c := openTestCache(t, []string{reg.host}, func(o *Options) {
+		o.Dir, o.MaxImageSize, o.MaxBytes = filepath.Join(mnt, "cache"), -1, -1
+	})
 	_, err := c.Get(context.Background(), big, PullOptions{})
 	if !errors.Is(err, image.ErrNoSpace) {
 		t.Fatalf("error %v; want image.ErrNoSpace", err)

@@ -124,6 +124,11 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 		return nil, err
 	}
 	defer release()
+	room, err := c.reserve(part.size, "the file")
+	if err != nil {
+		return nil, err
+	}
+	defer room.release()
 	report(Progress{Phase: "resolving", Message: "copying " + name})
 	tmp, err := os.CreateTemp(c.images, ".new-*.squashfs")
 	if err != nil {
@@ -150,6 +155,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 
 	c.mu.Lock()
 	if c.ix.Images[d] != nil {
+		room.releaseLocked()
 		c.files[id] = d
 		img := c.confirmLocked(d, name, uid, false, "")
 		c.mu.Unlock()
@@ -159,7 +165,7 @@ func (c *Cache) copyFile(ctx context.Context, id fileID, name string, f *os.File
 	if err := squashfs.Check(ctx, c.unsquashfs, tmp.Name()); err != nil {
 		return nil, err
 	}
-	if err := c.publish(d, tmp.Name(), cfg, nil); err != nil {
+	if err := c.publish(d, tmp.Name(), cfg, nil, room); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

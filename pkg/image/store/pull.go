@@ -50,6 +50,13 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 	if c.o.MaxImageSize > 0 && declared > c.o.MaxImageSize {
 		return nil, image.TooLarge("has layers of", c.o.MaxImageSize)
 	}
+	// Its squashfs will hold at least that much: room for it in the
+	// cache, before anything is downloaded (room.go).
+	room, err := c.reserve(declared, "the image")
+	if err != nil {
+		return nil, err
+	}
+	defer room.release()
 	work, err := os.MkdirTemp(c.tmp, "pull-")
 	if err != nil {
 		return nil, err
@@ -61,8 +68,13 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return nil, err
 	}
-	times, err := c.fetchAndApply(ctx, src, layers, work, rootfs, report)
+	budget := &image.Budget{Limit: c.o.MaxImageSize}
+	times, err := c.fetchAndApply(ctx, src, layers, work, rootfs, budget, report)
 	if err != nil {
+		return nil, err
+	}
+	// Now that the image is unpacked, the room its squashfs may take.
+	if err := room.grow(squashBound(budget.Used()), "the image, unpacked to "+image.HumanSize(budget.Used())+","); err != nil {
 		return nil, err
 	}
 	applied := time.Now()
@@ -78,7 +90,7 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	// Every blob came from src: a repository is known by the image.
-	if err := c.publish(src.Digest.String(), out, cfg, addSource(nil, src.Repo)); err != nil {
+	if err := c.publish(src.Digest.String(), out, cfg, addSource(nil, src.Repo), room); err != nil {
 		return nil, err
 	}
 	// Where the time went: the downloads run beside the applies; in an
@@ -102,8 +114,8 @@ type pullTimes struct {
 
 // fetchAndApply downloads every distinct layer (up to parallelDownloads at
 // once, bottom layers first) into work, and applies the layers onto rootfs
-// in order as soon as each has arrived.
-func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, report func(Progress)) (pullTimes, error) {
+// in order as soon as each has arrived, their bytes taken from budget.
+func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, budget *image.Budget, report func(Progress)) (pullTimes, error) {
 	var times pullTimes
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -136,7 +148,6 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 		}
 	}()
 	var applyErr error
-	budget := &image.Budget{Limit: c.o.MaxImageSize}
 	for i, l := range layers {
 		select {
 		case <-ready[l.Digest]:

@@ -111,6 +111,11 @@ func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(
 		return false, err
 	}
 	start := time.Now()
+	room, err := c.reserve(e.Size, "the image")
+	if err != nil {
+		return false, err
+	}
+	defer room.release()
 	report(Progress{Phase: "note", Message: "copying the image from the site image store"})
 	out, err := newTempFile(c.images)
 	if err != nil {
@@ -120,7 +125,7 @@ func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(
 	if err := c.shared.copyOut(d, e, out); err != nil {
 		return false, err
 	}
-	if err := c.publish(d, out, e.Config, e.Sources); err != nil {
+	if err := c.publish(d, out, e.Config, e.Sources, room); err != nil {
 		return false, err
 	}
 	c.log.Info("image copied from the site image store", "digest", d, "size", e.Size, "built_by", e.Node, "duration", time.Since(start))
