@@ -35,14 +35,27 @@ type Timing struct {
 // which runs the hook with the same standard input (the container's state),
 // output, environment, timeout and exit status, and appends a line to log.
 // startContainer hooks run inside the container, where neither self nor
-// log exist: they come back unchanged.
+// log exist: they come back untimed. A hook without a timeout of its own
+// gets DefaultTimeout.
 func Timed(m Matched, self, log string) specs.Hook {
+	timeout := m.Hook.Timeout
+	if timeout == nil {
+		t := DefaultTimeout
+		timeout = &t
+	}
 	if m.Stage == "startContainer" {
-		return m.Hook
+		h := m.Hook
+		h.Timeout = timeout
+		return h
 	}
 	args := []string{"podman-hpcd", TimedCommand, "--log", log, "--name", m.Name, "--stage", m.Stage, "--path", m.Hook.Path, "--"}
-	return specs.Hook{Path: self, Args: append(args, m.Hook.Args...), Env: m.Hook.Env, Timeout: m.Hook.Timeout}
+	return specs.Hook{Path: self, Args: append(args, m.Hook.Args...), Env: m.Hook.Env, Timeout: timeout}
 }
+
+// DefaultTimeout is the seconds a hook without a timeout of its own may run:
+// one waiting forever (on a FIFO the image planted where it writes) held its
+// step, and the runtime, until the job ended (review of 2026-12-06).
+const DefaultTimeout = 120
 
 // RunTimed is the oci-hook command: args are what Timed put after the
 // command's name. It returns the hook's exit status (128+N when signal N killed it),

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Not parallel: the runtime gives the wrapper the hook's environment, which
@@ -51,5 +53,21 @@ func TestTimedRunsTheHook(t *testing.T) {
 	}
 	if code := RunTimed([]string{"--name", "x"}, strings.NewReader(""), &out, &errb); code != 2 {
 		t.Errorf("usage: exit %d", code)
+	}
+}
+
+// A hook without a timeout of its own gets DefaultTimeout, at every stage;
+// one with its own keeps it.
+func TestTimedDefaultTimeout(t *testing.T) {
+	own := 7
+	for _, stage := range []string{"createRuntime", "createContainer", "startContainer", "poststop"} {
+		h := Timed(Matched{Name: "x.json", Stage: stage, Hook: specs.Hook{Path: "/bin/true"}}, "/self", "/log")
+		if h.Timeout == nil || *h.Timeout != DefaultTimeout {
+			t.Errorf("%s: timeout %v, want %d", stage, h.Timeout, DefaultTimeout)
+		}
+		h = Timed(Matched{Name: "x.json", Stage: stage, Hook: specs.Hook{Path: "/bin/true", Timeout: &own}}, "/self", "/log")
+		if h.Timeout == nil || *h.Timeout != own {
+			t.Errorf("%s: its own timeout %v, want %d", stage, h.Timeout, own)
+		}
 	}
 }

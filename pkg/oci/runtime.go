@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -279,6 +280,13 @@ func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 	full = append(append(full, r.Args...), args...)
 	cmd := exec.CommandContext(ctx, r.Command, full...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	// A runtime abandoned (the step cancelled while its container is
+	// made) goes with everything it started: the container's first
+	// process and its hooks are in its process group. Killing the runtime
+	// alone left them, a hook that never returns holding the rest, as
+	// root, outside Slurm (review of 2026-12-06).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	return cmd
 }
 

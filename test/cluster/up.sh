@@ -198,7 +198,7 @@ write_hooks() {
 	 "when": {"annotations": {"^org\\\\.podman-hpc\\\\.hook\\\\.marker\$": "^true\$"}}, "stages": ["prestart"]}
 	JSON
 	cat >"$ETC/hooks.d/02-rootfile.json" <<-JSON
-	{"version": "1.0.0", "hook": {"path": "$ETC/hooks.d/rootfile.sh"},
+	{"version": "1.0.0", "hook": {"path": "$ETC/hooks.d/rootfile.sh", "timeout": 10},
 	 "when": {"annotations": {"^org\\\\.podman-hpc\\\\.hooks\$": "(^|,)rootfile(,|\$)"}}, "stages": ["createContainer"]}
 	JSON
 	chmod 0644 "$ETC"/hooks.d/*.json

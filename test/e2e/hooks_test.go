@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // srunJob runs srun with args, the command printing the job id first, and
@@ -195,4 +196,47 @@ func TestHooksOptionInHelp(t *testing.T) {
 			t.Errorf("%s --help lacks --container-hooks", cmd)
 		}
 	}
+}
+
+// A createContainer hook that never returns (it writes into a FIFO the
+// image put where the hook writes) goes with its step: cancelled, the step
+// leaves no runtime, hook or container process behind once the hook's
+// timeout (the test bed's rootfile hook: 10 s; DefaultTimeout where a hook
+// names none) has passed, if not at once. Killing the runtime alone left
+// them for good, as root, outside Slurm (review of 2026-12-06).
+func TestHookStuckGoesWithTheStep(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	img := imageWithTree(t, func(tree string) {
+		os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+		if err := syscall.Mkfifo(filepath.Join(tree, "etc", "podman-hpc-hook-file"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	})
+	hook := cluster["LAB"] + "/etc/hooks.d/rootfile.sh"
+	job, done := stepInBackground(t, node, "hook-stuck", "--container-image="+img, "--container-hooks=rootfile", "true")
+	// Its processes: those whose command line names this cluster.
+	procs := `for p in $(pgrep -f "$1"); do [ "$p" != $$ ] && echo "$p $(tr '\0' ' ' </proc/$p/cmdline)"; done; true`
+	var r result
+	for i := 0; i < 100; i++ {
+		if r = onNode(t, node, "", procs, hook); strings.Contains(r.stdout, "rootfile.sh") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(r.stdout, "rootfile.sh") {
+		t.Fatalf("the hook never ran:\n%s", r)
+	}
+	run(t, "scancel", job)
+	<-done
+	for i := 0; i < 200; i++ {
+		if r = onNode(t, node, "", procs, hook); strings.TrimSpace(r.stdout) == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("left running 20 s after the step was cancelled:\n%s", r.stdout)
+	}
+	checkNothingLeft(t, node)
 }
