@@ -66,9 +66,5 @@ func waitCmd(ctx context.Context, cmd *exec.Cmd) error {
 		waitExit(ctx, pidfd, 0)
 		unix.Close(pidfd)
 	}
-	if ctx.Err() != nil && cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid {
-		// Abandoned: its whole process group goes (command).
-		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-	}
 	return cmd.Wait()
 }
