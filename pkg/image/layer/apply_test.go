@@ -13,11 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // applyAll applies layers (gzip-compressed as a registry serves them) onto
 // a fresh rootfs and returns it with the first error.
-func applyAll(t *testing.T, layers ...[]tarEntry) (string, error) {
+func applyAll(t *testing.T, layers ...[]imagetest.TarEntry) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
@@ -26,7 +27,7 @@ func applyAll(t *testing.T, layers ...[]tarEntry) (string, error) {
 	}
 	for i, l := range layers {
 		blob := filepath.Join(dir, "blob")
-		if err := os.WriteFile(blob, gzipBytes(t, layerTar(t, l...)), 0o600); err != nil {
+		if err := os.WriteFile(blob, imagetest.GzipBytes(t, imagetest.LayerTar(t, l...)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := Apply(context.Background(), rootfs, blob, nil); err != nil {
@@ -38,41 +39,41 @@ func applyAll(t *testing.T, layers ...[]tarEntry) (string, error) {
 }
 
 func TestApplyLayerRefusesUnsafeEntries(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	host := t.TempDir() // stands for the host: nothing may appear in it
 	cases := []struct {
 		name   string
-		layers [][]tarEntry
+		layers [][]imagetest.TarEntry
 		want   string // in the error
 	}{
-		{"dotdot path", [][]tarEntry{{{name: "../escaped", body: "x"}}}, `entry "../escaped": path leaves the image root`},
-		{"dotdot inside path", [][]tarEntry{{{name: "a/../../escaped", body: "x"}}}, "path leaves the image root"},
-		{"absolute symlink then write through it", [][]tarEntry{{
-			{name: "evil", typ: tar.TypeSymlink, link: host},
-			{name: "evil/pwned", body: "x"},
+		{"dotdot path", [][]imagetest.TarEntry{{{Name: "../escaped", Body: "x"}}}, `entry "../escaped": path leaves the image root`},
+		{"dotdot inside path", [][]imagetest.TarEntry{{{Name: "a/../../escaped", Body: "x"}}}, "path leaves the image root"},
+		{"absolute symlink then write through it", [][]imagetest.TarEntry{{
+			{Name: "evil", Type: tar.TypeSymlink, Link: host},
+			{Name: "evil/pwned", Body: "x"},
 		}}, `goes through absolute symlink "evil" -> "` + host + `"`},
-		{"absolute symlink in a lower layer", [][]tarEntry{
-			{{name: "etc", typ: tar.TypeDir}, {name: "etc/evil", typ: tar.TypeSymlink, link: host}},
-			{{name: "etc/evil/pwned", body: "x"}},
+		{"absolute symlink in a lower layer", [][]imagetest.TarEntry{
+			{{Name: "etc", Type: tar.TypeDir}, {Name: "etc/evil", Type: tar.TypeSymlink, Link: host}},
+			{{Name: "etc/evil/pwned", Body: "x"}},
 		}, `goes through absolute symlink "etc/evil"`},
-		{"relative symlink leaving the root", [][]tarEntry{{
-			{name: "a", typ: tar.TypeDir},
-			{name: "a/up", typ: tar.TypeSymlink, link: "../../../.."},
-			{name: "a/up/pwned", body: "x"},
+		{"relative symlink leaving the root", [][]imagetest.TarEntry{{
+			{Name: "a", Type: tar.TypeDir},
+			{Name: "a/up", Type: tar.TypeSymlink, Link: "../../../.."},
+			{Name: "a/up/pwned", Body: "x"},
 		}}, `goes through symlink "a/up" -> "../../../..", which leaves the image root`},
-		{"whiteout through a symlink", [][]tarEntry{{
-			{name: "evil", typ: tar.TypeSymlink, link: host},
-			{name: "evil/.wh.victim"},
+		{"whiteout through a symlink", [][]imagetest.TarEntry{{
+			{Name: "evil", Type: tar.TypeSymlink, Link: host},
+			{Name: "evil/.wh.victim"},
 		}}, "goes through absolute symlink"},
-		{"hard link to a host file", [][]tarEntry{{{name: "shadow", typ: tar.TypeLink, link: "../../../../etc/shadow"}}}, "hard link to \"../../../../etc/shadow\", outside the image root"},
-		{"hard link through a symlink", [][]tarEntry{{
-			{name: "etc", typ: tar.TypeSymlink, link: "/etc"},
-			{name: "shadow", typ: tar.TypeLink, link: "etc/shadow"},
+		{"hard link to a host file", [][]imagetest.TarEntry{{{Name: "shadow", Type: tar.TypeLink, Link: "../../../../etc/shadow"}}}, "hard link to \"../../../../etc/shadow\", outside the image root"},
+		{"hard link through a symlink", [][]imagetest.TarEntry{{
+			{Name: "etc", Type: tar.TypeSymlink, Link: "/etc"},
+			{Name: "shadow", Type: tar.TypeLink, Link: "etc/shadow"},
 		}}, `goes through absolute symlink "etc" -> "/etc"`},
-		{"char device", [][]tarEntry{{{name: "dev/mem", typ: tar.TypeChar, major: 1}}}, "is a character device (1,0): images may not contain device nodes"},
-		{"block device", [][]tarEntry{{{name: "sda", typ: tar.TypeBlock, major: 8}}}, "is a block device"},
-		{"overlay whiteout device", [][]tarEntry{{{name: "gone", typ: tar.TypeChar}}}, "character device (0,0)"},
-		{"overlay xattr", [][]tarEntry{{{name: "d", typ: tar.TypeDir, xattrs: map[string]string{"trusted.overlay.redirect": "/etc"}}}}, `xattr "trusted.overlay.redirect": images may not carry trusted.* xattrs`},
+		{"char device", [][]imagetest.TarEntry{{{Name: "dev/mem", Type: tar.TypeChar, Major: 1}}}, "is a character device (1,0): images may not contain device nodes"},
+		{"block device", [][]imagetest.TarEntry{{{Name: "sda", Type: tar.TypeBlock, Major: 8}}}, "is a block device"},
+		{"overlay whiteout device", [][]imagetest.TarEntry{{{Name: "gone", Type: tar.TypeChar}}}, "character device (0,0)"},
+		{"overlay xattr", [][]imagetest.TarEntry{{{Name: "d", Type: tar.TypeDir, Xattrs: map[string]string{"trusted.overlay.redirect": "/etc"}}}}, `xattr "trusted.overlay.redirect": images may not carry trusted.* xattrs`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,30 +92,30 @@ func TestApplyLayerRefusesUnsafeEntries(t *testing.T) {
 }
 
 func TestApplyLayerSemantics(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	rootfs, err := applyAll(t,
-		[]tarEntry{
-			{name: "bin", typ: tar.TypeDir},
-			{name: "bin/su", body: "setuid", mode: 0o4755},
-			{name: "bin/tool", body: "tool", uid: 1234, gid: 5678, xattrs: map[string]string{"user.note": "kept"}},
-			{name: "bin/hard", typ: tar.TypeLink, link: "bin/tool", uid: 1234, gid: 5678}, // tar writers repeat the owner
-			{name: "etc", typ: tar.TypeDir},
-			{name: "etc/keep", body: "keep"},
-			{name: "etc/remove", body: "remove"},
-			{name: "opq", typ: tar.TypeDir},
-			{name: "opq/old", body: "old"},
-			{name: "usr", typ: tar.TypeDir},
-			{name: "usr/lib", typ: tar.TypeDir},
-			{name: "lib", typ: tar.TypeSymlink, link: "usr/lib"},
-			{name: "abs", typ: tar.TypeSymlink, link: "/usr/lib/libx.so"},
-			{name: "fifo", typ: tar.TypeFifo},
+		[]imagetest.TarEntry{
+			{Name: "bin", Type: tar.TypeDir},
+			{Name: "bin/su", Body: "setuid", Mode: 0o4755},
+			{Name: "bin/tool", Body: "tool", UID: 1234, GID: 5678, Xattrs: map[string]string{"user.note": "kept"}},
+			{Name: "bin/hard", Type: tar.TypeLink, Link: "bin/tool", UID: 1234, GID: 5678}, // tar writers repeat the owner
+			{Name: "etc", Type: tar.TypeDir},
+			{Name: "etc/keep", Body: "keep"},
+			{Name: "etc/remove", Body: "remove"},
+			{Name: "opq", Type: tar.TypeDir},
+			{Name: "opq/old", Body: "old"},
+			{Name: "usr", Type: tar.TypeDir},
+			{Name: "usr/lib", Type: tar.TypeDir},
+			{Name: "lib", Type: tar.TypeSymlink, Link: "usr/lib"},
+			{Name: "abs", Type: tar.TypeSymlink, Link: "/usr/lib/libx.so"},
+			{Name: "fifo", Type: tar.TypeFifo},
 		},
-		[]tarEntry{
-			{name: "etc/.wh.remove"},
-			{name: "opq/.wh..wh..opq"},
-			{name: "opq/new", body: "new"},
+		[]imagetest.TarEntry{
+			{Name: "etc/.wh.remove"},
+			{Name: "opq/.wh..wh..opq"},
+			{Name: "opq/new", Body: "new"},
 			// a relative symlink that stays inside the root may be written through
-			{name: "lib/libx.so", body: "lib"},
+			{Name: "lib/libx.so", Body: "lib"},
 		},
 	)
 	if err != nil {

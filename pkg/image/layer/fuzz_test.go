@@ -6,17 +6,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // FuzzScanLayer: the tar scanner takes any bytes, refuses device nodes
 // and trusted.* xattrs whatever else the layer holds, and passes on
 // exactly the bytes it accepted.
 func FuzzScanLayer(f *testing.F) {
-	f.Add(layerTar(f, tarEntry{name: "a", body: "x"}, tarEntry{name: "d/", typ: tar.TypeDir}, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}))
-	f.Add(layerTar(f, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}, tarEntry{name: "l/passwd", body: "x"}))
-	f.Add(layerTar(f, tarEntry{name: "dev", typ: tar.TypeChar, major: 1}))
-	f.Add(layerTar(f, tarEntry{name: "x", body: "y", xattrs: map[string]string{"trusted.overlay.opaque": "y"}}))
-	f.Add(layerTar(f, tarEntry{name: "../x", body: "y"}, tarEntry{name: ".wh..wh..opq"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "a", Body: "x"}, imagetest.TarEntry{Name: "d/", Type: tar.TypeDir}, imagetest.TarEntry{Name: "l", Type: tar.TypeSymlink, Link: "/etc"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "l", Type: tar.TypeSymlink, Link: "/etc"}, imagetest.TarEntry{Name: "l/passwd", Body: "x"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "dev", Type: tar.TypeChar, Major: 1}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "x", Body: "y", Xattrs: map[string]string{"trusted.overlay.opaque": "y"}}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "../x", Body: "y"}, imagetest.TarEntry{Name: ".wh..wh..opq"}))
 	root := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out bytes.Buffer

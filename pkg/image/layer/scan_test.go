@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // A sparse file expands without bytes in the layer: refused, so that
 // neither the scanner nor the extractor spins through its holes.
 func TestScanRefusesSparseFiles(t *testing.T) {
 	t.Parallel()
-	requireBinary(t, "tar")
+	imagetest.RequireBinary(t, "tar")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "hole"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -26,7 +27,7 @@ func TestScanRefusesSparseFiles(t *testing.T) {
 	}
 	for _, format := range []string{"gnu", "posix"} {
 		out := filepath.Join(dir, format+".tar")
-		if o, err := runCmd("tar", "-C", dir, "--sparse", "--format="+format, "-cf", out, "hole"); err != nil {
+		if o, err := imagetest.RunCmd("tar", "-C", dir, "--sparse", "--format="+format, "-cf", out, "hole"); err != nil {
 			t.Fatalf("tar: %v: %s", err, o)
 		}
 		b, err := os.ReadFile(out)

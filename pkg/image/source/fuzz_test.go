@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // Fuzz targets for the parsers of what a user sends (image references:
@@ -48,9 +49,9 @@ func FuzzSanitizeAuth(f *testing.F) {
 // FuzzCheckArchive: checkArchive takes any bytes (an oci-archive a user
 // names, before containers/image unpacks it as root).
 func FuzzCheckArchive(f *testing.F) {
-	f.Add(layerTar(f, tarEntry{name: "a", body: "x"}, tarEntry{name: "d/", typ: tar.TypeDir}, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc"}))
-	f.Add(layerTar(f, tarEntry{name: "dev", typ: tar.TypeChar, major: 1}))
-	f.Add(layerTar(f, tarEntry{name: "../x", body: "y"}, tarEntry{name: ".wh..wh..opq"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "a", Body: "x"}, imagetest.TarEntry{Name: "d/", Type: tar.TypeDir}, imagetest.TarEntry{Name: "l", Type: tar.TypeSymlink, Link: "/etc"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "dev", Type: tar.TypeChar, Major: 1}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "../x", Body: "y"}, imagetest.TarEntry{Name: ".wh..wh..opq"}))
 	archive := filepath.Join(f.TempDir(), "a.tar")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := os.WriteFile(archive, b, 0o600); err != nil {

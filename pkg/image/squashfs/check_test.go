@@ -11,15 +11,16 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 func TestCheckSquashfs(t *testing.T) {
-	requireBinary(t, "unsquashfs")
+	imagetest.RequireBinary(t, "unsquashfs")
 	files := map[string]string{"etc/os-release": "ID=x\n", "bin/app": strings.Repeat("payload ", 40000)}
 	for i := range 200 {
 		files[filepath.Join("many", strings.Repeat("d", i%7+1), "f"+string(rune('a'+i%26))+strings.Repeat("x", i))] = "x"
 	}
-	good := makeSquashfs(t, files, "-comp", "gzip")
+	good := imagetest.MakeSquashfs(t, files, "-comp", "gzip")
 	b, err := os.ReadFile(good)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,26 +87,4 @@ func TestMksquashfsFailure(t *testing.T) {
 			t.Errorf("%s: %v; want %q", tc.cmd, err, tc.want)
 		}
 	}
-}
-
-// makeSquashfs squashes a small tree and returns the file.
-func makeSquashfs(t *testing.T, files map[string]string, extra ...string) string {
-	t.Helper()
-	requireBinary(t, "mksquashfs")
-	src := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(src, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out := filepath.Join(t.TempDir(), "image.sqsh")
-	args := append([]string{src, out, "-noappend", "-quiet", "-no-progress"}, extra...)
-	if b, err := exec.Command("mksquashfs", args...).CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v\n%s", err, b)
-	}
-	return out
 }

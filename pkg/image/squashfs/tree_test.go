@@ -11,15 +11,16 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // SquashTree reads the tree with its owner's credentials, never root's:
 // what the owner may read is saved (as root's), what they may not fails the
 // squash, and a symlink is saved as one, never followed.
 func TestSquashTreeReadsAsOwner(t *testing.T) {
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
-	requireBinary(t, "unsquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
+	imagetest.RequireBinary(t, "unsquashfs")
 	const uid, gid, group = 4242, 4243, 4244
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte("root only"), 0o600); err != nil {
@@ -112,8 +113,8 @@ func TestSquashTreeReadsAsOwner(t *testing.T) {
 // A squash bounded by MaxSize stops writing at the bound: the file never
 // grows past it, and the error says why.
 func TestSquashTreeMaxSize(t *testing.T) {
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
 	const uid, gid = 4242, 4243
 	tree := filepath.Join(t.TempDir(), "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 	"github.com/podman-hpc/podman-hpc/pkg/image/source"
 )
 
@@ -39,7 +40,7 @@ func TestCredentialHelpersNotRun(t *testing.T) {
 	pub := newFakeRegistry(t)
 	pubRef := pub.add("public/app", "1", newTestImage(t, baseConfig, baseLayers()...))
 	priv := newFakeRegistry(t)
-	privRef := priv.add("private/app", "1", newTestImage(t, baseConfig, []tarEntry{{name: "other", body: "x"}}))
+	privRef := priv.add("private/app", "1", newTestImage(t, baseConfig, []imagetest.TarEntry{{Name: "other", Body: "x"}}))
 	priv.users = map[string]string{"alice": "a-pw"}
 	priv.acl = map[string][]string{"private/app": {"alice"}} // the fake takes "" with no password
 	c := openTestCache(t, []string{pub.host, priv.host}, nil)
@@ -119,7 +120,7 @@ func TestRootCredentialsNotUsed(t *testing.T) {
 // A registries.conf that names credential helpers would run them as root
 // for every user: Open refuses it.
 func TestOpenRefusesRegistriesCredentialHelpers(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	policy, _, dropins := testConfig(t, nil, "")
 	reg := filepath.Join(t.TempDir(), "registries.conf")
 	if err := os.WriteFile(reg, []byte(`credential-helpers = ["containers-auth.json", "ecr-login"]`+"\n"), 0o644); err != nil {

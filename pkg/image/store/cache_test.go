@@ -16,28 +16,29 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // baseLayers is a small image: a setuid binary, a hard link, a symlink,
 // and a second layer that deletes a file and makes a directory opaque.
-func baseLayers() [][]tarEntry {
-	return [][]tarEntry{
+func baseLayers() [][]imagetest.TarEntry {
+	return [][]imagetest.TarEntry{
 		{
-			{name: "bin", typ: tar.TypeDir},
-			{name: "bin/su", body: "setuid", mode: 0o4755},
-			{name: "bin/tool", body: "tool", uid: 1000, gid: 1000},
-			{name: "bin/tool2", typ: tar.TypeLink, link: "bin/tool", uid: 1000, gid: 1000},
-			{name: "bin/sh", typ: tar.TypeSymlink, link: "tool"},
-			{name: "etc", typ: tar.TypeDir},
-			{name: "etc/gone", body: "deleted above"},
-			{name: "opt", typ: tar.TypeDir},
-			{name: "opt/old", body: "hidden by the opaque dir"},
+			{Name: "bin", Type: tar.TypeDir},
+			{Name: "bin/su", Body: "setuid", Mode: 0o4755},
+			{Name: "bin/tool", Body: "tool", UID: 1000, GID: 1000},
+			{Name: "bin/tool2", Type: tar.TypeLink, Link: "bin/tool", UID: 1000, GID: 1000},
+			{Name: "bin/sh", Type: tar.TypeSymlink, Link: "tool"},
+			{Name: "etc", Type: tar.TypeDir},
+			{Name: "etc/gone", Body: "deleted above"},
+			{Name: "opt", Type: tar.TypeDir},
+			{Name: "opt/old", Body: "hidden by the opaque dir"},
 		},
 		{
-			{name: "etc/.wh.gone"},
-			{name: "opt/.wh..wh..opq"},
-			{name: "opt/new", body: "new"},
-			{name: "etc/os-release", body: "ID=test\n"},
+			{Name: "etc/.wh.gone"},
+			{Name: "opt/.wh..wh..opq"},
+			{Name: "opt/new", Body: "new"},
+			{Name: "etc/os-release", Body: "ID=test\n"},
 		},
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // assertClean checks that a failed Get left nothing behind: no entry, no
@@ -59,19 +60,19 @@ func TestGetFaults(t *testing.T) {
 	good := newTestImage(t, baseConfig, baseLayers()...)
 	reg.add("test/base", "1", good)
 	host := t.TempDir()
-	unsafe := map[string][]tarEntry{
-		"dotdot":   {{name: "../../../../tmp/escaped", body: "x"}},
-		"abslink":  {{name: "evil", typ: tar.TypeSymlink, link: host}, {name: "evil/pwned", body: "x"}},
-		"hardlink": {{name: "shadow", typ: tar.TypeLink, link: "../../../etc/shadow"}},
-		"device":   {{name: "dev", typ: tar.TypeDir}, {name: "dev/sda", typ: tar.TypeBlock, major: 8}},
+	unsafe := map[string][]imagetest.TarEntry{
+		"dotdot":   {{Name: "../../../../tmp/escaped", Body: "x"}},
+		"abslink":  {{Name: "evil", Type: tar.TypeSymlink, Link: host}, {Name: "evil/pwned", Body: "x"}},
+		"hardlink": {{Name: "shadow", Type: tar.TypeLink, Link: "../../../etc/shadow"}},
+		"device":   {{Name: "dev", Type: tar.TypeDir}, {Name: "dev/sda", Type: tar.TypeBlock, Major: 8}},
 	}
 	for name, layer := range unsafe {
 		reg.add("unsafe/"+name, "1", newTestImage(t, ImageConfig{}, baseLayers()[0], layer))
 	}
-	corrupt := newTestImage(t, ImageConfig{}, []tarEntry{{name: "f", body: "some content"}})
+	corrupt := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "f", Body: "some content"}})
 	reg.add("test/corrupt", "1", corrupt)
 	reg.corrupt[digestOf(corrupt.layers[0])] = true
-	long := newTestImage(t, ImageConfig{}, []tarEntry{{name: "g", body: "other content"}})
+	long := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "g", Body: "other content"}})
 	reg.add("test/long", "1", long)
 	reg.long[digestOf(long.layers[0])] = true
 
@@ -148,7 +149,7 @@ func TestGetRegistryDown(t *testing.T) {
 
 func TestGetStalledDownload(t *testing.T) {
 	reg := newFakeRegistry(t)
-	im := newTestImage(t, ImageConfig{}, []tarEntry{{name: "f", body: strings.Repeat("x", 1<<16)}})
+	im := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "f", Body: strings.Repeat("x", 1<<16)}})
 	ref := reg.add("test/stall", "1", im)
 	reg.stall[digestOf(im.layers[0])] = true
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.RegistryTimeout, o.RegistryAttempts = 300*time.Millisecond, 1 })
@@ -163,7 +164,7 @@ func TestGetStalledDownload(t *testing.T) {
 
 // TestGetWrongCredentials runs Debian's docker-registry with htpasswd auth.
 func TestGetWrongCredentials(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +205,7 @@ func TestGetWrongCredentials(t *testing.T) {
 // TestGetDiskFullMidSquash puts the cache on a tmpfs that holds the
 // unpacked image but not also its squashfs.
 func TestGetDiskFullMidSquash(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "podman-hpc-test", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
@@ -215,7 +216,7 @@ func TestGetDiskFullMidSquash(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := newFakeRegistry(t)
-	big := reg.add("test/big", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "noise", body: string(noise)}}))
+	big := reg.add("test/big", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "noise", Body: string(noise)}}))
 	small := reg.add("test/base", "1", newTestImage(t, baseConfig, baseLayers()...))
 	// Without max_image_size and cache_max_size, which would refuse the
 	// image before.

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 const nobody = 65534
 
 func TestGetSquashfsFile(t *testing.T) {
 	c := openTestCache(t, nil, nil)
-	src := publicCopy(t, makeSquashfs(t, map[string]string{"etc/os-release": "ID=file\n"}, "-comp", "zstd"), 0o644)
+	src := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"etc/os-release": "ID=file\n"}, "-comp", "zstd"), 0o644)
 	img, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestGetSquashfsFile(t *testing.T) {
 // user's permissions, never as root.
 func TestGetSquashfsFileAsUser(t *testing.T) {
 	c := openTestCache(t, nil, nil)
-	src := publicCopy(t, makeSquashfs(t, map[string]string{"secret": "root only"}), 0o600) // root's file
+	src := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"secret": "root only"}), 0o600) // root's file
 	_, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody})
 	if !errors.Is(err, image.ErrPermission) {
 		t.Fatalf("nobody read root's file: %v", err)
@@ -100,7 +101,7 @@ func TestGetSquashfsFileCorrupt(t *testing.T) {
 	if _, err := rand.Read(noise); err != nil {
 		t.Fatal(err)
 	}
-	src := makeSquashfs(t, map[string]string{"a": string(noise)})
+	src := imagetest.MakeSquashfs(t, map[string]string{"a": string(noise)})
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)

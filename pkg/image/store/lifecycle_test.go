@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 func TestOpenRecoversFromAKilledDaemon(t *testing.T) {
@@ -78,7 +79,7 @@ func TestOpenRecoversFromAKilledDaemon(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	requireRoot(t)
+	imagetest.RequireRoot(t)
 	policy, _, _ := testConfig(t, nil, "")
 	dir := t.TempDir()
 	c, err := Open(context.Background(), Options{Dir: dir, PolicyPath: policy})
@@ -198,8 +199,8 @@ func TestEviction(t *testing.T) {
 
 func TestEvictionAfterPull(t *testing.T) {
 	reg := newFakeRegistry(t)
-	r1 := reg.add("test/one", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "one", body: strings.Repeat("1", 5000)}}))
-	r2 := reg.add("test/two", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "two", body: strings.Repeat("2", 5000)}}))
+	r1 := reg.add("test/one", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "one", Body: strings.Repeat("1", 5000)}}))
+	r2 := reg.add("test/two", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "two", Body: strings.Repeat("2", 5000)}}))
 	var evicted atomic.Int64
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxBytes = 40 << 10; o.Evicted = func(n int) { evicted.Add(int64(n)) } })
 	clock := time.Now()
@@ -226,7 +227,7 @@ func TestPinRemoveListPerUser(t *testing.T) {
 	reg := newFakeRegistry(t)
 	im := newTestImage(t, baseConfig, baseLayers()...)
 	ref := reg.add("test/base", "1", im)
-	other := reg.add("test/other", "1", newTestImage(t, ImageConfig{}, []tarEntry{{name: "x", body: "x"}}))
+	other := reg.add("test/other", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "x", Body: "x"}}))
 	c := openTestCache(t, []string{reg.host}, nil)
 	ctx := context.Background()
 	for _, uid := range []uint32{1001, 1002} {
@@ -482,7 +483,7 @@ func TestMirror(t *testing.T) {
 func TestManifestList(t *testing.T) {
 	reg := newFakeRegistry(t)
 	ours := newTestImage(t, baseConfig, baseLayers()...)
-	other := newTestImage(t, ImageConfig{WorkingDir: "/wrong"}, []tarEntry{{name: "wrong", body: "arch"}})
+	other := newTestImage(t, ImageConfig{WorkingDir: "/wrong"}, []imagetest.TarEntry{{Name: "wrong", Body: "arch"}})
 	otherArch := "arm64"
 	if runtime.GOARCH == "arm64" {
 		otherArch = "amd64"

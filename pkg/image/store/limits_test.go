@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 func TestDefaultLimits(t *testing.T) {
@@ -67,11 +68,11 @@ func randomBody(t *testing.T, n int) string {
 // that compresses to nothing), and a squashfs file or archive by its size.
 func TestMaxImageSize(t *testing.T) {
 	reg := newFakeRegistry(t)
-	big := newTestImage(t, ImageConfig{}, []tarEntry{{name: "random", body: randomBody(t, 64<<10)}})
+	big := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "random", Body: randomBody(t, 64<<10)}})
 	bigRef := reg.add("test/big", "1", big)
-	bomb := newTestImage(t, ImageConfig{}, []tarEntry{{name: "zeroes", body: strings.Repeat("\x00", 4<<20)}})
+	bomb := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "zeroes", Body: strings.Repeat("\x00", 4<<20)}})
 	bombRef := reg.add("test/bomb", "1", bomb)
-	small := newTestImage(t, ImageConfig{}, []tarEntry{{name: "small", body: "x"}})
+	small := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "small", Body: "x"}})
 	smallRef := reg.add("test/small", "1", small)
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxImageSize = 32 << 10 })
 
@@ -93,7 +94,7 @@ func TestMaxImageSize(t *testing.T) {
 		t.Errorf("small image: %v", err)
 	}
 
-	file := publicCopy(t, makeSquashfs(t, map[string]string{"random": randomBody(t, 64<<10)}, "-noI", "-noD"), 0o644)
+	file := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"random": randomBody(t, 64<<10)}, "-noI", "-noD"), 0o644)
 	if _, err := c.Get(context.Background(), file, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrTooLarge) {
 		t.Errorf("squashfs file: %v, want image.ErrTooLarge", err)
 	} else {
@@ -121,7 +122,7 @@ func TestMaxPullsPerUser(t *testing.T) {
 	reg.blobDelay = 300 * time.Millisecond
 	var refs []string
 	for i := range 4 {
-		im := newTestImage(t, ImageConfig{}, []tarEntry{{name: fmt.Sprint("f", i), body: fmt.Sprint(i)}})
+		im := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: fmt.Sprint("f", i), Body: fmt.Sprint(i)}})
 		refs = append(refs, reg.add(fmt.Sprint("test/img", i), "1", im))
 	}
 	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.MaxPullsPerUser = 2 })
@@ -174,7 +175,7 @@ func TestMaxPullsPerUser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	im := newTestImage(t, ImageConfig{}, []tarEntry{{name: "late", body: "late"}})
+	im := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "late", Body: "late"}})
 	if _, err := c.Get(ctx, reg.add("test/late", "1", im), PullOptions{UID: 1002}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting pull: %v, want its deadline", err)
 	}

@@ -13,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // tarDir writes the regular files under dir as a tar file (a fixture).
@@ -143,10 +144,10 @@ func TestGetProjectImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	if out, err := runCmd("mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", img.Path, mnt); err != nil {
+	if out, err := imagetest.RunCmd("mount", "-t", "squashfs", "-o", "loop,ro,nosuid,nodev", img.Path, mnt); err != nil {
 		t.Skipf("cannot loop-mount: %v: %s", err, out)
 	}
-	t.Cleanup(func() { _, _ = runCmd("umount", mnt) })
+	t.Cleanup(func() { _, _ = imagetest.RunCmd("umount", mnt) })
 	for _, p := range []string{"usr/local/bin/ring", "usr/local/bin/ring-mpich", "usr/bin/mpirun", "bin/bash"} {
 		if _, err := os.Stat(filepath.Join(mnt, p)); err != nil {
 			t.Errorf("%s: %v", p, err)

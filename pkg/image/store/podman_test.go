@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // hangingPodman is a podman that, as a hostile mount_program would, starts
@@ -46,7 +47,7 @@ func markedProcesses(marker string) []string {
 // podman:// ends at HelperTimeout, with every process podman started:
 // status sees it as "exporting" meanwhile, and the user is told the cause.
 func TestPodmanExportDeadline(t *testing.T) {
-	requireBinary(t, "pgrep")
+	imagetest.RequireBinary(t, "pgrep")
 	marker := fmt.Sprintf("phpc-test-hang-%d", time.Now().UnixNano())
 	podman := hangingPodman(t, marker)
 	c := openTestCache(t, nil, func(o *Options) { o.Podman, o.HelperTimeout = podman, 2*time.Second })
@@ -92,7 +93,7 @@ func TestPodmanExportDeadline(t *testing.T) {
 
 // A caller that gives up stops the export at once, processes and all.
 func TestPodmanExportCancelled(t *testing.T) {
-	requireBinary(t, "pgrep")
+	imagetest.RequireBinary(t, "pgrep")
 	marker := fmt.Sprintf("phpc-test-cancel-%d", time.Now().UnixNano())
 	podman := hangingPodman(t, marker)
 	c := openTestCache(t, nil, func(o *Options) { o.Podman, o.HelperTimeout = podman, time.Hour })

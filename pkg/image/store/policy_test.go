@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 func writePolicy(t *testing.T, c *Cache, policy string) {
@@ -25,14 +26,14 @@ func writePolicy(t *testing.T, c *Cache, policy string) {
 // from elsewhere), and no other.
 func TestPolicySquashfsFiles(t *testing.T) {
 	c := openTestCache(t, nil, nil)
-	file := publicCopy(t, makeSquashfs(t, map[string]string{"a": "a"}), 0o644)
+	file := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"a": "a"}), 0o644)
 	dir := filepath.Dir(file)
 	user := nobodyDir(t)
 	link := filepath.Join(user, "link.sqsh")
 	if err := os.Symlink(file, link); err != nil {
 		t.Fatal(err)
 	}
-	other := publicCopy(t, makeSquashfs(t, map[string]string{"b": "b"}), 0o644)
+	other := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"b": "b"}), 0o644)
 	o := PullOptions{UID: nobody, GID: nobody}
 
 	writePolicy(t, c, `{"default":[{"type":"reject"}],"transports":{"docker":{"registry.example":[{"type":"insecureAcceptAnything"}]}}}`)

@@ -23,6 +23,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // testImage is an OCI image built in memory from tar fixtures.
@@ -34,14 +35,14 @@ type testImage struct {
 	digest   digest.Digest
 }
 
-func newTestImage(t testing.TB, cfg ImageConfig, layers ...[]tarEntry) *testImage {
+func newTestImage(t testing.TB, cfg ImageConfig, layers ...[]imagetest.TarEntry) *testImage {
 	t.Helper()
 	im := &testImage{}
 	var diffIDs []digest.Digest
 	var descs []imgspecv1.Descriptor
 	for _, l := range layers {
-		plain := layerTar(t, l...)
-		gz := gzipBytes(t, plain)
+		plain := imagetest.LayerTar(t, l...)
+		gz := imagetest.GzipBytes(t, plain)
 		diffIDs = append(diffIDs, digest.FromBytes(plain))
 		im.layers = append(im.layers, gz)
 		im.plain = append(im.plain, plain)
@@ -328,9 +329,9 @@ func testConfig(t testing.TB, hosts []string, extra string) (policy, registries,
 // openTestCache opens a cache in a temp dir that trusts hosts over HTTP.
 func openTestCache(t testing.TB, hosts []string, mod func(*Options)) *Cache {
 	t.Helper()
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
-	requireBinary(t, "unsquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
+	imagetest.RequireBinary(t, "unsquashfs")
 	policy, registries, dropins := testConfig(t, hosts, "")
 	o := Options{Dir: filepath.Join(t.TempDir(), "cache"), PolicyPath: policy,
 		RegistriesConf: registries, RegistriesConfDir: dropins,
@@ -362,7 +363,7 @@ func freePort(t testing.TB) int {
 // returns its host:port. It is stopped by PID at cleanup.
 func startDockerRegistry(t testing.TB, htpasswd string) string {
 	t.Helper()
-	requireBinary(t, "docker-registry")
+	imagetest.RequireBinary(t, "docker-registry")
 	dir := t.TempDir()
 	host := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"+

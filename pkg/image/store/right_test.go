@@ -19,6 +19,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // Issue 21, item 4: a user who holds only the bytes of another user's
@@ -104,7 +105,7 @@ func TestFileKeysAreApart(t *testing.T) {
 // A squashfs file's image is keyed as a file: its Digest says so.
 func TestSquashfsFileKey(t *testing.T) {
 	c := openTestCache(t, nil, nil)
-	src := publicCopy(t, makeSquashfs(t, map[string]string{"etc/os-release": "ID=file\n"}), 0o644)
+	src := publicCopy(t, imagetest.MakeSquashfs(t, map[string]string{"etc/os-release": "ID=file\n"}), 0o644)
 	img, err := c.Get(context.Background(), src, PullOptions{UID: nobody, GID: nobody})
 	if err != nil {
 		t.Fatal(err)

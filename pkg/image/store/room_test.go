@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 func reservedNow(c *Cache) (reserved, images int64) {
@@ -76,7 +77,7 @@ func TestReserveConcurrent(t *testing.T) {
 // bytes long, sparse, with its last byte written.
 func sparseSquashfs(t *testing.T, dir, name string, size int64, last byte) string {
 	t.Helper()
-	b, err := os.ReadFile(makeSquashfs(t, map[string]string{"etc/os-release": "ID=" + name + "\n"}))
+	b, err := os.ReadFile(imagetest.MakeSquashfs(t, map[string]string{"etc/os-release": "ID=" + name + "\n"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/apptainer/sif/v2/pkg/sif"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 	"github.com/podman-hpc/podman-hpc/pkg/image/sif/siftest"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
@@ -51,7 +52,7 @@ func sqfsRoot(t *testing.T, sqfs string) siftest.Object {
 // marked as Apptainer's.
 func TestGetSIFFile(t *testing.T) {
 	c := openTestCache(t, nil, nil)
-	sqfs := makeSquashfs(t, map[string]string{"etc/os-release": "ID=sif\n",
+	sqfs := imagetest.MakeSquashfs(t, map[string]string{"etc/os-release": "ID=sif\n",
 		".singularity.d/env/90-environment.sh": "export FROM_SIF=1\n", ".singularity.d/labels.json": "{}"})
 	want, _ := os.ReadFile(sqfs)
 	sum := sha256.Sum256(want)
@@ -94,7 +95,7 @@ func TestGetSIFFile(t *testing.T) {
 func TestGetSIFRefused(t *testing.T) {
 	c := openTestCache(t, nil, nil)
 	dev := makeSquashfsWith(t, map[string]sqfsEntry{"a": {}}, "-p", "dev d 755 0 0", "-p", "dev/sda b 660 0 0 8 0")
-	good := sifOf(t, 0o644, siftest.Deffile("x"), sqfsRoot(t, makeSquashfs(t, map[string]string{"a": "b"})))
+	good := sifOf(t, 0o644, siftest.Deffile("x"), sqfsRoot(t, imagetest.MakeSquashfs(t, map[string]string{"a": "b"})))
 	b, _ := os.ReadFile(good)
 	// The root's descriptor is the second; its Offset at +17, Size at +25.
 	d := int(binary.LittleEndian.Uint64(b[96:])) + int(binary.LittleEndian.Uint64(b[104:])/binary.LittleEndian.Uint64(b[88:]))
@@ -126,7 +127,7 @@ func TestGetSIFRefused(t *testing.T) {
 			os.WriteFile(p, b[:len(b)-100], 0o644)
 			return p
 		}(), image.ErrNotSquashfs, "outside the file"},
-		{"root's only", sifOf(t, 0o600, sqfsRoot(t, makeSquashfs(t, map[string]string{"a": "b"}))), image.ErrPermission, "permission denied"},
+		{"root's only", sifOf(t, 0o600, sqfsRoot(t, imagetest.MakeSquashfs(t, map[string]string{"a": "b"}))), image.ErrPermission, "permission denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Get(context.Background(), tc.path, PullOptions{UID: nobody, GID: nobody})
@@ -140,7 +141,7 @@ func TestGetSIFRefused(t *testing.T) {
 	// A symlink to root's SIF, and a FIFO, named by the user.
 	dir := publicDir(t, 0o777)
 	link := filepath.Join(dir, "link.sif")
-	if err := os.Symlink(sifOf(t, 0o600, sqfsRoot(t, makeSquashfs(t, map[string]string{"a": "b"}))), link); err != nil {
+	if err := os.Symlink(sifOf(t, 0o600, sqfsRoot(t, imagetest.MakeSquashfs(t, map[string]string{"a": "b"}))), link); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Get(context.Background(), link, PullOptions{UID: nobody, GID: nobody}); !errors.Is(err, image.ErrPermission) {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 	"github.com/podman-hpc/podman-hpc/pkg/image/squashfs"
 )
 
@@ -25,8 +26,8 @@ type sqfsEntry struct {
 // mksquashfs's extra arguments (-comp, -p pseudo definitions).
 func makeSquashfsWith(t *testing.T, files map[string]sqfsEntry, extra ...string) string {
 	t.Helper()
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
 	src := t.TempDir()
 	for p, e := range files {
 		full := filepath.Join(src, p)
@@ -49,7 +50,7 @@ func makeSquashfsWith(t *testing.T, files map[string]sqfsEntry, extra ...string)
 	}
 	out := filepath.Join(t.TempDir(), "image.sqsh")
 	args := append([]string{src, out, "-noappend", "-quiet", "-no-progress"}, extra...)
-	if o, err := runCmd("mksquashfs", args...); err != nil {
+	if o, err := imagetest.RunCmd("mksquashfs", args...); err != nil {
 		t.Fatalf("mksquashfs: %v: %s", err, o)
 	}
 	return out
@@ -135,13 +136,13 @@ func TestSquashfsFileContent(t *testing.T) {
 // mounted nosuid: TestSetuidGainsNothing in test/e2e).
 func TestLayersRefuseTrustedXattrs(t *testing.T) {
 	reg := newFakeRegistry(t)
-	ref := reg.add("test/priv", "1", newTestImage(t, ImageConfig{}, []tarEntry{
-		{name: "bin/", typ: '5'},
-		{name: "bin/su", body: "su", mode: 0o4755},
-		{name: "bin/ping", body: "ping", mode: 0o755, xattrs: map[string]string{"user.keep": "1"}},
+	ref := reg.add("test/priv", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{
+		{Name: "bin/", Type: '5'},
+		{Name: "bin/su", Body: "su", Mode: 0o4755},
+		{Name: "bin/ping", Body: "ping", Mode: 0o755, Xattrs: map[string]string{"user.keep": "1"}},
 	}))
-	bad := reg.add("test/trusted", "1", newTestImage(t, ImageConfig{}, []tarEntry{
-		{name: "f", body: "x", xattrs: map[string]string{"trusted.foo": "1"}},
+	bad := reg.add("test/trusted", "1", newTestImage(t, ImageConfig{}, []imagetest.TarEntry{
+		{Name: "f", Body: "x", Xattrs: map[string]string{"trusted.foo": "1"}},
 	}))
 	c := openTestCache(t, []string{reg.host}, nil)
 	img, err := c.Get(context.Background(), ref, PullOptions{UID: 1000})

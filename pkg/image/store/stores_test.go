@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/podman-hpc/podman-hpc/pkg/image"
+	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
 
 // fakeDocker serves Docker's GET /images/get from a docker-archive, for
@@ -54,8 +55,8 @@ func newFakeDocker(t *testing.T, mode os.FileMode, have, archive string) *fakeDo
 }
 
 func TestGetDockerd(t *testing.T) {
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
 	im := newTestImage(t, baseConfig, baseLayers()...)
 	archive := filepath.Join(publicDir(t, 0o755), "docker.tar")
 	writeDockerArchive(t, im, "example.org/app:1", archive)
@@ -110,8 +111,8 @@ func TestGetDockerd(t *testing.T) {
 // (as the user, with their HOME, in a PID namespace of its own) and plays
 // `podman save`, leaving a process behind as rootless podman does.
 func TestGetPodman(t *testing.T) {
-	requireRoot(t)
-	requireBinary(t, "mksquashfs")
+	imagetest.RequireRoot(t)
+	imagetest.RequireBinary(t, "mksquashfs")
 	im := newTestImage(t, baseConfig, baseLayers()...)
 	dir := publicDir(t, 0o755)
 	archive := filepath.Join(dir, "docker.tar")
@@ -154,7 +155,7 @@ cat %s
 			t.Errorf("%s: %v", ref, err)
 		}
 	}
-	if out, _ := runCmd("pgrep", "-u", fmt.Sprint(nobody), "-x", "-f", "sleep 1000"); strings.TrimSpace(out) != "" {
+	if out, _ := imagetest.RunCmd("pgrep", "-u", fmt.Sprint(nobody), "-x", "-f", "sleep 1000"); strings.TrimSpace(out) != "" {
 		t.Errorf("what podman left runs on: pids %s", out)
 	}
 
