@@ -129,11 +129,12 @@ func (m *manager) writeAccountFiles(c *container, acct account) ([]specs.Mount, 
 		p := c.private(f.name)
 		// In state_dir, whatever the image's file: the user's share.
 		pages := (int64(len(f.data)) + 4095) &^ 4095
-		if err := m.copyups.take(c.req.UID, pages, "the image's /etc/"+f.name+" ("+strconv.Itoa(len(f.data)>>10)+" KiB with your account), written for each container,",
-			"use an image with a smaller /etc/"+f.name); err != nil {
+		charged, err := m.copyups.take(c.req.UID, pages, "the image's /etc/"+f.name+" ("+strconv.Itoa(len(f.data)>>10)+" KiB with your account), written for each container,",
+			"use an image with a smaller /etc/"+f.name)
+		if err != nil {
 			return nil, err
 		}
-		c.copied += pages
+		c.copied += charged
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.name, err)
 		}

@@ -19,8 +19,12 @@ type copyupShares struct {
 	mu      sync.Mutex
 	perUser int64 // 0: no bound (tests)
 	total   int64
-	used    map[uint32]int64
-	all     int64
+	// perEntry is what one entry costs beside its bytes: state_dir's
+	// size over its inodes, so that the shares bound inodes too (a review
+	// filled every inode of state_dir with empty files, 28 MB in all).
+	perEntry int64
+	used     map[uint32]int64
+	all      int64
 }
 
 // copyupUserShare is the part of state_dir's size one user's copy-ups may
@@ -39,6 +43,9 @@ func newCopyupShares(stateDir string) *copyupShares {
 	}
 	size := int64(st.Blocks) * st.Bsize //nolint:gosec // block counts fit
 	s.perUser, s.total = min(size/copyupUserShare, copyupUserMax), size/2
+	if st.Files > 0 {
+		s.perEntry = size / int64(st.Files) //nolint:gosec // inode counts fit
+	}
 	return s
 }
 
@@ -49,23 +56,25 @@ const (
 	copyupFix  = "rebuild the image with its files root's (mksquashfs -all-root, or podman-hpcd import)"
 )
 
-// take charges n bytes of uid's, or refuses them, saying what would have
-// been written (what) and how to need less (fix).
-func (s *copyupShares) take(uid uint32, n int64, what, fix string) error {
+// take charges one entry of n bytes of uid's, or refuses it, saying what
+// would have been written (what) and how to need less (fix); it returns
+// what it charged (n and the entry's inode), for give.
+func (s *copyupShares) take(uid uint32, n int64, what, fix string) (int64, error) {
 	if s == nil || s.perUser == 0 {
-		return nil
+		return 0, nil
 	}
+	n += s.perEntry
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.used[uid]+n > s.perUser:
-		return fmt.Errorf("%s would pass your share of this node's state_dir (%d MiB across your containers here): end some of your steps on this node, or %s", what, s.perUser>>20, fix)
+		return 0, fmt.Errorf("%s would pass your share of this node's state_dir (%d MiB across your containers here): end some of your steps on this node, or %s", what, s.perUser>>20, fix)
 	case s.all+n > s.total:
-		return fmt.Errorf("%s would pass what this node's state_dir keeps for containers' files (%d MiB, all users' containers): retry later, or %s", what, s.total>>20, fix)
+		return 0, fmt.Errorf("%s would pass what this node's state_dir keeps for containers' files (%d MiB, all users' containers): retry later, or %s", what, s.total>>20, fix)
 	}
 	s.used[uid] += n
 	s.all += n
-	return nil
+	return n, nil
 }
 
 // give returns n bytes of uid's copy-ups (their container is gone).

@@ -92,10 +92,11 @@ func (b *copyBudget) take(size int64) error {
 	}
 	// What tmpfs spends on it: whole pages.
 	pages := (max(size, 0) + 4095) &^ 4095
-	if err := b.share.take(b.uid, pages, copyupWhat, copyupFix); err != nil {
+	charged, err := b.share.take(b.uid, pages, copyupWhat, copyupFix)
+	if err != nil {
 		return err
 	}
-	b.taken += pages
+	b.taken += charged
 	return nil
 }
 

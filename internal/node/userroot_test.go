@@ -124,24 +124,44 @@ func budgetOf(b copyBudget) *copyBudget { return &b }
 // within the node's; what a removed container held is given back.
 func TestCopyupShares(t *testing.T) {
 	s := &copyupShares{perUser: 10 << 12, total: 15 << 12, used: map[uint32]int64{}}
-	if err := s.take(1, 8<<12, copyupWhat, copyupFix); err != nil {
+	if _, err := s.take(1, 8<<12, copyupWhat, copyupFix); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.take(1, 3<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "your share of this node's state_dir") {
+	if _, err := s.take(1, 3<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "your share of this node's state_dir") {
 		t.Errorf("past the user's share: %v", err)
 	}
-	if err := s.take(2, 7<<12, copyupWhat, copyupFix); err != nil {
+	if _, err := s.take(2, 7<<12, copyupWhat, copyupFix); err != nil {
 		t.Fatalf("another user's, within the node's: %v", err)
 	}
-	if err := s.take(3, 1<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "all users' containers") {
+	if _, err := s.take(3, 1<<12, copyupWhat, copyupFix); err == nil || !strings.Contains(err.Error(), "all users' containers") {
 		t.Errorf("past the node's: %v", err)
 	}
 	s.give(1, 8<<12)
-	if err := s.take(3, 8<<12, copyupWhat, copyupFix); err != nil {
+	if _, err := s.take(3, 8<<12, copyupWhat, copyupFix); err != nil {
 		t.Errorf("once given back: %v", err)
 	}
 	if s.used[1] != 0 || s.all != 15<<12 {
 		t.Errorf("ledger: %v, all %d", s.used, s.all)
+	}
+}
+
+// Empty files cost an inode each: the shares count state_dir's inodes too,
+// at its size over its inode count, so that many empty entries stop at the
+// same share as their bytes would (a review filled every inode with them).
+func TestCopyupSharesCountInodes(t *testing.T) {
+	s := &copyupShares{perUser: 10 << 10, total: 1 << 30, perEntry: 1 << 10, used: map[uint32]int64{}}
+	n := 0
+	for ; n < 100; n++ {
+		if _, err := s.take(1, 0, copyupWhat, copyupFix); err != nil {
+			break
+		}
+	}
+	if n != 10 {
+		t.Errorf("%d empty entries within a share of 10 inodes' worth", n)
+	}
+	real := newCopyupShares(t.TempDir())
+	if real.perUser > 0 && real.perEntry <= 0 {
+		t.Errorf("a file system with inodes gives no cost per entry: %+v", real)
 	}
 }
 
