@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
 // DefaultPMIDirs are where Slurm's mpi/pmix plugin puts a step's PMIx
@@ -46,7 +48,12 @@ func (p PMI) Apply(ctx context.Context, r Request) (Result, error) {
 	for _, pat := range patterns {
 		dirs = append(dirs, repl.Replace(pat))
 	}
-	dirs = append(dirs, r.Env["PMIX_SERVER_TMPDIR"])
+	if tmpdir, ok := r.Env["PMIX_SERVER_TMPDIR"]; ok {
+		if err := checkServerTmpdir(tmpdir); err != nil {
+			return Result{}, err
+		}
+		dirs = append(dirs, tmpdir)
+	}
 	var res Result
 	seen := map[string]bool{}
 	for _, dir := range dirs {
@@ -60,4 +67,23 @@ func (p PMI) Apply(ctx context.Context, r Request) (Result, error) {
 	sort.Slice(res.UserMounts, func(i, j int) bool { return res.UserMounts[i].Destination < res.UserMounts[j].Destination })
 	res.Summary = fmt.Sprintf("%d PMIx directories (if present)", len(res.UserMounts))
 	return res, nil
+}
+
+// systemDirs are the container's own trees: the runtime makes /proc, /sys
+// and /dev, and wire.ReservedDir is the daemon's. A PMIx directory is never
+// one of them or inside one.
+var systemDirs = []string{"/proc", "/sys", "/dev", wire.ReservedDir}
+
+// checkServerTmpdir refuses a PMIX_SERVER_TMPDIR (the job's to set) that
+// would bind over the container's own trees: opened as the user it gains
+// them nothing on the host, but inside it would shadow the runtime's /dev or
+// the daemon's files, which no PMIx server directory is.
+func checkServerTmpdir(dir string) error {
+	clean := filepath.Clean(dir)
+	for _, sys := range systemDirs {
+		if clean == sys || strings.HasPrefix(clean, sys+"/") {
+			return fmt.Errorf("PMIX_SERVER_TMPDIR=%s lies in %s, which the container keeps for itself: unset it or name the directory Slurm's mpi/pmix plugin made for the step", dir, sys)
+		}
+	}
+	return nil
 }
