@@ -71,6 +71,11 @@ func oneLine(r rune) rune {
 	return r
 }
 
+// cell keeps a user's string (an image file's path, a container's name) in
+// its table column: a tab in it is written as \t, as the client writes
+// the other control characters; the daemon's own tabs separate columns.
+func cell(s string) string { return strings.ReplaceAll(s, "\t", `\t`) }
+
 // status answers STATUS. Anyone may ask: the daemon's version, runtime and
 // cache (its size and limits) are the node's, not a user's; images,
 // containers, pulls and errors are the asker's own (root: all).
@@ -89,7 +94,7 @@ func (s *Server) status(p peer) *wire.Message {
 		reply.Add("max_image_size", strconv.FormatInt(st.MaxImageSize, 10))
 		reply.Add("cache_max_age", st.CacheMaxAge.String())
 		for _, pl := range st.Pulls {
-			reply.Add("pull", fmt.Sprintf("%s\t%s\t%s\t%s", pl.Ref, userNames([]uint32{pl.UID}), pl.Phase, time.Since(pl.Started).Round(time.Second)))
+			reply.Add("pull", fmt.Sprintf("%s\t%s\t%s\t%s", cell(pl.Ref), userNames([]uint32{pl.UID}), pl.Phase, time.Since(pl.Started).Round(time.Second)))
 		}
 	}
 	if s.images != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podman-hpc/podman-hpc/internal/node"
+	"github.com/podman-hpc/podman-hpc/pkg/image/store"
 	"github.com/podman-hpc/podman-hpc/pkg/wire"
 )
 
@@ -89,5 +90,23 @@ func TestStatusUnavailable(t *testing.T) {
 	r, _ := ask(t, sock, wire.New(wire.Status))
 	if u, _ := r.Get("unavailable"); r.Type != wire.OK || u != "no working OCI runtime" {
 		t.Errorf("%v unavailable=%q", r.Type, u)
+	}
+}
+
+func TestImagesTableKeepsATabInAPathInItsColumn(t *testing.T) {
+	imgs := []store.Image{{Digest: "squashfs:sha256:0123456789abcdef", Refs: []string{"/home/u/a\tb.sqsh"}, LastUsed: time.Now()}}
+	for _, root := range []bool{false, true} {
+		tab := imagesTable(imgs, root)
+		h, _ := tab.Get("header")
+		rows := tab.All("row")
+		if len(rows) != 1 {
+			t.Fatalf("rows %q", rows)
+		}
+		if got, want := strings.Count(rows[0], "\t"), strings.Count(h, "\t"); got != want {
+			t.Errorf("root=%v: row %q has %d tabs, the header %d", root, rows[0], got, want)
+		}
+		if !strings.HasPrefix(rows[0], `/home/u/a\tb.sqsh`+"\t") {
+			t.Errorf("root=%v: row %q, want the path with its tab written as \\t", root, rows[0])
+		}
 	}
 }

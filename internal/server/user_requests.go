@@ -192,7 +192,7 @@ func imagesTable(imgs []store.Image, root bool) *wire.Message {
 	}
 	reply := wire.New(wire.OK, "header", h)
 	for _, img := range imgs {
-		refs := strings.Join(img.Refs, ",")
+		refs := cell(strings.Join(img.Refs, ","))
 		if refs == "" {
 			refs = "<none>"
 		}
@@ -216,13 +216,13 @@ func (s *Server) containersTable(p peer) *wire.Message {
 		}
 		name := "-"
 		if ct.Name != "" {
-			name = ct.Name
+			name = cell(ct.Name)
 		}
 		if ct.Parked {
 			name += " (parked: no process, filesystem kept)"
 		}
 		reply.Add("row", fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", ct.ID, name, ct.Job, ct.Step,
-			userNames([]uint32{ct.UID}), ct.Image, time.Since(ct.Created).Round(time.Second)))
+			userNames([]uint32{ct.UID}), cell(ct.Image), time.Since(ct.Created).Round(time.Second)))
 	}
 	return reply
 }
