@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,13 +26,51 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// TestMain lets the test binary serve as the helper (reexec), as the
-// daemon's main does.
+// TestMain runs every test twice: with the Go helper (the test binary
+// serves as it, reexec, as the daemon does when the C one is missing), then
+// with the C helper (cmd/podman-hpc-asuser), built here as the Makefile
+// builds it.
 func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code != 0 {
+		os.Exit(code)
+	}
+	helper, cleanup, err := buildCHelper()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "the C helper:", err)
+		os.Exit(1)
+	}
+	defer cleanup()
+	fmt.Fprintln(os.Stderr, "again, with the C helper", helper)
+	helperBinary = func() string { return helper }
+	code = m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// buildCHelper compiles cmd/podman-hpc-asuser into a directory any user
+// may reach (the tests run it as nobody).
+func buildCHelper() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "asuser-c.")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	os.Chmod(dir, 0o755)
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "gcc"
+	}
+	bin := filepath.Join(dir, HelperName)
+	out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-D_FORTIFY_SOURCE=2", "-static", "-o", bin, "../../cmd/podman-hpc-asuser/asuser.c").CombinedOutput()
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("%s: %v: %s", cc, err, out)
+	}
+	return bin, cleanup, nil
 }
 
 // The helper runs as the user entirely: ids, groups, no capabilities, no

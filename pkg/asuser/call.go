@@ -29,7 +29,9 @@ func init() {
 	reexec.Register(HelperName, func() { os.Exit(Serve()) })
 }
 
-// helperBinary is the helper's path and whether it is the small one.
+// helperBinary is the helper's path: the C one next to the daemon, or the
+// daemon itself (reexec) when it is missing. A variable for the tests,
+// which run each case with either.
 var helperBinary = sync.OnceValue(func() string {
 	if self, err := os.Executable(); err == nil {
 		small := filepath.Join(filepath.Dir(self), HelperName)
@@ -60,7 +62,11 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 	defer conn.Close()
 	uc := conn.(*net.UnixConn)
 
-	cmd := exec.Command(helperBinary())
+	bin := helperBinary()
+	if req.Op == opLayout {
+		bin = reexec.Self() // only the Go helper writes a tar stream
+	}
+	cmd := exec.Command(bin)
 	cmd.Args = []string{HelperName}
 	// Nothing of the daemon's environment. One P and no collector: the
 	// helper lives a millisecond, and starts at every step (a third of
@@ -123,7 +129,7 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 	stop := context.AfterFunc(ctx, func() { uc.SetReadDeadline(time.Unix(1, 0)); pr.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	msg, err := json.Marshal(req)
+	msg, err := req.encode()
 	if err != nil {
 		return nil, err
 	}

@@ -39,8 +39,8 @@ func Serve() int {
 		fmt.Fprintln(os.Stderr, "read the request:", err)
 		return 1
 	}
-	var req request
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
+	req, err := decodeRequest(buf[:n])
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bad request:", err)
 		return 1
 	}

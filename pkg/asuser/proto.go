@@ -2,15 +2,23 @@ package asuser
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
-// The daemon and its helper speak over a SOCK_SEQPACKET pair: one JSON
-// request from the daemon, then JSON replies, each with at most one
-// descriptor. The helper is the user's process, so the daemon treats its
-// replies as the user's input: bounded, and checked again (OpenFiles).
+// The daemon and its helper speak over a SOCK_SEQPACKET pair: one request
+// from the daemon, then JSON replies, each with at most one descriptor. The
+// helper is the user's process, so the daemon treats its replies as the
+// user's input: bounded, and checked again (OpenFiles).
+//
+// The request is NUL-terminated fields, which the C helper
+// (cmd/podman-hpc-asuser) reads without a JSON parser: the operation, then
+// for an open five fields per want (flags, mode, regular, optional, path),
+// for the others the path. A path holding a NUL cannot be sent (nor
+// opened: the kernel would stop there).
 
 const (
 	opOpen   = "open"
@@ -21,9 +29,73 @@ const (
 
 // request is what the daemon asks of the helper.
 type request struct {
-	Op    string `json:"op"`
-	Wants []Want `json:"wants,omitempty"` // opOpen
-	Path  string `json:"path,omitempty"`  // the others
+	Op    string
+	Wants []Want // opOpen
+	Path  string // the others
+}
+
+// encode writes the request as its fields; a path holding a NUL fails as
+// the kernel's open would (EINVAL).
+func (r request) encode() ([]byte, error) {
+	var b []byte
+	field := func(s string) { b = append(append(b, s...), 0) }
+	flag := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	field(r.Op)
+	if r.Op != opOpen {
+		if strings.IndexByte(r.Path, 0) >= 0 {
+			return nil, &os.PathError{Op: r.Op, Path: r.Path, Err: syscall.EINVAL}
+		}
+		field(r.Path)
+		return b, nil
+	}
+	for _, w := range r.Wants {
+		if strings.IndexByte(w.Path, 0) >= 0 || w.Flags < 0 {
+			return nil, &os.PathError{Op: "open", Path: w.Path, Err: syscall.EINVAL}
+		}
+		field(strconv.Itoa(w.Flags))
+		field(strconv.FormatUint(uint64(w.Mode), 10))
+		field(flag(w.Regular))
+		field(flag(w.Optional))
+		field(w.Path)
+	}
+	return b, nil
+}
+
+// decodeRequest reads a request's fields (the Go helper's side).
+func decodeRequest(b []byte) (request, error) {
+	if len(b) == 0 || b[len(b)-1] != 0 {
+		return request{}, errors.New("not NUL-terminated fields")
+	}
+	fields := strings.Split(string(b[:len(b)-1]), "\x00")
+	r := request{Op: fields[0]}
+	rest := fields[1:]
+	if r.Op != opOpen {
+		if len(rest) != 1 {
+			return request{}, fmt.Errorf("%s: %d fields, want a path", r.Op, len(rest))
+		}
+		r.Path = rest[0]
+		return r, nil
+	}
+	if len(rest)%5 != 0 {
+		return request{}, fmt.Errorf("open: %d fields, not five per path", len(rest))
+	}
+	for i := 0; i < len(rest); i += 5 {
+		flags, err := strconv.Atoi(rest[i])
+		if err != nil || flags < 0 {
+			return request{}, fmt.Errorf("open: flags %q", rest[i])
+		}
+		mode, err := strconv.ParseUint(rest[i+1], 10, 32)
+		if err != nil {
+			return request{}, fmt.Errorf("open: mode %q", rest[i+1])
+		}
+		r.Wants = append(r.Wants, Want{Path: rest[i+4], Flags: flags, Mode: uint32(mode), Regular: rest[i+2] == "1", Optional: rest[i+3] == "1"})
+	}
+	return r, nil
 }
 
 // reply is the helper's answer for one path.
@@ -54,7 +126,9 @@ func (r reply) error(req request, i int) error {
 		err = ErrNotRegular
 	case r.Kind == kindMagicLink:
 		err = &wrapped{ErrMagicLink, syscall.ELOOP}
-	case r.Errno > 0 && r.Errno < 4096 && req.Op == opOpen:
+	case r.Errno > 0 && r.Errno < 4096 && req.Op != opLayout:
+		// An open's, an unlink's or a dial's own errno: the C helper
+		// sends no words for it.
 		err = syscall.Errno(r.Errno)
 	case r.Errno > 0 && r.Errno < 4096:
 		// The helper's words name the file inside (a layout's blob).
