@@ -123,6 +123,11 @@ func describe(ref string, p store.Progress) string {
 		if p.Message != "" {
 			return fmt.Sprintf("%s: %s", ref, p.Message)
 		}
+		if p.Total <= 0 {
+			// No layer's size is known yet (a pull that fails at its
+			// first request says so before anything is sized).
+			return ref + ": downloading"
+		}
 		return fmt.Sprintf("%s: downloaded %.1f of %.1f MB", ref, float64(p.Done)/(1<<20), float64(p.Total)/(1<<20))
 	case "squashing":
 		return fmt.Sprintf("%s: making the squashfs (%s)", ref, p.Message)
