@@ -24,18 +24,26 @@ times_us() {
 # median_ms: the median of the µs values on stdin, in ms.
 median_ms() { sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'; }
 
-# ready_ms AFTER: the median "container ready" duration, in ms, that the
-# daemons logged for jobs after job AFTER.
+# ready_ms MARK: the median "container ready" duration, in ms, that the
+# daemons logged after MARK (log_mark's output): by position in each log,
+# not by job id, which tests' fake ids in the same logs would outrank.
 ready_ms() {
-	cat "$LAB"/run/node*/podman-hpcd.log | grep 'msg="container ready"' |
-		sed -E 's/.* job=([0-9]+) .* duration=([0-9.]+)(µs|ms|s)$/\1 \2 \3/' |
-		awk -v after="$1" '$1 > after {v=$2; if ($3=="µs") v/=1000; if ($3=="s") v*=1000; print v}' | sort -n |
+	local n skip
+	for n in $NODES; do
+		skip=$(awk -v n="$n" '$1 == n {print $2}' <<<"$1")
+		tail -n +"$((${skip:-0} + 1))" "$LAB/run/$n/podman-hpcd.log"
+	done | grep 'msg="container ready"' |
+		sed -E 's/.* duration=([0-9.]+)(µs|ms|s)$/\1 \2/' |
+		awk '{v=$1; if ($2=="µs") v/=1000; if ($2=="s") v*=1000; print v}' | sort -n |
 		awk '{a[NR]=$1} END {if (NR) printf "%.1f", a[int((NR+1)/2)]; else print "null"}'
 }
 
-# last_job: the newest job id in the daemons' logs (0 when none).
-last_job() {
-	{ grep -ho ' job=[0-9]*' "$LAB"/run/node*/podman-hpcd.log || true; } | cut -d= -f2 | sort -n | tail -1 | awk '{print $1+0} END {if (!NR) print 0}'
+# log_mark: each node's daemon log length, "NODE LINES" a line.
+log_mark() {
+	local n
+	for n in $NODES; do
+		echo "$n $(wc -l <"$LAB/run/$n/podman-hpcd.log")"
+	done
 }
 
 # daemons_cpu_ms: the CPU time, in ms, the nodes' daemons ("self") and the
@@ -95,7 +103,7 @@ row "bytes written per byte of squashfs" "$(pull written_per_squashfs_byte)" ""
 img=$SMALL_IMAGE
 srun -N2 --container-image="$img" true >/dev/null # warm the cache on both nodes
 
-before=$(last_job)
+before=$(log_mark)
 # In blocks bare, ours, ours, bare, so that a drift of the machine during
 # the runs weighs on both alike; after the pull benchmark's gigabytes have
 # been written back, which otherwise goes on during the first block.
