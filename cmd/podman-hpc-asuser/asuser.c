@@ -1,8 +1,18 @@
 /*
  * podman-hpc-asuser: the daemon's helper for work done as a user
- * (pkg/asuser). podman-hpcd starts it with the user's uid, gid and groups
- * and no capability, fd 3 a SOCK_SEQPACKET socket to the daemon. It reads
- * one request, answers it, and exits. Not for running by hand.
+ * (pkg/asuser). podman-hpcd starts it as root, as
+ * "podman-hpc-asuser UID GID GROUPS" (GROUPS comma-separated, maybe empty),
+ * fd 3 a SOCK_SEQPACKET socket to the daemon; it becomes that user itself,
+ * reads one request, answers it, and exits. Not for running by hand.
+ *
+ * Why it drops its own credentials rather than being started with the
+ * user's: a process exec'd as the user is the user's, dumpable, from its
+ * first instruction until it says otherwise, and in that window the user
+ * could ptrace it or take its descriptors (pidfd_getfd), the daemon's
+ * socket among them (outside review, 2026-12-06). Started as root, it is
+ * never the user's while dumpable: the kernel makes a process that changes
+ * its uid non-dumpable (fs.suid_dumpable 0, the default), and it says so
+ * again itself at once.
  *
  * It is C, and a Go twin of it lives in pkg/asuser (helper.go, which
  * podman-hpcd runs as itself when this binary is missing, and for an OCI
@@ -29,6 +39,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -159,6 +170,65 @@ static int dial(const char *path)
 	return fd;
 }
 
+/* id parses a uid or gid; -1 for a bad one. */
+static int id(const char *s, unsigned *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return -1;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end || errno || v > 0xfffffffeUL)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* become takes the user's credentials for good: groups, gid, uid (real,
+ * effective and saved), in that order, then checks them. */
+static int become(const char *uid_s, const char *gid_s, const char *groups_s)
+{
+	unsigned uid, gid;
+	if (id(uid_s, &uid) < 0 || id(gid_s, &gid) < 0) {
+		fprintf(stderr, "bad credentials \"%s\" \"%s\"\n", uid_s, gid_s);
+		return -1;
+	}
+	static gid_t groups[65536];
+	size_t n = 0;
+	static char buf[1 << 20];
+	if (strlen(groups_s) >= sizeof(buf)) {
+		fprintf(stderr, "bad groups\n");
+		return -1;
+	}
+	strcpy(buf, groups_s);
+	for (char *save = NULL, *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+		unsigned v;
+		if (n == sizeof(groups) / sizeof(groups[0]) || id(g, &v) < 0) {
+			fprintf(stderr, "bad groups\n");
+			return -1;
+		}
+		groups[n++] = v;
+	}
+	if (getuid() != 0 || geteuid() != 0) {
+		if (getuid() == uid && geteuid() == uid && getgid() == gid)
+			return 0; /* already the user: a test's own */
+		fprintf(stderr, "started as uid %u, not root: cannot become uid %u\n", getuid(), uid);
+		return -1;
+	}
+	if (setgroups(n, groups) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+		perror("become the user");
+		return -1;
+	}
+	uid_t r, e, su;
+	gid_t rg, eg, sg;
+	if (getresuid(&r, &e, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != uid || e != uid || su != uid ||
+	    rg != gid || eg != gid || sg != gid) {
+		fprintf(stderr, "the credentials did not change\n");
+		return -1;
+	}
+	return 0;
+}
+
 /* fields: the request's NUL-terminated fields, in order. */
 struct fields {
 	char *p, *end;
@@ -215,10 +285,17 @@ static int serve_open(struct fields *f)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	/* Not dumpable: the user may not ptrace it (and pass the daemon
-	 * something else than what it opened; the daemon checks anyway). */
+	if (argc != 4) {
+		fprintf(stderr, "usage: podman-hpc-asuser UID GID GROUPS (run by podman-hpcd)\n");
+		return 1;
+	}
+	if (become(argv[1], argv[2], argv[3]) < 0)
+		return 1;
+	/* Not dumpable (the uid change made it so; this says it again for
+	 * root's own helper and a node with fs.suid_dumpable set): the user
+	 * may not ptrace it or take its descriptors. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	if (!holds_nothing())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -354,4 +355,60 @@ func openAll(cred Credential, paths []string, flags int, mode uint32) ([]*os.Fil
 		wants[i] = Want{Path: p, Flags: flags, Mode: mode}
 	}
 	return OpenFiles(cred, wants)
+}
+
+// The helper starts as root and becomes the user itself: a process exec'd
+// as the user is the user's, and dumpable, until it says otherwise, and in
+// that window the user could take its descriptors (pidfd_getfd), the
+// daemon's socket among them (outside review, 2026-12-06). A wrapper in
+// the helper's place records who it started as.
+func TestHelperStartsAsRootAndBecomesTheUser(t *testing.T) {
+	requireRoot(t)
+	real := helperBinary()
+	if real == reexec.Self() {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		real = exe
+	}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o777) // so that a helper started as the user records too
+	record := filepath.Join(dir, "started-as")
+	wrapper := filepath.Join(dir, "wrapper")
+	script := fmt.Sprintf("#!/bin/bash\nid -u >%s\nexec -a %s %s \"$@\"\n", record, HelperName, real)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	saved := helperBinary
+	helperBinary = func() string { return wrapper }
+	defer func() { helperBinary = saved }()
+	files, err := OpenFiles(Credential{UID: nobody, GID: nobody, Groups: []uint32{12345}}, []Want{{Path: dir, Flags: unix.O_PATH}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll(files)
+	started, err := os.ReadFile(record)
+	if err != nil || strings.TrimSpace(string(started)) != "0" {
+		t.Fatalf("the helper started as uid %q (%v), want root, who drops to the user itself", started, err)
+	}
+}
+
+// Credentials that do not parse are refused before anything changes, and a
+// helper not started as root becomes no one else.
+func TestHelperRefusesToBecomeAnotherUserUnlessRoot(t *testing.T) {
+	if os.Getuid() != 0 {
+		if err := become(strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid()), ""); err != nil {
+			t.Errorf("become oneself: %v", err)
+		}
+		if err := become("0", "0", ""); err == nil {
+			t.Error("a helper not started as root became root")
+		}
+	}
+	for _, bad := range [][3]string{{"x", "1", ""}, {"1", "-1", ""}, {"1", "1", "2,x"}, {"4294967295", "1", ""}} {
+		if err := become(bad[0], bad[1], bad[2]); err == nil {
+			t.Errorf("become(%q) accepted", bad)
+		}
+	}
 }

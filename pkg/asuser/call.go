@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -67,7 +69,9 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 		bin = reexec.Self() // only the Go helper writes a tar stream
 	}
 	cmd := exec.Command(bin)
-	cmd.Args = []string{HelperName}
+	// Started as root; it becomes the user itself (helper.go's become),
+	// so that the user never owns it while it is dumpable.
+	cmd.Args = []string{HelperName, strconv.FormatUint(uint64(cred.UID), 10), strconv.FormatUint(uint64(cred.GID), 10), joinIDs(cred.Groups)}
 	// Nothing of the daemon's environment. One P and no collector: the
 	// helper lives a millisecond, and starts at every step (a third of
 	// its start's cost, measured).
@@ -76,11 +80,10 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 	cmd.ExtraFiles = []*os.File{theirs}
 	var tail tailBuffer
 	cmd.Stderr = &tail
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups},
-		Pdeathsig:  syscall.SIGKILL,
-		Setsid:     true,
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
+	// Its stderr is read until it closes: a helper gone but its pipe
+	// held elsewhere does not hold the call.
+	cmd.WaitDelay = time.Second
 	var pr, pw *os.File
 	if stream != nil {
 		if pr, pw, err = os.Pipe(); err != nil {
@@ -152,12 +155,35 @@ func call(ctx context.Context, cred Credential, req request, stream io.Writer) (
 	if err != nil {
 		return nil, helperError(ctx, cred, req, err, &tail)
 	}
-	ended = true
-	if err := cmd.Wait(); err != nil && files != nil {
+	// Answered: it exits at once, or is killed at the call's end.
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		ended = true
+		if err != nil && files != nil {
+			closeAll(files)
+			return nil, helperError(ctx, cred, req, err, &tail)
+		}
+		return files, nil
+	case <-ctx.Done():
+		// Killed, and reaped by the Wait above whenever it ends (a
+		// process in a FUSE request outlives SIGKILL until it ends).
 		closeAll(files)
-		return nil, helperError(ctx, cred, req, err, &tail)
+		files = nil
+		cmd.Process.Kill()
+		ended = true
+		return nil, helperError(ctx, cred, req, ctx.Err(), &tail)
 	}
-	return files, nil
+}
+
+// joinIDs writes group ids comma-separated.
+func joinIDs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(s, ",")
 }
 
 // receive reads the helper's replies: one per want for an open (up to the

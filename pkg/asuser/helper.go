@@ -8,14 +8,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // The helper's side: podman-hpc-asuser (cmd/podman-hpc-asuser), or the
-// daemon's binary run under that name. It was started with the user's
-// credentials (exec.Cmd's Credential), fd 3 its socket to the daemon and,
-// for a layout, fd 4 the pipe to write the tar stream to.
+// daemon's binary run under that name. It was started as root, as
+// "podman-hpc-asuser UID GID GROUPS", fd 3 its socket to the daemon and,
+// for a layout, fd 4 the pipe to write the tar stream to; it becomes the
+// user itself (become), so that the user never owns it while it is
+// dumpable (see the C helper's comment).
 
 const (
 	helperSock   = 3
@@ -25,8 +30,17 @@ const (
 // Serve runs the helper: one request, its replies, then exit. It returns
 // the exit code.
 func Serve() int {
-	// Not dumpable: the user may not ptrace it (and pass the daemon
-	// something else than what it opened; the daemon checks anyway).
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: podman-hpc-asuser UID GID GROUPS (run by podman-hpcd)")
+		return 1
+	}
+	if err := become(os.Args[1], os.Args[2], os.Args[3]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// Not dumpable (the uid change made it so; this says it again for
+	// root's own helper and a node with fs.suid_dumpable set): the user
+	// may not ptrace it or take its descriptors.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 	if err := holdsNothing(); err != nil {
@@ -49,6 +63,47 @@ func Serve() int {
 		return 1
 	}
 	return 0
+}
+
+// become takes the user's credentials for good, on every thread (Go's
+// syscall package): groups, gid, uid (real, effective and saved).
+func become(uidS, gidS, groupsS string) error {
+	uid, err1 := strconv.ParseUint(uidS, 10, 32)
+	gid, err2 := strconv.ParseUint(gidS, 10, 32)
+	if err := errors.Join(err1, err2); err != nil || uid > 0xfffffffe || gid > 0xfffffffe {
+		return fmt.Errorf("bad credentials %q %q", uidS, gidS)
+	}
+	var groups []int
+	if groupsS != "" {
+		for _, g := range strings.Split(groupsS, ",") {
+			v, err := strconv.ParseUint(g, 10, 32)
+			if err != nil || v > 0xfffffffe {
+				return fmt.Errorf("bad groups %q", groupsS)
+			}
+			groups = append(groups, int(v))
+		}
+	}
+	if os.Getuid() != 0 || os.Geteuid() != 0 {
+		if os.Getuid() == int(uid) && os.Geteuid() == int(uid) && os.Getgid() == int(gid) {
+			return nil // already the user: a test's own
+		}
+		return fmt.Errorf("started as uid %d, not root: cannot become uid %d", os.Getuid(), uid)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("become the user: setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(int(gid), int(gid), int(gid)); err != nil {
+		return fmt.Errorf("become the user: setresgid: %w", err)
+	}
+	if err := syscall.Setresuid(int(uid), int(uid), int(uid)); err != nil {
+		return fmt.Errorf("become the user: setresuid: %w", err)
+	}
+	r, e, s := unix.Getresuid()
+	rg, eg, sg := unix.Getresgid()
+	if r != int(uid) || e != int(uid) || s != int(uid) || rg != int(gid) || eg != int(gid) || sg != int(gid) {
+		return errors.New("the credentials did not change")
+	}
+	return nil
 }
 
 // holdsNothing checks that a helper of a non-root user has no capability
