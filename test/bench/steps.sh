@@ -47,6 +47,17 @@ restart_daemons() {
 	for n in $NODES; do "$NODE_DAEMON" stop "$n" && "$NODE_DAEMON" start "$n"; done
 }
 
+# Reuse needs Slurm's cgroup tracking (a kept container's init goes into
+# the job's cgroups; without them every step makes its own): on a cluster
+# without it, this part brings it up with proctrack/cgroup, and back after.
+proctrack=$(awk -F= '$1 == "ProctrackType" {print $2}' "$SLURM_CONF")
+restore_cluster() { :; }
+if [ "$proctrack" != proctrack/cgroup ]; then
+	PROCTRACK=cgroup NODES=$(wc -w <<<"$NODES") "$repo/test/cluster/up.sh" >&2
+	restore_cluster() { PROCTRACK="${proctrack#proctrack/}" NODES=$(wc -w <<<"$NODES") "$repo/test/cluster/up.sh" >&2 || true; }
+	trap restore_cluster EXIT
+fi
+
 srun -N2 --container-image="$SMALL_IMAGE" true >/dev/null # the image cached on both nodes
 
 read -r bare1 ours1 <<<"$(measure 1)"
@@ -54,7 +65,7 @@ read -r bare2 ours2 <<<"$(measure 2)"
 
 # Before reuse: reuse_idle = 0, the daemons restarted with it, then back.
 cp "$conf" "$conf.bench"
-trap 'mv -f "$conf.bench" "$conf"; restart_daemons' EXIT
+trap 'mv -f "$conf.bench" "$conf"; restart_daemons; restore_cluster' EXIT
 { grep -v '^reuse_idle' "$conf.bench" || true; echo "reuse_idle = 0"; } >"$conf"
 restart_daemons
 read -r offbare1 off1 <<<"$(measure 1)"

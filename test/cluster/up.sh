@@ -9,7 +9,7 @@
 #   INSTALLED=/usr test/cluster/up.sh  (the installed podman-hpc: dpkg -i, or
 #                                   make install's DESTDIR/PREFIX, not bin/)
 #
-# A healthy cluster of the same size is reused (binaries refreshed, daemons
+# A healthy cluster of the same size, Slurm and proctrack is reused (binaries refreshed, daemons
 # restarted); anything else, including leftovers of a crash, is torn down and
 # built again. Nothing under /etc is written.
 set -euo pipefail
@@ -208,6 +208,7 @@ healthy() {
 	local k
 	[ "$(cat "$LAB/nodes" 2>/dev/null)" = "$NODES" ] || return 1
 	[ "$(cat "$LAB/slurm-version" 2>/dev/null)" = "$SLURM_VERSION_RUN" ] || return 1
+	[ "$(cat "$LAB/proctrack" 2>/dev/null || echo linuxproc)" = "$PROCTRACK" ] || return 1
 	alive "$RUN/munge/munged.pid" munged || return 1
 	alive "$RUN/ctld/slurmctld.pid" slurmctld || return 1
 	alive "$RUN/registry/registry.pid" docker-registry || return 1
@@ -282,6 +283,7 @@ chown munge:munge "$RUN/munge"
 chown -R docker-registry:docker-registry "$RUN/registry"
 echo "$NODES" >"$LAB/nodes"
 echo "$SLURM_VERSION_RUN" >"$LAB/slurm-version"
+echo "$PROCTRACK" >"$LAB/proctrack"
 install_binaries
 
 # A private munge key: the cluster never trusts or is trusted by the host's munge.
