@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -291,7 +292,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: podman-hpc-asuser UID GID GROUPS (run by podman-hpcd)\n");
 		return 1;
 	}
+	pid_t daemon = getppid();
 	if (become(argv[1], argv[2], argv[3]) < 0)
+		return 1;
+	/* The uid change cleared the parent-death signal the daemon set:
+	 * set it again, and go if the daemon went meanwhile. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != daemon)
 		return 1;
 	/* Not dumpable (the uid change made it so; this says it again for
 	 * root's own helper and a node with fs.suid_dumpable set): the user

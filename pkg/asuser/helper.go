@@ -34,8 +34,15 @@ func Serve() int {
 		fmt.Fprintln(os.Stderr, "usage: podman-hpc-asuser UID GID GROUPS (run by podman-hpcd)")
 		return 1
 	}
+	daemon := os.Getppid()
 	if err := become(os.Args[1], os.Args[2], os.Args[3]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// The uid change cleared the parent-death signal the daemon set:
+	// set it again, and go if the daemon went meanwhile.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	if os.Getppid() != daemon {
 		return 1
 	}
 	// Not dumpable (the uid change made it so; this says it again for
