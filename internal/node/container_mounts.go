@@ -96,11 +96,11 @@ func makeMountpoints(root string, mounts []specs.Mount) error {
 		}
 		file := false
 		if mt.Type == "bind" {
-			fi, err := os.Stat(mt.Source)
+			dir, err := isDirNoSync(mt.Source)
 			if err != nil {
 				return fmt.Errorf("mount %s: %w", mt.Source, err)
 			}
-			file = !fi.IsDir()
+			file = !dir
 		}
 		if err := oci.MakeMountpoint(root, d, file); err != nil {
 			return err

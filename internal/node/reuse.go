@@ -100,11 +100,11 @@ type bindIdentity struct {
 }
 
 func statID(p string) (fileID, bool) {
-	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
+	sx, err := statNoSync(unix.AT_FDCWD, p, 0)
+	if err != nil {
 		return fileID{}, false
 	}
-	return fileID{Dev: st.Dev, Ino: st.Ino}, true
+	return fileID{Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino}, true
 }
 
 // reuseKey is req in canonical form for reuse: every field but the step's
@@ -165,7 +165,7 @@ func stepDirPresent(patterns []string, req *wire.ContainerRequest) bool {
 	node, _ := os.Hostname()
 	repl := strings.NewReplacer("%j", req.Job, "%s", req.Step, "%u", strconv.FormatUint(uint64(req.UID), 10), "%n", strings.Split(node, ".")[0], "%%", "%")
 	for _, p := range patterns {
-		if _, err := os.Stat(repl.Replace(p)); err == nil {
+		if _, err := statNoSync(unix.AT_FDCWD, repl.Replace(p), 0); err == nil {
 			return true
 		}
 	}

@@ -253,8 +253,8 @@ func openStaged(cred credential, mounts []stagedMount) (held []*os.File, keep []
 // write, created anew: nothing there to follow). Stages are unmounted at
 // teardown (everything under the bundle is).
 func stageMount(f *os.File, stage string) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	st, err := statNoSync(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+	if err != nil {
 		return "", err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {

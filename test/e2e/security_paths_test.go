@@ -130,18 +130,26 @@ func TestSecurityHostilePaths(t *testing.T) {
 // root's only.
 func hangingFUSE(t *testing.T, node, dir string) string {
 	t.Helper()
+	ids := strings.Fields(asUser(t, "sh", "-c", "id -u; id -g").stdout)
+	return mountHangingFUSE(t, node, dir, ids[0], ids[1], "")
+}
+
+// mountHangingFUSE mounts at dir, in node's mount namespace, a FUSE file
+// system of uid:gid (with extra options) whose server never reads a
+// request; it is unmounted at the test's end.
+func mountHangingFUSE(t *testing.T, node, dir, uid, gid, extra string) string {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse")
 	}
-	ids := strings.Fields(asUser(t, "sh", "-c", "id -u; id -g").stdout)
 	c := exec.Command(cluster["NODE_EXEC"], node, "python3", "-c", `import ctypes, os, sys, time
 fd = os.open("/dev/fuse", os.O_RDWR)
 libc = ctypes.CDLL(None, use_errno=True)
-opts = "fd=%d,rootmode=40000,user_id=%s,group_id=%s" % (fd, sys.argv[2], sys.argv[3])
+opts = "fd=%d,rootmode=40000,user_id=%s,group_id=%s%s" % (fd, sys.argv[2], sys.argv[3], sys.argv[4])
 if libc.mount(b"hang", sys.argv[1].encode(), b"fuse.hang", 2 | 4, opts.encode()) != 0:  # nosuid, nodev
     sys.exit("mount: " + os.strerror(ctypes.get_errno()))
 time.sleep(600)  # holds /dev/fuse, never reads it
-`, dir, ids[0], ids[1])
+`, dir, uid, gid, extra)
 	c.Stderr = os.Stderr
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -159,6 +167,36 @@ time.sleep(600)  # holds /dev/fuse, never reads it
 	}
 	t.Fatalf("the FUSE mount at %s did not appear", dir)
 	return ""
+}
+
+// A network or FUSE file system of the site's (root's, allow_other) that
+// stops answering, mounted below a user's mount source: root looked at the
+// mounts below each source to bind them too, and a daemon thread waited on
+// the server for as long as it did not answer (outside review,
+// 2026-12-06). The step now waits as a bare-metal task on that mount would,
+// until it is cancelled, and no thread of the daemon waits on the server.
+func TestSecurityHungMountBelowASource(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := userDir(t, fmt.Sprintf("e2e-hungsub-%d", time.Now().UnixNano()))
+	mustSucceed(t, asUser(t, "mkdir", "-p", filepath.Join(dir, "src", "mnt")))
+	mountHangingFUSE(t, node, filepath.Join(dir, "src", "mnt"), "0", "0", ",allow_other")
+	r := asUser(t, "timeout", "15", "srun", "-w", node, "-N1", "-n1", "--container-image="+cluster["SMALL_IMAGE"],
+		"--container-mounts="+filepath.Join(dir, "src")+":/data", "true")
+	t.Logf("the step (ended by timeout 15 if it waited): exit %d: %s", r.code, lastLineOf(r.String()))
+	pid := strings.TrimSpace(onNode(t, node, "", "cat "+cluster["LAB"]+"/run/"+node+"/podman-hpcd.pid").stdout)
+	var waiting string
+	for i := 0; i < 50; i++ { // the step's removal, once srun is gone
+		waiting = onNode(t, node, "", `for t in /proc/$1/task/*; do w=$(cat "$t/wchan" 2>/dev/null); case $w in *fuse*|request_wait_answer) echo "${t##*/}:$w";; esac; done`, pid).stdout
+		if strings.TrimSpace(waiting) == "" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.TrimSpace(waiting) != "" {
+		t.Fatalf("daemon threads wait on the hung file system: %s", waiting)
+	}
+	daemonAnswers(t, node)
 }
 
 // daemonAnswers fails the test unless node's daemon answers status within
