@@ -30,7 +30,7 @@ func homeMount(req *wire.ContainerRequest, acct account) (m stagedMount, ok bool
 	if req.RemapRoot {
 		dst = remappedHome
 	}
-	if d := path.Clean(dst); d == "/" || d == wire.ReservedDir || strings.HasPrefix(d, wire.ReservedDir+"/") {
+	if d := path.Clean(dst); d == "/" || wire.InReserved(d) {
 		return stagedMount{}, false, wire.OptionErrorf("--container-mount-home", "$HOME %q: / and %s are podman-hpc's own; set HOME to your home, or use --no-container-mount-home", home, wire.ReservedDir)
 	}
 	return stagedMount{src: home, dst: dst, option: "--container-mount-home"}, true, nil

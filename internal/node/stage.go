@@ -299,7 +299,7 @@ func checkUserDestinations(root string, mounts []wire.UserMount) error {
 func checkImageDestinations(root string, mounts []specs.Mount) error {
 	var dsts []string
 	for _, m := range mounts {
-		if !isReserved(path.Clean(m.Destination)) {
+		if !wire.InReserved(m.Destination) {
 			dsts = append(dsts, m.Destination)
 		}
 	}
@@ -330,16 +330,11 @@ func reservedDestination(root string, dsts []string) (dst, resolved string, err 
 		if err != nil {
 			return dst, "", err
 		}
-		if resolved == "/" || isReserved(resolved) {
+		if resolved == "/" || wire.InReserved(resolved) {
 			return dst, resolved, nil
 		}
 	}
 	return "", "", nil
-}
-
-// isReserved says whether p (clean, absolute) is wire.ReservedDir or in it.
-func isReserved(p string) bool {
-	return p == wire.ReservedDir || strings.HasPrefix(p, wire.ReservedDir+"/")
 }
 
 // resolveInRoot returns where dst leads inside the root open at rootFd, as

@@ -14,7 +14,7 @@ import (
 // as it does, in an uninterruptible wait (outside review, 2026-12-06).
 func statNoSync(at int, path string, flags int) (unix.Statx_t, error) {
 	var sx unix.Statx_t
-	err := unix.Statx(at, path, flags|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE|unix.STATX_INO|unix.STATX_UID, &sx)
+	err := unix.Statx(at, path, flags|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE|unix.STATX_INO, &sx)
 	if err != nil {
 		return sx, &os.PathError{Op: "statx", Path: path, Err: err}
 	}

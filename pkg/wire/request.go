@@ -35,6 +35,13 @@ const BatchStep = "4294967291"
 // modules' files): no user mount may land on it, nor on the root above it.
 const ReservedDir = "/.podman-hpc"
 
+// InReserved says whether the container path p (absolute) is ReservedDir or
+// in it, once cleaned: every check of a destination against it is this one.
+func InReserved(p string) bool {
+	p = path.Clean(p)
+	return p == ReservedDir || strings.HasPrefix(p, ReservedDir+"/")
+}
+
 // NameModes are --container-name's modes (pyxis's).
 var NameModes = []string{"auto", "create", "exec", "no_exec"}
 
@@ -274,7 +281,7 @@ func ParseUserMount(s string) (UserMount, error) {
 		return UserMount{}, OptionErrorf(opt, "destination %q climbs out of the container's root: %w", dst, ErrCrossDevice)
 	}
 	m.Dst = path.Join("/", dst)
-	if m.Dst == "/" || m.Dst == ReservedDir || strings.HasPrefix(m.Dst, ReservedDir+"/") {
+	if m.Dst == "/" || InReserved(m.Dst) {
 		return UserMount{}, OptionErrorf(opt, "destination %q: / and %s are podman-hpc's own (the container's init lives there); pick another destination", dst, ReservedDir)
 	}
 	if len(parts) < 3 || parts[2] == "" {

@@ -186,14 +186,10 @@ func TestSecurityHungMountBelowASource(t *testing.T) {
 	t.Logf("the step (ended by timeout 15 if it waited): exit %d: %s", r.code, lastLineOf(r.String()))
 	pid := strings.TrimSpace(onNode(t, node, "", "cat "+cluster["LAB"]+"/run/"+node+"/podman-hpcd.pid").stdout)
 	var waiting string
-	for i := 0; i < 50; i++ { // the step's removal, once srun is gone
+	if !waitFor(10*time.Second, func() bool { // the step's removal, once srun is gone
 		waiting = onNode(t, node, "", `for t in /proc/$1/task/*; do w=$(cat "$t/wchan" 2>/dev/null); case $w in *fuse*|request_wait_answer) echo "${t##*/}:$w";; esac; done`, pid).stdout
-		if strings.TrimSpace(waiting) == "" {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if strings.TrimSpace(waiting) != "" {
+		return strings.TrimSpace(waiting) == ""
+	}) {
 		t.Fatalf("daemon threads wait on the hung file system: %s", waiting)
 	}
 	daemonAnswers(t, node)
