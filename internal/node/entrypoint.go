@@ -29,13 +29,18 @@ func (m *manager) waitEntrypoint(ctx context.Context, c *container) ([]string, e
 	delay := time.Millisecond
 	for {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.initPid))
-		done := err != nil || zombie(c.initPid) || bytes.Equal(cmdline, want) || time.Now().After(deadline)
-		if done {
+		exited := err != nil || zombie(c.initPid)
+		switch {
+		case exited:
+			// Dead, its copies of the output's write end closed: all it
+			// wrote arrives before the reader's end.
+			c.entrypointLog = withoutNULs(c.output.Ended(time.Second))
+		case bytes.Equal(cmdline, want) || time.Now().After(deadline):
 			c.entrypointLog = withoutNULs(c.output.Settle())
 		}
 		switch {
 		// An empty cmdline is a process in the middle of execve: wait.
-		case err != nil || zombie(c.initPid):
+		case exited:
 			return nil, fmt.Errorf("%s exited before running the command%s; the output: %s", what, hint, oneLine(c.entrypointLog))
 		case bytes.Equal(cmdline, want):
 			environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.initPid))

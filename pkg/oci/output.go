@@ -123,6 +123,18 @@ func (o *Output) Settle() string {
 	return o.String()
 }
 
+// Ended returns String once every writer has gone and the reader has taken
+// all they wrote, or after d: for output whose writers are known to be dead
+// (an entrypoint that exited), where Settle's "nothing unread" can come
+// while the reader still holds the last bytes (a loaded node).
+func (o *Output) Ended(d time.Duration) string {
+	select {
+	case <-o.stopped:
+	case <-time.After(d):
+	}
+	return o.String()
+}
+
 // unread is how many bytes the pipe holds (-1: unknown).
 func (o *Output) unread() int {
 	if o.r == nil {
