@@ -265,6 +265,11 @@ func TestHungPathTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s", d)
 	}
+	// Behind a path that opened, the error names the one that hung.
+	_, err = openAll(Credential{UID: nobody, GID: nobody}, []string{dir, fifo}, unix.O_RDONLY, 0)
+	if err == nil || !strings.HasPrefix(err.Error(), fifo+": no answer after") {
+		t.Errorf("got %v, want the timeout named after %s", err, fifo)
+	}
 }
 
 // Unlink and Dial run as the user too.

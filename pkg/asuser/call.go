@@ -200,7 +200,7 @@ func receive(uc *net.UnixConn, req request) ([]*os.File, error) {
 		m, oobn, flags, _, err := uc.ReadMsgUnix(buf, oob)
 		if err != nil {
 			closeAll(files)
-			return nil, err
+			return nil, &waitingOn{i, err}
 		}
 		f, ferr := receivedFile(oob[:oobn], flags)
 		var r reply
@@ -260,6 +260,11 @@ func helperError(ctx context.Context, cred Credential, req request, err error, t
 	what := req.Path
 	if req.Op == opOpen && len(req.Wants) > 0 {
 		what = req.Wants[0].Path
+		// The path the helper was on when it stopped answering.
+		var w *waitingOn
+		if errors.As(err, &w) && w.i < len(req.Wants) {
+			what = req.Wants[w.i].Path
+		}
 	}
 	var bw *budgetError
 	if errors.As(err, &bw) {
@@ -294,6 +299,15 @@ func copyIdle(w io.Writer, r *os.File, idle time.Duration) error {
 		}
 	}
 }
+
+// waitingOn is a reply that did not come: the helper was on want i.
+type waitingOn struct {
+	i   int
+	err error
+}
+
+func (e *waitingOn) Error() string { return e.err.Error() }
+func (e *waitingOn) Unwrap() error { return e.err }
 
 // refusal is an error the helper answered with.
 type refusal struct{ err error }
