@@ -81,13 +81,15 @@ big=$repo/build/images/big
 	./test/bench/pull -image "oci:$big:latest" -runs "${PULL_RUNS:-3}" -work "/var/tmp/podman-hpc-bench${PHPC_LAB_ID:-}/run" -json "$repo/build/bench-pull.json") >&2
 pull() { awk -v k="\"$1\":" '/"median": \{/ {m=1} m && $1 == k {gsub(/,/, "", $2); printf "%.3f\n", $2; f=1; exit} END {if (!f) print "null"}' "$repo/build/bench-pull.json"; }
 decompressor=$(awk -F'"' '$2 == "decompressor" {print $4; exit}' "$repo/build/bench-pull.json")
+squasher=$(awk -F'"' '$2 == "squasher" {print $4; exit}' "$repo/build/bench-pull.json")
 image_bytes=$(du -sb "$big/blobs" | cut -f1)
-row "pull + squash, ours (cold)" "$(pull ours_s)" s
+row "pull + squash, ours (cold; $squasher)" "$(pull ours_s)" s
 row "  download (the last layer's arrival, beside the applies)" "$(pull ours_download_s)" s
-row "  download + apply (decompress + extract)" "$(pull ours_apply_s)" s
+row "  download + apply (decompress + $([ "$squasher" = tar2sqfs ] && echo "stream into tar2sqfs" || echo extract))" "$(pull ours_apply_s)" s
 row "    apply waiting on decompression ($decompressor)" "$(pull ours_decompress_wait_s)" s
-row "    apply waiting on extraction" "$(pull ours_extract_wait_s)" s
-row "  mksquashfs" "$(pull ours_squash_s)" s
+row "    apply waiting on $([ "$squasher" = tar2sqfs ] && echo tar2sqfs || echo extraction)" "$(pull ours_extract_wait_s)" s
+row "  $squasher after the last layer" "$(pull ours_squash_s)" s
+row "pull + squash, ours extracting (no tar2sqfs)" "$(pull ours_extracting_s)" s
 row "skopeo copy + umoci unpack + mksquashfs" "$(pull baseline_s)" s
 row "  skopeo copy / umoci unpack / mksquashfs" "$(pull skopeo_s) / $(pull umoci_s) / $(pull mksquashfs_s)" s
 row "  ratio (target <= 0.40)" "$(pull ours_vs_baseline)" ""
@@ -196,7 +198,8 @@ echo
 cat >"$repo/build/bench.json" <<JSON
 {
   "pull_squash": {"ours_s": $(pull ours_s), "baseline_s": $(pull baseline_s), "ratio": $(pull ours_vs_baseline), "target_ratio": 0.40, "limit_s": $(pull zcat_parallel_s), "limit_ratio": $(pull ours_vs_limit), "target_limit_ratio": 1.4, "image_bytes": $image_bytes, "peak_rss_mb": $(pull go_rss_mb), "written_per_squashfs_byte": $(pull written_per_squashfs_byte),
-    "ours_breakdown": {"download_s": $(pull ours_download_s), "download_and_apply_s": $(pull ours_apply_s), "apply_waiting_on_decompression_s": $(pull ours_decompress_wait_s), "apply_waiting_on_extraction_s": $(pull ours_extract_wait_s), "mksquashfs_s": $(pull ours_squash_s), "decompressor": "$decompressor"},
+    "ours_breakdown": {"download_s": $(pull ours_download_s), "download_and_apply_s": $(pull ours_apply_s), "apply_waiting_on_decompression_s": $(pull ours_decompress_wait_s), "apply_waiting_on_squasher_s": $(pull ours_extract_wait_s), "squash_after_last_layer_s": $(pull ours_squash_s), "decompressor": "$decompressor", "squasher": "$squasher"},
+    "ours_extracting": {"s": $(pull ours_extracting_s), "apply_s": $(pull ours_extracting_apply_s), "mksquashfs_s": $(pull ours_extracting_squash_s), "cpu_s": $(pull ours_extracting_cpu_s), "written_per_squashfs_byte": $(pull ours_extracting_written_per_squashfs_byte)},
     "baseline_breakdown": {"skopeo_s": $(pull skopeo_s), "umoci_s": $(pull umoci_s), "mksquashfs_s": $(pull mksquashfs_s)},
     "cpu": {"ours_s": $(pull ours_cpu_s), "baseline_s": $(pull baseline_cpu_s), "ratio": $(pull ours_vs_baseline_cpu), "ours_without_igzip_s": $(pull ours_no_igzip_cpu_s)},
     "ours_without_igzip_s": $(pull ours_no_igzip_s),

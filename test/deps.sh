@@ -13,8 +13,9 @@ packages=(
 	curl
 	# containers: runtimes, squashfs, fuse
 	runc crun squashfs-tools squashfuse fuse3 uidmap
-	# pulls: ISA-L's igzip decompresses gzip layers (pkg/image/layer)
-	isal
+	# pulls: ISA-L's igzip decompresses gzip layers (pkg/image/layer);
+	# squashfs-tools-ng's tar2sqfs squashes them as they stream in
+	isal squashfs-tools-ng
 	# registry and images
 	docker-registry skopeo umoci debootstrap busybox-static ca-certificates
 	# MPI on the host: ring programs are compiled here, bare-metal baselines run here

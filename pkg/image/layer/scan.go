@@ -57,17 +57,55 @@ func escapes(p string) bool { return p == ".." || strings.HasPrefix(p, "../") }
 
 // check refuses an unsafe header and records the entry's effect.
 func (s *scanner) check(h *tar.Header) error {
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	if err := checkHeader(h); err != nil {
+		return err
+	}
 	name := path.Clean(strings.TrimLeft(h.Name, "/"))
+	if name == "." {
+		return nil
+	}
+	dir, err := s.resolveDir(h.Name, path.Dir(name))
+	if err != nil {
+		return err
+	}
+	base := path.Base(name)
+	if h.Typeflag == tar.TypeLink {
+		ln := path.Clean(strings.TrimLeft(h.Linkname, "/"))
+		if _, err := s.resolveDir(h.Name, path.Dir(ln)); err != nil {
+			return err
+		}
+	}
+	p := path.Join(dir, base)
+	switch {
+	case base == ".wh..wh..opq":
+		s.opaque[dir] = true
+	case strings.HasPrefix(base, ".wh."):
+		s.layer[path.Join(dir, strings.TrimPrefix(base, ".wh."))] = node{gone: true}
+	case h.Typeflag == tar.TypeSymlink:
+		s.layer[p] = node{link: true, target: h.Linkname}
+	case h.Typeflag == tar.TypeDir:
+		s.layer[p] = node{dir: true}
+	default:
+		s.layer[p] = node{}
+	}
+	return nil
+}
+
+// checkHeader refuses what no image may hold, whatever the layers around
+// it: a device node, a sparse file, a path or hard link out of the root,
+// a trusted.* xattr.
+func checkHeader(h *tar.Header) error {
 	switch h.Typeflag {
 	case tar.TypeChar, tar.TypeBlock:
 		kind := map[byte]string{tar.TypeChar: "character", tar.TypeBlock: "block"}[h.Typeflag]
 		return &entryError{h.Name, fmt.Sprintf("is a %s device (%d,%d): images may not contain device nodes", kind, h.Devmajor, h.Devminor)}
-	case tar.TypeXGlobalHeader:
-		return nil
 	case tar.TypeGNUSparse:
 		return &entryError{h.Name, "is a sparse file, which images may not contain"}
 	}
-	if escapes(name) {
+	if escapes(path.Clean(strings.TrimLeft(h.Name, "/"))) {
 		return &entryError{h.Name, "path leaves the image root"}
 	}
 	for k := range h.PAXRecords {
@@ -87,35 +125,8 @@ func (s *scanner) check(h *tar.Header) error {
 			return &entryError{h.Name, fmt.Sprintf("carries xattr %q: images may not carry trusted.* xattrs", strings.TrimPrefix(k, "SCHILY.xattr."))}
 		}
 	}
-	if name == "." {
-		return nil
-	}
-	dir, err := s.resolveDir(h.Name, path.Dir(name))
-	if err != nil {
-		return err
-	}
-	base := path.Base(name)
-	if h.Typeflag == tar.TypeLink {
-		ln := path.Clean(strings.TrimLeft(h.Linkname, "/"))
-		if escapes(ln) {
-			return &entryError{h.Name, fmt.Sprintf("hard link to %q, outside the image root", h.Linkname)}
-		}
-		if _, err := s.resolveDir(h.Name, path.Dir(ln)); err != nil {
-			return err
-		}
-	}
-	p := path.Join(dir, base)
-	switch {
-	case base == ".wh..wh..opq":
-		s.opaque[dir] = true
-	case strings.HasPrefix(base, ".wh."):
-		s.layer[path.Join(dir, strings.TrimPrefix(base, ".wh."))] = node{gone: true}
-	case h.Typeflag == tar.TypeSymlink:
-		s.layer[p] = node{link: true, target: h.Linkname}
-	case h.Typeflag == tar.TypeDir:
-		s.layer[p] = node{dir: true}
-	default:
-		s.layer[p] = node{}
+	if h.Typeflag == tar.TypeLink && escapes(path.Clean(strings.TrimLeft(h.Linkname, "/"))) {
+		return &entryError{h.Name, fmt.Sprintf("hard link to %q, outside the image root", h.Linkname)}
 	}
 	return nil
 }

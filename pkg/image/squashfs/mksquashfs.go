@@ -174,6 +174,14 @@ func (m Mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	if err == nil {
 		err = cmd.Wait()
 	}
+	return failure(ctx, "mksquashfs", m.Command, err, outBuf.String(), m.MaxSize)
+}
+
+// failure explains why a squashfs writer (prog, run as command) failed
+// with err, given its last output and its output limit (<= 0: none): a
+// cancelled ctx's cause, image.ErrTooLarge past the limit,
+// image.ErrNoSpace, a missing program; nil for a nil err.
+func failure(ctx context.Context, prog, command string, err error, out string, maxSize int64) error {
 	if err == nil {
 		return nil
 	}
@@ -183,20 +191,24 @@ func (m Mksquashfs) runIn(ctx context.Context, root, dir, out string, as *Owner)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGXFSZ {
-			return image.TooLarge("squashes to", m.MaxSize)
+			return image.TooLarge("squashes to", maxSize)
 		}
 	}
-	msg := strings.TrimSpace(outBuf.String())
-	if m.MaxSize > 0 && strings.Contains(msg, "File too large") {
-		return image.TooLarge("squashes to", m.MaxSize)
+	msg := strings.TrimSpace(out)
+	if maxSize > 0 && strings.Contains(msg, "File too large") {
+		return image.TooLarge("squashes to", maxSize)
 	}
 	if strings.Contains(msg, "No space left on device") {
-		return fmt.Errorf("mksquashfs: %w", image.ErrNoSpace)
+		return fmt.Errorf("%s: %w", prog, image.ErrNoSpace)
 	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%q not found: install squashfs-tools: %w", m.Command, err)
+		pkg := "squashfs-tools"
+		if prog == "tar2sqfs" {
+			pkg = "squashfs-tools-ng"
+		}
+		return fmt.Errorf("%q not found: install %s: %w", command, pkg, err)
 	}
-	return fmt.Errorf("mksquashfs: %w: %s", err, lastLines(msg, 3))
+	return fmt.Errorf("%s: %w: %s", prog, err, lastLines(msg, 3))
 }
 
 // tailBuffer keeps the last 8 KiB written to it: enough to show why a

@@ -21,6 +21,7 @@ import (
 type Cache struct {
 	o                 Options
 	mks               squashfs.Mksquashfs
+	t2s               squashfs.Tar2sqfs // Command "": pulls extract and run mks
 	policy            string
 	dir, images, tmp  string
 	log               *slog.Logger

@@ -46,6 +46,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c := &Cache{
 		o:                 o,
 		mks:               squashfs.Mksquashfs{Command: or(o.Mksquashfs, "mksquashfs"), Comp: comp, Processors: o.Processors},
+		t2s:               squashfs.Tar2sqfs{Command: or(o.Tar2sqfs, "tar2sqfs"), Comp: comp, Processors: o.Processors},
 		unsquashfs:        or(o.Unsquashfs, "unsquashfs"),
 		policy:            or(o.PolicyPath, DefaultPolicyPath),
 		dir:               filepath.Clean(o.Dir),
@@ -148,6 +149,14 @@ func ownedDir(d string) error {
 func (c *Cache) checkTools() {
 	if _, err := exec.LookPath(c.unsquashfs); err != nil {
 		c.log.Warn("unsquashfs missing: squashfs files cannot be checked", "binary", c.unsquashfs)
+	}
+	if c.t2s.Command == NoTar2sqfs || c.t2s.Comp.Name == "lz4" {
+		// unsquashfs 4.5 cannot read the id table of tar2sqfs's lz4
+		// images (the kernel can): lz4 images are made as before.
+		c.t2s.Command = ""
+	} else if err := c.t2s.Available(); err != nil {
+		c.log.Info("tar2sqfs missing: pulls extract each image to disk before mksquashfs, which is slower (install squashfs-tools-ng)", "binary", c.t2s.Command)
+		c.t2s.Command = ""
 	}
 	out, err := exec.Command(c.mks.Command, "-version").Output()
 	if err != nil {

@@ -77,6 +77,11 @@ type Options struct {
 	ParallelDownloads int
 	// Mksquashfs and Unsquashfs are the binaries ("": from PATH).
 	Mksquashfs, Unsquashfs string
+	// Tar2sqfs is squashfs-tools-ng's tar2sqfs ("": from PATH): with it
+	// a pull squashes its layers as they stream in, without extracting
+	// them (pull_stream.go); without it (missing, or NoTar2sqfs) each
+	// image is extracted to disk, then squashed with Mksquashfs.
+	Tar2sqfs string
 	// HelperTimeout bounds the whole export of a user's local store
 	// (podman save for podman://, the Docker daemon's export for
 	// dockerd://): past it the export is stopped, podman with every
@@ -244,3 +249,6 @@ func or(s, def string) string {
 	}
 	return s
 }
+
+// NoTar2sqfs as Options.Tar2sqfs makes every pull extract its layers.
+const NoTar2sqfs = "none"

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,23 +63,7 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	defer c.removeLater(work)
-	rootfs := filepath.Join(work, "rootfs")
-	// The image's "./" entry, if any, sets the root's mode; 0755 otherwise
-	// (MkdirTemp's 0700 would lock users out of their own container).
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return nil, err
-	}
 	budget := &image.Budget{Limit: c.o.MaxImageSize}
-	times, err := c.fetchAndApply(ctx, src, layers, work, rootfs, budget, report)
-	if err != nil {
-		return nil, err
-	}
-	// Now that the image is unpacked, the room its squashfs may take.
-	if err := room.grow(squashBound(budget.Used()), "the image, unpacked to "+image.HumanSize(budget.Used())+","); err != nil {
-		return nil, err
-	}
-	applied := time.Now()
-	report(Progress{Phase: "squashing", Message: c.mks.Comp.Name})
 	// Written beside its final place (TmpDir may be another file system);
 	// Open removes it if we die before publishing.
 	out, err := newTempFile(c.images)
@@ -86,7 +71,19 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	defer os.Remove(out) // a no-op once published
-	if err := c.mks.Run(ctx, rootfs, out); err != nil {
+	var times pullTimes
+	var have map[digest.Digest]bool
+	if c.t2s.Command != "" {
+		times, have, err = c.fetchAndStream(ctx, src, layers, work, out, budget, room, report)
+		if errors.Is(err, layer.ErrNeedsExtraction) {
+			c.log.Info("image pull: layers applied by extraction", "digest", src.Digest, "why", err)
+			budget.SetUsed(0)
+			err = c.extractAndSquash(ctx, src, layers, work, out, budget, room, have, report, &times)
+		}
+	} else {
+		err = c.extractAndSquash(ctx, src, layers, work, out, budget, room, nil, report, &times)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Every blob came from src: a repository is known by the image.
@@ -94,90 +91,82 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	// Where the time went: the downloads run beside the applies; in an
-	// apply, decompression and extraction run at once, and the waits say
-	// which of the two held it up (layer.Times).
-	c.log.Info("image pulled", "digest", src.Digest, "layers", len(layers),
-		"apply", applied.Sub(start), "squash", time.Since(applied),
+	// apply, decompression and extraction (or the squashfs writer) run at
+	// once, and the waits say which of the two held it up (layer.Times).
+	c.log.Info("image pulled", "digest", src.Digest, "layers", len(layers), "squasher", times.squasher,
+		"apply", times.applied.Sub(start), "squash", time.Since(times.applied),
 		"download", times.download.Sub(start), "decompress_wait", times.waitDecompress,
 		"extract_wait", times.waitExtract, "decompressor", times.decompressor,
 		"unpacked_bytes", times.unpacked)
 	return nil, nil
 }
 
+// extractAndSquash applies the layers onto a root file system in work
+// (downloading those not in have) and squashes it into out with
+// mksquashfs.
+func (c *Cache) extractAndSquash(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, out string, budget *image.Budget, room *reservation, have map[digest.Digest]bool, report func(Progress), times *pullTimes) error {
+	rootfs := filepath.Join(work, "rootfs")
+	// The image's "./" entry, if any, sets the root's mode; 0755 otherwise
+	// (MkdirTemp's 0700 would lock users out of their own container).
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return err
+	}
+	t, err := c.fetchAndApply(ctx, src, layers, work, rootfs, budget, have, report)
+	if err != nil {
+		return err
+	}
+	*times = t
+	// Now that the image is unpacked, the room its squashfs may take.
+	if err := room.grow(squashBound(budget.Used()), "the image, unpacked to "+image.HumanSize(budget.Used())+","); err != nil {
+		return err
+	}
+	times.applied, times.squasher = time.Now(), "mksquashfs"
+	report(Progress{Phase: "squashing", Message: c.mks.Comp.Name})
+	return c.mks.Run(ctx, rootfs, out)
+}
+
 // pullTimes is where a pull's time went, for its log line.
 type pullTimes struct {
 	download                    time.Time // the last layer's arrival
+	applied                     time.Time // the last layer applied (or streamed)
+	squasher                    string
 	waitDecompress, waitExtract time.Duration
 	decompressor                string
 	unpacked                    int64
 }
 
-// fetchAndApply downloads every distinct layer (up to parallelDownloads at
-// once, bottom layers first) into work, and applies the layers onto rootfs
-// in order as soon as each has arrived, their bytes taken from budget.
-func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, budget *image.Budget, report func(Progress)) (pullTimes, error) {
+// fetchAndApply downloads every distinct layer not in have (up to
+// parallelDownloads at once, bottom layers first) into work, and applies
+// the layers onto rootfs in order as soon as each has arrived, their bytes
+// taken from budget.
+func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []types.BlobInfo, work, rootfs string, budget *image.Budget, have map[digest.Digest]bool, report func(Progress)) (pullTimes, error) {
 	var times pullTimes
-	var mu sync.Mutex
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.parallelDownloads)
-	ready := map[digest.Digest]chan struct{}{}
 	lastUse := map[digest.Digest]int{}
-	var unique []types.BlobInfo
 	for i, l := range layers {
-		if _, ok := ready[l.Digest]; !ok {
-			ready[l.Digest] = make(chan struct{})
-			unique = append(unique, l)
-		}
 		lastUse[l.Digest] = i
 	}
-	blobPath := func(d digest.Digest) string { return filepath.Join(work, "blob-"+d.Encoded()) }
-	go func() {
-		for _, l := range unique {
-			g.Go(func() error {
-				if err := src.Download(gctx, l, blobPath(l.Digest), report); err != nil {
-					return fmt.Errorf("layer %s: %w", l.Digest, err)
-				}
-				mu.Lock()
-				times.download = time.Now()
-				mu.Unlock()
-				close(ready[l.Digest])
-				return nil
-			})
-		}
-	}()
+	dl := c.startDownloads(ctx, src, layers, work, have, report)
 	var applyErr error
 	for i, l := range layers {
-		select {
-		case <-ready[l.Digest]:
-		case <-gctx.Done():
-		}
-		if gctx.Err() != nil {
+		if dl.await(l.Digest) != nil {
 			break
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
-		t, err := layer.ApplyTimed(gctx, rootfs, blobPath(l.Digest), budget)
-		times.waitDecompress += t.WaitDecompress
-		times.waitExtract += t.WaitExtract
-		times.unpacked += t.UncompressedBytes
-		if times.decompressor == "" || times.decompressor == t.Decompressor {
-			times.decompressor = t.Decompressor
-		} else {
-			times.decompressor = "mixed"
-		}
+		t, err := layer.ApplyTimed(dl.ctx, rootfs, workBlob(work, l.Digest), budget)
+		times.add(t)
 		if err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
 			break
 		}
 		if lastUse[l.Digest] == i {
-			_ = os.Remove(blobPath(l.Digest))
+			_ = os.Remove(workBlob(work, l.Digest))
 		}
 	}
-	werr := g.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	werr := dl.wait()
+	times.download = dl.last
 	switch {
 	case applyErr != nil:
 		return times, applyErr
@@ -185,4 +174,83 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 		return times, werr
 	}
 	return times, context.Cause(ctx)
+}
+
+// add counts one apply's times in.
+func (t *pullTimes) add(lt layer.Times) {
+	t.waitDecompress += lt.WaitDecompress
+	t.waitExtract += lt.WaitExtract
+	t.unpacked += lt.UncompressedBytes
+	if t.decompressor == "" || t.decompressor == lt.Decompressor {
+		t.decompressor = lt.Decompressor
+	} else {
+		t.decompressor = "mixed"
+	}
+}
+
+func workBlob(work string, d digest.Digest) string {
+	return filepath.Join(work, "blob-"+d.Encoded())
+}
+
+// downloads fetches a pull's layer blobs into its work directory, several
+// at once, in the order given.
+type downloads struct {
+	ctx   context.Context // ends with the first failure
+	g     *errgroup.Group
+	ready map[digest.Digest]chan struct{}
+	mu    sync.Mutex
+	last  time.Time // the last blob's arrival
+}
+
+// startDownloads starts downloading the distinct blobs of layers, in
+// their order, but those in have (already in work).
+func (c *Cache) startDownloads(ctx context.Context, src *source.Source, layers []types.BlobInfo, work string, have map[digest.Digest]bool, report func(Progress)) *downloads {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallelDownloads)
+	d := &downloads{ctx: gctx, g: g, ready: map[digest.Digest]chan struct{}{}}
+	var todo []types.BlobInfo
+	for _, l := range layers {
+		if _, ok := d.ready[l.Digest]; ok {
+			continue
+		}
+		d.ready[l.Digest] = make(chan struct{})
+		if have[l.Digest] {
+			close(d.ready[l.Digest])
+			continue
+		}
+		todo = append(todo, l)
+	}
+	go func() {
+		for _, l := range todo {
+			g.Go(func() error {
+				if err := src.Download(gctx, l, workBlob(work, l.Digest), report); err != nil {
+					return fmt.Errorf("layer %s: %w", l.Digest, err)
+				}
+				d.mu.Lock()
+				d.last = time.Now()
+				d.mu.Unlock()
+				close(d.ready[l.Digest])
+				return nil
+			})
+		}
+	}()
+	return d
+}
+
+// await waits for blob dg; an error if the downloads failed first.
+func (d *downloads) await(dg digest.Digest) error {
+	select {
+	case <-d.ready[dg]:
+		return nil
+	case <-d.ctx.Done():
+		return context.Cause(d.ctx)
+	}
+}
+
+// wait waits for every download and returns the first failure.
+func (d *downloads) wait() error {
+	err := d.g.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return err
 }

@@ -335,7 +335,7 @@ func openTestCache(t testing.TB, hosts []string, mod func(*Options)) *Cache {
 	policy, registries, dropins := testConfig(t, hosts, "")
 	o := Options{Dir: filepath.Join(t.TempDir(), "cache"), PolicyPath: policy,
 		RegistriesConf: registries, RegistriesConfDir: dropins,
-		RegistryTimeout: 5 * time.Second, RegistryAttempts: 2, Compression: "lz4",
+		RegistryTimeout: 5 * time.Second, RegistryAttempts: 2, Compression: "zstd:1",
 		retryDelay: 10 * time.Millisecond}
 	if mod != nil {
 		mod(&o)

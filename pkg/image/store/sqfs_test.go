@@ -1,9 +1,12 @@
 package store
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,5 +183,37 @@ func TestOpenDropsUncheckedImages(t *testing.T) {
 	}
 	if _, err := os.Stat(c2.imagePath(d)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("its file is still there: %v", err)
+	}
+}
+
+// A pull streams its layers into tar2sqfs; layers the stream cannot
+// reproduce exactly (here a write through a lower layer's symlink) are
+// applied by extraction instead, with the same image as a result.
+func TestPullStreamsOrExtracts(t *testing.T) {
+	imagetest.RequireBinary(t, "tar2sqfs")
+	reg := newFakeRegistry(t)
+	plain := reg.add("test/plain", "1", newTestImage(t, ImageConfig{}, baseLayers()...))
+	through := reg.add("test/through", "1", newTestImage(t, ImageConfig{},
+		[]imagetest.TarEntry{{Name: "real/", Type: tar.TypeDir}, {Name: "lib", Type: tar.TypeSymlink, Link: "real"}},
+		[]imagetest.TarEntry{{Name: "lib/x.so", Body: "so"}}))
+	var log bytes.Buffer
+	c := openTestCache(t, []string{reg.host}, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&log, nil)) })
+	if _, err := c.Get(context.Background(), plain, PullOptions{UID: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "squasher=tar2sqfs") {
+		t.Errorf("the plain image was not streamed:\n%s", log.String())
+	}
+	log.Reset()
+	img, err := c.Get(context.Background(), through, PullOptions{UID: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "layers applied by extraction") || !strings.Contains(log.String(), "squasher=mksquashfs") {
+		t.Errorf("the image written through a symlink was not extracted:\n%s", log.String())
+	}
+	l := listing(t, img.Path)
+	if !strings.HasPrefix(lineFor(l, "/lib"), "lrwx") || !strings.HasPrefix(lineFor(l, "/real/x.so"), "-rw") {
+		t.Errorf("x.so is not where an extractor puts it:\n%s", l)
 	}
 }

@@ -1,0 +1,307 @@
+package layer
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// The union is an image's layers merged without extracting them: read
+// top layer first, an entry is kept unless a layer above it replaced it,
+// deleted it (whiteout), hid it (opaque directory) or replaced one of its
+// parents by a non-directory; whatever is kept is final, so it can go
+// straight to a squashfs writer. What that order cannot reproduce exactly
+// as an extractor would (a path written through a lower layer's symlink,
+// a path twice in one layer, a hard link to a file a later layer
+// replaced, a whiteout beside what it deletes in one layer) is reported
+// as ErrNeedsExtraction, and the caller extracts the layers instead.
+
+// ErrNeedsExtraction says the layers must be applied by extraction: the
+// stream could not reproduce them exactly. It is not an error in the
+// image.
+var ErrNeedsExtraction = errors.New("the layers need extraction")
+
+type needsExtraction struct{ entry, why string }
+
+func (e *needsExtraction) Error() string {
+	return fmt.Sprintf("%s: entry %q %s", ErrNeedsExtraction, e.entry, e.why)
+}
+func (e *needsExtraction) Unwrap() error { return ErrNeedsExtraction }
+
+// kind is what a layer made of a path.
+type kind uint8
+
+const (
+	isDir   kind = iota + 1
+	isOther      // any non-directory
+	isGone       // whited out
+)
+
+// written is an entry the union passed on.
+type written struct {
+	layer, seq int
+	dir        bool
+	attrs      string // a non-directory's mode, owner, time and xattrs
+}
+
+// hardLink is a hard link the union passed on, checked at the end.
+type hardLink struct {
+	name, target string
+	layer, seq   int
+	attrs        string
+}
+
+// attrs renders what an extractor sets on an inode from a header: a hard
+// link's header sets them on the file it links to.
+func attrs(h *tar.Header) string {
+	var x []string
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			x = append(x, k+"="+v)
+		}
+	}
+	sort.Strings(x)
+	return fmt.Sprintf("%o %d:%d %d %q", h.Mode&0o7777, h.Uid, h.Gid, h.ModTime.Unix(), x)
+}
+
+// union merges layers given top first.
+type union struct {
+	above    map[string]kind    // paths the layers above the current one wrote or deleted
+	opaque   map[string]bool    // directories the layers above made opaque
+	out      map[string]written // entries passed on
+	implicit map[string]bool    // parents of entries passed on, not passed on themselves
+	links    []hardLink
+	seq      int
+
+	// The current layer.
+	layer     int
+	here      map[string]kind
+	made      []string // directories an extractor makes for this layer's entries
+	whiteouts []string
+	opaques   []string
+}
+
+func newUnion() *union {
+	return &union{above: map[string]kind{}, opaque: map[string]bool{}, out: map[string]written{},
+		implicit: map[string]bool{}, here: map[string]kind{}}
+}
+
+// startLayer begins layer i (the bottom layer is 0); layers come top first.
+func (u *union) startLayer(i int) { u.layer = i }
+
+// next decides about one entry of the current layer: whether it is passed
+// on, under which clean path (relative, "." for the root). An unsafe
+// entry is an error wrapping image.ErrUnsafeLayer, whether kept or not.
+func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return "", false, nil
+	}
+	if err := checkHeader(h); err != nil {
+		return "", false, err
+	}
+	u.seq++
+	name = path.Clean(strings.TrimLeft(h.Name, "/"))
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	default:
+		return "", false, &needsExtraction{h.Name, fmt.Sprintf("has tar type %q", h.Typeflag)}
+	}
+	// Below something this layer made a non-directory: an extractor
+	// writes through the symlink (or fails on the file).
+	for a := path.Dir(name); a != "." && name != "."; a = path.Dir(a) {
+		if u.here[a] == isOther {
+			return "", false, &needsExtraction{h.Name, fmt.Sprintf("lies below %q, a non-directory of its own layer", a)}
+		}
+	}
+	if base := path.Base(name); strings.HasPrefix(base, ".wh.") {
+		dir := path.Dir(name)
+		switch {
+		case base == ".wh..wh..opq":
+			u.opaques = append(u.opaques, dir)
+		case len(base) > len(".wh.") && !strings.HasPrefix(base, ".wh..wh."):
+			u.whiteouts = append(u.whiteouts, path.Join(dir, strings.TrimPrefix(base, ".wh.")))
+		default:
+			return "", false, &needsExtraction{h.Name, "is an unknown whiteout"}
+		}
+		// An extractor makes the directory a whiteout is in.
+		if dir != "." && !u.hidden(dir) {
+			if err := u.needDir(h.Name, dir); err != nil {
+				return "", false, err
+			}
+		}
+		return "", false, nil
+	}
+	if _, dup := u.here[name]; dup {
+		return "", false, &needsExtraction{h.Name, "appears twice in one layer"}
+	}
+	k := isOther
+	if h.Typeflag == tar.TypeDir {
+		k = isDir
+	} else if name == "." {
+		return "", false, &needsExtraction{h.Name, "is the root, and not a directory"}
+	}
+	u.here[name] = k
+	if u.hidden(name) {
+		return name, false, nil
+	}
+	if k == isOther && u.implicit[name] {
+		// A lower layer's symlink (or file) where an upper layer put
+		// entries: the extractor wrote them through it.
+		return "", false, &needsExtraction{h.Name, "is not a directory, and a layer above wrote below it"}
+	}
+	if h.Typeflag == tar.TypeLink {
+		t := path.Clean(strings.TrimLeft(h.Linkname, "/"))
+		if u.hidden(t) {
+			return "", false, &needsExtraction{h.Name, fmt.Sprintf("is a hard link to %q, which a layer above replaced", h.Linkname)}
+		}
+		u.links = append(u.links, hardLink{name: name, target: t, layer: u.layer, seq: u.seq, attrs: attrs(h)})
+	}
+	delete(u.implicit, name)
+	u.markParents(name)
+	w := written{layer: u.layer, seq: u.seq, dir: k == isDir}
+	if !w.dir {
+		w.attrs = attrs(h)
+	}
+	u.out[name] = w
+	return name, true, nil
+}
+
+// markParents records p's parents that are not passed on as implicit:
+// made by the squashfs writer, or at the end (implicitDirs).
+func (u *union) markParents(p string) {
+	for a := path.Dir(p); a != "." && p != "."; a = path.Dir(a) {
+		if _, ok := u.out[a]; ok || u.implicit[a] {
+			return
+		}
+		u.implicit[a] = true
+		u.made = append(u.made, a)
+	}
+}
+
+// needDir records that dir (not hidden) must be a directory of the image,
+// made as an extractor makes a missing parent, unless a lower layer has it.
+func (u *union) needDir(entry, dir string) error {
+	if w, ok := u.out[dir]; ok {
+		if !w.dir {
+			return &needsExtraction{entry, fmt.Sprintf("lies below %q, which is not a directory", dir)}
+		}
+		return nil
+	}
+	if !u.implicit[dir] {
+		u.implicit[dir] = true
+		u.made = append(u.made, dir)
+	}
+	u.markParents(dir)
+	return nil
+}
+
+// implicitDirs lists, parents first, the directories no layer gave an
+// entry of their own: each is made as an extractor makes a missing
+// parent (root's, 0755).
+func (u *union) implicitDirs() []string {
+	dirs := make([]string, 0, len(u.implicit))
+	for d := range u.implicit {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// hidden says whether the layers above replaced, deleted or hid p.
+func (u *union) hidden(p string) bool {
+	if _, ok := u.above[p]; ok {
+		return true
+	}
+	if p == "." {
+		return false
+	}
+	for a := path.Dir(p); ; a = path.Dir(a) {
+		if u.opaque[a] {
+			return true
+		}
+		if a == "." {
+			return false
+		}
+		if k := u.above[a]; k == isOther || k == isGone {
+			return true
+		}
+	}
+}
+
+// endLayer applies the current layer's whiteouts, opaque directories and
+// entries to the layers below it.
+func (u *union) endLayer() error {
+	if len(u.whiteouts) > 0 {
+		gone := map[string]bool{}
+		for _, w := range u.whiteouts {
+			gone[w] = true
+		}
+		made := slices.Values(u.made)
+		for p := range iterUnion(maps.Keys(u.here), made) {
+			for a := p; ; a = path.Dir(a) {
+				if gone[a] {
+					return &needsExtraction{p, fmt.Sprintf("shares its layer with a whiteout of %q", a)}
+				}
+				if a == "." {
+					break
+				}
+			}
+		}
+	}
+	for p, k := range u.here {
+		if _, ok := u.above[p]; !ok {
+			u.above[p] = k
+		}
+	}
+	for _, w := range u.whiteouts {
+		if _, ok := u.above[w]; !ok {
+			u.above[w] = isGone
+		}
+	}
+	for _, d := range u.opaques {
+		u.opaque[d] = true
+	}
+	u.here, u.made, u.whiteouts, u.opaques = map[string]kind{}, nil, nil, nil
+	return nil
+}
+
+// finish checks, once every layer is in, that each hard link passed on
+// names the file it named when its layer was applied.
+func (u *union) finish() error {
+	for _, l := range u.links {
+		t, ok := u.out[l.target]
+		switch {
+		case !ok || t.dir:
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which the image does not hold as a file", l.target)}
+		case t.layer > l.layer || t.layer == l.layer && t.seq > l.seq:
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which was written after it", l.target)}
+		case t.attrs != l.attrs:
+			// An extractor gives the file the link's mode, owner and
+			// time; the squashfs writer keeps the file's.
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q with other attributes", l.target)}
+		}
+	}
+	return nil
+}
+
+// iterUnion yields what a yields, then what b yields.
+func iterUnion(a, b iter.Seq[string]) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for p := range a {
+			if !yield(p) {
+				return
+			}
+		}
+		for p := range b {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
