@@ -3,6 +3,10 @@ package layer
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +48,58 @@ func FuzzScanLayer(f *testing.F) {
 					if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
 						t.Fatalf("xattr %q accepted", k)
 					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzStream: the union takes any two layers of bytes, and whatever it
+// passes on is a well-formed tar of clean relative paths, each once, with
+// no device node and no trusted.* xattr.
+func FuzzStream(f *testing.F) {
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "a/b", Body: "x"}, imagetest.TarEntry{Name: "l", Type: tar.TypeSymlink, Link: "a"}),
+		imagetest.LayerTar(f, imagetest.TarEntry{Name: "a/.wh.b"}, imagetest.TarEntry{Name: "h", Type: tar.TypeLink, Link: "a/b"}))
+	f.Add(imagetest.LayerTar(f, imagetest.TarEntry{Name: "d/", Type: tar.TypeDir}),
+		imagetest.LayerTar(f, imagetest.TarEntry{Name: "d/.wh..wh..opq"}, imagetest.TarEntry{Name: "dev", Type: tar.TypeChar, Major: 1}))
+	f.Fuzz(func(t *testing.T, lower, upper []byte) {
+		var out bytes.Buffer
+		tw := tar.NewWriter(&out)
+		u := newUnion()
+		buf := make([]byte, 32<<10)
+		for i, b := range [][]byte{upper, lower} {
+			u.startLayer(1 - i)
+			if err := streamTar(context.Background(), u, bytes.NewReader(b), tw, tw, buf); err != nil {
+				return
+			}
+			if err := u.endLayer(); err != nil {
+				return
+			}
+		}
+		if u.finish() != nil || tw.Close() != nil {
+			return
+		}
+		seen := map[string]bool{}
+		tr := tar.NewReader(&out)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				t.Fatalf("passed on a broken tar: %v", err)
+			}
+			name := strings.TrimSuffix(h.Name, "/")
+			if name != path.Clean(name) || path.IsAbs(name) || escapes(name) || seen[name] {
+				t.Fatalf("passed on %q (seen: %v)", h.Name, seen[name])
+			}
+			seen[name] = true
+			if h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock {
+				t.Fatalf("device %q passed on", h.Name)
+			}
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
+					t.Fatalf("xattr %q passed on", k)
 				}
 			}
 		}

@@ -87,37 +87,40 @@ func streamLayer(ctx context.Context, u *union, blob string, tw *tar.Writer, bud
 	in := &timedReader{r: &budgetReader{r: plain, b: budget}}
 	out := &timedWriter{w: tw}
 	defer func() { t.WaitDecompress, t.WaitExtract, t.UncompressedBytes = in.wait, out.wait, in.n }()
+	return t, streamTar(ctx, u, in, tw, out, buf)
+}
+
+// streamTar passes the kept entries of the tar stream in to tw; out (tw's
+// writer) times the writes of the bodies.
+func streamTar(ctx context.Context, u *union, in io.Reader, tw *tar.Writer, out io.Writer, buf []byte) error {
 	tr := tar.NewReader(in)
 	for {
 		if err := context.Cause(ctx); err != nil {
-			return t, err
+			return err
 		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			// Padding after the end-of-archive blocks counts too.
 			_, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{in}, buf)
-			return t, err
+			return err
 		}
 		if err != nil {
-			return t, readError(err)
+			return readError(err)
 		}
 		name, keep, err := u.next(h)
 		if err != nil {
-			return t, err
+			return err
 		}
 		if !keep {
 			continue
 		}
 		oh := outHeader(h, name)
-		start := time.Now()
-		err = tw.WriteHeader(oh)
-		out.wait += time.Since(start)
-		if err != nil {
-			return t, err
+		if err := tw.WriteHeader(oh); err != nil {
+			return err
 		}
 		if oh.Typeflag == tar.TypeReg {
 			if _, err := io.CopyBuffer(out, struct{ io.Reader }{tr}, buf); err != nil {
-				return t, readError(err)
+				return readError(err)
 			}
 		}
 	}

@@ -149,6 +149,11 @@ func TestStreamMatchesExtraction(t *testing.T) {
 			{{Name: "f", Body: "f"}},
 			{{Name: "g", Type: tar.TypeLink, Link: "f"}, {Name: "h", Type: tar.TypeLink, Link: "/g"}},
 		}, false},
+		{"names of any bytes", [][]imagetest.TarEntry{{
+			{Name: "caf\xe9", Body: "latin-1"}, {Name: "new\nline/", Type: tar.TypeDir},
+			{Name: "new\nline/" + strings.Repeat("long", 60), Body: "long"},
+			{Name: "sym", Type: tar.TypeSymlink, Link: "/abs/\xff/../target"},
+		}}, false},
 		{"implicit parents", [][]imagetest.TarEntry{
 			{{Name: "x/y/z", Body: "deep"}},
 			{{Name: "x/y/w", Body: "w"}},
@@ -164,6 +169,9 @@ func TestStreamMatchesExtraction(t *testing.T) {
 			{{Name: "f", Body: "old"}},
 			{{Name: "g", Type: tar.TypeLink, Link: "f"}},
 			{{Name: "f", Body: "new"}},
+		}, true},
+		{"a name longer than a file system takes", [][]imagetest.TarEntry{
+			{{Name: "d/" + strings.Repeat("x", 256), Body: "x"}},
 		}, true},
 		{"a path twice in one layer", [][]imagetest.TarEntry{
 			{{Name: "f", Body: "first"}, {Name: "f", Body: "second"}},

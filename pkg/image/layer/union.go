@@ -34,6 +34,9 @@ func (e *needsExtraction) Error() string {
 }
 func (e *needsExtraction) Unwrap() error { return ErrNeedsExtraction }
 
+// maxNameLen is Linux's NAME_MAX.
+const maxNameLen = 255
+
 // kind is what a layer made of a path.
 type kind uint8
 
@@ -107,6 +110,13 @@ func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
 	}
 	u.seq++
 	name = path.Clean(strings.TrimLeft(h.Name, "/"))
+	for c := range strings.SplitSeq(name, "/") {
+		if len(c) > maxNameLen {
+			// An extractor fails on it (ENAMETOOLONG); tar2sqfs would
+			// write a directory readers call corrupt.
+			return "", false, &needsExtraction{h.Name, "has a name longer than 255 bytes"}
+		}
+	}
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
