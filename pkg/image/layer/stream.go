@@ -138,8 +138,8 @@ func outHeader(h *tar.Header, name string) *tar.Header {
 	o := &tar.Header{Typeflag: h.Typeflag, Name: name, Mode: h.Mode & 0o7777, Uid: h.Uid, Gid: h.Gid,
 		ModTime: h.ModTime, Format: tar.FormatPAX}
 	switch h.Typeflag {
-	case tar.TypeRegA, tar.TypeReg:
-		o.Typeflag, o.Size = tar.TypeReg, h.Size
+	case tar.TypeReg:
+		o.Size = h.Size
 	case tar.TypeDir:
 		o.Name += "/"
 	case tar.TypeSymlink:

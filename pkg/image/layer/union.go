@@ -118,7 +118,8 @@ func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
 		}
 	}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	// (archive/tar reads the old TypeRegA as TypeReg, or TypeDir.)
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
 		return "", false, &needsExtraction{h.Name, fmt.Sprintf("has tar type %q", h.Typeflag)}
 	}
