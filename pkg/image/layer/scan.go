@@ -47,6 +47,9 @@ type scanner struct {
 	layer  map[string]node // paths this layer has written or deleted
 	opaque map[string]bool // directories this layer made opaque
 	disk   map[string]node // cache of the rootfs, by path
+	// tracked is the bytes of paths in layer and disk, against
+	// maxTracked (union.go).
+	tracked int64
 }
 
 func newScanner(root string) *scanner {
@@ -79,6 +82,9 @@ func (s *scanner) check(h *tar.Header) error {
 		}
 	}
 	p := path.Join(dir, base)
+	if err := track(&s.tracked, h.Name, p); err != nil {
+		return err
+	}
 	switch {
 	case base == ".wh..wh..opq":
 		s.opaque[dir] = true

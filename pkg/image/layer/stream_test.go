@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -316,5 +317,56 @@ func TestStreamBudget(t *testing.T) {
 	_, err := Stream(context.Background(), 1, func(int) (string, error) { return blob, nil }, &bytes.Buffer{}, &image.Budget{Limit: 64 << 10})
 	if !errors.Is(err, image.ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+}
+
+// TestStreamWideDirectory: a directory of more than maxDirEntries entries
+// (files, or directories made for deeper paths) goes to extraction.
+func TestStreamWideDirectory(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		entry func(i int) imagetest.TarEntry
+	}{
+		{"files", func(i int) imagetest.TarEntry { return imagetest.TarEntry{Name: fmt.Sprintf("d/f%d", i)} }},
+		{"parents", func(i int) imagetest.TarEntry { return imagetest.TarEntry{Name: fmt.Sprintf("d%d/f", i)} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var entries []imagetest.TarEntry
+			for i := range maxDirEntries + 1 {
+				entries = append(entries, c.entry(i))
+			}
+			blob := filepath.Join(t.TempDir(), "blob")
+			_ = os.WriteFile(blob, imagetest.LayerTar(t, entries...), 0o600)
+			_, err := Stream(context.Background(), 1, func(int) (string, error) { return blob, nil }, io.Discard, nil)
+			if !errors.Is(err, ErrNeedsExtraction) || !strings.Contains(err.Error(), "more than 16384 entries") {
+				t.Fatalf("got %v, want ErrNeedsExtraction for the wide directory", err)
+			}
+			entries = entries[:maxDirEntries]
+			_ = os.WriteFile(blob, imagetest.LayerTar(t, entries...), 0o600)
+			if _, err := Stream(context.Background(), 1, func(int) (string, error) { return blob, nil }, io.Discard, nil); err != nil {
+				t.Fatalf("%d entries: %v", maxDirEntries, err)
+			}
+		})
+	}
+}
+
+// TestPathsTrackedAreBounded: an image naming more paths than a pull keeps
+// track of is refused, by the stream and by extraction's scanner.
+func TestPathsTrackedAreBounded(t *testing.T) {
+	defer func(old int64) { maxTracked = old }(maxTracked)
+	maxTracked = 100 * (trackCost + 8)
+	var entries []imagetest.TarEntry
+	for i := range 200 {
+		entries = append(entries, imagetest.TarEntry{Name: fmt.Sprintf("d%d/f%d", i%10, i)})
+	}
+	blob := filepath.Join(t.TempDir(), "blob")
+	_ = os.WriteFile(blob, imagetest.LayerTar(t, entries...), 0o600)
+	_, err := Stream(context.Background(), 1, func(int) (string, error) { return blob, nil }, io.Discard, nil)
+	if !errors.Is(err, image.ErrTooLarge) || !strings.Contains(err.Error(), "more paths than a pull keeps track of") {
+		t.Errorf("stream: got %v, want ErrTooLarge", err)
+	}
+	err = scanLayer(newScanner(t.TempDir()), bytes.NewReader(imagetest.LayerTar(t, entries...)), io.Discard)
+	if !errors.Is(err, image.ErrTooLarge) {
+		t.Errorf("scanner: got %v, want ErrTooLarge", err)
 	}
 }

@@ -58,9 +58,11 @@ func (r *reservation) grow(n int64, what string) error {
 			c.evictFor(false, more, reserveGrace)
 		}
 		if held := c.heldLocked(); held+more > c.o.MaxBytes {
-			return fmt.Errorf("%w: %s needs %s, and the image cache of this node (cache_max_size %s) has %s held by images in use or just used and %s by pulls in progress: retry once they are done, or ask your admin to raise cache_max_size",
-				image.ErrNoSpace, what, image.HumanSize(more), image.HumanSize(c.o.MaxBytes),
-				image.HumanSize(held-c.reserved), image.HumanSize(c.reserved))
+			// This pull's own room is not another's to wait for.
+			others := c.reserved - r.n
+			return fmt.Errorf("%w: %s needs %s in all, and the image cache of this node (cache_max_size %s) has %s held by images in use or just used and %s by other pulls in progress: retry once they are done, or ask your admin to raise cache_max_size",
+				image.ErrNoSpace, what, image.HumanSize(n), image.HumanSize(c.o.MaxBytes),
+				image.HumanSize(held-c.reserved), image.HumanSize(others))
 		}
 	}
 	c.reserved += more
