@@ -41,7 +41,7 @@ func (rs *Resolver) Local(ctx context.Context, sys *types.SystemContext, r Ref, 
 			return nil, err
 		}
 	} else if r.Kind == KindOCILayout {
-		if err := tarLayoutAsUser(ctx, r.Path, cred, copyPath, rs.o.MaxImageSize); err != nil {
+		if err := rs.layoutAsUser(ctx, r.Path, cred, copyPath); err != nil {
 			return nil, err
 		}
 		// The path as named: the helper resolves it as the user.
@@ -124,6 +124,26 @@ func (rs *Resolver) exportStore(ctx context.Context, r Ref, cred Credential, use
 		return nil, err
 	}
 	return newPathRef(storeTransport(transport), r.Image, r.String()), f.Close()
+}
+
+// layoutAsUser reads the OCI layout at dir as cred (tarLayoutAsUser),
+// for at most Options.HelperTimeout in all: the helper that walks it is
+// the user's process, which they may pause and let run a moment now and
+// then, so that its reads are never idle long enough to time out.
+func (rs *Resolver) layoutAsUser(ctx context.Context, dir string, cred Credential, out string) error {
+	if limit := rs.o.HelperTimeout; limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, limit, &opError{kind: image.ErrHelperTimeout,
+			detail: fmt.Sprintf("reading the OCI layout as uid %d took longer than %s (the node's helper_timeout) and was stopped", cred.UID, limit),
+			hint:   "copy it to a faster file system, or ask your admin"})
+		defer cancel()
+	}
+	err := tarLayoutAsUser(ctx, dir, cred, out, rs.o.MaxImageSize)
+	var oe *opError
+	if err != nil && ctx.Err() != nil && errors.As(context.Cause(ctx), &oe) {
+		return oe
+	}
+	return err
 }
 
 // checkArchive refuses an OCI archive holding anything but directories

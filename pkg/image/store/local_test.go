@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -125,6 +126,25 @@ func TestGetLocalImages(t *testing.T) {
 			})
 		}
 	}
+	c.wait()
+	if ents, _ := os.ReadDir(c.tmp); len(ents) != 0 {
+		t.Errorf("tmp holds %s", ents[0].Name())
+	}
+}
+
+// An OCI layout is read by the user's own helper, which they may pause
+// and let run now and then: helper_timeout bounds the whole read.
+func TestGetLayoutBoundedByHelperTimeout(t *testing.T) {
+	c := openTestCache(t, nil, func(o *Options) { o.HelperTimeout = time.Millisecond })
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	layout := filepath.Join(publicDir(t, 0o755), "layout")
+	im.writeLayout(t, layout, "v1")
+	ref := "oci:" + layout + ":v1"
+	_, err := c.Get(context.Background(), ref, PullOptions{UID: nobody, GID: nobody})
+	if !errors.Is(err, image.ErrHelperTimeout) {
+		t.Fatalf("%v; want image.ErrHelperTimeout", err)
+	}
+	assertOneLine(t, err, ref, "reading the OCI layout as uid", "helper_timeout")
 	c.wait()
 	if ents, _ := os.ReadDir(c.tmp); len(ents) != 0 {
 		t.Errorf("tmp holds %s", ents[0].Name())
