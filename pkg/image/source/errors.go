@@ -113,6 +113,10 @@ func Classify(verb, ref, registry string, err error) error {
 		e.kind, e.hint = image.ErrManifestUnknown, "check the image name and tag"
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		e.kind, e.detail, e.hint = image.ErrRegistryUnreachable, regName+" speaks plain HTTP", "an admin must mark it insecure = true in registries.conf"
+	case cutShort(err) && registry == "":
+		// A local image (a layout, an archive, a user's store): no
+		// registry to blame.
+		e.kind, e.detail, e.hint = image.ErrIncompleteImage, "its data ends early (cut short or corrupt)", "make the image (or its file or layout) again"
 	case cutShort(err):
 		e.kind, e.detail, e.hint = image.ErrRegistryFailing, regName+" answered with an empty or cut-short body", "the registry (or a proxy in front of it) is failing: retry later, or tell its admin"
 	case errors.Is(err, image.ErrRegistryUnreachable) || (registry != "" && Transient(err)):
@@ -121,6 +125,8 @@ func Classify(verb, ref, registry string, err error) error {
 		e.kind, e.detail, e.hint = image.ErrPolicy, strings.TrimSuffix(without(err, image.ErrPolicy), "."), "the site's containers-policy.json does not allow it: ask your admin"
 	case errors.Is(err, image.ErrPermission):
 		e.kind, e.detail, e.hint = image.ErrPermission, without(err, image.ErrPermission), "it is read with your permissions: make it readable by you"
+	case errors.Is(err, image.ErrDigestMismatch) && registry == "":
+		e.kind, e.detail, e.hint = image.ErrDigestMismatch, without(err, image.ErrDigestMismatch), "the image's data does not match its digest: make the image (or its file or layout) again"
 	case errors.Is(err, image.ErrDigestMismatch):
 		e.kind, e.detail, e.hint = image.ErrDigestMismatch, without(err, image.ErrDigestMismatch), "the registry or a proxy served corrupt data; retry, or tell the registry's admin"
 	default:

@@ -51,3 +51,15 @@ func TestClassifyCutShortBody(t *testing.T) {
 		t.Fatalf("message: %s", msg)
 	}
 }
+
+// A local image (no registry) cut short blames no registry.
+func TestLocalCutShortBlamesNoRegistry(t *testing.T) {
+	err := Classify("pull", "oci:/home/u/layout", "", io.ErrUnexpectedEOF)
+	if msg := err.Error(); strings.Contains(msg, "registry") || !strings.Contains(msg, "ends early") {
+		t.Errorf("%s", msg)
+	}
+	err = Classify("pull", "oci:/home/u/layout", "", fmt.Errorf("%w: layer sha256:1", image.ErrDigestMismatch))
+	if msg := err.Error(); strings.Contains(msg, "registry") || !strings.Contains(msg, "make the image") {
+		t.Errorf("%s", msg)
+	}
+}
