@@ -56,15 +56,16 @@ func TestDaemonKilledWhileSquashing(t *testing.T) {
 	restart()
 	cache := filepath.Join(cluster["LAB"], "nodelocal", "images")
 	for _, tc := range []struct {
-		name string
-		stop func(pid int)
+		name     string
+		stop     func(pid int)
+		graceful bool
 	}{
-		{"SIGKILL", func(pid int) { syscall.Kill(pid, syscall.SIGKILL) }},
+		{"SIGKILL", func(pid int) { syscall.Kill(pid, syscall.SIGKILL) }, false},
 		// What systemctl stop or restart does with KillMode=process
 		// (contrib/slurm/podman-hpcd.service): SIGTERM to the daemon
 		// alone, SIGKILL if it outlives its stop timeout; node-daemon
 		// stop waits 10 s.
-		{"stop, KillMode=process", func(int) { mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node)) }},
+		{"stop, KillMode=process", func(int) { mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node)) }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r := podmanHpcd(t, node, "rmi", image); r.code != 0 && !strings.Contains(r.stderr, "not in the cache") {
@@ -133,8 +134,15 @@ func TestDaemonKilledWhileSquashing(t *testing.T) {
 				t.Errorf("the cache grew from %s to %s bytes after the daemon's end", before, after)
 			}
 			left := onNode(t, node, "", `ls -A "$1/tmp"; find "$1/images" -name '.new-*'`, cache).stdout
-			if strings.TrimSpace(left) == "" {
-				t.Fatalf("the stopped daemon left nothing half-made in %s: the stop came too late to test the clean-up", cache)
+			switch {
+			case strings.TrimSpace(left) != "":
+			case tc.graceful:
+				// SIGTERM: the daemon removed the pull's files on its
+				// way out (a streamed pull has only its blobs and the
+				// squashfs to remove); the next start has nothing to do.
+				t.Logf("the daemon removed its half-made files itself")
+			default:
+				t.Fatalf("the killed daemon left nothing half-made in %s: the kill came too late to test the clean-up", cache)
 			}
 			mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
 			// node-daemon start may return on the killed daemon's
