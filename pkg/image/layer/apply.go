@@ -49,14 +49,9 @@ type Times struct {
 func ApplyTimed(ctx context.Context, rootfs, blob string, budget *image.Budget) (Times, error) {
 	start := time.Now()
 	var t Times
-	f, err := os.Open(blob)
+	plain, name, err := openBlob(blob)
 	if err != nil {
 		return t, err
-	}
-	defer f.Close()
-	plain, name, err := decompress(f)
-	if err != nil {
-		return t, fmt.Errorf("decompressing: %w", err)
 	}
 	defer plain.Close()
 	t.Decompressor = name
@@ -102,6 +97,45 @@ func ApplyTimed(ctx context.Context, rootfs, blob string, budget *image.Budget) 
 		return t, fmt.Errorf("extracting: %w", applyErr)
 	}
 	return t, nil
+}
+
+// Add counts a layer's times into t's (Total apart).
+func (t *Times) Add(lt Times) {
+	t.WaitDecompress += lt.WaitDecompress
+	t.WaitExtract += lt.WaitExtract
+	t.UncompressedBytes += lt.UncompressedBytes
+	if t.Decompressor == "" || t.Decompressor == lt.Decompressor {
+		t.Decompressor = lt.Decompressor
+	} else {
+		t.Decompressor = "mixed"
+	}
+}
+
+// openBlob opens a layer blob and returns its tar stream (decompress) and
+// the decompressor's name; closing the stream closes the blob.
+func openBlob(blob string) (io.ReadCloser, string, error) {
+	f, err := os.Open(blob)
+	if err != nil {
+		return nil, "", err
+	}
+	plain, name, err := decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("decompressing: %w", err)
+	}
+	return &blobStream{ReadCloser: plain, f: f}, name, nil
+}
+
+// blobStream is a blob's tar stream; Close closes both.
+type blobStream struct {
+	io.ReadCloser
+	f *os.File
+}
+
+func (b *blobStream) Close() error {
+	err := b.ReadCloser.Close()
+	b.f.Close()
+	return err
 }
 
 // timedReader counts the time spent in its reads, and the bytes.

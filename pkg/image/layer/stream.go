@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -38,14 +37,7 @@ func Stream(ctx context.Context, n int, next func(i int) (string, error), w io.W
 		}
 		u.startLayer(i)
 		lt, err := streamLayer(ctx, u, blob, tw, budget, buf)
-		t.WaitDecompress += lt.WaitDecompress
-		t.WaitExtract += lt.WaitExtract
-		t.UncompressedBytes += lt.UncompressedBytes
-		if t.Decompressor == "" || t.Decompressor == lt.Decompressor {
-			t.Decompressor = lt.Decompressor
-		} else {
-			t.Decompressor = "mixed"
-		}
+		t.Add(lt)
 		if err != nil {
 			return t, fmt.Errorf("layer %d of %d: %w", i+1, n, err)
 		}
@@ -73,14 +65,9 @@ func Stream(ctx context.Context, n int, next func(i int) (string, error), w io.W
 
 // streamLayer passes one layer's kept entries to tw.
 func streamLayer(ctx context.Context, u *union, blob string, tw *tar.Writer, budget *image.Budget, buf []byte) (t Times, err error) {
-	f, err := os.Open(blob)
+	plain, name, err := openBlob(blob)
 	if err != nil {
 		return t, err
-	}
-	defer f.Close()
-	plain, name, err := decompress(f)
-	if err != nil {
-		return t, fmt.Errorf("decompressing: %w", err)
 	}
 	defer plain.Close()
 	t.Decompressor = name

@@ -95,9 +95,9 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 	// once, and the waits say which of the two held it up (layer.Times).
 	c.log.Info("image pulled", "digest", src.Digest, "layers", len(layers), "squasher", times.squasher,
 		"apply", times.applied.Sub(start), "squash", time.Since(times.applied),
-		"download", times.download.Sub(start), "decompress_wait", times.waitDecompress,
-		"extract_wait", times.waitExtract, "decompressor", times.decompressor,
-		"unpacked_bytes", times.unpacked)
+		"download", times.download.Sub(start), "decompress_wait", times.WaitDecompress,
+		"extract_wait", times.WaitExtract, "decompressor", times.Decompressor,
+		"unpacked_bytes", times.UncompressedBytes)
 	return nil, nil
 }
 
@@ -127,12 +127,10 @@ func (c *Cache) extractAndSquash(ctx context.Context, src *source.Source, layers
 
 // pullTimes is where a pull's time went, for its log line.
 type pullTimes struct {
-	download                    time.Time // the last layer's arrival
-	applied                     time.Time // the last layer applied (or streamed)
-	squasher                    string
-	waitDecompress, waitExtract time.Duration
-	decompressor                string
-	unpacked                    int64
+	download time.Time // the last layer's arrival
+	applied  time.Time // the last layer applied (or streamed)
+	squasher string
+	layer.Times
 }
 
 // fetchAndApply downloads every distinct layer not in have (up to
@@ -155,7 +153,7 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 		}
 		report(Progress{Phase: "downloading", Layer: l.Digest.String(), Message: fmt.Sprintf("applying layer %d of %d", i+1, len(layers))})
 		t, err := layer.ApplyTimed(dl.ctx, rootfs, workBlob(work, l.Digest), budget)
-		times.add(t)
+		times.Add(t)
 		if err != nil {
 			applyErr = fmt.Errorf("layer %d of %d (%s): %w", i+1, len(layers), l.Digest, err)
 			cancel(applyErr)
@@ -174,18 +172,6 @@ func (c *Cache) fetchAndApply(ctx context.Context, src *source.Source, layers []
 		return times, werr
 	}
 	return times, context.Cause(ctx)
-}
-
-// add counts one apply's times in.
-func (t *pullTimes) add(lt layer.Times) {
-	t.waitDecompress += lt.WaitDecompress
-	t.waitExtract += lt.WaitExtract
-	t.unpacked += lt.UncompressedBytes
-	if t.decompressor == "" || t.decompressor == lt.Decompressor {
-		t.decompressor = lt.Decompressor
-	} else {
-		t.decompressor = "mixed"
-	}
 }
 
 func workBlob(work string, d digest.Digest) string {

@@ -56,7 +56,7 @@ func (c *Cache) fetchAndStream(ctx context.Context, src *source.Source, layers [
 	}
 	fed := &roomWriter{w: w, room: room}
 	t, err := layer.Stream(dl.ctx, len(layers), next, fed, budget)
-	times.add(t)
+	times.Add(t)
 	times.applied = time.Now()
 	if err == nil {
 		report(Progress{Phase: "squashing", Message: c.t2s.Comp.Name})
