@@ -370,3 +370,41 @@ func TestPathsTrackedAreBounded(t *testing.T) {
 		t.Errorf("scanner: got %v, want ErrTooLarge", err)
 	}
 }
+
+// TestDeepPaths: a path longer than Linux takes is refused by the stream
+// and the scanner alike; the stream takes the deepest chain Linux takes
+// (2,047 directories) in time linear in each path; the scanner, which
+// looks paths up whole, stops at its work bound.
+func TestDeepPaths(t *testing.T) {
+	deep := func(n int) []imagetest.TarEntry {
+		var e []imagetest.TarEntry
+		p := "a"
+		for range n {
+			e = append(e, imagetest.TarEntry{Name: p + "/", Type: tar.TypeDir})
+			p += "/a"
+		}
+		return append(e, imagetest.TarEntry{Name: p, Body: "deep"})
+	}
+	check := func(entries []imagetest.TarEntry) (stream, scan error) {
+		b := imagetest.LayerTar(t, entries...)
+		blob := filepath.Join(t.TempDir(), "blob")
+		_ = os.WriteFile(blob, b, 0o600)
+		_, stream = Stream(context.Background(), 1, func(int) (string, error) { return blob, nil }, io.Discard, nil)
+		return stream, scanLayer(newScanner(t.TempDir()), bytes.NewReader(b), io.Discard)
+	}
+	if stream, _ := check(deep(2047)); stream != nil {
+		t.Errorf("2047 deep: stream %v", stream)
+	}
+	if stream, scan := check(deep(300)); stream != nil || scan != nil {
+		t.Errorf("300 deep: stream %v, scan %v", stream, scan)
+	}
+	long := []imagetest.TarEntry{{Name: strings.Repeat("d/", 2048) + "f", Body: "x"}}
+	if stream, scan := check(long); !errors.Is(stream, image.ErrUnsafeLayer) || !errors.Is(scan, image.ErrUnsafeLayer) {
+		t.Errorf("a 4097-byte path: stream %v, scan %v; want both refused", stream, scan)
+	}
+	defer func(old int64) { maxScanWork = old }(maxScanWork)
+	maxScanWork = 1 << 20
+	if _, scan := check(deep(300)); !errors.Is(scan, image.ErrTooLarge) {
+		t.Errorf("scan past its work bound: %v, want ErrTooLarge", scan)
+	}
+}

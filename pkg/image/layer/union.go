@@ -4,10 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"iter"
-	"maps"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 
@@ -18,7 +15,10 @@ import (
 // top layer first, an entry is kept unless a layer above it replaced it,
 // deleted it (whiteout), hid it (opaque directory) or replaced one of its
 // parents by a non-directory; whatever is kept is final, so it can go
-// straight to a squashfs writer. What that order cannot reproduce exactly
+// straight to a squashfs writer. It keeps a tree of the paths it has
+// seen, one node a path component, so that an entry costs time in its
+// path's length, however deep: a map of whole paths, asked about each
+// parent, cost a few KB layer of 6,000 nested directories minutes. What that order cannot reproduce exactly
 // as an extractor would (a path written through a lower layer's symlink,
 // a path twice in one layer, a hard link to a file a later layer
 // replaced, a whiteout beside what it deletes in one layer) is reported
@@ -52,7 +52,9 @@ const maxDirEntries = 16384
 // tests.)
 var maxTracked int64 = 512 << 20
 
-const trackCost = 100
+// trackCost is what the union holds for a path besides its name: its
+// node in the tree, and its place in its parent's map.
+const trackCost = 200
 
 // track counts path p against maxTracked, and refuses the image past it.
 func track(tracked *int64, entry, p string) error {
@@ -80,9 +82,12 @@ type written struct {
 
 // hardLink is a hard link the union passed on, checked at the end.
 type hardLink struct {
-	name, target string
-	layer, seq   int
-	attrs        string
+	name       string
+	node       *pathNode
+	target     *pathNode
+	layer, seq int
+	attrs      string
+	targetName string
 }
 
 // attrs renders what an extractor sets on an inode from a header: a hard
@@ -98,32 +103,113 @@ func attrs(h *tar.Header) string {
 	return fmt.Sprintf("%o %d:%d %d %q", h.Mode&0o7777, h.Uid, h.Gid, h.ModTime.Unix(), x)
 }
 
+// pathNode is what the union knows of one path.
+type pathNode struct {
+	comp     string // its last component ("." for the root)
+	parent   *pathNode
+	children map[string]*pathNode
+	above    kind     // what the layers above the current one made of it
+	opaque   bool     // a layer above made it opaque
+	here     kind     // the current layer's entry at it
+	gone     bool     // the current layer whites it out
+	opaqued  bool     // the current layer makes it opaque
+	out      *written // passed on
+	implicit bool     // a directory made for what is below it, not passed on itself
+	entries  int      // entries passed on (or to be made) in it
+
+	// An extractor writes below a path through whatever it is then: a
+	// lower layer's symlink there sends an upper layer's writes
+	// elsewhere, unless something between them replaced it. Layer
+	// indices (bottom 0), noLayer for none: the lowest layer that wrote
+	// below it, and the lowest layer that replaced it (an entry at it, a
+	// whiteout of it or of a parent) or emptied it (an opaque parent).
+	writtenBelow, replaced, emptied int
+}
+
+// noLayer is above every layer.
+const noLayer = int(^uint(0) >> 1)
+
+// path is n's clean path from the root.
+func (n *pathNode) path() string {
+	if n.parent == nil {
+		return "."
+	}
+	var comps []string
+	for ; n.parent != nil; n = n.parent {
+		comps = append(comps, n.comp)
+	}
+	var b strings.Builder
+	for i := len(comps) - 1; i >= 0; i-- {
+		b.WriteString(comps[i])
+		if i > 0 {
+			b.WriteByte('/')
+		}
+	}
+	return b.String()
+}
+
 // union merges layers given top first.
 type union struct {
-	above    map[string]kind    // paths the layers above the current one wrote or deleted
-	opaque   map[string]bool    // directories the layers above made opaque
-	out      map[string]written // entries passed on
-	implicit map[string]bool    // parents of entries passed on, not passed on themselves
-	links    []hardLink
-	seq      int
-	children map[string]int // entries passed on (or to be made) in each directory
-	tracked  int64          // bytes of paths held, against maxTracked
+	root      *pathNode
+	links     []hardLink
+	implicits []*pathNode // every node ever made implicit
+	seq       int
+	tracked   int64 // bytes held for paths, against maxTracked
 
 	// The current layer.
 	layer     int
-	here      map[string]kind
-	made      []string // directories an extractor makes for this layer's entries
-	whiteouts []string
-	opaques   []string
+	here      []*pathNode // its entries
+	made      []*pathNode // directories an extractor makes for its entries
+	whiteouts []*pathNode
+	opaques   []*pathNode
 }
 
 func newUnion() *union {
-	return &union{above: map[string]kind{}, opaque: map[string]bool{}, out: map[string]written{},
-		implicit: map[string]bool{}, here: map[string]kind{}, children: map[string]int{}}
+	return &union{root: &pathNode{comp: ".", writtenBelow: noLayer, replaced: noLayer, emptied: noLayer}}
 }
 
 // startLayer begins layer i (the bottom layer is 0); layers come top first.
 func (u *union) startLayer(i int) { u.layer = i }
+
+// walk returns the nodes from the root to clean path p, made as needed
+// (and counted against maxTracked).
+func (u *union) walk(entry, p string) ([]*pathNode, error) {
+	ns := []*pathNode{u.root}
+	if p == "." {
+		return ns, nil
+	}
+	n := u.root
+	for c := range strings.SplitSeq(p, "/") {
+		child := n.children[c]
+		if child == nil {
+			if err := track(&u.tracked, entry, c); err != nil {
+				return nil, err
+			}
+			if n.children == nil {
+				n.children = map[string]*pathNode{}
+			}
+			child = &pathNode{comp: c, parent: n, writtenBelow: noLayer, replaced: noLayer, emptied: noLayer}
+			n.children[c] = child
+		}
+		n = child
+		ns = append(ns, n)
+	}
+	return ns, nil
+}
+
+// hidden says whether the layers above replaced, deleted or hid the last
+// of ns (a walk).
+func hidden(ns []*pathNode) bool {
+	if ns[len(ns)-1].above != 0 {
+		return true
+	}
+	for i, a := range ns[:len(ns)-1] {
+		if a.opaque || i > 0 && (a.above == isOther || a.above == isGone) {
+			return true
+		}
+	}
+	return false
+}
 
 // next decides about one entry of the current layer: whether it is passed
 // on, under which clean path (relative, "." for the root). An unsafe
@@ -150,197 +236,258 @@ func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
 	default:
 		return "", false, &needsExtraction{h.Name, fmt.Sprintf("has tar type %q", h.Typeflag)}
 	}
+	ns, err := u.walk(h.Name, name)
+	if err != nil {
+		return "", false, err
+	}
 	// Below something this layer made a non-directory: an extractor
 	// writes through the symlink (or fails on the file).
-	for a := path.Dir(name); a != "." && name != "."; a = path.Dir(a) {
-		if u.here[a] == isOther {
-			return "", false, &needsExtraction{h.Name, fmt.Sprintf("lies below %q, a non-directory of its own layer", a)}
+	for i := 1; i < len(ns)-1; i++ {
+		if a := ns[i]; a.here == isOther {
+			return "", false, &needsExtraction{h.Name, fmt.Sprintf("lies below %q, a non-directory of its own layer", a.path())}
 		}
 	}
-	if base := path.Base(name); strings.HasPrefix(base, ".wh.") {
-		dir := path.Dir(name)
+	u.wroteBelow(ns)
+	leaf := ns[len(ns)-1]
+	if base := leaf.comp; strings.HasPrefix(base, ".wh.") {
+		dir := ns[len(ns)-2]
 		switch {
 		case base == ".wh..wh..opq":
 			u.opaques = append(u.opaques, dir)
+			dir.opaqued = true
 		case len(base) > len(".wh.") && !strings.HasPrefix(base, ".wh..wh."):
-			u.whiteouts = append(u.whiteouts, path.Join(dir, strings.TrimPrefix(base, ".wh.")))
+			gone, err := u.walk(h.Name, path.Join(path.Dir(name), strings.TrimPrefix(base, ".wh.")))
+			if err != nil {
+				return "", false, err
+			}
+			g := gone[len(gone)-1]
+			g.gone = true
+			u.whiteouts = append(u.whiteouts, g)
 		default:
 			return "", false, &needsExtraction{h.Name, "is an unknown whiteout"}
 		}
-		if err := track(&u.tracked, h.Name, name); err != nil {
-			return "", false, err
-		}
 		// An extractor makes the directory a whiteout is in.
-		if dir != "." && !u.hidden(dir) {
-			if err := u.needDir(h.Name, dir); err != nil {
+		if dir != u.root && !hidden(ns[:len(ns)-1]) {
+			if err := u.needDir(h.Name, ns[:len(ns)-1]); err != nil {
 				return "", false, err
 			}
 		}
 		return "", false, nil
 	}
-	if _, dup := u.here[name]; dup {
+	if leaf.here != 0 {
 		return "", false, &needsExtraction{h.Name, "appears twice in one layer"}
 	}
 	k := isOther
 	if h.Typeflag == tar.TypeDir {
 		k = isDir
-	} else if name == "." {
+	} else if leaf == u.root {
 		return "", false, &needsExtraction{h.Name, "is the root, and not a directory"}
 	}
-	u.here[name] = k
-	if err := track(&u.tracked, h.Name, name); err != nil {
-		return "", false, err
+	leaf.here = k
+	u.here = append(u.here, leaf)
+	if k == isOther && writtenThrough(leaf) {
+		return "", false, &needsExtraction{h.Name, "is not a directory, and a layer above wrote below it, through it"}
 	}
-	if u.hidden(name) {
+	if hidden(ns) {
 		return name, false, nil
 	}
-	if k == isOther && u.implicit[name] {
+	if k == isOther && leaf.implicit {
 		// A lower layer's symlink (or file) where an upper layer put
 		// entries: the extractor wrote them through it.
 		return "", false, &needsExtraction{h.Name, "is not a directory, and a layer above wrote below it"}
 	}
 	if h.Typeflag == tar.TypeLink {
 		t := path.Clean(strings.TrimLeft(h.Linkname, "/"))
-		if u.hidden(t) {
+		tns, err := u.walk(h.Name, t)
+		if err != nil {
+			return "", false, err
+		}
+		if hidden(tns) {
 			return "", false, &needsExtraction{h.Name, fmt.Sprintf("is a hard link to %q, which a layer above replaced", h.Linkname)}
 		}
-		u.links = append(u.links, hardLink{name: name, target: t, layer: u.layer, seq: u.seq, attrs: attrs(h)})
+		if tns[len(tns)-1] == leaf {
+			return "", false, &needsExtraction{h.Name, "is a hard link to itself"}
+		}
+		l := hardLink{name: name, node: leaf, target: tns[len(tns)-1], targetName: t, layer: u.layer, seq: u.seq, attrs: attrs(h)}
+		if err := track(&u.tracked, h.Name, l.attrs); err != nil {
+			return "", false, err
+		}
+		u.links = append(u.links, l)
 	}
-	if u.implicit[name] {
+	if leaf.implicit {
 		// Counted in its directory when it was marked.
-		delete(u.implicit, name)
-		u.children[path.Dir(name)]--
+		leaf.implicit = false
+		leaf.parent.entries--
 	}
-	if err := u.markParents(h.Name, name); err != nil {
+	if err := u.markParents(h.Name, ns); err != nil {
 		return "", false, err
 	}
-	w := written{layer: u.layer, seq: u.seq, dir: k == isDir}
+	w := &written{layer: u.layer, seq: u.seq, dir: k == isDir}
 	if !w.dir {
 		w.attrs = attrs(h)
+		if err := track(&u.tracked, h.Name, w.attrs); err != nil {
+			return "", false, err
+		}
 	}
-	u.out[name] = w
-	if err := u.addChild(h.Name, name); err != nil {
+	leaf.out = w
+	if err := u.addEntry(h.Name, leaf); err != nil {
 		return "", false, err
 	}
 	return name, true, nil
 }
 
-// markParents records p's parents that are not passed on as implicit:
-// made by the squashfs writer, or at the end (implicitDirs).
-func (u *union) markParents(entry, p string) error {
-	for a := path.Dir(p); a != "." && p != "."; a = path.Dir(a) {
-		if _, ok := u.out[a]; ok || u.implicit[a] {
+// wroteBelow records that the current layer writes below each parent of
+// the last of ns (a walk), up to one it has an entry of its own at.
+func (u *union) wroteBelow(ns []*pathNode) {
+	for i := len(ns) - 2; i >= 1; i-- {
+		a := ns[i]
+		if a.here != 0 || a.writtenBelow <= u.layer {
+			// Its own entry recorded the rest, or an entry of this
+			// layer did.
+			return
+		}
+		a.writtenBelow = u.layer
+	}
+}
+
+// writtenThrough says whether a layer above n's (the current) one wrote
+// below n while nothing between them had replaced n, or emptied or
+// replaced a parent: through n, were n a symlink. (Whatever was recorded
+// is of the layers above: endLayer records the current one's.)
+func writtenThrough(n *pathNode) bool {
+	w := n.writtenBelow
+	if w == noLayer {
+		return false
+	}
+	if n.replaced < w {
+		return false
+	}
+	for a := n.parent; a != nil; a = a.parent {
+		if a.replaced < w || a.emptied < w {
+			return false
+		}
+	}
+	return true
+}
+
+// markParents records the parents of the last of ns (a walk) that are not
+// passed on as implicit: made by the squashfs writer, or at the end
+// (implicitDirs).
+func (u *union) markParents(entry string, ns []*pathNode) error {
+	for i := len(ns) - 2; i >= 1; i-- {
+		a := ns[i]
+		if a.out != nil || a.implicit {
 			return nil
 		}
-		u.implicit[a] = true
+		a.implicit = true
 		u.made = append(u.made, a)
-		if err := u.addChild(entry, a); err != nil {
+		u.implicits = append(u.implicits, a)
+		if err := u.addEntry(entry, a); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// addChild counts p (not ".") in its directory, and hands the layers to
-// extraction when that directory has more than maxDirEntries.
-func (u *union) addChild(entry, p string) error {
-	if p == "." {
+// addEntry counts n (not the root) in its directory, and hands the layers
+// to extraction when that directory has more than maxDirEntries.
+func (u *union) addEntry(entry string, n *pathNode) error {
+	d := n.parent
+	if d == nil {
 		return nil
 	}
-	d := path.Dir(p)
-	u.children[d]++
-	if u.children[d] > maxDirEntries {
-		return &needsExtraction{entry, fmt.Sprintf("makes %q a directory of more than %d entries, which tar2sqfs adds slowly", d, maxDirEntries)}
+	if d.entries++; d.entries > maxDirEntries {
+		return &needsExtraction{entry, fmt.Sprintf("makes %q a directory of more than %d entries, which tar2sqfs adds slowly", d.path(), maxDirEntries)}
 	}
 	return nil
 }
 
-// needDir records that dir (not hidden) must be a directory of the image,
-// made as an extractor makes a missing parent, unless a lower layer has it.
-func (u *union) needDir(entry, dir string) error {
-	if w, ok := u.out[dir]; ok {
-		if !w.dir {
-			return &needsExtraction{entry, fmt.Sprintf("lies below %q, which is not a directory", dir)}
+// needDir records that the last of ns (a walk; not hidden) must be a
+// directory of the image, made as an extractor makes a missing parent,
+// unless a lower layer has it.
+func (u *union) needDir(entry string, ns []*pathNode) error {
+	dir := ns[len(ns)-1]
+	if dir.out != nil {
+		if !dir.out.dir {
+			return &needsExtraction{entry, fmt.Sprintf("lies below %q, which is not a directory", dir.path())}
 		}
 		return nil
 	}
-	if !u.implicit[dir] {
-		u.implicit[dir] = true
+	if !dir.implicit {
+		dir.implicit = true
 		u.made = append(u.made, dir)
-		if err := u.addChild(entry, dir); err != nil {
+		u.implicits = append(u.implicits, dir)
+		if err := u.addEntry(entry, dir); err != nil {
 			return err
 		}
 	}
-	return u.markParents(entry, dir)
+	return u.markParents(entry, ns)
 }
 
 // implicitDirs lists, parents first, the directories no layer gave an
 // entry of their own: each is made as an extractor makes a missing
 // parent (root's, 0755).
 func (u *union) implicitDirs() []string {
-	dirs := make([]string, 0, len(u.implicit))
-	for d := range u.implicit {
-		dirs = append(dirs, d)
+	var dirs []string
+	for _, n := range u.implicits {
+		if n.implicit {
+			dirs = append(dirs, n.path())
+		}
 	}
 	sort.Strings(dirs)
 	return dirs
-}
-
-// hidden says whether the layers above replaced, deleted or hid p.
-func (u *union) hidden(p string) bool {
-	if _, ok := u.above[p]; ok {
-		return true
-	}
-	if p == "." {
-		return false
-	}
-	for a := path.Dir(p); ; a = path.Dir(a) {
-		if u.opaque[a] {
-			return true
-		}
-		if a == "." {
-			return false
-		}
-		if k := u.above[a]; k == isOther || k == isGone {
-			return true
-		}
-	}
 }
 
 // endLayer applies the current layer's whiteouts, opaque directories and
 // entries to the layers below it.
 func (u *union) endLayer() error {
 	if len(u.whiteouts) > 0 {
-		gone := map[string]bool{}
-		for _, w := range u.whiteouts {
-			gone[w] = true
-		}
-		made := slices.Values(u.made)
-		for p := range iterUnion(maps.Keys(u.here), made) {
-			for a := p; ; a = path.Dir(a) {
-				if gone[a] {
-					return &needsExtraction{p, fmt.Sprintf("shares its layer with a whiteout of %q", a)}
-				}
-				if a == "." {
-					break
+		for _, list := range [][]*pathNode{u.here, u.made} {
+			for _, p := range list {
+				for a := p; a != nil; a = a.parent {
+					if a.gone {
+						return &needsExtraction{p.path(), fmt.Sprintf("shares its layer with a whiteout of %q", a.path())}
+					}
 				}
 			}
 		}
 	}
-	for p, k := range u.here {
-		if _, ok := u.above[p]; !ok {
-			u.above[p] = k
+	if len(u.opaques) > 0 {
+		// An extractor's opaque directory removes, in its own layer too,
+		// whatever the layer did not name itself: the directories it made
+		// for entries below, with those entries.
+		for _, list := range [][]*pathNode{u.here, u.made} {
+			for _, p := range list {
+				named := p.here != 0
+				for a := p.parent; a != nil; a = a.parent {
+					if a.opaqued && !named {
+						return &needsExtraction{p.path(), fmt.Sprintf("lies below %q, made opaque in its own layer, in a directory the layer does not name", a.path())}
+					}
+					named = named && a.here != 0
+				}
+			}
 		}
 	}
-	for _, w := range u.whiteouts {
-		if _, ok := u.above[w]; !ok {
-			u.above[w] = isGone
+	for _, n := range u.here {
+		if n.above == 0 {
+			n.above = n.here
 		}
+		n.here = 0
+		n.replaced = min(n.replaced, u.layer)
 	}
-	for _, d := range u.opaques {
-		u.opaque[d] = true
+	for _, n := range u.whiteouts {
+		if n.above == 0 {
+			n.above = isGone
+		}
+		n.gone = false
+		n.replaced = min(n.replaced, u.layer)
 	}
-	u.here, u.made, u.whiteouts, u.opaques = map[string]kind{}, nil, nil, nil
+	for _, n := range u.opaques {
+		n.opaque = true
+		n.opaqued = false
+		n.emptied = min(n.emptied, u.layer)
+	}
+	u.here, u.made, u.whiteouts, u.opaques = nil, nil, nil, nil
 	return nil
 }
 
@@ -348,33 +495,17 @@ func (u *union) endLayer() error {
 // names the file it named when its layer was applied.
 func (u *union) finish() error {
 	for _, l := range u.links {
-		t, ok := u.out[l.target]
+		t := l.target.out
 		switch {
-		case !ok || t.dir:
-			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which the image does not hold as a file", l.target)}
+		case t == nil || t.dir:
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which the image does not hold as a file", l.targetName)}
 		case t.layer > l.layer || t.layer == l.layer && t.seq > l.seq:
-			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which was written after it", l.target)}
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q, which was written after it", l.targetName)}
 		case t.attrs != l.attrs:
 			// An extractor gives the file the link's mode, owner and
 			// time; the squashfs writer keeps the file's.
-			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q with other attributes", l.target)}
+			return &needsExtraction{l.name, fmt.Sprintf("is a hard link to %q with other attributes", l.targetName)}
 		}
 	}
 	return nil
-}
-
-// iterUnion yields what a yields, then what b yields.
-func iterUnion(a, b iter.Seq[string]) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for p := range a {
-			if !yield(p) {
-				return
-			}
-		}
-		for p := range b {
-			if !yield(p) {
-				return
-			}
-		}
-	}
 }
