@@ -77,7 +77,7 @@ const (
 type written struct {
 	layer, seq int
 	dir        bool
-	attrs      string // a non-directory's mode, owner, time and xattrs
+	attrs      inodeAttrs // a non-directory's
 }
 
 // hardLink is a hard link the union passed on, checked at the end.
@@ -86,21 +86,31 @@ type hardLink struct {
 	node       *pathNode
 	target     *pathNode
 	layer, seq int
-	attrs      string
+	attrs      inodeAttrs
 	targetName string
 }
 
-// attrs renders what an extractor sets on an inode from a header: a hard
+// inodeAttrs is what an extractor sets on an inode from a header: a hard
 // link's header sets them on the file it links to.
-func attrs(h *tar.Header) string {
+type inodeAttrs struct {
+	mode, mtime int64
+	uid, gid    int
+	xattrs      string // "" without xattrs, as most entries are
+}
+
+func attrs(h *tar.Header) inodeAttrs {
+	a := inodeAttrs{mode: h.Mode & 0o7777, mtime: h.ModTime.Unix(), uid: h.Uid, gid: h.Gid}
 	var x []string
 	for k, v := range h.PAXRecords {
 		if strings.HasPrefix(k, "SCHILY.xattr.") {
 			x = append(x, k+"="+v)
 		}
 	}
-	sort.Strings(x)
-	return fmt.Sprintf("%o %d:%d %d %q", h.Mode&0o7777, h.Uid, h.Gid, h.ModTime.Unix(), x)
+	if len(x) > 0 {
+		sort.Strings(x)
+		a.xattrs = fmt.Sprintf("%q", x)
+	}
+	return a
 }
 
 // pathNode is what the union knows of one path.
@@ -309,7 +319,7 @@ func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
 			return "", false, &needsExtraction{h.Name, "is a hard link to itself"}
 		}
 		l := hardLink{name: name, node: leaf, target: tns[len(tns)-1], targetName: t, layer: u.layer, seq: u.seq, attrs: attrs(h)}
-		if err := track(&u.tracked, h.Name, l.attrs); err != nil {
+		if err := track(&u.tracked, h.Name, l.attrs.xattrs); err != nil {
 			return "", false, err
 		}
 		u.links = append(u.links, l)
@@ -325,7 +335,7 @@ func (u *union) next(h *tar.Header) (name string, keep bool, err error) {
 	w := &written{layer: u.layer, seq: u.seq, dir: k == isDir}
 	if !w.dir {
 		w.attrs = attrs(h)
-		if err := track(&u.tracked, h.Name, w.attrs); err != nil {
+		if err := track(&u.tracked, h.Name, w.attrs.xattrs); err != nil {
 			return "", false, err
 		}
 	}
