@@ -64,6 +64,23 @@ func (b *Budget) Used() int64 { return b.used.Load() }
 // SetUsed sets the count back to n (a retry reads a blob again).
 func (b *Budget) SetUsed(n int64) { b.used.Store(n) }
 
+// Reader passes reads of r on, taking what they return from b; past it a
+// read fails with Take's error.
+func (b *Budget) Reader(r io.Reader) io.Reader { return &budgetReader{r: r, b: b} }
+
+type budgetReader struct {
+	r io.Reader
+	b *Budget
+}
+
+func (r *budgetReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if terr := r.b.Take(int64(n)); terr != nil {
+		return n, terr
+	}
+	return n, err
+}
+
 // Writer passes writes on to w while b lasts; a write past it fails with
 // Take's error and writes nothing.
 func (b *Budget) Writer(w io.Writer) io.Writer { return &budgetWriter{w: w, b: b} }

@@ -71,7 +71,7 @@ func streamLayer(ctx context.Context, u *union, blob string, tw *tar.Writer, bud
 	}
 	defer plain.Close()
 	t.Decompressor = name
-	in := &timedReader{r: &budgetReader{r: plain, b: budget}}
+	in := &timedReader{r: budget.Reader(plain)}
 	out := &timedWriter{w: tw}
 	defer func() { t.WaitDecompress, t.WaitExtract, t.UncompressedBytes = in.wait, out.wait, in.n }()
 	return t, streamTar(ctx, u, in, tw, out, buf)
@@ -143,18 +143,4 @@ func outHeader(h *tar.Header, name string) *tar.Header {
 		}
 	}
 	return o
-}
-
-// budgetReader takes what it reads from b.
-type budgetReader struct {
-	r io.Reader
-	b *image.Budget
-}
-
-func (r *budgetReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if terr := r.b.Take(int64(n)); terr != nil {
-		return n, terr
-	}
-	return n, err
 }

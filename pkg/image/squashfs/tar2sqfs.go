@@ -26,9 +26,6 @@ type Tar2sqfs struct {
 	Command    string // path or name of tar2sqfs
 	Comp       Compressor
 	Processors int
-	// MaxSize (> 0) bounds the file it writes, as its RLIMIT_FSIZE (see
-	// Mksquashfs.MaxSize).
-	MaxSize int64
 }
 
 // args renders the command line that writes out.
@@ -89,21 +86,13 @@ func (t Tar2sqfs) Start(ctx context.Context, out string) (*TarWriter, error) {
 	pr.Close()
 	if err != nil {
 		pw.Close()
-		return nil, failure(ctx, "tar2sqfs", t.Command, err, "", t.MaxSize)
+		return nil, failure(ctx, "tar2sqfs", t.Command, err, "", 0)
 	}
-	fail := func(err error) (*TarWriter, error) {
-		w.Abort()
-		return nil, err
-	}
+	// Its output is bounded by what it is fed: the pull's budget
+	// (max_image_size) and its room in the cache.
 	if err := charge.Place(ctx, w.cmd.Process.Pid); err != nil {
-		return fail(fmt.Errorf("tar2sqfs: %w", err))
-	}
-	if t.MaxSize > 0 {
-		// Before it has read its first block, so before it writes data.
-		lim := unix.Rlimit{Cur: uint64(t.MaxSize), Max: uint64(t.MaxSize)}
-		if err := unix.Prlimit(w.cmd.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
-			return fail(fmt.Errorf("tar2sqfs: limit its output: %w", err))
-		}
+		w.Abort()
+		return nil, fmt.Errorf("tar2sqfs: %w", err)
 	}
 	return w, nil
 }
@@ -152,7 +141,7 @@ func (w *TarWriter) wait() error {
 	if !w.ended {
 		w.ended = true
 		err := w.cmd.Wait()
-		w.err = failure(w.ctx, "tar2sqfs", w.t.Command, err, w.out.String(), w.t.MaxSize)
+		w.err = failure(w.ctx, "tar2sqfs", w.t.Command, err, w.out.String(), 0)
 		if err != nil && w.ctx.Err() == nil && strings.Contains(w.out.String(), "I/O error") &&
 			freeBytes(filepath.Dir(w.path)) < w.fed+w.fed/16+1<<20 {
 			// tar2sqfs says "I/O error" for ENOSPC, and removes its

@@ -150,7 +150,7 @@ func (c *Cache) checkTools() {
 	if _, err := exec.LookPath(c.unsquashfs); err != nil {
 		c.log.Warn("unsquashfs missing: squashfs files cannot be checked", "binary", c.unsquashfs)
 	}
-	if c.t2s.Command == NoTar2sqfs || c.t2s.Comp.Name == "lz4" {
+	if c.t2s.Comp.Name == "lz4" {
 		// unsquashfs 4.5 cannot read the id table of tar2sqfs's lz4
 		// images (the kernel can): lz4 images are made as before.
 		c.t2s.Command = ""

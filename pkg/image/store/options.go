@@ -79,7 +79,7 @@ type Options struct {
 	Mksquashfs, Unsquashfs string
 	// Tar2sqfs is squashfs-tools-ng's tar2sqfs ("": from PATH): with it
 	// a pull squashes its layers as they stream in, without extracting
-	// them (pull_stream.go); without it (missing, or NoTar2sqfs) each
+	// them (pull_stream.go); without it each
 	// image is extracted to disk, then squashed with Mksquashfs.
 	Tar2sqfs string
 	// HelperTimeout bounds the whole export of a user's local store
@@ -249,6 +249,3 @@ func or(s, def string) string {
 	}
 	return s
 }
-
-// NoTar2sqfs as Options.Tar2sqfs makes every pull extract its layers.
-const NoTar2sqfs = "none"
