@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -64,9 +65,11 @@ func (c *Cache) fetchAndStream(ctx context.Context, src *source.Source, layers [
 	} else {
 		w.Abort()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, layer.ErrNeedsExtraction) {
 		cancel(err)
 	}
+	// (Handed to extraction, the downloads in flight go on: it needs
+	// their blobs.)
 	werr := dl.wait()
 	times.download = dl.last
 	if err == nil {
