@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.podman.io/storage/pkg/archive"
-	"go.podman.io/storage/pkg/chrootarchive"
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 
@@ -76,12 +74,12 @@ func ApplyTimed(ctx context.Context, rootfs, blob string, budget *image.Budget) 
 		pw.Close()
 		scanned <- err
 	}()
-	// Closing our read end does not stop the child, which holds its own
-	// copy; on cancellation the scanner stops feeding it instead.
+	// On cancellation the extractor is killed, and the scanner stops
+	// feeding it.
 	stop := context.AfterFunc(ctx, func() { pw.SetWriteDeadline(time.Now()) })
 	defer stop()
 
-	_, applyErr := chrootarchive.ApplyUncompressedLayer(rootfs, pr, &archive.TarOptions{})
+	applyErr := extract(ctx, rootfs, pr)
 	// If the child died early, the scanner's next write fails.
 	pr.Close()
 	scanErr := <-scanned
@@ -169,7 +167,7 @@ func (w *timedWriter) Write(p []byte) (int, error) {
 var errNoReexec = errors.New("reexec.Init() was not called at the start of main(): layers cannot be applied")
 
 // ReexecReady reports whether the program can re-execute itself, as
-// chrootarchive does to apply a layer (reexec panics when main() did not
+// the extractor does to apply a layer (reexec panics when main() did not
 // call reexec.Init()): a program that will apply layers calls it at start,
 // and fails there rather than at its first pull.
 func ReexecReady() (err error) {

@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -154,5 +156,71 @@ func TestApplyLayerSemantics(t *testing.T) {
 	}
 	if fi := mustStat("fifo"); fi.Mode()&os.ModeNamedPipe == 0 {
 		t.Errorf("fifo: %v", fi.Mode())
+	}
+}
+
+// A cancelled Apply kills its extractor: once it returns, the layer's
+// unpacking has stopped part-way, and nothing writes into the root any
+// more. The layer is smaller than the pipe to the extractor, and slow to
+// unpack (deep paths): cancelling cannot stop it by starving it of input,
+// as it did with containers/storage's chrootarchive, whose child ran on.
+func TestApplyCancelStopsExtractor(t *testing.T) {
+	imagetest.RequireRoot(t)
+	const depth, files = 300, 200
+	var entries []imagetest.TarEntry
+	deep := "a"
+	for i := 0; i < depth; i++ {
+		entries = append(entries, imagetest.TarEntry{Name: deep, Type: tar.TypeDir})
+		if i < depth-1 {
+			deep += "/a"
+		}
+	}
+	for i := 0; i < files; i++ {
+		entries = append(entries, imagetest.TarEntry{Name: fmt.Sprintf("%s/f%03d", deep, i), Body: "x"})
+	}
+	layer := imagetest.LayerTar(t, entries...)
+	if len(layer) >= 1<<20 {
+		t.Fatalf("the layer (%d bytes) must fit in the pipe to the extractor", len(layer))
+	}
+	dir := t.TempDir()
+	blob := filepath.Join(dir, "blob")
+	if err := os.WriteFile(blob, layer, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Lstat(filepath.Join(rootfs, deep, "f000")); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	err := Apply(ctx, rootfs, blob, nil)
+	t.Logf("Apply returned after %v: %v", time.Since(start), err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply = %v, want context.Canceled", err)
+	}
+	count := func() int {
+		names, err := os.ReadDir(filepath.Join(rootfs, deep))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(names)
+	}
+	before := count()
+	if before >= files {
+		t.Fatalf("the whole layer was unpacked (%d files) before Apply returned", before)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if after := count(); after != before {
+		t.Fatalf("the root still grows after Apply returned: %d files, then %d", before, after)
 	}
 }

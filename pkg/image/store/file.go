@@ -81,7 +81,7 @@ func (c *Cache) getFile(ctx context.Context, input, name string, f *os.File, o P
 		part = section{off: root.Offset, size: root.Size, sif: true}
 	}
 	key := fmt.Sprintf("file\x00%d\x00%v", o.UID, id)
-	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
+	img, err := c.flights.do(ctx, key, o.Progress, nil, func(ctx context.Context, report func(Progress)) (*Image, error) {
 		return c.copyFile(ctx, id, name, f, part, o.UID, report)
 	})
 	if err != nil {

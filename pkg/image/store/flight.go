@@ -61,7 +61,12 @@ func (f *flight) subscribe(fn func(Progress)) (unsubscribe func()) {
 // caller's ctx is done; a caller whose ctx ends returns context.Cause(ctx)
 // at once. progress (may be nil) receives fn's reports while the caller
 // waits. The returned Image is shared: callers must not modify it.
+// start (may be nil) is called, before do returns, only by the caller
+// that starts the flight: what it takes (a hold on a source, a pull slot)
+// is the flight's, and the func it returns gives it back once fn has
+// returned, however early the caller gives up.
 func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress),
+	start func() (end func()),
 	fn func(ctx context.Context, report func(Progress)) (*Image, error),
 ) (*Image, error) {
 	g.mu.Lock()
@@ -77,8 +82,13 @@ func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress
 		// Before fn starts: its first reports (a note about the user's
 		// auth file, say) are this caller's too.
 		unsubscribe = f.subscribe(progress)
+		end := func() {}
+		if start != nil {
+			end = start()
+		}
 		go func() {
 			img, err := fn(fctx, f.report)
+			end()
 			g.mu.Lock()
 			if g.m[key] == f {
 				delete(g.m, key)

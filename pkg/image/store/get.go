@@ -55,7 +55,7 @@ func (c *Cache) Get(ctx context.Context, ref string, o PullOptions) (*Image, err
 	// The flight may outlive this call: it gets the credentials, not o.
 	auth := o.AuthJSON
 	o.AuthJSON = nil
-	img, err := c.flights.do(ctx, key, o.Progress, func(ctx context.Context, report func(Progress)) (*Image, error) {
+	img, err := c.flights.do(ctx, key, o.Progress, nil, func(ctx context.Context, report func(Progress)) (*Image, error) {
 		a := auth
 		auth = nil
 		return c.getImage(ctx, r, o, a, report)
@@ -105,6 +105,11 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 	}
 	sys := c.src.SysContext(authFile)
 
+	// One of the user's pull slots: a local source's is taken before its
+	// copy, a registry's when first read (for a pull, or to show its
+	// blobs: right.go). A pull started here keeps it until it ends.
+	slot := &slotOnce{slots: c.slots, uid: o.UID, report: report}
+	defer slot.free()
 	var src *source.Source
 	var name string
 	if r.Kind == source.KindRegistry {
@@ -143,11 +148,9 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 	} else {
 		name = r.String()
 		// Copying the user's file is the first half of the pull.
-		release, err := c.slots.acquire(ctx, o.UID, report)
-		if err != nil {
+		if err := slot.hold(ctx); err != nil {
 			return nil, err
 		}
-		defer release()
 		if src, err = c.src.Local(ctx, sys, r, o.credential(), o.User, o.Home, report); err != nil {
 			return nil, err
 		}
@@ -157,16 +160,7 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 		return nil, err
 	}
 	d := src.Digest.String()
-	// A registry is read for a pull, or to show its blobs (right.go): one
-	// of the user's pull slots, taken once, when first needed. A local
-	// source's is held already.
-	var hold func(context.Context) error
-	if r.Kind == source.KindRegistry {
-		slot := &slotOnce{slots: c.slots, uid: o.UID, report: report}
-		defer slot.free()
-		hold = slot.hold
-	}
-	p := newProof(src, r, hold, report)
+	p := newProof(src, r, slot.hold, report)
 	img, err := c.handOut(ctx, d, r, name, o.UID, p)
 	if err != nil || img != nil {
 		if err == nil {
@@ -185,14 +179,16 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 			}
 		}
 	}
-	if hold != nil {
-		if err := hold(ctx); err != nil {
-			return nil, err
-		}
+	if err := slot.hold(ctx); err != nil {
+		return nil, err
 	}
-	_, err = c.flights.do(ctx, "digest\x00"+d, report, func(ctx context.Context, report func(Progress)) (*Image, error) {
+	// The pull holds the source and the slot until it ends.
+	start := func() func() {
 		src.Acquire()
-		defer src.Release()
+		endSlot := slot.keep()
+		return func() { endSlot(); src.Release() }
+	}
+	_, err = c.flights.do(ctx, "digest\x00"+d, report, start, func(ctx context.Context, report func(Progress)) (*Image, error) {
 		return c.pullVia(ctx, src, p, report)
 	})
 	if err != nil {

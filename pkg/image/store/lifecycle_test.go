@@ -423,7 +423,7 @@ func TestFlightSharesProgressAndCancelsWhenAllLeave(t *testing.T) {
 		got[i] = make(chan Progress, 4)
 		ch := got[i]
 		go func() {
-			_, err := g.do(ctx, "k", func(p Progress) { ch <- p }, fn)
+			_, err := g.do(ctx, "k", func(p Progress) { ch <- p }, nil, fn)
 			errs <- err
 		}()
 		if i == 0 {

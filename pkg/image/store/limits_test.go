@@ -187,3 +187,61 @@ func TestMaxPullsPerUser(t *testing.T) {
 		t.Errorf("%d slots held after release", n)
 	}
 }
+
+// A pull keeps its user's slot until it ends, not until its caller gives
+// up: work that cannot stop at once (Get's pull, as the caller leaves)
+// stays counted against max_pulls_per_user, so a user cannot start more
+// by cancelling clients.
+func TestPullKeepsSlotUntilItEnds(t *testing.T) {
+	slots := newUserSlots(1)
+	var g flightGroup
+	slot := &slotOnce{slots: slots, uid: 1000, report: func(Progress) {}}
+	if err := slot.hold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	finish, ended := make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+	}()
+	start := func() func() {
+		end := slot.keep()
+		return func() { end(); close(ended) }
+	}
+	_, err := g.do(ctx, "k", nil, start, func(context.Context, func(Progress)) (*Image, error) {
+		<-finish // deaf to its context, as an extractor was
+		return nil, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("do = %v, want context.Canceled", err)
+	}
+	slot.free()
+	if n := slots.running(1000); n != 1 {
+		t.Fatalf("%d slots held while the pull runs on, want 1", n)
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := slots.acquire(short, 1000, func(Progress) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("another pull of the user's started while the first runs on: %v", err)
+	}
+	close(finish)
+	<-ended
+	if n := slots.running(1000); n != 0 {
+		t.Fatalf("%d slots held after the pull ended, want 0", n)
+	}
+	// Once the pull has ended, the Get's free gives the slot back itself.
+	slot2 := &slotOnce{slots: slots, uid: 1000, report: func(Progress) {}}
+	if err := slot2.hold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	slot2.keep()()
+	if n := slots.running(1000); n != 1 {
+		t.Fatalf("the slot went with the pull, before the Get freed it: %d held", n)
+	}
+	slot2.free()
+	slot2.free()
+	if n := slots.running(1000); n != 0 {
+		t.Fatalf("%d slots held after free, want 0", n)
+	}
+}

@@ -52,7 +52,7 @@ type proof struct {
 	// repo is the registry repository the source is, "" for a local one.
 	repo string
 	// hold takes one of the user's pull slots before the source is read
-	// (nil: the caller holds one already).
+	// (a no-op while it is held).
 	hold   func(context.Context) error
 	report func(Progress)
 
@@ -107,10 +107,8 @@ func (c *Cache) show(ctx context.Context, p *proof, known []string) error {
 		p.shown = true
 		return nil
 	}
-	if p.hold != nil {
-		if err := p.hold(ctx); err != nil {
-			return err
-		}
+	if err := p.hold(ctx); err != nil {
+		return err
 	}
 	if err := p.src.Verify(ctx, p.what, p.report); err != nil {
 		return err

@@ -68,14 +68,19 @@ func (s *userSlots) release(uid uint32) {
 }
 
 // slotOnce is one of uid's slots for one Get: taken by the first hold,
-// kept by the next ones, given back by free (idempotent).
+// kept by the next ones. It is given back once the Get has freed it and
+// every pull that kept it has ended: a pull the Get started may run on
+// after its caller gave up (the work it waits for cannot always stop at
+// once), and it stays counted against the user meanwhile.
 type slotOnce struct {
 	slots  *userSlots
 	uid    uint32
 	report func(Progress)
 
 	mu      sync.Mutex
-	release func()
+	release func() // nil: not held
+	keepers int    // pulls that keep it
+	freed   bool   // by the Get
 }
 
 func (s *slotOnce) hold(ctx context.Context) error {
@@ -92,11 +97,37 @@ func (s *slotOnce) hold(ctx context.Context) error {
 	return nil
 }
 
+// keep has a pull keep the slot, which must be held, until the returned
+// func is called.
+func (s *slotOnce) keep() (end func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.release == nil {
+		panic("slotOnce.keep: the slot is not held")
+	}
+	s.keepers++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.keepers--
+			s.giveBackLocked()
+		})
+	}
+}
+
 func (s *slotOnce) free() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.release != nil {
+	s.freed = true
+	s.giveBackLocked()
+}
+
+func (s *slotOnce) giveBackLocked() {
+	if s.freed && s.keepers == 0 && s.release != nil {
 		s.release()
+		s.release = nil
 	}
 }
 
