@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
@@ -222,5 +223,34 @@ func TestApplyCancelStopsExtractor(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if after := count(); after != before {
 		t.Fatalf("the root still grows after Apply returned: %d files, then %d", before, after)
+	}
+}
+
+// The extractor is charged to what the pull works for, as the squashers
+// are; one that cannot be placed is killed, and the layer fails.
+func TestApplyChargesExtractor(t *testing.T) {
+	imagetest.RequireRoot(t)
+	var placed []string
+	ctx := charge.With(context.Background(), func(pid int) error {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		placed = append(placed, strings.Split(string(cmd), "\x00")[0])
+		return err
+	})
+	layer := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(layer, imagetest.LayerTar(t, imagetest.TarEntry{Name: "f", Body: "x"}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := t.TempDir()
+	if err := Apply(ctx, rootfs, layer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(placed) != 1 || placed[0] != extractorName {
+		t.Fatalf("placed %q, want the extractor once", placed)
+	}
+	boom := errors.New("no cgroup")
+	ctx = charge.With(context.Background(), func(int) error { return boom })
+	rootfs = t.TempDir()
+	if err := Apply(ctx, rootfs, layer, nil); !errors.Is(err, boom) {
+		t.Fatalf("Apply with a failing placer = %v, want its error", err)
 	}
 }

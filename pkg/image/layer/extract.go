@@ -15,6 +15,9 @@ import (
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
+
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
+	"github.com/podman-hpc/podman-hpc/pkg/spawn"
 )
 
 // extractorName is the reexec name of the extractor: this program again,
@@ -29,7 +32,8 @@ func init() { reexec.Register(extractorName, extractorMain) }
 // runs it, but a child the daemon owns: when ctx ends it is killed at
 // once, so a cancelled pull stops spending root's CPU and disk even on a
 // layer whose unpacking is slow after its last byte was read (deep paths,
-// many hard links), and it dies with the daemon.
+// many hard links). It dies with the daemon, and is charged to what it
+// works for (package charge), as the squashers are.
 func extract(ctx context.Context, rootfs string, layer *os.File) error {
 	cmd := exec.CommandContext(ctx, reexec.Self(), rootfs)
 	cmd.Args[0] = extractorName
@@ -39,7 +43,15 @@ func extract(ctx context.Context, rootfs string, layer *os.File) error {
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
+		return err
+	}
+	if err := charge.Place(ctx, cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("extractor: %w", err)
+	}
+	if err := cmd.Wait(); err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
