@@ -70,6 +70,8 @@ type Config struct {
 	// no limit). store.Options documents both.
 	MaxImageSize    int64
 	MaxPullsPerUser int
+	// MaxPulls: the pulls all users have running at once (-1: no limit).
+	MaxPulls int
 	// ImageLinger: how long an image stays mounted after its last
 	// container (0: unmounted with it).
 	ImageLinger time.Duration
@@ -135,6 +137,7 @@ func Default() Config {
 		UserPathTimeout:    30 * time.Second,
 		HelperTimeout:      store.DefaultHelperTimeout,
 		MaxPullsPerUser:    store.DefaultMaxPullsPerUser,
+		MaxPulls:           store.DefaultMaxPulls,
 		ImageLinger:        5 * time.Minute,
 		ReuseIdle:          5 * time.Minute,
 		Hooks:              defaultHooks(),
@@ -259,15 +262,19 @@ func (c *Config) set(key, value string) error {
 			n = -1
 		}
 		c.WritableMaxPerUser = n
-	case "max_pulls_per_user":
+	case "max_pulls_per_user", "max_pulls":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
-			return fmt.Errorf("max_pulls_per_user %q: want a number (0: no limit)", value)
+			return fmt.Errorf("%s %q: want a number (0: no limit)", key, value)
 		}
 		if n == 0 {
 			n = -1
 		}
-		c.MaxPullsPerUser = n
+		if key == "max_pulls" {
+			c.MaxPulls = n
+		} else {
+			c.MaxPullsPerUser = n
+		}
 	case "user_path_timeout", "helper_timeout":
 		d, err := time.ParseDuration(value)
 		if err != nil || d <= 0 {
@@ -305,7 +312,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, debug_pprof_socket, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, max_pulls, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, debug_pprof_socket, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

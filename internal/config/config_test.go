@@ -33,16 +33,16 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("durations: age %v linger %v ttl %v, %v", c.CacheMaxAge, c.ImageLinger, c.TagTTL, err)
 	}
 	// Limits: auto is derived from the disk (0 for squash), 0 is none (-1).
-	if c := Default(); c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 2 {
-		t.Errorf("default limits: cache %d image %d pulls %d", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser)
+	if c := Default(); c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 2 || c.MaxPulls != 4 {
+		t.Errorf("default limits: cache %d image %d pulls %d/%d", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, c.MaxPulls)
 	}
-	c, err = Load(write("cache_max_size = 0\nmax_image_size = 20G\nmax_pulls_per_user = 0\n"), true)
-	if err != nil || c.CacheMaxBytes != -1 || c.MaxImageSize != 20<<30 || c.MaxPullsPerUser != -1 {
-		t.Errorf("limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	c, err = Load(write("cache_max_size = 0\nmax_image_size = 20G\nmax_pulls_per_user = 0\nmax_pulls = 0\n"), true)
+	if err != nil || c.CacheMaxBytes != -1 || c.MaxImageSize != 20<<30 || c.MaxPullsPerUser != -1 || c.MaxPulls != -1 {
+		t.Errorf("limits: cache %d image %d pulls %d/%d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, c.MaxPulls, err)
 	}
-	c, err = Load(write("cache_max_size = auto\nmax_image_size = auto\nmax_pulls_per_user = 5\n"), true)
-	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 {
-		t.Errorf("auto limits: cache %d image %d pulls %d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, err)
+	c, err = Load(write("cache_max_size = auto\nmax_image_size = auto\nmax_pulls_per_user = 5\nmax_pulls = 9\n"), true)
+	if err != nil || c.CacheMaxBytes != 0 || c.MaxImageSize != 0 || c.MaxPullsPerUser != 5 || c.MaxPulls != 9 {
+		t.Errorf("auto limits: cache %d image %d pulls %d/%d, %v", c.CacheMaxBytes, c.MaxImageSize, c.MaxPullsPerUser, c.MaxPulls, err)
 	}
 	if c := Default(); c.HelperTimeout != 15*time.Minute {
 		t.Errorf("default helper_timeout %v", c.HelperTimeout)
@@ -94,6 +94,7 @@ func TestLoadConfig(t *testing.T) {
 		"helper_timeout = 0\n":      `helper_timeout "0": want a duration`,
 		"max_image_size = big\n":    `max_image_size "big": want a size`,
 		"max_pulls_per_user = -1\n": `max_pulls_per_user "-1": want a number`,
+		"max_pulls = x\n":           `max_pulls "x": want a number`,
 		// Beyond int64: it wrapped to a negative size, "no limit".
 		"max_image_size = 9223372036854775807G\n": `max_image_size "9223372036854775807G": too large (at most 8388607T)`,
 		"cache_max_size = 8388608T\n":             `cache_max_size "8388608T": too large`,

@@ -45,6 +45,7 @@ func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m 
 		MaxBytes:        cfg.CacheMaxBytes,
 		MaxImageSize:    cfg.MaxImageSize,
 		MaxPullsPerUser: cfg.MaxPullsPerUser,
+		MaxPulls:        cfg.MaxPulls,
 		HelperTimeout:   cfg.HelperTimeout,
 		MaxAge:          cfg.CacheMaxAge,
 		Compression:     cfg.Compression,

@@ -55,6 +55,15 @@ func (f *flight) subscribe(fn func(Progress)) (unsubscribe func()) {
 	}
 }
 
+// running reports whether a flight for key is in progress: a caller would
+// join it rather than start one.
+func (g *flightGroup) running(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.m[key]
+	return ok
+}
+
 // do calls fn once for key and returns its result to every concurrent
 // caller with that key. fn gets a context detached from the callers'
 // (values kept): it is cancelled, with the last caller's cause, once every

@@ -179,16 +179,32 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 			}
 		}
 	}
-	if err := slot.hold(ctx); err != nil {
-		return nil, err
+	// Joining another user's pull of the image takes no slot; starting
+	// one does, and a pull that ends while this one waits for it may
+	// have made the image.
+	key := "digest\x00" + d
+	if !c.flights.running(key) {
+		if err := slot.hold(ctx); err != nil {
+			return nil, err
+		}
+		if img, err := c.handOut(ctx, d, r, name, o.UID, p); err != nil || img != nil {
+			if err == nil {
+				report(Progress{Phase: "done"})
+			}
+			return img, err
+		}
 	}
-	// The pull holds the source and the slot until it ends.
+	// A pull started here holds the source and the slot until it ends
+	// (one that started as another ended takes the slot itself).
 	start := func() func() {
 		src.Acquire()
 		endSlot := slot.keep()
 		return func() { endSlot(); src.Release() }
 	}
-	_, err = c.flights.do(ctx, "digest\x00"+d, report, start, func(ctx context.Context, report func(Progress)) (*Image, error) {
+	_, err = c.flights.do(ctx, key, report, start, func(ctx context.Context, report func(Progress)) (*Image, error) {
+		if err := slot.hold(ctx); err != nil {
+			return nil, err
+		}
 		return c.pullVia(ctx, src, p, report)
 	})
 	if err != nil {

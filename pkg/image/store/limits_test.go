@@ -193,7 +193,7 @@ func TestMaxPullsPerUser(t *testing.T) {
 // stays counted against max_pulls_per_user, so a user cannot start more
 // by cancelling clients.
 func TestPullKeepsSlotUntilItEnds(t *testing.T) {
-	slots := newUserSlots(1)
+	slots := newUserSlots(1, 0)
 	var g flightGroup
 	slot := &slotOnce{slots: slots, uid: 1000, report: func(Progress) {}}
 	if err := slot.hold(context.Background()); err != nil {
@@ -243,5 +243,48 @@ func TestPullKeepsSlotUntilItEnds(t *testing.T) {
 	slot2.free()
 	if n := slots.running(1000); n != 0 {
 		t.Fatalf("%d slots held after free, want 0", n)
+	}
+}
+
+// All users' pulls together are bounded too (max_pulls): one more waits,
+// told which limit holds it, and starts when any user's pull ends; root's
+// are not counted.
+func TestMaxPullsAllUsers(t *testing.T) {
+	slots := newUserSlots(2, 2)
+	var held []func()
+	for _, uid := range []uint32{1000, 1001} {
+		release, err := slots.acquire(context.Background(), uid, func(Progress) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, release)
+	}
+	if _, err := slots.acquire(context.Background(), 0, func(Progress) {}); err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	notes := make(chan string, 4)
+	got := make(chan error, 1)
+	go func() {
+		release, err := slots.acquire(context.Background(), 1002, func(p Progress) { notes <- p.Message })
+		if err == nil {
+			defer release()
+		}
+		got <- err
+	}()
+	if n := <-notes; !strings.Contains(n, "(max_pulls)") {
+		t.Fatalf("note %q, want the node-wide limit named", n)
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("a third pull started past max_pulls: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	held[0]()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	held[1]()
+	if n := slots.running(1000) + slots.running(1001) + slots.running(1002); n != 0 {
+		t.Fatalf("%d slots held after all released", n)
 	}
 }

@@ -102,7 +102,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	defaultLimits(&c.o, cacheFS, tmpFS)
 	srcOpts.MaxImageSize, srcOpts.HelperTimeout = c.o.MaxImageSize, c.o.HelperTimeout
 	c.src = source.New(srcOpts)
-	c.slots = newUserSlots(c.o.MaxPullsPerUser)
+	c.slots = newUserSlots(c.o.MaxPullsPerUser, c.o.MaxPulls)
 	if o.SharedStore != "" {
 		if c.shared, err = openShared(o.SharedStore, c.log); err != nil {
 			c.log.Warn("site image store unusable: images are pulled by each node", "dir", o.SharedStore, "err", err)
@@ -119,7 +119,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	removed := c.evictLocked(false)
 	c.mu.Unlock()
 	c.log.Info("image cache open", "dir", c.dir, "images", len(c.ix.Images), "evicted", len(removed),
-		"max_bytes", c.o.MaxBytes, "max_image_size", c.o.MaxImageSize, "max_pulls_per_user", c.o.MaxPullsPerUser)
+		"max_bytes", c.o.MaxBytes, "max_image_size", c.o.MaxImageSize, "max_pulls_per_user", c.o.MaxPullsPerUser, "max_pulls", c.o.MaxPulls)
 	return c, nil
 }
 

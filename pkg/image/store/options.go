@@ -45,6 +45,11 @@ type Options struct {
 	// Steps asking for the same image share one pull. Root's pulls are
 	// not counted. 0: DefaultMaxPullsPerUser; negative: no limit.
 	MaxPullsPerUser int
+	// MaxPulls bounds the pulls all users have running at once, as
+	// MaxPullsPerUser does one user's: each pull's memory in the daemon
+	// is bounded (the paths it tracks), and this bounds the sum. 0:
+	// DefaultMaxPulls; negative: no limit.
+	MaxPulls int
 	// MaxAge: evict unpinned images unused for longer (0: no limit).
 	MaxAge time.Duration
 	// Compression is the mksquashfs compressor, "NAME" or "NAME:LEVEL"
@@ -205,6 +210,8 @@ func cloneConfig(c ImageConfig) ImageConfig {
 const (
 	// DefaultMaxPullsPerUser is Options.MaxPullsPerUser's default.
 	DefaultMaxPullsPerUser = 2
+	// DefaultMaxPulls is Options.MaxPulls's default.
+	DefaultMaxPulls = 4
 	// DefaultMaxImageSize is the most Options.MaxImageSize defaults to;
 	// less on a file system smaller than twice that.
 	DefaultMaxImageSize = 64 << 30
@@ -237,6 +244,9 @@ func defaultLimits(o *Options, cacheFS, tmpFS int64) {
 	}
 	if o.MaxPullsPerUser == 0 {
 		o.MaxPullsPerUser = DefaultMaxPullsPerUser
+	}
+	if o.MaxPulls == 0 {
+		o.MaxPulls = DefaultMaxPulls
 	}
 	if o.HelperTimeout <= 0 {
 		o.HelperTimeout = DefaultHelperTimeout

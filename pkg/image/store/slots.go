@@ -11,43 +11,51 @@ import (
 // pull). The cache as a whole is bounded by MaxBytes, which defaults to a
 // share of its file system.
 
-// userSlots bounds how many pulls each user has running at once; a pull
-// over the limit waits for one of the user's others to end. Root's own
-// pulls (podman-hpcd pull as root) are not counted.
+// userSlots bounds how many pulls each user has running at once, and all
+// users together (each pull's memory in the daemon is bounded, so this
+// bounds the daemon's); a pull over either limit waits for another to
+// end. Root's own pulls (podman-hpcd pull as root) are not counted.
 type userSlots struct {
-	max int // <= 0: no limit
+	max    int // per user; <= 0: no limit
+	maxAll int // all users; <= 0: no limit
 
 	mu    sync.Mutex
 	used  map[uint32]int
+	all   int
 	freed chan struct{} // closed, and replaced, whenever a slot is freed
 }
 
-func newUserSlots(max int) *userSlots {
-	return &userSlots{max: max, used: map[uint32]int{}, freed: make(chan struct{})}
+func newUserSlots(max, maxAll int) *userSlots {
+	return &userSlots{max: max, maxAll: maxAll, used: map[uint32]int{}, freed: make(chan struct{})}
 }
 
 // acquire takes one of uid's slots, waiting while they are all taken;
 // the first wait is reported as a "note". release gives the slot back
 // (idempotent). It fails only when ctx ends, with its cause.
 func (s *userSlots) acquire(ctx context.Context, uid uint32, report func(Progress)) (release func(), err error) {
-	if s.max <= 0 || uid == 0 {
+	if (s.max <= 0 && s.maxAll <= 0) || uid == 0 {
 		return func() {}, nil
 	}
-	told := false
+	told := map[bool]bool{}
 	for {
 		s.mu.Lock()
-		if s.used[uid] < s.max {
+		mine := s.max <= 0 || s.used[uid] < s.max
+		if mine && (s.maxAll <= 0 || s.all < s.maxAll) {
 			s.used[uid]++
+			s.all++
 			s.mu.Unlock()
 			var once sync.Once
 			return func() { once.Do(func() { s.release(uid) }) }, nil
 		}
 		freed := s.freed
 		s.mu.Unlock()
-		if !told {
-			told = true
-			report(Progress{Phase: "note", Message: fmt.Sprintf(
-				"waiting: %d pulls of yours already run on this node, the most one user may (max_pulls_per_user)", s.max)})
+		if !told[mine] {
+			told[mine] = true
+			msg := fmt.Sprintf("waiting: %d pulls of yours already run on this node, the most one user may (max_pulls_per_user)", s.max)
+			if mine {
+				msg = fmt.Sprintf("waiting: %d pulls already run on this node, the most it runs at once (max_pulls)", s.maxAll)
+			}
+			report(Progress{Phase: "note", Message: msg})
 		}
 		select {
 		case <-freed:
@@ -63,13 +71,14 @@ func (s *userSlots) release(uid uint32) {
 	if s.used[uid]--; s.used[uid] <= 0 {
 		delete(s.used, uid)
 	}
+	s.all--
 	close(s.freed)
 	s.freed = make(chan struct{})
 }
 
 // slotOnce is one of uid's slots for one Get: taken by the first hold,
 // kept by the next ones. It is given back once the Get has freed it and
-// every pull that kept it has ended: a pull the Get started may run on
+// every pull that keeps it has ended: a pull the Get started may run on
 // after its caller gave up (the work it waits for cannot always stop at
 // once), and it stays counted against the user meanwhile.
 type slotOnce struct {
@@ -77,34 +86,40 @@ type slotOnce struct {
 	uid    uint32
 	report func(Progress)
 
-	mu      sync.Mutex
-	release func() // nil: not held
-	keepers int    // pulls that keep it
-	freed   bool   // by the Get
+	holding sync.Mutex // one hold waits for a slot at a time
+
+	mu      sync.Mutex // never held while waiting for a slot
+	release func()     // nil: not held
+	keepers int        // pulls that keep it
+	freed   bool       // by the Get
 }
 
 func (s *slotOnce) hold(ctx context.Context) error {
+	s.holding.Lock()
+	defer s.holding.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.release != nil {
+	held := s.release != nil
+	s.mu.Unlock()
+	if held {
 		return nil
 	}
 	release, err := s.slots.acquire(ctx, s.uid, s.report)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.release = release
+	s.giveBackLocked() // the Get and its pulls may all have ended meanwhile
 	return nil
 }
 
-// keep has a pull keep the slot, which must be held, until the returned
-// func is called.
+// keep has a pull keep the slot until the returned func is called: the
+// slot is not given back meanwhile, and a hold the pull makes takes it if
+// the Get had not.
 func (s *slotOnce) keep() (end func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.release == nil {
-		panic("slotOnce.keep: the slot is not held")
-	}
 	s.keepers++
 	var once sync.Once
 	return func() {
