@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,57 +25,15 @@ import (
 // stop it.
 func TestPullCancelledWhileExtracting(t *testing.T) {
 	requireRoot(t)
-	if _, err := exec.LookPath("umoci"); err != nil {
-		t.Skipf("%q not found in PATH", "umoci")
-	}
 	node := nodes()[0]
-	dir := readableTempDir(t)
-	layout := filepath.Join(dir, "img")
-	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
-	layer := filepath.Join(dir, "layer.tar")
-	writeSlowLayer(t, layer, 2000, 180)
-	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", layer))
-	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
-	image := "oci:" + layout + ":latest"
-	t.Cleanup(func() { podmanHpcd(t, node, "rmi", image) })
-
-	daemon := daemonPid(t, node)
-	pull := exec.Command(cluster["NODE_EXEC"], node, "runuser", "-u", cluster["TEST_USER"], "--",
-		cluster["PODMAN_HPCD"], "pull", "--socket", cluster["PODMAN_HPCD_SOCKET"], image)
-	pull.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out strings.Builder
-	pull.Stdout, pull.Stderr = &out, &out
-	if err := pull.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(-pull.Process.Pid, syscall.SIGKILL)
-	pulled := make(chan struct{})
-	go func() { pull.Wait(); close(pulled) }()
-
-	extractor := 0
-	if !waitFor(60*time.Second, func() bool {
-		select {
-		case <-pulled:
-			t.Fatalf("the pull ended before its extractor was seen: %s", out.String())
-		default:
-		}
-		for pid := range helpersOf(daemon) {
-			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(cmd), "podman-hpc-extract-layer\x00") {
-				extractor = pid
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("no extractor of podman-hpcd (pid %d) within 60s; the pull: %s", daemon, out.String())
-	}
+	image := slowImage(t, node)
+	pull, extractor := pullUntilExtracting(t, node, cluster["TEST_USER"], image)
 	// Let it get into the deep part.
 	time.Sleep(time.Second)
 	if !runningAs(extractor, "exe") {
 		t.Fatalf("the extractor ended within a second: the layer is too quick to test a cancellation")
 	}
-	syscall.Kill(-pull.Process.Pid, syscall.SIGKILL)
-	<-pulled
+	pull.kill()
 	killed := time.Now()
 	if !waitFor(5*time.Second, func() bool { return !runningAs(extractor, "exe") }) {
 		t.Fatalf("the extractor (pid %d) still runs 5s after its pull's client was killed", extractor)
@@ -87,6 +46,143 @@ func TestPullCancelledWhileExtracting(t *testing.T) {
 	}) {
 		t.Errorf("the cancelled pull's files are still in %s:\n%s", tmp, onNode(t, node, "", `ls -lA "$1"`, tmp).stdout)
 	}
+}
+
+// All users' pulls at once are bounded by max_pulls: with 1, another
+// user's pull waits while the first extracts, is told why, and goes on
+// once the first is cancelled.
+func TestMaxPullsAllUsers(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	conf := filepath.Join(cluster["LAB"], "etc", "podman-hpcd.conf")
+	orig, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restart := func() {
+		mustSucceed(t, run(t, cluster["NODE_DAEMON"], "stop", node))
+		mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	}
+	if err := os.WriteFile(conf, configWith(orig, "max_pulls = 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.WriteFile(conf, orig, 0o644)
+		restart()
+	})
+	restart()
+	image := slowImage(t, node)
+	small := readableTempDir(t) + "/small.tar"
+	mustSucceed(t, run(t, "tar", "-C", "../../build/images/small", "-cf", small, "."))
+	mustSucceed(t, run(t, "chmod", "a+r", small))
+	t.Cleanup(func() { podmanHpcd(t, node, "rmi", "oci-archive:"+small) })
+
+	first, _ := pullUntilExtracting(t, node, cluster["TEST_USER"], image)
+	second := startPull(t, node, "nobody", "oci-archive:"+small)
+	if !waitFor(20*time.Second, func() bool { return strings.Contains(second.output(), "(max_pulls)") }) {
+		t.Fatalf("another user's pull was not told it waits for max_pulls: %s", second.output())
+	}
+	select {
+	case <-second.done:
+		t.Fatalf("another user's pull ended while the first ran: %s", second.output())
+	default:
+	}
+	first.kill()
+	select {
+	case <-second.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the waiting pull did not go on within 60s of the first's end: %s", second.output())
+	}
+	if !second.cmd.ProcessState.Success() || !strings.Contains(second.output(), "sha256:") {
+		t.Fatalf("the waiting pull (%v): %s", second.cmd.ProcessState, second.output())
+	}
+}
+
+// slowImage is the small image with a layer from writeSlowLayer on top,
+// as an OCI layout every user may read.
+func slowImage(t *testing.T, node string) string {
+	t.Helper()
+	if _, err := exec.LookPath("umoci"); err != nil {
+		t.Skipf("%q not found in PATH", "umoci")
+	}
+	dir := readableTempDir(t)
+	layout := filepath.Join(dir, "img")
+	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
+	layer := filepath.Join(dir, "layer.tar")
+	writeSlowLayer(t, layer, 2000, 180)
+	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", layer))
+	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
+	image := "oci:" + layout + ":latest"
+	t.Cleanup(func() { podmanHpcd(t, node, "rmi", image) })
+	return image
+}
+
+// bgPull is a podman-hpcd pull client running in the background.
+type bgPull struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan struct{}
+}
+
+func (p *bgPull) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *bgPull) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// kill kills the client and waits for it.
+func (p *bgPull) kill() {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// startPull starts user's podman-hpcd pull of image on node.
+func startPull(t *testing.T, node, user, image string) *bgPull {
+	t.Helper()
+	p := &bgPull{done: make(chan struct{})}
+	p.cmd = exec.Command(cluster["NODE_EXEC"], node, "runuser", "-u", user, "--",
+		cluster["PODMAN_HPCD"], "pull", "--socket", cluster["PODMAN_HPCD_SOCKET"], image)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.kill)
+	return p
+}
+
+// pullUntilExtracting starts user's pull of image on node and returns once
+// the daemon's extractor runs for it, with the extractor's pid.
+func pullUntilExtracting(t *testing.T, node, user, image string) (*bgPull, int) {
+	t.Helper()
+	daemon := daemonPid(t, node)
+	p := startPull(t, node, user, image)
+	extractor := 0
+	if !waitFor(60*time.Second, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("the pull ended before its extractor was seen: %s", p.output())
+		default:
+		}
+		for pid := range helpersOf(daemon) {
+			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(cmd), "podman-hpc-extract-layer\x00") {
+				extractor = pid
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no extractor of podman-hpcd (pid %d) within 60s; the pull: %s", daemon, p.output())
+	}
+	return p, extractor
 }
 
 // writeSlowLayer writes a layer tar that a streamed pull hands to
