@@ -509,8 +509,23 @@ func withPlugstackArg(t *testing.T, arg string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.WriteFile(path, old, 0o644) })
-	if err := os.WriteFile(path, []byte(strings.TrimRight(string(old), "\n")+" "+arg+"\n"), 0o644); err != nil {
+	// Replaced whole, never rewritten in place: the previous test's job
+	// epilog may be reading it this moment (slurmd's spank epilog loads
+	// the plugstack anew), and an empty file skips the plugin's epilog,
+	// leaving that job's containers behind.
+	replace := func(b []byte) error {
+		tmp := path + ".new"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, path)
+	}
+	t.Cleanup(func() {
+		if err := replace(old); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := replace([]byte(strings.TrimRight(string(old), "\n") + " " + arg + "\n")); err != nil {
 		t.Fatal(err)
 	}
 }
