@@ -183,7 +183,13 @@ func TestMaxPullsPerUser(t *testing.T) {
 		r()
 		r() // idempotent
 	}
-	if n := c.slots.running(1002); n != 0 {
+	// The given-up pull's flight may still be ending, and take a freed
+	// slot on its way out: it gives it back as it ends.
+	n := c.slots.running(1002)
+	for end := time.Now().Add(2 * time.Second); n != 0 && time.Now().Before(end); n = c.slots.running(1002) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n != 0 {
 		t.Errorf("%d slots held after release", n)
 	}
 }
@@ -286,5 +292,79 @@ func TestMaxPullsAllUsers(t *testing.T) {
 	held[1]()
 	if n := slots.running(1000) + slots.running(1001) + slots.running(1002); n != 0 {
 		t.Fatalf("%d slots held after all released", n)
+	}
+}
+
+// Waiting pulls start in the order they came: a user who queues more
+// pulls does not pass another user's that waited longer for max_pulls
+// (outside review 13: every freed slot went to the same user's next pull).
+func TestPullSlotsServeInOrder(t *testing.T) {
+	slots := newUserSlots(2, 4)
+	hold := func(uid uint32) func() {
+		t.Helper()
+		release, err := slots.acquire(context.Background(), uid, func(Progress) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return release
+	}
+	alice := []func(){hold(1001), hold(1001)}
+	bob := []func(){hold(1002), hold(1002)}
+	started := make(chan string, 8)
+	wait := func(who string, uid uint32) {
+		notes := make(chan struct{})
+		go func() {
+			release, err := slots.acquire(context.Background(), uid, func(Progress) { close(notes) })
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			started <- who
+			t.Cleanup(release)
+		}()
+		<-notes // queued
+	}
+	wait("carol", 1003)
+	wait("bob's third", 1002)
+	wait("bob's fourth", 1002)
+	bob[0]()
+	if got := <-started; got != "carol" {
+		t.Fatalf("the freed slot went to %s, want carol's pull, which waited longest", got)
+	}
+	select {
+	case got := <-started:
+		t.Fatalf("%s started past max_pulls", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	alice[0]()
+	if got := <-started; got != "bob's third" {
+		t.Fatalf("then %s, want bob's third", got)
+	}
+	alice[1]()
+	bob[1]()
+	if got := <-started; got != "bob's fourth" {
+		t.Fatalf("then %s, want bob's fourth", got)
+	}
+}
+
+// A pull whose caller gives up while it waits leaves the queue; one
+// granted as its caller gave up passes the slot on.
+func TestPullSlotsWaiterGivesUp(t *testing.T) {
+	slots := newUserSlots(1, 0)
+	release, err := slots.acquire(context.Background(), 1001, func(Progress) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := slots.acquire(ctx, 1001, func(Progress) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting pull: %v, want its deadline", err)
+	}
+	release()
+	if n := slots.running(1001); n != 0 {
+		t.Fatalf("%d slots held after the waiter gave up and the holder released", n)
+	}
+	if len(slots.queue) != 0 {
+		t.Fatalf("%d waiters left in the queue", len(slots.queue))
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -14,7 +15,10 @@ import (
 // userSlots bounds how many pulls each user has running at once, and all
 // users together (each pull's memory in the daemon is bounded, so this
 // bounds the daemon's); a pull over either limit waits for another to
-// end. Root's own pulls (podman-hpcd pull as root) are not counted.
+// end. Waiting pulls are served in the order they came, each as soon as
+// both limits let it start: one user queueing more pulls cannot pass
+// another user's that waited longer. Root's own pulls (podman-hpcd pull
+// as root) are not counted.
 type userSlots struct {
 	max    int // per user; <= 0: no limit
 	maxAll int // all users; <= 0: no limit
@@ -22,47 +26,69 @@ type userSlots struct {
 	mu    sync.Mutex
 	used  map[uint32]int
 	all   int
-	freed chan struct{} // closed, and replaced, whenever a slot is freed
+	queue []*slotWaiter // oldest first
+}
+
+// slotWaiter is a pull waiting for a slot; granted is closed once it has
+// one.
+type slotWaiter struct {
+	uid     uint32
+	granted chan struct{}
 }
 
 func newUserSlots(max, maxAll int) *userSlots {
-	return &userSlots{max: max, maxAll: maxAll, used: map[uint32]int{}, freed: make(chan struct{})}
+	return &userSlots{max: max, maxAll: maxAll, used: map[uint32]int{}}
 }
 
-// acquire takes one of uid's slots, waiting while they are all taken;
-// the first wait is reported as a "note". release gives the slot back
-// (idempotent). It fails only when ctx ends, with its cause.
+// acquire takes one of uid's slots, waiting while the limits hold it; the
+// wait is reported as a "note" naming the limit. release gives the slot
+// back (idempotent). It fails only when ctx ends, with its cause.
 func (s *userSlots) acquire(ctx context.Context, uid uint32, report func(Progress)) (release func(), err error) {
 	if (s.max <= 0 && s.maxAll <= 0) || uid == 0 {
 		return func() {}, nil
 	}
-	told := map[bool]bool{}
-	for {
-		s.mu.Lock()
-		mine := s.max <= 0 || s.used[uid] < s.max
-		if mine && (s.maxAll <= 0 || s.all < s.maxAll) {
-			s.used[uid]++
-			s.all++
-			s.mu.Unlock()
-			var once sync.Once
-			return func() { once.Do(func() { s.release(uid) }) }, nil
-		}
-		freed := s.freed
+	var once sync.Once
+	release = func() { once.Do(func() { s.release(uid) }) }
+	s.mu.Lock()
+	if s.fitsLocked(uid) {
+		s.takeLocked(uid)
 		s.mu.Unlock()
-		if !told[mine] {
-			told[mine] = true
-			msg := fmt.Sprintf("waiting: %d pulls of yours already run on this node, the most one user may (max_pulls_per_user)", s.max)
-			if mine {
-				msg = fmt.Sprintf("waiting: %d pulls already run on this node, the most it runs at once (max_pulls)", s.maxAll)
-			}
-			report(Progress{Phase: "note", Message: msg})
-		}
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
+		return release, nil
 	}
+	w := &slotWaiter{uid: uid, granted: make(chan struct{})}
+	s.queue = append(s.queue, w)
+	msg := fmt.Sprintf("waiting: %d pulls already run on this node, the most it runs at once (max_pulls)", s.maxAll)
+	if s.max > 0 && s.used[uid] >= s.max {
+		msg = fmt.Sprintf("waiting: %d pulls of yours already run on this node, the most one user may (max_pulls_per_user)", s.max)
+	}
+	s.mu.Unlock()
+	report(Progress{Phase: "note", Message: msg})
+	select {
+	case <-w.granted:
+		return release, nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	select {
+	case <-w.granted:
+		// Granted as ctx ended: give it to the next one.
+		s.mu.Unlock()
+		release()
+	default:
+		s.queue = slices.DeleteFunc(s.queue, func(q *slotWaiter) bool { return q == w })
+		s.mu.Unlock()
+	}
+	return nil, context.Cause(ctx)
+}
+
+// fitsLocked: both limits let one more of uid's pulls start.
+func (s *userSlots) fitsLocked(uid uint32) bool {
+	return (s.max <= 0 || s.used[uid] < s.max) && (s.maxAll <= 0 || s.all < s.maxAll)
+}
+
+func (s *userSlots) takeLocked(uid uint32) {
+	s.used[uid]++
+	s.all++
 }
 
 func (s *userSlots) release(uid uint32) {
@@ -72,8 +98,16 @@ func (s *userSlots) release(uid uint32) {
 		delete(s.used, uid)
 	}
 	s.all--
-	close(s.freed)
-	s.freed = make(chan struct{})
+	// The oldest waiters the limits now let start, in order; one its own
+	// user's limit holds does not hold the others.
+	s.queue = slices.DeleteFunc(s.queue, func(w *slotWaiter) bool {
+		if !s.fitsLocked(w.uid) {
+			return false
+		}
+		s.takeLocked(w.uid)
+		close(w.granted)
+		return true
+	})
 }
 
 // slotOnce is one of uid's slots for one Get: taken by the first hold,
