@@ -23,6 +23,12 @@ func With(ctx context.Context, p Placer) context.Context {
 	return context.WithValue(ctx, key{}, p)
 }
 
+// Of is ctx's Placer, nil if it has none.
+func Of(ctx context.Context) Placer {
+	p, _ := ctx.Value(key{}).(Placer)
+	return p
+}
+
 // Place moves pid where ctx's Placer says; without one, it does nothing.
 func Place(ctx context.Context, pid int) error {
 	if p, ok := ctx.Value(key{}).(Placer); ok && p != nil {

@@ -26,7 +26,7 @@ import (
 func TestPullCancelledWhileExtracting(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
-	image := slowImage(t, node)
+	image := slowImage(t, node, 2000, 180)
 	pull, extractor := pullUntilExtracting(t, node, cluster["TEST_USER"], image)
 	// Let it get into the deep part.
 	time.Sleep(time.Second)
@@ -71,7 +71,7 @@ func TestMaxPullsAllUsers(t *testing.T) {
 		restart()
 	})
 	restart()
-	image := slowImage(t, node)
+	image := slowImage(t, node, 2000, 180)
 	small := readableTempDir(t) + "/small.tar"
 	mustSucceed(t, run(t, "tar", "-C", "../../build/images/small", "-cf", small, "."))
 	mustSucceed(t, run(t, "chmod", "a+r", small))
@@ -98,9 +98,32 @@ func TestMaxPullsAllUsers(t *testing.T) {
 	}
 }
 
+// Two users pull the same image; the first one's client is killed while
+// the layers are extracted: the pull goes on for the second, its helpers
+// charged to the second (outside review 13: the next helper was charged
+// to the first user's gone client, and the pull failed for both).
+func TestSharedPullOutlivesFirstClient(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	image := slowImage(t, node, 1500, 150)
+	first, _ := pullUntilExtracting(t, node, cluster["TEST_USER"], image)
+	second := startPull(t, node, "nobody", image)
+	time.Sleep(500 * time.Millisecond) // joined
+	first.kill()
+	select {
+	case <-second.done:
+	case <-time.After(120 * time.Second):
+		t.Fatalf("the second user's pull did not end within 120s: %s", second.output())
+	}
+	if !second.cmd.ProcessState.Success() || !strings.Contains(second.output(), "sha256:") {
+		t.Fatalf("the second user's pull failed when the first user's client went (%v): %s", second.cmd.ProcessState, second.output())
+	}
+}
+
 // slowImage is the small image with a layer from writeSlowLayer on top,
-// as an OCI layout every user may read.
-func slowImage(t *testing.T, node string) string {
+// as an OCI layout every user may read (2000, 180: about 20 s of
+// extraction on the test bed).
+func slowImage(t *testing.T, node string, depth, files int) string {
 	t.Helper()
 	if _, err := exec.LookPath("umoci"); err != nil {
 		t.Skipf("%q not found in PATH", "umoci")
@@ -109,7 +132,7 @@ func slowImage(t *testing.T, node string) string {
 	layout := filepath.Join(dir, "img")
 	mustSucceed(t, run(t, "cp", "-r", "../../build/images/small", layout))
 	layer := filepath.Join(dir, "layer.tar")
-	writeSlowLayer(t, layer, 2000, 180)
+	writeSlowLayer(t, layer, depth, files)
 	mustSucceed(t, run(t, "umoci", "raw", "add-layer", "--image", layout+":latest", layer))
 	mustSucceed(t, run(t, "chmod", "-R", "a+rX", dir))
 	image := "oci:" + layout + ":latest"

@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
+
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 )
 
 // flightGroup runs one function per key at a time and hands its result to
@@ -22,9 +26,10 @@ type flight struct {
 	cancel  context.CancelCauseFunc
 	waiters int // under flightGroup.mu
 
-	subMu  sync.Mutex
-	nextID int
-	subs   map[int]func(Progress)
+	subMu   sync.Mutex
+	nextID  int
+	subs    map[int]func(Progress)
+	placers map[int]charge.Placer // the callers' (package charge), by subscription
 }
 
 func (f *flight) report(p Progress) {
@@ -39,20 +44,52 @@ func (f *flight) report(p Progress) {
 	}
 }
 
-func (f *flight) subscribe(fn func(Progress)) (unsubscribe func()) {
-	if fn == nil {
-		return func() {}
-	}
+// subscribe adds a caller: fn (may be nil) gets the flight's reports,
+// and the flight's helpers may be charged where place (may be nil: the
+// daemon's own cgroups) puts them, until unsubscribe.
+func (f *flight) subscribe(fn func(Progress), place charge.Placer) (unsubscribe func()) {
 	f.subMu.Lock()
 	defer f.subMu.Unlock()
 	id := f.nextID
 	f.nextID++
-	f.subs[id] = fn
+	if fn != nil {
+		f.subs[id] = fn
+	}
+	f.placers[id] = place
 	return func() {
 		f.subMu.Lock()
 		delete(f.subs, id)
+		delete(f.placers, id)
 		f.subMu.Unlock()
 	}
+}
+
+// place charges a helper the flight starts to one of its callers, the
+// earliest that is still there and whose place takes it: a pull several
+// callers share goes on for the others when the one it was charged to
+// has gone (its process ended), rather than failing for them all.
+func (f *flight) place(pid int) error {
+	f.subMu.Lock()
+	ids := make([]int, 0, len(f.placers))
+	for id := range f.placers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	placers := make([]charge.Placer, 0, len(ids))
+	for _, id := range ids {
+		placers = append(placers, f.placers[id])
+	}
+	f.subMu.Unlock()
+	err := errors.New("every caller of the pull has gone")
+	for _, p := range placers {
+		if p == nil {
+			return nil // a root caller's: the daemon's own cgroups
+		}
+		if err = p(pid); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // running reports whether a flight for key is in progress: a caller would
@@ -86,11 +123,13 @@ func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress
 	var unsubscribe func()
 	if !ok {
 		fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-		f = &flight{done: make(chan struct{}), cancel: cancel, subs: map[int]func(Progress){}}
+		f = &flight{done: make(chan struct{}), cancel: cancel,
+			subs: map[int]func(Progress){}, placers: map[int]charge.Placer{}}
+		fctx = charge.With(fctx, f.place)
 		g.m[key] = f
 		// Before fn starts: its first reports (a note about the user's
 		// auth file, say) are this caller's too.
-		unsubscribe = f.subscribe(progress)
+		unsubscribe = f.subscribe(progress, charge.Of(ctx))
 		end := func() {}
 		if start != nil {
 			end = start()
@@ -111,7 +150,7 @@ func (g *flightGroup) do(ctx context.Context, key string, progress func(Progress
 	f.waiters++
 	g.mu.Unlock()
 	if unsubscribe == nil {
-		unsubscribe = f.subscribe(progress)
+		unsubscribe = f.subscribe(progress, charge.Of(ctx))
 	}
 	defer unsubscribe()
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podman-hpc/podman-hpc/pkg/charge"
 	"github.com/podman-hpc/podman-hpc/pkg/image"
 	"github.com/podman-hpc/podman-hpc/pkg/image/imagetest"
 )
@@ -521,5 +522,66 @@ func TestSoleUser(t *testing.T) {
 		if got := c.SoleUser(tc.digest, tc.uid); got != tc.want {
 			t.Errorf("SoleUser(%.8s, %d) = %v, want %v", tc.digest[7:], tc.uid, got, tc.want)
 		}
+	}
+}
+
+// A flight's helpers are charged to one of the callers still there (the
+// earliest whose place takes them): when the caller that started a shared
+// pull leaves, or its process has gone, the pull goes on for the others,
+// charged to them (outside review 13: it failed for them, placing the
+// next helper into the first caller's gone process's cgroups).
+func TestFlightChargesHelpersToCallersStillThere(t *testing.T) {
+	var g flightGroup
+	var mu sync.Mutex
+	var placed []string
+	placer := func(who string, err error) charge.Placer {
+		return func(int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				placed = append(placed, who)
+			}
+			return err
+		}
+	}
+	step := make(chan struct{})
+	results := make(chan error, 1)
+	fn := func(ctx context.Context, _ func(Progress)) (*Image, error) {
+		for range step {
+			if err := charge.Place(ctx, 1); err != nil {
+				return nil, err
+			}
+			results <- nil
+		}
+		return &Image{}, nil
+	}
+	ctxA, cancelA := context.WithCancel(charge.With(context.Background(), placer("alice", nil)))
+	ctxB := charge.With(context.Background(), placer("bob", nil))
+	ctxC := charge.With(context.Background(), placer("carol", errors.New("her process is gone")))
+	errs := make(chan error, 3)
+	go func() { _, err := g.do(ctxA, "k", nil, nil, fn); errs <- err }()
+	for !g.running("k") {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { _, err := g.do(ctxC, "k", nil, nil, fn); errs <- err }()
+	time.Sleep(20 * time.Millisecond)
+	go func() { _, err := g.do(ctxB, "k", nil, nil, fn); errs <- err }()
+	time.Sleep(20 * time.Millisecond)
+	step <- struct{}{}
+	<-results
+	cancelA()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("alice: %v", err)
+	}
+	step <- struct{}{}
+	<-results
+	close(step)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a caller still there: %v", err)
+		}
+	}
+	if want := []string{"alice", "bob"}; !slices.Equal(placed, want) {
+		t.Fatalf("helpers charged to %q, want %q", placed, want)
 	}
 }
