@@ -109,10 +109,17 @@ func (f *pullsInFlight) list() []Pull {
 func (p *pullWatch) watch(next func(store.Progress)) func(store.Progress) {
 	return func(r store.Progress) {
 		p.mu.Lock()
-		if r.Phase == "exporting" {
+		switch {
+		case r.Phase == "exporting":
 			// Which program, as whom: what an admin looks for.
 			p.phase = r.Phase + " (" + r.Message + ")"
-		} else if r.Phase != "note" {
+		case r.Phase == "downloading" && strings.HasPrefix(r.Message, "applying layer"):
+			// A layer's turn in the pull's extraction (or stream): the
+			// download may be over long since.
+			p.phase = "extracting"
+		case r.Phase == "downloading" && strings.HasPrefix(r.Message, "squashing layer"):
+			p.phase = "squashing"
+		case r.Phase != "note":
 			p.phase = r.Phase
 		}
 		switch {

@@ -27,8 +27,12 @@ func TestPullWatch(t *testing.T) {
 	} {
 		report2(p)
 	}
-	if l := f.list(); len(l) != 1 || l[0].Ref != "app:2" || l[0].UID != 1001 || l[0].Phase != "downloading" {
-		t.Errorf("in flight: %+v, want app:2 downloading only", l)
+	if l := f.list(); len(l) != 1 || l[0].Ref != "app:2" || l[0].UID != 1001 || l[0].Phase != "extracting" {
+		t.Errorf("in flight: %+v, want app:2 extracting only", l)
+	}
+	report2(store.Progress{Phase: "downloading", Layer: "b", Done: 50, Total: 50})
+	if l := f.list(); len(l) != 1 || l[0].Phase != "downloading" {
+		t.Errorf("in flight: %+v, want app:2 downloading", l)
 	}
 	if passed != 2 {
 		t.Errorf("%d reports passed on, want 2", passed)
