@@ -98,25 +98,27 @@ func TestMaxPullsAllUsers(t *testing.T) {
 	}
 }
 
-// Two users pull the same image; the first one's client is killed while
-// the layers are extracted: the pull goes on for the second, its helpers
-// charged to the second (outside review 13: the next helper was charged
-// to the first user's gone client, and the pull failed for both).
+// Two clients of one user pull the same image, sharing one pull; the
+// first one's client is killed while the layers are extracted: the pull
+// goes on for the second, its helpers charged to the second (outside
+// review 13: the next helper was charged to the first client's gone
+// process, and the pull failed for both). Another user's pull of the same
+// image is theirs anyway (TestGetOtherUsersPullTheirOwn).
 func TestSharedPullOutlivesFirstClient(t *testing.T) {
 	requireRoot(t)
 	node := nodes()[0]
 	image := slowImage(t, node, 1500, 150)
 	first, _ := pullUntilExtracting(t, node, cluster["TEST_USER"], image)
-	second := startPull(t, node, "nobody", image)
+	second := startPull(t, node, cluster["TEST_USER"], image)
 	time.Sleep(500 * time.Millisecond) // joined
 	first.kill()
 	select {
 	case <-second.done:
 	case <-time.After(120 * time.Second):
-		t.Fatalf("the second user's pull did not end within 120s: %s", second.output())
+		t.Fatalf("the second client's pull did not end within 120s: %s", second.output())
 	}
 	if !second.cmd.ProcessState.Success() || !strings.Contains(second.output(), "sha256:") {
-		t.Fatalf("the second user's pull failed when the first user's client went (%v): %s", second.cmd.ProcessState, second.output())
+		t.Fatalf("the second client's pull failed when the first client went (%v): %s", second.cmd.ProcessState, second.output())
 	}
 }
 

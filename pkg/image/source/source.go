@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -100,6 +101,10 @@ func (s *Source) fetchBlob(ctx context.Context, info types.BlobInfo, w io.Writer
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rc, size, err := s.src.GetBlob(ctx, info, none.NoCache)
+	if s.Repo == "" && errors.Is(err, fs.ErrNotExist) {
+		// A local image whose manifest names a blob it does not hold.
+		return fmt.Errorf("%w: the archive lacks the image's layer %s: a manifest alone does not give the image; make the image (or its file or layout) again", image.ErrIncompleteImage, info.Digest)
+	}
 	if err != nil {
 		return err
 	}

@@ -146,6 +146,9 @@ func TestGetCachedIsFast(t *testing.T) {
 	checkLatency(t, "cached Get", d, 50*time.Millisecond)
 }
 
+// One user's concurrent Gets of an image, by tag and by digest (a job's
+// steps), share one download and one squash. Other users' pull their own
+// (TestGetOtherUsersPullTheirOwn).
 func TestGetConcurrentSharesOneDownloadAndSquash(t *testing.T) {
 	reg := newFakeRegistry(t)
 	reg.blobDelay = 200 * time.Millisecond // keep the first pull in flight while the others arrive
@@ -175,7 +178,7 @@ func TestGetConcurrentSharesOneDownloadAndSquash(t *testing.T) {
 			if i%2 == 1 {
 				r = byDigest // same image by another name: shared by digest
 			}
-			img, err := c.Get(context.Background(), r, PullOptions{UID: uint32(1000 + i%3)})
+			img, err := c.Get(context.Background(), r, PullOptions{UID: 1000})
 			errs[i] = err
 			if img != nil {
 				digests[i] = img.Digest
@@ -197,7 +200,7 @@ func TestGetConcurrentSharesOneDownloadAndSquash(t *testing.T) {
 	if got := strings.Count(string(runs), "run"); got != 1 {
 		t.Errorf("the image was squashed %d times, want 1", got)
 	}
-	if imgs := c.List(0); len(imgs) != 1 || !slices.Equal(imgs[0].Users, []uint32{1000, 1001, 1002}) {
+	if imgs := c.List(0); len(imgs) != 1 || !slices.Equal(imgs[0].Users, []uint32{1000}) {
 		t.Errorf("List(0) = %+v", imgs)
 	}
 }
@@ -250,4 +253,43 @@ func TestPrivateImageNeedsTheRegistrysWord(t *testing.T) {
 	if imgs := c.List(0); len(imgs) != 1 || !slices.Equal(imgs[0].Users, []uint32{1001, 1003}) {
 		t.Errorf("List(0) = %+v", imgs)
 	}
+}
+
+// A pull is its user's own: another user asking for the same image at the
+// same time does not wait on it, read from the first user's source (a
+// registry of theirs they can stall, outside review 14), or fail with it.
+func TestGetOtherUsersPullTheirOwn(t *testing.T) {
+	slow, site := newFakeRegistry(t), newFakeRegistry(t)
+	im := newTestImage(t, baseConfig, baseLayers()...)
+	alicesRef := slow.add("test/base", "1", im)
+	bobsRef := site.add("test/base", "1", im)
+	for _, l := range im.layers {
+		slow.stall[digestOf(l)] = true
+	}
+	c := openTestCache(t, []string{slow.host, site.host}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	alice := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, alicesRef, PullOptions{UID: 1001})
+		alice <- err
+	}()
+	for _, l := range im.layers {
+		for _, n := slow.counts(digestOf(l)); n == 0; _, n = slow.counts(digestOf(l)) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	bobCtx, bobCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer bobCancel()
+	img, err := c.Get(bobCtx, bobsRef, PullOptions{UID: 1002})
+	if err != nil || img.Digest != im.digest.String() {
+		t.Fatalf("bob's pull, while alice's stalls: %v", err)
+	}
+	for _, l := range im.layers {
+		if _, n := site.counts(digestOf(l)); n != 1 {
+			t.Errorf("bob's registry served layer %s %d times, want 1", digestOf(l), n)
+		}
+	}
+	cancel()
+	<-alice
 }

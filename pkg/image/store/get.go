@@ -179,10 +179,15 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 			}
 		}
 	}
-	// Joining another user's pull of the image takes no slot; starting
-	// one does, and a pull that ends while this one waits for it may
-	// have made the image.
-	key := "digest\x00" + d
+	// A pull is the user's own, read from their source with their
+	// credentials, shared only by their own requests (a tag and a digest
+	// of one image, a job's steps): a pull another user started (from a
+	// registry or an archive of their own, which they may stall or end
+	// at will) is never this user's to wait for. Two users' pulls of one
+	// image at once make it twice; the first published is kept.
+	// Joining one's own pull takes no slot; starting one does, and a pull
+	// that ends while this one waits for it may have made the image.
+	key := fmt.Sprintf("digest\x00%d\x00%s", o.UID, d)
 	if !c.flights.running(key) {
 		if err := slot.hold(ctx); err != nil {
 			return nil, err
@@ -205,7 +210,7 @@ func (c *Cache) getImage(ctx context.Context, r source.Ref, o PullOptions, auth 
 		if err := slot.hold(ctx); err != nil {
 			return nil, err
 		}
-		return c.pullVia(ctx, src, p, report)
+		return c.pullVia(ctx, src, p, o.UID, report)
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,10 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	oc, err := img.OCIConfig(ctx)
+	if src.Repo == "" && errors.Is(err, fs.ErrNotExist) {
+		// A local image whose manifest names a config it does not hold.
+		return nil, fmt.Errorf("%w: the archive lacks the image's config: a manifest alone does not give the image; make the image (or its file or layout) again", image.ErrIncompleteImage)
+	}
 	if err != nil {
 		return nil, err
 	}

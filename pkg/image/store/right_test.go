@@ -206,8 +206,10 @@ func TestArchiveMustHoldTheLayersForTheStore(t *testing.T) {
 	}
 }
 
-// An archive without the layers that joins a pull of its image under way
-// (another user's, from a registry) gets nothing from it.
+// An archive without the layers, while another user's pull of its image
+// is under way (from a registry), gets nothing from it: it does not join
+// that pull (a pull is its user's own), and its own finds its layers
+// missing.
 func TestArchiveWithoutLayersJoiningAPull(t *testing.T) {
 	reg := newFakeRegistry(t)
 	im := newTestImage(t, baseConfig, baseLayers()...)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +55,11 @@ const (
 
 // errLockHeld: another node builds the image.
 var errLockHeld = errors.New("another node builds it")
+
+// errOthersBuild: another user's pull builds the image. Nobody waits for
+// another user's pull, which reads a source of theirs that they may stall
+// or end at will.
+var errOthersBuild = errors.New("another user's pull builds it")
 
 // sharedEntry is images/HEX.json.
 type sharedEntry struct {
@@ -148,9 +154,9 @@ func (s *sharedStore) copyOut(d string, e *sharedEntry, dst string) error {
 	return out.Close()
 }
 
-// lock takes d's build lease, refreshed until release is called; it fails
-// with errLockHeld while another node holds a live one.
-func (s *sharedStore) lock(d string) (release func(), err error) {
+// lock takes d's build lease for uid's pull, refreshed until release is
+// called; it fails with errLockHeld while another node holds a live one.
+func (s *sharedStore) lock(d string, uid uint32) (release func(), err error) {
 	p := s.lockPath(d)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
@@ -159,7 +165,7 @@ func (s *sharedStore) lock(d string) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = fmt.Fprintf(f, "%s %d %s\n", s.node, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	_, err = fmt.Fprintf(f, "%s %d %s %d\n", s.node, os.Getpid(), time.Now().UTC().Format(time.RFC3339), uid)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -192,11 +198,13 @@ func (s *sharedStore) lock(d string) (release func(), err error) {
 	}, nil
 }
 
-// wait waits while another node holds d's lock: until the image is in
-// the store, the lock is gone (the builder failed: the caller may build),
-// or the lock stays unrenewed for the lease (the builder died: its lock is
-// moved away, and the caller builds).
-func (s *sharedStore) wait(ctx context.Context, d string, report func(Progress)) error {
+// wait waits while another node holds d's lock for uid's pull: until the
+// image is in the store, the lock is gone (the builder failed: the caller
+// may build), or the lock stays unrenewed for the lease (the builder died:
+// its lock is moved away, and the caller builds). A lock another user's
+// pull holds (or an older daemon's, which names no user) is
+// errOthersBuild: the caller pulls for its own node.
+func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report func(Progress)) error {
 	p := s.lockPath(d)
 	var last time.Time
 	seen := time.Now()
@@ -220,6 +228,9 @@ func (s *sharedStore) wait(ctx context.Context, d string, report func(Progress))
 		}
 		if !said {
 			owner, _ := os.ReadFile(p)
+			if f := strings.Fields(string(owner)); len(f) < 4 || f[3] != strconv.FormatUint(uint64(uid), 10) {
+				return errOthersBuild
+			}
 			report(Progress{Phase: "note", Message: "waiting for " + firstField(string(owner)) + " to build it in the site image store"})
 			said = true
 		}

@@ -38,7 +38,7 @@ const (
 // puts it there; else it waits for the node that builds it. A store that
 // cannot be written makes this node pull for itself, with a note to the
 // user and a warning in the log. A pull from src shows p.
-func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, report func(Progress)) (*Image, error) {
+func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, uid uint32, report func(Progress)) (*Image, error) {
 	pullSrc := func() (*Image, error) {
 		_, err := c.pull(ctx, src, report)
 		if err == nil {
@@ -64,11 +64,15 @@ func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, repor
 			report(Progress{Phase: "note", Message: storeProblem(err, pullsItself)})
 			return pullSrc()
 		}
-		release, err := s.lock(d)
+		release, err := s.lock(d, uid)
 		if errors.Is(err, errLockHeld) {
-			if err := s.wait(ctx, d, report); err != nil {
+			if err := s.wait(ctx, d, uid, report); err != nil {
 				if ctx.Err() != nil {
 					return nil, err
+				}
+				if errors.Is(err, errOthersBuild) {
+					c.log.Info("site image store: another user's pull builds the image; pulling it for this node", "digest", d, "uid", uid)
+					return pullSrc()
 				}
 				c.log.Warn("site image store: cannot wait for the builder", "digest", d, "err", err)
 				return pullSrc()

@@ -65,31 +65,31 @@ func TestSharedExportLookup(t *testing.T) {
 func TestSharedLockLease(t *testing.T) {
 	t.Parallel()
 	s := testShared(t)
-	release, err := s.lock(testDigest)
+	release, err := s.lock(testDigest, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.lock(testDigest); !errors.Is(err, errLockHeld) {
+	if _, err := s.lock(testDigest, 1000); !errors.Is(err, errLockHeld) {
 		t.Fatalf("second lock: %v", err)
 	}
 	// Renewed: a waiter keeps waiting past the lease.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*s.lease)
-	err = s.wait(ctx, testDigest, func(Progress) {})
+	err = s.wait(ctx, testDigest, 1000, func(Progress) {})
 	cancel()
 	if ctx.Err() == nil {
 		t.Fatalf("wait returned while the builder was alive: %v", err)
 	}
 	release()
-	if err := s.wait(context.Background(), testDigest, func(Progress) {}); err != nil {
+	if err := s.wait(context.Background(), testDigest, 1000, func(Progress) {}); err != nil {
 		t.Fatal(err)
 	}
 	// A dead builder: its lock is never renewed.
-	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x\n"), 0o600)
+	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x 1000\n"), 0o600)
 	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
 	os.WriteFile(partial, []byte("half"), 0o600)
 	start := time.Now()
 	var notes []string
-	if err := s.wait(context.Background(), testDigest, func(p Progress) { notes = append(notes, p.Message) }); err != nil {
+	if err := s.wait(context.Background(), testDigest, 1000, func(p Progress) { notes = append(notes, p.Message) }); err != nil {
 		t.Fatal(err)
 	}
 	if time.Since(start) < s.lease {
@@ -104,7 +104,7 @@ func TestSharedLockLease(t *testing.T) {
 	if len(notes) != 1 || notes[0] != "waiting for node9 to build it in the site image store" {
 		t.Errorf("notes %q", notes)
 	}
-	if r, err := s.lock(testDigest); err != nil {
+	if r, err := s.lock(testDigest, 1000); err != nil {
 		t.Errorf("lock after takeover: %v", err)
 	} else {
 		r()
@@ -118,5 +118,31 @@ func TestSharedRefusesWritableDir(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	if _, err := openShared(dir, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a world-writable store was accepted")
+	}
+}
+
+// Nobody waits for another user's build of an image (their pull reads a
+// source of theirs, which they may stall at will), nor for a lock that
+// names no user (an older daemon's): the waiter pulls for its own node.
+func TestSharedWaitOnlyForOwnBuild(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	release, err := s.lock(testDigest, 1001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.wait(context.Background(), testDigest, 1002, func(Progress) {}); !errors.Is(err, errOthersBuild) {
+		t.Fatalf("another user's wait: %v, want errOthersBuild", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.wait(ctx, testDigest, 1001, func(Progress) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the same user's wait: %v, want it to wait", err)
+	}
+	release()
+	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x\n"), 0o600)
+	defer os.Remove(s.lockPath(testDigest))
+	if err := s.wait(context.Background(), testDigest, 1001, func(Progress) {}); !errors.Is(err, errOthersBuild) {
+		t.Fatalf("a lock naming no user: %v, want errOthersBuild", err)
 	}
 }
