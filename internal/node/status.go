@@ -64,10 +64,11 @@ type pullWatch struct {
 	uid     uint32
 	started time.Time
 
-	mu     sync.Mutex
-	phase  string
-	pulled bool
-	layers map[string]int64 // downloaded bytes by layer
+	mu      sync.Mutex
+	phase   string
+	pulled  bool
+	waiting bool             // told to wait for a pull slot
+	layers  map[string]int64 // downloaded bytes by layer
 }
 
 func (f *pullsInFlight) start(ref string, uid uint32) *pullWatch {
@@ -88,13 +89,13 @@ func (f *pullsInFlight) end(p *pullWatch) {
 }
 
 // list returns the pulls in progress that are pulls (not cache hits, which
-// last milliseconds), oldest first.
+// last milliseconds), or wait for a slot to become one, oldest first.
 func (f *pullsInFlight) list() []Pull {
 	f.mu.Lock()
 	var out []Pull
 	for p := range f.m {
 		p.mu.Lock()
-		if p.pulled {
+		if p.pulled || p.waiting {
 			out = append(out, Pull{Ref: p.ref, UID: p.uid, Started: p.started, Phase: p.phase})
 		}
 		p.mu.Unlock()
@@ -119,6 +120,14 @@ func (p *pullWatch) watch(next func(store.Progress)) func(store.Progress) {
 			p.phase = "extracting"
 		case r.Phase == "downloading" && strings.HasPrefix(r.Message, "squashing layer"):
 			p.phase = "squashing"
+		case r.Phase == "note" && strings.HasPrefix(r.Message, "waiting: "):
+			// Held by max_pulls_per_user or max_pulls: which, in its
+			// last words.
+			p.waiting = true
+			p.phase = "waiting"
+			if i := strings.LastIndex(r.Message, "("); i >= 0 {
+				p.phase += " " + r.Message[i:]
+			}
 		case r.Phase != "note":
 			p.phase = r.Phase
 		}

@@ -34,6 +34,16 @@ func TestPullWatch(t *testing.T) {
 	if l := f.list(); len(l) != 1 || l[0].Phase != "downloading" {
 		t.Errorf("in flight: %+v, want app:2 downloading", l)
 	}
+	// A pull waiting for a slot is listed, and says which limit holds it.
+	queued := f.start("app:3", 1002)
+	queued.watch(nil)(store.Progress{Phase: "note", Message: "waiting: 4 pulls already run on this node, the most it runs at once (max_pulls)"})
+	if l := f.list(); len(l) != 2 || l[1].Ref != "app:3" || l[1].Phase != "waiting (max_pulls)" {
+		t.Errorf("in flight: %+v, want app:3 waiting (max_pulls) listed too", l)
+	}
+	if queued.pulled {
+		t.Errorf("a waiting pull counts as a pull")
+	}
+	f.end(queued)
 	if passed != 2 {
 		t.Errorf("%d reports passed on, want 2", passed)
 	}
