@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,15 +27,22 @@ import (
 //	images/HEX.squashfs  the squashfs, published by rename
 //	images/HEX.json      its size, sha256 and image config, written last:
 //	                     an image is in the store once this file is
-//	locks/HEX.lock       the builder's lease: its owner, refreshed (mtime)
-//	                     every sharedBeat while it builds
+//	locks/HEX-UID.lock   a builder's lease for user UID: its owner,
+//	                     refreshed (mtime) every sharedBeat while it builds
+//	locks/HEX.export     the lease of the node writing images/HEX.*
 //
-// The lock is a file created with O_EXCL (atomic on NFSv3 and later, Lustre
+// A build is one user's pull (it reads that user's source, which the user
+// may stall at will): the nodes of that user's job wait for it, and
+// another user's node builds the image itself rather than wait. Whichever
+// build ends first exports the image, under the export lease, which is
+// held only while a node-local file is copied in, never across a pull.
+//
+// A lease is a file created with O_EXCL (atomic on NFSv3 and later, Lustre
 // and GPFS) rather than fcntl or flock: those need lockd on NFSv3, and a lock
 // held by a node that died stays held until its lease ends on the server, if
-// ever. A waiting node calls a lock stale when it has seen no heartbeat for
+// ever. A node calls a lease stale when it has seen no heartbeat for
 // sharedLease by its own clock (nodes' clocks need not agree), takes it over
-// by renaming it away (one rename wins), and builds.
+// by renaming it away (one rename wins), and goes on.
 type sharedStore struct {
 	dir, images, locks string
 	node               string
@@ -53,13 +59,8 @@ const (
 	sharedPollFirst = 10 * time.Millisecond
 )
 
-// errLockHeld: another node builds the image.
+// errLockHeld: another node builds the image for the same user.
 var errLockHeld = errors.New("another node builds it")
-
-// errOthersBuild: another user's pull builds the image. Nobody waits for
-// another user's pull, which reads a source of theirs that they may stall
-// or end at will.
-var errOthersBuild = errors.New("another user's pull builds it")
 
 // sharedEntry is images/HEX.json.
 type sharedEntry struct {
@@ -108,7 +109,13 @@ func (s *sharedStore) squashfsPath(d string) string {
 func (s *sharedStore) entryPath(d string) string {
 	return filepath.Join(s.images, digestHex(d)+".json")
 }
-func (s *sharedStore) lockPath(d string) string { return filepath.Join(s.locks, digestHex(d)+".lock") }
+func (s *sharedStore) lockPath(d string, uid uint32) string {
+	return filepath.Join(s.locks, fmt.Sprintf("%s-%d.lock", digestHex(d), uid))
+}
+
+func (s *sharedStore) exportLockPath(d string) string {
+	return filepath.Join(s.locks, digestHex(d)+".export")
+}
 
 // lookup returns d's entry, or nil when the store does not have it whole.
 func (s *sharedStore) lookup(d string) (*sharedEntry, error) {
@@ -157,7 +164,12 @@ func (s *sharedStore) copyOut(d string, e *sharedEntry, dst string) error {
 // lock takes d's build lease for uid's pull, refreshed until release is
 // called; it fails with errLockHeld while another node holds a live one.
 func (s *sharedStore) lock(d string, uid uint32) (release func(), err error) {
-	p := s.lockPath(d)
+	return s.takeLease(s.lockPath(d, uid), uid)
+}
+
+// takeLease creates the lease file p, and refreshes it until release; it
+// fails with errLockHeld while p exists.
+func (s *sharedStore) takeLease(p string, uid uint32) (release func(), err error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, errLockHeld
@@ -198,14 +210,13 @@ func (s *sharedStore) lock(d string, uid uint32) (release func(), err error) {
 	}, nil
 }
 
-// wait waits while another node holds d's lock for uid's pull: until the
-// image is in the store, the lock is gone (the builder failed: the caller
-// may build), or the lock stays unrenewed for the lease (the builder died:
-// its lock is moved away, and the caller builds). A lock another user's
-// pull holds (or an older daemon's, which names no user) is
-// errOthersBuild: the caller pulls for its own node.
+// wait waits while another node holds d's build lease for uid's pull:
+// until the image is in the store, the lease is gone (the builder failed:
+// the caller may build), or it stays unrenewed for sharedLease (the
+// builder died: its lease is moved away, and the caller builds). Another
+// user's build is never waited for: it has a lease of its own.
 func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report func(Progress)) error {
-	p := s.lockPath(d)
+	p := s.lockPath(d, uid)
 	var last time.Time
 	seen := time.Now()
 	said := false
@@ -228,26 +239,13 @@ func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report fun
 		}
 		if !said {
 			owner, _ := os.ReadFile(p)
-			if f := strings.Fields(string(owner)); len(f) < 4 || f[3] != strconv.FormatUint(uint64(uid), 10) {
-				return errOthersBuild
-			}
 			report(Progress{Phase: "note", Message: "waiting for " + firstField(string(owner)) + " to build it in the site image store"})
 			said = true
 		}
 		if m := fi.ModTime(); !m.Equal(last) {
 			last, seen = m, time.Now()
 		} else if time.Since(seen) > s.lease {
-			aside := p + ".stale-" + s.node + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-			if err := os.Rename(p, aside); err == nil {
-				s.log.Warn("site image store: the builder stopped renewing its lock; taking over", "digest", d, "lock", p)
-				os.Remove(aside)
-				// What the dead builder was writing is never used; it goes.
-				if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-"+digestHex(d)+"-*")); len(left) > 0 {
-					for _, l := range left {
-						os.Remove(l)
-					}
-				}
-			}
+			s.takeOver(p, d)
 			return nil
 		}
 		select {
@@ -258,6 +256,46 @@ func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report fun
 		delay = min(2*delay, s.poll)
 		t.Reset(delay)
 	}
+}
+
+// takeOver moves the dead node's lease p away (one rename wins).
+func (s *sharedStore) takeOver(p, d string) {
+	aside := p + ".stale-" + s.node + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.Rename(p, aside); err == nil {
+		s.log.Warn("site image store: a node stopped renewing its lease; taking over", "digest", d, "lock", p)
+		os.Remove(aside)
+	}
+}
+
+// exportLease takes d's export lease: nil release, and no error, while a
+// live node holds it (that node writes the image); a dead node's is taken
+// over, and what it was writing removed.
+func (s *sharedStore) exportLease(d string) (release func(), err error) {
+	p := s.exportLockPath(d)
+	release, err = s.takeLease(p, 0)
+	if !errors.Is(err, errLockHeld) {
+		return release, err
+	}
+	// Alive, or gone meanwhile: the other node stores it. A live one's
+	// is renewed every sharedBeat; four leases without renewal, by the
+	// file server's clock against ours, leave room for clocks that
+	// disagree by a minute.
+	fi, err := os.Stat(p)
+	if err != nil || time.Since(fi.ModTime()) <= 4*s.lease {
+		return nil, nil
+	}
+	s.takeOver(p, d)
+	// What the dead exporter was writing is never used; it goes.
+	if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-"+digestHex(d)+"-*")); len(left) > 0 {
+		for _, l := range left {
+			os.Remove(l)
+		}
+	}
+	release, err = s.takeLease(p, 0)
+	if errors.Is(err, errLockHeld) {
+		return nil, nil
+	}
+	return release, err
 }
 
 func firstField(s string) string {
@@ -276,6 +314,15 @@ func firstField(s string) string {
 // sources: the file under a temporary name, synced, renamed; its entry
 // last. A failure leaves no file the store would use.
 func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (err error) {
+	release, err := s.exportLease(d)
+	if err != nil || release == nil {
+		return err
+	}
+	defer release()
+	// Another user's build may have stored it meanwhile.
+	if e, err := s.lookup(d); err != nil || e != nil {
+		return err
+	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -70,10 +70,6 @@ func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, uid u
 				if ctx.Err() != nil {
 					return nil, err
 				}
-				if errors.Is(err, errOthersBuild) {
-					c.log.Info("site image store: another user's pull builds the image; pulling it for this node", "digest", d, "uid", uid)
-					return pullSrc()
-				}
 				c.log.Warn("site image store: cannot wait for the builder", "digest", d, "err", err)
 				return pullSrc()
 			}

@@ -84,9 +84,7 @@ func TestSharedLockLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A dead builder: its lock is never renewed.
-	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x 1000\n"), 0o600)
-	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
-	os.WriteFile(partial, []byte("half"), 0o600)
+	os.WriteFile(s.lockPath(testDigest, 1000), []byte("node9 1 x 1000\n"), 0o600)
 	start := time.Now()
 	var notes []string
 	if err := s.wait(context.Background(), testDigest, 1000, func(p Progress) { notes = append(notes, p.Message) }); err != nil {
@@ -95,11 +93,8 @@ func TestSharedLockLease(t *testing.T) {
 	if time.Since(start) < s.lease {
 		t.Errorf("took over before the lease ended")
 	}
-	if _, err := os.Stat(s.lockPath(testDigest)); err == nil {
+	if _, err := os.Stat(s.lockPath(testDigest, 1000)); err == nil {
 		t.Error("stale lock kept")
-	}
-	if _, err := os.Stat(partial); err == nil {
-		t.Error("the dead builder's partial file kept")
 	}
 	if len(notes) != 1 || notes[0] != "waiting for node9 to build it in the site image store" {
 		t.Errorf("notes %q", notes)
@@ -122,8 +117,8 @@ func TestSharedRefusesWritableDir(t *testing.T) {
 }
 
 // Nobody waits for another user's build of an image (their pull reads a
-// source of theirs, which they may stall at will), nor for a lock that
-// names no user (an older daemon's): the waiter pulls for its own node.
+// source of theirs, which they may stall at will): each user's build has
+// a lease of its own (outside reviews 14 and 15).
 func TestSharedWaitOnlyForOwnBuild(t *testing.T) {
 	t.Parallel()
 	s := testShared(t)
@@ -131,18 +126,69 @@ func TestSharedWaitOnlyForOwnBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.wait(context.Background(), testDigest, 1002, func(Progress) {}); !errors.Is(err, errOthersBuild) {
-		t.Fatalf("another user's wait: %v, want errOthersBuild", err)
+	defer release()
+	other, err := s.lock(testDigest, 1002)
+	if err != nil {
+		t.Fatalf("another user's build: %v", err)
+	}
+	other()
+	if err := s.wait(context.Background(), testDigest, 1002, func(Progress) {}); err != nil {
+		t.Fatalf("another user's wait: %v, want none", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := s.wait(ctx, testDigest, 1001, func(Progress) {}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the same user's wait: %v, want it to wait", err)
 	}
+}
+
+// The image is exported under a lease of its own, held only while a
+// node-local file is copied in: a live exporter's makes another node skip
+// (it stores the image), a dead one's is taken over with its partial file
+// removed, and an image stored meanwhile is not written again.
+func TestSharedExportLease(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	src := filepath.Join(t.TempDir(), "img.squashfs")
+	if err := os.WriteFile(src, []byte("squashfs bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release, err := s.exportLease(testDigest)
+	if err != nil || release == nil {
+		t.Fatalf("export lease: %v", err)
+	}
+	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.lookup(testDigest); e != nil {
+		t.Fatal("exported while another node held the export lease")
+	}
 	release()
-	os.WriteFile(s.lockPath(testDigest), []byte("node9 1 x\n"), 0o600)
-	defer os.Remove(s.lockPath(testDigest))
-	if err := s.wait(context.Background(), testDigest, 1001, func(Progress) {}); !errors.Is(err, errOthersBuild) {
-		t.Fatalf("a lock naming no user: %v, want errOthersBuild", err)
+	// A dead exporter: its lease is old, its partial file left.
+	p := s.exportLockPath(testDigest)
+	os.WriteFile(p, []byte("node9 1 x 0\n"), 0o600)
+	old := time.Now().Add(-5 * s.lease)
+	os.Chtimes(p, old, old)
+	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
+	os.WriteFile(partial, []byte("half"), 0o600)
+	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.lookup(testDigest); e == nil {
+		t.Fatal("a dead exporter's lease was not taken over")
+	}
+	if _, err := os.Stat(partial); err == nil {
+		t.Error("the dead exporter's partial file kept")
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Error("the export lease kept after the export")
+	}
+	// Stored already: not written again.
+	before, _ := os.Stat(s.squashfsPath(testDigest))
+	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(s.squashfsPath(testDigest)); !os.SameFile(before, after) {
+		t.Error("an image already stored was written again")
 	}
 }
