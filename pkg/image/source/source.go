@@ -100,6 +100,9 @@ func (s *Source) fetchBlob(ctx context.Context, info types.BlobInfo, w io.Writer
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Said before the first byte: a download that never starts is one in
+	// progress too (status lists it).
+	report(image.Progress{Phase: "downloading", Layer: info.Digest.String(), Total: info.Size})
 	rc, size, err := s.src.GetBlob(ctx, info, none.NoCache)
 	if s.Repo == "" && errors.Is(err, fs.ErrNotExist) {
 		// A local image whose manifest names a blob it does not hold.
