@@ -104,6 +104,10 @@ func (s *Source) fetchBlob(ctx context.Context, info types.BlobInfo, w io.Writer
 	// progress too (status lists it).
 	report(image.Progress{Phase: "downloading", Layer: info.Digest.String(), Total: info.Size})
 	rc, size, err := s.src.GetBlob(ctx, info, none.NoCache)
+	if s.Repo != "" && BlobUnknown(err) {
+		// (The caller names the layer.)
+		return fmt.Errorf("%w: the repository %s does not have it: pull it from the repository it was pushed to, or push its layers there", image.ErrIncompleteImage, s.Repo)
+	}
 	if s.Repo == "" && errors.Is(err, fs.ErrNotExist) {
 		// A local image whose manifest names a blob it does not hold.
 		return fmt.Errorf("%w: the archive lacks the image's layer %s: a manifest alone does not give the image; make the image (or its file or layout) again", image.ErrIncompleteImage, info.Digest)

@@ -82,14 +82,14 @@ func (s *Source) verifyBlob(ctx context.Context, info types.BlobInfo, budget *im
 		return nil
 	case errors.Is(err, image.ErrDigestMismatch):
 		return errBlobMismatch
-	case blobUnknown(err):
+	case BlobUnknown(err):
 		return errBlobMissing
 	}
 	return err
 }
 
-// blobUnknown: a registry says it has no such blob (in that repository).
-func blobUnknown(err error) bool {
+// BlobUnknown: a registry says it has no such blob (in that repository).
+func BlobUnknown(err error) bool {
 	var ec errcode.ErrorCoder
 	var ue docker.UnexpectedHTTPStatusError
 	return errors.As(err, &ec) && ec.ErrorCode() == v2.ErrorCodeBlobUnknown ||

@@ -292,3 +292,26 @@ func TestGetPolicyRejects(t *testing.T) {
 	}
 	assertOneLine(t, err, ref, "rejected by policy")
 }
+
+// A registry that serves an image's manifest but not its config or a
+// layer: the pull says which the repository lacks, and what to do.
+func TestPullFromRepositoryLackingBlobs(t *testing.T) {
+	reg := newFakeRegistry(t)
+	im := newTestImage(t, ImageConfig{}, []imagetest.TarEntry{{Name: "f", Body: "x"}})
+	noConfig := reg.addManifestOnly("test/manifest-only", "1", im)
+	c := openTestCache(t, []string{reg.host}, nil)
+	_, err := c.Get(context.Background(), noConfig, PullOptions{UID: 1001})
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Fatalf("%v; want image.ErrIncompleteImage", err)
+	}
+	assertOneLine(t, err, noConfig, "lacks the image's config")
+	noLayer := reg.add("test/no-layer", "1", im)
+	reg.mu.Lock()
+	delete(reg.blobs, digestOf(im.layers[0]))
+	reg.mu.Unlock()
+	_, err = c.Get(context.Background(), noLayer, PullOptions{UID: 1001})
+	if !errors.Is(err, image.ErrIncompleteImage) {
+		t.Fatalf("%v; want image.ErrIncompleteImage", err)
+	}
+	assertOneLine(t, err, noLayer, "layer "+digestOf(im.layers[0]).String()+": the repository "+reg.host+"/test/no-layer does not have it")
+}

@@ -35,9 +35,12 @@ func (c *Cache) pull(ctx context.Context, src *source.Source, report func(Progre
 		return nil, err
 	}
 	oc, err := img.OCIConfig(ctx)
-	if src.Repo == "" && errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case src.Repo == "" && errors.Is(err, fs.ErrNotExist):
 		// A local image whose manifest names a config it does not hold.
 		return nil, fmt.Errorf("%w: the archive lacks the image's config: a manifest alone does not give the image; make the image (or its file or layout) again", image.ErrIncompleteImage)
+	case src.Repo != "" && source.BlobUnknown(err):
+		return nil, fmt.Errorf("%w: the repository %s lacks the image's config: pull it from the repository it was pushed to, or push the image there", image.ErrIncompleteImage, src.Repo)
 	}
 	if err != nil {
 		return nil, err
