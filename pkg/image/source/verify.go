@@ -82,7 +82,8 @@ func (s *Source) verifyBlob(ctx context.Context, info types.BlobInfo, budget *im
 		return nil
 	case errors.Is(err, image.ErrDigestMismatch):
 		return errBlobMismatch
-	case BlobUnknown(err):
+	case BlobUnknown(err), errors.Is(err, image.ErrIncompleteImage):
+		// (fetchBlob's word for a blob the repository does not have.)
 		return errBlobMissing
 	}
 	return err

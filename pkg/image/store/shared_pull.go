@@ -95,9 +95,11 @@ func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, uid u
 }
 
 // refused: fromShared failed for the caller's source or context, not for
-// the store.
+// the store (a registry that does not answer is the user's source's
+// fault, not the store's: the user hears of it as of any pull's).
 func refused(ctx context.Context, err error) bool {
-	return err != nil && (ctx.Err() != nil || errors.Is(err, image.ErrIncompleteImage) || errors.Is(err, image.ErrTooLarge))
+	return err != nil && (ctx.Err() != nil || errors.Is(err, image.ErrIncompleteImage) || errors.Is(err, image.ErrTooLarge) ||
+		errors.Is(err, image.ErrRegistryUnreachable))
 }
 
 // fromShared copies d from the store into the cache, if the store has it
