@@ -314,15 +314,25 @@ func firstField(s string) string {
 // sources: the file under a temporary name, synced, renamed; its entry
 // last. A failure leaves no file the store would use.
 func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (err error) {
-	release, err := s.exportLease(d)
-	if err != nil || release == nil {
+	var release func()
+	for {
+		// Another user's build may have stored it meanwhile.
+		if e, err := s.lookup(d); err != nil || e != nil {
+			return err
+		}
+		if release, err = s.exportLease(d); err != nil || release != nil {
+			break
+		}
+		// Another node stores it now (a copy of a finished file: it
+		// cannot be stalled, and a dead one's lease is taken over). Wait
+		// for it: this build's waiters look in the store once its build
+		// lease is gone, which is after this returns.
+		time.Sleep(s.poll)
+	}
+	if err != nil {
 		return err
 	}
 	defer release()
-	// Another user's build may have stored it meanwhile.
-	if e, err := s.lookup(d); err != nil || e != nil {
-		return err
-	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err

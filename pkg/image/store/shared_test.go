@@ -157,13 +157,27 @@ func TestSharedExportLease(t *testing.T) {
 	if err != nil || release == nil {
 		t.Fatalf("export lease: %v", err)
 	}
-	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
-		t.Fatal(err)
+	exported := make(chan error, 1)
+	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil) }()
+	select {
+	case err := <-exported:
+		t.Fatalf("exported while another node held the export lease: %v", err)
+	case <-time.After(3 * s.poll):
 	}
 	if e, _ := s.lookup(testDigest); e != nil {
 		t.Fatal("exported while another node held the export lease")
 	}
+	// The other node's export ends (it stored nothing here): this one
+	// waited for it, and stores the image itself.
 	release()
+	if err := <-exported; err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.lookup(testDigest); e == nil {
+		t.Fatal("not exported once the other node's lease was gone")
+	}
+	os.Remove(s.entryPath(testDigest))
+	os.Remove(s.squashfsPath(testDigest))
 	// A dead exporter: its lease is old, its partial file left.
 	p := s.exportLockPath(testDigest)
 	os.WriteFile(p, []byte("node9 1 x 0\n"), 0o600)
