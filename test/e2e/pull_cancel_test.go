@@ -88,14 +88,7 @@ func TestMaxPullsAllUsers(t *testing.T) {
 	default:
 	}
 	first.kill()
-	select {
-	case <-second.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the waiting pull did not go on within 60s of the first's end: %s", second.output())
-	}
-	if !second.cmd.ProcessState.Success() || !strings.Contains(second.output(), "sha256:") {
-		t.Fatalf("the waiting pull (%v): %s", second.cmd.ProcessState, second.output())
-	}
+	second.succeeds(t, 60*time.Second, "the waiting pull, once the first ended")
 }
 
 // Two clients of one user pull the same image, sharing one pull; the
@@ -112,14 +105,7 @@ func TestSharedPullOutlivesFirstClient(t *testing.T) {
 	second := startPull(t, node, cluster["TEST_USER"], image)
 	time.Sleep(500 * time.Millisecond) // joined
 	first.kill()
-	select {
-	case <-second.done:
-	case <-time.After(120 * time.Second):
-		t.Fatalf("the second client's pull did not end within 120s: %s", second.output())
-	}
-	if !second.cmd.ProcessState.Success() || !strings.Contains(second.output(), "sha256:") {
-		t.Fatalf("the second client's pull failed when the first client went (%v): %s", second.cmd.ProcessState, second.output())
-	}
+	second.succeeds(t, 120*time.Second, "the second client's pull, once the first client went")
 }
 
 // slowImage is the small image with a layer from writeSlowLayer on top,
@@ -160,6 +146,20 @@ func (p *bgPull) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.out.String()
+}
+
+// succeeds waits up to limit for the pull to end, and fails t unless it
+// ended well, printing the image's digest.
+func (p *bgPull) succeeds(t *testing.T, limit time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		t.Fatalf("%s did not end within %s: %s", what, limit, p.output())
+	}
+	if !p.cmd.ProcessState.Success() || !strings.Contains(p.output(), "sha256:") {
+		t.Fatalf("%s failed (%v): %s", what, p.cmd.ProcessState, p.output())
+	}
 }
 
 // kill kills the client and waits for it.

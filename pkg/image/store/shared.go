@@ -285,17 +285,22 @@ func (s *sharedStore) exportLease(d string) (release func(), err error) {
 		return nil, nil
 	}
 	s.takeOver(p, d)
-	// What the dead exporter was writing is never used; it goes.
+	release, err = s.takeLease(p, 0)
+	if errors.Is(err, errLockHeld) {
+		return nil, nil // another node took it over first
+	}
+	if err != nil {
+		return nil, err
+	}
+	// What the dead exporter was writing is never used; it goes. Only
+	// the lease's holder removes it: another node that took the lease
+	// over first may be writing its own already.
 	if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-"+digestHex(d)+"-*")); len(left) > 0 {
 		for _, l := range left {
 			os.Remove(l)
 		}
 	}
-	release, err = s.takeLease(p, 0)
-	if errors.Is(err, errLockHeld) {
-		return nil, nil
-	}
-	return release, err
+	return release, nil
 }
 
 func firstField(s string) string {
