@@ -24,9 +24,14 @@ import (
 	"github.com/podman-hpc/podman-hpc/internal/metrics"
 	"github.com/podman-hpc/podman-hpc/internal/node"
 	"github.com/podman-hpc/podman-hpc/internal/server"
+	"github.com/podman-hpc/podman-hpc/pkg/timerslack"
 )
 
 func serveCmd(args []string, stdout, stderr io.Writer) error {
+	// Coarse sleeps for the daemon's threads, Go's 20 µs monitor among
+	// them. First, before any thread that starts children exists: those
+	// put the node's slack back on themselves, and this would undo it.
+	timerslack.Coarsen(timerslack.Daemon)
 	fl := newFlags("serve", "serve [--config FILE] [--socket PATH]", `
 Run the daemon: as root, under systemd with socket activation
 (podman-hpcd.socket), or listening on --socket PATH.`, stdout, stderr)

@@ -3,6 +3,7 @@ package oci
 import (
 	"runtime"
 
+	"github.com/podman-hpc/podman-hpc/pkg/timerslack"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,9 @@ func goLocked(fn func()) {
 			runtime.UnlockOSThread()
 			return
 		}
+		// The runtime, started from here (MountNS), and the
+		// containers it starts inherit this thread's timer slack.
+		timerslack.Restore()
 		fn()
 	}()
 }

@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+
+	"github.com/podman-hpc/podman-hpc/pkg/timerslack"
 )
 
 type request struct {
@@ -47,6 +49,9 @@ func Start(cmd *exec.Cmd) error {
 // and never returns.
 func loop(started chan<- struct{}) {
 	runtime.LockOSThread()
+	// Children inherit this thread's timer slack: the node's, not the
+	// daemon's coarse one.
+	timerslack.Restore()
 	forkedOn = gettid()
 	close(started)
 	for r := range requests {
