@@ -142,7 +142,7 @@ row "  ratio (target <= 1.10)" "$(ratio "$ours" "$bare")" ""
 # The daemons' own measure, request to container ready, for the steps above.
 ready=$(ready_ms "$before")
 row "request to container ready, per node (target <= 5)" "$ready" ms
-row "CPU per container start: daemon + runtime (target <= 5)" "$cpu_start" ms
+row "CPU per container start: daemon + what it waits for" "$cpu_start" ms
 row "  the daemon's own" "$cpu_self" ms
 row "  programs it waits for (runtime, helper, hooks)" "$cpu_children" ms
 row "CPU per node and step, whole machine: container step" "$cpu_ours" ms
@@ -175,7 +175,15 @@ kill "$step" 2>/dev/null || true
 wait "$step" 2>/dev/null || true
 get() { awk -v k="$1" '$1 == k {print $2}' <<<"$join"; }
 floor_ms=$(awk '$1 == "runtime_cpu_ms" {print $2}' <<<"$floor")
+inside_ms=$(awk '$1 == "runtime_container_cpu_ms" {print $2}' <<<"$floor")
+run_ms=$(awk '$1 == "runtime_run_ms" {print $2}' <<<"$floor")
+# The runtime's work inside the container (its first process, before that
+# exec's the init) is no child anyone waits for: not in the figure above.
+cpu_all=$(awk -v a="$cpu_start" -v b="$inside_ms" 'BEGIN {printf "%.1f", a + b}')
 row "the runtime alone, per container start (the floor)" "$floor_ms" ms
+row "  and inside the container, before the init (not waited for)" "$inside_ms" ms
+row "CPU per container start, every process (target <= 5)" "$cpu_all" ms
+row "the runtime alone, run to running (the floor under ready)" "$run_ms" ms
 row "one task: setns + exec (target < 1)" "$(get join_one_ms)" ms
 row "one task: plain fork + exec" "$(get plain_one_ms)" ms
 row "64 tasks at once: setns + exec" "$(get join_burst_ms)" ms
@@ -206,8 +214,8 @@ cat >"$repo/build/bench.json" <<JSON
     "limits": {"zcat_parallel_s": $(pull zcat_parallel_s), "zcat_serial_s": $(pull zcat_serial_s), "igzip_parallel_s": $(pull igzip_parallel_s), "igzip_serial_s": $(pull igzip_serial_s), "ours_vs_igzip_parallel": $(pull ours_vs_igzip_limit)}},
   "cached_reuse": {"ms": $(pull reuse_ms)},
   "step_overhead": {"ours_ms": $ours, "bare_ms": $bare, "ratio": $(ratio "$ours" "$bare")},
-  "container_ready": {"ms": $ready, "target_ms": 5},
-  "container_start_cpu": {"daemon_and_runtime_ms": $cpu_start, "target_ms": 5, "daemon_ms": $cpu_self, "waited_children_ms": $cpu_children, "runtime_alone_ms": $floor_ms, "machine_per_node_step_ms": $cpu_ours, "bare_machine_per_node_step_ms": $cpu_bare},
+  "container_ready": {"ms": $ready, "target_ms": 5, "runtime_alone_ms": $run_ms},
+  "container_start_cpu": {"all_processes_ms": $cpu_all, "daemon_and_runtime_ms": $cpu_start, "target_ms": 5, "runtime_inside_container_ms": $inside_ms, "daemon_ms": $cpu_self, "waited_children_ms": $cpu_children, "runtime_alone_ms": $floor_ms, "machine_per_node_step_ms": $cpu_ours, "bare_machine_per_node_step_ms": $cpu_bare},
   "join": {"ms": $(get join_one_ms), "plain_ms": $(get plain_one_ms), "burst64_ms": $(get join_burst_ms), "plain_burst64_ms": $(get plain_burst_ms)},
 $(cat "$repo/build/bench-steps.json"),
 $(cat "$repo/build/bench-mpi.json"),
