@@ -45,7 +45,9 @@ func Coarsen(ns int) int {
 	v := []byte(strconv.Itoa(ns))
 	n := 0
 	for _, t := range tids {
-		// /proc/TID, not /proc/self/task/TID: only the former has the file.
+		// /proc/TID, not /proc/self/task/TID: only the former has the
+		// file. Go ends no thread at this point (Coarsen runs first in
+		// serve), so the id is still this process's thread.
 		if os.WriteFile("/proc/"+t.Name()+"/timerslack_ns", v, 0) == nil {
 			n++
 		}
