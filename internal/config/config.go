@@ -112,8 +112,12 @@ type Config struct {
 	// Hooks are the OCI hooks and built-in modules (hooks.go).
 	Hooks Hooks
 	// SharedStore is the site image store ("": none): a directory every
-	// node mounts, root's, where one node builds an image for all.
-	SharedStore string
+	// node mounts, root's, where one node builds an image for all. The
+	// images one user's pulls stored there hold at most
+	// SharedStoreMaxPerUser bytes (-1: no limit); their least recently
+	// used go first.
+	SharedStore           string
+	SharedStoreMaxPerUser int64
 	// DockerSocket is the Docker daemon's socket dockerd:// connects to,
 	// as the user ("": source.DefaultDockerSocket).
 	DockerSocket string
@@ -137,10 +141,12 @@ func Default() Config {
 		UserPathTimeout:    30 * time.Second,
 		HelperTimeout:      store.DefaultHelperTimeout,
 		MaxPullsPerUser:    store.DefaultMaxPullsPerUser,
-		MaxPulls:           store.DefaultMaxPulls,
-		ImageLinger:        5 * time.Minute,
-		ReuseIdle:          5 * time.Minute,
-		Hooks:              defaultHooks(),
+		// The store's default, here too: check-config prints it.
+		SharedStoreMaxPerUser: store.DefaultSharedStoreMaxPerUser,
+		MaxPulls:              store.DefaultMaxPulls,
+		ImageLinger:           5 * time.Minute,
+		ReuseIdle:             5 * time.Minute,
+		Hooks:                 defaultHooks(),
 	}
 }
 
@@ -253,15 +259,15 @@ func (c *Config) set(key, value string) error {
 			return fmt.Errorf("writable_size %q: want a size of at least 16M, such as 16G (each writable container's own file system)", value)
 		}
 		c.WritableSize = n
-	case "writable_max_per_user":
+	case "writable_max_per_user", "shared_store_max_per_user":
 		n, err := parseSize(value)
 		if err != nil {
-			return fmt.Errorf("writable_max_per_user %q: %w (or 0 for no limit)", value, err)
+			return fmt.Errorf("%s %q: %w (or 0 for no limit)", key, value, err)
 		}
 		if n == 0 {
 			n = -1
 		}
-		c.WritableMaxPerUser = n
+		*map[string]*int64{"writable_max_per_user": &c.WritableMaxPerUser, "shared_store_max_per_user": &c.SharedStoreMaxPerUser}[key] = n
 	case "max_pulls_per_user", "max_pulls":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
@@ -312,7 +318,7 @@ func (c *Config) set(key, value string) error {
 		if known, err := c.Hooks.set(key, value); known {
 			return err
 		}
-		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, max_pulls, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, debug_pprof_socket, shared_store, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
+		return fmt.Errorf("unknown key %q (known: socket, log_level, log_format, state_dir, cache_dir, cache_max_size, cache_max_age, max_image_size, max_pulls_per_user, max_pulls, compression, tag_ttl, writable_dir, writable_size, writable_max_per_user, image_linger, reuse_idle, user_path_timeout, helper_timeout, runtime, mounts, batch_mounts, registries_conf, policy, metrics_listen, debug_pprof_socket, shared_store, shared_store_max_per_user, docker_socket, %s); remove the line or fix its name", key, strings.Join(hooksKeys, ", "))
 	}
 	return nil
 }

@@ -78,6 +78,14 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.WritableDir != "/scratch/w" || c.WritableSize != 2<<30 || c.WritableMaxPerUser != -1 {
 		t.Errorf("writable: %q %d %d, %v", c.WritableDir, c.WritableSize, c.WritableMaxPerUser, err)
 	}
+	if c := Default(); c.SharedStoreMaxPerUser != 256<<30 {
+		t.Errorf("default shared_store_max_per_user %d", c.SharedStoreMaxPerUser)
+	}
+	for body, want := range map[string]int64{"shared_store_max_per_user = 10G\n": 10 << 30, "shared_store_max_per_user = 0\n": -1} {
+		if c, err := Load(write(body), true); err != nil || c.SharedStoreMaxPerUser != want {
+			t.Errorf("%q: %d, %v", body, c.SharedStoreMaxPerUser, err)
+		}
+	}
 	if c, err := Load(filepath.Join(dir, "absent"), false); err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("absent default config: %+v, %v", c, err)
 	}
@@ -106,6 +114,7 @@ func TestLoadConfig(t *testing.T) {
 		"writable_size = 1M\n":                    `writable_size "1M": want a size of at least 16M`,
 		"writable_size = 0\n":                     `writable_size "0": want a size of at least 16M`,
 		"writable_max_per_user = x\n":             `writable_max_per_user "x": want a size`,
+		"shared_store_max_per_user = x\n":         `shared_store_max_per_user "x": want a size`,
 	} {
 		_, err := Load(write(body), true)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), ":1:") {

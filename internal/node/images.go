@@ -41,21 +41,22 @@ type squashStore struct {
 
 func openImageStore(ctx context.Context, cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*squashStore, error) {
 	c, err := store.Open(ctx, store.Options{
-		Dir:             cfg.CacheDir,
-		MaxBytes:        cfg.CacheMaxBytes,
-		MaxImageSize:    cfg.MaxImageSize,
-		MaxPullsPerUser: cfg.MaxPullsPerUser,
-		MaxPulls:        cfg.MaxPulls,
-		HelperTimeout:   cfg.HelperTimeout,
-		MaxAge:          cfg.CacheMaxAge,
-		Compression:     cfg.Compression,
-		RegistriesConf:  cfg.RegistriesConf,
-		PolicyPath:      cfg.Policy,
-		TagTTL:          cfg.TagTTL,
-		SharedStore:     cfg.SharedStore,
-		DockerSocket:    cfg.DockerSocket,
-		Log:             log,
-		Evicted:         m.Evicted,
+		Dir:                   cfg.CacheDir,
+		MaxBytes:              cfg.CacheMaxBytes,
+		MaxImageSize:          cfg.MaxImageSize,
+		MaxPullsPerUser:       cfg.MaxPullsPerUser,
+		MaxPulls:              cfg.MaxPulls,
+		HelperTimeout:         cfg.HelperTimeout,
+		MaxAge:                cfg.CacheMaxAge,
+		Compression:           cfg.Compression,
+		RegistriesConf:        cfg.RegistriesConf,
+		PolicyPath:            cfg.Policy,
+		TagTTL:                cfg.TagTTL,
+		SharedStore:           cfg.SharedStore,
+		SharedStoreMaxPerUser: cfg.SharedStoreMaxPerUser,
+		DockerSocket:          cfg.DockerSocket,
+		Log:                   log,
+		Evicted:               m.Evicted,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -234,5 +235,92 @@ func TestSharedStoreFullOrReadOnly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// storedSize is the size of d's squashfs in the store, or -1: not there.
+func storedSize(t *testing.T, store, ref string) int64 {
+	t.Helper()
+	entries, _ := filepath.Glob(filepath.Join(store, "images", "*.json"))
+	for _, e := range entries {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			Size    int64    `json:"size"`
+			Sources []string `json:"sources"`
+		}
+		if json.Unmarshal(b, &rec) != nil {
+			continue
+		}
+		repo := strings.TrimSuffix(ref, ":t")
+		for _, src := range rec.Sources {
+			if src == repo {
+				if _, err := os.Stat(strings.TrimSuffix(e, ".json") + ".squashfs"); err != nil {
+					return -1
+				}
+				return rec.Size
+			}
+		}
+	}
+	return -1
+}
+
+// A user's images in the store hold at most shared_store_max_per_user:
+// one more removes that user's least recently used, never another user's;
+// an image larger than the whole bound is not stored, and runs anyway.
+func TestSharedStoreBoundPerUser(t *testing.T) {
+	node := nodes()[0]
+	store := filepath.Join(t.TempDir(), "store")
+	withSharedStore(t, store)
+	// The first image measures what one takes; the bound then holds one
+	// and a half of them.
+	refA, _ := uniqueImage(t, "a")
+	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+refA, "true"))
+	size := storedSize(t, store, refA)
+	if size <= 0 {
+		t.Fatalf("the first image is not in the store")
+	}
+	refOther, _ := uniqueImage(t, "other")
+	mustSucceed(t, asOther(t, "srun", "-N1", "-w", node, "--container-image="+refOther, "true"))
+
+	conf := filepath.Join(cluster["LAB"], "etc", "podman-hpcd.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, configWith(b, fmt.Sprintf("shared_store_max_per_user = %d", size*3/2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restartDaemons(t)
+	refB, _ := uniqueImage(t, "b")
+	mustSucceed(t, asUser(t, "srun", "-N1", "-w", node, "--container-image="+refB, "true"))
+	if storedSize(t, store, refB) <= 0 {
+		t.Error("the user's new image is not in the store")
+	}
+	if storedSize(t, store, refA) >= 0 {
+		t.Error("the user's older image stayed past their share")
+	}
+	if storedSize(t, store, refOther) <= 0 {
+		t.Error("another user's image went for this user's")
+	}
+
+	// A bound smaller than one image: it runs, and is not stored.
+	if err := os.WriteFile(conf, configWith(b, fmt.Sprintf("shared_store_max_per_user = %d", size/2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restartDaemons(t)
+	refC, _ := uniqueImage(t, "c")
+	r := asUser(t, "srun", "-N1", "-w", node, "--container-image="+refC, "true")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stderr, "shared_store_max_per_user") {
+		t.Errorf("srun's output does not say why the image was not stored:\n%s", r)
+	}
+	if storedSize(t, store, refC) >= 0 {
+		t.Error("an image larger than the bound was stored")
+	}
+	if storedSize(t, store, refB) <= 0 {
+		t.Error("an image too large to store made room for itself")
 	}
 }

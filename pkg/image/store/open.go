@@ -104,7 +104,7 @@ func Open(ctx context.Context, o Options) (*Cache, error) {
 	c.src = source.New(srcOpts)
 	c.slots = newUserSlots(c.o.MaxPullsPerUser, c.o.MaxPulls)
 	if o.SharedStore != "" {
-		if c.shared, err = openShared(o.SharedStore, c.log); err != nil {
+		if c.shared, err = openShared(o.SharedStore, c.o.SharedStoreMaxPerUser, c.log); err != nil {
 			c.log.Warn("site image store unusable: images are pulled by each node", "dir", o.SharedStore, "err", err)
 		}
 	}

@@ -104,6 +104,11 @@ type Options struct {
 	// others copy it from there instead of pulling (shared.go). One that
 	// cannot be used is warned about, and the cache works without it.
 	SharedStore string
+	// SharedStoreMaxPerUser bounds the bytes of the images one user's
+	// pulls stored in the site image store: before one more is stored,
+	// that user's least recently used ones go (shared_bound.go). 0:
+	// DefaultSharedStoreMaxPerUser; negative: no bound.
+	SharedStoreMaxPerUser int64
 	// Log receives one line per event (default: discard).
 	Log *slog.Logger
 	// Evicted, if set, is told how many images the limits (MaxBytes,
@@ -215,6 +220,10 @@ const (
 	// DefaultMaxImageSize is the most Options.MaxImageSize defaults to;
 	// less on a file system smaller than twice that.
 	DefaultMaxImageSize = 64 << 30
+	// DefaultSharedStoreMaxPerUser is Options.SharedStoreMaxPerUser's
+	// default: room for a few of the largest images a node takes
+	// (DefaultMaxImageSize), and no user's images fill the store.
+	DefaultSharedStoreMaxPerUser = 256 << 30
 	// DefaultHelperTimeout is Options.HelperTimeout's default: a podman
 	// save of a large image takes minutes, not a quarter of an hour.
 	DefaultHelperTimeout = 15 * time.Minute
@@ -250,6 +259,9 @@ func defaultLimits(o *Options, cacheFS, tmpFS int64) {
 	}
 	if o.HelperTimeout <= 0 {
 		o.HelperTimeout = DefaultHelperTimeout
+	}
+	if o.SharedStoreMaxPerUser == 0 {
+		o.SharedStoreMaxPerUser = DefaultSharedStoreMaxPerUser
 	}
 }
 

@@ -30,6 +30,8 @@ import (
 //	locks/HEX-UID.lock   a builder's lease for user UID: its owner,
 //	                     refreshed (mtime) every sharedBeat while it builds
 //	locks/HEX.export     the lease of the node writing images/HEX.*
+//	locks/user-UID.quota the lease of the node storing one of UID's
+//	                     images (shared_bound.go)
 //
 // A build is one user's pull (it reads that user's source, which the user
 // may stall at will): the nodes of that user's job wait for it, and
@@ -48,6 +50,9 @@ type sharedStore struct {
 	node               string
 	log                *slog.Logger
 	beat, lease, poll  time.Duration
+	// maxPerUser bounds the bytes of the images one user's pulls stored
+	// (shared_bound.go); <= 0: no bound.
+	maxPerUser int64
 }
 
 const (
@@ -73,14 +78,18 @@ type sharedEntry struct {
 	// user showed the blobs from since. None (an older daemon's): every
 	// user shows them.
 	Sources []string `json:"sources,omitempty"`
+	// UID is the user whose pull built and stored the image: their
+	// share of the store holds it (shared_bound.go). None (an older
+	// daemon's): no one's.
+	UID *uint32 `json:"uid,omitempty"`
 }
 
 // openShared prepares dir; an error means the store cannot be used (the
 // daemon warns and keeps to its node-local cache).
-func openShared(dir string, log *slog.Logger) (*sharedStore, error) {
+func openShared(dir string, maxPerUser int64, log *slog.Logger) (*sharedStore, error) {
 	node, _ := os.Hostname()
 	s := &sharedStore{dir: filepath.Clean(dir), node: node, log: log,
-		beat: sharedBeat, lease: sharedLease, poll: sharedPoll}
+		beat: sharedBeat, lease: sharedLease, poll: sharedPoll, maxPerUser: maxPerUser}
 	s.images, s.locks = filepath.Join(s.dir, "images"), filepath.Join(s.dir, "locks")
 	fi, err := os.Lstat(s.dir)
 	if err != nil {
@@ -316,9 +325,10 @@ func firstField(s string) string {
 }
 
 // export puts the node-local squashfs src into the store as d, known by
-// sources: the file under a temporary name, synced, renamed; its entry
-// last. A failure leaves no file the store would use.
-func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (err error) {
+// sources and counted to uid, whose pull built it: the file under a
+// temporary name, synced, renamed; its entry last. A failure leaves no
+// file the store would use.
+func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string, uid uint32) (err error) {
 	var release func()
 	for {
 		// Another user's build may have stored it meanwhile.
@@ -343,6 +353,20 @@ func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (
 		return err
 	}
 	defer in.Close()
+	if s.maxPerUser > 0 {
+		fi, err := in.Stat()
+		if err != nil {
+			return err
+		}
+		releaseQuota, err := s.quotaLease(uid)
+		if err != nil {
+			return err
+		}
+		defer releaseQuota()
+		if err := s.makeRoom(uid, fi.Size()); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.CreateTemp(s.images, ".tmp-"+digestHex(d)+"-*")
 	if err != nil {
 		return err
@@ -367,7 +391,7 @@ func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string) (
 	if err = os.Rename(tmp.Name(), s.squashfsPath(d)); err != nil {
 		return err
 	}
-	return s.record(d, &sharedEntry{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Config: cfg, Node: s.node, Sources: sources})
+	return s.record(d, &sharedEntry{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Config: cfg, Node: s.node, Sources: sources, UID: &uid})
 }
 
 // record writes d's entry e (a whole one: its file is in place). Two

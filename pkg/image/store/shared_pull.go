@@ -87,7 +87,7 @@ func (c *Cache) pullVia(ctx context.Context, src *source.Source, p *proof, uid u
 		}
 		_, err = pullSrc()
 		if err == nil {
-			c.exportShared(d, report)
+			c.exportShared(d, uid, report)
 		}
 		release()
 		return nil, err
@@ -130,6 +130,7 @@ func (c *Cache) fromShared(ctx context.Context, d string, p *proof, report func(
 	if err := c.publish(d, out, e.Config, e.Sources, room); err != nil {
 		return false, err
 	}
+	c.shared.used(d)
 	c.log.Info("image copied from the site image store", "digest", d, "size", e.Size, "built_by", e.Node, "duration", time.Since(start))
 	return true, nil
 }
@@ -152,9 +153,9 @@ func (c *Cache) showStored(ctx context.Context, d string, e *sharedEntry, p *pro
 	return nil
 }
 
-// exportShared puts the freshly pulled d into the store; a failure is
-// the store's problem, not the pull's.
-func (c *Cache) exportShared(d string, report func(Progress)) {
+// exportShared puts the freshly pulled d into the store, counted to uid,
+// whose pull it was; a failure is the store's problem, not the pull's.
+func (c *Cache) exportShared(d string, uid uint32, report func(Progress)) {
 	release, err := c.Pin(d)
 	if err != nil {
 		return // evicted already: nothing to share
@@ -168,7 +169,13 @@ func (c *Cache) exportShared(d string, report func(Progress)) {
 	}
 	c.mu.Unlock()
 	start := time.Now()
-	if err := c.shared.export(d, c.imagePath(d), cfg, sources); err != nil {
+	err = c.shared.export(d, c.imagePath(d), cfg, sources, uid)
+	if errors.Is(err, ErrOverUserShare) {
+		c.log.Info("site image store: the image is larger than a user's share; other nodes pull it themselves", "digest", d, "uid", uid, "err", err)
+		report(Progress{Phase: "note", Message: "this image is " + err.Error() + ": " + othersPullIt})
+		return
+	}
+	if err != nil {
 		c.log.Warn("site image store: cannot store the image; other nodes pull it themselves", "digest", d, "err", err)
 		report(Progress{Phase: "note", Message: storeProblem(err, othersPullIt)})
 		return

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +19,7 @@ func testShared(t *testing.T) *sharedStore {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
-	s, err := openShared(dir, slog.New(slog.DiscardHandler))
+	s, err := openShared(dir, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func TestSharedExportLookup(t *testing.T) {
 	}
 	src := filepath.Join(t.TempDir(), "img.squashfs")
 	os.WriteFile(src, []byte("squashfs bytes"), 0o600)
-	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}, nil); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}, nil, 1000); err != nil {
 		t.Fatal(err)
 	}
 	e, err := s.lookup(testDigest)
@@ -111,7 +114,7 @@ func TestSharedRefusesWritableDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
-	if _, err := openShared(dir, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := openShared(dir, 0, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a world-writable store was accepted")
 	}
 }
@@ -158,7 +161,7 @@ func TestSharedExportLease(t *testing.T) {
 		t.Fatalf("export lease: %v", err)
 	}
 	exported := make(chan error, 1)
-	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil) }()
+	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil, 1000) }()
 	select {
 	case err := <-exported:
 		t.Fatalf("exported while another node held the export lease: %v", err)
@@ -185,7 +188,7 @@ func TestSharedExportLease(t *testing.T) {
 	os.Chtimes(p, old, old)
 	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
 	os.WriteFile(partial, []byte("half"), 0o600)
-	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := s.lookup(testDigest); e == nil {
@@ -199,10 +202,139 @@ func TestSharedExportLease(t *testing.T) {
 	}
 	// Stored already: not written again.
 	before, _ := os.Stat(s.squashfsPath(testDigest))
-	if err := s.export(testDigest, src, ImageConfig{}, nil); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := os.Stat(s.squashfsPath(testDigest)); !os.SameFile(before, after) {
 		t.Error("an image already stored was written again")
+	}
+}
+
+// exportSized stores an image of size bytes for uid under digest n.
+func exportSized(t *testing.T, s *sharedStore, n byte, size int, uid uint32) (string, error) {
+	t.Helper()
+	d := "sha256:" + strings.Repeat(string("0123456789abcdef"[n%16]), 63) + string("0123456789abcdef"[n/16])
+	src := filepath.Join(t.TempDir(), "img.squashfs")
+	if err := os.WriteFile(src, bytes.Repeat([]byte{n}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return d, s.export(d, src, ImageConfig{}, nil, uid)
+}
+
+// A user's images hold at most their share of the store: one more makes
+// their least recently used go, never another user's; an image larger
+// than the whole share is not stored; an image in use is kept.
+func TestSharedBoundPerUser(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	s.maxPerUser = 300
+	old := time.Now().Add(-time.Hour)
+	other, err := exportSized(t, s, 1, 200, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(s.entryPath(other), old, old) // the oldest of all
+	var mine []string
+	for i := byte(2); i < 5; i++ {
+		d, err := exportSized(t, s, i, 100, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := old.Add(time.Duration(i) * time.Minute)
+		os.Chtimes(s.entryPath(d), at, at)
+		mine = append(mine, d)
+	}
+	s.used(mine[0]) // taken from the store since: the newest use
+	d, err := exportSized(t, s, 5, 100, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := func(d string) bool { e, _ := s.lookup(d); return e != nil }
+	if !in(d) || !in(mine[0]) || !in(mine[2]) {
+		t.Errorf("stored %v, used %v, newer %v: want all three kept", in(d), in(mine[0]), in(mine[2]))
+	}
+	if in(mine[1]) {
+		t.Error("the user's least recently used image was kept past their share")
+	}
+	if _, err := os.Stat(s.squashfsPath(mine[1])); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("its file stayed: %v", err)
+	}
+	if !in(other) {
+		t.Error("another user's image went for this user's")
+	}
+	if imgs, _ := s.imagesOf(1000); len(imgs) != 3 {
+		t.Errorf("the user holds %d images, want 3", len(imgs))
+	}
+
+	big, err := exportSized(t, s, 6, 301, 1000)
+	if !errors.Is(err, ErrOverUserShare) || !strings.Contains(err.Error(), "shared_store_max_per_user") {
+		t.Errorf("an image larger than the share: %v", err)
+	}
+	if in(big) || !in(mine[0]) {
+		t.Error("an image larger than the share was stored, or made room for")
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-*")); len(left) > 0 {
+		t.Errorf("left %v", left)
+	}
+	if _, err := os.Stat(s.quotaLockPath(1000)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the quota lease stayed: %v", err)
+	}
+}
+
+// One node at a time stores a user's images: another waits for a live
+// node's quota lease, and takes a dead one's over.
+func TestSharedQuotaLease(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	s.maxPerUser = 1000
+	release, err := s.quotaLease(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := exportSized(t, s, 7, 10, 1000); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("stored while another node held the user's lease: %v", err)
+	case <-time.After(5 * s.lease):
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A lease nobody renews for four leases is a dead node's.
+	p := s.quotaLockPath(1000)
+	os.WriteFile(p, []byte("gone 1 x 1000\n"), 0o600)
+	old := time.Now().Add(-5 * s.lease)
+	os.Chtimes(p, old, old)
+	if _, err := exportSized(t, s, 8, 10, 1000); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An entry of an older daemon names no user and counts to no one; an
+// entry whose file is gone holds nothing.
+func TestSharedBoundSkipsUnownedEntries(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	s.maxPerUser = 100
+	d, err := exportSized(t, s, 9, 60, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := s.lookup(d)
+	e.UID = nil
+	s.record(d, e)
+	gone, err := exportSized(t, s, 10, 60, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.lookup(d); e == nil {
+		t.Error("an entry without a user was removed for a user's image")
+	}
+	os.Remove(s.squashfsPath(gone))
+	if imgs, _ := s.imagesOf(1000); len(imgs) != 0 {
+		t.Errorf("counted %v", imgs)
 	}
 }
