@@ -56,13 +56,14 @@ static int connect_waiting(char *err, size_t errlen)
 	}
 }
 
-/* The daemon cannot be reached: the job's end is recorded beside its
- * socket (ended-jobs/JOB, in a directory of root's), and the next daemon
- * removes the job's containers as it starts. A named container would
- * otherwise be adopted, and outlive its job. */
-static void record_end(uint32_t job)
+/* The daemon cannot be reached, or did not answer: the job's end is
+ * recorded beside its socket (ended-jobs/JOB, in a directory of root's,
+ * its path written to path), and the next daemon removes the job's
+ * containers as it starts. A named container would otherwise be adopted,
+ * and outlive its job. */
+static int record_end(uint32_t job, char *path, size_t pathlen)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 16];
+	char dir[PATH_MAX];
 	struct stat st;
 	char *slash;
 	int fd;
@@ -70,37 +71,31 @@ static void record_end(uint32_t job)
 	snprintf(dir, sizeof(dir), "%s", phpc.cfg.socket);
 	slash = strrchr(dir, '/');
 	if (slash == NULL || slash == dir)
-		return;
+		return -1;
 	snprintf(slash, sizeof(dir) - (size_t)(slash - dir), "/ended-jobs");
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return;
+		return -1;
 	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0022) != 0)
-		return;
-	snprintf(path, sizeof(path), "%s/%" PRIu32, dir, job);
+		return -1;
+	if ((size_t)snprintf(path, pathlen, "%s/%" PRIu32, dir, job) >= pathlen)
+		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		close(fd);
-		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: recorded its end for the next podman-hpcd", job);
-	}
+	if (fd < 0)
+		return -1;
+	close(fd);
+	slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: recorded its end for the next podman-hpcd", job);
+	return 0;
 }
 
-/* Always 0: a failed epilog drains the node; a problem is one line in
- * slurmd's log. */
-int phpc_job_epilog(spank_t sp)
+/* ask_remove asks the daemon on fd to remove the job's containers and
+ * waits for its answer: 0 once it answered (done, or an error it named),
+ * -1 with errno set when it did not. */
+static int ask_remove(uint32_t job, int fd)
 {
 	struct phpc_msg req, reply;
-	char err[512], id[16];
-	uint32_t job = job_id(sp);
-	int fd;
+	char id[16];
+	int rv = -1;
 
-	if (job == 0)
-		return 0;
-	fd = connect_waiting(err, sizeof(err));
-	if (fd < 0) {
-		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: %s", job, err);
-		record_end(job);
-		return 0;
-	}
 	snprintf(id, sizeof(id), "%" PRIu32, job);
 	phpc_msg_init(&req, PHPC_MSG_RM);
 	phpc_msg_init(&reply, 0);
@@ -115,13 +110,63 @@ int phpc_job_epilog(spank_t sp)
 			goto out;
 		}
 	} while (reply.type == PHPC_MSG_PROGRESS);
+	rv = 0;
 	if (reply.type == PHPC_MSG_ERROR)
 		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: podman-hpcd: %s", job, phpc_msg_get(&reply, "message") ?: "failed without saying why");
 	else if (reply.type == PHPC_MSG_OK && strcmp(phpc_msg_get(&reply, "removed") ?: "0", "0") != 0)
 		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: removed %s container(s)", job, phpc_msg_get(&reply, "removed"));
 out:
-	phpc_msg_free(&req);
-	phpc_msg_free(&reply);
-	close(fd);
+	{
+		int saved = errno;
+
+		phpc_msg_free(&req);
+		phpc_msg_free(&reply);
+		errno = saved;
+	}
+	return rv;
+}
+
+/* A daemon that stops while it holds the request (a restart) drops the
+ * connection unanswered: ask again, once, whichever daemon serves next
+ * (it has adopted the job's containers). */
+#define EPILOG_TRIES 2
+
+/* Always 0: a failed epilog drains the node; a problem is one line in
+ * slurmd's log. */
+int phpc_job_epilog(spank_t sp)
+{
+	char err[512], path[PATH_MAX];
+	uint32_t job = job_id(sp);
+	int fd, try, hung = 0;
+
+	if (job == 0)
+		return 0;
+	for (try = 0; try < EPILOG_TRIES; try++) {
+		fd = connect_waiting(err, sizeof(err));
+		if (fd < 0) {
+			slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: %s", job, err);
+			break;
+		}
+		if (ask_remove(job, fd) == 0) {
+			close(fd);
+			return 0;
+		}
+		hung = errno != ECONNRESET && errno != EPIPE;
+		close(fd);
+		if (hung)
+			break;
+	}
+	/* Unanswered: the next daemon ends the job as it starts. One may have
+	 * come up since the last try; a daemon listens before it reads the
+	 * records, so it either reads this one or answers the ask below (not
+	 * asked of a daemon that let the last ask time out). */
+	if (record_end(job, path, sizeof(path)) < 0 || hung)
+		return 0;
+	fd = phpc_connect(phpc.cfg.socket, err, sizeof(err));
+	if (fd >= 0) {
+		if (ask_remove(job, fd) == 0)
+			unlink(path);
+		close(fd);
+	}
 	return 0;
 }

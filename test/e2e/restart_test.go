@@ -5,7 +5,9 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -153,4 +155,86 @@ func TestJobEndedWhileDaemonDown(t *testing.T) {
 	if ps := podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, "phpc-"+job+"-n-down") {
 		t.Errorf("the ended job's named container is still listed:\n%s", ps)
 	}
+}
+
+// A job whose epilog reaches the daemon just as it stops (a restart, a
+// crash: the request accepted, never answered) leaves no named container
+// behind: the epilog asks again, and the next daemon, which adopted the
+// container, removes it. Before, the epilog gave up on the dropped
+// connection and recorded nothing, and the container outlived its job.
+func TestJobEndedAsDaemonStops(t *testing.T) {
+	requireRoot(t)
+	node := nodes()[0]
+	dir := readableTempDir(t)
+	script := dir + "/job.sh"
+	os.Mkdir(dir+"/marks", 0o777)
+	os.Chmod(dir+"/marks", 0o777) // the job's user writes there
+	os.WriteFile(script, []byte("#!/bin/sh\n"+
+		"srun --container-image="+cluster["SMALL_IMAGE"]+" --container-name=dropped true\n"+
+		"touch "+dir+"/marks/ran\n"+
+		"while [ ! -e "+dir+"/go ]; do sleep 0.1; done\n"), 0o755)
+	r := asUser(t, "sbatch", "--parsable", "-N1", "-w", node, "-o", "/dev/null", "-D", dir, script)
+	mustSucceed(t, r)
+	job := strings.TrimSpace(strings.Split(r.stdout, ";")[0])
+	name := "phpc-" + job + "-n-dropped"
+	// Its step done (its end talks to the daemon too), the container kept.
+	for i := 0; !fileExists(dir+"/marks/ran") || !strings.Contains(podmanHpcd(t, node, "ps").stdout, name); i++ {
+		if i == 300 {
+			t.Fatal("the named container never ran")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pidfile := filepath.Join(cluster["LAB"], "run", node, "podman-hpcd.pid")
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	restarted := false
+	defer func() {
+		if !restarted {
+			syscall.Kill(pid, syscall.SIGCONT)
+			run(t, cluster["NODE_DAEMON"], "start", node)
+		}
+	}()
+	// The daemon holds still; the job's epilog connects and waits in its
+	// listen queue.
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(dir+"/go", nil, 0o644)
+	sock := filepath.Join(cluster["LAB"], "nodelocal", "podman-hpcd.sock")
+	queued := func() bool {
+		out := onNode(t, node, "", `ss -xlnH src "$1" | awk '{print $3}'`, sock).stdout
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n > 0
+	}
+	for i := 0; !queued(); i++ {
+		if i == 300 {
+			t.Fatal("the job's epilog never connected")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// It dies with the request unanswered; the next one starts at once.
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 50 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
+	restarted = true
+	for i := 0; i < 300 && !jobEnded(t, job); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := 0; i < 100 && strings.Contains(podmanHpcd(t, node, "ps").stdout, name); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ps := podmanHpcd(t, node, "ps").stdout; strings.Contains(ps, name) {
+		t.Fatalf("the ended job's named container is still there:\n%s", ps)
+	}
+	checkNothingLeft(t, node)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
