@@ -12,6 +12,8 @@
 #include <string.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +89,82 @@ static int record_end(uint32_t job, char *path, size_t pathlen)
 	return 0;
 }
 
+/* in_job_cgroup says whether /proc/PID/cgroup (text) puts the process in
+ * job's cgroup or below it, in any hierarchy: Slurm names it job_JOB, in
+ * cgroup v1 (slurm_NODE/uid_UID/job_JOB) and v2 (.../job_JOB/...) alike. */
+static int in_job_cgroup(const char *text, const char *want)
+{
+	const char *p = text;
+	size_t n = strlen(want);
+
+	while ((p = strstr(p, want)) != NULL) {
+		if (p[n] == '/' || p[n] == '\n' || p[n] == '\0')
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* is_slurmstepd: Slurm's own, which ends itself (an extern step's, say). */
+static int is_slurmstepd(pid_t pid)
+{
+	char path[64], comm[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	return n > 0 && strncmp(comm, "slurmstepd", 10) == 0;
+}
+
+/* kill_leftovers kills what of the job still runs in its cgroups once the
+ * job has ended and no daemon answered: a named container's init sits in
+ * the job's cgroup, not a step's, where Slurm ends nothing, so without
+ * this the container and what the user started in it would run on past
+ * the job until a daemon came back. Killing the init ends every process of
+ * its PID namespace; the next daemon removes the rest (mounts, writable
+ * root). Under proctrack/linuxproc there is no job cgroup, and nothing is
+ * found. */
+static void kill_leftovers(uint32_t job)
+{
+	char want[32], path[64], buf[4096];
+	struct dirent *e;
+	ssize_t n;
+	DIR *d;
+	int fd, killed = 0;
+	pid_t pid;
+
+	snprintf(want, sizeof(want), "/job_%" PRIu32, job);
+	d = opendir("/proc");
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		pid = (pid_t)strtol(e->d_name, NULL, 10);
+		if (pid <= 1 || pid == getpid() || pid == getppid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (!in_job_cgroup(buf, want) || is_slurmstepd(pid))
+			continue;
+		if (kill(pid, SIGKILL) == 0)
+			killed++;
+	}
+	closedir(d);
+	if (killed > 0)
+		slurm_info(PHPC_NAME ": job %" PRIu32 " epilog: killed %d process(es) left in the job's cgroups (its containers' inits and what ran in them)", job, killed);
+}
+
 /* ask_remove asks the daemon on fd to remove the job's containers and
  * waits for its answer: 0 once it answered (done, or an error it named),
  * -1 with errno set when it did not. */
@@ -156,10 +234,12 @@ int phpc_job_epilog(spank_t sp)
 		if (hung)
 			break;
 	}
-	/* Unanswered: the next daemon ends the job as it starts. One may have
-	 * come up since the last try; a daemon listens before it reads the
-	 * records, so it either reads this one or answers the ask below (not
-	 * asked of a daemon that let the last ask time out). */
+	/* Unanswered: nothing of the job runs on, and the next daemon ends
+	 * the job as it starts. One may have come up since the last try; a
+	 * daemon listens before it reads the records, so it either reads this
+	 * one or answers the ask below (not asked of a daemon that let the
+	 * last ask time out). */
+	kill_leftovers(job);
 	if (record_end(job, path, sizeof(path)) < 0 || hung)
 		return 0;
 	fd = phpc_connect(phpc.cfg.socket, err, sizeof(err));

@@ -149,6 +149,18 @@ func TestJobEndedWhileDaemonDown(t *testing.T) {
 	if !jobEnded(t, job) {
 		t.Fatalf("job %s did not end", job)
 	}
+	// Under proctrack/cgroup the init sits in the job's cgroup: the
+	// epilog, with no daemon to ask, kills it there, so that nothing of
+	// the job runs until a daemon comes back (review 17).
+	if conf, _ := os.ReadFile(cluster["LAB"] + "/etc/slurm.conf"); strings.Contains(string(conf), "ProctrackType=proctrack/cgroup") {
+		alive := func() bool { _, err := os.Stat("/proc/" + pid); return err == nil }
+		for i := 0; i < 50 && alive(); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if alive() {
+			t.Errorf("the ended job's container init %s runs on while no daemon runs", pid)
+		}
+	}
 	mustSucceed(t, run(t, cluster["NODE_DAEMON"], "start", node))
 	restarted = true
 	checkNothingLeft(t, node)
