@@ -325,10 +325,11 @@ func firstField(s string) string {
 }
 
 // export puts the node-local squashfs src into the store as d, known by
-// sources and counted to uid, whose pull built it: the file under a
+// sources and counted to uid, whose pull built it (report takes notes of
+// its waits; nil: none): the file under a
 // temporary name, synced, renamed; its entry last. A failure leaves no
 // file the store would use.
-func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string, uid uint32) (err error) {
+func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string, uid uint32, report func(Progress)) (err error) {
 	var release func()
 	for {
 		// Another user's build may have stored it meanwhile.
@@ -358,7 +359,7 @@ func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string, u
 		if err != nil {
 			return err
 		}
-		releaseQuota, err := s.quotaLease(uid)
+		releaseQuota, err := s.quotaLease(uid, report)
 		if err != nil {
 			return err
 		}

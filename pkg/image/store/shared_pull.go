@@ -169,10 +169,10 @@ func (c *Cache) exportShared(d string, uid uint32, report func(Progress)) {
 	}
 	c.mu.Unlock()
 	start := time.Now()
-	err = c.shared.export(d, c.imagePath(d), cfg, sources, uid)
+	err = c.shared.export(d, c.imagePath(d), cfg, sources, uid, report)
 	if errors.Is(err, ErrOverUserShare) {
 		c.log.Info("site image store: the image is larger than a user's share; other nodes pull it themselves", "digest", d, "uid", uid, "err", err)
-		report(Progress{Phase: "note", Message: "this image is " + err.Error() + ": " + othersPullIt})
+		report(Progress{Phase: "note", Message: "this image is " + err.Error() + ": it is not stored there, and other nodes that need it pull it for themselves"})
 		return
 	}
 	if err != nil {

@@ -38,7 +38,7 @@ func TestSharedExportLookup(t *testing.T) {
 	}
 	src := filepath.Join(t.TempDir(), "img.squashfs")
 	os.WriteFile(src, []byte("squashfs bytes"), 0o600)
-	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}, nil, 1000); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{Cmd: []string{"sh"}}, nil, 1000, nil); err != nil {
 		t.Fatal(err)
 	}
 	e, err := s.lookup(testDigest)
@@ -161,7 +161,7 @@ func TestSharedExportLease(t *testing.T) {
 		t.Fatalf("export lease: %v", err)
 	}
 	exported := make(chan error, 1)
-	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil, 1000) }()
+	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil, 1000, nil) }()
 	select {
 	case err := <-exported:
 		t.Fatalf("exported while another node held the export lease: %v", err)
@@ -188,7 +188,7 @@ func TestSharedExportLease(t *testing.T) {
 	os.Chtimes(p, old, old)
 	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
 	os.WriteFile(partial, []byte("half"), 0o600)
-	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000, nil); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := s.lookup(testDigest); e == nil {
@@ -202,7 +202,7 @@ func TestSharedExportLease(t *testing.T) {
 	}
 	// Stored already: not written again.
 	before, _ := os.Stat(s.squashfsPath(testDigest))
-	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000); err != nil {
+	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000, nil); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := os.Stat(s.squashfsPath(testDigest)); !os.SameFile(before, after) {
@@ -218,7 +218,7 @@ func exportSized(t *testing.T, s *sharedStore, n byte, size int, uid uint32) (st
 	if err := os.WriteFile(src, bytes.Repeat([]byte{n}, size), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return d, s.export(d, src, ImageConfig{}, nil, uid)
+	return d, s.export(d, src, ImageConfig{}, nil, uid, nil)
 }
 
 // A user's images hold at most their share of the store: one more makes
@@ -287,12 +287,18 @@ func TestSharedQuotaLease(t *testing.T) {
 	t.Parallel()
 	s := testShared(t)
 	s.maxPerUser = 1000
-	release, err := s.quotaLease(1000)
+	release, err := s.quotaLease(1000, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := exportSized(t, s, 7, 10, 1000); done <- err }()
+	notes := make(chan string, 4)
+	go func() {
+		d := "sha256:" + strings.Repeat("7", 64)
+		src := filepath.Join(t.TempDir(), "img.squashfs")
+		os.WriteFile(src, []byte("seven"), 0o600)
+		done <- s.export(d, src, ImageConfig{}, nil, 1000, func(p Progress) { notes <- p.Message })
+	}()
 	select {
 	case err := <-done:
 		t.Fatalf("stored while another node held the user's lease: %v", err)
@@ -302,14 +308,28 @@ func TestSharedQuotaLease(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	if n := <-notes; !strings.Contains(n, "to finish storing another of your images") {
+		t.Errorf("the waiting user was told %q", n)
+	}
 
-	// A lease nobody renews for four leases is a dead node's.
+	// A lease nobody renews is a dead node's: taken over, and its
+	// partial copy, written to no more, goes; a live one's stays.
 	p := s.quotaLockPath(1000)
 	os.WriteFile(p, []byte("gone 1 x 1000\n"), 0o600)
+	dead := filepath.Join(s.images, ".tmp-dead-1")
+	live := filepath.Join(s.images, ".tmp-live-1")
+	os.WriteFile(dead, []byte("part"), 0o600)
+	os.WriteFile(live, []byte("part"), 0o600)
 	old := time.Now().Add(-5 * s.lease)
-	os.Chtimes(p, old, old)
+	os.Chtimes(dead, old, old)
 	if _, err := exportSized(t, s, 8, 10, 1000); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a dead node's partial copy stayed: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a partial copy being written went: %v", err)
 	}
 }
 
