@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -276,40 +277,61 @@ func (s *sharedStore) takeOver(p, d string) {
 	}
 }
 
-// exportLease takes d's export lease: nil release, and no error, while a
-// live node holds it (that node writes the image); a dead node's is taken
-// over, and what it was writing removed.
-func (s *sharedStore) exportLease(d string) (release func(), err error) {
-	p := s.exportLockPath(d)
-	release, err = s.takeLease(p, 0)
-	if !errors.Is(err, errLockHeld) {
-		return release, err
-	}
-	// Alive, or gone meanwhile: the other node stores it. A live one's
-	// is renewed every sharedBeat; four leases without renewal, by the
-	// file server's clock against ours, leave room for clocks that
-	// disagree by a minute.
-	fi, err := os.Stat(p)
-	if err != nil || time.Since(fi.ModTime()) <= 4*s.lease {
-		return nil, nil
-	}
-	s.takeOver(p, d)
-	release, err = s.takeLease(p, 0)
-	if errors.Is(err, errLockHeld) {
-		return nil, nil // another node took it over first
-	}
+// leaseWatch is a waiter's view of a lease another node holds.
+type leaseWatch struct {
+	s          *sharedStore
+	p          string
+	last, seen time.Time
+	said       bool
+}
+
+func (s *sharedStore) watch(p string) *leaseWatch {
+	return &leaseWatch{s: s, p: p, seen: time.Now()}
+}
+
+// dead says whether the lease is a dead node's: this node's, left by an
+// earlier daemon (another pid), or one whose mtime has not changed for
+// s.lease by this node's own clock (nodes' clocks need not agree).
+func (w *leaseWatch) dead() bool {
+	fi, err := os.Stat(w.p)
 	if err != nil {
-		return nil, err
+		return false // gone: take it
 	}
-	// What the dead exporter was writing is never used; it goes. Only
-	// the lease's holder removes it: another node that took the lease
-	// over first may be writing its own already.
-	if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-"+digestHex(d)+"-*")); len(left) > 0 {
-		for _, l := range left {
+	if b, err := os.ReadFile(w.p); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 2 && f[0] == w.s.node && f[1] != strconv.Itoa(os.Getpid()) {
+			return true
+		}
+	}
+	if m := fi.ModTime(); !m.Equal(w.last) {
+		w.last, w.seen = m, time.Now()
+		return false
+	}
+	return time.Since(w.seen) > w.s.lease
+}
+
+// note tells the user, once, that they wait for the lease's holder to do
+// what (a phrase after "to").
+func (w *leaseWatch) note(report func(Progress), what string) {
+	if w.said || report == nil {
+		return
+	}
+	owner, _ := os.ReadFile(w.p)
+	report(Progress{Phase: "note", Message: "waiting for " + firstField(string(owner)) + " to " + what})
+	w.said = true
+}
+
+// sweepTemps removes the store's temporary files (a squashfs's copy, a
+// record's) nobody has written to for four leases: a dead node's, which
+// no record names and no user's share counts. A live writer writes on, so
+// its file is never that old. Called once a dead node's lease is taken.
+func (s *sharedStore) sweepTemps() {
+	left, _ := filepath.Glob(filepath.Join(s.images, ".*.tmp-*"))
+	more, _ := filepath.Glob(filepath.Join(s.images, ".tmp-*"))
+	for _, l := range append(left, more...) {
+		if fi, err := os.Lstat(l); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > 4*s.lease {
 			os.Remove(l)
 		}
 	}
-	return release, nil
 }
 
 func firstField(s string) string {
@@ -331,24 +353,44 @@ func firstField(s string) string {
 // file the store would use.
 func (s *sharedStore) export(d, src string, cfg ImageConfig, sources []string, uid uint32, report func(Progress)) (err error) {
 	var release func()
+	p := s.exportLockPath(d)
+	w := s.watch(p)
+	tookOver := false
 	for {
 		// Another user's build may have stored it meanwhile.
 		if e, err := s.lookup(d); err != nil || e != nil {
 			return err
 		}
-		if release, err = s.exportLease(d); err != nil || release != nil {
+		if release, err = s.takeLease(p, 0); !errors.Is(err, errLockHeld) {
 			break
 		}
 		// Another node stores it now (a copy of a finished file: it
-		// cannot be stalled, and a dead one's lease is taken over). Wait
-		// for it: this build's waiters look in the store once its build
-		// lease is gone, which is after this returns.
+		// cannot be stalled), or died doing it: its lease is taken
+		// over. Wait for it: this build's waiters look in the store
+		// once its build lease is gone, which is after this returns.
+		if w.dead() {
+			s.takeOver(p, d)
+			tookOver = true
+			continue
+		}
+		w.note(report, "finish putting this image into the site image store")
 		time.Sleep(s.poll)
 	}
 	if err != nil {
 		return err
 	}
 	defer release()
+	if tookOver {
+		// What the dead exporter was writing is never used; it goes.
+		// Only the lease's holder removes it: another node that took
+		// the lease over first may be writing its own already.
+		if left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-"+digestHex(d)+"-*")); len(left) > 0 {
+			for _, l := range left {
+				os.Remove(l)
+			}
+		}
+		s.sweepTemps()
+	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -35,49 +35,23 @@ func (s *sharedStore) quotaLockPath(uid uint32) string {
 
 // quotaLease takes uid's quota lease, waiting while a live node holds it
 // (it copies a finished file into the store, which its user cannot
-// stall), with a note to the user; a lease left unrenewed for s.lease, by
-// this node's own clock, is a dead node's: it is taken over, and what that
-// node was writing goes (sweepTemps).
+// stall), with a note to the user; a dead node's (leaseWatch) is taken
+// over, and what that node was writing goes (sweepTemps).
 func (s *sharedStore) quotaLease(uid uint32, report func(Progress)) (release func(), err error) {
 	p := s.quotaLockPath(uid)
-	var last time.Time
-	seen := time.Now()
-	said := false
+	w := s.watch(p)
 	for {
 		release, err := s.takeLease(p, uid)
 		if !errors.Is(err, errLockHeld) {
 			return release, err
 		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			continue // released meanwhile
-		}
-		if m := fi.ModTime(); !m.Equal(last) {
-			last, seen = m, time.Now()
-		} else if time.Since(seen) > s.lease {
+		if w.dead() {
 			s.takeOver(p, "user "+fmt.Sprint(uid))
 			s.sweepTemps()
 			continue
 		}
-		if !said && report != nil {
-			owner, _ := os.ReadFile(p)
-			report(Progress{Phase: "note", Message: "waiting for " + firstField(string(owner)) + " to finish storing another of your images in the site image store"})
-			said = true
-		}
+		w.note(report, "finish storing another of your images in the site image store")
 		time.Sleep(s.poll)
-	}
-}
-
-// sweepTemps removes the store's temporary files nobody has written to for
-// four leases: a dead node's partial copies, which no record names and no
-// user's share counts. A live writer writes on, so its file is never that
-// old.
-func (s *sharedStore) sweepTemps() {
-	left, _ := filepath.Glob(filepath.Join(s.images, ".tmp-*"))
-	for _, l := range left {
-		if fi, err := os.Lstat(l); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > 4*s.lease {
-			os.Remove(l)
-		}
 	}
 }
 

@@ -156,12 +156,15 @@ func TestSharedExportLease(t *testing.T) {
 	if err := os.WriteFile(src, []byte("squashfs bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	release, err := s.exportLease(testDigest)
+	release, err := s.takeLease(s.exportLockPath(testDigest), 0)
 	if err != nil || release == nil {
 		t.Fatalf("export lease: %v", err)
 	}
 	exported := make(chan error, 1)
-	go func() { exported <- s.export(testDigest, src, ImageConfig{}, nil, 1000, nil) }()
+	notes := make(chan string, 4)
+	go func() {
+		exported <- s.export(testDigest, src, ImageConfig{}, nil, 1000, func(p Progress) { notes <- p.Message })
+	}()
 	select {
 	case err := <-exported:
 		t.Fatalf("exported while another node held the export lease: %v", err)
@@ -179,15 +182,21 @@ func TestSharedExportLease(t *testing.T) {
 	if e, _ := s.lookup(testDigest); e == nil {
 		t.Fatal("not exported once the other node's lease was gone")
 	}
+	if n := <-notes; !strings.Contains(n, "to finish putting this image into the site image store") {
+		t.Errorf("the waiting user was told %q", n)
+	}
 	os.Remove(s.entryPath(testDigest))
 	os.Remove(s.squashfsPath(testDigest))
-	// A dead exporter: its lease is old, its partial file left.
+	// A dead exporter: its lease unrenewed, its partial files left (the
+	// squashfs's, and an older record's, written to no more).
 	p := s.exportLockPath(testDigest)
 	os.WriteFile(p, []byte("node9 1 x 0\n"), 0o600)
-	old := time.Now().Add(-5 * s.lease)
-	os.Chtimes(p, old, old)
 	partial := filepath.Join(s.images, ".tmp-"+digestHex(testDigest)+"-1")
 	os.WriteFile(partial, []byte("half"), 0o600)
+	record := filepath.Join(s.images, "."+digestHex(testDigest)+".json.tmp-1")
+	os.WriteFile(record, []byte("{"), 0o600)
+	old := time.Now().Add(-5 * s.lease)
+	os.Chtimes(record, old, old)
 	if err := s.export(testDigest, src, ImageConfig{}, nil, 1000, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +205,9 @@ func TestSharedExportLease(t *testing.T) {
 	}
 	if _, err := os.Stat(partial); err == nil {
 		t.Error("the dead exporter's partial file kept")
+	}
+	if _, err := os.Stat(record); err == nil {
+		t.Error("the dead exporter's partial record kept")
 	}
 	if _, err := os.Stat(p); err == nil {
 		t.Error("the export lease kept after the export")
@@ -330,6 +342,26 @@ func TestSharedQuotaLease(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Errorf("a partial copy being written went: %v", err)
+	}
+}
+
+// A lease this node's earlier daemon left (another pid) is taken over at
+// once: that daemon is gone.
+func TestSharedOwnNodesOldLease(t *testing.T) {
+	t.Parallel()
+	s := testShared(t)
+	s.maxPerUser = 1000
+	s.lease = time.Hour // never by age
+	os.WriteFile(s.quotaLockPath(1000), []byte(s.node+" 1 x 1000\n"), 0o600)
+	done := make(chan error, 1)
+	go func() { _, err := exportSized(t, s, 11, 10, 1000); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waited on a lease this node's earlier daemon left")
 	}
 }
 
