@@ -105,13 +105,29 @@ static int in_job_cgroup(const char *text, const char *want)
 	return 0;
 }
 
-/* is_slurmstepd: Slurm's own, which ends itself (an extern step's, say). */
+/* is_slurmstepd: Slurm's own, which ends itself (an extern step's, say):
+ * root's, named so. A user's process may name itself anything, but is
+ * not root's. */
 static int is_slurmstepd(pid_t pid)
 {
-	char path[64], comm[32] = "";
+	char path[64], comm[32] = "", status[4096], *uid;
 	ssize_t n;
 	int fd;
 
+	/* Its real uid, from status: /proc/PID itself is root's for any
+	 * process that made itself non-dumpable. */
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, status, sizeof(status) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	status[n] = '\0';
+	uid = strstr(status, "\nUid:\t");
+	if (uid == NULL || strtoul(uid + 6, NULL, 10) != 0)
+		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
