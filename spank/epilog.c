@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <slurm/spank.h>
@@ -105,36 +106,40 @@ static int in_job_cgroup(const char *text, const char *want)
 	return 0;
 }
 
-/* is_slurmstepd: Slurm's own, which ends itself (an extern step's, say):
- * root's, named so. A user's process may name itself anything, but is
- * not root's. */
-static int is_slurmstepd(pid_t pid)
+/* read_proc reads /proc/PID/NAME into buf, NUL-terminated: its length,
+ * or -1. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t len)
 {
-	char path[64], comm[32] = "", status[4096], *uid;
+	char path[64];
 	ssize_t n;
 	int fd;
 
-	/* Its real uid, from status: /proc/PID itself is root's for any
-	 * process that made itself non-dumpable. */
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, status, sizeof(status) - 1);
+		return -1;
+	n = read(fd, buf, len - 1);
 	close(fd);
 	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* is_slurmstepd: Slurm's own, which ends itself (an extern step's, say):
+ * root's, named so. A user's process may name itself anything, but is
+ * not root's: its real uid, from status (/proc/PID itself is root's for
+ * any process that made itself non-dumpable). */
+static int is_slurmstepd(pid_t pid)
+{
+	char status[4096], comm[32], *uid;
+
+	if (read_proc(pid, "status", status, sizeof(status)) < 0)
 		return 0;
-	status[n] = '\0';
 	uid = strstr(status, "\nUid:\t");
 	if (uid == NULL || strtoul(uid + 6, NULL, 10) != 0)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, comm, sizeof(comm) - 1);
-	close(fd);
-	return n > 0 && strncmp(comm, "slurmstepd", 10) == 0;
+	return read_proc(pid, "comm", comm, sizeof(comm)) > 0 && strncmp(comm, "slurmstepd", 10) == 0;
 }
 
 /* kill_leftovers kills what of the job still runs in its cgroups once the
@@ -144,14 +149,15 @@ static int is_slurmstepd(pid_t pid)
  * the job until a daemon came back. Killing the init ends every process of
  * its PID namespace; the next daemon removes the rest (mounts, writable
  * root). Under proctrack/linuxproc there is no job cgroup, and nothing is
- * found. */
+ * found. Each process is held by a pidfd from before its cgroup is read:
+ * a pid that died and was reused meanwhile is signalled in vain, not
+ * killed in another's place. */
 static void kill_leftovers(uint32_t job)
 {
-	char want[32], path[64], buf[4096];
+	char want[32], buf[4096];
 	struct dirent *e;
-	ssize_t n;
 	DIR *d;
-	int fd, killed = 0;
+	int pidfd, killed = 0;
 	pid_t pid;
 
 	snprintf(want, sizeof(want), "/job_%" PRIu32, job);
@@ -162,19 +168,13 @@ static void kill_leftovers(uint32_t job)
 		pid = (pid_t)strtol(e->d_name, NULL, 10);
 		if (pid <= 1 || pid == getpid() || pid == getppid())
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pidfd < 0)
 			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		if (!in_job_cgroup(buf, want) || is_slurmstepd(pid))
-			continue;
-		if (kill(pid, SIGKILL) == 0)
+		if (read_proc(pid, "cgroup", buf, sizeof(buf)) > 0 && in_job_cgroup(buf, want) && !is_slurmstepd(pid) &&
+		    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0)
 			killed++;
+		close(pidfd);
 	}
 	closedir(d);
 	if (killed > 0)

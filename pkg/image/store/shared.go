@@ -222,14 +222,12 @@ func (s *sharedStore) takeLease(p string, uid uint32) (release func(), err error
 
 // wait waits while another node holds d's build lease for uid's pull:
 // until the image is in the store, the lease is gone (the builder failed:
-// the caller may build), or it stays unrenewed for sharedLease (the
+// the caller may build), or it is a dead node's (leaseWatch: the
 // builder died: its lease is moved away, and the caller builds). Another
 // user's build is never waited for: it has a lease of its own.
 func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report func(Progress)) error {
 	p := s.lockPath(d, uid)
-	var last time.Time
-	seen := time.Now()
-	said := false
+	w := s.watch(p)
 	// Soon at first (a small image is built in a fraction of a second),
 	// then every s.poll: a thousand waiting nodes stat the store's metadata
 	// server a few times each, not a storm.
@@ -240,21 +238,13 @@ func (s *sharedStore) wait(ctx context.Context, d string, uid uint32, report fun
 		if e, err := s.lookup(d); err != nil || e != nil {
 			return err
 		}
-		fi, err := os.Stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		if !said {
-			owner, _ := os.ReadFile(p)
-			report(Progress{Phase: "note", Message: "waiting for " + firstField(string(owner)) + " to build it in the site image store"})
-			said = true
-		}
-		if m := fi.ModTime(); !m.Equal(last) {
-			last, seen = m, time.Now()
-		} else if time.Since(seen) > s.lease {
+		w.note(report, "build it in the site image store")
+		if w.dead() {
 			s.takeOver(p, d)
 			return nil
 		}
